@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Prepares a Debian machine for rtmc's tests and stack: installs the Docker
+# engine and debootstrap when missing (as root), starts dockerd when none runs,
+# builds the offline Debian base image when it cannot be pulled, and builds the
+# RabbitMQ, Redis and PostgreSQL images from testkit/images once (reused after).
+#
+# Environment:
+#   RTMC_BASE_IMAGE   base image for the service images (default rtmc-debian-base:bookworm)
+#   RTMC_DEBIAN_MIRROR mirror for debootstrap (default http://deb.debian.org/debian)
+#   RTMC_REBUILD=1    rebuild the service images even when they exist
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BASE_IMAGE="${RTMC_BASE_IMAGE:-rtmc-debian-base:bookworm}"
+MIRROR="${RTMC_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+IMAGE_TAG="$(cat "$ROOT/testkit/images/TAG")"
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    log "$1 requires root; run this script as root or install it yourself"
+    exit 1
+  fi
+}
+
+# 1. Packages.
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+if [ "${#missing[@]}" -gt 0 ]; then
+  need_root "installing ${missing[*]}"
+  log "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# 2. Engine.
+if ! docker info >/dev/null 2>&1; then
+  need_root "starting dockerd"
+  log "starting dockerd"
+  nohup dockerd >/var/log/rtmc-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /var/log/rtmc-dockerd.log"; exit 1; }
+fi
+
+# 3. Base image: local, pulled, or bootstrapped offline.
+if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
+  if docker pull "$BASE_IMAGE" >/dev/null 2>&1; then
+    log "pulled $BASE_IMAGE"
+  else
+    need_root "debootstrap"
+    log "no registry reachable for $BASE_IMAGE: bootstrapping Debian bookworm (minbase) from $MIRROR"
+    dir="$(mktemp -d /tmp/rtmc-base.XXXXXX)"
+    debootstrap --variant=minbase bookworm "$dir" "$MIRROR" >/tmp/rtmc-debootstrap.log 2>&1 \
+      || { log "debootstrap failed; see /tmp/rtmc-debootstrap.log"; exit 1; }
+    rm -rf "$dir"/var/cache/apt/archives/*.deb
+    tar -C "$dir" -c . | docker import - "$BASE_IMAGE" >/dev/null
+    rm -rf "$dir"
+    log "imported $BASE_IMAGE"
+  fi
+fi
+
+# 4. Service images.
+for svc in redis rabbitmq postgres; do
+  image="rtmc-$svc:$IMAGE_TAG"
+  if [ "${RTMC_REBUILD:-0}" != 1 ] && docker image inspect "$image" >/dev/null 2>&1; then
+    continue
+  fi
+  log "building $image"
+  docker build -q --network host --build-arg "BASE=$BASE_IMAGE" -t "$image" \
+    "$ROOT/testkit/images/$svc" >/dev/null
+done
+log "ready: docker engine up, images rtmc-{redis,rabbitmq,postgres}:$IMAGE_TAG present"

@@ -1,0 +1,199 @@
+//! RabbitMQ: the durable topology and a publisher that only reports success
+//! once the broker confirmed the message. A broker that is down or slow gives
+//! a bounded, explicit failure, never a hang.
+
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::config::RabbitConfig;
+
+/// A message as it travels through RabbitMQ, before it has a sequence number.
+/// Its JSON is, byte for byte, the tail of the `broadcast` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedMessage {
+    pub message_id: String,
+    pub from: String,
+    pub body: String,
+    pub sent_at_us: u64,
+}
+
+/// Why a publish did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("broker unreachable: {0}")]
+    Unavailable(String),
+    #[error("broker did not confirm within {0:?}")]
+    Timeout(Duration),
+    #[error("broker refused the message (nack)")]
+    Nacked,
+}
+
+/// AMQP delivery mode for messages that survive a broker restart.
+const PERSISTENT: u8 = 2;
+
+/// Declares the durable message queue and its dead-letter queue.
+pub async fn declare_topology(channel: &Channel, cfg: &RabbitConfig) -> Result<(), lapin::Error> {
+    for queue in [&cfg.queue, &cfg.dead_letter_queue] {
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Opens a connection and a channel in confirm mode with the topology declared.
+pub async fn connect_confirming(cfg: &RabbitConfig) -> Result<(Connection, Channel), lapin::Error> {
+    let conn = Connection::connect(&cfg.url, ConnectionProperties::default()).await?;
+    let channel = conn.create_channel().await?;
+    declare_topology(&channel, cfg).await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    Ok((conn, channel))
+}
+
+struct Link {
+    /// Kept so the connection lives as long as the channel.
+    _conn: Connection,
+    channel: Channel,
+}
+
+/// Shared, lazily (re)connecting publisher with publisher confirms.
+pub struct Publisher {
+    cfg: RabbitConfig,
+    /// The current link; `None` after a failure until the next publish reconnects.
+    link: Mutex<Option<Link>>,
+    /// When the last connect attempt failed: publishes fail fast until the back-off passed.
+    last_failure: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Publisher {
+    pub fn new(cfg: RabbitConfig) -> Self {
+        Self {
+            cfg,
+            link: Mutex::new(None),
+            last_failure: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn in_backoff(&self) -> bool {
+        let last = *self.last_failure.lock().expect("not poisoned");
+        last.is_some_and(|t| t.elapsed() < Duration::from_millis(self.cfg.reconnect_backoff_ms))
+    }
+
+    async fn channel(&self) -> Result<Channel, BrokerError> {
+        let mut link = self.link.lock().await;
+        if let Some(l) = link.as_ref() {
+            if l.channel.status().connected() {
+                return Ok(l.channel.clone());
+            }
+        }
+        *link = None;
+        if self.in_backoff() {
+            return Err(BrokerError::Unavailable("reconnect back-off".into()));
+        }
+        match connect_confirming(&self.cfg).await {
+            Ok((conn, channel)) => {
+                *self.last_failure.lock().expect("not poisoned") = None;
+                *link = Some(Link {
+                    _conn: conn,
+                    channel: channel.clone(),
+                });
+                metrics::counter!("rtmc_broker_connects_total").increment(1);
+                Ok(channel)
+            }
+            Err(e) => {
+                *self.last_failure.lock().expect("not poisoned") = Some(Instant::now());
+                Err(BrokerError::Unavailable(e.to_string()))
+            }
+        }
+    }
+
+    async fn drop_link(&self) {
+        *self.link.lock().await = None;
+    }
+
+    /// Publishes `payload` persistently to `queue` and waits for the broker's
+    /// confirm, all within `publish_timeout_ms`.
+    pub async fn publish_to(
+        &self,
+        queue: &str,
+        payload: &[u8],
+        headers: FieldTable,
+    ) -> Result<(), BrokerError> {
+        let limit = Duration::from_millis(self.cfg.publish_timeout_ms);
+        let attempt = async {
+            let channel = self.channel().await?;
+            let confirm = channel
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    payload,
+                    BasicProperties::default()
+                        .with_delivery_mode(PERSISTENT)
+                        .with_content_type("application/json".into())
+                        .with_headers(headers),
+                )
+                .await
+                .map_err(|e| BrokerError::Unavailable(e.to_string()))?
+                .await
+                .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+            if confirm.is_ack() {
+                Ok(())
+            } else {
+                Err(BrokerError::Nacked)
+            }
+        };
+        let result = match tokio::time::timeout(limit, attempt).await {
+            Ok(r) => r,
+            Err(_) => Err(BrokerError::Timeout(limit)),
+        };
+        match &result {
+            Ok(()) => metrics::counter!("rtmc_publish_confirmed_total").increment(1),
+            Err(e) => {
+                metrics::counter!("rtmc_publish_failed_total").increment(1);
+                tracing::warn!(error = %e, "publish failed");
+                if !matches!(e, BrokerError::Nacked) {
+                    self.drop_link().await;
+                }
+            }
+        }
+        result
+    }
+
+    /// Publishes a chat message to the message queue.
+    pub async fn publish(&self, msg: &PublishedMessage) -> Result<(), BrokerError> {
+        let payload = serde_json::to_vec(msg).expect("messages always serialize");
+        self.publish_to(&self.cfg.queue, &payload, FieldTable::default())
+            .await
+    }
+
+    /// Publishes a rejected payload to the dead-letter queue with its reason.
+    pub async fn dead_letter(&self, payload: &[u8], reason: &str) -> Result<(), BrokerError> {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            ShortString::from("x-rtmc-reason"),
+            AMQPValue::LongString(reason.into()),
+        );
+        self.publish_to(&self.cfg.dead_letter_queue, payload, headers)
+            .await
+    }
+
+    /// Whether a confirmed channel is currently open (readiness).
+    pub async fn is_connected(&self) -> bool {
+        self.channel().await.is_ok()
+    }
+}

@@ -1,0 +1,312 @@
+//! A client library for protocol v1, used by the terminal client, the test
+//! kit and loadgen. [`Connection`] is the raw framed link; [`ChatClient`]
+//! adds login, acknowledged sends, broadcast buffering and automatic resume
+//! after a reconnect (it remembers the last sequence number it delivered).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+use crate::protocol::{
+    BroadcastFrame, ClientCommand, ErrorCode, FrameCodec, ProtocolError, ServerFrame,
+};
+
+/// Failure seen by a client.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connect to {addr}: {source}")]
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("protocol: {0}")]
+    Protocol(#[from] ProtocolError),
+    #[error("server closed the connection")]
+    Closed,
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("server error {code:?}: {message}")]
+    Server { code: ErrorCode, message: String },
+    #[error("unexpected frame: {0:?}")]
+    Unexpected(Box<ServerFrame>),
+}
+
+/// A framed connection to a server.
+pub struct Connection {
+    framed: Framed<TcpStream, FrameCodec>,
+}
+
+impl Connection {
+    pub async fn connect(addr: &str, max_frame_bytes: usize) -> Result<Self, ClientError> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
+        Ok(Self::from_stream(stream, max_frame_bytes))
+    }
+
+    pub fn from_stream(stream: TcpStream, max_frame_bytes: usize) -> Self {
+        let _ = stream.set_nodelay(true);
+        Self {
+            framed: Framed::new(stream, FrameCodec::new(max_frame_bytes)),
+        }
+    }
+
+    pub async fn send(&mut self, cmd: &ClientCommand) -> Result<(), ClientError> {
+        self.send_raw(&cmd.to_json()).await
+    }
+
+    /// Sends any payload as one frame (tests use it for bad input).
+    pub async fn send_raw(&mut self, payload: &[u8]) -> Result<(), ClientError> {
+        self.framed.send(payload).await?;
+        Ok(())
+    }
+
+    /// The next frame's raw payload; `Closed` at end of stream.
+    pub async fn recv_raw(&mut self) -> Result<Bytes, ClientError> {
+        match self.framed.next().await {
+            Some(Ok(b)) => Ok(b),
+            Some(Err(e)) => Err(e.into()),
+            None => Err(ClientError::Closed),
+        }
+    }
+
+    pub async fn recv(&mut self) -> Result<ServerFrame, ClientError> {
+        let raw = self.recv_raw().await?;
+        Ok(ServerFrame::parse(&raw)?)
+    }
+
+    pub async fn recv_timeout(&mut self, limit: Duration) -> Result<ServerFrame, ClientError> {
+        tokio::time::timeout(limit, self.recv())
+            .await
+            .map_err(|_| ClientError::Timeout(limit))?
+    }
+
+    pub fn into_inner(self) -> TcpStream {
+        self.framed.into_inner()
+    }
+}
+
+/// Session parameters the server sent in `login_ok`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginInfo {
+    pub user_id: String,
+    pub session_token: String,
+    pub last_seq: u64,
+    pub heartbeat_interval_ms: u64,
+}
+
+/// A logged-in chat client that reconnects and resumes where it left off.
+pub struct ChatClient {
+    addr: String,
+    user_id: String,
+    password: String,
+    max_frame_bytes: usize,
+    conn: Connection,
+    /// Broadcasts received while waiting for a reply, in order.
+    pending: VecDeque<BroadcastFrame>,
+    /// Highest sequence number handed to the caller (resume point).
+    last_seq: u64,
+    pub info: LoginInfo,
+    /// Bound on waiting for one reply.
+    pub reply_timeout: Duration,
+}
+
+impl ChatClient {
+    /// Connects and logs in; live delivery starts at the server's head.
+    pub async fn connect(addr: &str, user_id: &str, password: &str) -> Result<Self, ClientError> {
+        Self::connect_from(addr, user_id, password, None).await
+    }
+
+    /// Connects and logs in, replaying everything after `resume_from` first.
+    pub async fn connect_from(
+        addr: &str,
+        user_id: &str,
+        password: &str,
+        resume_from: Option<u64>,
+    ) -> Result<Self, ClientError> {
+        let max = crate::protocol::DEFAULT_MAX_FRAME_BYTES;
+        let mut conn = Connection::connect(addr, max).await?;
+        let reply_timeout = Duration::from_secs(10);
+        let info = login(&mut conn, user_id, password, resume_from, reply_timeout).await?;
+        let last_seq = resume_from.unwrap_or(info.last_seq);
+        Ok(Self {
+            addr: addr.to_owned(),
+            user_id: user_id.to_owned(),
+            password: password.to_owned(),
+            max_frame_bytes: max,
+            conn,
+            pending: VecDeque::new(),
+            last_seq,
+            info,
+            reply_timeout,
+        })
+    }
+
+    /// The last sequence number delivered to the caller.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// Reconnects (to `addr`, or the same server) and resumes after the last
+    /// delivered sequence number: no gap, no duplicate.
+    pub async fn reconnect(&mut self, addr: Option<&str>) -> Result<(), ClientError> {
+        if let Some(a) = addr {
+            self.addr = a.to_owned();
+        }
+        let mut conn = Connection::connect(&self.addr, self.max_frame_bytes).await?;
+        self.info = login(
+            &mut conn,
+            &self.user_id,
+            &self.password,
+            Some(self.last_seq),
+            self.reply_timeout,
+        )
+        .await?;
+        self.conn = conn;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Buffers a broadcast unless it was already delivered (dedupe by seq).
+    fn accept(&mut self, b: BroadcastFrame) {
+        let newest = self.pending.back().map(|p| p.seq).unwrap_or(self.last_seq);
+        if b.seq > newest {
+            self.pending.push_back(b);
+        } else {
+            metrics::counter!("rtmc_client_duplicates_total").increment(1);
+        }
+    }
+
+    /// Reads frames until `want` accepts one; broadcasts are buffered.
+    async fn wait_for<T>(
+        &mut self,
+        mut want: impl FnMut(&ServerFrame) -> Option<T>,
+    ) -> Result<T, ClientError> {
+        let limit = self.reply_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let frame = self.conn.recv_timeout(left).await?;
+            if let Some(t) = want(&frame) {
+                return Ok(t);
+            }
+            match frame {
+                ServerFrame::Broadcast(b) => self.accept(b),
+                ServerFrame::Error { code, message, .. } => {
+                    return Err(ClientError::Server { code, message })
+                }
+                ServerFrame::ResumeDone { .. } | ServerFrame::HeartbeatAck {} => {}
+                other => return Err(ClientError::Unexpected(Box::new(other))),
+            }
+        }
+    }
+
+    /// Publishes and waits for `send_ack`; returns the message id.
+    pub async fn send(
+        &mut self,
+        body: &str,
+        message_id: Option<&str>,
+    ) -> Result<String, ClientError> {
+        self.conn
+            .send(&ClientCommand::Send {
+                body: body.to_owned(),
+                message_id: message_id.map(str::to_owned),
+                sent_at_us: None,
+            })
+            .await?;
+        self.wait_for(|f| match f {
+            ServerFrame::SendAck { message_id } => Some(message_id.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    pub async fn heartbeat(&mut self) -> Result<(), ClientError> {
+        self.conn.send(&ClientCommand::Heartbeat {}).await?;
+        self.wait_for(|f| matches!(f, ServerFrame::HeartbeatAck {}).then_some(()))
+            .await
+    }
+
+    /// Sends a command and waits for the `status` frame answering it.
+    pub async fn request_status(&mut self, cmd: ClientCommand) -> Result<ServerFrame, ClientError> {
+        self.conn.send(&cmd).await?;
+        self.wait_for(|f| matches!(f, ServerFrame::Status { .. }).then(|| f.clone()))
+            .await
+    }
+
+    /// The next broadcast (in sequence order, each once), waiting up to `limit`.
+    pub async fn next_broadcast(&mut self, limit: Duration) -> Result<BroadcastFrame, ClientError> {
+        if let Some(b) = self.pending.pop_front() {
+            self.last_seq = b.seq;
+            return Ok(b);
+        }
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.conn.recv_timeout(left).await? {
+                ServerFrame::Broadcast(b) if b.seq > self.last_seq => {
+                    self.last_seq = b.seq;
+                    return Ok(b);
+                }
+                ServerFrame::Broadcast(_) => {
+                    metrics::counter!("rtmc_client_duplicates_total").increment(1);
+                }
+                ServerFrame::Error { code, message, .. } => {
+                    return Err(ClientError::Server { code, message })
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Ends the session cleanly.
+    pub async fn logout(mut self) -> Result<(), ClientError> {
+        self.conn.send(&ClientCommand::Logout {}).await?;
+        self.wait_for(|f| matches!(f, ServerFrame::LogoutOk {}).then_some(()))
+            .await
+    }
+
+    /// The raw connection, for tests that misbehave on purpose.
+    pub fn connection(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+}
+
+/// Sends `login` and waits for `login_ok` (or the server's error).
+pub async fn login(
+    conn: &mut Connection,
+    user_id: &str,
+    password: &str,
+    resume_from: Option<u64>,
+    limit: Duration,
+) -> Result<LoginInfo, ClientError> {
+    conn.send(&ClientCommand::Login {
+        user_id: user_id.to_owned(),
+        password: password.to_owned(),
+        resume_from,
+    })
+    .await?;
+    match conn.recv_timeout(limit).await? {
+        ServerFrame::LoginOk {
+            user_id,
+            session_token,
+            last_seq,
+            heartbeat_interval_ms,
+            ..
+        } => Ok(LoginInfo {
+            user_id,
+            session_token,
+            last_seq,
+            heartbeat_interval_ms,
+        }),
+        ServerFrame::Error { code, message, .. } => Err(ClientError::Server { code, message }),
+        other => Err(ClientError::Unexpected(Box::new(other))),
+    }
+}

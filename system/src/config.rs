@@ -1,0 +1,262 @@
+//! Layered configuration: built-in defaults, then a TOML file, then `RTMC_…`
+//! environment variables (`RTMC_SERVER__LISTEN=…`, `__` separates sections),
+//! then command-line `--set section.key=value` flags. Every field has a
+//! documented default so a component starts with no file at all.
+
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::DEFAULT_MAX_FRAME_BYTES;
+
+/// Configuration shared by every component. Sections a component does not
+/// use are ignored by it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Config {
+    /// Name of this node in logs and metrics.
+    pub node_id: String,
+    pub rabbitmq: RabbitConfig,
+    pub redis: RedisConfig,
+    pub postgres: PostgresConfig,
+    pub server: ServerConfig,
+    pub gateway: GatewayConfig,
+    pub consumer: ConsumerConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            node_id: "node-1".into(),
+            rabbitmq: RabbitConfig::default(),
+            redis: RedisConfig::default(),
+            postgres: PostgresConfig::default(),
+            server: ServerConfig::default(),
+            gateway: GatewayConfig::default(),
+            consumer: ConsumerConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct RabbitConfig {
+    /// AMQP URL of the broker.
+    pub url: String,
+    /// Durable queue every published message goes to.
+    pub queue: String,
+    /// Durable queue that receives malformed messages with their reason.
+    pub dead_letter_queue: String,
+    /// Unacknowledged deliveries the consumer holds at most.
+    pub prefetch: u16,
+    /// Bound on connect + publish + confirm; past it the publish fails.
+    pub publish_timeout_ms: u64,
+    /// After a failed connect, publishes fail fast for this long.
+    pub reconnect_backoff_ms: u64,
+}
+
+impl Default for RabbitConfig {
+    fn default() -> Self {
+        Self {
+            url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            queue: "rtmc.messages".into(),
+            dead_letter_queue: "rtmc.messages.dead".into(),
+            prefetch: 512,
+            publish_timeout_ms: 2_000,
+            reconnect_backoff_ms: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct RedisConfig {
+    pub url: String,
+    /// Prefix of every key rtmc writes, so several deployments share a Redis.
+    pub key_prefix: String,
+    /// Lifetime of a session key; refreshed by heartbeats.
+    pub session_ttl_secs: u64,
+    /// How long a message id is remembered for deduplication.
+    pub dedupe_ttl_secs: u64,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            key_prefix: "rtmc".into(),
+            session_ttl_secs: 60,
+            dedupe_ttl_secs: 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PostgresConfig {
+    pub url: String,
+    pub max_connections: u32,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: "postgres://postgres@127.0.0.1:5432/rtmc".into(),
+            max_connections: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ServerConfig {
+    /// TCP address the chat server listens on.
+    pub listen: String,
+    /// Address of the health/metrics HTTP endpoint; empty disables it.
+    pub ops_listen: String,
+    /// Largest frame payload accepted from or sent to a client, in bytes.
+    pub max_frame_bytes: usize,
+    /// Largest message body accepted in `send`, in bytes.
+    pub max_body_bytes: usize,
+    /// A connection that has not logged in by then is closed.
+    pub login_timeout_ms: u64,
+    /// Interval the server asks clients to heartbeat at.
+    pub heartbeat_interval_ms: u64,
+    /// A session silent for this long is ended.
+    pub heartbeat_timeout_ms: u64,
+    /// Broadcast frames a session may have queued before it is cut off as a slow consumer.
+    pub outbound_queue_frames: usize,
+    /// A single socket write blocked this long cuts the session off as a slow consumer.
+    pub write_timeout_ms: u64,
+    /// Connections accepted at once; more are refused with `too_many_connections`.
+    pub max_connections: usize,
+    /// `send`s a connection may have awaiting broker confirmation.
+    pub max_inflight_sends: usize,
+    /// Kernel send buffer per client socket in bytes; 0 keeps the OS default.
+    pub socket_send_buffer_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7000".into(),
+            ops_listen: "127.0.0.1:7001".into(),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            max_body_bytes: 16 * 1024,
+            login_timeout_ms: 10_000,
+            heartbeat_interval_ms: 10_000,
+            heartbeat_timeout_ms: 30_000,
+            outbound_queue_frames: 4096,
+            write_timeout_ms: 10_000,
+            max_connections: 18_000,
+            max_inflight_sends: 64,
+            socket_send_buffer_bytes: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// HTTP address of the gateway.
+    pub listen: String,
+    /// Keys accepted in `X-Api-Key` (services publishing on behalf of a `sender`).
+    pub api_keys: Vec<String>,
+    /// Largest request body in bytes; larger gets 413.
+    pub max_request_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            api_keys: Vec::new(),
+            max_request_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ConsumerConfig {
+    /// Address of the health/metrics HTTP endpoint; empty disables it.
+    pub ops_listen: String,
+    /// Deliveries written to Redis in one round trip at most.
+    pub batch_max: usize,
+    /// Largest accepted message body in bytes; larger is dead-lettered.
+    pub max_body_bytes: usize,
+    /// First and largest delay between retries while Redis is unavailable.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            ops_listen: "127.0.0.1:7002".into(),
+            batch_max: 256,
+            max_body_bytes: 16 * 1024,
+            retry_initial_ms: 50,
+            retry_max_ms: 2_000,
+        }
+    }
+}
+
+/// Error while assembling the configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Defaults ← `file` (if given) ← `RTMC_` environment ← `overrides`
+    /// (`section.key=value` pairs; values are parsed as TOML scalars when they
+    /// can be, so `server.max_connections=10` is a number).
+    pub fn load(file: Option<&Path>, overrides: &[String]) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} not found",
+                    file.display()
+                )));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("RTMC_").split("__"));
+        for o in overrides {
+            let (key, value) = o
+                .split_once('=')
+                .ok_or_else(|| ConfigError(format!("--set expects key=value, got {o:?}")))?;
+            let value: figment::value::Value = value
+                .parse()
+                .unwrap_or_else(|_| figment::value::Value::from(value.to_string()));
+            figment = figment.merge((key.trim(), value));
+        }
+        figment.extract().map_err(|e| ConfigError(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = std::env::temp_dir().join(format!("rtmc-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "[server]\nlisten = \"127.0.0.1:1\"\nmax_connections = 5\n",
+        )
+        .unwrap();
+        let cfg = Config::load(Some(&file), &["server.max_connections=7".into()]).unwrap();
+        assert_eq!(cfg.server.listen, "127.0.0.1:1");
+        assert_eq!(cfg.server.max_connections, 7);
+        assert_eq!(cfg.redis, RedisConfig::default());
+        assert!(Config::load(Some(&dir.join("missing.toml")), &[]).is_err());
+        assert!(Config::load(None, &["nonsense".into()]).is_err());
+    }
+}

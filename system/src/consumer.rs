@@ -1,0 +1,227 @@
+//! The consumer: takes messages from RabbitMQ (manual acks, bounded
+//! prefetch), validates them, dead-letters the malformed ones with their
+//! reason, appends the valid ones to the Redis stream (dedupe + sequence
+//! numbers in one atomic script) and only then acks. A Redis outage stalls
+//! the batch with exponential back-off; nothing is nacked in a hot loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{declare_topology, PublishedMessage, Publisher};
+use crate::config::Config;
+use crate::stream::{self, Appended, RedisKeys};
+
+/// Why a message was rejected into the dead-letter queue.
+pub fn validate(raw: &[u8], max_body_bytes: usize) -> Result<PublishedMessage, String> {
+    let msg: PublishedMessage =
+        serde_json::from_slice(raw).map_err(|e| format!("not a valid message: {e}"))?;
+    if !crate::server::valid_message_id(&msg.message_id) {
+        return Err("message_id must be 1-128 printable ASCII characters".into());
+    }
+    if msg.from.is_empty() || msg.from.len() > 128 {
+        return Err("from must be 1-128 bytes".into());
+    }
+    if msg.body.len() > max_body_bytes {
+        return Err(format!("body exceeds {max_body_bytes} bytes"));
+    }
+    Ok(msg)
+}
+
+/// The message's JSON without its opening brace: what the append script
+/// splices after `{"command":"broadcast","seq":N,`.
+pub fn broadcast_tail(msg: &PublishedMessage) -> Vec<u8> {
+    let mut json = serde_json::to_vec(msg).expect("messages always serialize");
+    json.remove(0);
+    json
+}
+
+/// Consumes until `shutdown`, reconnecting to the broker with back-off.
+/// The batch in hand when shutdown comes is finished and acked first.
+pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), redis::RedisError> {
+    let mut redis = stream::managed_connection(&cfg.redis.url).await?;
+    let keys = RedisKeys::new(&cfg.redis.key_prefix);
+    let dead_letters = Publisher::new(cfg.rabbitmq.clone());
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        match consume(&cfg, &mut redis, &keys, &dead_letters, &shutdown).await {
+            Ok(()) => break,
+            Err(e) => {
+                metrics::counter!("rtmc_consumer_broker_errors_total").increment(1);
+                tracing::warn!(error = %e, "consumer lost the broker; reconnecting");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+    tracing::info!("consumer stopped");
+    Ok(())
+}
+
+async fn open(cfg: &Config) -> Result<(Connection, Channel, lapin::Consumer), lapin::Error> {
+    let conn = Connection::connect(&cfg.rabbitmq.url, ConnectionProperties::default()).await?;
+    let channel = conn.create_channel().await?;
+    declare_topology(&channel, &cfg.rabbitmq).await?;
+    channel
+        .basic_qos(cfg.rabbitmq.prefetch, BasicQosOptions::default())
+        .await?;
+    let consumer = channel
+        .basic_consume(
+            cfg.rabbitmq.queue.as_str().into(),
+            format!("rtmc-consumer-{}", cfg.node_id).as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((conn, channel, consumer))
+}
+
+async fn consume(
+    cfg: &Config,
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &RedisKeys,
+    dead_letters: &Publisher,
+    shutdown: &CancellationToken,
+) -> Result<(), lapin::Error> {
+    let (_conn, channel, mut consumer) = open(cfg).await?;
+    tracing::info!(queue = %cfg.rabbitmq.queue, "consumer attached");
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            d = consumer.next() => d,
+        };
+        let Some(first) = first else {
+            return Err(lapin::Error::from(
+                lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed),
+            ));
+        };
+        let mut batch = vec![first?];
+        while batch.len() < cfg.consumer.batch_max {
+            match futures::FutureExt::now_or_never(consumer.next()) {
+                Some(Some(d)) => batch.push(d?),
+                _ => break,
+            }
+        }
+        process_batch(cfg, redis, keys, dead_letters, &channel, batch, shutdown).await?;
+    }
+}
+
+async fn process_batch(
+    cfg: &Config,
+    redis: &mut redis::aio::ConnectionManager,
+    keys: &RedisKeys,
+    dead_letters: &Publisher,
+    channel: &Channel,
+    batch: Vec<Delivery>,
+    shutdown: &CancellationToken,
+) -> Result<(), lapin::Error> {
+    let last_tag = batch.last().map(|d| d.delivery_tag).unwrap_or(0);
+    let mut items = Vec::with_capacity(batch.len());
+    for d in &batch {
+        match validate(&d.data, cfg.consumer.max_body_bytes) {
+            Ok(msg) => items.push((msg.message_id.clone(), broadcast_tail(&msg))),
+            Err(reason) => {
+                tracing::warn!(%reason, "dead-lettering a malformed message");
+                // The dead letter must be confirmed before the original is acked.
+                let mut wait = Duration::from_millis(cfg.consumer.retry_initial_ms);
+                loop {
+                    match dead_letters.dead_letter(&d.data, &reason).await {
+                        Ok(()) => break,
+                        Err(e) if shutdown.is_cancelled() => {
+                            tracing::warn!(error = %e, "shutdown before dead letter was confirmed; message stays unacked");
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "dead-letter publish failed; retrying");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_millis(cfg.consumer.retry_max_ms));
+                        }
+                    }
+                }
+                metrics::counter!("rtmc_consumer_dead_letters_total").increment(1);
+            }
+        }
+    }
+    if !items.is_empty() {
+        let mut wait = Duration::from_millis(cfg.consumer.retry_initial_ms);
+        loop {
+            match stream::append_batch(redis, keys, cfg.redis.dedupe_ttl_secs, &items).await {
+                Ok(outcomes) => {
+                    let dups = outcomes
+                        .iter()
+                        .filter(|o| matches!(o, Appended::Duplicate(_)))
+                        .count() as u64;
+                    metrics::counter!("rtmc_consumer_appended_total")
+                        .increment(outcomes.len() as u64 - dups);
+                    metrics::counter!("rtmc_consumer_duplicates_total").increment(dups);
+                    break;
+                }
+                Err(e) => {
+                    metrics::counter!("rtmc_consumer_redis_retries_total").increment(1);
+                    tracing::warn!(error = %e, retry_in = ?wait, "redis append failed; backing off");
+                    if shutdown.is_cancelled() {
+                        // Unacked deliveries return to the queue for the next consumer.
+                        return Ok(());
+                    }
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_millis(cfg.consumer.retry_max_ms));
+                }
+            }
+        }
+    }
+    channel
+        .basic_ack(last_tag, BasicAckOptions { multiple: true })
+        .await?;
+    metrics::counter!("rtmc_consumer_acks_total").increment(batch.len() as u64);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tail_splices_into_a_valid_broadcast() {
+        let msg = PublishedMessage {
+            message_id: "m1".into(),
+            from: "alice".into(),
+            body: "quote \" and \\ and \u{1F600}".into(),
+            sent_at_us: 42,
+        };
+        let mut frame = br#"{"command":"broadcast","seq":9,"#.to_vec();
+        frame.extend(broadcast_tail(&msg));
+        let parsed = crate::protocol::ServerFrame::parse(&frame).unwrap();
+        let crate::protocol::ServerFrame::Broadcast(b) = parsed else {
+            panic!("not a broadcast")
+        };
+        assert_eq!((b.seq, b.body.as_str()), (9, msg.body.as_str()));
+    }
+
+    #[test]
+    fn rejects_malformed_messages_with_a_reason() {
+        assert!(validate(b"{", 10)
+            .unwrap_err()
+            .contains("not a valid message"));
+        let long = format!(
+            r#"{{"message_id":"a","from":"b","body":"{}","sent_at_us":1}}"#,
+            "x".repeat(11)
+        );
+        assert!(validate(long.as_bytes(), 10)
+            .unwrap_err()
+            .contains("body exceeds"));
+        assert!(validate(
+            br#"{"message_id":"","from":"b","body":"","sent_at_us":1}"#,
+            10
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,159 @@
+//! PostgreSQL: the connection pool, migrations, and the users table
+//! (argon2 password hashes, presence).
+
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Argon2, Params, PasswordHash};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::config::PostgresConfig;
+use crate::protocol::UserStatus;
+
+/// Failure talking to PostgreSQL or hashing a password.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("postgres: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("password hashing: {0}")]
+    Hash(String),
+    #[error("user {0:?} already exists")]
+    UserExists(String),
+}
+
+/// Connects a pool and applies pending migrations.
+pub async fn connect(cfg: &PostgresConfig) -> Result<PgPool, DbError> {
+    let pool = PgPoolOptions::new()
+        .max_connections(cfg.max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(&cfg.url)
+        .await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
+    sqlx::migrate!("./migrations").run(pool).await?;
+    Ok(())
+}
+
+/// Cost of the argon2id hash stored for a new user. The verifier reads the
+/// parameters from the stored hash, so users of different costs coexist.
+#[derive(Debug, Clone, Copy)]
+pub struct HashCost {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over memory.
+    pub iterations: u32,
+}
+
+impl HashCost {
+    /// argon2's recommended defaults (19 MiB, 2 passes).
+    pub const DEFAULT: HashCost = HashCost {
+        memory_kib: 19 * 1024,
+        iterations: 2,
+    };
+    /// For simulated users in tests and load runs: cheap on purpose, so ten
+    /// thousand logins do not take minutes. Never for real accounts.
+    pub const LOAD_TEST: HashCost = HashCost {
+        memory_kib: 64,
+        iterations: 1,
+    };
+}
+
+pub fn hash_password(password: &str, cost: HashCost) -> Result<String, DbError> {
+    let params = Params::new(cost.memory_kib, cost.iterations, 1, None)
+        .map_err(|e| DbError::Hash(e.to_string()))?;
+    let argon = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    argon
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| DbError::Hash(e.to_string()))
+}
+
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    match PasswordHash::new(hash) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Creates a user; fails with [`DbError::UserExists`] on a taken id.
+pub async fn add_user(
+    pool: &PgPool,
+    user_id: &str,
+    password: &str,
+    cost: HashCost,
+) -> Result<(), DbError> {
+    let pw = password.to_owned();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&pw, cost))
+        .await
+        .map_err(|e| DbError::Hash(e.to_string()))??;
+    let done = sqlx::query(
+        "INSERT INTO users (user_id, password_hash) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(hash)
+    .execute(pool)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Err(DbError::UserExists(user_id.to_owned()));
+    }
+    Ok(())
+}
+
+/// Checks a password; `Ok(false)` for an unknown user or a wrong password.
+/// The hash runs on the blocking pool so it never stalls the reactor.
+pub async fn check_login(pool: &PgPool, user_id: &str, password: &str) -> Result<bool, DbError> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT password_hash FROM users WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
+    let Some((hash,)) = row else {
+        return Ok(false);
+    };
+    let pw = password.to_owned();
+    tokio::task::spawn_blocking(move || verify_password(&pw, &hash))
+        .await
+        .map_err(|e| DbError::Hash(e.to_string()))
+}
+
+/// Records a presence change; `offline` also stamps `last_seen`.
+pub async fn set_status(pool: &PgPool, user_id: &str, status: UserStatus) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE users SET status = $2, last_seen = CASE WHEN $2 = 'offline' THEN now() ELSE last_seen END WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .bind(status.as_str())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A user's stored presence, `None` for an unknown user.
+pub async fn get_status(pool: &PgPool, user_id: &str) -> Result<Option<UserStatus>, DbError> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT status FROM users WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(pool)
+        .await?;
+    Ok(row.and_then(|(s,)| UserStatus::parse(&s)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_reject() {
+        let h = hash_password("secret", HashCost::LOAD_TEST).unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("secret", &h));
+        assert!(!verify_password("Secret", &h));
+        assert!(!verify_password("secret", "not a hash"));
+    }
+}

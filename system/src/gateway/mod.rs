@@ -1,0 +1,311 @@
+//! The HTTP gateway: `POST /v1/messages` publishes with a broker confirm and
+//! answers 202 only after it; `POST /v1/login` issues session tokens. Every
+//! failure is a JSON `{code, message}` body with a precise status: 400 bad
+//! JSON or fields, 401 no valid credentials, 413 oversized, 503 broker down.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{PublishedMessage, Publisher};
+use crate::config::Config;
+use crate::presence::Presence;
+use crate::server::{now_us, valid_message_id, StartError};
+use crate::stream::{self, RedisKeys};
+
+/// The OpenAPI 3 description of this gateway, served at `/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+#[derive(Clone)]
+struct Gateway {
+    cfg: Arc<Config>,
+    publisher: Arc<Publisher>,
+    presence: Presence,
+    pg: PgPool,
+}
+
+/// Request body of `POST /v1/messages`.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    pub body: String,
+    #[serde(default)]
+    pub message_id: Option<String>,
+    /// Required with an API key; must be absent or equal to the user with a session token.
+    #[serde(default)]
+    pub sender: Option<String>,
+    #[serde(default)]
+    pub sent_at_us: Option<u64>,
+}
+
+/// Response of `POST /v1/messages`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct Accepted {
+    pub message_id: String,
+}
+
+/// Request body of `POST /v1/login`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct LoginRequest {
+    pub user_id: String,
+    pub password: String,
+}
+
+/// Response of `POST /v1/login`.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct LoginResponse {
+    pub user_id: String,
+    pub session_token: String,
+}
+
+/// An error response.
+#[derive(Debug, Deserialize, Serialize)]
+pub struct ApiError {
+    pub code: String,
+    pub message: String,
+}
+
+fn fail(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    metrics::counter!("rtmc_gateway_rejected_total", "code" => code.to_owned()).increment(1);
+    (
+        status,
+        Json(ApiError {
+            code: code.into(),
+            message: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+fn json_rejection(e: JsonRejection) -> Response {
+    match e {
+        JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => fail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            b.body_text(),
+        ),
+        JsonRejection::JsonDataError(e) => {
+            fail(StatusCode::BAD_REQUEST, "invalid_field", e.body_text())
+        }
+        other => fail(StatusCode::BAD_REQUEST, "bad_json", other.body_text()),
+    }
+}
+
+/// Builds the gateway's routes (also the ops routes) against live dependencies.
+pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
+    let pg = crate::db::connect(&cfg.postgres).await?;
+    let redis = stream::managed_connection(&cfg.redis.url).await?;
+    let presence = Presence {
+        redis,
+        pg: pg.clone(),
+        keys: RedisKeys::new(&cfg.redis.key_prefix),
+        session_ttl_secs: cfg.redis.session_ttl_secs,
+        status_ttl_secs: cfg.redis.session_ttl_secs,
+    };
+    let publisher = Arc::new(Publisher::new(cfg.rabbitmq.clone()));
+    let state = Gateway {
+        cfg: cfg.clone(),
+        publisher: publisher.clone(),
+        presence,
+        pg,
+    };
+    let ready: crate::ops::ReadinessCheck = Arc::new(move || {
+        let p = publisher.clone();
+        Box::pin(async move {
+            if p.is_connected().await {
+                Ok(())
+            } else {
+                Err("broker unreachable".into())
+            }
+        })
+    });
+    let api = Router::new()
+        .route("/v1/messages", post(post_message))
+        .route("/v1/login", post(login))
+        .route(
+            "/openapi.json",
+            get(|| async { ([("content-type", "application/json")], OPENAPI_JSON) }),
+        )
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(cfg.gateway.max_request_bytes));
+    Ok(api.merge(crate::ops::routes(ready)))
+}
+
+/// Serves the gateway on `listener` until `shutdown`, finishing requests in flight.
+pub async fn run(
+    cfg: Arc<Config>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), StartError> {
+    let app = router(cfg).await?;
+    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    Ok(())
+}
+
+/// Who is publishing: a session's user, or a service holding an API key.
+enum Caller {
+    User(String),
+    Service,
+}
+
+async fn authenticate(g: &Gateway, headers: &HeaderMap) -> Result<Caller, Response> {
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        if g.cfg.gateway.api_keys.iter().any(|k| k == key) {
+            return Ok(Caller::Service);
+        }
+        return Err(fail(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "unknown API key",
+        ));
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(token) = token else {
+        return Err(fail(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "send `Authorization: Bearer <session token>` or `X-Api-Key`",
+        ));
+    };
+    match g.presence.session_user(token).await {
+        Ok(Some(user)) => Ok(Caller::User(user)),
+        Ok(None) => Err(fail(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "session expired or unknown",
+        )),
+        Err(e) => Err(fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "session_store_unavailable",
+            e.to_string(),
+        )),
+    }
+}
+
+async fn post_message(
+    State(g): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Json<PostMessage>, JsonRejection>,
+) -> Response {
+    let caller = match authenticate(&g, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return json_rejection(e),
+    };
+    let from = match (caller, req.sender) {
+        (Caller::Service, Some(s)) if !s.is_empty() && s.len() <= 128 => s,
+        (Caller::Service, _) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "`sender` (1-128 bytes) is required with an API key",
+            )
+        }
+        (Caller::User(u), Some(s)) if s != u => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "`sender` must match the session's user",
+            )
+        }
+        (Caller::User(u), _) => u,
+    };
+    if req.body.len() > g.cfg.server.max_body_bytes {
+        return fail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("body exceeds {} bytes", g.cfg.server.max_body_bytes),
+        );
+    }
+    let message_id = match req.message_id {
+        Some(id) if !valid_message_id(&id) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "invalid_field",
+                "message_id must be 1-128 printable ASCII characters",
+            )
+        }
+        Some(id) => id,
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let msg = PublishedMessage {
+        message_id,
+        from,
+        body: req.body,
+        sent_at_us: req.sent_at_us.unwrap_or_else(now_us),
+    };
+    match g.publisher.publish(&msg).await {
+        Ok(()) => {
+            metrics::counter!("rtmc_gateway_accepted_total").increment(1);
+            (
+                StatusCode::ACCEPTED,
+                Json(Accepted {
+                    message_id: msg.message_id,
+                }),
+            )
+                .into_response()
+        }
+        Err(e) => fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker_unavailable",
+            e.to_string(),
+        ),
+    }
+}
+
+async fn login(
+    State(g): State<Gateway>,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return json_rejection(e),
+    };
+    match crate::db::check_login(&g.pg, &req.user_id, &req.password).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return fail(
+                StatusCode::UNAUTHORIZED,
+                "auth_failed",
+                "wrong user id or password",
+            )
+        }
+        Err(e) => {
+            return fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "login_unavailable",
+                e.to_string(),
+            )
+        }
+    }
+    match g.presence.open_session(&req.user_id).await {
+        Ok(token) => Json(LoginResponse {
+            user_id: req.user_id,
+            session_token: token,
+        })
+        .into_response(),
+        Err(e) => fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "session_store_unavailable",
+            e.to_string(),
+        ),
+    }
+}

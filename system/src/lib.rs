@@ -1,0 +1,22 @@
+//! rtmc: a real-time chat backend. A message reaches the TCP [`server`] or
+//! the HTTP [`gateway`], is published to RabbitMQ with a confirm
+//! ([`broker`]), validated, deduplicated and sequenced into a Redis stream by
+//! the [`consumer`] ([`stream`]), and broadcast by every server node to every
+//! connected client. Users and messages live in PostgreSQL ([`db`]).
+//!
+//! Every component starts from a library function taking its configuration,
+//! its bound listener and a shutdown token, so tests and tools embed it.
+
+pub mod broker;
+pub mod client;
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod gateway;
+pub mod history;
+pub mod ops;
+pub mod presence;
+pub mod protocol;
+pub mod server;
+pub mod stream;
+pub mod telemetry;

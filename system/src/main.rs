@@ -1,0 +1,235 @@
+//! The `rtmc` binary: thin subcommands over the library.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rtmc::config::Config;
+use rtmc::protocol::ClientCommand;
+use tokio::io::AsyncBufReadExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "rtmc", version, about = "rtmc real-time chat backend")]
+struct Cli {
+    /// TOML configuration file (also RTMC_CONFIG).
+    #[arg(long, global = true, env = "RTMC_CONFIG")]
+    config: Option<PathBuf>,
+    /// Override one setting, e.g. `--set server.max_connections=100` (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a TCP chat server node.
+    Server {
+        /// Overrides server.listen.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run the HTTP gateway.
+    Gateway {
+        /// Overrides gateway.listen.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run a consumer (RabbitMQ → Redis).
+    Consumer,
+    /// Run server, gateway and consumer in one process.
+    All,
+    /// Apply database migrations.
+    Migrate,
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Interactive terminal client: type a line to send it; broadcasts print as they arrive.
+    Client {
+        /// Server address.
+        #[arg(long, default_value = "127.0.0.1:7000")]
+        addr: String,
+        #[arg(long)]
+        user: String,
+        /// Password (also RTMC_PASSWORD).
+        #[arg(long, env = "RTMC_PASSWORD")]
+        password: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user with an argon2id password hash.
+    Add {
+        user_id: String,
+        /// Password (also RTMC_PASSWORD).
+        #[arg(long, env = "RTMC_PASSWORD")]
+        password: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    rtmc::telemetry::init_logging();
+    let cli = Cli::parse();
+    let mut overrides = cli.overrides.clone();
+    match &cli.command {
+        Command::Server { listen: Some(l) } => overrides.push(format!("server.listen={l}")),
+        Command::Gateway { listen: Some(l) } => overrides.push(format!("gateway.listen={l}")),
+        _ => {}
+    }
+    let cfg = Arc::new(Config::load(cli.config.as_deref(), &overrides)?);
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
+        signal.cancel();
+    });
+    match cli.command {
+        Command::Server { .. } => server(cfg, shutdown).await,
+        Command::Gateway { .. } => gateway(cfg, shutdown).await,
+        Command::Consumer => consumer(cfg, shutdown).await,
+        Command::All => {
+            let (a, b, c) = tokio::join!(
+                server(cfg.clone(), shutdown.clone()),
+                gateway(cfg.clone(), shutdown.clone()),
+                consumer(cfg, shutdown)
+            );
+            a.and(b).and(c)
+        }
+        Command::Migrate => {
+            rtmc::db::connect(&cfg.postgres).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::User {
+            command: UserCommand::Add { user_id, password },
+        } => {
+            let pool = rtmc::db::connect(&cfg.postgres).await?;
+            rtmc::db::add_user(&pool, &user_id, &password, rtmc::db::HashCost::DEFAULT).await?;
+            println!("user {user_id} created");
+            Ok(())
+        }
+        Command::Client {
+            addr,
+            user,
+            password,
+        } => client(&addr, &user, &password).await,
+    }
+}
+
+async fn ops(
+    listen: &str,
+    ready: rtmc::ops::ReadinessCheck,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    if listen.is_empty() {
+        return Ok(());
+    }
+    let l = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("bind ops {listen}"))?;
+    tracing::info!(addr = %l.local_addr()?, "ops endpoint listening");
+    tokio::spawn(rtmc::ops::serve(l, ready, shutdown));
+    Ok(())
+}
+
+fn always_ready() -> rtmc::ops::ReadinessCheck {
+    Arc::new(|| Box::pin(async { Ok(()) }))
+}
+
+async fn server(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let l = TcpListener::bind(&cfg.server.listen)
+        .await
+        .with_context(|| format!("bind {}", cfg.server.listen))?;
+    ops(&cfg.server.ops_listen, always_ready(), shutdown.clone()).await?;
+    rtmc::server::run(cfg, l, shutdown).await?;
+    Ok(())
+}
+
+async fn gateway(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let l = TcpListener::bind(&cfg.gateway.listen)
+        .await
+        .with_context(|| format!("bind {}", cfg.gateway.listen))?;
+    rtmc::gateway::run(cfg, l, shutdown).await?;
+    Ok(())
+}
+
+async fn consumer(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    ops(&cfg.consumer.ops_listen, always_ready(), shutdown.clone()).await?;
+    rtmc::consumer::run(cfg, shutdown).await?;
+    Ok(())
+}
+
+async fn client(addr: &str, user: &str, password: &str) -> anyhow::Result<()> {
+    let mut conn =
+        rtmc::client::Connection::connect(addr, rtmc::protocol::DEFAULT_MAX_FRAME_BYTES).await?;
+    let mut last_seq: Option<u64> = None;
+    let info =
+        rtmc::client::login(&mut conn, user, password, None, Duration::from_secs(10)).await?;
+    eprintln!(
+        "logged in as {} (head seq {}); type a line to send it, Ctrl-D to quit",
+        info.user_id, info.last_seq
+    );
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut heartbeat =
+        tokio::time::interval(Duration::from_millis(info.heartbeat_interval_ms.max(100)));
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line? {
+                None => break,
+                Some(l) if l.trim().is_empty() => {}
+                Some(l) => conn.send(&ClientCommand::Send { body: l, message_id: None, sent_at_us: None }).await?,
+            },
+            _ = heartbeat.tick() => conn.send(&ClientCommand::Heartbeat {}).await?,
+            frame = conn.recv() => match frame {
+                Ok(rtmc::protocol::ServerFrame::Broadcast(b)) => {
+                    last_seq = Some(b.seq);
+                    println!("[{}] {}: {}", b.seq, b.from, b.body);
+                }
+                Ok(rtmc::protocol::ServerFrame::HeartbeatAck {}) => {}
+                Ok(rtmc::protocol::ServerFrame::SendAck { message_id }) => eprintln!("(sent {message_id})"),
+                Ok(other) => eprintln!("{other:?}"),
+                Err(e) => {
+                    eprintln!("connection lost ({e}); reconnecting and resuming");
+                    let chat = reconnect(addr, user, password, last_seq).await?;
+                    conn = chat;
+                }
+            },
+        }
+    }
+    let _ = conn.send(&ClientCommand::Logout {}).await;
+    Ok(())
+}
+
+/// Reconnects with back-off and resumes after `last_seq`.
+async fn reconnect(
+    addr: &str,
+    user: &str,
+    password: &str,
+    last_seq: Option<u64>,
+) -> anyhow::Result<rtmc::client::Connection> {
+    let mut wait = Duration::from_millis(200);
+    for _ in 0..30 {
+        tokio::time::sleep(wait).await;
+        if let Ok(mut c) =
+            rtmc::client::Connection::connect(addr, rtmc::protocol::DEFAULT_MAX_FRAME_BYTES).await
+        {
+            if rtmc::client::login(&mut c, user, password, last_seq, Duration::from_secs(10))
+                .await
+                .is_ok()
+            {
+                return Ok(c);
+            }
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+    anyhow::bail!("could not reconnect to {addr}")
+}

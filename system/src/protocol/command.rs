@@ -1,0 +1,295 @@
+//! The typed commands of protocol v1. A client sends [`ClientCommand`]s and
+//! receives [`ServerFrame`]s; every JSON object carries a string `command`.
+
+use serde::{Deserialize, Serialize};
+
+use super::ProtocolError;
+
+/// Version announced in `login_ok`.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Every command a client may send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum ClientCommand {
+    /// Authenticate. `resume_from` is the last sequence number the client has
+    /// seen; everything after it is replayed before live traffic.
+    Login {
+        user_id: String,
+        password: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_from: Option<u64>,
+    },
+    /// Keeps the session alive; answered by `heartbeat_ack`.
+    Heartbeat {},
+    /// Publish a message to every connected client.
+    Send {
+        body: String,
+        /// Client-chosen id; a repeated id is delivered once.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+        /// The publisher's send time, microseconds since the Unix epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sent_at_us: Option<u64>,
+    },
+    /// Replay everything after `last_seq`, then continue live.
+    Resume { last_seq: u64 },
+    /// Set the caller's presence.
+    Status { status: UserStatus },
+    /// Ask for a user's presence.
+    GetStatus { user_id: String },
+    /// End the session.
+    Logout {},
+}
+
+const CLIENT_COMMANDS: &[&str] = &[
+    "login",
+    "heartbeat",
+    "send",
+    "resume",
+    "status",
+    "get_status",
+    "logout",
+];
+
+impl ClientCommand {
+    /// Parses one frame payload, classifying what is wrong with it:
+    /// not JSON / not an object → `bad_frame`, unknown `command` →
+    /// `unknown_command`, missing or mistyped fields → `invalid_field`.
+    pub fn parse(payload: &[u8]) -> Result<Self, ProtocolError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(payload).map_err(|e| ProtocolError::BadFrame(e.to_string()))?;
+        let command = match value.as_object().map(|o| o.get("command")) {
+            None => {
+                return Err(ProtocolError::BadFrame(
+                    "payload is not a JSON object".into(),
+                ))
+            }
+            Some(None) => {
+                return Err(ProtocolError::InvalidField {
+                    command: String::new(),
+                    reason: "missing string field `command`".into(),
+                })
+            }
+            Some(Some(serde_json::Value::String(c))) => c.clone(),
+            Some(Some(_)) => {
+                return Err(ProtocolError::InvalidField {
+                    command: String::new(),
+                    reason: "field `command` must be a string".into(),
+                })
+            }
+        };
+        if !CLIENT_COMMANDS.contains(&command.as_str()) {
+            return Err(ProtocolError::UnknownCommand(command));
+        }
+        serde_json::from_value(value).map_err(|e| ProtocolError::InvalidField {
+            command,
+            reason: e.to_string(),
+        })
+    }
+
+    /// The command's wire name, for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientCommand::Login { .. } => "login",
+            ClientCommand::Heartbeat {} => "heartbeat",
+            ClientCommand::Send { .. } => "send",
+            ClientCommand::Resume { .. } => "resume",
+            ClientCommand::Status { .. } => "status",
+            ClientCommand::GetStatus { .. } => "get_status",
+            ClientCommand::Logout {} => "logout",
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("commands always serialize")
+    }
+}
+
+/// A user's presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum UserStatus {
+    Online,
+    Away,
+    Offline,
+}
+
+impl UserStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            UserStatus::Online => "online",
+            UserStatus::Away => "away",
+            UserStatus::Offline => "offline",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "online" => Some(UserStatus::Online),
+            "away" => Some(UserStatus::Away),
+            "offline" => Some(UserStatus::Offline),
+            _ => None,
+        }
+    }
+}
+
+/// One chat message as every client receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BroadcastFrame {
+    /// Global, gap-free sequence number assigned by the consumer (starts at 1).
+    pub seq: u64,
+    pub message_id: String,
+    /// User id (or API sender) that published the message.
+    pub from: String,
+    pub body: String,
+    /// The publisher's send time, microseconds since the Unix epoch.
+    pub sent_at_us: u64,
+}
+
+/// Every frame a server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum ServerFrame {
+    LoginOk {
+        user_id: String,
+        session_token: String,
+        /// Highest sequence number assigned when the session started.
+        last_seq: u64,
+        heartbeat_interval_ms: u64,
+        protocol_version: u32,
+    },
+    HeartbeatAck {},
+    /// The broker confirmed the message; it will be delivered.
+    SendAck {
+        message_id: String,
+    },
+    Broadcast(BroadcastFrame),
+    /// Replay after `login.resume_from` / `resume` is complete up to `last_seq`.
+    ResumeDone {
+        last_seq: u64,
+    },
+    Status {
+        user_id: String,
+        status: UserStatus,
+    },
+    LogoutOk {},
+    Error {
+        code: ErrorCode,
+        message: String,
+        /// Set when the error concerns one `send`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<String>,
+    },
+}
+
+impl ServerFrame {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("frames always serialize")
+    }
+
+    pub fn parse(payload: &[u8]) -> Result<Self, ProtocolError> {
+        serde_json::from_slice(payload).map_err(|e| ProtocolError::BadFrame(e.to_string()))
+    }
+
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            message_id: None,
+        }
+    }
+}
+
+/// Machine-readable reason in an `error` frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Payload is not a UTF-8 JSON object. Connection stays open.
+    BadFrame,
+    /// Length prefix above the maximum. Connection is closed.
+    FrameTooLarge,
+    /// `command` names no known command. Connection stays open.
+    UnknownCommand,
+    /// A field is missing, mistyped or out of range. Connection stays open.
+    InvalidField,
+    /// A command other than `login` before logging in. Connection stays open.
+    NotLoggedIn,
+    /// Wrong user id or password. Connection stays open.
+    AuthFailed,
+    /// `login` on an already authenticated connection.
+    AlreadyLoggedIn,
+    /// No `login` within the login deadline. Connection is closed.
+    LoginTimeout,
+    /// No frame within the heartbeat timeout. Connection is closed.
+    HeartbeatTimeout,
+    /// The broker did not confirm in time; the message was not accepted.
+    BrokerUnavailable,
+    /// The client did not read fast enough. Connection is closed.
+    SlowConsumer,
+    /// Too many sends or login attempts per second.
+    RateLimited,
+    /// The server is at its connection limit. Connection is closed.
+    TooManyConnections,
+    /// The server is shutting down. Connection is closed.
+    ShuttingDown,
+    /// The requested replay is no longer stored anywhere.
+    ResumeUnavailable,
+    /// An unexpected server-side failure.
+    Internal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_bad_input() {
+        assert_eq!(
+            ClientCommand::parse(b"not json").unwrap_err().code(),
+            ErrorCode::BadFrame
+        );
+        assert_eq!(
+            ClientCommand::parse(b"[1]").unwrap_err().code(),
+            ErrorCode::BadFrame
+        );
+        assert_eq!(
+            ClientCommand::parse(br#"{"command":"fly"}"#)
+                .unwrap_err()
+                .code(),
+            ErrorCode::UnknownCommand
+        );
+        assert_eq!(
+            ClientCommand::parse(br#"{"command":"send","body":5}"#)
+                .unwrap_err()
+                .code(),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            ClientCommand::parse(br#"{"command":7}"#)
+                .unwrap_err()
+                .code(),
+            ErrorCode::InvalidField
+        );
+    }
+
+    #[test]
+    fn frames_have_their_wire_shape() {
+        let json = ServerFrame::Broadcast(BroadcastFrame {
+            seq: 7,
+            message_id: "m".into(),
+            from: "u".into(),
+            body: "hi".into(),
+            sent_at_us: 1,
+        })
+        .to_json();
+        assert_eq!(
+            std::str::from_utf8(&json).unwrap(),
+            r#"{"command":"broadcast","seq":7,"message_id":"m","from":"u","body":"hi","sent_at_us":1}"#
+        );
+        assert_eq!(
+            ClientCommand::parse(br#"{"command":"heartbeat"}"#).unwrap(),
+            ClientCommand::Heartbeat {}
+        );
+    }
+}

@@ -1,0 +1,12 @@
+//! The client protocol (v1): length-prefixed JSON frames and the typed
+//! commands they carry. `docs/PROTOCOL.md` is the normative description.
+
+mod command;
+mod error;
+mod frame;
+
+pub use command::{
+    BroadcastFrame, ClientCommand, ErrorCode, ServerFrame, UserStatus, PROTOCOL_VERSION,
+};
+pub use error::ProtocolError;
+pub use frame::{encode_frame, FrameCodec, DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES};

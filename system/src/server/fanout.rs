@@ -1,0 +1,123 @@
+//! Follows the Redis message stream with a blocking read and hands each new
+//! message, framed once, to every session through one broadcast ring. The
+//! ring's capacity is each session's outbound queue bound: a session that
+//! falls further behind is lagged and cut off as a slow consumer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::encode_frame;
+use crate::stream::{self, RedisKeys};
+
+/// A message ready for the wire: the same bytes go to every session.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub seq: u64,
+    /// Complete frame, length prefix included.
+    pub frame: Bytes,
+}
+
+/// The node's view of the stream: a ring of recent deliveries and the last
+/// sequence number put into it.
+#[derive(Clone)]
+pub struct Fanout {
+    tx: broadcast::Sender<Delivery>,
+    /// Highest sequence number sent into the ring (stored before sending).
+    head: Arc<AtomicU64>,
+}
+
+impl Fanout {
+    pub fn new(ring_capacity: usize, start_seq: u64) -> Self {
+        let (tx, _) = broadcast::channel(ring_capacity.max(16));
+        Self {
+            tx,
+            head: Arc::new(AtomicU64::new(start_seq)),
+        }
+    }
+
+    /// Subscribes, then reads the head: every message after the returned
+    /// sequence number will arrive on the receiver (some at or before it may
+    /// too, and are to be skipped).
+    pub fn subscribe(&self) -> (broadcast::Receiver<Delivery>, u64) {
+        let rx = self.tx.subscribe();
+        (rx, self.head.load(Ordering::SeqCst))
+    }
+
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::SeqCst)
+    }
+
+    fn publish(&self, d: Delivery) {
+        self.head.store(d.seq, Ordering::SeqCst);
+        let _ = self.tx.send(d);
+    }
+}
+
+/// How many entries one XREAD returns at most.
+const READ_BATCH: usize = 1024;
+/// XREAD BLOCK bound; only lets the loop notice shutdown, data wakes it at once.
+const BLOCK_MS: u64 = 1_000;
+
+/// Runs until `shutdown`: reads the stream after the fan-out's head and
+/// publishes each entry. Redis errors are retried with back-off.
+pub async fn follow(
+    redis_url: String,
+    keys: RedisKeys,
+    fanout: Fanout,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(50);
+    let mut conn = None;
+    let deliveries = metrics::counter!("rtmc_stream_entries_read_total");
+    while !shutdown.is_cancelled() {
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match stream::blocking_connection(&redis_url).await {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "stream follower: redis connect failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            },
+        };
+        let after = fanout.head();
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = stream::read_after(c, &keys, after, BLOCK_MS, READ_BATCH) => r,
+        };
+        match read {
+            Ok(entries) => {
+                backoff = Duration::from_millis(50);
+                deliveries.increment(entries.len() as u64);
+                for e in entries {
+                    if e.seq <= fanout.head() {
+                        continue;
+                    }
+                    fanout.publish(Delivery {
+                        seq: e.seq,
+                        frame: encode_frame(&e.payload),
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "stream follower: read failed");
+                conn = None;
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! A session's writer: owns the socket's write half, merges the session's own
+//! replies with broadcast deliveries, and coalesces whatever is queued into
+//! one write. A client that cannot keep up — lagged past the ring, or a write
+//! blocked longer than the write timeout — is cut off with `slow_consumer`.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::fanout::Delivery;
+use crate::protocol::{encode_frame, ErrorCode, ServerFrame};
+
+/// Work for the writer, in order.
+pub enum Outbound {
+    /// One complete frame for this session only.
+    Frame(Bytes),
+    /// Write the replayed frames (already ordered, all `<= up_to`), then start
+    /// live delivery from the receiver, skipping anything `<= up_to`.
+    Subscribe {
+        replay: Vec<Delivery>,
+        rx: broadcast::Receiver<Delivery>,
+        up_to: u64,
+    },
+    /// Write this last frame, then close the connection.
+    Close(Bytes),
+}
+
+/// Flush once this much is buffered even if more is queued.
+const COALESCE_BYTES: usize = 64 * 1024;
+
+/// Why the writer stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WriterEnd {
+    /// The session closed it (logout, error, shutdown, client gone).
+    Closed,
+    /// Cut off: the client did not read fast enough.
+    SlowConsumer,
+    /// The socket failed.
+    Io,
+}
+
+pub fn frame(f: &ServerFrame) -> Bytes {
+    encode_frame(&f.to_json())
+}
+
+/// Writes until the control channel closes, a `Close` is written, or the
+/// client is too slow. Cancels `conn` on the way out so the reader stops too.
+pub async fn run(
+    mut sock: OwnedWriteHalf,
+    mut control: mpsc::Receiver<Outbound>,
+    write_timeout: Duration,
+    conn: CancellationToken,
+) -> WriterEnd {
+    let end = write_loop(&mut sock, &mut control, write_timeout).await;
+    if end == WriterEnd::SlowConsumer {
+        metrics::counter!("rtmc_slow_consumer_disconnects_total").increment(1);
+        let bye = frame(&ServerFrame::error(
+            ErrorCode::SlowConsumer,
+            "client did not read fast enough; disconnected",
+        ));
+        let _ = tokio::time::timeout(Duration::from_millis(100), sock.write_all(&bye)).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(500), sock.shutdown()).await;
+    conn.cancel();
+    end
+}
+
+async fn write_loop(
+    sock: &mut OwnedWriteHalf,
+    control: &mut mpsc::Receiver<Outbound>,
+    write_timeout: Duration,
+) -> WriterEnd {
+    let deliveries = metrics::counter!("rtmc_deliveries_total");
+    let mut live: Option<(broadcast::Receiver<Delivery>, u64)> = None;
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        let mut closing = false;
+        let mut delivered = 0u64;
+        // Wait for the first piece of work.
+        tokio::select! {
+            biased;
+            msg = control.recv() => match msg {
+                None => return WriterEnd::Closed,
+                Some(m) => closing = apply(m, &mut buf, &mut live, &mut delivered),
+            },
+            d = recv_live(&mut live) => match d {
+                Ok(Some(d)) => { buf.extend_from_slice(&d.frame); delivered += 1; }
+                Ok(None) => {}
+                Err(()) => return WriterEnd::SlowConsumer,
+            },
+        }
+        // Coalesce whatever else is already queued.
+        while !closing && buf.len() < COALESCE_BYTES {
+            match control.try_recv() {
+                Ok(m) => {
+                    closing = apply(m, &mut buf, &mut live, &mut delivered);
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => closing = true,
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            if closing {
+                break;
+            }
+            match try_live(&mut live) {
+                Ok(Some(d)) => {
+                    buf.extend_from_slice(&d.frame);
+                    delivered += 1;
+                }
+                Ok(None) => break,
+                Err(()) => return WriterEnd::SlowConsumer,
+            }
+        }
+        if !buf.is_empty() {
+            match tokio::time::timeout(write_timeout, sock.write_all(&buf)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return WriterEnd::Io,
+                Err(_) => return WriterEnd::SlowConsumer,
+            }
+            buf.clear();
+            if buf.capacity() > 4 * COALESCE_BYTES {
+                buf = BytesMut::with_capacity(4096);
+            }
+        }
+        deliveries.increment(delivered);
+        if closing {
+            return WriterEnd::Closed;
+        }
+    }
+}
+
+/// Applies one control message; returns true when the connection must close.
+fn apply(
+    m: Outbound,
+    buf: &mut BytesMut,
+    live: &mut Option<(broadcast::Receiver<Delivery>, u64)>,
+    delivered: &mut u64,
+) -> bool {
+    match m {
+        Outbound::Frame(f) => {
+            buf.extend_from_slice(&f);
+            false
+        }
+        Outbound::Subscribe { replay, rx, up_to } => {
+            for d in &replay {
+                buf.extend_from_slice(&d.frame);
+            }
+            *delivered += replay.len() as u64;
+            *live = Some((rx, up_to));
+            false
+        }
+        Outbound::Close(f) => {
+            buf.extend_from_slice(&f);
+            true
+        }
+    }
+}
+
+/// Next live delivery after the subscription point; `Err` when lagged.
+async fn recv_live(
+    live: &mut Option<(broadcast::Receiver<Delivery>, u64)>,
+) -> Result<Option<Delivery>, ()> {
+    let Some((rx, last)) = live.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        match rx.recv().await {
+            Ok(d) if d.seq <= *last => continue,
+            Ok(d) => {
+                *last = d.seq;
+                return Ok(Some(d));
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => return Err(()),
+            Err(broadcast::error::RecvError::Closed) => {
+                *live = None;
+                return Ok(None);
+            }
+        }
+    }
+}
+
+fn try_live(
+    live: &mut Option<(broadcast::Receiver<Delivery>, u64)>,
+) -> Result<Option<Delivery>, ()> {
+    let Some((rx, last)) = live.as_mut() else {
+        return Ok(None);
+    };
+    loop {
+        match rx.try_recv() {
+            Ok(d) if d.seq <= *last => continue,
+            Ok(d) => {
+                *last = d.seq;
+                return Ok(Some(d));
+            }
+            Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(()),
+            Err(broadcast::error::TryRecvError::Empty) => return Ok(None),
+            Err(broadcast::error::TryRecvError::Closed) => {
+                *live = None;
+                return Ok(None);
+            }
+        }
+    }
+}

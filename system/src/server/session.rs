@@ -1,0 +1,417 @@
+//! One client connection: reads and validates frames, runs the command, and
+//! queues replies for the writer. Every rejected input gets an `error` frame
+//! with its code; abuse (oversized frames, missed deadlines) also closes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+
+use super::outbound::{self, frame, Outbound};
+use super::{NodeContext, MAX_REPLAY_MESSAGES};
+use crate::broker::PublishedMessage;
+use crate::protocol::{
+    ClientCommand, ErrorCode, FrameCodec, ProtocolError, ServerFrame, PROTOCOL_VERSION,
+};
+
+/// Control messages queued for the writer before the reader waits.
+const CONTROL_QUEUE: usize = 256;
+
+/// A logged-in session.
+struct LoggedIn {
+    user_id: String,
+    token: String,
+}
+
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+fn reject(code: ErrorCode) {
+    metrics::counter!("rtmc_rejected_total", "code" => code_name(code)).increment(1);
+}
+
+fn code_name(code: ErrorCode) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// A message id is 1–128 printable ASCII characters.
+pub fn valid_message_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+pub(super) async fn handle(
+    ctx: Arc<NodeContext>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) {
+    let (rd, wr) = sock.into_split();
+    let (out, control) = mpsc::channel(CONTROL_QUEUE);
+    let conn = CancellationToken::new();
+    let writer = tokio::spawn(outbound::run(
+        wr,
+        control,
+        Duration::from_millis(ctx.cfg.server.write_timeout_ms),
+        conn.clone(),
+    ));
+    let mut session = Session {
+        ctx: ctx.clone(),
+        out,
+        logged_in: None,
+        inflight: Arc::new(Semaphore::new(ctx.cfg.server.max_inflight_sends.max(1))),
+    };
+    session.read_loop(rd, &stop, &conn).await;
+    if let Some(s) = session.logged_in.take() {
+        if let Err(e) = ctx.presence.close_session(&s.token, &s.user_id).await {
+            tracing::warn!(error = %e, user = %s.user_id, "session cleanup failed; TTL will expire it");
+        }
+    }
+    drop(session);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    tracing::debug!(%peer, "connection closed");
+}
+
+struct Session {
+    ctx: Arc<NodeContext>,
+    out: mpsc::Sender<Outbound>,
+    logged_in: Option<LoggedIn>,
+    /// Bounds the sends awaiting broker confirmation on this connection.
+    inflight: Arc<Semaphore>,
+}
+
+enum Next {
+    Continue,
+    Close,
+}
+
+impl Session {
+    async fn read_loop(
+        &mut self,
+        rd: tokio::net::tcp::OwnedReadHalf,
+        stop: &CancellationToken,
+        conn: &CancellationToken,
+    ) {
+        let cfg = &self.ctx.cfg.server;
+        let mut frames = FramedRead::new(rd, FrameCodec::new(cfg.max_frame_bytes));
+        let login_deadline = Instant::now() + Duration::from_millis(cfg.login_timeout_ms);
+        let heartbeat_timeout = Duration::from_millis(cfg.heartbeat_timeout_ms);
+        let mut last_frame = Instant::now();
+        loop {
+            let deadline = match self.logged_in {
+                None => login_deadline,
+                Some(_) => last_frame + heartbeat_timeout,
+            };
+            let next = tokio::select! {
+                _ = stop.cancelled() => {
+                    self.close(ErrorCode::ShuttingDown, "server is shutting down").await;
+                    return;
+                }
+                _ = conn.cancelled() => return,
+                _ = tokio::time::sleep_until(deadline) => {
+                    let (code, msg) = match self.logged_in {
+                        None => (ErrorCode::LoginTimeout, "no login before the deadline"),
+                        Some(_) => (ErrorCode::HeartbeatTimeout, "no heartbeat within the timeout"),
+                    };
+                    reject(code);
+                    self.close(code, msg).await;
+                    return;
+                }
+                f = frames.next() => f,
+            };
+            match next {
+                None => return,
+                Some(Err(e @ ProtocolError::FrameTooLarge { .. })) => {
+                    reject(e.code());
+                    self.close(e.code(), &e.to_string()).await;
+                    return;
+                }
+                Some(Err(_)) => return,
+                Some(Ok(payload)) => {
+                    last_frame = Instant::now();
+                    let step = match ClientCommand::parse(&payload) {
+                        Ok(cmd) => self.dispatch(cmd).await,
+                        Err(e) => {
+                            reject(e.code());
+                            self.reply(ServerFrame::error(e.code(), e.to_string()))
+                                .await;
+                            Next::Continue
+                        }
+                    };
+                    if let Next::Close = step {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reply(&self, f: ServerFrame) {
+        let _ = self.out.send(Outbound::Frame(frame(&f))).await;
+    }
+
+    async fn error(&self, code: ErrorCode, message: impl Into<String>) {
+        reject(code);
+        self.reply(ServerFrame::error(code, message)).await;
+    }
+
+    async fn close(&self, code: ErrorCode, message: &str) {
+        let _ = self
+            .out
+            .send(Outbound::Close(frame(&ServerFrame::error(code, message))))
+            .await;
+    }
+
+    async fn dispatch(&mut self, cmd: ClientCommand) -> Next {
+        metrics::counter!("rtmc_commands_total", "command" => cmd.name()).increment(1);
+        let user = match (&self.logged_in, &cmd) {
+            (None, ClientCommand::Login { .. }) => None,
+            (None, _) => {
+                self.error(
+                    ErrorCode::NotLoggedIn,
+                    format!("log in before `{}`", cmd.name()),
+                )
+                .await;
+                return Next::Continue;
+            }
+            (Some(_), ClientCommand::Login { .. }) => {
+                self.error(
+                    ErrorCode::AlreadyLoggedIn,
+                    "this connection is already logged in",
+                )
+                .await;
+                return Next::Continue;
+            }
+            (Some(s), _) => Some(s.user_id.clone()),
+        };
+        match cmd {
+            ClientCommand::Login {
+                user_id,
+                password,
+                resume_from,
+            } => self.login(user_id, password, resume_from).await,
+            ClientCommand::Heartbeat {} => {
+                if let Some(s) = &self.logged_in {
+                    if let Err(e) = self.ctx.presence.refresh_session(&s.token).await {
+                        tracing::warn!(error = %e, "session refresh failed");
+                    }
+                }
+                self.reply(ServerFrame::HeartbeatAck {}).await;
+                Next::Continue
+            }
+            ClientCommand::Send {
+                body,
+                message_id,
+                sent_at_us,
+            } => {
+                self.send(user.unwrap_or_default(), body, message_id, sent_at_us)
+                    .await
+            }
+            ClientCommand::Resume { last_seq } => {
+                // Re-subscribe: replay after `last_seq`, then live.
+                self.subscribe(Some(last_seq)).await;
+                Next::Continue
+            }
+            ClientCommand::Status { status } => {
+                let user = user.unwrap_or_default();
+                match self.ctx.presence.set_status(&user, status).await {
+                    Ok(()) => {
+                        self.reply(ServerFrame::Status {
+                            user_id: user,
+                            status,
+                        })
+                        .await
+                    }
+                    Err(e) => self.error(ErrorCode::Internal, e.to_string()).await,
+                }
+                Next::Continue
+            }
+            ClientCommand::GetStatus { user_id } => {
+                match self.ctx.presence.get_status(&user_id).await {
+                    Ok(Some(status)) => self.reply(ServerFrame::Status { user_id, status }).await,
+                    Ok(None) => {
+                        self.error(ErrorCode::InvalidField, format!("unknown user {user_id:?}"))
+                            .await
+                    }
+                    Err(e) => self.error(ErrorCode::Internal, e.to_string()).await,
+                }
+                Next::Continue
+            }
+            ClientCommand::Logout {} => {
+                if let Some(s) = self.logged_in.take() {
+                    if let Err(e) = self.ctx.presence.close_session(&s.token, &s.user_id).await {
+                        tracing::warn!(error = %e, "logout cleanup failed");
+                    }
+                }
+                let _ = self
+                    .out
+                    .send(Outbound::Close(frame(&ServerFrame::LogoutOk {})))
+                    .await;
+                Next::Close
+            }
+        }
+    }
+
+    async fn login(&mut self, user_id: String, password: String, resume_from: Option<u64>) -> Next {
+        if user_id.is_empty() || user_id.len() > 128 {
+            self.error(ErrorCode::InvalidField, "user_id must be 1-128 bytes")
+                .await;
+            return Next::Continue;
+        }
+        match crate::db::check_login(&self.ctx.pg, &user_id, &password).await {
+            Ok(true) => {}
+            Ok(false) => {
+                metrics::counter!("rtmc_logins_total", "result" => "auth_failed").increment(1);
+                self.error(ErrorCode::AuthFailed, "wrong user id or password")
+                    .await;
+                return Next::Continue;
+            }
+            Err(e) => {
+                metrics::counter!("rtmc_logins_total", "result" => "error").increment(1);
+                self.error(ErrorCode::Internal, format!("login unavailable: {e}"))
+                    .await;
+                return Next::Continue;
+            }
+        }
+        let token = match self.ctx.presence.open_session(&user_id).await {
+            Ok(t) => t,
+            Err(e) => {
+                self.error(
+                    ErrorCode::Internal,
+                    format!("session store unavailable: {e}"),
+                )
+                .await;
+                return Next::Continue;
+            }
+        };
+        metrics::counter!("rtmc_logins_total", "result" => "ok").increment(1);
+        self.logged_in = Some(super::session::LoggedIn {
+            user_id: user_id.clone(),
+            token: token.clone(),
+        });
+        let head = self.ctx.fanout.head();
+        self.reply(ServerFrame::LoginOk {
+            user_id,
+            session_token: token,
+            last_seq: head,
+            heartbeat_interval_ms: self.ctx.cfg.server.heartbeat_interval_ms,
+            protocol_version: PROTOCOL_VERSION,
+        })
+        .await;
+        self.subscribe(resume_from).await;
+        Next::Continue
+    }
+
+    /// Starts (or restarts) live delivery. With `after`, first replays every
+    /// message after it up to the subscription point, then `resume_done`.
+    async fn subscribe(&mut self, after: Option<u64>) {
+        let (rx, head) = self.ctx.fanout.subscribe();
+        let replay = match after {
+            None => Vec::new(),
+            Some(after) => {
+                let mut redis = self.ctx.redis.clone();
+                match crate::history::replay(
+                    &mut redis,
+                    &self.ctx.pg,
+                    &self.ctx.keys,
+                    after,
+                    head,
+                    MAX_REPLAY_MESSAGES,
+                )
+                .await
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        self.error(ErrorCode::ResumeUnavailable, e.to_string())
+                            .await;
+                        Vec::new()
+                    }
+                }
+            }
+        };
+        let _ = self
+            .out
+            .send(Outbound::Subscribe {
+                replay,
+                rx,
+                up_to: head,
+            })
+            .await;
+        if after.is_some() {
+            self.reply(ServerFrame::ResumeDone { last_seq: head }).await;
+        }
+    }
+
+    async fn send(
+        &mut self,
+        from: String,
+        body: String,
+        message_id: Option<String>,
+        sent_at_us: Option<u64>,
+    ) -> Next {
+        let max = self.ctx.cfg.server.max_body_bytes;
+        if body.len() > max {
+            self.error(ErrorCode::InvalidField, format!("body exceeds {max} bytes"))
+                .await;
+            return Next::Continue;
+        }
+        let message_id = match message_id {
+            Some(id) if !valid_message_id(&id) => {
+                self.error(
+                    ErrorCode::InvalidField,
+                    "message_id must be 1-128 printable ASCII characters",
+                )
+                .await;
+                return Next::Continue;
+            }
+            Some(id) => id,
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        let msg = PublishedMessage {
+            message_id,
+            from,
+            body,
+            sent_at_us: sent_at_us.unwrap_or_else(now_us),
+        };
+        // Wait for a slot: a client sending faster than the broker confirms
+        // is slowed down here rather than buffered without bound.
+        let Ok(permit) = self.inflight.clone().acquire_owned().await else {
+            return Next::Close;
+        };
+        let publisher = self.ctx.publisher.clone();
+        let out = self.out.clone();
+        tokio::spawn(async move {
+            let reply = match publisher.publish(&msg).await {
+                Ok(()) => {
+                    metrics::counter!("rtmc_sends_total", "result" => "ack").increment(1);
+                    ServerFrame::SendAck {
+                        message_id: msg.message_id,
+                    }
+                }
+                Err(e) => {
+                    reject(ErrorCode::BrokerUnavailable);
+                    ServerFrame::Error {
+                        code: ErrorCode::BrokerUnavailable,
+                        message: e.to_string(),
+                        message_id: Some(msg.message_id),
+                    }
+                }
+            };
+            let _ = out.send(Outbound::Frame(frame(&reply))).await;
+            drop(permit);
+        });
+        Next::Continue
+    }
+}
