@@ -45,6 +45,7 @@ pub fn broadcast_tail(msg: &PublishedMessage) -> Vec<u8> {
 /// Consumes until `shutdown`, reconnecting to the broker with back-off.
 /// The batch in hand when shutdown comes is finished and acked first.
 pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), redis::RedisError> {
+    crate::telemetry::metrics();
     let mut redis = stream::managed_connection(&cfg.redis.url).await?;
     let keys = RedisKeys::new(&cfg.redis.key_prefix);
     let dead_letters = Publisher::new(cfg.rabbitmq.clone());

@@ -1,1 +1,20 @@
-//! placeholder
+//! rtmc's test kit: real RabbitMQ, Redis and PostgreSQL in containers
+//! ([`services`]), and isolated rtmc deployments running in-process on top of
+//! them ([`pipeline`]). The end-to-end suites, loadgen and chaos build on it.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use rtmc_testkit::{Pipeline, PipelineOptions};
+//! let p = Pipeline::shared(PipelineOptions::default().servers(2)).await?;
+//! let users = p.add_users("alice", 1).await?;
+//! let mut c = p.client(0, &users[0]).await?;
+//! c.send("hello", None).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod docker;
+pub mod pipeline;
+pub mod services;
+
+pub use pipeline::{Component, Pipeline, PipelineOptions, TEST_PASSWORD};
+pub use services::{shared, Service, Services};

@@ -102,6 +102,7 @@ fn json_rejection(e: JsonRejection) -> Response {
 
 /// Builds the gateway's routes (also the ops routes) against live dependencies.
 pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
+    crate::telemetry::metrics();
     let pg = crate::db::connect(&cfg.postgres).await?;
     let redis = stream::managed_connection(&cfg.redis.url).await?;
     let presence = Presence {

@@ -57,6 +57,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    crate::telemetry::metrics();
     let pg = crate::db::connect(&cfg.postgres).await?;
     let mut redis = stream::managed_connection(&cfg.redis.url).await?;
     let keys = RedisKeys::new(&cfg.redis.key_prefix);

@@ -55,24 +55,48 @@ pub async fn run(
     write_timeout: Duration,
     conn: CancellationToken,
 ) -> WriterEnd {
-    let end = write_loop(&mut sock, &mut control, write_timeout).await;
+    let mut unwritten = BytesMut::new();
+    let end = write_loop(&mut sock, &mut control, write_timeout, &mut unwritten).await;
     if end == WriterEnd::SlowConsumer {
         metrics::counter!("rtmc_slow_consumer_disconnects_total").increment(1);
-        let bye = frame(&ServerFrame::error(
+        tracing::info!("slow consumer disconnected");
+        // Finish the frame cut by the timeout (if any) so the reason that
+        // follows is readable; one short last chance.
+        unwritten.extend_from_slice(&frame(&ServerFrame::error(
             ErrorCode::SlowConsumer,
             "client did not read fast enough; disconnected",
-        ));
-        let _ = tokio::time::timeout(Duration::from_millis(100), sock.write_all(&bye)).await;
+        )));
+        let _ = tokio::time::timeout(Duration::from_millis(200), sock.write_all(&unwritten)).await;
     }
     let _ = tokio::time::timeout(Duration::from_millis(500), sock.shutdown()).await;
     conn.cancel();
     end
 }
 
+/// Writes `buf` fully within `limit`. On timeout, the part not yet written
+/// is left in `buf`.
+async fn write_within(
+    sock: &mut OwnedWriteHalf,
+    buf: &mut BytesMut,
+    limit: Duration,
+) -> Result<(), WriterEnd> {
+    use bytes::Buf;
+    let deadline = tokio::time::Instant::now() + limit;
+    while !buf.is_empty() {
+        match tokio::time::timeout_at(deadline, sock.write(buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(WriterEnd::Io),
+            Ok(Ok(n)) => buf.advance(n),
+            Err(_) => return Err(WriterEnd::SlowConsumer),
+        }
+    }
+    Ok(())
+}
+
 async fn write_loop(
     sock: &mut OwnedWriteHalf,
     control: &mut mpsc::Receiver<Outbound>,
     write_timeout: Duration,
+    unwritten: &mut BytesMut,
 ) -> WriterEnd {
     let deliveries = metrics::counter!("rtmc_deliveries_total");
     let mut live: Option<(broadcast::Receiver<Delivery>, u64)> = None;
@@ -116,12 +140,10 @@ async fn write_loop(
             }
         }
         if !buf.is_empty() {
-            match tokio::time::timeout(write_timeout, sock.write_all(&buf)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => return WriterEnd::Io,
-                Err(_) => return WriterEnd::SlowConsumer,
+            if let Err(end) = write_within(sock, &mut buf, write_timeout).await {
+                *unwritten = buf;
+                return end;
             }
-            buf.clear();
             if buf.capacity() > 4 * COALESCE_BYTES {
                 buf = BytesMut::with_capacity(4096);
             }
