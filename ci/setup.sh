@@ -71,7 +71,7 @@ for svc in redis rabbitmq postgres; do
     continue
   fi
   log "building $image"
-  docker build -q --network host --build-arg "BASE=$BASE_IMAGE" -t "$image" \
+  DOCKER_BUILDKIT=0 docker build -q --network host --build-arg "BASE=$BASE_IMAGE" -t "$image" \
     "$ROOT/testkit/images/$svc" >/dev/null
 done
 log "ready: docker engine up, images rtmc-{redis,rabbitmq,postgres}:$IMAGE_TAG present"

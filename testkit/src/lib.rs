@@ -14,7 +14,9 @@
 
 pub mod docker;
 pub mod pipeline;
+pub mod process;
 pub mod services;
 
 pub use pipeline::{Component, Pipeline, PipelineOptions, TEST_PASSWORD};
+pub use process::{NodeProcess, Role};
 pub use services::{shared, Service, Services};

@@ -136,7 +136,7 @@ impl Pipeline {
             p.add_server().await?;
         }
         if opts.gateway {
-            let l = TcpListener::bind("127.0.0.1:0").await?;
+            let l = TcpListener::bind(&p.cfg.gateway.listen).await?;
             let addr = l.local_addr()?;
             let stop = CancellationToken::new();
             let app = rtmc::gateway::router(p.cfg.clone()).await?;
@@ -182,8 +182,14 @@ impl Pipeline {
     }
 
     /// Starts one more server node; returns its index.
+    /// The first node binds `server.listen` (port 0 unless configured), later ones port 0.
     pub async fn add_server(&mut self) -> anyhow::Result<usize> {
-        let l = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = if self.servers.is_empty() {
+            self.cfg.server.listen.as_str()
+        } else {
+            "127.0.0.1:0"
+        };
+        let l = TcpListener::bind(addr).await?;
         let addr = l.local_addr()?;
         let stop = CancellationToken::new();
         let (cfg, s) = (self.cfg.clone(), stop.clone());

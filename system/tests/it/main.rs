@@ -1,0 +1,3 @@
+//! Integration tests of the `rtmc` library that need no services.
+
+mod codec;

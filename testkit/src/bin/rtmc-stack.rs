@@ -1,0 +1,101 @@
+//! `rtmc-stack`: brings up the whole stack — RabbitMQ, Redis and PostgreSQL
+//! containers and every rtmc component — prints where to connect, and runs
+//! until Ctrl-C, then removes the containers.
+
+use std::time::Duration;
+
+use clap::Parser;
+use rtmc_testkit::{Pipeline, PipelineOptions, Services};
+
+#[derive(Parser)]
+#[command(about = "Run a complete local rtmc stack for manual use")]
+struct Args {
+    /// TCP address of the first server node.
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    server: String,
+    /// HTTP address of the gateway.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    gateway: String,
+    /// Server nodes to run (extra nodes listen on free ports).
+    #[arg(long, default_value_t = 1)]
+    servers: usize,
+    /// Users created with password `--password`.
+    #[arg(long, value_delimiter = ',', default_value = "alice,bob")]
+    users: Vec<String>,
+    #[arg(long, default_value = "rtmc")]
+    password: String,
+    /// Exit after this many seconds (0 = run until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    run_secs: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    rtmc::telemetry::init_logging();
+    let args = Args::parse();
+    eprintln!("starting RabbitMQ, Redis and PostgreSQL containers…");
+    let services = Services::start().await?;
+    let (server, gateway) = (args.server.clone(), args.gateway.clone());
+    let p = Pipeline::start(
+        &services,
+        PipelineOptions::default()
+            .servers(args.servers)
+            .configure(move |c| {
+                c.server.listen = server;
+                c.gateway.listen = gateway;
+            }),
+    )
+    .await?;
+    for u in &args.users {
+        match rtmc::db::add_user(&p.pg, u, &args.password, rtmc::db::HashCost::DEFAULT).await {
+            Ok(()) | Err(rtmc::db::DbError::UserExists(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    println!("rtmc stack is up");
+    for i in 0..p.servers.len() {
+        println!("  TCP server {i}  : {}", p.server_addr(i));
+    }
+    println!(
+        "  HTTP gateway  : {}   (X-Api-Key: {})",
+        p.gateway_url(),
+        p.api_key()
+    );
+    println!("  RabbitMQ      : {}", services.rabbitmq.url());
+    println!(
+        "  Redis         : {}   (key prefix {})",
+        services.redis.url(),
+        p.cfg.redis.key_prefix
+    );
+    println!("  PostgreSQL    : {}", p.cfg.postgres.url);
+    println!(
+        "  users         : {} (password {:?})",
+        args.users.join(", "),
+        args.password
+    );
+    println!();
+    println!(
+        "  chat:    cargo run -p rtmc-system -- client --addr {} --user {} --password {}",
+        p.server_addr(0),
+        args.users[0],
+        args.password
+    );
+    println!(
+        "  publish: curl -s -X POST {}/v1/messages -H 'X-Api-Key: {}' -H 'content-type: application/json' -d '{{\"sender\":\"curl\",\"body\":\"hello\"}}'",
+        p.gateway_url(),
+        p.api_key()
+    );
+    println!("Ctrl-C stops everything and removes the containers.");
+    if args.run_secs > 0 {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = tokio::time::sleep(Duration::from_secs(args.run_secs)) => {}
+        }
+    } else {
+        tokio::signal::ctrl_c().await?;
+    }
+    eprintln!("stopping…");
+    p.shutdown().await;
+    drop(services);
+    Ok(())
+}

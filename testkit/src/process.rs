@@ -1,0 +1,154 @@
+//! rtmc components as child processes (the `rtmc` binary), for runs that need
+//! process isolation: loadgen at 10k clients (the fd limit is per process),
+//! and chaos runs that SIGKILL a node. Each process gets a generated config
+//! file and loopback ports the kit picks.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rtmc::config::Config;
+
+use crate::docker::free_port;
+
+/// A running `rtmc` child process.
+pub struct NodeProcess {
+    child: Child,
+    /// The address clients use (server or gateway), if it serves one.
+    pub addr: Option<String>,
+    /// Its ops endpoint (health, metrics), if any.
+    pub ops_addr: Option<String>,
+    /// The configuration it runs with.
+    pub cfg: Config,
+    config_file: PathBuf,
+}
+
+/// Which component a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Server,
+    Gateway,
+    Consumer,
+}
+
+/// Finds the `rtmc` binary: `$RTMC_BIN`, else next to the running executable
+/// (same cargo target directory, or its parent for test binaries in deps/).
+pub fn rtmc_binary() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("RTMC_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    for dir in exe.ancestors().skip(1).take(3) {
+        let candidate = dir.join("rtmc");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    anyhow::bail!(
+        "the rtmc binary was not found next to {} — build it (`cargo build --release -p rtmc-system`) or set RTMC_BIN",
+        exe.display()
+    )
+}
+
+impl NodeProcess {
+    /// Starts `role` with `cfg` (its listen addresses are replaced by free
+    /// loopback ports) and waits until it accepts connections.
+    pub async fn spawn(role: Role, mut cfg: Config, binary: &Path) -> anyhow::Result<NodeProcess> {
+        let (sub, addr, ops) = match role {
+            Role::Server => {
+                cfg.server.listen = format!("127.0.0.1:{}", free_port());
+                cfg.server.ops_listen = format!("127.0.0.1:{}", free_port());
+                (
+                    "server",
+                    Some(cfg.server.listen.clone()),
+                    Some(cfg.server.ops_listen.clone()),
+                )
+            }
+            Role::Gateway => {
+                cfg.gateway.listen = format!("127.0.0.1:{}", free_port());
+                ("gateway", Some(cfg.gateway.listen.clone()), None)
+            }
+            Role::Consumer => {
+                cfg.consumer.ops_listen = format!("127.0.0.1:{}", free_port());
+                ("consumer", None, Some(cfg.consumer.ops_listen.clone()))
+            }
+        };
+        let config_file = std::env::temp_dir().join(format!(
+            "rtmc-{}-{}-{}.toml",
+            sub,
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        ));
+        std::fs::write(&config_file, toml::to_string(&cfg)?)?;
+        let child = Command::new(binary)
+            .arg(sub)
+            .arg("--config")
+            .arg(&config_file)
+            .env(
+                "RUST_LOG",
+                std::env::var("RTMC_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .spawn()?;
+        let mut node = NodeProcess {
+            child,
+            addr,
+            ops_addr: ops,
+            cfg,
+            config_file,
+        };
+        let probe = node.addr.clone().or_else(|| node.ops_addr.clone());
+        if let Some(probe) = probe {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if tokio::net::TcpStream::connect(&probe).await.is_ok() {
+                    break;
+                }
+                if let Some(status) = node.child.try_wait()? {
+                    anyhow::bail!("rtmc {sub} exited during start-up: {status}");
+                }
+                if Instant::now() > deadline {
+                    anyhow::bail!("rtmc {sub} did not listen on {probe} within 30 s");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(node)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Graceful stop: SIGTERM... rtmc handles Ctrl-C (SIGINT), so send that, then wait.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.wait();
+        Ok(())
+    }
+
+    /// Abrupt stop: SIGKILL, as if the machine lost the process.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config_file);
+    }
+}
