@@ -22,6 +22,40 @@ pub struct PublishedMessage {
     pub sent_at_us: u64,
 }
 
+/// Bytes a `broadcast` frame adds around the message JSON:
+/// `{"command":"broadcast","seq":<20 digits>,` minus the brace it replaces.
+pub const BROADCAST_OVERHEAD_BYTES: usize = 48;
+
+impl PublishedMessage {
+    /// Checks the message against the limits every hop enforces: the body
+    /// size, the id and sender shapes, and that its `broadcast` frame —
+    /// after JSON escaping, which can grow a body sixfold — fits a frame.
+    pub fn check_limits(
+        &self,
+        max_body_bytes: usize,
+        max_frame_bytes: usize,
+    ) -> Result<(), String> {
+        if !crate::server::valid_message_id(&self.message_id) {
+            return Err("message_id must be 1-128 printable ASCII characters".into());
+        }
+        if self.from.is_empty() || self.from.len() > 128 {
+            return Err("from must be 1-128 bytes".into());
+        }
+        if self.body.len() > max_body_bytes {
+            return Err(format!("body exceeds {max_body_bytes} bytes"));
+        }
+        let encoded = serde_json::to_vec(self)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if encoded.saturating_add(BROADCAST_OVERHEAD_BYTES) > max_frame_bytes {
+            return Err(format!(
+                "the escaped message ({encoded} bytes) would not fit a {max_frame_bytes}-byte frame"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Why a publish did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {

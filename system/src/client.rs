@@ -88,6 +88,16 @@ impl Connection {
             .map_err(|_| ClientError::Timeout(limit))?
     }
 
+    /// Closes the sending side (the server sees end of stream and ends the session).
+    pub async fn shutdown(&mut self) -> Result<(), ClientError> {
+        use tokio::io::AsyncWriteExt;
+        self.framed
+            .get_mut()
+            .shutdown()
+            .await
+            .map_err(|e| ClientError::Protocol(e.into()))
+    }
+
     pub fn into_inner(self) -> TcpStream {
         self.framed.into_inner()
     }
@@ -102,9 +112,64 @@ pub struct LoginInfo {
     pub heartbeat_interval_ms: u64,
 }
 
-/// A logged-in chat client that reconnects and resumes where it left off.
+impl ClientError {
+    /// Whether the link itself failed (worth a reconnect), as opposed to a
+    /// refusal by the server or a timeout waiting for traffic.
+    pub fn is_transport(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Closed
+                | ClientError::Connect { .. }
+                | ClientError::Protocol(ProtocolError::Io(_))
+        ) || matches!(
+            self,
+            ClientError::Server {
+                code: ErrorCode::ShuttingDown
+                    | ErrorCode::SlowConsumer
+                    | ErrorCode::HeartbeatTimeout,
+                ..
+            }
+        )
+    }
+}
+
+/// How a [`ChatClient`] recovers from a lost connection.
+#[derive(Debug, Clone)]
+pub struct ReconnectPolicy {
+    /// Reconnect automatically when the link fails.
+    pub enabled: bool,
+    /// Attempts before giving up (each tries the next address).
+    pub max_attempts: u32,
+    /// First delay between attempts; doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for ReconnectPolicy {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_attempts: 20,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A logged-in chat client that reconnects and resumes where it left off:
+/// after a lost link it logs in again (to the next address of its list) with
+/// `resume_from` = the last sequence number it delivered, so the caller sees
+/// no gap and no duplicate. Sends carry a client-chosen message id, so a send
+/// whose ack was lost is repeated safely (the consumer dedupes by id).
 pub struct ChatClient {
-    addr: String,
+    /// Server addresses; the client fails over along this list.
+    addrs: Vec<String>,
+    /// Index of the address in use.
+    current: usize,
+    /// How reconnects happen.
+    pub policy: ReconnectPolicy,
+    /// Reconnects performed so far.
+    pub reconnects: u32,
     user_id: String,
     password: String,
     max_frame_bytes: usize,
@@ -137,7 +202,10 @@ impl ChatClient {
         let info = login(&mut conn, user_id, password, resume_from, reply_timeout).await?;
         let last_seq = resume_from.unwrap_or(info.last_seq);
         Ok(Self {
-            addr: addr.to_owned(),
+            addrs: vec![addr.to_owned()],
+            current: 0,
+            policy: ReconnectPolicy::default(),
+            reconnects: 0,
             user_id: user_id.to_owned(),
             password: password.to_owned(),
             max_frame_bytes: max,
@@ -154,24 +222,69 @@ impl ChatClient {
         self.last_seq
     }
 
-    /// Reconnects (to `addr`, or the same server) and resumes after the last
-    /// delivered sequence number: no gap, no duplicate.
+    /// Adds failover addresses tried (in order, after the current one) on reconnect.
+    pub fn with_failover(mut self, addrs: impl IntoIterator<Item = String>) -> Self {
+        for a in addrs {
+            if !self.addrs.contains(&a) {
+                self.addrs.push(a);
+            }
+        }
+        self
+    }
+
+    /// The address of the server in use.
+    pub fn addr(&self) -> &str {
+        &self.addrs[self.current]
+    }
+
+    /// Reconnects (to `addr`, or the server in use) and resumes after the
+    /// last delivered sequence number: no gap, no duplicate.
     pub async fn reconnect(&mut self, addr: Option<&str>) -> Result<(), ClientError> {
         if let Some(a) = addr {
-            self.addr = a.to_owned();
+            match self.addrs.iter().position(|x| x == a) {
+                Some(i) => self.current = i,
+                None => {
+                    self.addrs.push(a.to_owned());
+                    self.current = self.addrs.len() - 1;
+                }
+            }
         }
-        let mut conn = Connection::connect(&self.addr, self.max_frame_bytes).await?;
+        let mut conn = Connection::connect(self.addr(), self.max_frame_bytes).await?;
+        // Resume after what the caller has, including buffered broadcasts.
+        let resume = self.pending.back().map(|b| b.seq).unwrap_or(self.last_seq);
         self.info = login(
             &mut conn,
             &self.user_id,
             &self.password,
-            Some(self.last_seq),
+            Some(resume),
             self.reply_timeout,
         )
         .await?;
         self.conn = conn;
-        self.pending.clear();
+        self.reconnects += 1;
         Ok(())
+    }
+
+    /// Reconnects with back-off along the address list, per the policy.
+    async fn recover(&mut self, cause: ClientError) -> Result<(), ClientError> {
+        if !self.policy.enabled || !cause.is_transport() {
+            return Err(cause);
+        }
+        let mut wait = self.policy.initial_backoff;
+        let mut last = cause;
+        for attempt in 0..self.policy.max_attempts {
+            if attempt > 0 {
+                self.current = (self.current + 1) % self.addrs.len();
+            }
+            tokio::time::sleep(wait).await;
+            match self.reconnect(None).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_transport() || matches!(e, ClientError::Timeout(_)) => last = e,
+                Err(e) => return Err(e),
+            }
+            wait = (wait * 2).min(self.policy.max_backoff);
+        }
+        Err(last)
     }
 
     /// Buffers a broadcast unless it was already delivered (dedupe by seq).
@@ -241,7 +354,8 @@ impl ChatClient {
             .await
     }
 
-    /// The next broadcast (in sequence order, each once), waiting up to `limit`.
+    /// The next broadcast (in sequence order, each once), waiting up to
+    /// `limit`. A lost link is recovered (reconnect + resume) transparently.
     pub async fn next_broadcast(&mut self, limit: Duration) -> Result<BroadcastFrame, ClientError> {
         if let Some(b) = self.pending.pop_front() {
             self.last_seq = b.seq;
@@ -250,7 +364,18 @@ impl ChatClient {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.conn.recv_timeout(left).await? {
+            let frame = match self.conn.recv_timeout(left).await {
+                Ok(f) => f,
+                Err(e) => {
+                    self.recover(e).await?;
+                    if let Some(b) = self.pending.pop_front() {
+                        self.last_seq = b.seq;
+                        return Ok(b);
+                    }
+                    continue;
+                }
+            };
+            match frame {
                 ServerFrame::Broadcast(b) if b.seq > self.last_seq => {
                     self.last_seq = b.seq;
                     return Ok(b);
@@ -259,7 +384,13 @@ impl ChatClient {
                     metrics::counter!("rtmc_client_duplicates_total").increment(1);
                 }
                 ServerFrame::Error { code, message, .. } => {
-                    return Err(ClientError::Server { code, message })
+                    // A node going away (shutdown, slow-consumer cut) is a
+                    // reason to fail over; anything else is the caller's.
+                    self.recover(ClientError::Server { code, message }).await?;
+                    if let Some(b) = self.pending.pop_front() {
+                        self.last_seq = b.seq;
+                        return Ok(b);
+                    }
                 }
                 _ => {}
             }

@@ -24,6 +24,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub gateway: GatewayConfig,
     pub consumer: ConsumerConfig,
+    pub sync: SyncConfig,
 }
 
 impl Default for Config {
@@ -36,6 +37,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             gateway: GatewayConfig::default(),
             consumer: ConsumerConfig::default(),
+            sync: SyncConfig::default(),
         }
     }
 }
@@ -76,8 +78,11 @@ pub struct RedisConfig {
     pub url: String,
     /// Prefix of every key rtmc writes, so several deployments share a Redis.
     pub key_prefix: String,
-    /// Lifetime of a session key; refreshed by heartbeats.
-    pub session_ttl_secs: u64,
+    /// Lifetime of an HTTP session token (from `POST /v1/login`), refreshed
+    /// by each use. TCP sessions live for `server.heartbeat_timeout_ms`.
+    pub http_session_ttl_secs: u64,
+    /// Lifetime of a cached presence entry.
+    pub status_ttl_secs: u64,
     /// How long a message id is remembered for deduplication.
     pub dedupe_ttl_secs: u64,
 }
@@ -87,7 +92,8 @@ impl Default for RedisConfig {
         Self {
             url: "redis://127.0.0.1:6379".into(),
             key_prefix: "rtmc".into(),
-            session_ttl_secs: 60,
+            http_session_ttl_secs: 3600,
+            status_ttl_secs: 300,
             dedupe_ttl_secs: 24 * 3600,
         }
     }
@@ -118,7 +124,8 @@ pub struct ServerConfig {
     pub ops_listen: String,
     /// Largest frame payload accepted from or sent to a client, in bytes.
     pub max_frame_bytes: usize,
-    /// Largest message body accepted in `send`, in bytes.
+    /// Largest message body accepted in `send` and by the gateway, in bytes.
+    /// The consumer dead-letters anything above this or `max_frame_bytes`.
     pub max_body_bytes: usize,
     /// A connection that has not logged in by then is closed.
     pub login_timeout_ms: u64,
@@ -185,8 +192,6 @@ pub struct ConsumerConfig {
     pub ops_listen: String,
     /// Deliveries written to Redis in one round trip at most.
     pub batch_max: usize,
-    /// Largest accepted message body in bytes; larger is dead-lettered.
-    pub max_body_bytes: usize,
     /// First and largest delay between retries while Redis is unavailable.
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
@@ -197,9 +202,29 @@ impl Default for ConsumerConfig {
         Self {
             ops_listen: "127.0.0.1:7002".into(),
             batch_max: 256,
-            max_body_bytes: 16 * 1024,
             retry_initial_ms: 50,
             retry_max_ms: 2_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct SyncConfig {
+    /// Address of the health/metrics HTTP endpoint; empty disables it.
+    pub ops_listen: String,
+    /// Stream entries copied to PostgreSQL in one transaction at most.
+    pub batch_max: usize,
+    /// Entries already in PostgreSQL that stay in Redis for fast resume.
+    pub retention_messages: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            ops_listen: "127.0.0.1:7003".into(),
+            batch_max: 1_000,
+            retention_messages: 100_000,
         }
     }
 }

@@ -19,18 +19,16 @@ use crate::config::Config;
 use crate::stream::{self, Appended, RedisKeys};
 
 /// Why a message was rejected into the dead-letter queue.
-pub fn validate(raw: &[u8], max_body_bytes: usize) -> Result<PublishedMessage, String> {
+/// Same limits as at the publishing edge (`server.max_body_bytes`,
+/// `server.max_frame_bytes`): a message the edge accepted is never rejected here.
+pub fn validate(
+    raw: &[u8],
+    max_body_bytes: usize,
+    max_frame_bytes: usize,
+) -> Result<PublishedMessage, String> {
     let msg: PublishedMessage =
         serde_json::from_slice(raw).map_err(|e| format!("not a valid message: {e}"))?;
-    if !crate::server::valid_message_id(&msg.message_id) {
-        return Err("message_id must be 1-128 printable ASCII characters".into());
-    }
-    if msg.from.is_empty() || msg.from.len() > 128 {
-        return Err("from must be 1-128 bytes".into());
-    }
-    if msg.body.len() > max_body_bytes {
-        return Err(format!("body exceeds {max_body_bytes} bytes"));
-    }
+    msg.check_limits(max_body_bytes, max_frame_bytes)?;
     Ok(msg)
 }
 
@@ -128,7 +126,11 @@ async fn process_batch(
     let last_tag = batch.last().map(|d| d.delivery_tag).unwrap_or(0);
     let mut items = Vec::with_capacity(batch.len());
     for d in &batch {
-        match validate(&d.data, cfg.consumer.max_body_bytes) {
+        match validate(
+            &d.data,
+            cfg.server.max_body_bytes,
+            cfg.server.max_frame_bytes,
+        ) {
             Ok(msg) => items.push((msg.message_id.clone(), broadcast_tail(&msg))),
             Err(reason) => {
                 tracing::warn!(%reason, "dead-lettering a malformed message");
@@ -209,20 +211,22 @@ mod tests {
 
     #[test]
     fn rejects_malformed_messages_with_a_reason() {
-        assert!(validate(b"{", 10)
+        assert!(validate(b"{", 10, 1000)
             .unwrap_err()
             .contains("not a valid message"));
         let long = format!(
             r#"{{"message_id":"a","from":"b","body":"{}","sent_at_us":1}}"#,
             "x".repeat(11)
         );
-        assert!(validate(long.as_bytes(), 10)
+        assert!(validate(long.as_bytes(), 10, 1000)
             .unwrap_err()
             .contains("body exceeds"));
-        assert!(validate(
-            br#"{"message_id":"","from":"b","body":"","sent_at_us":1}"#,
-            10
-        )
-        .is_err());
+        let no_id = br#"{"message_id":"","from":"b","body":"","sent_at_us":1}"#;
+        assert!(validate(no_id, 10, 1000).is_err());
+        // Ten control characters escape to sixty bytes: too big for a 100-byte frame.
+        let ctl = r#"{"message_id":"a","from":"b","body":"\u0001\u0001\u0001\u0001\u0001\u0001\u0001\u0001\u0001\u0001","sent_at_us":1}"#;
+        assert!(validate(ctl.as_bytes(), 10, 100)
+            .unwrap_err()
+            .contains("would not fit"));
     }
 }

@@ -2,7 +2,8 @@
 //! the HTTP [`gateway`], is published to RabbitMQ with a confirm
 //! ([`broker`]), validated, deduplicated and sequenced into a Redis stream by
 //! the [`consumer`] ([`stream`]), and broadcast by every server node to every
-//! connected client. Users and messages live in PostgreSQL ([`db`]).
+//! connected client. Users and messages live in PostgreSQL ([`db`]), where
+//! the [`sync`] worker copies the stream.
 //!
 //! Every component starts from a library function taking its configuration,
 //! its bound listener and a shutdown token, so tests and tools embed it.
@@ -19,4 +20,5 @@ pub mod presence;
 pub mod protocol;
 pub mod server;
 pub mod stream;
+pub mod sync;
 pub mod telemetry;

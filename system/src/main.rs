@@ -41,7 +41,9 @@ enum Command {
     },
     /// Run a consumer (RabbitMQ → Redis).
     Consumer,
-    /// Run server, gateway and consumer in one process.
+    /// Run the sync worker (Redis → PostgreSQL).
+    Sync,
+    /// Run server, gateway, consumer and sync worker in one process.
     All,
     /// Apply database migrations.
     Migrate,
@@ -96,13 +98,15 @@ async fn main() -> anyhow::Result<()> {
         Command::Server { .. } => server(cfg, shutdown).await,
         Command::Gateway { .. } => gateway(cfg, shutdown).await,
         Command::Consumer => consumer(cfg, shutdown).await,
+        Command::Sync => sync(cfg, shutdown).await,
         Command::All => {
-            let (a, b, c) = tokio::join!(
+            let (a, b, c, d) = tokio::join!(
                 server(cfg.clone(), shutdown.clone()),
                 gateway(cfg.clone(), shutdown.clone()),
-                consumer(cfg, shutdown)
+                consumer(cfg.clone(), shutdown.clone()),
+                sync(cfg, shutdown)
             );
-            a.and(b).and(c)
+            a.and(b).and(c).and(d)
         }
         Command::Migrate => {
             rtmc::db::connect(&cfg.postgres).await?;
@@ -165,6 +169,12 @@ async fn gateway(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Resul
 async fn consumer(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
     ops(&cfg.consumer.ops_listen, always_ready(), shutdown.clone()).await?;
     rtmc::consumer::run(cfg, shutdown).await?;
+    Ok(())
+}
+
+async fn sync(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    ops(&cfg.sync.ops_listen, always_ready(), shutdown.clone()).await?;
+    rtmc::sync::run(cfg, shutdown).await?;
     Ok(())
 }
 

@@ -19,56 +19,182 @@ pub enum PresenceError {
     Db(#[from] DbError),
 }
 
-/// Where presence lives and for how long it is cached.
+/// What a session is for: a TCP session is a user's presence; an HTTP
+/// session only authorizes gateway requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionKind {
+    Tcp,
+    Http,
+}
+
+/// Where sessions and presence live.
+///
+/// Redis keys: `session:<token>` → user (TTL), `sessions` (sorted set of
+/// live TCP sessions `<token>:<user>` scored by expiry in ms), and
+/// `user_sessions:<user>` (that user's live TCP tokens). A user is offline
+/// once their last TCP session ends — by logout, disconnect, heartbeat
+/// timeout, or, when the node died, by any node's [`Presence::sweep`].
 #[derive(Clone)]
 pub struct Presence {
     pub redis: ConnectionManager,
     pub pg: PgPool,
     pub keys: RedisKeys,
-    /// TTL of session keys, refreshed by each heartbeat.
-    pub session_ttl_secs: u64,
+    /// Lifetime of a TCP session without a refresh (the heartbeat timeout).
+    pub tcp_session_ttl_ms: u64,
+    /// Lifetime of an HTTP session token without use.
+    pub http_session_ttl_ms: u64,
     /// TTL of cached presence entries.
     pub status_ttl_secs: u64,
 }
 
+fn now_ms() -> u64 {
+    crate::server::now_us() / 1000
+}
+
 impl Presence {
-    /// Starts a session: a fresh token bound to the user, and status online.
-    pub async fn open_session(&self, user_id: &str) -> Result<String, PresenceError> {
+    pub fn from_config(cfg: &crate::config::Config, redis: ConnectionManager, pg: PgPool) -> Self {
+        Self {
+            redis,
+            pg,
+            keys: RedisKeys::new(&cfg.redis.key_prefix),
+            tcp_session_ttl_ms: cfg.server.heartbeat_timeout_ms,
+            http_session_ttl_ms: cfg.redis.http_session_ttl_secs * 1000,
+            status_ttl_secs: cfg.redis.status_ttl_secs,
+        }
+    }
+
+    fn ttl_ms(&self, kind: SessionKind) -> u64 {
+        match kind {
+            SessionKind::Tcp => self.tcp_session_ttl_ms,
+            SessionKind::Http => self.http_session_ttl_ms,
+        }
+        .max(1)
+    }
+
+    /// Starts a session and returns its token; a TCP session sets the user online.
+    pub async fn open_session(
+        &self,
+        user_id: &str,
+        kind: SessionKind,
+    ) -> Result<String, PresenceError> {
         let token = format!(
             "{}{}",
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
+        let ttl = self.ttl_ms(kind);
         let mut r = self.redis.clone();
-        let _: () = r
-            .set_ex(self.keys.session(&token), user_id, self.session_ttl_secs)
-            .await?;
-        self.set_status(user_id, UserStatus::Online).await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(self.keys.session(&token))
+            .arg(user_id)
+            .arg("PX")
+            .arg(ttl)
+            .ignore();
+        if kind == SessionKind::Tcp {
+            pipe.zadd(
+                self.keys.sessions(),
+                format!("{token}:{user_id}"),
+                now_ms() + ttl,
+            )
+            .ignore()
+            .sadd(self.keys.user_sessions(user_id), &token)
+            .ignore();
+        }
+        let _: () = pipe.query_async(&mut r).await?;
+        if kind == SessionKind::Tcp {
+            self.set_status(user_id, UserStatus::Online).await?;
+        }
+        metrics::counter!("rtmc_sessions_opened_total").increment(1);
         Ok(token)
     }
 
     /// Keeps a session alive for another TTL.
-    pub async fn refresh_session(&self, token: &str) -> Result<(), PresenceError> {
+    pub async fn refresh_session(
+        &self,
+        token: &str,
+        user_id: &str,
+        kind: SessionKind,
+    ) -> Result<(), PresenceError> {
+        let ttl = self.ttl_ms(kind);
         let mut r = self.redis.clone();
-        let _: bool = r
-            .expire(self.keys.session(token), self.session_ttl_secs as i64)
-            .await?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("PEXPIRE")
+            .arg(self.keys.session(token))
+            .arg(ttl)
+            .ignore();
+        if kind == SessionKind::Tcp {
+            pipe.cmd("ZADD")
+                .arg(self.keys.sessions())
+                .arg("XX")
+                .arg(now_ms() + ttl)
+                .arg(format!("{token}:{user_id}"))
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut r).await?;
         Ok(())
     }
 
-    /// Ends a session: the token is deleted and the user marked offline
-    /// (PostgreSQL stamps `last_seen`).
+    /// Ends a TCP session: the token is deleted, and when it was the user's
+    /// last session the user is marked offline (PostgreSQL stamps `last_seen`).
     pub async fn close_session(&self, token: &str, user_id: &str) -> Result<(), PresenceError> {
         let mut r = self.redis.clone();
-        let _: () = r.del(self.keys.session(token)).await?;
-        self.set_status(user_id, UserStatus::Offline).await?;
+        let (_, _, _, left): ((), (), (), u64) = redis::pipe()
+            .atomic()
+            .del(self.keys.session(token))
+            .zrem(self.keys.sessions(), format!("{token}:{user_id}"))
+            .srem(self.keys.user_sessions(user_id), token)
+            .scard(self.keys.user_sessions(user_id))
+            .query_async(&mut r)
+            .await?;
+        if left == 0 {
+            self.set_status(user_id, UserStatus::Offline).await?;
+        }
+        metrics::counter!("rtmc_sessions_closed_total").increment(1);
         Ok(())
+    }
+
+    /// Ends every TCP session whose TTL passed without a refresh — sessions
+    /// of a node that died. Safe to run on every node at once: the sorted-set
+    /// removal decides which node cleans each one up. Returns how many ended.
+    pub async fn sweep(&self, max: usize) -> Result<usize, PresenceError> {
+        let mut r = self.redis.clone();
+        let expired: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.sessions())
+            .arg("-inf")
+            .arg(now_ms())
+            .arg("LIMIT")
+            .arg(0)
+            .arg(max)
+            .query_async(&mut r)
+            .await?;
+        let mut ended = 0;
+        for member in expired {
+            let Some((token, user)) = member.split_once(':') else {
+                continue;
+            };
+            let removed: u64 = r.zrem(self.keys.sessions(), &member).await?;
+            if removed == 1 {
+                self.close_session(token, user).await?;
+                metrics::counter!("rtmc_sessions_expired_total").increment(1);
+                ended += 1;
+            }
+        }
+        Ok(ended)
     }
 
     /// The user a session token belongs to, if the session is alive.
     pub async fn session_user(&self, token: &str) -> Result<Option<String>, PresenceError> {
         let mut r = self.redis.clone();
         Ok(r.get(self.keys.session(token)).await?)
+    }
+
+    /// Whether the user has a live TCP session anywhere.
+    pub async fn has_live_session(&self, user_id: &str) -> Result<bool, PresenceError> {
+        let mut r = self.redis.clone();
+        let n: u64 = r.scard(self.keys.user_sessions(user_id)).await?;
+        Ok(n > 0)
     }
 
     /// Writes presence to PostgreSQL, then to the cache.

@@ -36,6 +36,22 @@ impl RedisKeys {
     pub fn session(&self, token: &str) -> String {
         format!("{}:session:{}", self.prefix, token)
     }
+    /// Sorted set of live TCP sessions (`<token>:<user>`, score = expiry ms).
+    pub fn sessions(&self) -> String {
+        format!("{}:sessions", self.prefix)
+    }
+    /// Set of a user's live TCP session tokens.
+    pub fn user_sessions(&self, user_id: &str) -> String {
+        format!("{}:user_sessions:{}", self.prefix, user_id)
+    }
+    /// Failed login attempts for a user in the current window.
+    pub fn login_failures(&self, user_id: &str) -> String {
+        format!("{}:login_failures:{}", self.prefix, user_id)
+    }
+    /// The sync worker's lock (one worker copies at a time).
+    pub fn sync_lock(&self) -> String {
+        format!("{}:sync_lock", self.prefix)
+    }
     /// A user's cached presence.
     pub fn status(&self, user_id: &str) -> String {
         format!("{}:status:{}", self.prefix, user_id)

@@ -20,3 +20,14 @@ pub mod services;
 pub use pipeline::{Component, Pipeline, PipelineOptions, TEST_PASSWORD};
 pub use process::{NodeProcess, Role};
 pub use services::{shared, Service, Services};
+
+/// Logs for tests: captured per test by the harness (shown for failures),
+/// `RUST_LOG` filters (default warn).
+pub fn init_test_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}

@@ -47,6 +47,8 @@ pub struct PipelineOptions {
     pub gateway: bool,
     /// Whether to run a consumer.
     pub consumer: bool,
+    /// Whether to run the sync worker (Redis → PostgreSQL).
+    pub sync: bool,
     /// Applied to the generated configuration before anything starts.
     pub configure: Box<dyn FnOnce(&mut Config) + Send>,
 }
@@ -57,6 +59,7 @@ impl Default for PipelineOptions {
             servers: 1,
             gateway: true,
             consumer: true,
+            sync: true,
             configure: Box::new(|_| {}),
         }
     }
@@ -84,6 +87,7 @@ pub struct Pipeline {
     pub servers: Vec<Option<Component>>,
     pub gateway: Option<Component>,
     pub consumer: Option<Component>,
+    pub sync: Option<Component>,
     /// Shared HTTP client.
     pub http: reqwest::Client,
     /// Kept so shared services outlive the pipeline.
@@ -103,8 +107,10 @@ impl Pipeline {
             .execute(&admin)
             .await?;
         admin.close().await;
-        let mut cfg = Config::default();
-        cfg.node_id = ns.clone();
+        let mut cfg = Config {
+            node_id: ns.clone(),
+            ..Config::default()
+        };
         cfg.rabbitmq.url = services.rabbitmq.url();
         cfg.rabbitmq.queue = format!("{ns}.messages");
         cfg.rabbitmq.dead_letter_queue = format!("{ns}.messages.dead");
@@ -126,11 +132,15 @@ impl Pipeline {
             servers: Vec::new(),
             gateway: None,
             consumer: None,
+            sync: None,
             http: reqwest::Client::builder().no_proxy().build()?,
             _services: None,
         };
         if opts.consumer {
             p.consumer = Some(p.spawn_consumer());
+        }
+        if opts.sync {
+            p.sync = Some(p.spawn_sync());
         }
         for _ in 0..opts.servers {
             p.add_server().await?;
@@ -174,6 +184,26 @@ impl Pipeline {
             stop,
             task,
         }
+    }
+
+    fn spawn_sync(&self) -> Component {
+        let stop = CancellationToken::new();
+        let (cfg, s) = (self.cfg.clone(), stop.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = rtmc::sync::run(cfg, s).await {
+                tracing::error!(error = %e, "sync worker failed");
+            }
+        });
+        Component {
+            addr: None,
+            stop,
+            task,
+        }
+    }
+
+    /// Starts a sync worker (after the previous one was stopped).
+    pub fn restart_sync(&mut self) {
+        self.sync = Some(self.spawn_sync());
     }
 
     /// Starts a consumer (after the previous one was stopped).
@@ -348,6 +378,9 @@ impl Pipeline {
         if let Some(c) = self.consumer.take() {
             c.stop().await;
         }
+        if let Some(c) = self.sync.take() {
+            c.stop().await;
+        }
     }
 }
 
@@ -358,7 +391,8 @@ impl Drop for Pipeline {
             .iter()
             .flatten()
             .chain(self.gateway.iter())
-            .chain(self.consumer.iter());
+            .chain(self.consumer.iter())
+            .chain(self.sync.iter());
         for c in all {
             c.stop.cancel();
         }

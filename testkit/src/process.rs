@@ -29,6 +29,7 @@ pub enum Role {
     Server,
     Gateway,
     Consumer,
+    Sync,
 }
 
 /// Finds the `rtmc` binary: `$RTMC_BIN`, else next to the running executable
@@ -71,6 +72,10 @@ impl NodeProcess {
             Role::Consumer => {
                 cfg.consumer.ops_listen = format!("127.0.0.1:{}", free_port());
                 ("consumer", None, Some(cfg.consumer.ops_listen.clone()))
+            }
+            Role::Sync => {
+                cfg.sync.ops_listen = format!("127.0.0.1:{}", free_port());
+                ("sync", None, Some(cfg.sync.ops_listen.clone()))
             }
         };
         let config_file = std::env::temp_dir().join(format!(

@@ -18,9 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::{PublishedMessage, Publisher};
 use crate::config::Config;
-use crate::presence::Presence;
-use crate::server::{now_us, valid_message_id, StartError};
-use crate::stream::{self, RedisKeys};
+use crate::presence::{Presence, SessionKind};
+use crate::server::{now_us, StartError};
+use crate::stream;
 
 /// The OpenAPI 3 description of this gateway, served at `/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
@@ -55,6 +55,7 @@ pub struct Accepted {
 
 /// Request body of `POST /v1/login`.
 #[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub user_id: String,
     pub password: String,
@@ -105,13 +106,7 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
     crate::telemetry::metrics();
     let pg = crate::db::connect(&cfg.postgres).await?;
     let redis = stream::managed_connection(&cfg.redis.url).await?;
-    let presence = Presence {
-        redis,
-        pg: pg.clone(),
-        keys: RedisKeys::new(&cfg.redis.key_prefix),
-        session_ttl_secs: cfg.redis.session_ttl_secs,
-        status_ttl_secs: cfg.redis.session_ttl_secs,
-    };
+    let presence = Presence::from_config(&cfg, redis, pg.clone());
     let publisher = Arc::new(Publisher::new(cfg.rabbitmq.clone()));
     let state = Gateway {
         cfg: cfg.clone(),
@@ -184,7 +179,14 @@ async fn authenticate(g: &Gateway, headers: &HeaderMap) -> Result<Caller, Respon
         ));
     };
     match g.presence.session_user(token).await {
-        Ok(Some(user)) => Ok(Caller::User(user)),
+        Ok(Some(user)) => {
+            // Each use extends an HTTP session.
+            let _ = g
+                .presence
+                .refresh_session(token, &user, SessionKind::Http)
+                .await;
+            Ok(Caller::User(user))
+        }
         Ok(None) => Err(fail(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -229,30 +231,25 @@ async fn post_message(
         }
         (Caller::User(u), _) => u,
     };
-    if req.body.len() > g.cfg.server.max_body_bytes {
-        return fail(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("body exceeds {} bytes", g.cfg.server.max_body_bytes),
-        );
-    }
-    let message_id = match req.message_id {
-        Some(id) if !valid_message_id(&id) => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                "message_id must be 1-128 printable ASCII characters",
-            )
-        }
-        Some(id) => id,
-        None => uuid::Uuid::new_v4().to_string(),
-    };
     let msg = PublishedMessage {
-        message_id,
+        message_id: req
+            .message_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         from,
         body: req.body,
         sent_at_us: req.sent_at_us.unwrap_or_else(now_us),
     };
+    let limits = &g.cfg.server;
+    if msg.body.len() > limits.max_body_bytes {
+        return fail(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("body exceeds {} bytes", limits.max_body_bytes),
+        );
+    }
+    if let Err(reason) = msg.check_limits(limits.max_body_bytes, limits.max_frame_bytes) {
+        return fail(StatusCode::BAD_REQUEST, "invalid_field", reason);
+    }
     match g.publisher.publish(&msg).await {
         Ok(()) => {
             metrics::counter!("rtmc_gateway_accepted_total").increment(1);
@@ -297,7 +294,11 @@ async fn login(
             )
         }
     }
-    match g.presence.open_session(&req.user_id).await {
+    match g
+        .presence
+        .open_session(&req.user_id, SessionKind::Http)
+        .await
+    {
         Ok(token) => Json(LoginResponse {
             user_id: req.user_id,
             session_token: token,

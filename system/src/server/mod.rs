@@ -48,7 +48,7 @@ pub(crate) struct NodeContext {
 }
 
 /// Largest replay served to one `resume`.
-pub(crate) const MAX_REPLAY_MESSAGES: u64 = 1_000_000;
+pub(crate) const MAX_REPLAY_MESSAGES: u64 = 200_000;
 
 /// Serves clients on `listener` until `shutdown` is cancelled, then tells
 /// every session, ends them (sessions closed, users offline) and returns.
@@ -63,20 +63,14 @@ pub async fn run(
     let keys = RedisKeys::new(&cfg.redis.key_prefix);
     let start = stream::head(&mut redis, &keys).await?;
     let fanout = Fanout::new(cfg.server.outbound_queue_frames, start);
-    let presence = Presence {
-        redis: redis.clone(),
-        pg: pg.clone(),
-        keys: keys.clone(),
-        session_ttl_secs: cfg.redis.session_ttl_secs,
-        status_ttl_secs: cfg.redis.session_ttl_secs,
-    };
+    let presence = Presence::from_config(&cfg, redis.clone(), pg.clone());
     let ctx = Arc::new(NodeContext {
+        presence: presence.clone(),
         publisher: Arc::new(Publisher::new(cfg.rabbitmq.clone())),
         cfg: cfg.clone(),
         pg,
         redis,
         keys: keys.clone(),
-        presence,
         fanout: fanout.clone(),
     });
     let tasks = TaskTracker::new();
@@ -85,6 +79,11 @@ pub async fn run(
         cfg.redis.url.clone(),
         keys,
         fanout,
+        follower_stop.clone(),
+    ));
+    tasks.spawn(sweep_sessions(
+        presence.clone(),
+        Duration::from_millis(cfg.server.heartbeat_interval_ms.max(100)),
         follower_stop.clone(),
     ));
     tracing::info!(addr = %listener.local_addr()?, node = %cfg.node_id, "server listening");
@@ -136,6 +135,23 @@ pub async fn run(
         tracing::warn!("sessions still open after 10 s of shutdown");
     }
     Ok(())
+}
+
+/// Ends sessions whose node died without ending them (every interval).
+async fn sweep_sessions(presence: Presence, every: Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match presence.sweep(1000).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(ended = n, "swept expired sessions"),
+            Err(e) => tracing::warn!(error = %e, "session sweep failed"),
+        }
+    }
 }
 
 async fn refuse(mut sock: tokio::net::TcpStream) {

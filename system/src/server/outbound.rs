@@ -3,6 +3,7 @@
 //! one write. A client that cannot keep up — lagged past the ring, or a write
 //! blocked longer than the write timeout — is cut off with `slow_consumer`.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -22,6 +23,8 @@ pub enum Outbound {
     /// live delivery from the receiver, skipping anything `<= up_to`.
     Subscribe {
         replay: Vec<Delivery>,
+        /// Written right after the replay (`resume_done`), before any live frame.
+        done: Option<Bytes>,
         rx: broadcast::Receiver<Delivery>,
         up_to: u64,
     },
@@ -100,16 +103,29 @@ async fn write_loop(
 ) -> WriterEnd {
     let deliveries = metrics::counter!("rtmc_deliveries_total");
     let mut live: Option<(broadcast::Receiver<Delivery>, u64)> = None;
+    let mut backlog: VecDeque<Bytes> = VecDeque::new();
     let mut buf = BytesMut::with_capacity(4096);
     loop {
         let mut closing = false;
         let mut delivered = 0u64;
+        if !backlog.is_empty() {
+            // A replay is written in bounded chunks, each under the write timeout.
+            while buf.len() < COALESCE_BYTES {
+                let Some(f) = backlog.pop_front() else { break };
+                buf.extend_from_slice(&f);
+            }
+            if let Err(end) = write_within(sock, &mut buf, write_timeout).await {
+                *unwritten = buf;
+                return end;
+            }
+            continue;
+        }
         // Wait for the first piece of work.
         tokio::select! {
             biased;
             msg = control.recv() => match msg {
                 None => return WriterEnd::Closed,
-                Some(m) => closing = apply(m, &mut buf, &mut live, &mut delivered),
+                Some(m) => closing = apply(m, &mut buf, &mut backlog, &mut live, &mut delivered),
             },
             d = recv_live(&mut live) => match d {
                 Ok(Some(d)) => { buf.extend_from_slice(&d.frame); delivered += 1; }
@@ -118,10 +134,11 @@ async fn write_loop(
             },
         }
         // Coalesce whatever else is already queued.
-        while !closing && buf.len() < COALESCE_BYTES {
+        // A pending replay goes out before any live frame.
+        while !closing && backlog.is_empty() && buf.len() < COALESCE_BYTES {
             match control.try_recv() {
                 Ok(m) => {
-                    closing = apply(m, &mut buf, &mut live, &mut delivered);
+                    closing = apply(m, &mut buf, &mut backlog, &mut live, &mut delivered);
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => closing = true,
@@ -159,6 +176,7 @@ async fn write_loop(
 fn apply(
     m: Outbound,
     buf: &mut BytesMut,
+    backlog: &mut VecDeque<Bytes>,
     live: &mut Option<(broadcast::Receiver<Delivery>, u64)>,
     delivered: &mut u64,
 ) -> bool {
@@ -167,11 +185,15 @@ fn apply(
             buf.extend_from_slice(&f);
             false
         }
-        Outbound::Subscribe { replay, rx, up_to } => {
-            for d in &replay {
-                buf.extend_from_slice(&d.frame);
-            }
+        Outbound::Subscribe {
+            replay,
+            done,
+            rx,
+            up_to,
+        } => {
             *delivered += replay.len() as u64;
+            backlog.extend(replay.into_iter().map(|d| d.frame));
+            backlog.extend(done);
             *live = Some((rx, up_to));
             false
         }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::outbound::{self, frame, Outbound};
 use super::{NodeContext, MAX_REPLAY_MESSAGES};
 use crate::broker::PublishedMessage;
+use crate::presence::SessionKind;
 use crate::protocol::{
     ClientCommand, ErrorCode, FrameCodec, ProtocolError, ServerFrame, PROTOCOL_VERSION,
 };
@@ -109,6 +110,8 @@ impl Session {
         let login_deadline = Instant::now() + Duration::from_millis(cfg.login_timeout_ms);
         let heartbeat_timeout = Duration::from_millis(cfg.heartbeat_timeout_ms);
         let mut last_frame = Instant::now();
+        let mut last_refresh = Instant::now();
+        let refresh_every = Duration::from_millis(cfg.heartbeat_interval_ms / 2);
         loop {
             let deadline = match self.logged_in {
                 None => login_deadline,
@@ -141,6 +144,21 @@ impl Session {
                 Some(Err(_)) => return,
                 Some(Ok(payload)) => {
                     last_frame = Instant::now();
+                    // Any frame proves the client alive; refresh the session
+                    // in Redis at most twice per heartbeat interval.
+                    if let Some(s) = &self.logged_in {
+                        if last_frame.duration_since(last_refresh) >= refresh_every {
+                            last_refresh = last_frame;
+                            if let Err(e) = self
+                                .ctx
+                                .presence
+                                .refresh_session(&s.token, &s.user_id, SessionKind::Tcp)
+                                .await
+                            {
+                                tracing::warn!(error = %e, "session refresh failed");
+                            }
+                        }
+                    }
                     let step = match ClientCommand::parse(&payload) {
                         Ok(cmd) => self.dispatch(cmd).await,
                         Err(e) => {
@@ -203,11 +221,7 @@ impl Session {
                 resume_from,
             } => self.login(user_id, password, resume_from).await,
             ClientCommand::Heartbeat {} => {
-                if let Some(s) = &self.logged_in {
-                    if let Err(e) = self.ctx.presence.refresh_session(&s.token).await {
-                        tracing::warn!(error = %e, "session refresh failed");
-                    }
-                }
+                // The session itself is refreshed for any frame, in read_loop.
                 self.reply(ServerFrame::HeartbeatAck {}).await;
                 Next::Continue
             }
@@ -285,7 +299,12 @@ impl Session {
                 return Next::Continue;
             }
         }
-        let token = match self.ctx.presence.open_session(&user_id).await {
+        let token = match self
+            .ctx
+            .presence
+            .open_session(&user_id, SessionKind::Tcp)
+            .await
+        {
             Ok(t) => t,
             Err(e) => {
                 self.error(
@@ -301,7 +320,9 @@ impl Session {
             user_id: user_id.clone(),
             token: token.clone(),
         });
-        let head = self.ctx.fanout.head();
+        // One read of the head serves both `login_ok.last_seq` and the
+        // subscription point, so nothing can fall between them.
+        let (rx, head) = self.ctx.fanout.subscribe();
         self.reply(ServerFrame::LoginOk {
             user_id,
             session_token: token,
@@ -310,48 +331,61 @@ impl Session {
             protocol_version: PROTOCOL_VERSION,
         })
         .await;
-        self.subscribe(resume_from).await;
+        self.subscribe_from(rx, head, resume_from).await;
         Next::Continue
     }
 
-    /// Starts (or restarts) live delivery. With `after`, first replays every
-    /// message after it up to the subscription point, then `resume_done`.
+    /// Starts (or restarts) live delivery at the current head, replaying
+    /// everything after `after` first.
     async fn subscribe(&mut self, after: Option<u64>) {
         let (rx, head) = self.ctx.fanout.subscribe();
-        let replay = match after {
-            None => Vec::new(),
-            Some(after) => {
-                let mut redis = self.ctx.redis.clone();
-                match crate::history::replay(
-                    &mut redis,
-                    &self.ctx.pg,
-                    &self.ctx.keys,
-                    after,
-                    head,
-                    MAX_REPLAY_MESSAGES,
-                )
-                .await
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.error(ErrorCode::ResumeUnavailable, e.to_string())
-                            .await;
-                        Vec::new()
-                    }
+        self.subscribe_from(rx, head, after).await;
+    }
+
+    /// Hands the writer the subscription: with `after`, the replay of
+    /// `after+1..=head` and `resume_done` go first, in the same message, so no
+    /// live frame can overtake them. A replay that cannot be produced is an
+    /// `resume_unavailable` error (no `resume_done`): the client knows it has a gap.
+    async fn subscribe_from(
+        &mut self,
+        rx: tokio::sync::broadcast::Receiver<super::fanout::Delivery>,
+        head: u64,
+        after: Option<u64>,
+    ) {
+        let mut replay = Vec::new();
+        let mut done = None;
+        if let Some(after) = after {
+            let mut redis = self.ctx.redis.clone();
+            match crate::history::replay(
+                &mut redis,
+                &self.ctx.pg,
+                &self.ctx.keys,
+                after,
+                head,
+                MAX_REPLAY_MESSAGES,
+            )
+            .await
+            {
+                Ok(r) => {
+                    metrics::counter!("rtmc_resume_replayed_total").increment(r.len() as u64);
+                    replay = r;
+                    done = Some(frame(&ServerFrame::ResumeDone { last_seq: head }));
+                }
+                Err(e) => {
+                    self.error(ErrorCode::ResumeUnavailable, e.to_string())
+                        .await
                 }
             }
-        };
+        }
         let _ = self
             .out
             .send(Outbound::Subscribe {
                 replay,
+                done,
                 rx,
                 up_to: head,
             })
             .await;
-        if after.is_some() {
-            self.reply(ServerFrame::ResumeDone { last_seq: head }).await;
-        }
     }
 
     async fn send(
@@ -361,30 +395,17 @@ impl Session {
         message_id: Option<String>,
         sent_at_us: Option<u64>,
     ) -> Next {
-        let max = self.ctx.cfg.server.max_body_bytes;
-        if body.len() > max {
-            self.error(ErrorCode::InvalidField, format!("body exceeds {max} bytes"))
-                .await;
-            return Next::Continue;
-        }
-        let message_id = match message_id {
-            Some(id) if !valid_message_id(&id) => {
-                self.error(
-                    ErrorCode::InvalidField,
-                    "message_id must be 1-128 printable ASCII characters",
-                )
-                .await;
-                return Next::Continue;
-            }
-            Some(id) => id,
-            None => uuid::Uuid::new_v4().to_string(),
-        };
         let msg = PublishedMessage {
-            message_id,
+            message_id: message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             from,
             body,
             sent_at_us: sent_at_us.unwrap_or_else(now_us),
         };
+        let limits = &self.ctx.cfg.server;
+        if let Err(reason) = msg.check_limits(limits.max_body_bytes, limits.max_frame_bytes) {
+            self.error(ErrorCode::InvalidField, reason).await;
+            return Next::Continue;
+        }
         // Wait for a slot: a client sending faster than the broker confirms
         // is slowed down here rather than buffered without bound.
         let Ok(permit) = self.inflight.clone().acquire_owned().await else {

@@ -1,7 +1,14 @@
 //! End-to-end suites on real RabbitMQ, Redis and PostgreSQL containers.
 //! One binary (one shared set of services); each test has its own pipeline.
+//! Tests that stop or break a service start their own services.
 
 mod bad_input;
 mod delivery;
+mod durability;
+mod failover;
 mod gateway;
+mod resume;
+mod sessions;
+mod status;
 mod support;
+mod sync;

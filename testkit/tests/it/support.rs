@@ -40,5 +40,5 @@ pub fn assert_gap_free(got: &[BroadcastFrame], first: u64) -> BTreeMap<u64, Stri
 }
 
 pub fn init_logs() {
-    rtmc::telemetry::init_logging();
+    rtmc_testkit::init_test_logs();
 }

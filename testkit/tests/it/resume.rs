@@ -1,0 +1,187 @@
+//! Resume: a client that reconnects with its last sequence number gets
+//! exactly what it missed — from Redis, or from PostgreSQL once Redis
+//! trimmed it — then live traffic, with no gap and no duplicate.
+
+use std::time::Duration;
+
+use rtmc::client::ChatClient;
+use rtmc::protocol::ServerFrame;
+use rtmc_testkit::{Pipeline, PipelineOptions, TEST_PASSWORD};
+
+use crate::support::{collect, init_logs};
+use crate::sync::await_rows;
+
+async fn publish(p: &Pipeline, range: std::ops::Range<usize>) {
+    for i in range {
+        let (s, _) = p
+            .post_message("svc", &format!("m{i}"), Some(&format!("r-{i}")))
+            .await
+            .unwrap();
+        assert_eq!(s, 202);
+    }
+}
+
+fn ids(got: &[rtmc::protocol::BroadcastFrame]) -> Vec<String> {
+    got.iter().map(|b| b.message_id.clone()).collect()
+}
+
+fn expected(range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("r-{i}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_client_gets_exactly_what_it_missed() {
+    init_logs();
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let user = p.add_users("res", 1).await.unwrap().remove(0);
+    let mut c = p.client(0, &user).await.unwrap();
+    publish(&p, 0..10).await;
+    let first = collect(&mut c, 10, Duration::from_secs(20)).await;
+    assert_eq!(ids(&first), expected(0..10));
+    let last = c.last_seq();
+    drop(c);
+    // Messages flow while the client is away.
+    publish(&p, 10..25).await;
+    let mut c = ChatClient::connect_from(&p.server_addr(0), &user, TEST_PASSWORD, Some(last))
+        .await
+        .unwrap();
+    publish(&p, 25..30).await;
+    let rest = collect(&mut c, 20, Duration::from_secs(20)).await;
+    assert_eq!(
+        ids(&rest),
+        expected(10..30),
+        "missed + live, no gap, no duplicate"
+    );
+    assert_eq!(rest[0].seq, last + 1);
+    assert!(
+        c.next_broadcast(Duration::from_millis(300)).await.is_err(),
+        "a duplicate leaked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_library_resumes_automatically_after_a_dropped_link() {
+    init_logs();
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let user = p.add_users("auto", 1).await.unwrap().remove(0);
+    let mut c = p.client(0, &user).await.unwrap();
+    publish(&p, 0..5).await;
+    let first = collect(&mut c, 5, Duration::from_secs(20)).await;
+    assert_eq!(ids(&first), expected(0..5));
+    // Cut the link under the client (as a network failure would): the server
+    // sees end of stream and closes; the client notices on its next read.
+    c.connection().shutdown().await.unwrap();
+    publish(&p, 5..15).await;
+    let rest = collect(&mut c, 10, Duration::from_secs(30)).await;
+    assert_eq!(ids(&rest), expected(5..15));
+    assert!(c.reconnects >= 1, "the client never reconnected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_reads_postgres_once_redis_has_trimmed() {
+    init_logs();
+    // Keep nothing in Redis that PostgreSQL already holds.
+    let p =
+        Pipeline::shared(PipelineOptions::default().configure(|c| c.sync.retention_messages = 0))
+            .await
+            .unwrap();
+    let user = p.add_users("trim", 1).await.unwrap().remove(0);
+    let c = p.client(0, &user).await.unwrap();
+    let start = c.info.last_seq;
+    drop(c);
+    publish(&p, 0..40).await;
+    await_rows(&p, 40, Duration::from_secs(30)).await;
+    // Wait until the sync worker trimmed the stream below the newest entry.
+    let mut r = p.redis().await.unwrap();
+    let stream = format!("{}:stream", p.cfg.redis.key_prefix);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let len: u64 = redis::cmd("XLEN")
+            .arg(&stream)
+            .query_async(&mut r)
+            .await
+            .unwrap();
+        if len <= 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stream not trimmed (XLEN {len})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Resume from the very beginning: everything comes back, from PostgreSQL.
+    let mut conn = rtmc::client::Connection::connect(&p.server_addr(0), 1 << 20)
+        .await
+        .unwrap();
+    rtmc::client::login(
+        &mut conn,
+        &user,
+        TEST_PASSWORD,
+        Some(start),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    loop {
+        match conn.recv_timeout(Duration::from_secs(20)).await.unwrap() {
+            ServerFrame::Broadcast(b) => got.push(b),
+            ServerFrame::ResumeDone { last_seq } => {
+                assert_eq!(last_seq, start + 40);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(ids(&got), expected(0..40));
+    assert!(got.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_of_history_stored_nowhere_is_refused_clearly() {
+    init_logs();
+    let p = Pipeline::shared(PipelineOptions {
+        sync: false,
+        ..PipelineOptions::default()
+    })
+    .await
+    .unwrap();
+    let user = p.add_users("gone", 1).await.unwrap().remove(0);
+    publish(&p, 0..3).await;
+    // Simulate history lost everywhere: trim Redis with nothing in PostgreSQL.
+    let mut c = p.client(0, &user).await.unwrap();
+    let head = c.info.last_seq;
+    let _ = c.next_broadcast(Duration::from_millis(200)).await;
+    let mut r = p.redis().await.unwrap();
+    let _: u64 = redis::cmd("XTRIM")
+        .arg(format!("{}:stream", p.cfg.redis.key_prefix))
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut r)
+        .await
+        .unwrap();
+    let mut conn = rtmc::client::Connection::connect(&p.server_addr(0), 1 << 20)
+        .await
+        .unwrap();
+    rtmc::client::login(
+        &mut conn,
+        &user,
+        TEST_PASSWORD,
+        Some(0),
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    match conn.recv_timeout(Duration::from_secs(10)).await.unwrap() {
+        ServerFrame::Error { code, message, .. } => {
+            assert_eq!(
+                code,
+                rtmc::protocol::ErrorCode::ResumeUnavailable,
+                "{message}"
+            );
+            assert!(head >= 3);
+        }
+        other => panic!("expected resume_unavailable, got {other:?}"),
+    }
+}
