@@ -141,6 +141,18 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// `send`s a connection may have awaiting broker confirmation.
     pub max_inflight_sends: usize,
+    /// `send`s per second a connection may make (bursts of one second's worth);
+    /// more are refused with `rate_limited`.
+    pub max_sends_per_sec: u32,
+    /// Frames per second a connection may send at all; beyond it the
+    /// connection is closed with `rate_limited` (a flood).
+    pub max_frames_per_sec: u32,
+    /// Failed logins per user within `login_failure_window_secs` before
+    /// further attempts are refused with `rate_limited` (password not checked).
+    pub max_login_failures: u32,
+    pub login_failure_window_secs: u64,
+    /// Failed logins on one connection before it is closed.
+    pub max_login_failures_per_connection: u32,
     /// Kernel send buffer per client socket in bytes; 0 keeps the OS default.
     pub socket_send_buffer_bytes: usize,
 }
@@ -159,6 +171,11 @@ impl Default for ServerConfig {
             write_timeout_ms: 10_000,
             max_connections: 18_000,
             max_inflight_sends: 64,
+            max_sends_per_sec: 1_000,
+            max_frames_per_sec: 5_000,
+            max_login_failures: 10,
+            login_failure_window_secs: 60,
+            max_login_failures_per_connection: 3,
             socket_send_buffer_bytes: 0,
         }
     }

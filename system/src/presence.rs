@@ -184,6 +184,32 @@ impl Presence {
         Ok(ended)
     }
 
+    /// Whether logins for `user_id` are currently refused after too many failures.
+    pub async fn login_throttled(
+        &self,
+        user_id: &str,
+        max_failures: u32,
+    ) -> Result<bool, PresenceError> {
+        let mut r = self.redis.clone();
+        let n: Option<u32> = r.get(self.keys.login_failures(user_id)).await?;
+        Ok(n.unwrap_or(0) >= max_failures)
+    }
+
+    /// Counts a failed login for `user_id` in the current window.
+    pub async fn record_login_failure(
+        &self,
+        user_id: &str,
+        window_secs: u64,
+    ) -> Result<(), PresenceError> {
+        let mut r = self.redis.clone();
+        let key = self.keys.login_failures(user_id);
+        let (n,): (u64,) = redis::pipe().incr(&key, 1).query_async(&mut r).await?;
+        if n == 1 {
+            let _: bool = r.expire(&key, window_secs as i64).await?;
+        }
+        Ok(())
+    }
+
     /// The user a session token belongs to, if the session is alive.
     pub async fn session_user(&self, token: &str) -> Result<Option<String>, PresenceError> {
         let mut r = self.redis.clone();

@@ -277,14 +277,48 @@ async fn login(
         Ok(b) => b,
         Err(e) => return json_rejection(e),
     };
+    if req.user_id.is_empty() || req.user_id.len() > 128 {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "user_id must be 1-128 bytes",
+        );
+    }
+    let limits = &g.cfg.server;
+    match g
+        .presence
+        .login_throttled(&req.user_id, limits.max_login_failures)
+        .await
+    {
+        Ok(false) => {}
+        Ok(true) => {
+            metrics::counter!("rtmc_rate_limited_total", "kind" => "login").increment(1);
+            return fail(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many failed logins for this user; try again later",
+            );
+        }
+        Err(e) => {
+            return fail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "login_unavailable",
+                e.to_string(),
+            )
+        }
+    }
     match crate::db::check_login(&g.pg, &req.user_id, &req.password).await {
         Ok(true) => {}
         Ok(false) => {
+            let _ = g
+                .presence
+                .record_login_failure(&req.user_id, limits.login_failure_window_secs)
+                .await;
             return fail(
                 StatusCode::UNAUTHORIZED,
                 "auth_failed",
                 "wrong user id or password",
-            )
+            );
         }
         Err(e) => {
             return fail(

@@ -3,6 +3,7 @@
 //! `run` takes an already bound listener so tests and tools bind port 0.
 
 pub mod fanout;
+pub mod limits;
 pub mod outbound;
 mod session;
 

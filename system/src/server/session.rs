@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
+use super::limits::TokenBucket;
 use super::outbound::{self, frame, Outbound};
 use super::{NodeContext, MAX_REPLAY_MESSAGES};
 use crate::broker::PublishedMessage;
@@ -73,6 +74,8 @@ pub(super) async fn handle(
         out,
         logged_in: None,
         inflight: Arc::new(Semaphore::new(ctx.cfg.server.max_inflight_sends.max(1))),
+        sends: TokenBucket::new(ctx.cfg.server.max_sends_per_sec),
+        login_failures: 0,
     };
     session.read_loop(rd, &stop, &conn).await;
     if let Some(s) = session.logged_in.take() {
@@ -91,6 +94,10 @@ struct Session {
     logged_in: Option<LoggedIn>,
     /// Bounds the sends awaiting broker confirmation on this connection.
     inflight: Arc<Semaphore>,
+    /// `send` rate limit.
+    sends: TokenBucket,
+    /// Failed logins on this connection.
+    login_failures: u32,
 }
 
 enum Next {
@@ -109,6 +116,7 @@ impl Session {
         let mut frames = FramedRead::new(rd, FrameCodec::new(cfg.max_frame_bytes));
         let login_deadline = Instant::now() + Duration::from_millis(cfg.login_timeout_ms);
         let heartbeat_timeout = Duration::from_millis(cfg.heartbeat_timeout_ms);
+        let mut frames_allowed = TokenBucket::new(cfg.max_frames_per_sec);
         let mut last_frame = Instant::now();
         let mut last_refresh = Instant::now();
         let refresh_every = Duration::from_millis(cfg.heartbeat_interval_ms / 2);
@@ -143,6 +151,17 @@ impl Session {
                 }
                 Some(Err(_)) => return,
                 Some(Ok(payload)) => {
+                    if !frames_allowed.allow() {
+                        metrics::counter!("rtmc_rate_limited_total", "kind" => "frames")
+                            .increment(1);
+                        reject(ErrorCode::RateLimited);
+                        self.close(
+                            ErrorCode::RateLimited,
+                            "frame flood: too many frames per second",
+                        )
+                        .await;
+                        return;
+                    }
                     last_frame = Instant::now();
                     // Any frame proves the client alive; refresh the session
                     // in Redis at most twice per heartbeat interval.
@@ -284,13 +303,46 @@ impl Session {
                 .await;
             return Next::Continue;
         }
+        let limits = &self.ctx.cfg.server;
+        match self
+            .ctx
+            .presence
+            .login_throttled(&user_id, limits.max_login_failures)
+            .await
+        {
+            Ok(false) => {}
+            Ok(true) => {
+                metrics::counter!("rtmc_rate_limited_total", "kind" => "login").increment(1);
+                metrics::counter!("rtmc_logins_total", "result" => "throttled").increment(1);
+                self.error(
+                    ErrorCode::RateLimited,
+                    "too many failed logins for this user; try again later",
+                )
+                .await;
+                return self.count_login_failure();
+            }
+            Err(e) => {
+                self.error(ErrorCode::Internal, format!("login unavailable: {e}"))
+                    .await;
+                return Next::Continue;
+            }
+        }
         match crate::db::check_login(&self.ctx.pg, &user_id, &password).await {
             Ok(true) => {}
             Ok(false) => {
                 metrics::counter!("rtmc_logins_total", "result" => "auth_failed").increment(1);
+                let window = limits.login_failure_window_secs;
+                if let Err(e) = self
+                    .ctx
+                    .presence
+                    .record_login_failure(&user_id, window)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record a failed login");
+                }
                 self.error(ErrorCode::AuthFailed, "wrong user id or password")
                     .await;
-                return Next::Continue;
+                return self.count_login_failure();
             }
             Err(e) => {
                 metrics::counter!("rtmc_logins_total", "result" => "error").increment(1);
@@ -332,6 +384,24 @@ impl Session {
         })
         .await;
         self.subscribe_from(rx, head, resume_from).await;
+        Next::Continue
+    }
+
+    /// Closes a connection that keeps failing to log in.
+    fn count_login_failure(&mut self) -> Next {
+        self.login_failures += 1;
+        if self.login_failures >= self.ctx.cfg.server.max_login_failures_per_connection {
+            metrics::counter!("rtmc_rate_limited_total", "kind" => "login_connection").increment(1);
+            let out = self.out.clone();
+            let bye = frame(&ServerFrame::error(
+                ErrorCode::RateLimited,
+                "too many failed logins on this connection",
+            ));
+            tokio::spawn(async move {
+                let _ = out.send(Outbound::Close(bye)).await;
+            });
+            return Next::Close;
+        }
         Next::Continue
     }
 
@@ -404,6 +474,20 @@ impl Session {
         let limits = &self.ctx.cfg.server;
         if let Err(reason) = msg.check_limits(limits.max_body_bytes, limits.max_frame_bytes) {
             self.error(ErrorCode::InvalidField, reason).await;
+            return Next::Continue;
+        }
+        if !self.sends.allow() {
+            metrics::counter!("rtmc_rate_limited_total", "kind" => "send").increment(1);
+            reject(ErrorCode::RateLimited);
+            self.reply(ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                message: format!(
+                    "more than {} sends per second; not published",
+                    limits.max_sends_per_sec
+                ),
+                message_id: Some(msg.message_id),
+            })
+            .await;
             return Next::Continue;
         }
         // Wait for a slot: a client sending faster than the broker confirms

@@ -7,6 +7,7 @@ mod delivery;
 mod durability;
 mod failover;
 mod gateway;
+mod limits;
 mod resume;
 mod sessions;
 mod status;
