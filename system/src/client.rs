@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
@@ -35,12 +36,13 @@ pub enum ClientError {
     Unexpected(Box<ServerFrame>),
 }
 
-/// A framed connection to a server.
-pub struct Connection {
-    framed: Framed<TcpStream, FrameCodec>,
+/// A framed connection to a server: plain TCP by default, or any stream
+/// (e.g. TLS) through [`Connection::from_io`].
+pub struct Connection<S = TcpStream> {
+    framed: Framed<S, FrameCodec>,
 }
 
-impl Connection {
+impl Connection<TcpStream> {
     pub async fn connect(addr: &str, max_frame_bytes: usize) -> Result<Self, ClientError> {
         let stream = TcpStream::connect(addr)
             .await
@@ -53,8 +55,19 @@ impl Connection {
 
     pub fn from_stream(stream: TcpStream, max_frame_bytes: usize) -> Self {
         let _ = stream.set_nodelay(true);
+        Self::from_io(stream, max_frame_bytes)
+    }
+
+    pub fn into_inner(self) -> TcpStream {
+        self.framed.into_inner()
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Frames any byte stream (a TLS stream, say).
+    pub fn from_io(io: S, max_frame_bytes: usize) -> Self {
         Self {
-            framed: Framed::new(stream, FrameCodec::new(max_frame_bytes)),
+            framed: Framed::new(io, FrameCodec::new(max_frame_bytes)),
         }
     }
 
@@ -96,10 +109,6 @@ impl Connection {
             .shutdown()
             .await
             .map_err(|e| ClientError::Protocol(e.into()))
-    }
-
-    pub fn into_inner(self) -> TcpStream {
-        self.framed.into_inner()
     }
 }
 
@@ -411,8 +420,8 @@ impl ChatClient {
 }
 
 /// Sends `login` and waits for `login_ok` (or the server's error).
-pub async fn login(
-    conn: &mut Connection,
+pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
     user_id: &str,
     password: &str,
     resume_from: Option<u64>,

@@ -155,6 +155,10 @@ pub struct ServerConfig {
     pub max_login_failures_per_connection: u32,
     /// Kernel send buffer per client socket in bytes; 0 keeps the OS default.
     pub socket_send_buffer_bytes: usize,
+    /// PEM certificate chain; with `tls_key_path`, clients must speak TLS.
+    pub tls_cert_path: String,
+    /// PEM private key.
+    pub tls_key_path: String,
 }
 
 impl Default for ServerConfig {
@@ -177,6 +181,8 @@ impl Default for ServerConfig {
             login_failure_window_secs: 60,
             max_login_failures_per_connection: 3,
             socket_send_buffer_bytes: 0,
+            tls_cert_path: String::new(),
+            tls_key_path: String::new(),
         }
     }
 }
@@ -190,6 +196,10 @@ pub struct GatewayConfig {
     pub api_keys: Vec<String>,
     /// Largest request body in bytes; larger gets 413.
     pub max_request_bytes: usize,
+    /// PEM certificate chain; with `tls_key_path`, the gateway serves HTTPS.
+    pub tls_cert_path: String,
+    /// PEM private key.
+    pub tls_key_path: String,
 }
 
 impl Default for GatewayConfig {
@@ -198,6 +208,8 @@ impl Default for GatewayConfig {
             listen: "127.0.0.1:8080".into(),
             api_keys: Vec::new(),
             max_request_bytes: 64 * 1024,
+            tls_cert_path: String::new(),
+            tls_key_path: String::new(),
         }
     }
 }

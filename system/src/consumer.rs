@@ -125,6 +125,9 @@ async fn process_batch(
 ) -> Result<(), lapin::Error> {
     let last_tag = batch.last().map(|d| d.delivery_tag).unwrap_or(0);
     let mut items = Vec::with_capacity(batch.len());
+    let redelivered = batch.iter().filter(|d| d.redelivered).count() as u64;
+    metrics::counter!("rtmc_consumer_redelivered_total").increment(redelivered);
+    metrics::counter!("rtmc_consumer_received_total").increment(batch.len() as u64);
     for d in &batch {
         match validate(
             &d.data,

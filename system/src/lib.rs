@@ -22,3 +22,4 @@ pub mod server;
 pub mod stream;
 pub mod sync;
 pub mod telemetry;
+pub mod tls;

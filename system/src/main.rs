@@ -145,15 +145,24 @@ async fn ops(
     Ok(())
 }
 
-fn always_ready() -> rtmc::ops::ReadinessCheck {
-    Arc::new(|| Box::pin(async { Ok(()) }))
+fn needs(redis: bool, postgres: bool, rabbitmq: bool) -> rtmc::ops::Needs {
+    rtmc::ops::Needs {
+        redis,
+        postgres,
+        rabbitmq,
+    }
 }
 
 async fn server(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
     let l = TcpListener::bind(&cfg.server.listen)
         .await
         .with_context(|| format!("bind {}", cfg.server.listen))?;
-    ops(&cfg.server.ops_listen, always_ready(), shutdown.clone()).await?;
+    ops(
+        &cfg.server.ops_listen,
+        rtmc::ops::readiness(&cfg, needs(true, true, true)),
+        shutdown.clone(),
+    )
+    .await?;
     rtmc::server::run(cfg, l, shutdown).await?;
     Ok(())
 }
@@ -167,13 +176,23 @@ async fn gateway(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Resul
 }
 
 async fn consumer(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    ops(&cfg.consumer.ops_listen, always_ready(), shutdown.clone()).await?;
+    ops(
+        &cfg.consumer.ops_listen,
+        rtmc::ops::readiness(&cfg, needs(true, false, true)),
+        shutdown.clone(),
+    )
+    .await?;
     rtmc::consumer::run(cfg, shutdown).await?;
     Ok(())
 }
 
 async fn sync(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<()> {
-    ops(&cfg.sync.ops_listen, always_ready(), shutdown.clone()).await?;
+    ops(
+        &cfg.sync.ops_listen,
+        rtmc::ops::readiness(&cfg, needs(true, true, false)),
+        shutdown.clone(),
+    )
+    .await?;
     rtmc::sync::run(cfg, shutdown).await?;
     Ok(())
 }

@@ -16,6 +16,68 @@ use tokio_util::sync::CancellationToken;
 pub type ReadinessCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
+/// Which dependencies a component needs to be ready.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Needs {
+    pub redis: bool,
+    pub postgres: bool,
+    pub rabbitmq: bool,
+}
+
+/// A readiness check that pings each needed dependency (bounded to 2 s each).
+pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
+    let redis = needs
+        .redis
+        .then(|| redis::Client::open(cfg.redis.url.as_str()).ok())
+        .flatten();
+    let pg = needs
+        .postgres
+        .then(|| {
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(std::time::Duration::from_secs(2))
+                .connect_lazy(&cfg.postgres.url)
+                .ok()
+        })
+        .flatten();
+    let amqp = needs.rabbitmq.then(|| cfg.rabbitmq.url.clone());
+    Arc::new(move || {
+        let (redis, pg, amqp) = (redis.clone(), pg.clone(), amqp.clone());
+        Box::pin(async move {
+            let limit = std::time::Duration::from_secs(2);
+            if let Some(client) = redis {
+                let ping = async {
+                    let mut c = client.get_multiplexed_async_connection().await?;
+                    redis::cmd("PING").query_async::<String>(&mut c).await
+                };
+                match tokio::time::timeout(limit, ping).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(format!("redis: {e}")),
+                    Err(_) => return Err("redis: no answer within 2 s".into()),
+                }
+            }
+            if let Some(pool) = pg {
+                match tokio::time::timeout(limit, sqlx::query("SELECT 1").execute(&pool)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(format!("postgres: {e}")),
+                    Err(_) => return Err("postgres: no answer within 2 s".into()),
+                }
+            }
+            if let Some(url) = amqp {
+                let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default());
+                match tokio::time::timeout(limit, conn).await {
+                    Ok(Ok(c)) => {
+                        let _ = c.close(200, "readiness".into()).await;
+                    }
+                    Ok(Err(e)) => return Err(format!("rabbitmq: {e}")),
+                    Err(_) => return Err("rabbitmq: no answer within 2 s".into()),
+                }
+            }
+            Ok(())
+        })
+    })
+}
+
 /// Routes shared by every component's HTTP surface.
 pub fn routes(ready: ReadinessCheck) -> Router {
     Router::new()

@@ -149,10 +149,11 @@ impl Pipeline {
             let l = TcpListener::bind(&p.cfg.gateway.listen).await?;
             let addr = l.local_addr()?;
             let stop = CancellationToken::new();
-            let app = rtmc::gateway::router(p.cfg.clone()).await?;
-            let s = stop.clone();
+            let (cfg, s) = (p.cfg.clone(), stop.clone());
             let task = tokio::spawn(async move {
-                let _ = axum_serve(l, app, s).await;
+                if let Err(e) = rtmc::gateway::run(cfg, l, s).await {
+                    tracing::error!(error = %e, "gateway failed");
+                }
             });
             p.gateway = Some(Component {
                 addr: Some(addr),
@@ -397,14 +398,4 @@ impl Drop for Pipeline {
             c.stop.cancel();
         }
     }
-}
-
-async fn axum_serve(
-    l: TcpListener,
-    app: axum::Router,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(l, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
 }

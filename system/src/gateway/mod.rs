@@ -136,18 +136,72 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
     Ok(api.merge(crate::ops::routes(ready)))
 }
 
-/// Serves the gateway on `listener` until `shutdown`, finishing requests in flight.
+/// Serves the gateway on `listener` until `shutdown`, finishing requests in
+/// flight. With `gateway.tls_cert_path`/`tls_key_path` set it serves HTTPS.
 pub async fn run(
     cfg: Arc<Config>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
+    let tls = crate::tls::acceptor(&cfg.gateway.tls_cert_path, &cfg.gateway.tls_key_path)?;
     let app = router(cfg).await?;
-    tracing::info!(addr = %listener.local_addr()?, "gateway listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "gateway listening");
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                .await?
+        }
+        Some(acceptor) => serve_tls(listener, app, acceptor, shutdown).await,
+    }
     Ok(())
+}
+
+/// HTTPS: TLS handshake per connection, then hyper (HTTP/1.1 or 2) on the router.
+async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shutdown: CancellationToken,
+) {
+    let tasks = tokio_util::task::TaskTracker::new();
+    loop {
+        let sock = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            a = listener.accept() => match a {
+                Ok((sock, _)) => sock,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (acceptor, app, stop) = (acceptor.clone(), app.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let handshake =
+                tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(sock))
+                    .await;
+            let Ok(Ok(stream)) = handshake else {
+                metrics::counter!("rtmc_tls_handshake_failures_total").increment(1);
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    tasks.close();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), tasks.wait()).await;
 }
 
 /// Who is publishing: a session's user, or a service holding an API key.

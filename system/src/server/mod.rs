@@ -35,6 +35,8 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// What every session of this node shares.
@@ -59,6 +61,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     crate::telemetry::metrics();
+    let tls = crate::tls::acceptor(&cfg.server.tls_cert_path, &cfg.server.tls_key_path)?;
     let pg = crate::db::connect(&cfg.postgres).await?;
     let mut redis = stream::managed_connection(&cfg.redis.url).await?;
     let keys = RedisKeys::new(&cfg.redis.key_prefix);
@@ -118,9 +121,31 @@ pub async fn run(
         let ctx = ctx.clone();
         let stop = shutdown.child_token();
         let active = active.clone();
+        let tls = tls.clone();
         tasks.spawn(async move {
             active.increment(1.0);
-            session::handle(ctx, sock, peer, stop).await;
+            match tls {
+                None => {
+                    let (rd, wr) = sock.into_split();
+                    session::handle(ctx, rd, wr, peer, stop).await;
+                }
+                Some(acceptor) => {
+                    let limit = Duration::from_millis(ctx.cfg.server.login_timeout_ms);
+                    match tokio::time::timeout(limit, acceptor.accept(sock)).await {
+                        Ok(Ok(stream)) => {
+                            let (rd, wr) = tokio::io::split(stream);
+                            session::handle(ctx, rd, wr, peer, stop).await;
+                        }
+                        Ok(Err(e)) => {
+                            metrics::counter!("rtmc_tls_handshake_failures_total").increment(1);
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => {
+                            metrics::counter!("rtmc_tls_handshake_failures_total").increment(1);
+                        }
+                    }
+                }
+            }
             active.decrement(1.0);
             drop(permit);
         });

@@ -7,8 +7,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -52,8 +51,8 @@ pub fn frame(f: &ServerFrame) -> Bytes {
 
 /// Writes until the control channel closes, a `Close` is written, or the
 /// client is too slow. Cancels `conn` on the way out so the reader stops too.
-pub async fn run(
-    mut sock: OwnedWriteHalf,
+pub async fn run<W: AsyncWrite + Unpin>(
+    mut sock: W,
     mut control: mpsc::Receiver<Outbound>,
     write_timeout: Duration,
     conn: CancellationToken,
@@ -78,8 +77,8 @@ pub async fn run(
 
 /// Writes `buf` fully within `limit`. On timeout, the part not yet written
 /// is left in `buf`.
-async fn write_within(
-    sock: &mut OwnedWriteHalf,
+async fn write_within<W: AsyncWrite + Unpin>(
+    sock: &mut W,
     buf: &mut BytesMut,
     limit: Duration,
 ) -> Result<(), WriterEnd> {
@@ -95,13 +94,15 @@ async fn write_within(
     Ok(())
 }
 
-async fn write_loop(
-    sock: &mut OwnedWriteHalf,
+async fn write_loop<W: AsyncWrite + Unpin>(
+    sock: &mut W,
     control: &mut mpsc::Receiver<Outbound>,
     write_timeout: Duration,
     unwritten: &mut BytesMut,
 ) -> WriterEnd {
     let deliveries = metrics::counter!("rtmc_deliveries_total");
+    let queue_depth = metrics::histogram!("rtmc_outbound_queue_frames");
+    let mut writes = 0u64;
     let mut live: Option<(broadcast::Receiver<Delivery>, u64)> = None;
     let mut backlog: VecDeque<Bytes> = VecDeque::new();
     let mut buf = BytesMut::with_capacity(4096);
@@ -166,6 +167,13 @@ async fn write_loop(
             }
         }
         deliveries.increment(delivered);
+        // Sampled: how far behind the ring this session is after a write.
+        writes += 1;
+        if writes % 16 == 0 {
+            if let Some((rx, _)) = &live {
+                queue_depth.record(rx.len() as f64);
+            }
+        }
         if closing {
             return WriterEnd::Closed;
         }

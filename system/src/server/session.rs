@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
@@ -54,13 +54,17 @@ pub fn valid_message_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
-pub(super) async fn handle(
+/// Runs one connection given its read and write halves (plain TCP or TLS).
+pub(super) async fn handle<R, W>(
     ctx: Arc<NodeContext>,
-    sock: TcpStream,
+    rd: R,
+    wr: W,
     peer: SocketAddr,
     stop: CancellationToken,
-) {
-    let (rd, wr) = sock.into_split();
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (out, control) = mpsc::channel(CONTROL_QUEUE);
     let conn = CancellationToken::new();
     let writer = tokio::spawn(outbound::run(
@@ -106,9 +110,9 @@ enum Next {
 }
 
 impl Session {
-    async fn read_loop(
+    async fn read_loop<R: AsyncRead + Unpin>(
         &mut self,
-        rd: tokio::net::tcp::OwnedReadHalf,
+        rd: R,
         stop: &CancellationToken,
         conn: &CancellationToken,
     ) {
