@@ -169,7 +169,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         deliveries.increment(delivered);
         // Sampled: how far behind the ring this session is after a write.
         writes += 1;
-        if writes % 16 == 0 {
+        if writes.is_multiple_of(16) {
             if let Some((rx, _)) = &live {
                 queue_depth.record(rx.len() as f64);
             }
