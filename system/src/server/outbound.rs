@@ -105,7 +105,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     let mut writes = 0u64;
     let mut live: Option<(broadcast::Receiver<Delivery>, u64)> = None;
     let mut backlog: VecDeque<Bytes> = VecDeque::new();
-    let mut buf = BytesMut::with_capacity(4096);
+    // Starts empty and is released after big writes: an idle session holds no buffer.
+    let mut buf = BytesMut::new();
     loop {
         let mut closing = false;
         let mut delivered = 0u64;
@@ -162,9 +163,9 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 *unwritten = buf;
                 return end;
             }
-            if buf.capacity() > 4 * COALESCE_BYTES {
-                buf = BytesMut::with_capacity(4096);
-            }
+            // Release the buffer: a few allocations per write cost nothing next
+            // to the syscall, and an idle session then holds no buffer at all.
+            buf = BytesMut::new();
         }
         deliveries.increment(delivered);
         // Sampled: how far behind the ring this session is after a write.

@@ -117,7 +117,8 @@ impl Session {
         conn: &CancellationToken,
     ) {
         let cfg = &self.ctx.cfg.server;
-        let mut frames = FramedRead::new(rd, FrameCodec::new(cfg.max_frame_bytes));
+        // Small initial buffer: idle sessions stay cheap; it grows per frame as needed.
+        let mut frames = FramedRead::with_capacity(rd, FrameCodec::new(cfg.max_frame_bytes), 256);
         let login_deadline = Instant::now() + Duration::from_millis(cfg.login_timeout_ms);
         let heartbeat_timeout = Duration::from_millis(cfg.heartbeat_timeout_ms);
         let mut frames_allowed = TokenBucket::new(cfg.max_frames_per_sec);
