@@ -330,24 +330,55 @@ impl ChatClient {
         }
     }
 
-    /// Publishes and waits for `send_ack`; returns the message id.
+    /// Publishes and waits for the `send_ack` of this message id; returns
+    /// the id. On a lost link it reconnects (resuming) and sends again with
+    /// the same id, which the consumer delivers once. A refusal by the server
+    /// (`rate_limited`, `broker_unavailable`, `invalid_field`) is returned.
     pub async fn send(
         &mut self,
         body: &str,
         message_id: Option<&str>,
     ) -> Result<String, ClientError> {
+        let id = message_id
+            .map(str::to_owned)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        loop {
+            match self.send_once(body, &id).await {
+                Ok(()) => return Ok(id),
+                Err(e) => self.recover(e).await?,
+            }
+        }
+    }
+
+    async fn send_once(&mut self, body: &str, id: &str) -> Result<(), ClientError> {
         self.conn
             .send(&ClientCommand::Send {
                 body: body.to_owned(),
-                message_id: message_id.map(str::to_owned),
+                message_id: Some(id.to_owned()),
                 sent_at_us: None,
             })
             .await?;
-        self.wait_for(|f| match f {
-            ServerFrame::SendAck { message_id } => Some(message_id.clone()),
-            _ => None,
-        })
-        .await
+        let limit = self.reply_timeout;
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.conn.recv_timeout(left).await? {
+                ServerFrame::SendAck { message_id } if message_id == id => return Ok(()),
+                ServerFrame::Error {
+                    code,
+                    message,
+                    message_id: Some(m),
+                } if m == id => return Err(ClientError::Server { code, message }),
+                ServerFrame::Error {
+                    code,
+                    message,
+                    message_id: None,
+                } => return Err(ClientError::Server { code, message }),
+                ServerFrame::Broadcast(b) => self.accept(b),
+                // Late acks or errors of earlier sends, heartbeat acks: not ours.
+                _ => {}
+            }
+        }
     }
 
     pub async fn heartbeat(&mut self) -> Result<(), ClientError> {

@@ -122,7 +122,8 @@ pub struct ServerConfig {
     pub listen: String,
     /// Address of the health/metrics HTTP endpoint; empty disables it.
     pub ops_listen: String,
-    /// Largest frame payload accepted from or sent to a client, in bytes.
+    /// Largest frame payload accepted from a client, in bytes; broadcasts are
+    /// kept within it too (messages whose escaped form would not fit are refused).
     pub max_frame_bytes: usize,
     /// Largest message body accepted in `send` and by the gateway, in bytes.
     /// The consumer dead-letters anything above this or `max_frame_bytes`.

@@ -14,6 +14,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::broker::{declare_topology, PublishedMessage, Publisher};
 use crate::config::Config;
 use crate::stream::{self, Appended, RedisKeys};
@@ -47,18 +48,16 @@ pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), re
     let mut redis = stream::managed_connection(&cfg.redis.url).await?;
     let keys = RedisKeys::new(&cfg.redis.key_prefix);
     let dead_letters = Publisher::new(cfg.rabbitmq.clone());
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     while !shutdown.is_cancelled() {
         match consume(&cfg, &mut redis, &keys, &dead_letters, &shutdown).await {
             Ok(()) => break,
             Err(e) => {
                 metrics::counter!("rtmc_consumer_broker_errors_total").increment(1);
                 tracing::warn!(error = %e, "consumer lost the broker; reconnecting");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !backoff.wait(&shutdown).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }

@@ -8,6 +8,7 @@
 //! Every component starts from a library function taking its configuration,
 //! its bound listener and a shutdown token, so tests and tools embed it.
 
+pub mod backoff;
 pub mod broker;
 pub mod client;
 pub mod config;

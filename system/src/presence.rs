@@ -1,5 +1,5 @@
 //! Sessions and presence. A session token lives in Redis with a TTL that
-//! heartbeats refresh; presence is cached in Redis in front of PostgreSQL
+//! any frame from the client refreshes; presence is cached in Redis in front of PostgreSQL
 //! (cache-aside: read Redis, fall back to PostgreSQL on a miss, refill).
 
 use redis::aio::ConnectionManager;
@@ -39,7 +39,7 @@ pub struct Presence {
     pub redis: ConnectionManager,
     pub pg: PgPool,
     pub keys: RedisKeys,
-    /// Lifetime of a TCP session without a refresh (the heartbeat timeout).
+    /// Lifetime of a TCP session without a refresh (heartbeat timeout + interval).
     pub tcp_session_ttl_ms: u64,
     /// Lifetime of an HTTP session token without use.
     pub http_session_ttl_ms: u64,
@@ -57,7 +57,9 @@ impl Presence {
             redis,
             pg,
             keys: RedisKeys::new(&cfg.redis.key_prefix),
-            tcp_session_ttl_ms: cfg.server.heartbeat_timeout_ms,
+            // Timeout plus one interval: the node's own heartbeat deadline
+            // always ends a live connection before the sweep could.
+            tcp_session_ttl_ms: cfg.server.heartbeat_timeout_ms + cfg.server.heartbeat_interval_ms,
             http_session_ttl_ms: cfg.redis.http_session_ttl_secs * 1000,
             status_ttl_secs: cfg.redis.status_ttl_secs,
         }
@@ -77,8 +79,13 @@ impl Presence {
         user_id: &str,
         kind: SessionKind,
     ) -> Result<String, PresenceError> {
+        // The first character tells the kind apart (`t` TCP, `h` HTTP).
+        let kind_tag = match kind {
+            SessionKind::Tcp => 't',
+            SessionKind::Http => 'h',
+        };
         let token = format!(
-            "{}{}",
+            "{kind_tag}{}{}",
             uuid::Uuid::new_v4().simple(),
             uuid::Uuid::new_v4().simple()
         );
@@ -184,12 +191,16 @@ impl Presence {
         Ok(ended)
     }
 
-    /// Whether logins for `user_id` are currently refused after too many failures.
+    /// Whether logins for `user_id` are currently refused after too many
+    /// failures (`max_failures` 0 disables throttling).
     pub async fn login_throttled(
         &self,
         user_id: &str,
         max_failures: u32,
     ) -> Result<bool, PresenceError> {
+        if max_failures == 0 {
+            return Ok(false);
+        }
         let mut r = self.redis.clone();
         let n: Option<u32> = r.get(self.keys.login_failures(user_id)).await?;
         Ok(n.unwrap_or(0) >= max_failures)
@@ -203,11 +214,28 @@ impl Presence {
     ) -> Result<(), PresenceError> {
         let mut r = self.redis.clone();
         let key = self.keys.login_failures(user_id);
-        let (n,): (u64,) = redis::pipe().incr(&key, 1).query_async(&mut r).await?;
-        if n == 1 {
-            let _: bool = r.expire(&key, window_secs as i64).await?;
-        }
+        // One transaction: the counter never exists without its expiry.
+        let _: () = redis::pipe()
+            .atomic()
+            .incr(&key, 1)
+            .ignore()
+            .cmd("EXPIRE")
+            .arg(&key)
+            .arg(window_secs.max(1))
+            .arg("NX")
+            .ignore()
+            .query_async(&mut r)
+            .await?;
         Ok(())
+    }
+
+    /// The kind of session a token was issued for.
+    pub fn token_kind(token: &str) -> SessionKind {
+        if token.starts_with('h') {
+            SessionKind::Http
+        } else {
+            SessionKind::Tcp
+        }
     }
 
     /// The user a session token belongs to, if the session is alive.

@@ -11,6 +11,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::Config;
 use crate::protocol::{BroadcastFrame, ServerFrame};
 use crate::stream::{self, RedisKeys, StreamEntry};
@@ -198,37 +199,33 @@ fn parse_entry(e: &StreamEntry) -> Result<BroadcastFrame, SyncError> {
 /// Runs the worker until `shutdown`, retrying failed steps with back-off.
 pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), SyncError> {
     crate::telemetry::metrics();
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut worker = loop {
         match SyncWorker::connect(&cfg).await {
             Ok(w) => break w,
             Err(e) => {
                 tracing::warn!(error = %e, "sync worker cannot start yet; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(backoff) => {}
+                if !backoff.wait(&shutdown).await {
+                    return Ok(());
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     };
     tracing::info!("sync worker running");
-    backoff = Duration::from_millis(100);
+    backoff.reset();
     while !shutdown.is_cancelled() {
         let step = tokio::select! {
             _ = shutdown.cancelled() => break,
             s = worker.step(1_000) => s,
         };
         match step {
-            Ok(_) => backoff = Duration::from_millis(100),
+            Ok(_) => backoff.reset(),
             Err(e) => {
                 metrics::counter!("rtmc_sync_errors_total").increment(1);
-                tracing::warn!(error = %e, retry_in = ?backoff, "sync step failed");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                tracing::warn!(error = %e, retry_in = ?backoff.next_delay(), "sync step failed");
+                if !backoff.wait(&shutdown).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }

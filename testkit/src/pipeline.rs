@@ -172,12 +172,21 @@ impl Pipeline {
         Ok(p)
     }
 
-    fn spawn_consumer(&self) -> Component {
+    /// Runs `run(cfg, stop)` as an in-process component; a failure is logged.
+    fn spawn<F, E>(
+        &self,
+        what: &'static str,
+        run: impl FnOnce(Arc<Config>, CancellationToken) -> F,
+    ) -> Component
+    where
+        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
         let stop = CancellationToken::new();
-        let (cfg, s) = (self.cfg.clone(), stop.clone());
+        let fut = run(self.cfg.clone(), stop.clone());
         let task = tokio::spawn(async move {
-            if let Err(e) = rtmc::consumer::run(cfg, s).await {
-                tracing::error!(error = %e, "consumer failed");
+            if let Err(e) = fut.await {
+                tracing::error!(error = %e, "{what} failed");
             }
         });
         Component {
@@ -187,19 +196,12 @@ impl Pipeline {
         }
     }
 
+    fn spawn_consumer(&self) -> Component {
+        self.spawn("consumer", rtmc::consumer::run)
+    }
+
     fn spawn_sync(&self) -> Component {
-        let stop = CancellationToken::new();
-        let (cfg, s) = (self.cfg.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            if let Err(e) = rtmc::sync::run(cfg, s).await {
-                tracing::error!(error = %e, "sync worker failed");
-            }
-        });
-        Component {
-            addr: None,
-            stop,
-            task,
-        }
+        self.spawn("sync worker", rtmc::sync::run)
     }
 
     /// Starts a sync worker (after the previous one was stopped).

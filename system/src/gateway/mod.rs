@@ -234,11 +234,14 @@ async fn authenticate(g: &Gateway, headers: &HeaderMap) -> Result<Caller, Respon
     };
     match g.presence.session_user(token).await {
         Ok(Some(user)) => {
-            // Each use extends an HTTP session.
-            let _ = g
-                .presence
-                .refresh_session(token, &user, SessionKind::Http)
-                .await;
+            // Each use extends an HTTP session; a TCP session's lifetime
+            // stays with its connection.
+            if Presence::token_kind(token) == SessionKind::Http {
+                let _ = g
+                    .presence
+                    .refresh_session(token, &user, SessionKind::Http)
+                    .await;
+            }
             Ok(Caller::User(user))
         }
         Ok(None) => Err(fail(

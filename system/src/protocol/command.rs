@@ -215,7 +215,8 @@ pub enum ErrorCode {
     InvalidField,
     /// A command other than `login` before logging in. Connection stays open.
     NotLoggedIn,
-    /// Wrong user id or password. Connection stays open.
+    /// Wrong user id or password. Connection stays open, unless it was the
+    /// connection's `max_login_failures_per_connection`-th failure.
     AuthFailed,
     /// `login` on an already authenticated connection.
     AlreadyLoggedIn,
@@ -227,13 +228,16 @@ pub enum ErrorCode {
     BrokerUnavailable,
     /// The client did not read fast enough. Connection is closed.
     SlowConsumer,
-    /// Too many sends or login attempts per second.
+    /// A limit was hit: a refused `send` (stays open, carries `message_id`),
+    /// a throttled login (stays open), a frame flood or too many failed
+    /// logins on the connection (closes).
     RateLimited,
     /// The server is at its connection limit. Connection is closed.
     TooManyConnections,
     /// The server is shutting down. Connection is closed.
     ShuttingDown,
-    /// The requested replay is no longer stored anywhere.
+    /// The requested replay cannot be served (stored nowhere, or too large);
+    /// no `resume_done` follows, live delivery starts at the current head.
     ResumeUnavailable,
     /// An unexpected server-side failure.
     Internal,

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::protocol::encode_frame;
 use crate::stream::{self, RedisKeys};
 
@@ -71,7 +72,7 @@ pub async fn follow(
     fanout: Fanout,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     let mut conn = None;
     let deliveries = metrics::counter!("rtmc_stream_entries_read_total");
     while !shutdown.is_cancelled() {
@@ -81,11 +82,9 @@ pub async fn follow(
                 Ok(c) => conn.insert(c),
                 Err(e) => {
                     tracing::warn!(error = %e, "stream follower: redis connect failed");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                    if !backoff.wait(&shutdown).await {
+                        break;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
             },
@@ -97,7 +96,7 @@ pub async fn follow(
         };
         match read {
             Ok(entries) => {
-                backoff = Duration::from_millis(50);
+                backoff.reset();
                 deliveries.increment(entries.len() as u64);
                 for e in entries {
                     if e.seq <= fanout.head() {
@@ -112,11 +111,9 @@ pub async fn follow(
             Err(e) => {
                 tracing::warn!(error = %e, "stream follower: read failed");
                 conn = None;
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                if !backoff.wait(&shutdown).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }

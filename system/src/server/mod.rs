@@ -115,7 +115,10 @@ pub async fn run(
         }
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             metrics::counter!("rtmc_connections_refused_total").increment(1);
-            tasks.spawn(refuse(sock));
+            // On a TLS port a plain-text frame would be garbage: just close.
+            if tls.is_none() {
+                tasks.spawn(refuse(sock));
+            }
             continue;
         };
         let ctx = ctx.clone();

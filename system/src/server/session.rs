@@ -49,6 +49,21 @@ fn code_name(code: ErrorCode) -> String {
         .unwrap_or_default()
 }
 
+/// Error messages may quote client input; keep them far below any frame limit.
+const MAX_ERROR_MESSAGE_BYTES: usize = 512;
+
+fn truncate(mut message: String) -> String {
+    if message.len() > MAX_ERROR_MESSAGE_BYTES {
+        let mut cut = MAX_ERROR_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
+}
+
 /// A message id is 1–128 printable ASCII characters.
 pub fn valid_message_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
@@ -187,7 +202,7 @@ impl Session {
                         Ok(cmd) => self.dispatch(cmd).await,
                         Err(e) => {
                             reject(e.code());
-                            self.reply(ServerFrame::error(e.code(), e.to_string()))
+                            self.reply(ServerFrame::error(e.code(), truncate(e.to_string())))
                                 .await;
                             Next::Continue
                         }
@@ -206,7 +221,8 @@ impl Session {
 
     async fn error(&self, code: ErrorCode, message: impl Into<String>) {
         reject(code);
-        self.reply(ServerFrame::error(code, message)).await;
+        self.reply(ServerFrame::error(code, truncate(message.into())))
+            .await;
     }
 
     async fn close(&self, code: ErrorCode, message: &str) {
