@@ -1,0 +1,304 @@
+//! The `loadgen` binary: thin clap subcommands over the library. Exit code 0
+//! when the run passed, 1 when it measured a failure (loss, errors, SLO), 2
+//! when it could not run.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use rtmc_loadgen::merge::{merge_dirs, start_time_of};
+use rtmc_loadgen::profile::{Profile, PublishVia};
+use rtmc_loadgen::report::{self, render_text, ReportHistograms};
+use rtmc_loadgen::run::{execute, Mode};
+
+#[derive(Parser)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "rtmc load generator: simulated clients, open-loop publishing, honest latency, capacity planning"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One load test at a fixed rate, then the Redis pub/sub floor at the same load.
+    Run(LoadArgs),
+    /// Step the publish rate up until the p99 SLO or delivery breaks; report the capacity.
+    Ramp {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// First step's rate, messages per second.
+        #[arg(long)]
+        start_rate: Option<f64>,
+        /// Added per step.
+        #[arg(long)]
+        step_rate: Option<f64>,
+        /// Multiply the rate per step instead (e.g. 1.5).
+        #[arg(long)]
+        factor: Option<f64>,
+        /// Stop before exceeding this rate.
+        #[arg(long)]
+        max_rate: Option<f64>,
+        /// Seconds per step.
+        #[arg(long)]
+        step_duration_secs: Option<f64>,
+    },
+    /// Only the Redis pub/sub floor.
+    Floor(LoadArgs),
+    /// Merge the report directories of several loadgen processes into one report.
+    Merge {
+        /// Report directories (each with latency.hlog, and report.json if present).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the merged report goes (default reports/<timestamp>-merge).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Flags shared by run, ramp and floor; each overrides the profile.
+#[derive(Args)]
+struct LoadArgs {
+    /// TOML profile (e.g. loadgen/profiles/1k.toml); flags override it.
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    /// Simulated receiving clients.
+    #[arg(long)]
+    clients: Option<usize>,
+    /// Aggregate publish rate, messages per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    #[arg(long)]
+    duration_secs: Option<f64>,
+    /// Client connections started per second.
+    #[arg(long)]
+    connects_per_sec: Option<f64>,
+    #[arg(long)]
+    body_bytes: Option<usize>,
+    #[arg(long, value_enum)]
+    publish_via: Option<PublishVia>,
+    #[arg(long)]
+    tcp_publishers: Option<u32>,
+    #[arg(long)]
+    drain_timeout_secs: Option<f64>,
+    /// Local source address for client sockets (repeatable), e.g. 127.0.0.2.
+    #[arg(long = "source-addr")]
+    source_addrs: Vec<String>,
+    /// Target a running deployment: a server address (repeatable). Without it
+    /// loadgen brings up its own stack.
+    #[arg(long = "server")]
+    servers: Vec<String>,
+    /// Gateway base URL of the running deployment.
+    #[arg(long)]
+    gateway: Option<String>,
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Users are <prefix>-0 … <prefix>-(clients + publishers).
+    #[arg(long)]
+    user_prefix: Option<String>,
+    /// Password of those users (target mode).
+    #[arg(long, env = "LOADGEN_PASSWORD")]
+    password: Option<String>,
+    /// Server nodes of the embedded stack.
+    #[arg(long)]
+    server_nodes: Option<usize>,
+    /// Server pids to include in the self-check (target mode, repeatable).
+    #[arg(long = "server-pid")]
+    server_pids: Vec<u32>,
+    /// Redis host:port for the floor (default: the embedded stack's).
+    #[arg(long)]
+    floor_redis: Option<String>,
+    /// Skip the Redis floor.
+    #[arg(long)]
+    no_floor: bool,
+    /// p99 SLO in milliseconds.
+    #[arg(long)]
+    slo_p99_ms: Option<f64>,
+    /// Tolerated connect/login failures, percent.
+    #[arg(long)]
+    max_connect_error_pct: Option<f64>,
+    /// Report directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No live line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl LoadArgs {
+    fn profile(&self) -> anyhow::Result<Profile> {
+        let mut p = match &self.profile {
+            Some(path) => Profile::load(path)?,
+            None => Profile {
+                name: "default".into(),
+                ..Default::default()
+            },
+        };
+        let l = &mut p.load;
+        macro_rules! set {
+            ($dst:expr, $src:expr) => {
+                if let Some(v) = $src.clone() {
+                    $dst = v;
+                }
+            };
+        }
+        set!(l.clients, self.clients);
+        set!(l.rate_per_sec, self.rate);
+        set!(l.duration_secs, self.duration_secs);
+        set!(l.connects_per_sec, self.connects_per_sec);
+        set!(l.body_bytes, self.body_bytes);
+        set!(l.publish_via, self.publish_via);
+        set!(l.tcp_publishers, self.tcp_publishers);
+        set!(l.drain_timeout_secs, self.drain_timeout_secs);
+        if !self.source_addrs.is_empty() {
+            l.source_addrs = self.source_addrs.clone();
+        }
+        let t = &mut p.target;
+        if !self.servers.is_empty() {
+            t.servers = self.servers.clone();
+        }
+        if self.gateway.is_some() {
+            t.gateway = self.gateway.clone();
+        }
+        if self.api_key.is_some() {
+            t.api_key = self.api_key.clone();
+        }
+        set!(t.user_prefix, self.user_prefix);
+        if self.password.is_some() {
+            t.password = self.password.clone();
+        }
+        set!(t.server_nodes, self.server_nodes);
+        if !self.server_pids.is_empty() {
+            t.server_pids = self.server_pids.clone();
+        }
+        if self.floor_redis.is_some() {
+            p.floor.redis = self.floor_redis.clone();
+        }
+        if self.no_floor {
+            p.floor.enabled = false;
+        }
+        if self.slo_p99_ms.is_some() {
+            p.slo.p99_ms = self.slo_p99_ms;
+        }
+        set!(p.slo.max_connect_error_pct, self.max_connect_error_pct);
+        if self.out.is_some() {
+            p.output.out = self.out.clone();
+        }
+        p.output.quiet |= self.quiet;
+        Ok(p)
+    }
+}
+
+async fn load(profile: Profile, mode: Mode) -> anyhow::Result<bool> {
+    let outcome = execute(profile, mode).await?;
+    print!("{}", render_text(&outcome.report));
+    println!("report: {}", outcome.dir.display());
+    for f in &outcome.files {
+        println!("  {}", f.display());
+    }
+    if !outcome.report.passed() {
+        eprintln!(
+            "\nloadgen: RUN FAILED — {}",
+            outcome.report.failures.join(" | ")
+        );
+    }
+    Ok(outcome.report.passed())
+}
+
+async fn merge(dirs: Vec<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<bool> {
+    let m = merge_dirs(&dirs).context("merging report directories")?;
+    let out = out.unwrap_or_else(|| report::default_dir("merge"));
+    let start = dirs
+        .first()
+        .and_then(|d| start_time_of(d))
+        .unwrap_or_else(std::time::SystemTime::now);
+    let mut merged = Vec::new();
+    for (stem, tag) in [
+        ("latency", "rtmc"),
+        ("ack", "rtmc-ack"),
+        ("floor", "floor"),
+        ("floor-ack", "floor-ack"),
+    ] {
+        if let Some(h) = m.by_tag.get(tag) {
+            merged.push((stem, h));
+        }
+    }
+    let files = report::write_dir(
+        &out,
+        &m.report,
+        &ReportHistograms {
+            run_start: start,
+            intervals: &m.intervals,
+            merged,
+        },
+    )?;
+    print!("{}", render_text(&m.report));
+    println!("merged report: {}", out.display());
+    for f in &files {
+        println!("  {}", f.display());
+    }
+    Ok(m.report.passed())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loadgen: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Run(a) => load(a.profile()?, Mode::Run).await,
+            Command::Floor(a) => load(a.profile()?, Mode::FloorOnly).await,
+            Command::Ramp {
+                load: a,
+                start_rate,
+                step_rate,
+                factor,
+                max_rate,
+                step_duration_secs,
+            } => {
+                let mut p = a.profile()?;
+                let r = &mut p.ramp;
+                if let Some(v) = start_rate {
+                    r.start_rate_per_sec = v;
+                }
+                if let Some(v) = step_rate {
+                    r.step_rate_per_sec = v;
+                }
+                if factor.is_some() {
+                    r.factor = factor;
+                }
+                if let Some(v) = max_rate {
+                    r.max_rate_per_sec = v;
+                }
+                if let Some(v) = step_duration_secs {
+                    r.step_duration_secs = v;
+                }
+                load(p, Mode::Ramp).await
+            }
+            Command::Merge { dirs, out } => merge(dirs, out).await,
+        }
+    });
+    // The embedded stack's containers are removed on drop; give the runtime
+    // a moment to finish that before exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("loadgen: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! `loadgen merge`: several loadgen processes (on one host or several) each
+//! wrote a report directory; this combines their interval logs into one
+//! histogram per measurement and their accounting into one report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::histogram::{
+    merge_into, new_histogram, read_interval_log, HistogramFileError, Interval, LatencyHistogram,
+    LatencySummary,
+};
+use crate::phase::PhaseReport;
+use crate::report::{FloorComparison, RunReport};
+
+/// Failure reading an input directory.
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Histogram {
+        path: PathBuf,
+        source: HistogramFileError,
+    },
+    #[error("{path}: report.json: {message}")]
+    Report { path: PathBuf, message: String },
+    #[error("nothing to merge")]
+    Empty,
+}
+
+/// The merged result.
+pub struct Merged {
+    pub report: RunReport,
+    /// Intervals summed per (tag, second since each run's start).
+    pub intervals: Vec<Interval>,
+    /// Merged whole-run histogram per tag.
+    pub by_tag: BTreeMap<String, LatencyHistogram>,
+}
+
+/// Sums the intervals of several logs: same tag and same whole second since
+/// each run's own start are added together.
+pub fn merge_intervals(
+    logs: &[Vec<Interval>],
+) -> (Vec<Interval>, BTreeMap<String, LatencyHistogram>) {
+    let mut slots: BTreeMap<(String, u64), Interval> = BTreeMap::new();
+    let mut by_tag: BTreeMap<String, LatencyHistogram> = BTreeMap::new();
+    for log in logs {
+        for i in log {
+            let key = (i.tag.clone(), i.start.as_secs());
+            let slot = slots.entry(key).or_insert_with(|| Interval {
+                start: Duration::from_secs(i.start.as_secs()),
+                length: i.length,
+                tag: i.tag.clone(),
+                histogram: new_histogram(),
+            });
+            slot.length = slot.length.max(i.length);
+            merge_into(&mut slot.histogram, &i.histogram);
+            merge_into(
+                by_tag.entry(i.tag.clone()).or_insert_with(new_histogram),
+                &i.histogram,
+            );
+        }
+    }
+    let mut intervals: Vec<Interval> = slots.into_values().collect();
+    intervals.sort_by_key(|i| i.start);
+    (intervals, by_tag)
+}
+
+/// Sums phase reports of several processes; latency summaries come from the
+/// merged histograms.
+pub fn merge_phases(
+    phases: &[PhaseReport],
+    latency: Option<&LatencyHistogram>,
+    ack: Option<&LatencyHistogram>,
+) -> Option<PhaseReport> {
+    let mut it = phases.iter();
+    let mut m = it.next()?.clone();
+    for p in it {
+        m.receivers += p.receivers;
+        m.rate_per_sec += p.rate_per_sec;
+        m.published += p.published;
+        m.acked += p.acked;
+        m.publish_errors += p.publish_errors;
+        m.unanswered += p.unanswered;
+        m.deliveries += p.deliveries;
+        m.deliveries_per_sec += p.deliveries_per_sec;
+        m.peak_deliveries_per_sec += p.peak_deliveries_per_sec;
+        m.accounting.add(&p.accounting);
+        m.silent_clients += p.silent_clients;
+        m.acked_not_delivered = m.acked_not_delivered.max(p.acked_not_delivered);
+        m.witnesses += p.witnesses;
+        m.disconnects += p.disconnects;
+        m.slow_consumer_disconnects += p.slow_consumer_disconnects;
+        m.bad_frames += p.bad_frames;
+        if p.selfcheck.verdict != crate::selfcheck::Verdict::Ok {
+            m.selfcheck = p.selfcheck.clone();
+        }
+        m.publish_error_samples
+            .extend(p.publish_error_samples.iter().cloned());
+    }
+    if let Some(h) = latency {
+        m.latency = LatencySummary::of(h);
+    }
+    if let Some(h) = ack {
+        m.ack_latency = LatencySummary::of(h);
+    }
+    Some(m)
+}
+
+/// Reads `dirs` (each with latency.hlog and, if present, report.json) and merges them.
+pub fn merge_dirs(dirs: &[PathBuf]) -> Result<Merged, MergeError> {
+    let mut logs = Vec::new();
+    let mut reports: Vec<(PathBuf, RunReport)> = Vec::new();
+    for d in dirs {
+        let hlog = d.join("latency.hlog");
+        let bytes = std::fs::read(&hlog).map_err(|source| MergeError::Read {
+            path: hlog.clone(),
+            source,
+        })?;
+        logs.push(
+            read_interval_log(&bytes).map_err(|source| MergeError::Histogram {
+                path: hlog.clone(),
+                source,
+            })?,
+        );
+        let json = d.join("report.json");
+        if json.exists() {
+            let text = std::fs::read_to_string(&json).map_err(|source| MergeError::Read {
+                path: json.clone(),
+                source,
+            })?;
+            let r: RunReport = serde_json::from_str(&text).map_err(|e| MergeError::Report {
+                path: json.clone(),
+                message: e.to_string(),
+            })?;
+            reports.push((d.clone(), r));
+        }
+    }
+    if logs.is_empty() {
+        return Err(MergeError::Empty);
+    }
+    let (intervals, by_tag) = merge_intervals(&logs);
+    let rtmc_phases: Vec<PhaseReport> =
+        reports.iter().filter_map(|(_, r)| r.rtmc.clone()).collect();
+    let floor_phases: Vec<PhaseReport> = reports
+        .iter()
+        .filter_map(|(_, r)| r.floor.clone())
+        .collect();
+    let rtmc = merge_phases(&rtmc_phases, by_tag.get("rtmc"), by_tag.get("rtmc-ack"));
+    let floor = merge_phases(&floor_phases, by_tag.get("floor"), by_tag.get("floor-ack"));
+    let comparison = match (&rtmc, &floor) {
+        (Some(a), Some(b)) => Some(FloorComparison::of(a, b)),
+        _ => None,
+    };
+    let mut failures = Vec::new();
+    let mut notes = Vec::new();
+    for (d, r) in &reports {
+        for f in &r.failures {
+            failures.push(format!("{}: {f}", d.display()));
+        }
+        for n in &r.notes {
+            notes.push(format!("{}: {n}", d.display()));
+        }
+    }
+    notes.push(format!(
+        "merged {} runs: {}",
+        dirs.len(),
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let first = reports.first().map(|(_, r)| r.clone());
+    let report = RunReport {
+        kind: "merge".into(),
+        profile: first
+            .as_ref()
+            .map(|r| r.profile.clone())
+            .unwrap_or_default(),
+        target_mode: first
+            .as_ref()
+            .map(|r| r.target_mode.clone())
+            .unwrap_or_default(),
+        started_at: first
+            .as_ref()
+            .map(|r| r.started_at.clone())
+            .unwrap_or_default(),
+        run_id: reports
+            .iter()
+            .map(|(_, r)| r.run_id.clone())
+            .collect::<Vec<_>>()
+            .join("+"),
+        connect: None,
+        rtmc,
+        floor_connect: None,
+        floor,
+        comparison,
+        ramp: None,
+        failures,
+        notes,
+    };
+    Ok(Merged {
+        report,
+        intervals,
+        by_tag,
+    })
+}
+
+/// The start time recorded in a directory's log, for the merged log header.
+pub fn start_time_of(dir: &Path) -> Option<std::time::SystemTime> {
+    let bytes = std::fs::read(dir.join("latency.hlog")).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let line = text.lines().find(|l| l.starts_with("#[StartTime: "))?;
+    let secs: f64 = line
+        .trim_start_matches("#[StartTime: ")
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::histogram::{record_us, write_interval_log};
+
+    fn interval(tag: &str, start_secs: u64, values: &[u64]) -> Interval {
+        let mut h = new_histogram();
+        for &v in values {
+            record_us(&mut h, v);
+        }
+        Interval {
+            start: Duration::from_secs(start_secs),
+            length: Duration::from_secs(1),
+            tag: tag.into(),
+            histogram: h,
+        }
+    }
+
+    #[test]
+    fn logs_from_two_processes_merge_per_tag_and_second() {
+        let a = vec![
+            interval("rtmc", 0, &[1000, 2000]),
+            interval("rtmc", 1, &[3000]),
+        ];
+        let b = vec![interval("rtmc", 0, &[4000]), interval("floor", 0, &[500])];
+        let (intervals, by_tag) = merge_intervals(&[a, b]);
+        assert_eq!(by_tag["rtmc"].len(), 4);
+        assert_eq!(by_tag["floor"].len(), 1);
+        let first = intervals
+            .iter()
+            .find(|i| i.tag == "rtmc" && i.start.as_secs() == 0)
+            .unwrap();
+        assert_eq!(first.histogram.len(), 3);
+        assert!((LatencySummary::of(&by_tag["rtmc"]).max_ms - 4.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn merges_directories_written_by_runs() {
+        let root = std::env::temp_dir().join(format!("lg-merge-{}", std::process::id()));
+        let mut dirs = Vec::new();
+        for (k, vals) in [[1000u64, 2000], [3000, 4000]].iter().enumerate() {
+            let d = root.join(format!("host{k}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let mut buf = Vec::new();
+            write_interval_log(
+                &mut buf,
+                std::time::SystemTime::now(),
+                &[interval("rtmc", 0, vals)],
+            )
+            .unwrap();
+            std::fs::write(d.join("latency.hlog"), buf).unwrap();
+            dirs.push(d);
+        }
+        let m = merge_dirs(&dirs).unwrap();
+        assert_eq!(m.by_tag["rtmc"].len(), 4);
+        assert!(start_time_of(&dirs[0]).is_some());
+        assert!(merge_dirs(&[root.join("missing")]).is_err());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}

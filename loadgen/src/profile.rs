@@ -1,0 +1,258 @@
+//! Load profiles: a TOML file where every field has a default, so a profile
+//! names only what differs; command-line flags override it. The shipped
+//! profiles live in `loadgen/profiles/`.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a run needs to know.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Profile {
+    /// Shown in reports.
+    pub name: String,
+    pub load: LoadProfile,
+    pub target: TargetProfile,
+    pub floor: FloorProfile,
+    pub slo: SloProfile,
+    pub ramp: RampProfile,
+    pub output: OutputProfile,
+}
+
+/// How publishers reach the system.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PublishVia {
+    /// Pipelined `send` commands on logged-in TCP connections.
+    #[default]
+    Tcp,
+    /// `POST /v1/messages` on the HTTP gateway with an API key.
+    Http,
+    /// Both, ticks split between them.
+    Both,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadProfile {
+    /// Simulated receiving clients.
+    pub clients: usize,
+    /// Connection attempts started per second during bring-up.
+    pub connects_per_sec: f64,
+    /// Aggregate publish rate, messages per second.
+    pub rate_per_sec: f64,
+    /// How long publishing lasts.
+    pub duration_secs: f64,
+    /// Message body size.
+    pub body_bytes: usize,
+    pub publish_via: PublishVia,
+    /// TCP publisher connections (they share the rate).
+    pub tcp_publishers: u32,
+    /// HTTP requests in flight at most.
+    pub http_concurrency: usize,
+    /// After publishing, how long receivers may take to get everything.
+    pub drain_timeout_secs: f64,
+    /// Bound on connect + login of one client.
+    pub connect_timeout_ms: u64,
+    /// Receivers that also check every acknowledged message arrived.
+    pub witnesses: usize,
+    /// Local source addresses for client sockets (e.g. 127.0.0.2); empty =
+    /// the OS's choice, with 127.0.0.2.. as fallback when ports run out.
+    pub source_addrs: Vec<String>,
+}
+
+impl Default for LoadProfile {
+    fn default() -> Self {
+        Self {
+            clients: 100,
+            connects_per_sec: 1000.0,
+            rate_per_sec: 200.0,
+            duration_secs: 10.0,
+            body_bytes: 16,
+            publish_via: PublishVia::Tcp,
+            tcp_publishers: 2,
+            http_concurrency: 256,
+            drain_timeout_secs: 10.0,
+            connect_timeout_ms: 20_000,
+            witnesses: 4,
+            source_addrs: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetProfile {
+    /// Server addresses of a running deployment; empty = bring up an embedded stack.
+    pub servers: Vec<String>,
+    /// Gateway base URL of a running deployment (for HTTP publishing).
+    pub gateway: Option<String>,
+    /// API key for the gateway.
+    pub api_key: Option<String>,
+    /// Users are `<user_prefix>-<i>`: receivers 0..clients, then publishers, then a probe.
+    pub user_prefix: String,
+    /// Their password (embedded: the kit's test password).
+    pub password: Option<String>,
+    /// Server nodes of the embedded stack.
+    pub server_nodes: usize,
+    /// Server process ids to include in the self-check (target mode).
+    pub server_pids: Vec<u32>,
+}
+
+impl Default for TargetProfile {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            gateway: None,
+            api_key: None,
+            user_prefix: "lg".into(),
+            password: None,
+            server_nodes: 1,
+            server_pids: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FloorProfile {
+    /// Run the Redis pub/sub floor after the rtmc phase.
+    pub enabled: bool,
+    /// `host:port` of a Redis to use; unset = the embedded stack's Redis.
+    pub redis: Option<String>,
+    /// The pub/sub channel.
+    pub channel: String,
+}
+
+impl Default for FloorProfile {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            redis: None,
+            channel: "rtmc-loadgen-floor".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SloProfile {
+    /// Publish→receive p99 the run must meet (and ramp steps must meet).
+    pub p99_ms: Option<f64>,
+    /// Connect + login failures tolerated, in percent of clients.
+    pub max_connect_error_pct: f64,
+    /// Publish failures tolerated, in percent of messages.
+    pub max_publish_error_pct: f64,
+}
+
+impl Default for SloProfile {
+    fn default() -> Self {
+        Self {
+            p99_ms: None,
+            max_connect_error_pct: 0.0,
+            max_publish_error_pct: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RampProfile {
+    pub start_rate_per_sec: f64,
+    /// Added per step (ignored when `factor` is set).
+    pub step_rate_per_sec: f64,
+    /// Multiplies the rate per step instead, e.g. 1.5.
+    pub factor: Option<f64>,
+    pub max_rate_per_sec: f64,
+    pub step_duration_secs: f64,
+    /// The SLO a step must meet when `slo.p99_ms` is unset.
+    pub default_p99_ms: f64,
+    /// Steps run at most (a bound on the run's length).
+    pub max_steps: usize,
+}
+
+impl Default for RampProfile {
+    fn default() -> Self {
+        Self {
+            start_rate_per_sec: 100.0,
+            step_rate_per_sec: 100.0,
+            factor: None,
+            max_rate_per_sec: 5_000.0,
+            step_duration_secs: 10.0,
+            default_p99_ms: 50.0,
+            max_steps: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutputProfile {
+    /// Report directory; unset = `reports/<timestamp>` under the current directory.
+    pub out: Option<PathBuf>,
+    /// Suppress the live line.
+    pub quiet: bool,
+}
+
+/// A profile that could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("reading profile {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("profile {path} is invalid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl Profile {
+    /// Reads a profile file; absent fields keep their defaults.
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut p: Profile = toml::from_str(&text).map_err(|e| ProfileError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if p.name.is_empty() {
+            p.name = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+        }
+        Ok(p)
+    }
+
+    /// True when loadgen brings up its own stack.
+    pub fn embedded(&self) -> bool {
+        self.target.servers.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_profiles_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+        for name in ["smoke", "1k", "5k", "10k"] {
+            let p = Profile::load(&dir.join(format!("{name}.toml"))).unwrap();
+            assert_eq!(p.name, name);
+            assert!(p.load.clients >= 100);
+        }
+    }
+
+    #[test]
+    fn absent_fields_keep_defaults_and_unknown_ones_fail() {
+        let p: Profile = toml::from_str("[load]\nclients = 7\n").unwrap();
+        assert_eq!(p.load.clients, 7);
+        assert_eq!(p.load.rate_per_sec, LoadProfile::default().rate_per_sec);
+        assert!(p.floor.enabled);
+        assert!(toml::from_str::<Profile>("[load]\nclientz = 7\n").is_err());
+    }
+}

@@ -1,0 +1,473 @@
+//! What a run tells people: the verdict (pass, or why it failed, loudly), the
+//! text and JSON reports, the histogram files and the plots, all in one
+//! directory per run.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use crate::histogram::{
+    write_hgrm, write_interval_log, Interval, LatencyHistogram, LatencySummary,
+};
+use crate::phase::PhaseReport;
+use crate::plot;
+use crate::profile::Profile;
+
+/// Connect-time facts of one fleet.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConnectReport {
+    pub clients: usize,
+    pub connected: usize,
+    pub connect_errors: usize,
+    pub login_errors: usize,
+    pub error_samples: Vec<String>,
+    /// TCP connect time.
+    pub connect: LatencySummary,
+    /// Connect start → logged in / subscribed.
+    pub login: LatencySummary,
+    /// Wall time of the whole bring-up.
+    pub ramp_secs: f64,
+}
+
+/// rtmc next to the Redis floor at the same load.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FloorComparison {
+    pub rtmc_deliveries_per_sec: f64,
+    pub floor_deliveries_per_sec: f64,
+    pub rtmc_p50_ms: f64,
+    pub floor_p50_ms: f64,
+    pub rtmc_p99_ms: f64,
+    pub floor_p99_ms: f64,
+    pub rtmc_p99_9_ms: f64,
+    pub floor_p99_9_ms: f64,
+    /// rtmc / floor.
+    pub p50_ratio: f64,
+    pub p99_ratio: f64,
+    pub p99_9_ratio: f64,
+    pub deliveries_ratio: f64,
+    /// design.md §7: rtmc's p99 ≤ 0.5 × the floor's p99.
+    pub meets_half_floor_p99: bool,
+}
+
+impl FloorComparison {
+    pub fn of(rtmc: &PhaseReport, floor: &PhaseReport) -> Self {
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        Self {
+            rtmc_deliveries_per_sec: rtmc.deliveries_per_sec,
+            floor_deliveries_per_sec: floor.deliveries_per_sec,
+            rtmc_p50_ms: rtmc.latency.p50_ms,
+            floor_p50_ms: floor.latency.p50_ms,
+            rtmc_p99_ms: rtmc.latency.p99_ms,
+            floor_p99_ms: floor.latency.p99_ms,
+            rtmc_p99_9_ms: rtmc.latency.p99_9_ms,
+            floor_p99_9_ms: floor.latency.p99_9_ms,
+            p50_ratio: ratio(rtmc.latency.p50_ms, floor.latency.p50_ms),
+            p99_ratio: ratio(rtmc.latency.p99_ms, floor.latency.p99_ms),
+            p99_9_ratio: ratio(rtmc.latency.p99_9_ms, floor.latency.p99_9_ms),
+            deliveries_ratio: ratio(rtmc.deliveries_per_sec, floor.deliveries_per_sec),
+            meets_half_floor_p99: rtmc.latency.p99_ms <= 0.5 * floor.latency.p99_ms,
+        }
+    }
+}
+
+/// One step of a ramp.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RampStep {
+    pub rate_per_sec: f64,
+    pub phase: PhaseReport,
+    pub sustainable: bool,
+    /// Why not, when not.
+    pub violation: Option<String>,
+}
+
+/// The ramp's conclusion.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RampReport {
+    pub slo_p99_ms: f64,
+    pub steps: Vec<RampStep>,
+    /// Highest rate that met the SLO with no loss (None: not even the first).
+    pub max_sustainable_rate_per_sec: Option<f64>,
+    pub max_sustainable_deliveries_per_sec: Option<f64>,
+}
+
+/// Everything a run reports (`report.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    /// `run`, `ramp`, `floor` or `merge`.
+    pub kind: String,
+    pub profile: Profile,
+    /// `embedded` or `target`.
+    pub target_mode: String,
+    pub started_at: String,
+    pub run_id: String,
+    pub connect: Option<ConnectReport>,
+    pub rtmc: Option<PhaseReport>,
+    pub floor_connect: Option<ConnectReport>,
+    pub floor: Option<PhaseReport>,
+    pub comparison: Option<FloorComparison>,
+    pub ramp: Option<RampReport>,
+    /// Every reason the run failed; empty = passed.
+    pub failures: Vec<String>,
+    /// Non-fatal remarks (self-check verdicts, floor loss…).
+    pub notes: Vec<String>,
+}
+
+impl RunReport {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// Adds the failures a phase implies under the profile's thresholds.
+    pub fn judge_phase(&mut self, p: &PhaseReport, slo_p99_ms: Option<f64>, max_pub_err_pct: f64) {
+        for f in phase_violations(p, slo_p99_ms, max_pub_err_pct) {
+            self.failures.push(format!("{}: {f}", p.label));
+        }
+        if p.selfcheck.verdict != crate::selfcheck::Verdict::Ok {
+            self.notes.push(format!(
+                "{} self-check: {}",
+                p.label, p.selfcheck.explanation
+            ));
+        }
+    }
+
+    /// Adds the failures a bring-up implies.
+    pub fn judge_connect(&mut self, label: &str, c: &ConnectReport, max_pct: f64) {
+        let failed = c.connect_errors + c.login_errors;
+        let pct = if c.clients == 0 {
+            0.0
+        } else {
+            100.0 * failed as f64 / c.clients as f64
+        };
+        if failed > 0 && pct > max_pct {
+            self.failures.push(format!(
+                "{label}: {failed} of {} clients failed to connect/log in ({pct:.2}% > {max_pct}%): {}",
+                c.clients,
+                c.error_samples.join("; ")
+            ));
+        }
+    }
+}
+
+/// Why a phase is not acceptable: loss, duplicates, reordering, publish
+/// errors above the threshold, an SLO miss.
+pub fn phase_violations(
+    p: &PhaseReport,
+    slo_p99_ms: Option<f64>,
+    max_pub_err_pct: f64,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let a = &p.accounting;
+    if a.lost > 0 {
+        out.push(format!(
+            "LOSS: {} expected deliveries never arrived ({} of {} receivers affected, {} gaps)",
+            a.lost, a.receivers_with_loss, a.receivers, a.gaps
+        ));
+    }
+    if a.duplicates > 0 {
+        out.push(format!(
+            "DUPLICATES: {} deliveries repeated a sequence number",
+            a.duplicates
+        ));
+    }
+    if a.out_of_order > 0 {
+        out.push(format!(
+            "ORDER: {} deliveries arrived out of order",
+            a.out_of_order
+        ));
+    }
+    if p.acked_not_delivered > 0 {
+        out.push(format!(
+            "ACKED-NOT-DELIVERED: {} acknowledged messages never reached a witness receiver",
+            p.acked_not_delivered
+        ));
+    }
+    if p.silent_clients > 0 {
+        out.push(format!(
+            "{} receivers never answered the final accounting",
+            p.silent_clients
+        ));
+    }
+    if p.slow_consumer_disconnects > 0 {
+        out.push(format!(
+            "{} receivers were disconnected as slow consumers",
+            p.slow_consumer_disconnects
+        ));
+    } else if p.disconnects > 0 {
+        out.push(format!(
+            "{} receivers were disconnected by the server",
+            p.disconnects
+        ));
+    }
+    let failed = p.publish_errors + p.unanswered;
+    let pct = if p.published == 0 {
+        0.0
+    } else {
+        100.0 * failed as f64 / p.published as f64
+    };
+    if failed > 0 && pct > max_pub_err_pct {
+        out.push(format!(
+            "{} publishes failed, {} unanswered ({pct:.2}% > {max_pub_err_pct}%): {}",
+            p.publish_errors,
+            p.unanswered,
+            p.publish_error_samples.join("; ")
+        ));
+    }
+    if p.published == 0 {
+        out.push("nothing was published".into());
+    }
+    if let Some(slo) = slo_p99_ms {
+        if p.latency.p99_ms > slo {
+            out.push(format!("SLO: p99 {:.2} ms > {slo} ms", p.latency.p99_ms));
+        }
+    }
+    out
+}
+
+fn phase_text(out: &mut String, p: &PhaseReport) {
+    use std::fmt::Write as _;
+    let a = &p.accounting;
+    let l = &p.latency;
+    let k = &p.ack_latency;
+    let _ = writeln!(
+        out,
+        "== {} — {} receivers × {} msg/s for {} s ==",
+        p.label, p.receivers, p.rate_per_sec, p.duration_secs
+    );
+    let _ = writeln!(
+        out,
+        "published {}  acked {}  publish errors {}  unanswered {}",
+        p.published, p.acked, p.publish_errors, p.unanswered
+    );
+    let _ = writeln!(
+        out,
+        "deliveries {}  ({:.0}/s over the publish window, peak {:.0}/s in one second)",
+        p.deliveries, p.deliveries_per_sec, p.peak_deliveries_per_sec
+    );
+    let _ = writeln!(
+        out,
+        "accounting: expected {}  received {}  lost {}  duplicates {}  out-of-order {}  gaps {}  (head {} → {})",
+        a.expected, a.received, a.lost, a.duplicates, a.out_of_order, a.gaps, p.head_before, p.head_after
+    );
+    let _ = writeln!(
+        out,
+        "witnesses {}: acked but not delivered {}   disconnects {} (slow consumer {})  bad frames {}",
+        p.witnesses, p.acked_not_delivered, p.disconnects, p.slow_consumer_disconnects, p.bad_frames
+    );
+    let _ = writeln!(
+        out,
+        "publish→receive ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  p99.99 {:.2}  max {:.2}  (n={})",
+        l.p50_ms, l.p90_ms, l.p99_ms, l.p99_9_ms, l.p99_99_ms, l.max_ms, l.count
+    );
+    let _ = writeln!(
+        out,
+        "publish→ack ms:     p50 {:.2}  p90 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  (n={})",
+        k.p50_ms, k.p90_ms, k.p99_ms, k.p99_9_ms, k.max_ms, k.count
+    );
+    let s = &p.selfcheck;
+    let _ = writeln!(
+        out,
+        "self-check: {}  [loadgen {:.2} cores, server {:.2} cores, machine {:.0}% busy, lag p99 {:.2} ms]",
+        s.explanation, s.loadgen_cpu_cores, s.server_cpu_cores, s.machine_busy_pct, s.scheduler_lag.p99_ms
+    );
+}
+
+fn connect_text(out: &mut String, label: &str, c: &ConnectReport) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "{label} connect: {}/{} up in {:.1} s  errors connect {} login {}  connect p50 {:.2} ms p99 {:.2} ms  login p50 {:.2} ms p99 {:.2} ms",
+        c.connected, c.clients, c.ramp_secs, c.connect_errors, c.login_errors,
+        c.connect.p50_ms, c.connect.p99_ms, c.login.p50_ms, c.login.p99_ms
+    );
+    for e in &c.error_samples {
+        let _ = writeln!(out, "  e.g. {e}");
+    }
+}
+
+/// The human-readable report.
+pub fn render_text(r: &RunReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "rtmc loadgen {} — profile {:?}, {} target, run {} at {}",
+        r.kind, r.profile.name, r.target_mode, r.run_id, r.started_at
+    );
+    if let Some(c) = &r.connect {
+        connect_text(&mut out, "rtmc", c);
+    }
+    if let Some(p) = &r.rtmc {
+        phase_text(&mut out, p);
+    }
+    if let Some(c) = &r.floor_connect {
+        connect_text(&mut out, "floor", c);
+    }
+    if let Some(p) = &r.floor {
+        phase_text(&mut out, p);
+    }
+    if let Some(c) = &r.comparison {
+        let _ = writeln!(
+            out,
+            "== rtmc vs Redis pub/sub floor (same load, same run) =="
+        );
+        let _ = writeln!(
+            out,
+            "{:<14} {:>14} {:>14} {:>10}",
+            "", "rtmc", "floor", "rtmc/floor"
+        );
+        let _ = writeln!(
+            out,
+            "{:<14} {:>14.0} {:>14.0} {:>10.2}",
+            "deliveries/s",
+            c.rtmc_deliveries_per_sec,
+            c.floor_deliveries_per_sec,
+            c.deliveries_ratio
+        );
+        for (name, a, b, q) in [
+            ("p50 ms", c.rtmc_p50_ms, c.floor_p50_ms, c.p50_ratio),
+            ("p99 ms", c.rtmc_p99_ms, c.floor_p99_ms, c.p99_ratio),
+            ("p99.9 ms", c.rtmc_p99_9_ms, c.floor_p99_9_ms, c.p99_9_ratio),
+        ] {
+            let _ = writeln!(out, "{name:<14} {a:>14.2} {b:>14.2} {q:>10.2}");
+        }
+        let _ = writeln!(
+            out,
+            "target p99 ≤ 0.5 × floor p99: {}",
+            if c.meets_half_floor_p99 {
+                "met"
+            } else {
+                "NOT met"
+            }
+        );
+    }
+    if let Some(ramp) = &r.ramp {
+        let _ = writeln!(
+            out,
+            "== ramp (SLO p99 ≤ {} ms, no loss) ==",
+            ramp.slo_p99_ms
+        );
+        let _ = writeln!(
+            out,
+            "{:>10} {:>12} {:>10} {:>10} {:>10} {:>8}  verdict",
+            "msg/s", "deliv/s", "p50 ms", "p99 ms", "p99.9 ms", "lost"
+        );
+        for s in &ramp.steps {
+            let _ = writeln!(
+                out,
+                "{:>10.0} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>8}  {}",
+                s.rate_per_sec,
+                s.phase.deliveries_per_sec,
+                s.phase.latency.p50_ms,
+                s.phase.latency.p99_ms,
+                s.phase.latency.p99_9_ms,
+                s.phase.accounting.lost,
+                s.violation.clone().unwrap_or_else(|| "ok".into())
+            );
+        }
+        match ramp.max_sustainable_rate_per_sec {
+            Some(rate) => {
+                let _ = writeln!(
+                    out,
+                    "highest sustainable rate: {rate:.0} msg/s ({:.0} deliveries/s)",
+                    ramp.max_sustainable_deliveries_per_sec.unwrap_or(0.0)
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "highest sustainable rate: none — even the first step failed"
+                );
+            }
+        }
+    }
+    for n in &r.notes {
+        let _ = writeln!(out, "note: {n}");
+    }
+    if r.failures.is_empty() {
+        let _ = writeln!(out, "RESULT: PASS");
+    } else {
+        let _ = writeln!(out, "RESULT: FAIL");
+        for f in &r.failures {
+            let _ = writeln!(out, "  !!! {f}");
+        }
+    }
+    out
+}
+
+/// Histograms that go into the report directory.
+pub struct ReportHistograms<'a> {
+    pub run_start: SystemTime,
+    pub intervals: &'a [Interval],
+    /// (file stem, histogram): e.g. ("latency", rtmc), ("floor", …), ("ack", …).
+    pub merged: Vec<(&'static str, &'a LatencyHistogram)>,
+}
+
+/// Failure writing the report directory.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("writing {path}: {message}")]
+    Write { path: PathBuf, message: String },
+}
+
+fn write_file(
+    path: &Path,
+    f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<(), String>,
+) -> Result<(), ReportError> {
+    let err = |message: String| ReportError::Write {
+        path: path.to_owned(),
+        message,
+    };
+    let file = std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
+    let mut w = std::io::BufWriter::new(file);
+    f(&mut w).map_err(err)?;
+    w.flush().map_err(|e| err(e.to_string()))
+}
+
+/// Writes report.txt, report.json, latency.hlog, the .hgrm files and the plots.
+pub fn write_dir(
+    dir: &Path,
+    r: &RunReport,
+    h: &ReportHistograms,
+) -> Result<Vec<PathBuf>, ReportError> {
+    std::fs::create_dir_all(dir).map_err(|e| ReportError::Write {
+        path: dir.to_owned(),
+        message: e.to_string(),
+    })?;
+    let mut files = Vec::new();
+    let p = dir.join("report.txt");
+    write_file(&p, |w| {
+        w.write_all(render_text(r).as_bytes())
+            .map_err(|e| e.to_string())
+    })?;
+    files.push(p);
+    let p = dir.join("report.json");
+    write_file(&p, |w| {
+        serde_json::to_writer_pretty(w, r).map_err(|e| e.to_string())
+    })?;
+    files.push(p);
+    if !h.intervals.is_empty() {
+        let p = dir.join("latency.hlog");
+        write_file(&p, |w| {
+            write_interval_log(w, h.run_start, h.intervals).map_err(|e| e.to_string())
+        })?;
+        files.push(p);
+    }
+    for (stem, hist) in &h.merged {
+        let p = dir.join(format!("{stem}.hgrm"));
+        write_file(&p, |w| write_hgrm(w, hist).map_err(|e| e.to_string()))?;
+        files.push(p);
+    }
+    let plots = plot::write_all(dir, r, h.intervals, &h.merged);
+    files.extend(plots);
+    Ok(files)
+}
+
+/// `reports/<timestamp>` under the current directory.
+pub fn default_dir(kind: &str) -> PathBuf {
+    PathBuf::from("reports").join(format!(
+        "{}-{kind}",
+        chrono::Local::now().format("%Y%m%d-%H%M%S")
+    ))
+}

@@ -1,0 +1,192 @@
+//! Where the load goes: by default an embedded full stack (containers from
+//! the test kit, and the consumer, gateway and server nodes as `rtmc` child
+//! processes, so the server's file descriptors are not loadgen's), or the
+//! addresses of a running deployment.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use rtmc_testkit::process::rtmc_binary;
+use rtmc_testkit::{NodeProcess, Pipeline, PipelineOptions, Role, Services, TEST_PASSWORD};
+
+use crate::profile::Profile;
+
+/// Failure bringing the target up or resolving it.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error("bringing up the embedded stack: {0}")]
+    Embedded(String),
+    #[error("address {addr:?}: {message}")]
+    Address { addr: String, message: String },
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// The resolved load target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Server nodes clients connect to.
+    pub servers: Vec<SocketAddr>,
+    /// Gateway base URL, if any.
+    pub gateway: Option<String>,
+    pub api_key: Option<String>,
+    pub user_prefix: String,
+    pub password: String,
+    /// Redis for the floor, if any.
+    pub floor_redis: Option<SocketAddr>,
+    /// Server-side processes whose CPU the self-check reports.
+    pub server_pids: Vec<u32>,
+    pub max_frame_bytes: usize,
+    /// "embedded" or "target".
+    pub mode: String,
+    /// Whether the floor Redis is ours to reconfigure.
+    pub floor_is_ours: bool,
+}
+
+impl Target {
+    /// `<prefix>-<i>`.
+    pub fn user(&self, i: usize) -> String {
+        format!("{}-{i}", self.user_prefix)
+    }
+}
+
+/// An embedded stack; dropping it stops the processes and removes the containers.
+pub struct EmbeddedStack {
+    /// Child processes first so they stop before the services go.
+    nodes: Vec<NodeProcess>,
+    _pipeline: Pipeline,
+    _services: Services,
+}
+
+impl EmbeddedStack {
+    /// Stops the child processes gracefully.
+    pub async fn shutdown(mut self) {
+        for n in self.nodes.drain(..) {
+            let _ = n.stop().await;
+        }
+    }
+}
+
+/// Users a run needs: receivers, TCP publishers, one probe.
+pub fn users_needed(p: &Profile) -> usize {
+    p.load.clients + p.load.tcp_publishers as usize + 1
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr, StackError> {
+    addr.to_socket_addrs()
+        .map_err(|e| StackError::Address {
+            addr: addr.into(),
+            message: e.to_string(),
+        })?
+        .next()
+        .ok_or_else(|| StackError::Address {
+            addr: addr.into(),
+            message: "resolves to nothing".into(),
+        })
+}
+
+/// Resolves the target of a running deployment.
+pub fn external(p: &Profile) -> Result<Target, StackError> {
+    let servers = p
+        .target
+        .servers
+        .iter()
+        .map(|s| resolve(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let password = p
+        .target
+        .password
+        .clone()
+        .ok_or_else(|| StackError::Missing("target mode needs --password".into()))?;
+    Ok(Target {
+        servers,
+        gateway: p.target.gateway.clone(),
+        api_key: p.target.api_key.clone(),
+        user_prefix: p.target.user_prefix.clone(),
+        password,
+        floor_redis: p.floor.redis.as_deref().map(resolve).transpose()?,
+        server_pids: p.target.server_pids.clone(),
+        max_frame_bytes: rtmc::protocol::DEFAULT_MAX_FRAME_BYTES,
+        mode: "target".into(),
+        floor_is_ours: false,
+    })
+}
+
+/// Brings up containers, a namespace with users, a consumer, the sync
+/// worker, a gateway and `server_nodes` servers as child processes.
+pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError> {
+    let err = |e: &dyn std::fmt::Display| StackError::Embedded(e.to_string());
+    let binary = rtmc_binary().map_err(|e| err(&e))?;
+    let services = Services::start().await.map_err(|e| err(&e))?;
+    let pipeline = Pipeline::start(
+        &services,
+        PipelineOptions {
+            servers: 0,
+            gateway: false,
+                        consumer: false,
+            // The sync worker runs as its own process below, like every
+            // component: nothing of the stack shares loadgen's CPU accounting.
+            sync: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(|e| err(&e))?;
+    let prefix = p.target.user_prefix.clone();
+    pipeline
+        .add_users(&prefix, users_needed(p))
+        .await
+        .map_err(|e| err(&e))?;
+    let cfg = (*pipeline.cfg).clone();
+    let mut nodes = Vec::new();
+    nodes.push(
+        NodeProcess::spawn(Role::Consumer, cfg.clone(), &binary)
+            .await
+            .map_err(|e| err(&e))?,
+    );
+        nodes.push(
+        NodeProcess::spawn(Role::Sync, cfg.clone(), &binary)
+            .await
+            .map_err(|e| err(&e))?,
+    );
+    let gateway = NodeProcess::spawn(Role::Gateway, cfg.clone(), &binary)
+        .await
+        .map_err(|e| err(&e))?;
+    let gateway_url = gateway.addr.clone().map(|a| format!("http://{a}"));
+    nodes.push(gateway);
+    let mut servers = Vec::new();
+    for _ in 0..p.target.server_nodes.max(1) {
+        let node = NodeProcess::spawn(Role::Server, cfg.clone(), &binary)
+            .await
+            .map_err(|e| err(&e))?;
+        let addr = node
+            .addr
+            .clone()
+            .ok_or_else(|| StackError::Embedded("server without an address".into()))?;
+        servers.push(resolve(&addr)?);
+        nodes.push(node);
+    }
+    let floor_redis = match &p.floor.redis {
+        Some(r) => Some(resolve(r)?),
+        None => Some(resolve(&format!("127.0.0.1:{}", services.redis.port))?),
+    };
+    let target = Target {
+        servers,
+        gateway: gateway_url,
+        api_key: cfg.gateway.api_keys.first().cloned(),
+        user_prefix: prefix,
+        password: TEST_PASSWORD.into(),
+        floor_redis,
+        server_pids: nodes.iter().map(|n| n.pid()).collect(),
+        max_frame_bytes: cfg.server.max_frame_bytes,
+        mode: "embedded".into(),
+        floor_is_ours: p.floor.redis.is_none(),
+    };
+    Ok((
+        EmbeddedStack {
+            nodes,
+            _pipeline: pipeline,
+            _services: services,
+        },
+        target,
+    ))
+}

@@ -1,0 +1,4 @@
+//! loadgen's one integration-test binary: a tiny embedded load against the
+//! real stack (containers + the `rtmc` binary as child processes).
+
+mod embedded_run;
