@@ -428,6 +428,7 @@ impl ClientTask {
                     user_id: user.clone(),
                     password: password.clone(),
                     resume_from: None,
+                    subscribe: true,
                 };
                 wire::put_frame(&mut out, &login.to_json());
                 writer.write_all(&out).await.map_err(|e| e.to_string())?;

@@ -236,7 +236,8 @@ async fn publish_tcp(
         .map_err(|source| PublishError::Connect { addr, source })?;
     let _ = stream.set_nodelay(true);
     let mut conn = rtmc::client::Connection::from_stream(stream, usize::MAX >> 1);
-    rtmc::client::login(&mut conn, user, password, None, Duration::from_secs(10))
+    // Publish-only: the publisher's acks never queue behind broadcasts.
+    rtmc::client::login_publisher(&mut conn, user, password, Duration::from_secs(10))
         .await
         .map_err(|e| PublishError::Login(e.to_string()))?;
     let (mut reader, mut writer) = conn.into_inner().into_split();

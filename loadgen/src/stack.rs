@@ -122,7 +122,7 @@ pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError
         PipelineOptions {
             servers: 0,
             gateway: false,
-                        consumer: false,
+            consumer: false,
             // The sync worker runs as its own process below, like every
             // component: nothing of the stack shares loadgen's CPU accounting.
             sync: false,
@@ -143,7 +143,7 @@ pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError
             .await
             .map_err(|e| err(&e))?,
     );
-        nodes.push(
+    nodes.push(
         NodeProcess::spawn(Role::Sync, cfg.clone(), &binary)
             .await
             .map_err(|e| err(&e))?,

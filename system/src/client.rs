@@ -458,12 +458,41 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     resume_from: Option<u64>,
     limit: Duration,
 ) -> Result<LoginInfo, ClientError> {
-    conn.send(&ClientCommand::Login {
+    login_with(
+        conn,
+        ClientCommand::Login {
+            user_id: user_id.to_owned(),
+            password: password.to_owned(),
+            resume_from,
+            subscribe: true,
+        },
+        limit,
+    )
+    .await
+}
+
+/// Logs in a publish-only session (no broadcasts; see `login.subscribe`).
+pub async fn login_publisher<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    user_id: &str,
+    password: &str,
+    limit: Duration,
+) -> Result<LoginInfo, ClientError> {
+    let cmd = ClientCommand::Login {
         user_id: user_id.to_owned(),
         password: password.to_owned(),
-        resume_from,
-    })
-    .await?;
+        resume_from: None,
+        subscribe: false,
+    };
+    login_with(conn, cmd, limit).await
+}
+
+async fn login_with<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Connection<S>,
+    cmd: ClientCommand,
+    limit: Duration,
+) -> Result<LoginInfo, ClientError> {
+    conn.send(&cmd).await?;
     match conn.recv_timeout(limit).await? {
         ServerFrame::LoginOk {
             user_id,

@@ -110,7 +110,7 @@ impl Default for PostgresConfig {
     fn default() -> Self {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/rtmc".into(),
-            max_connections: 10,
+            max_connections: 20,
         }
     }
 }

@@ -27,7 +27,7 @@ pub enum DbError {
 pub async fn connect(cfg: &PostgresConfig) -> Result<PgPool, DbError> {
     let pool = PgPoolOptions::new()
         .max_connections(cfg.max_connections)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
         .connect(&cfg.url)
         .await?;
     migrate(&pool).await?;

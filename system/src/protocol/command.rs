@@ -19,6 +19,10 @@ pub enum ClientCommand {
         password: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume_from: Option<u64>,
+        /// `false` makes a publish-only session (a bot or service): no
+        /// broadcasts, so its replies never queue behind them. Default true.
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        subscribe: bool,
     },
     /// Keeps the session alive; answered by `heartbeat_ack`.
     Heartbeat {},
@@ -40,6 +44,14 @@ pub enum ClientCommand {
     GetStatus { user_id: String },
     /// End the session.
     Logout {},
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 const CLIENT_COMMANDS: &[&str] = &[

@@ -48,6 +48,10 @@ pub(crate) struct NodeContext {
     pub publisher: Arc<Publisher>,
     pub presence: Presence,
     pub fanout: Fanout,
+    /// Logins doing database work at once (the pool size): a login storm
+    /// queues here, within each connection's login deadline, instead of
+    /// timing out on the pool.
+    pub login_gate: Semaphore,
 }
 
 /// Largest replay served to one `resume`.
@@ -76,6 +80,7 @@ pub async fn run(
         redis,
         keys: keys.clone(),
         fanout: fanout.clone(),
+        login_gate: Semaphore::new(cfg.postgres.max_connections.max(1) as usize),
     });
     let tasks = TaskTracker::new();
     let follower_stop = CancellationToken::new();

@@ -259,7 +259,8 @@ impl Session {
                 user_id,
                 password,
                 resume_from,
-            } => self.login(user_id, password, resume_from).await,
+                subscribe,
+            } => self.login(user_id, password, resume_from, subscribe).await,
             ClientCommand::Heartbeat {} => {
                 // The session itself is refreshed for any frame, in read_loop.
                 self.reply(ServerFrame::HeartbeatAck {}).await;
@@ -318,12 +319,22 @@ impl Session {
         }
     }
 
-    async fn login(&mut self, user_id: String, password: String, resume_from: Option<u64>) -> Next {
+    async fn login(
+        &mut self,
+        user_id: String,
+        password: String,
+        resume_from: Option<u64>,
+        subscribe: bool,
+    ) -> Next {
         if user_id.is_empty() || user_id.len() > 128 {
             self.error(ErrorCode::InvalidField, "user_id must be 1-128 bytes")
                 .await;
             return Next::Continue;
         }
+        let ctx = self.ctx.clone();
+        let Ok(_gate) = ctx.login_gate.acquire().await else {
+            return Next::Close;
+        };
         let limits = &self.ctx.cfg.server;
         match self
             .ctx
@@ -404,7 +415,9 @@ impl Session {
             protocol_version: PROTOCOL_VERSION,
         })
         .await;
-        self.subscribe_from(rx, head, resume_from).await;
+        if subscribe {
+            self.subscribe_from(rx, head, resume_from).await;
+        }
         Next::Continue
     }
 

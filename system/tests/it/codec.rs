@@ -41,10 +41,13 @@ fn decode_in_chunks(stream: &[u8], cuts: &[usize]) -> Result<Vec<Bytes>, Protoco
 fn arb_command() -> impl Strategy<Value = ClientCommand> {
     let s = "\\PC{0,40}";
     prop_oneof![
-        (s, s, proptest::option::of(any::<u64>())).prop_map(|(u, p, r)| ClientCommand::Login {
-            user_id: u,
-            password: p,
-            resume_from: r
+        (s, s, proptest::option::of(any::<u64>()), any::<bool>()).prop_map(|(u, p, r, sub)| {
+            ClientCommand::Login {
+                user_id: u,
+                password: p,
+                resume_from: r,
+                subscribe: sub,
+            }
         }),
         Just(ClientCommand::Heartbeat {}),
         (

@@ -211,3 +211,52 @@ async fn a_client_that_stops_reading_is_cut_off_and_others_keep_receiving() {
     );
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_only_session_gets_acks_but_no_broadcasts() {
+    init_logs();
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let users = p.add_users("po", 2).await.unwrap();
+    let mut reader = p.client(0, &users[1]).await.unwrap();
+    let mut publisher = rtmc::client::Connection::connect(&p.server_addr(0), 1 << 20)
+        .await
+        .unwrap();
+    rtmc::client::login_publisher(
+        &mut publisher,
+        &users[0],
+        rtmc_testkit::TEST_PASSWORD,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    for i in 0..5 {
+        publisher
+            .send(&rtmc::protocol::ClientCommand::Send {
+                body: "bot".into(),
+                message_id: Some(format!("po-{i}")),
+                sent_at_us: None,
+            })
+            .await
+            .unwrap();
+    }
+    let mut acks = 0;
+    while acks < 5 {
+        match publisher
+            .recv_timeout(Duration::from_secs(10))
+            .await
+            .unwrap()
+        {
+            rtmc::protocol::ServerFrame::SendAck { .. } => acks += 1,
+            other => panic!("a publish-only session got {other:?}"),
+        }
+    }
+    let got = collect(&mut reader, 5, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 5);
+    assert!(
+        publisher
+            .recv_timeout(Duration::from_millis(500))
+            .await
+            .is_err(),
+        "a publish-only session received a broadcast"
+    );
+}

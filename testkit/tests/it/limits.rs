@@ -212,6 +212,7 @@ async fn a_connection_that_keeps_failing_to_log_in_is_closed() {
             user_id: user.clone(),
             password: "nope".into(),
             resume_from: None,
+            subscribe: true,
         })
         .await
         .unwrap();
