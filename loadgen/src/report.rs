@@ -27,8 +27,17 @@ pub struct ConnectReport {
     pub connect: LatencySummary,
     /// Connect start → logged in / subscribed.
     pub login: LatencySummary,
-    /// Wall time of the whole bring-up.
+        /// Wall time of the whole bring-up.
     pub ramp_secs: f64,
+    /// Resident memory of the server node processes before the clients
+    /// connected and once they were all connected and idle (KiB).
+    #[serde(default)]
+    pub server_rss_kib_before: Option<u64>,
+    #[serde(default)]
+    pub server_rss_kib_after: Option<u64>,
+    /// (after - before) / connected: what one idle client costs the server.
+    #[serde(default)]
+    pub server_kib_per_client: Option<f64>,
 }
 
 /// rtmc next to the Redis floor at the same load.
@@ -281,6 +290,13 @@ fn connect_text(out: &mut String, label: &str, c: &ConnectReport) {
         c.connected, c.clients, c.ramp_secs, c.connect_errors, c.login_errors,
         c.connect.p50_ms, c.connect.p99_ms, c.login.p50_ms, c.login.p99_ms
     );
+        if let (Some(b), Some(a), Some(per)) = (c.server_rss_kib_before, c.server_rss_kib_after, c.server_kib_per_client) {
+        let _ = writeln!(
+            out,
+            "{label} server memory: {b} KiB before, {a} KiB with {} idle clients = {per:.1} KiB per client",
+            c.connected
+        );
+    }
     for e in &c.error_samples {
         let _ = writeln!(out, "  e.g. {e}");
     }

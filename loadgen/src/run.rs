@@ -69,8 +69,25 @@ fn connect_report(clients: usize, s: &ConnectSummary) -> ConnectReport {
         error_samples: s.error_samples.clone(),
         connect: LatencySummary::of(&s.connect_hist),
         login: LatencySummary::of(&s.login_hist),
-        ramp_secs: s.ramp_secs,
+                ramp_secs: s.ramp_secs,
+        server_rss_kib_before: None,
+        server_rss_kib_after: None,
+        server_kib_per_client: None,
     }
+}
+
+/// Summed resident memory (VmRSS) of `pids` in KiB; `None` if any is unreadable.
+pub fn rss_kib(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    let mut total = 0;
+    for pid in pids {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        total += line.split_whitespace().nth(1)?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 fn source_addrs(p: &Profile) -> Result<Vec<std::net::IpAddr>, RunError> {
@@ -251,6 +268,7 @@ async fn rtmc_phases(
             load.clients, load.connects_per_sec
         );
     }
+        let rss_before = rss_kib(&target.server_node_pids);
     let mut fleet = Fleet::connect(
         FleetOptions {
             clients: load.clients,
@@ -269,7 +287,16 @@ async fn rtmc_phases(
         live,
     )
     .await;
-    let c = connect_report(load.clients, &fleet.summary);
+        let mut c = connect_report(load.clients, &fleet.summary);
+    // Let the server settle (login bursts free their transient buffers),
+    // then weigh it with every client connected and idle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = rss_kib(&target.server_node_pids);
+    if let (Some(b), Some(a)) = (rss_before, rss_after) {
+        c.server_rss_kib_before = Some(b);
+        c.server_rss_kib_after = Some(a);
+        c.server_kib_per_client = (c.connected > 0).then(|| a.saturating_sub(b) as f64 / c.connected as f64);
+    }
     report.judge_connect("rtmc", &c, profile.slo.max_connect_error_pct);
     report.connect = Some(c);
 
