@@ -20,15 +20,21 @@ pub enum Outbound {
     Frame(Bytes),
     /// Write the replayed frames (already ordered, all `<= up_to`), then start
     /// live delivery from the receiver, skipping anything `<= up_to`.
-    Subscribe {
-        replay: Vec<Delivery>,
-        /// Written right after the replay (`resume_done`), before any live frame.
-        done: Option<Bytes>,
-        rx: broadcast::Receiver<Delivery>,
-        up_to: u64,
-    },
+    /// Boxed: it is rare, and keeping `Outbound` small keeps every idle
+    /// session's control-channel block small.
+    Subscribe(Box<Subscription>),
     /// Write this last frame, then close the connection.
     Close(Bytes),
+}
+
+/// Live delivery for a session: an optional replay first, then the ring.
+pub struct Subscription {
+    pub replay: Vec<Delivery>,
+    /// Written right after the replay (`resume_done`), before any live frame.
+    pub done: Option<Bytes>,
+    pub rx: broadcast::Receiver<Delivery>,
+    /// Skip ring entries at or below this sequence number.
+    pub up_to: u64,
 }
 
 /// Flush once this much is buffered even if more is queued.
@@ -194,12 +200,13 @@ fn apply(
             buf.extend_from_slice(&f);
             false
         }
-        Outbound::Subscribe {
-            replay,
-            done,
-            rx,
-            up_to,
-        } => {
+        Outbound::Subscribe(sub) => {
+            let Subscription {
+                replay,
+                done,
+                rx,
+                up_to,
+            } = *sub;
             *delivered += replay.len() as u64;
             backlog.extend(replay.into_iter().map(|d| d.frame));
             backlog.extend(done);

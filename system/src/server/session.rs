@@ -14,7 +14,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::limits::TokenBucket;
-use super::outbound::{self, frame, Outbound};
+use super::outbound::{self, frame, Outbound, Subscription};
 use super::{NodeContext, MAX_REPLAY_MESSAGES};
 use crate::broker::PublishedMessage;
 use crate::presence::SessionKind;
@@ -483,12 +483,12 @@ impl Session {
         }
         let _ = self
             .out
-            .send(Outbound::Subscribe {
+            .send(Outbound::Subscribe(Box::new(Subscription {
                 replay,
                 done,
                 rx,
                 up_to: head,
-            })
+            })))
             .await;
     }
 
