@@ -27,7 +27,7 @@ pub struct ConnectReport {
     pub connect: LatencySummary,
     /// Connect start → logged in / subscribed.
     pub login: LatencySummary,
-        /// Wall time of the whole bring-up.
+    /// Wall time of the whole bring-up.
     pub ramp_secs: f64,
     /// Resident memory of the server node processes before the clients
     /// connected and once they were all connected and idle (KiB).
@@ -290,7 +290,11 @@ fn connect_text(out: &mut String, label: &str, c: &ConnectReport) {
         c.connected, c.clients, c.ramp_secs, c.connect_errors, c.login_errors,
         c.connect.p50_ms, c.connect.p99_ms, c.login.p50_ms, c.login.p99_ms
     );
-        if let (Some(b), Some(a), Some(per)) = (c.server_rss_kib_before, c.server_rss_kib_after, c.server_kib_per_client) {
+    if let (Some(b), Some(a), Some(per)) = (
+        c.server_rss_kib_before,
+        c.server_rss_kib_after,
+        c.server_kib_per_client,
+    ) {
         let _ = writeln!(
             out,
             "{label} server memory: {b} KiB before, {a} KiB with {} idle clients = {per:.1} KiB per client",

@@ -69,7 +69,7 @@ fn connect_report(clients: usize, s: &ConnectSummary) -> ConnectReport {
         error_samples: s.error_samples.clone(),
         connect: LatencySummary::of(&s.connect_hist),
         login: LatencySummary::of(&s.login_hist),
-                ramp_secs: s.ramp_secs,
+        ramp_secs: s.ramp_secs,
         server_rss_kib_before: None,
         server_rss_kib_after: None,
         server_kib_per_client: None,
@@ -268,7 +268,7 @@ async fn rtmc_phases(
             load.clients, load.connects_per_sec
         );
     }
-        let rss_before = rss_kib(&target.server_node_pids);
+    let rss_before = rss_kib(&target.server_node_pids);
     let mut fleet = Fleet::connect(
         FleetOptions {
             clients: load.clients,
@@ -287,7 +287,7 @@ async fn rtmc_phases(
         live,
     )
     .await;
-        let mut c = connect_report(load.clients, &fleet.summary);
+    let mut c = connect_report(load.clients, &fleet.summary);
     // Let the server settle (login bursts free their transient buffers),
     // then weigh it with every client connected and idle.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -295,7 +295,8 @@ async fn rtmc_phases(
     if let (Some(b), Some(a)) = (rss_before, rss_after) {
         c.server_rss_kib_before = Some(b);
         c.server_rss_kib_after = Some(a);
-        c.server_kib_per_client = (c.connected > 0).then(|| a.saturating_sub(b) as f64 / c.connected as f64);
+        c.server_kib_per_client =
+            (c.connected > 0).then(|| a.saturating_sub(b) as f64 / c.connected as f64);
     }
     report.judge_connect("rtmc", &c, profile.slo.max_connect_error_pct);
     report.connect = Some(c);

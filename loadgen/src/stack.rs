@@ -33,7 +33,7 @@ pub struct Target {
     pub password: String,
     /// Redis for the floor, if any.
     pub floor_redis: Option<SocketAddr>,
-        /// Server-side processes whose CPU the self-check reports.
+    /// Server-side processes whose CPU the self-check reports.
     pub server_pids: Vec<u32>,
     /// The chat server node processes alone: their memory per connected
     /// client is reported (embedded mode; in target mode, `--server-pid`).
@@ -107,7 +107,7 @@ pub fn external(p: &Profile) -> Result<Target, StackError> {
         user_prefix: p.target.user_prefix.clone(),
         password,
         floor_redis: p.floor.redis.as_deref().map(resolve).transpose()?,
-                server_pids: p.target.server_pids.clone(),
+        server_pids: p.target.server_pids.clone(),
         server_node_pids: p.target.server_pids.clone(),
         max_frame_bytes: rtmc::protocol::DEFAULT_MAX_FRAME_BYTES,
         mode: "target".into(),
@@ -157,7 +157,7 @@ pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError
         .map_err(|e| err(&e))?;
     let gateway_url = gateway.addr.clone().map(|a| format!("http://{a}"));
     nodes.push(gateway);
-        let mut servers = Vec::new();
+    let mut servers = Vec::new();
     let mut server_node_pids = Vec::new();
     for _ in 0..p.target.server_nodes.max(1) {
         let node = NodeProcess::spawn(Role::Server, cfg.clone(), &binary)
@@ -167,7 +167,7 @@ pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError
             .addr
             .clone()
             .ok_or_else(|| StackError::Embedded("server without an address".into()))?;
-                servers.push(resolve(&addr)?);
+        servers.push(resolve(&addr)?);
         server_node_pids.push(node.pid());
         nodes.push(node);
     }
@@ -182,7 +182,7 @@ pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError
         user_prefix: prefix,
         password: TEST_PASSWORD.into(),
         floor_redis,
-                server_pids: nodes.iter().map(|n| n.pid()).collect(),
+        server_pids: nodes.iter().map(|n| n.pid()).collect(),
         server_node_pids,
         max_frame_bytes: cfg.server.max_frame_bytes,
         mode: "embedded".into(),
