@@ -4,11 +4,7 @@
 # embedded stack (containers + rtmc processes). Arguments go to `loadgen run`
 # (default profile: loadgen/profiles/smoke.toml). Reports land in reports/.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-"$ROOT/ci/setup.sh"
-cleanup() { docker ps -aq --filter name=rtmc-kit- | xargs -r docker rm -f >/dev/null 2>&1 || true; }
-trap cleanup EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cargo build --locked --release -p rtmc-system -p rtmc-loadgen --bins
 if [ "$#" -eq 0 ]; then
   set -- --profile loadgen/profiles/smoke.toml

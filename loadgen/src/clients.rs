@@ -356,7 +356,7 @@ async fn read_resp(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<(),
 
 /// Microseconds since the Unix epoch.
 pub fn now_us() -> u64 {
-    rtmc::server::now_us()
+    rtmc::protocol::now_us()
 }
 
 impl ClientTask {

@@ -177,23 +177,7 @@ pub fn write_hgrm(out: &mut impl Write, h: &LatencyHistogram) -> std::io::Result
         "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
     )?;
     if h.is_empty() {
-        writeln!(
-            out,
-            "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
-            0.0, 0.0
-        )?;
-        writeln!(
-            out,
-            "#[Max     = {:>12.3}, Total count    = {:>12}]",
-            0.0, 0
-        )?;
-        writeln!(
-            out,
-            "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
-            h.buckets(),
-            sub_buckets(h)
-        )?;
-        return Ok(());
+        return footer(out, h, 0.0, 0.0, 0.0);
     }
     let mut reached_one = false;
     for v in h.iter_quantiles(5) {
@@ -229,16 +213,32 @@ pub fn write_hgrm(out: &mut impl Write, h: &LatencyHistogram) -> std::io::Result
             h.len()
         )?;
     }
+    footer(
+        out,
+        h,
+        h.mean() / scale,
+        h.stdev() / scale,
+        h.max() as f64 / scale,
+    )
+}
+
+/// Sub-buckets per bucket, as the Java footer prints it: the next power of
+/// two above 2 × 10^significant digits.
+/// The `.hgrm` footer (values already in the table's unit).
+fn footer(
+    out: &mut impl Write,
+    h: &LatencyHistogram,
+    mean: f64,
+    stdev: f64,
+    max: f64,
+) -> std::io::Result<()> {
     writeln!(
         out,
-        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
-        h.mean() / scale,
-        h.stdev() / scale
+        "#[Mean    = {mean:>12.3}, StdDeviation   = {stdev:>12.3}]"
     )?;
     writeln!(
         out,
-        "#[Max     = {:>12.3}, Total count    = {:>12}]",
-        h.max() as f64 / scale,
+        "#[Max     = {max:>12.3}, Total count    = {:>12}]",
         h.len()
     )?;
     writeln!(
@@ -246,12 +246,9 @@ pub fn write_hgrm(out: &mut impl Write, h: &LatencyHistogram) -> std::io::Result
         "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
         h.buckets(),
         sub_buckets(h)
-    )?;
-    Ok(())
+    )
 }
 
-/// Sub-buckets per bucket, as the Java footer prints it: the next power of
-/// two above 2 × 10^significant digits.
 fn sub_buckets(h: &LatencyHistogram) -> u64 {
     (2 * 10u64.pow(u32::from(h.sigfig()))).next_power_of_two()
 }

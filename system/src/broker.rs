@@ -22,6 +22,11 @@ pub struct PublishedMessage {
     pub sent_at_us: u64,
 }
 
+/// A message id is 1–128 printable ASCII characters.
+pub fn valid_message_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
 /// Bytes a `broadcast` frame adds around the message JSON:
 /// `{"command":"broadcast","seq":<20 digits>,` minus the brace it replaces.
 pub const BROADCAST_OVERHEAD_BYTES: usize = 48;
@@ -35,7 +40,7 @@ impl PublishedMessage {
         max_body_bytes: usize,
         max_frame_bytes: usize,
     ) -> Result<(), String> {
-        if !crate::server::valid_message_id(&self.message_id) {
+        if !valid_message_id(&self.message_id) {
             return Err("message_id must be 1-128 printable ASCII characters".into());
         }
         if self.from.is_empty() || self.from.len() > 128 {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rtmc::client::{ChatClient, ClientError};
 use rtmc::config::Config;
-use rtmc::protocol::ClientCommand;
 use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -54,9 +54,9 @@ enum Command {
     },
     /// Interactive terminal client: type a line to send it; broadcasts print as they arrive.
     Client {
-        /// Server address.
+        /// Server address; repeat it to give failover nodes, tried in order.
         #[arg(long, default_value = "127.0.0.1:7000")]
-        addr: String,
+        addr: Vec<String>,
         #[arg(long)]
         user: String,
         /// Password (also RTMC_PASSWORD).
@@ -197,68 +197,39 @@ async fn sync(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<(
     Ok(())
 }
 
-async fn client(addr: &str, user: &str, password: &str) -> anyhow::Result<()> {
-    let mut conn =
-        rtmc::client::Connection::connect(addr, rtmc::protocol::DEFAULT_MAX_FRAME_BYTES).await?;
-    let mut last_seq: Option<u64> = None;
-    let info =
-        rtmc::client::login(&mut conn, user, password, None, Duration::from_secs(10)).await?;
+/// The terminal client: `ChatClient` does login, acks, dedupe by seq and
+/// reconnect + resume (failing over along `addrs`); this loop only moves
+/// lines between the terminal and it.
+async fn client(addrs: &[String], user: &str, password: &str) -> anyhow::Result<()> {
+    let (first, failover) = addrs.split_first().context("at least one --addr")?;
+    let mut chat = ChatClient::connect(first, user, password)
+        .await?
+        .with_failover(failover.iter().cloned());
     eprintln!(
         "logged in as {} (head seq {}); type a line to send it, Ctrl-D to quit",
-        info.user_id, info.last_seq
+        chat.info.user_id, chat.info.last_seq
     );
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let mut heartbeat =
-        tokio::time::interval(Duration::from_millis(info.heartbeat_interval_ms.max(100)));
+    let every = Duration::from_millis(chat.info.heartbeat_interval_ms.max(100));
+    let mut heartbeat = tokio::time::interval(every);
     loop {
         tokio::select! {
             line = lines.next_line() => match line? {
                 None => break,
                 Some(l) if l.trim().is_empty() => {}
-                Some(l) => conn.send(&ClientCommand::Send { body: l, message_id: None, sent_at_us: None }).await?,
+                Some(l) => {
+                    let id = chat.send(&l, None).await?;
+                    eprintln!("(sent {id})");
+                }
             },
-            _ = heartbeat.tick() => conn.send(&ClientCommand::Heartbeat {}).await?,
-            frame = conn.recv() => match frame {
-                Ok(rtmc::protocol::ServerFrame::Broadcast(b)) => {
-                    last_seq = Some(b.seq);
-                    println!("[{}] {}: {}", b.seq, b.from, b.body);
-                }
-                Ok(rtmc::protocol::ServerFrame::HeartbeatAck {}) => {}
-                Ok(rtmc::protocol::ServerFrame::SendAck { message_id }) => eprintln!("(sent {message_id})"),
-                Ok(other) => eprintln!("{other:?}"),
-                Err(e) => {
-                    eprintln!("connection lost ({e}); reconnecting and resuming");
-                    let chat = reconnect(addr, user, password, last_seq).await?;
-                    conn = chat;
-                }
+            _ = heartbeat.tick() => chat.heartbeat().await?,
+            b = chat.next_broadcast(every) => match b {
+                Ok(b) => println!("[{}] {}: {}", b.seq, b.from, b.body),
+                Err(ClientError::Timeout(_)) => {}
+                Err(e) => return Err(e.into()),
             },
         }
     }
-    let _ = conn.send(&ClientCommand::Logout {}).await;
+    chat.logout().await?;
     Ok(())
-}
-
-/// Reconnects with back-off and resumes after `last_seq`.
-async fn reconnect(
-    addr: &str,
-    user: &str,
-    password: &str,
-    last_seq: Option<u64>,
-) -> anyhow::Result<rtmc::client::Connection> {
-    let mut wait = Duration::from_millis(200);
-    for _ in 0..30 {
-        tokio::time::sleep(wait).await;
-        if let Ok(mut c) =
-            rtmc::client::Connection::connect(addr, rtmc::protocol::DEFAULT_MAX_FRAME_BYTES).await
-        {
-            if rtmc::client::login(&mut c, user, password, last_seq, Duration::from_secs(10))
-                .await
-                .is_ok()
-            {
-                return Ok(c);
-            }
-        }
-        wait = (wait * 2).min(Duration::from_secs(5));
-    }
-    anyhow::bail!("could not reconnect to {addr}")
 }

@@ -48,7 +48,7 @@ pub struct Presence {
 }
 
 fn now_ms() -> u64 {
-    crate::server::now_us() / 1000
+    crate::protocol::now_us() / 1000
 }
 
 impl Presence {

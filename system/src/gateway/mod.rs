@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::{PublishedMessage, Publisher};
 use crate::config::Config;
 use crate::presence::{Presence, SessionKind};
-use crate::server::{now_us, StartError};
+use crate::protocol::now_us;
+use crate::server::StartError;
 use crate::stream;
 
 /// The OpenAPI 3 description of this gateway, served at `/openapi.json`.

@@ -10,3 +10,12 @@ pub use command::{
 };
 pub use error::ProtocolError;
 pub use frame::{encode_frame, FrameCodec, DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES};
+
+/// Now, in the protocol's timestamp unit (`sent_at_us`): microseconds since
+/// the Unix epoch.
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -7,8 +7,6 @@ pub mod limits;
 pub mod outbound;
 mod session;
 
-pub use session::{now_us, valid_message_id};
-
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -18,6 +18,7 @@ use super::outbound::{self, frame, Outbound, Subscription};
 use super::{NodeContext, MAX_REPLAY_MESSAGES};
 use crate::broker::PublishedMessage;
 use crate::presence::SessionKind;
+use crate::protocol::now_us;
 use crate::protocol::{
     ClientCommand, ErrorCode, FrameCodec, ProtocolError, ServerFrame, PROTOCOL_VERSION,
 };
@@ -29,13 +30,6 @@ const CONTROL_QUEUE: usize = 256;
 struct LoggedIn {
     user_id: String,
     token: String,
-}
-
-pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0)
 }
 
 fn reject(code: ErrorCode) {
@@ -62,11 +56,6 @@ fn truncate(mut message: String) -> String {
         message.push('…');
     }
     message
-}
-
-/// A message id is 1–128 printable ASCII characters.
-pub fn valid_message_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Runs one connection given its read and write halves (plain TCP or TLS).

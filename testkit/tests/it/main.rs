@@ -14,4 +14,5 @@ mod sessions;
 mod status;
 mod support;
 mod sync;
+mod terminal;
 mod tls;

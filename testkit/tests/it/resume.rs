@@ -149,11 +149,25 @@ async fn resume_of_history_stored_nowhere_is_refused_clearly() {
     .unwrap();
     let user = p.add_users("gone", 1).await.unwrap().remove(0);
     publish(&p, 0..3).await;
-    // Simulate history lost everywhere: trim Redis with nothing in PostgreSQL.
-    let mut c = p.client(0, &user).await.unwrap();
-    let head = c.info.last_seq;
-    let _ = c.next_broadcast(Duration::from_millis(200)).await;
+    // The broker confirmed them; wait until the consumer appended all three,
+    // so nothing can land in the stream after the trim below.
     let mut r = p.redis().await.unwrap();
+    let seq_key = format!("{}:seq", p.cfg.redis.key_prefix);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while redis::cmd("GET")
+        .arg(&seq_key)
+        .query_async::<Option<u64>>(&mut r)
+        .await
+        .unwrap()
+        != Some(3)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the consumer never appended the messages"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Simulate history lost everywhere: trim Redis with nothing in PostgreSQL.
     let _: u64 = redis::cmd("XTRIM")
         .arg(format!("{}:stream", p.cfg.redis.key_prefix))
         .arg("MAXLEN")
@@ -180,8 +194,14 @@ async fn resume_of_history_stored_nowhere_is_refused_clearly() {
                 rtmc::protocol::ErrorCode::ResumeUnavailable,
                 "{message}"
             );
-            assert!(head >= 3);
+            assert!(message.contains("stored nowhere"), "{message}");
         }
         other => panic!("expected resume_unavailable, got {other:?}"),
     }
+    // No resume_done: the client must not believe the replay was complete.
+    let next = conn.recv_timeout(Duration::from_millis(500)).await;
+    assert!(
+        !matches!(next, Ok(ServerFrame::ResumeDone { .. })),
+        "{next:?}"
+    );
 }
