@@ -1,7 +1,39 @@
-# Sourced by ci/test.sh and ci/run.sh: go to the repository root, prepare the
-# machine (ci/setup.sh), and remove the kit's containers when the script exits.
+# Sourced by the README's scripts (ci/test.sh, ci/run.sh, ci/stack.sh, and the
+# chaos and gate commands): go to the repository root, and remove the kit's
+# containers when the script exits.
+#
+# Two helpers keep a newcomer's path short:
+# - `setup_in_background` starts ci/setup.sh (Docker engine, base image,
+#   service images: network- and disk-bound) while cargo compiles (CPU-bound);
+#   `wait_for_setup` joins it and fails with its log when it failed.
+# - `release_build` is the ONE release build every script shares: the same
+#   package selection gives the same feature set, so switching from
+#   `ci/run.sh` to `ci/stack.sh` (or any other script) rebuilds nothing.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-"$ROOT/ci/setup.sh"
-cleanup() { docker ps -aq --filter name=rtmc-kit- | xargs -r docker rm -f >/dev/null 2>&1 || true; }
+cleanup() { docker ps -aq --filter name=rtmc-kit- 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true; }
 trap cleanup EXIT
+
+SETUP_LOG="${TMPDIR:-/tmp}/rtmc-setup.$$.log"
+SETUP_PID=""
+
+setup_in_background() {
+  "$ROOT/ci/setup.sh" >"$SETUP_LOG" 2>&1 &
+  SETUP_PID=$!
+}
+
+wait_for_setup() {
+  [ -n "$SETUP_PID" ] || { "$ROOT/ci/setup.sh"; return; }
+  if ! wait "$SETUP_PID"; then
+    cat "$SETUP_LOG" >&2
+    echo "[ci] ci/setup.sh failed (log above)" >&2
+    exit 1
+  fi
+  cat "$SETUP_LOG" >&2
+  rm -f "$SETUP_LOG"
+  SETUP_PID=""
+}
+
+release_build() {
+  cargo build --locked --release --workspace --bins
+}

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Brings up the whole stack (containers and every rtmc component) and prints
-# where to connect. Arguments go to rtmc-stack (see --help).
+# where to connect. Arguments go to rtmc-stack (see --help). Shares the one
+# release build of every README script, so after ci/run.sh it compiles nothing.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-"$ROOT/ci/setup.sh"
-cargo build --locked --release -p rtmc-system -p rtmc-testkit --bins
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+setup_in_background
+release_build
+wait_for_setup
 exec "$ROOT/target/release/rtmc-stack" "$@"

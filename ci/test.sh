@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# The test command: prepares the machine (Docker engine, images) and runs
-# every test of the workspace against real RabbitMQ, Redis and PostgreSQL.
+# The test command: prepares the machine (Docker engine, images) while the
+# tests compile, then runs every test of the workspace against real RabbitMQ,
+# Redis and PostgreSQL.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-# Child-process suites run the rtmc binary; build it first.
+setup_in_background
+# Child-process suites run the rtmc binary; build it with the tests.
 cargo build --locked -p rtmc-system --bins
+cargo test --locked --workspace --no-run "$@"
+wait_for_setup
 cargo test --locked --workspace "$@"
