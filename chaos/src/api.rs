@@ -115,7 +115,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.0.status();
         if status >= 500 {
-            tracing::warn!(error = %self.0, "api error");
+            tracing::warn!(error = ?self.0.to_string(), "api error");
         }
         json(status, &ErrorBody::from(&self.0), true)
     }
@@ -204,7 +204,7 @@ async fn populate(State(proxies): Proxies, body: Bytes) -> Response {
     };
     let error = result.err();
     if let Some(e) = &error {
-        tracing::warn!(error = %e, "populate failed");
+        tracing::warn!(error = ?e.to_string(), "populate failed");
     }
     let reply = PopulateBody {
         error: error.as_ref().map(ErrorBody::from),
