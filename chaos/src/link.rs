@@ -126,7 +126,11 @@ async fn read_source(source: Arc<TcpStream>, tx: mpsc::Sender<Item>, stop: Cance
             ready = source.readable() => ready,
         };
         let read = ready.and_then(|()| {
-            buf.reserve(READ_CHUNK_BYTES);
+            // Chunks share a buffer until it runs low: a small read must
+            // not cost (and, queued, pin) a whole fresh buffer.
+            if buf.capacity() - buf.len() < READ_CHUNK_BYTES / 8 {
+                buf.reserve(READ_CHUNK_BYTES);
+            }
             source.try_read_buf(&mut buf)
         });
         let item = match read {

@@ -76,6 +76,29 @@ async fn removing_latency_releases_what_it_was_delaying() {
 }
 
 #[tokio::test]
+async fn updating_a_toxic_applies_to_open_connections() {
+    let upstream = Upstream::echo().await;
+    let proxy = proxy_to(&upstream).await;
+    let slow = proxy.latency(Duration::from_secs(60));
+    let mut client = connect(proxy.addr()).await;
+    client.write_all(b"ping").await.expect("write");
+    assert!(stays_silent(&mut client, ms(200)).await);
+    let name = slow.names()[0].clone();
+    proxy
+        .update_toxic(&name, |t| {
+            t.kind = Latency::ms(0).into();
+            Ok(())
+        })
+        .expect("update");
+    assert_eq!(read_n(&mut client, 4).await, b"ping");
+    assert_eq!(round_trip(&mut client, b"fast").await, b"fast");
+    assert_eq!(
+        proxy.toxic(&name).expect("still there").kind,
+        Latency::ms(0).into()
+    );
+}
+
+#[tokio::test]
 async fn bandwidth_bounds_throughput() {
     let upstream = Upstream::start(Behaviour::Send(50_000)).await;
     let proxy = proxy_to(&upstream).await;
