@@ -26,7 +26,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::error::FaultError;
-use crate::proxy::FaultProxy;
+use crate::proxy::{Condition, FaultProxy};
 use crate::toxic::{
     Bandwidth, Direction, Latency, LimitData, LimitTime, ResetPeer, Slicer, SlowClose, Timeout,
     Toxic, ToxicAttributes, ToxicKind,
@@ -193,22 +193,25 @@ impl StreamFaults<'_> {
 
     /// Buffers this stream until [`StreamFaults::release`].
     pub fn hold(&self) {
-        self.proxy.set_held(self.stream, true);
+        self.proxy.set_condition(self.stream, Condition::Held, true);
     }
 
     /// Delivers what was held, at once, and lets bytes flow again.
     pub fn release(&self) {
-        self.proxy.set_held(self.stream, false);
+        self.proxy
+            .set_condition(self.stream, Condition::Held, false);
     }
 
     /// Drops this stream (a one-way partition) until [`StreamFaults::heal`].
     pub fn partition(&self) {
-        self.proxy.set_partitioned(self.stream, true);
+        self.proxy
+            .set_condition(self.stream, Condition::Partitioned, true);
     }
 
     /// Ends the partition; connections that lost bytes to it are closed.
     pub fn heal(&self) {
-        self.proxy.set_partitioned(self.stream, false);
+        self.proxy
+            .set_condition(self.stream, Condition::Partitioned, false);
     }
 }
 

@@ -126,6 +126,15 @@ where
     Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
+/// What a stream of a proxy can be put under besides toxics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Condition {
+    /// Bytes are buffered until released.
+    Held,
+    /// Bytes are dropped until healed.
+    Partitioned,
+}
+
 /// Fields of a proxy update; `None` keeps the current value.
 #[derive(Debug, Clone, Default)]
 pub struct ProxyUpdate {
@@ -567,23 +576,17 @@ impl FaultProxy {
         Ok(())
     }
 
-    /// Holds or releases `stream`.
-    pub(crate) fn set_held(&self, stream: Direction, held: bool) {
+    /// Turns `condition` on or off for `stream`.
+    pub(crate) fn set_condition(&self, stream: Direction, condition: Condition, on: bool) {
         let mut state = self.shared.state();
-        if state.held[stream.index()] != held {
-            state.held[stream.index()] = held;
+        let flags = match condition {
+            Condition::Held => &mut state.held,
+            Condition::Partitioned => &mut state.partitioned,
+        };
+        if flags[stream.index()] != on {
+            flags[stream.index()] = on;
             self.shared.publish(&state, stream);
-            tracing::info!(proxy = ?self.shared.name, %stream, held, "hold changed");
-        }
-    }
-
-    /// Partitions or heals `stream`.
-    pub(crate) fn set_partitioned(&self, stream: Direction, partitioned: bool) {
-        let mut state = self.shared.state();
-        if state.partitioned[stream.index()] != partitioned {
-            state.partitioned[stream.index()] = partitioned;
-            self.shared.publish(&state, stream);
-            tracing::info!(proxy = ?self.shared.name, %stream, partitioned, "partition changed");
+            tracing::info!(proxy = ?self.shared.name, %stream, ?condition, on, "condition changed");
         }
     }
 

@@ -5,10 +5,20 @@ use std::time::{Duration, Instant};
 
 use rtmc_chaos::{ms, Direction, FaultProxy, Latency, ProxyConfig, Toxic};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::support::{
     connect, read_n, read_to_end, round_trip, stays_silent, Behaviour, End, Upstream, PATIENCE,
 };
+
+/// Writes `data` and reads until the connection ends, which it must do
+/// without a byte coming back, the way `expected` says.
+async fn write_then_cut(client: &mut TcpStream, data: &[u8], expected: End) {
+    client.write_all(data).await.expect("write");
+    let (bytes, end) = read_to_end(client).await;
+    assert!(bytes.is_empty(), "{bytes:?}");
+    assert_eq!(end, expected);
+}
 
 async fn proxy_to(upstream: &Upstream) -> FaultProxy {
     FaultProxy::start("test", upstream.addr.to_string())
@@ -189,10 +199,7 @@ async fn timeout_closes_after_the_timeout_without_data() {
     proxy.timeout(ms(200));
     let start = Instant::now();
     let mut client = connect(proxy.addr()).await;
-    client.write_all(b"ping").await.expect("write");
-    let (bytes, end) = read_to_end(&mut client).await;
-    assert!(bytes.is_empty());
-    assert_eq!(end, End::Eof);
+    write_then_cut(&mut client, b"ping", End::Eof).await;
     assert!(start.elapsed() >= ms(200), "{:?}", start.elapsed());
 }
 
@@ -203,10 +210,7 @@ async fn reset_peer_resets_the_connection() {
     proxy.reset_peer().after(ms(100));
     let mut client = connect(proxy.addr()).await;
     let start = Instant::now();
-    client.write_all(b"ping").await.expect("write");
-    let (bytes, end) = read_to_end(&mut client).await;
-    assert!(bytes.is_empty());
-    assert_eq!(end, End::Reset);
+    write_then_cut(&mut client, b"ping", End::Reset).await;
     assert!(start.elapsed() >= ms(100), "{:?}", start.elapsed());
 }
 
