@@ -1,4 +1,32 @@
-//! rtmc-chaos: the fault injector (TCP fault proxy, scenario timelines,
-//! history checker) — not built yet; its issue comes later. Service outages
-//! in today's suites use `rtmc_testkit::Service::{stop, kill, pause}` and
-//! `rtmc_testkit::NodeProcess::kill`.
+//! rtmc-chaos: the fault injector. Today: a TCP fault proxy compatible with
+//! Toxiproxy (its toxics, its HTTP API and JSON, so Toxiproxy clients work
+//! unchanged), with what Toxiproxy lacks — refusing clients while the
+//! upstream is down, a `limit_time` toxic, proxies created with their toxics
+//! atomically, and turmoil's hold/release and one-way partitions.
+//!
+//! In-process, a test starts a [`FaultProxy`] and injects faults with its
+//! verbs ([`faults`]); across processes, `chaos proxy` serves the [`api`] and
+//! [`ToxiproxyClient`] drives it. Scenarios, outages and the history checker
+//! come later (design §8). Service outages in today's suites use
+//! `rtmc_testkit::Service::{stop, kill, pause}`.
+
+pub mod api;
+pub mod client;
+pub mod collection;
+mod connection;
+pub mod error;
+pub mod faults;
+mod link;
+pub mod proxy;
+pub mod request;
+pub mod toxic;
+
+pub use client::{ClientError, NewProxy, ToxiproxyClient};
+pub use collection::ProxyCollection;
+pub use error::FaultError;
+pub use faults::{StreamFaults, ToxicHandle};
+pub use proxy::{FaultProxy, ProxyConfig, ProxyInfo, ProxyUpdate};
+pub use toxic::{
+    ms, Bandwidth, Direction, Latency, LimitData, LimitTime, ResetPeer, Slicer, SlowClose, Timeout,
+    Toxic, ToxicInfo, ToxicKind,
+};
