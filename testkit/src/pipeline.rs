@@ -319,6 +319,12 @@ impl Pipeline {
         Ok(ids)
     }
 
+    /// Creates one user `<prefix>-0` with [`TEST_PASSWORD`]; returns its id.
+    pub async fn add_user(&self, prefix: &str) -> anyhow::Result<String> {
+        let mut ids = self.add_users(prefix, 1).await?;
+        Ok(ids.remove(0))
+    }
+
     /// A logged-in client of server node `node`.
     pub async fn client(&self, node: usize, user: &str) -> Result<ChatClient, ClientError> {
         ChatClient::connect(&self.server_addr(node), user, TEST_PASSWORD).await

@@ -19,7 +19,7 @@ async fn setup() -> (Pipeline, String) {
     }))
     .await
     .unwrap();
-    let user = p.add_users("b", 1).await.unwrap().remove(0);
+    let user = p.add_user("b").await.unwrap();
     (p, user)
 }
 

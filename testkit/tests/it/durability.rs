@@ -17,7 +17,7 @@ const AFTER: usize = 20;
 
 async fn redis_restart_loses_nothing(sigkill: bool) {
     let p = Pipeline::private(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("dur", 1).await.unwrap().remove(0);
+    let user = p.add_user("dur").await.unwrap();
     let mut reader = p.client(0, &user).await.unwrap();
     let start = reader.info.last_seq;
     let mut acked = post_numbered(&p, "dur", 0..BEFORE, "before").await;

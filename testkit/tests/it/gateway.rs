@@ -86,7 +86,7 @@ async fn rejects_bad_requests_with_precise_statuses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_token_from_login_publishes_as_that_user() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("g", 1).await.unwrap().remove(0);
+    let user = p.add_user("g").await.unwrap();
     let mut reader = p.client(0, &user).await.unwrap();
     let (s, b) = p.http_login(&user, "wrong").await.unwrap();
     assert_eq!(s, 401, "{b}");

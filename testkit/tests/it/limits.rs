@@ -7,7 +7,7 @@ use std::time::Duration;
 use rtmc::protocol::{ClientCommand, ErrorCode, ServerFrame};
 use rtmc_testkit::{raw, Pipeline, PipelineOptions, TEST_PASSWORD};
 
-use crate::support::{assert_refused, metric, until_closed};
+use crate::support::{assert_refused, error_code, metric, until_closed};
 
 /// How long the server may take to close a connection it gave up on.
 const CLOSE_LIMIT: Duration = Duration::from_secs(10);
@@ -76,7 +76,7 @@ async fn a_frame_flood_closes_the_connection() {
     )
     .await
     .unwrap();
-    let user = p.add_users("fl", 1).await.unwrap().remove(0);
+    let user = p.add_user("fl").await.unwrap();
     let (mut c, _) = p.raw_login(0, &user).await.unwrap();
     for _ in 0..1_000 {
         if c.send(&ClientCommand::Heartbeat {}).await.is_err() {
@@ -84,14 +84,9 @@ async fn a_frame_flood_closes_the_connection() {
         }
     }
     let frames = until_closed(&mut c, CLOSE_LIMIT).await;
-    assert!(
-        matches!(
-            frames.last(),
-            Some(ServerFrame::Error {
-                code: ErrorCode::RateLimited,
-                ..
-            })
-        ),
+    assert_eq!(
+        error_code(frames.last()),
+        Some(ErrorCode::RateLimited),
         "last frame {:?}",
         frames.last()
     );
@@ -127,7 +122,7 @@ async fn repeated_failed_logins_throttle_the_user() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_keeps_failing_to_log_in_is_closed() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("lc", 1).await.unwrap().remove(0);
+    let user = p.add_user("lc").await.unwrap();
     let mut c = p.raw_connection(0).await.unwrap();
     for _ in 0..p.cfg.server.max_login_failures_per_connection {
         c.send(&ClientCommand::Login {
@@ -140,14 +135,9 @@ async fn a_connection_that_keeps_failing_to_log_in_is_closed() {
         .unwrap();
     }
     let frames = until_closed(&mut c, CLOSE_LIMIT).await;
-    assert!(
-        matches!(
-            frames.last(),
-            Some(ServerFrame::Error {
-                code: ErrorCode::RateLimited,
-                ..
-            })
-        ),
+    assert_eq!(
+        error_code(frames.last()),
+        Some(ErrorCode::RateLimited),
         "{frames:?}"
     );
 }
@@ -158,21 +148,16 @@ async fn connections_above_the_cap_are_refused() {
         Pipeline::shared(PipelineOptions::default().configure(|c| c.server.max_connections = 3))
             .await
             .unwrap();
-    let user = p.add_users("cap", 1).await.unwrap().remove(0);
+    let user = p.add_user("cap").await.unwrap();
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(p.client(0, &user).await.unwrap());
     }
     let mut extra = p.raw_connection(0).await.unwrap();
     let frames = until_closed(&mut extra, CLOSE_LIMIT).await;
-    assert!(
-        matches!(
-            frames.first(),
-            Some(ServerFrame::Error {
-                code: ErrorCode::TooManyConnections,
-                ..
-            })
-        ),
+    assert_eq!(
+        error_code(frames.first()),
+        Some(ErrorCode::TooManyConnections),
         "{frames:?}"
     );
     // A slot frees when a client leaves.

@@ -8,7 +8,7 @@ use rtmc::client::ChatClient;
 use rtmc::protocol::ServerFrame;
 use rtmc_testkit::{raw, Pipeline, PipelineOptions, TEST_PASSWORD};
 
-use crate::support::{collect, eventually, post_numbered};
+use crate::support::{collect, eventually, next_error, post_numbered};
 
 /// Publishes messages `r-<i>` for `range` over HTTP, each acknowledged.
 async fn publish(p: &Pipeline, range: std::ops::Range<usize>) {
@@ -23,14 +23,20 @@ fn expected(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("r-{i}")).collect()
 }
 
+/// A client of node 0 that received `r-0..r-<n>` live, as they were published.
+async fn caught_up(p: &Pipeline, user: &str, n: usize) -> ChatClient {
+    let mut c = p.client(0, user).await.unwrap();
+    publish(p, 0..n).await;
+    let first = collect(&mut c, n, Duration::from_secs(20)).await;
+    assert_eq!(ids(&first), expected(0..n));
+    c
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_client_gets_exactly_what_it_missed() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("res", 1).await.unwrap().remove(0);
-    let mut c = p.client(0, &user).await.unwrap();
-    publish(&p, 0..10).await;
-    let first = collect(&mut c, 10, Duration::from_secs(20)).await;
-    assert_eq!(ids(&first), expected(0..10));
+    let user = p.add_user("res").await.unwrap();
+    let c = caught_up(&p, &user, 10).await;
     let last = c.last_seq();
     drop(c);
     // Messages flow while the client is away.
@@ -55,11 +61,8 @@ async fn a_reconnecting_client_gets_exactly_what_it_missed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_library_resumes_automatically_after_a_dropped_link() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("auto", 1).await.unwrap().remove(0);
-    let mut c = p.client(0, &user).await.unwrap();
-    publish(&p, 0..5).await;
-    let first = collect(&mut c, 5, Duration::from_secs(20)).await;
-    assert_eq!(ids(&first), expected(0..5));
+    let user = p.add_user("auto").await.unwrap();
+    let mut c = caught_up(&p, &user, 5).await;
     // Cut the link under the client (as a network failure would): the server
     // sees end of stream and closes; the client notices on its next read.
     c.connection().shutdown().await.unwrap();
@@ -76,7 +79,7 @@ async fn resume_reads_postgres_once_redis_has_trimmed() {
         Pipeline::shared(PipelineOptions::default().configure(|c| c.sync.retention_messages = 0))
             .await
             .unwrap();
-    let user = p.add_users("trim", 1).await.unwrap().remove(0);
+    let user = p.add_user("trim").await.unwrap();
     let c = p.client(0, &user).await.unwrap();
     let start = c.info.last_seq;
     drop(c);
@@ -128,7 +131,7 @@ async fn resume_of_history_stored_nowhere_is_refused_clearly() {
     })
     .await
     .unwrap();
-    let user = p.add_users("gone", 1).await.unwrap().remove(0);
+    let user = p.add_user("gone").await.unwrap();
     publish(&p, 0..3).await;
     // The broker confirmed them; wait until the consumer appended all three,
     // so nothing can land in the stream after the trim below.
@@ -159,17 +162,13 @@ async fn resume_of_history_stored_nowhere_is_refused_clearly() {
         .unwrap();
     let mut conn = p.raw_connection(0).await.unwrap();
     raw::login_resuming(&mut conn, &user, 0).await.unwrap();
-    match conn.recv_timeout(Duration::from_secs(10)).await.unwrap() {
-        ServerFrame::Error { code, message, .. } => {
-            assert_eq!(
-                code,
-                rtmc::protocol::ErrorCode::ResumeUnavailable,
-                "{message}"
-            );
-            assert!(message.contains("stored nowhere"), "{message}");
-        }
-        other => panic!("expected resume_unavailable, got {other:?}"),
-    }
+    let (code, message) = next_error(&mut conn, Duration::from_secs(10)).await;
+    assert_eq!(
+        code,
+        rtmc::protocol::ErrorCode::ResumeUnavailable,
+        "{message}"
+    );
+    assert!(message.contains("stored nowhere"), "{message}");
     // No resume_done: the client must not believe the replay was complete.
     let next = conn.recv_timeout(Duration::from_millis(500)).await;
     assert!(

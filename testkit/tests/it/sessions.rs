@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use rtmc::config::Config;
-use rtmc::protocol::{ErrorCode, ServerFrame};
+use rtmc::protocol::ErrorCode;
 use rtmc_testkit::{raw, Pipeline, PipelineOptions, Role};
 
-use crate::support::eventually;
+use crate::support::{eventually, next_error};
 
 const HEARTBEAT_TIMEOUT_MS: u64 = 2_000;
 
@@ -66,7 +66,7 @@ async fn an_abruptly_killed_client_is_cleaned_up() {
     let p = Pipeline::shared(PipelineOptions::default().configure(fast_heartbeats))
         .await
         .unwrap();
-    let user = p.add_users("k", 1).await.unwrap().remove(0);
+    let user = p.add_user("k").await.unwrap();
     let (c, info) = p.raw_login(0, &user).await.unwrap();
     let (live, status, _) = state(&p, &user).await;
     assert_eq!((live, status.as_str()), (1, "online"));
@@ -85,15 +85,13 @@ async fn a_client_that_stops_heartbeating_is_cut_off_and_cleaned_up() {
     let p = Pipeline::shared(PipelineOptions::default().configure(fast_heartbeats))
         .await
         .unwrap();
-    let user = p.add_users("h", 1).await.unwrap().remove(0);
+    let user = p.add_user("h").await.unwrap();
     let (mut c, info) = p.raw_login(0, &user).await.unwrap();
     // Silent from now on (connection open, nothing sent).
     let took = await_cleanup(&p, &user, &info.session_token, bound()).await;
     eprintln!("silent client cleaned up in {took:?}");
-    match c.recv_timeout(Duration::from_secs(5)).await.unwrap() {
-        ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::HeartbeatTimeout),
-        other => panic!("expected heartbeat_timeout, got {other:?}"),
-    }
+    let (code, message) = next_error(&mut c, Duration::from_secs(5)).await;
+    assert_eq!(code, ErrorCode::HeartbeatTimeout, "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,7 +99,7 @@ async fn heartbeats_keep_a_session_alive() {
     let p = Pipeline::shared(PipelineOptions::default().configure(fast_heartbeats))
         .await
         .unwrap();
-    let user = p.add_users("a", 1).await.unwrap().remove(0);
+    let user = p.add_user("a").await.unwrap();
     let mut c = p.client(0, &user).await.unwrap();
     let until = Instant::now() + Duration::from_millis(3 * HEARTBEAT_TIMEOUT_MS);
     while Instant::now() < until {
@@ -116,7 +114,7 @@ async fn heartbeats_keep_a_session_alive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_ends_the_session_at_once() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("l", 1).await.unwrap().remove(0);
+    let user = p.add_user("l").await.unwrap();
     let c = p.client(0, &user).await.unwrap();
     let token = c.info.session_token.clone();
     c.logout().await.unwrap();
@@ -130,7 +128,7 @@ async fn logout_ends_the_session_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_with_two_sessions_stays_online_until_the_last_ends() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("two", 1).await.unwrap().remove(0);
+    let user = p.add_user("two").await.unwrap();
     let a = p.client(0, &user).await.unwrap();
     let b = p.client(0, &user).await.unwrap();
     let token_b = b.info.session_token.clone();
@@ -145,14 +143,12 @@ async fn a_user_with_two_sessions_stays_online_until_the_last_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_shutting_down_ends_its_sessions() {
     let mut p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("n", 1).await.unwrap().remove(0);
+    let user = p.add_user("n").await.unwrap();
     let (mut c, info) = p.raw_login(0, &user).await.unwrap();
     p.stop_server(0).await;
     await_cleanup(&p, &user, &info.session_token, Duration::from_secs(2)).await;
-    match c.recv_timeout(Duration::from_secs(5)).await.unwrap() {
-        ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::ShuttingDown),
-        other => panic!("expected shutting_down, got {other:?}"),
-    }
+    let (code, message) = next_error(&mut c, Duration::from_secs(5)).await;
+    assert_eq!(code, ErrorCode::ShuttingDown, "{message}");
 }
 
 /// A node process is SIGKILLed: nobody ends its sessions but their TTL; the
@@ -162,7 +158,7 @@ async fn a_dead_nodes_sessions_are_swept_by_another_node() {
     let p = Pipeline::shared(PipelineOptions::default().configure(fast_heartbeats))
         .await
         .unwrap();
-    let user = p.add_users("dead", 1).await.unwrap().remove(0);
+    let user = p.add_user("dead").await.unwrap();
     let node = p.spawn_process(Role::Server).await.unwrap();
     let (_c, info) = raw::connect_and_login(node.addr.as_deref().unwrap(), &user)
         .await

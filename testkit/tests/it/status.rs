@@ -99,7 +99,7 @@ async fn status_hit_miss_fallback_refill_and_expiry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_of_an_unknown_user_is_an_error() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let me = p.add_users("su", 1).await.unwrap().remove(0);
+    let me = p.add_user("su").await.unwrap();
     let mut c = p.client(0, &me).await.unwrap();
     let ghost = c
         .request_status(ClientCommand::GetStatus {

@@ -119,3 +119,20 @@ pub async fn post_numbered(
     }
     ids
 }
+
+/// The code of `frame` when it is an error frame.
+pub fn error_code(frame: Option<&ServerFrame>) -> Option<ErrorCode> {
+    match frame {
+        Some(ServerFrame::Error { code, .. }) => Some(*code),
+        _ => None,
+    }
+}
+
+/// Reads the next frame within `limit`; it must be an error frame, whose
+/// code and message are returned.
+pub async fn next_error(c: &mut Connection, limit: Duration) -> (ErrorCode, String) {
+    match c.recv_timeout(limit).await.unwrap() {
+        ServerFrame::Error { code, message, .. } => (code, message),
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+}

@@ -20,7 +20,7 @@ async fn k_messages_become_k_rows_in_order() {
     let p = Pipeline::shared(PipelineOptions::default().configure(|c| c.sync.batch_max = 7))
         .await
         .unwrap();
-    let user = p.add_users("sy", 1).await.unwrap().remove(0);
+    let user = p.add_user("sy").await.unwrap();
     let mut c = p.client(0, &user).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..50 {

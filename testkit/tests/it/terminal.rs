@@ -11,7 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_terminal_client_sends_typed_lines_and_prints_broadcasts() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("term", 1).await.unwrap().remove(0);
+    let user = p.add_user("term").await.unwrap();
     let binary = rtmc_testkit::process::rtmc_binary().unwrap();
     let mut child = tokio::process::Command::new(binary)
         .args([

@@ -54,7 +54,7 @@ async fn tls_clients_chat_and_https_answers() {
     }))
     .await
     .unwrap();
-    let user = p.add_users("tls", 1).await.unwrap().remove(0);
+    let user = p.add_user("tls").await.unwrap();
     let tls = connector(der);
     let name = ServerName::try_from("localhost").unwrap();
 
