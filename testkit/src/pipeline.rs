@@ -556,3 +556,60 @@ async fn status_and_json(resp: reqwest::Response) -> (u16, serde_json::Value) {
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or(serde_json::Value::Null))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// A component that takes a while to drain once cancelled, and records
+    /// when it has finished.
+    fn slow_to_stop(stopped: Arc<AtomicBool>) -> Component {
+        let stop = CancellationToken::new();
+        let cancelled = stop.clone();
+        let task = tokio::spawn(async move {
+            cancelled.cancelled().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stopped.store(true, Ordering::SeqCst);
+        });
+        Component {
+            addr: None,
+            stop,
+            task,
+        }
+    }
+
+    /// A pipeline around `server` alone: no services, and a database pool
+    /// that never connects.
+    fn pipeline_of(server: Component) -> Pipeline {
+        Pipeline {
+            cfg: Arc::new(Config::default()),
+            pg: PgPool::connect_lazy("postgres://postgres@127.0.0.1:1/none").unwrap(),
+            servers: vec![Some(server)],
+            gateway: None,
+            consumer: None,
+            sync: None,
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            services: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_a_pipeline_waits_until_its_components_have_stopped() {
+        let stopped = Arc::new(AtomicBool::new(false));
+        drop(pipeline_of(slow_to_stop(stopped.clone())));
+        assert!(
+            stopped.load(Ordering::SeqCst),
+            "drop returned before the drain"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_a_current_thread_runtime_dropping_only_cancels() {
+        let server = slow_to_stop(Arc::new(AtomicBool::new(false)));
+        let token = server.stop.clone();
+        drop(pipeline_of(server));
+        assert!(token.is_cancelled());
+    }
+}
