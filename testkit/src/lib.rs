@@ -1,6 +1,7 @@
 //! rtmc's test kit: real RabbitMQ, Redis and PostgreSQL in containers
 //! ([`services`]), and isolated rtmc deployments running in-process on top of
-//! them ([`pipeline`]). The end-to-end suites, loadgen and chaos build on it.
+//! them ([`pipeline`]), with frame-level access to a server node ([`raw`]).
+//! The end-to-end suites, loadgen and chaos build on it.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -15,14 +16,18 @@
 pub mod docker;
 pub mod pipeline;
 pub mod process;
+pub mod raw;
 pub mod services;
 
-pub use pipeline::{Component, Pipeline, PipelineOptions, TEST_PASSWORD};
+pub use pipeline::{Component, HttpPublisher, Pipeline, PipelineOptions, TEST_PASSWORD};
 pub use process::{NodeProcess, Role};
 pub use services::{shared, Service, Services};
 
 /// Logs for tests: captured per test by the harness (shown for failures),
-/// `RUST_LOG` filters (default warn).
+/// `RUST_LOG` filters (default warn). The test entry points
+/// ([`Pipeline::shared`], [`Pipeline::private`]) call it, so suites do not;
+/// a second call does nothing. [`Pipeline::start`] does not: tools that
+/// embed a stack install their own subscriber (or none).
 pub fn init_test_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=error"));

@@ -1,14 +1,19 @@
 //! One isolated rtmc deployment on top of [`Services`]: its own queue names,
 //! Redis key prefix and PostgreSQL database, with the consumer, the gateway
 //! and any number of server nodes running in-process on port 0. Tests and
-//! tools get typed helpers: users, chat clients, HTTP publishing, the
-//! dead-letter queue, and stopping or adding a server node.
+//! tools get typed helpers: users, chat clients, raw protocol connections,
+//! HTTP publishing, stored messages, the dead-letter queue, `rtmc` child
+//! processes, and stopping or adding a server node.
+//!
+//! Tests start one through [`Pipeline::shared`] or [`Pipeline::private`],
+//! which also set up the test logs; dropping it stops every component and
+//! waits until they have stopped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rtmc::client::{ChatClient, ClientError};
+use rtmc::client::{ChatClient, ClientError, Connection, LoginInfo};
 use rtmc::config::Config;
 use rtmc::db::HashCost;
 use sqlx::PgPool;
@@ -16,7 +21,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::process::{NodeProcess, Role};
+use crate::raw;
 use crate::services::Services;
+
+/// How long stopping a component may take before the kit stops waiting.
+const STOP_LIMIT: Duration = Duration::from_secs(15);
 
 /// A component running in this process.
 pub struct Component {
@@ -30,7 +40,7 @@ impl Component {
     /// Graceful stop: cancels and waits for the drain.
     pub async fn stop(self) {
         self.stop.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
+        let _ = tokio::time::timeout(STOP_LIMIT, self.task).await;
     }
 
     /// Abrupt stop: the task is aborted mid-flight, as if the process died.
@@ -77,7 +87,8 @@ impl PipelineOptions {
     }
 }
 
-/// An isolated deployment. Dropping it stops every component.
+/// An isolated deployment. Dropping it stops every component and waits
+/// (up to 15 s) until they have stopped.
 pub struct Pipeline {
     /// The configuration every component of this pipeline runs with.
     pub cfg: Arc<Config>,
@@ -90,8 +101,9 @@ pub struct Pipeline {
     pub sync: Option<Component>,
     /// Shared HTTP client.
     pub http: reqwest::Client,
-    /// Kept so shared services outlive the pipeline.
-    _services: Option<Arc<Services>>,
+    /// The services it runs on, when it holds them (started through
+    /// [`Pipeline::shared`] or [`Pipeline::private`]); kept so they outlive it.
+    services: Option<Arc<Services>>,
 }
 
 /// Password of every user the kit creates.
@@ -134,7 +146,7 @@ impl Pipeline {
             consumer: None,
             sync: None,
             http: reqwest::Client::builder().no_proxy().build()?,
-            _services: None,
+            services: None,
         };
         if opts.consumer {
             p.consumer = Some(p.spawn_consumer());
@@ -146,30 +158,43 @@ impl Pipeline {
             p.add_server().await?;
         }
         if opts.gateway {
-            let l = TcpListener::bind(&p.cfg.gateway.listen).await?;
-            let addr = l.local_addr()?;
-            let stop = CancellationToken::new();
-            let (cfg, s) = (p.cfg.clone(), stop.clone());
-            let task = tokio::spawn(async move {
-                if let Err(e) = rtmc::gateway::run(cfg, l, s).await {
-                    tracing::error!(error = %e, "gateway failed");
-                }
-            });
-            p.gateway = Some(Component {
-                addr: Some(addr),
-                stop,
-                task,
-            });
+            let listen = p.cfg.gateway.listen.clone();
+            p.gateway = Some(
+                p.spawn_listening("gateway", &listen, rtmc::gateway::run)
+                    .await?,
+            );
         }
         Ok(p)
     }
 
-    /// Starts a pipeline on the binary's shared services.
+    /// Starts a pipeline on the test binary's shared services: the entry
+    /// point of every test that leaves the services alone.
     pub async fn shared(opts: PipelineOptions) -> anyhow::Result<Pipeline> {
+        crate::init_test_logs();
         let services = crate::services::shared().await;
         let mut p = Self::start(&services, opts).await?;
-        p._services = Some(services);
+        p.services = Some(services);
         Ok(p)
+    }
+
+    /// Starts a pipeline on a private set of services: the entry point of a
+    /// test that stops, kills or pauses a service ([`Pipeline::services`]).
+    pub async fn private(opts: PipelineOptions) -> anyhow::Result<Pipeline> {
+        crate::init_test_logs();
+        let services = Arc::new(Services::start().await?);
+        let mut p = Self::start(&services, opts).await?;
+        p.services = Some(services);
+        Ok(p)
+    }
+
+    /// The services this pipeline runs on.
+    ///
+    /// # Panics
+    /// For a pipeline from [`Pipeline::start`], which only borrowed them.
+    pub fn services(&self) -> &Services {
+        self.services
+            .as_deref()
+            .expect("a pipeline from Pipeline::shared or Pipeline::private")
     }
 
     /// Runs `run(cfg, stop)` as an in-process component; a failure is logged.
@@ -196,6 +221,25 @@ impl Pipeline {
         }
     }
 
+    /// Binds `listen` and runs `run(cfg, listener, stop)` as an in-process
+    /// component that serves on the bound address.
+    async fn spawn_listening<F, E>(
+        &self,
+        what: &'static str,
+        listen: &str,
+        run: impl FnOnce(Arc<Config>, TcpListener, CancellationToken) -> F,
+    ) -> anyhow::Result<Component>
+    where
+        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let mut component = self.spawn(what, |cfg, stop| run(cfg, listener, stop));
+        component.addr = Some(addr);
+        Ok(component)
+    }
+
     fn spawn_consumer(&self) -> Component {
         self.spawn("consumer", rtmc::consumer::run)
     }
@@ -217,25 +261,15 @@ impl Pipeline {
     /// Starts one more server node; returns its index.
     /// The first node binds `server.listen` (port 0 unless configured), later ones port 0.
     pub async fn add_server(&mut self) -> anyhow::Result<usize> {
-        let addr = if self.servers.is_empty() {
-            self.cfg.server.listen.as_str()
+        let listen = if self.servers.is_empty() {
+            self.cfg.server.listen.clone()
         } else {
-            "127.0.0.1:0"
+            "127.0.0.1:0".to_owned()
         };
-        let l = TcpListener::bind(addr).await?;
-        let addr = l.local_addr()?;
-        let stop = CancellationToken::new();
-        let (cfg, s) = (self.cfg.clone(), stop.clone());
-        let task = tokio::spawn(async move {
-            if let Err(e) = rtmc::server::run(cfg, l, s).await {
-                tracing::error!(error = %e, "server failed");
-            }
-        });
-        self.servers.push(Some(Component {
-            addr: Some(addr),
-            stop,
-            task,
-        }));
+        let server = self
+            .spawn_listening("server", &listen, rtmc::server::run)
+            .await?;
+        self.servers.push(Some(server));
         Ok(self.servers.len() - 1)
     }
 
@@ -285,9 +319,47 @@ impl Pipeline {
         Ok(ids)
     }
 
+    /// Creates one user `<prefix>-0` with [`TEST_PASSWORD`]; returns its id.
+    pub async fn add_user(&self, prefix: &str) -> anyhow::Result<String> {
+        let mut ids = self.add_users(prefix, 1).await?;
+        Ok(ids.remove(0))
+    }
+
     /// A logged-in client of server node `node`.
     pub async fn client(&self, node: usize, user: &str) -> Result<ChatClient, ClientError> {
         ChatClient::connect(&self.server_addr(node), user, TEST_PASSWORD).await
+    }
+
+    /// A bare framed connection to server node `node`, not logged in (see [`raw`]).
+    pub async fn raw_connection(&self, node: usize) -> Result<Connection, ClientError> {
+        raw::connect(&self.server_addr(node)).await
+    }
+
+    /// A bare framed connection to server node `node` on which `user` is
+    /// logged in; `login_ok` has been read.
+    pub async fn raw_login(
+        &self,
+        node: usize,
+        user: &str,
+    ) -> Result<(Connection, LoginInfo), ClientError> {
+        raw::connect_and_login(&self.server_addr(node), user).await
+    }
+
+    /// Starts `role` as an `rtmc` child process with this pipeline's
+    /// configuration on loopback ports of its own (for SIGKILL tests and
+    /// the processes' ops endpoints).
+    pub async fn spawn_process(&self, role: Role) -> anyhow::Result<NodeProcess> {
+        let binary = crate::process::rtmc_binary()?;
+        NodeProcess::spawn(role, (*self.cfg).clone(), &binary).await
+    }
+
+    /// A publisher to this pipeline's gateway that can move into a task.
+    pub fn http_publisher(&self) -> HttpPublisher {
+        HttpPublisher {
+            http: self.http.clone(),
+            messages_url: format!("{}/v1/messages", self.gateway_url()),
+            api_key: self.api_key().to_owned(),
+        }
     }
 
     /// Publishes over HTTP with the API key; returns the status and JSON body.
@@ -297,20 +369,51 @@ impl Pipeline {
         body: &str,
         message_id: Option<&str>,
     ) -> anyhow::Result<(u16, serde_json::Value)> {
-        let mut req = serde_json::json!({"sender": sender, "body": body});
-        if let Some(id) = message_id {
-            req["message_id"] = id.into();
-        }
+        self.http_publisher()
+            .post_message(sender, body, message_id)
+            .await
+    }
+
+    /// Logs in over HTTP (`POST /v1/login`); returns the status and JSON body
+    /// (with a `session_token` on success).
+    pub async fn http_login(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
         let resp = self
             .http
-            .post(format!("{}/v1/messages", self.gateway_url()))
-            .header("x-api-key", self.api_key())
-            .json(&req)
+            .post(format!("{}/v1/login", self.gateway_url()))
+            .json(&serde_json::json!({"user_id": user, "password": password}))
             .send()
             .await?;
-        let status = resp.status().as_u16();
-        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-        Ok((status, body))
+        Ok(status_and_json(resp).await)
+    }
+
+    /// Waits until this pipeline's PostgreSQL holds at least `k` messages
+    /// and returns them as (seq, message_id) in seq order. While PostgreSQL
+    /// is unreachable it keeps waiting.
+    pub async fn await_stored_messages(
+        &self,
+        k: usize,
+        limit: Duration,
+    ) -> anyhow::Result<Vec<(i64, String)>> {
+        let started = Instant::now();
+        loop {
+            let rows: Result<Vec<(i64, String)>, _> =
+                sqlx::query_as("SELECT seq, message_id FROM messages ORDER BY seq")
+                    .fetch_all(&self.pg)
+                    .await;
+            if let Ok(rows) = rows {
+                if rows.len() >= k {
+                    return Ok(rows);
+                }
+            }
+            if started.elapsed() >= limit {
+                anyhow::bail!("PostgreSQL did not reach {k} rows within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Takes up to `max` messages from the dead-letter queue: (payload, reason).
@@ -368,36 +471,145 @@ impl Pipeline {
             .await?)
     }
 
-    /// Stops every component gracefully.
+    /// Stops every component gracefully, one after the other: the gateway
+    /// (no new publishes), the server nodes, the consumer, the sync worker.
     pub async fn shutdown(mut self) {
-        if let Some(g) = self.gateway.take() {
-            g.stop().await;
-        }
-        for s in self.servers.iter_mut() {
-            if let Some(c) = s.take() {
-                c.stop().await;
-            }
-        }
-        if let Some(c) = self.consumer.take() {
+        for c in self.take_running() {
             c.stop().await;
         }
-        if let Some(c) = self.sync.take() {
-            c.stop().await;
-        }
+    }
+
+    /// Takes every running component out, in shutdown order.
+    fn take_running(&mut self) -> Vec<Component> {
+        let mut running: Vec<Component> = self.gateway.take().into_iter().collect();
+        running.extend(self.servers.iter_mut().filter_map(Option::take));
+        running.extend(self.consumer.take());
+        running.extend(self.sync.take());
+        running
     }
 }
 
 impl Drop for Pipeline {
+    /// The drop guard: cancels every component still running and waits until
+    /// they have stopped, so no test — passed or failed — leaves components
+    /// running on the shared services. Waiting needs a multi-thread runtime
+    /// (`block_in_place`); elsewhere the components are only cancelled.
     fn drop(&mut self) {
-        let all = self
-            .servers
-            .iter()
-            .flatten()
-            .chain(self.gateway.iter())
-            .chain(self.consumer.iter())
-            .chain(self.sync.iter());
-        for c in all {
+        let running = self.take_running();
+        if running.is_empty() {
+            return;
+        }
+        for c in &running {
             c.stop.cancel();
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return;
+        }
+        let stopped = futures::future::join_all(running.into_iter().map(|c| c.task));
+        tokio::task::block_in_place(|| {
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(STOP_LIMIT, stopped).await;
+            })
+        });
+    }
+}
+
+/// Publishes over a pipeline's gateway with its API key; cheap to clone, and
+/// free of borrows so it can publish from a task while the test reads.
+#[derive(Clone)]
+pub struct HttpPublisher {
+    http: reqwest::Client,
+    /// `POST` target: the gateway's `/v1/messages`.
+    messages_url: String,
+    api_key: String,
+}
+
+impl HttpPublisher {
+    /// Publishes one message; returns the status and JSON body (`null` when
+    /// the body is not JSON).
+    pub async fn post_message(
+        &self,
+        sender: &str,
+        body: &str,
+        message_id: Option<&str>,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let mut req = serde_json::json!({"sender": sender, "body": body});
+        if let Some(id) = message_id {
+            req["message_id"] = id.into();
+        }
+        let resp = self
+            .http
+            .post(&self.messages_url)
+            .header("x-api-key", &self.api_key)
+            .json(&req)
+            .send()
+            .await?;
+        Ok(status_and_json(resp).await)
+    }
+}
+
+/// A gateway reply as its status and JSON body (`null` when not JSON).
+async fn status_and_json(resp: reqwest::Response) -> (u16, serde_json::Value) {
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// A component that takes a while to drain once cancelled, and records
+    /// when it has finished.
+    fn slow_to_stop(stopped: Arc<AtomicBool>) -> Component {
+        let stop = CancellationToken::new();
+        let cancelled = stop.clone();
+        let task = tokio::spawn(async move {
+            cancelled.cancelled().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stopped.store(true, Ordering::SeqCst);
+        });
+        Component {
+            addr: None,
+            stop,
+            task,
+        }
+    }
+
+    /// A pipeline around `server` alone: no services, and a database pool
+    /// that never connects.
+    fn pipeline_of(server: Component) -> Pipeline {
+        Pipeline {
+            cfg: Arc::new(Config::default()),
+            pg: PgPool::connect_lazy("postgres://postgres@127.0.0.1:1/none").unwrap(),
+            servers: vec![Some(server)],
+            gateway: None,
+            consumer: None,
+            sync: None,
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            services: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dropping_a_pipeline_waits_until_its_components_have_stopped() {
+        let stopped = Arc::new(AtomicBool::new(false));
+        drop(pipeline_of(slow_to_stop(stopped.clone())));
+        assert!(
+            stopped.load(Ordering::SeqCst),
+            "drop returned before the drain"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_a_current_thread_runtime_dropping_only_cancels() {
+        let server = slow_to_stop(Arc::new(AtomicBool::new(false)));
+        let token = server.stop.clone();
+        drop(pipeline_of(server));
+        assert!(token.is_cancelled());
     }
 }

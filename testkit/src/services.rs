@@ -240,50 +240,9 @@ pub(crate) async fn wait_ready(kind: Kind, url: &str, limit: Duration) -> Result
     let started = Instant::now();
     let mut last_error = String::from("not tried");
     while started.elapsed() < limit {
-        let attempt: Result<(), String> = match kind {
-            Kind::Redis => {
-                async {
-                    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-                    let mut c = client
-                        .get_multiplexed_async_connection()
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    redis::cmd("PING")
-                        .query_async::<String>(&mut c)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-                .await
-            }
-            Kind::Postgres => {
-                async {
-                    use sqlx::Connection;
-                    let mut c = sqlx::PgConnection::connect(url)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    sqlx::query("SELECT 1")
-                        .execute(&mut c)
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                }
-                .await
-            }
-            Kind::RabbitMq => {
-                async {
-                    let c = lapin::Connection::connect(url, lapin::ConnectionProperties::default())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    let _ = c.close(200, "ready check".into()).await;
-                    Ok(())
-                }
-                .await
-            }
-        };
-        match attempt {
+        match probe(kind, url).await {
             Ok(()) => return Ok(()),
-            Err(e) => last_error = e,
+            Err(e) => last_error = e.to_string(),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -292,4 +251,26 @@ pub(crate) async fn wait_ready(kind: Kind, url: &str, limit: Duration) -> Result
         waited: limit,
         last_error,
     })
+}
+
+/// One readiness check: connect with the service's own client and make a
+/// round trip (PING, `SELECT 1`, an AMQP handshake).
+async fn probe(kind: Kind, url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    match kind {
+        Kind::Redis => {
+            let client = redis::Client::open(url)?;
+            let mut c = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut c).await?;
+        }
+        Kind::Postgres => {
+            use sqlx::Connection;
+            let mut c = sqlx::PgConnection::connect(url).await?;
+            sqlx::query("SELECT 1").execute(&mut c).await?;
+        }
+        Kind::RabbitMq => {
+            let c = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+            let _ = c.close(200, "ready check".into()).await;
+        }
+    }
+    Ok(())
 }

@@ -6,33 +6,25 @@ use std::time::Duration;
 
 use rtmc::client::Connection;
 use rtmc::protocol::{ErrorCode, ServerFrame};
-use rtmc_testkit::{Pipeline, PipelineOptions, TEST_PASSWORD};
+use rtmc_testkit::{raw, Pipeline, PipelineOptions};
 
-use crate::support::init_logs;
+use crate::support::{assert_refused, until_closed};
+
+/// How long the server may take to close a connection it gave up on.
+const CLOSE_LIMIT: Duration = Duration::from_secs(10);
 
 async fn setup() -> (Pipeline, String) {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default().configure(|c| {
         c.server.login_timeout_ms = 1_500;
     }))
     .await
     .unwrap();
-    let user = p.add_users("b", 1).await.unwrap().remove(0);
+    let user = p.add_user("b").await.unwrap();
     (p, user)
 }
 
-async fn raw(p: &Pipeline) -> Connection {
-    Connection::connect(&p.server_addr(0), 1 << 20)
-        .await
-        .unwrap()
-}
-
 async fn logged_in(p: &Pipeline, user: &str) -> Connection {
-    let mut c = raw(p).await;
-    rtmc::client::login(&mut c, user, TEST_PASSWORD, None, Duration::from_secs(10))
-        .await
-        .unwrap();
-    c
+    p.raw_login(0, user).await.unwrap().0
 }
 
 async fn expect_error(c: &mut Connection, code: ErrorCode) -> String {
@@ -72,18 +64,6 @@ async fn server_still_serves(p: &Pipeline, user: &str) {
     assert_eq!(b.message_id, id);
 }
 
-async fn expect_closed(c: &mut Connection) {
-    let end = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if c.recv().await.is_err() {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(end.is_ok(), "connection was not closed");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_frame_is_rejected_and_the_connection_closed() {
     let (p, user) = setup().await;
@@ -92,7 +72,7 @@ async fn oversized_frame_is_rejected_and_the_connection_closed() {
     c.send_raw(&big).await.unwrap();
     let msg = expect_error(&mut c, ErrorCode::FrameTooLarge).await;
     assert!(msg.contains("exceeds"), "{msg}");
-    expect_closed(&mut c).await;
+    until_closed(&mut c, CLOSE_LIMIT).await;
     server_still_serves(&p, &user).await;
 }
 
@@ -144,15 +124,13 @@ async fn wrong_field_types_are_rejected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_before_login_is_rejected_and_nothing_is_published() {
     let (p, user) = setup().await;
-    let mut c = raw(&p).await;
+    let mut c = p.raw_connection(0).await.unwrap();
     c.send_raw(br#"{"command":"send","body":"sneaky","message_id":"sneaky-1"}"#)
         .await
         .unwrap();
     expect_error(&mut c, ErrorCode::NotLoggedIn).await;
     // Logging in afterwards works on the same connection, and the sneaky message never shows up.
-    rtmc::client::login(&mut c, &user, TEST_PASSWORD, None, Duration::from_secs(10))
-        .await
-        .unwrap();
+    raw::login(&mut c, &user).await.unwrap();
     let mut reader = p.client(0, &user).await.unwrap();
     reader.send("marker", Some("marker-1")).await.unwrap();
     let b = reader
@@ -168,49 +146,25 @@ async fn send_before_login_is_rejected_and_nothing_is_published() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_unknown_user_are_rejected() {
     let (p, user) = setup().await;
-    let mut c = raw(&p).await;
-    let err = rtmc::client::login(&mut c, &user, "wrong", None, Duration::from_secs(10)).await;
-    assert!(
-        matches!(
-            err,
-            Err(rtmc::client::ClientError::Server {
-                code: ErrorCode::AuthFailed,
-                ..
-            })
-        ),
-        "{err:?}"
-    );
-    let err = rtmc::client::login(
-        &mut c,
-        "nobody-here",
-        TEST_PASSWORD,
-        None,
-        Duration::from_secs(10),
-    )
-    .await;
-    assert!(
-        matches!(
-            err,
-            Err(rtmc::client::ClientError::Server {
-                code: ErrorCode::AuthFailed,
-                ..
-            })
-        ),
-        "{err:?}"
+    let mut c = p.raw_connection(0).await.unwrap();
+    let wrong_password =
+        rtmc::client::login(&mut c, &user, "wrong", None, raw::LOGIN_REPLY_TIMEOUT).await;
+    assert_refused(wrong_password, ErrorCode::AuthFailed);
+    assert_refused(
+        raw::login(&mut c, "nobody-here").await,
+        ErrorCode::AuthFailed,
     );
     // The same connection can still log in with the right password.
-    rtmc::client::login(&mut c, &user, TEST_PASSWORD, None, Duration::from_secs(10))
-        .await
-        .unwrap();
+    raw::login(&mut c, &user).await.unwrap();
     still_open(&mut c).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_never_logs_in_is_closed_at_the_deadline() {
     let (p, user) = setup().await;
-    let mut c = raw(&p).await;
+    let mut c = p.raw_connection(0).await.unwrap();
     expect_error(&mut c, ErrorCode::LoginTimeout).await;
-    expect_closed(&mut c).await;
+    until_closed(&mut c, CLOSE_LIMIT).await;
     server_still_serves(&p, &user).await;
 }
 

@@ -7,62 +7,30 @@
 
 use std::time::Duration;
 
-use rtmc_testkit::{Pipeline, PipelineOptions, Services};
+use rtmc_testkit::{Pipeline, PipelineOptions};
 
-use crate::support::{assert_gap_free, collect, init_logs};
-use crate::sync::await_rows;
+use crate::support::{assert_gap_free, collect, post_numbered};
 
 const BEFORE: usize = 40;
 const DURING: usize = 40;
 const AFTER: usize = 20;
 
 async fn redis_restart_loses_nothing(sigkill: bool) {
-    init_logs();
-    let services = Services::start().await.unwrap();
-    let p = Pipeline::start(&services, PipelineOptions::default())
-        .await
-        .unwrap();
-    let user = p.add_users("dur", 1).await.unwrap().remove(0);
+    let p = Pipeline::private(PipelineOptions::default()).await.unwrap();
+    let user = p.add_user("dur").await.unwrap();
     let mut reader = p.client(0, &user).await.unwrap();
     let start = reader.info.last_seq;
-    let mut ids = Vec::new();
-    let mut post = |i: usize| {
-        let id = format!("dur-{i}");
-        ids.push(id.clone());
-        id
-    };
-    let mut acked = Vec::new();
-    for i in 0..BEFORE {
-        let id = post(i);
-        assert_eq!(
-            p.post_message("svc", "before", Some(&id)).await.unwrap().0,
-            202
-        );
-        acked.push(id);
-    }
+    let mut acked = post_numbered(&p, "dur", 0..BEFORE, "before").await;
     if sigkill {
-        services.redis().kill().await.unwrap();
+        p.services().redis().kill().await.unwrap();
     } else {
-        services.redis().stop().await.unwrap();
+        p.services().redis().stop().await.unwrap();
     }
     // The gateway keeps accepting (RabbitMQ holds the messages) while Redis is down.
-    for i in BEFORE..BEFORE + DURING {
-        let id = post(i);
-        assert_eq!(
-            p.post_message("svc", "during", Some(&id)).await.unwrap().0,
-            202
-        );
-        acked.push(id);
-    }
-    services.redis().start().await.unwrap();
-    for i in BEFORE + DURING..BEFORE + DURING + AFTER {
-        let id = post(i);
-        assert_eq!(
-            p.post_message("svc", "after", Some(&id)).await.unwrap().0,
-            202
-        );
-        acked.push(id);
-    }
+    acked.extend(post_numbered(&p, "dur", BEFORE..BEFORE + DURING, "during").await);
+    p.services().redis().start().await.unwrap();
+    let after = BEFORE + DURING..BEFORE + DURING + AFTER;
+    acked.extend(post_numbered(&p, "dur", after, "after").await);
     let total = acked.len();
     // The connected client receives every acknowledged message, in order, once.
     let got = collect(&mut reader, total, Duration::from_secs(60)).await;
@@ -71,11 +39,13 @@ async fn redis_restart_loses_nothing(sigkill: bool) {
     let received: Vec<String> = order.into_values().collect();
     assert_eq!(received, acked);
     // And PostgreSQL holds each exactly once.
-    let rows = await_rows(&p, total, Duration::from_secs(60)).await;
+    let rows = p
+        .await_stored_messages(total, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(rows.len(), total);
     let stored: Vec<String> = rows.into_iter().map(|(_, id)| id).collect();
     assert_eq!(stored, acked);
-    p.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,15 +4,14 @@
 
 use std::time::Duration;
 
-use rtmc_testkit::{NodeProcess, Pipeline, PipelineOptions, Role};
+use rtmc_testkit::{Pipeline, PipelineOptions, Role};
 
-use crate::support::{collect, init_logs};
+use crate::support::collect;
 
 const CLIENTS: usize = 10;
 const MESSAGES: usize = 60;
 
 async fn run_failover(kill: bool) {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default().servers(1))
         .await
         .unwrap();
@@ -20,11 +19,7 @@ async fn run_failover(kill: bool) {
         .add_users(if kill { "fk" } else { "fs" }, CLIENTS)
         .await
         .unwrap();
-    let binary = rtmc_testkit::process::rtmc_binary()
-        .expect("build the rtmc binary: cargo build -p rtmc-system");
-    let doomed = NodeProcess::spawn(Role::Server, (*p.cfg).clone(), &binary)
-        .await
-        .unwrap();
+    let doomed = p.spawn_process(Role::Server).await.unwrap();
     let doomed_addr = doomed.addr.clone().unwrap();
     let survivor = p.server_addr(0);
     let mut clients = Vec::new();
@@ -37,17 +32,14 @@ async fn run_failover(kill: bool) {
     }
     let start = clients[0].info.last_seq;
     let publisher = {
-        let (url, key, http) = (p.gateway_url(), p.api_key().to_owned(), p.http.clone());
+        let http = p.http_publisher();
         tokio::spawn(async move {
             for i in 0..MESSAGES {
-                let r = http
-                    .post(format!("{url}/v1/messages"))
-                    .header("x-api-key", &key)
-                    .json(&serde_json::json!({"sender": "svc", "body": format!("m{i}"), "message_id": format!("f-{i}")}))
-                    .send()
+                let (status, _) = http
+                    .post_message("svc", &format!("m{i}"), Some(&format!("f-{i}")))
                     .await
                     .unwrap();
-                assert_eq!(r.status(), 202);
+                assert_eq!(status, 202);
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
         })

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use rtmc_testkit::{Pipeline, PipelineOptions, Services, TEST_PASSWORD};
+use rtmc_testkit::{Pipeline, PipelineOptions, TEST_PASSWORD};
 use serde_json::json;
 
-use crate::support::init_logs;
+use crate::support::eventually;
 
 async fn post(
     p: &Pipeline,
@@ -26,9 +26,16 @@ async fn post(
     (status, resp.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+async fn get(p: &Pipeline, path: &str) -> reqwest::Response {
+    p.http
+        .get(format!("{}{path}", p.gateway_url()))
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejects_bad_requests_with_precise_statuses() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
     let key = p.api_key().to_owned();
     let auth = [("x-api-key", key.as_str())];
@@ -62,47 +69,29 @@ async fn rejects_bad_requests_with_precise_statuses() {
     );
     let (s, b) = post(&p, &[], json!({"body": "x"}).to_string().into()).await;
     assert_eq!((s, b["code"].as_str()), (401, Some("unauthorized")), "{b}");
-    let (s, _) = post(
-        &p,
-        &[("x-api-key", "wrong")],
-        json!({"body": "x"}).to_string().into(),
-    )
-    .await;
-    assert_eq!(s, 401);
-    let (s, _) = post(
-        &p,
-        &[("authorization", "Bearer not-a-session")],
-        json!({"body": "x"}).to_string().into(),
-    )
-    .await;
-    assert_eq!(s, 401);
-    p.shutdown().await;
+    for bad_credential in [
+        ("x-api-key", "wrong"),
+        ("authorization", "Bearer not-a-session"),
+    ] {
+        let (s, _) = post(
+            &p,
+            &[bad_credential],
+            json!({"body": "x"}).to_string().into(),
+        )
+        .await;
+        assert_eq!(s, 401, "{bad_credential:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_token_from_login_publishes_as_that_user() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("g", 1).await.unwrap().remove(0);
+    let user = p.add_user("g").await.unwrap();
     let mut reader = p.client(0, &user).await.unwrap();
-    let resp = p
-        .http
-        .post(format!("{}/v1/login", p.gateway_url()))
-        .json(&json!({"user_id": user, "password": "wrong"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 401);
-    let login: serde_json::Value = p
-        .http
-        .post(format!("{}/v1/login", p.gateway_url()))
-        .json(&json!({"user_id": user, "password": TEST_PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (s, b) = p.http_login(&user, "wrong").await.unwrap();
+    assert_eq!(s, 401, "{b}");
+    let (s, login) = p.http_login(&user, TEST_PASSWORD).await.unwrap();
+    assert_eq!(s, 200, "{login}");
     let token = format!("Bearer {}", login["session_token"].as_str().unwrap());
     let (s, b) = post(
         &p,
@@ -129,22 +118,12 @@ async fn a_session_token_from_login_publishes_as_that_user() {
         (user.as_str(), "from http")
     );
     assert_eq!(got.message_id, b["message_id"].as_str().unwrap());
-    p.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_openapi_health_and_metrics() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let doc: serde_json::Value = p
-        .http
-        .get(format!("{}/openapi.json", p.gateway_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: serde_json::Value = get(&p, "/openapi.json").await.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
     for path in ["/v1/messages", "/v1/login", "/healthz"] {
         assert!(
@@ -152,49 +131,25 @@ async fn serves_openapi_health_and_metrics() {
             "{path} missing from the OpenAPI document"
         );
     }
-    let health = p
-        .http
-        .get(format!("{}/healthz", p.gateway_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status().as_u16(), 200);
-    let ready = p
-        .http
-        .get(format!("{}/readyz", p.gateway_url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status().as_u16(), 200);
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(get(&p, path).await.status().as_u16(), 200, "{path}");
+    }
     let (s, _) = p.post_message("svc", "count me", None).await.unwrap();
     assert_eq!(s, 202);
-    let metrics = p
-        .http
-        .get(format!("{}/metrics", p.gateway_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get(&p, "/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains("rtmc_publish_confirmed_total"),
         "{metrics}"
     );
-    p.shutdown().await;
 }
 
 /// Own services: this test stops the broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_gives_a_bounded_503_and_recovers() {
-    init_logs();
-    let services = Services::start().await.unwrap();
-    let p = Pipeline::start(&services, PipelineOptions::default())
-        .await
-        .unwrap();
+    let p = Pipeline::private(PipelineOptions::default()).await.unwrap();
     let (s, _) = p.post_message("svc", "before", None).await.unwrap();
     assert_eq!(s, 202);
-    services.rabbitmq().stop().await.unwrap();
+    p.services().rabbitmq().stop().await.unwrap();
     let started = Instant::now();
     let (s, b) = p.post_message("svc", "during", None).await.unwrap();
     let waited = started.elapsed();
@@ -207,19 +162,17 @@ async fn broker_down_gives_a_bounded_503_and_recovers() {
         waited < Duration::from_millis(p.cfg.rabbitmq.publish_timeout_ms + 1_000),
         "503 took {waited:?}"
     );
-    services.rabbitmq().start().await.unwrap();
+    p.services().rabbitmq().start().await.unwrap();
     // Accepted again once the broker is back (the publisher reconnects on demand).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (s, _) = p.post_message("svc", "after", None).await.unwrap();
-        if s == 202 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "publishing not accepted 30 s after the broker came back"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    p.shutdown().await;
+    eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(200),
+        async || match p.post_message("svc", "after", None).await.unwrap() {
+            (202, _) => Ok(()),
+            (s, b) => Err(format!(
+                "publishing not accepted after the broker came back: {s} {b}"
+            )),
+        },
+    )
+    .await;
 }

@@ -4,56 +4,30 @@
 
 use std::time::Duration;
 
-use rtmc::client::{ClientError, Connection};
 use rtmc::protocol::{ClientCommand, ErrorCode, ServerFrame};
-use rtmc_testkit::{Pipeline, PipelineOptions, TEST_PASSWORD};
+use rtmc_testkit::{raw, Pipeline, PipelineOptions, TEST_PASSWORD};
 
-use crate::support::init_logs;
+use crate::support::{assert_refused, error_code, metric, until_closed};
 
-fn metric(name: &str, label: &str) -> f64 {
-    rtmc::telemetry::metrics()
-        .render()
-        .lines()
-        .find(|l| l.starts_with(name) && l.contains(label))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
+/// How long the server may take to close a connection it gave up on.
+const CLOSE_LIMIT: Duration = Duration::from_secs(10);
 
-async fn until_closed(c: &mut Connection) -> Vec<ServerFrame> {
-    let mut frames = Vec::new();
-    let r = tokio::time::timeout(Duration::from_secs(10), async {
-        while let Ok(f) = c.recv().await {
-            frames.push(f);
-        }
-    })
-    .await;
-    assert!(r.is_ok(), "connection not closed; got {frames:?}");
-    frames
+/// Sends refused for their rate so far (this process's metrics).
+fn send_rate_refusals() -> f64 {
+    let now = rtmc::telemetry::metrics().render();
+    metric(&now, "rtmc_rate_limited_total", "kind=\"send\"")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_above_the_rate_are_refused_and_not_published() {
-    init_logs();
     let p =
         Pipeline::shared(PipelineOptions::default().configure(|c| c.server.max_sends_per_sec = 5))
             .await
             .unwrap();
     let users = p.add_users("rl", 2).await.unwrap();
     let mut reader = p.client(0, &users[1]).await.unwrap();
-    let mut c = Connection::connect(&p.server_addr(0), 1 << 20)
-        .await
-        .unwrap();
-    rtmc::client::login(
-        &mut c,
-        &users[0],
-        TEST_PASSWORD,
-        None,
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
-    let before = metric("rtmc_rate_limited_total", "kind=\"send\"");
+    let (mut c, _) = p.raw_login(0, &users[0]).await.unwrap();
+    let before = send_rate_refusals();
     for i in 0..20 {
         c.send(&ClientCommand::Send {
             body: "x".into(),
@@ -81,7 +55,7 @@ async fn sends_above_the_rate_are_refused_and_not_published() {
         "acked {} limited {limited}",
         acked.len()
     );
-    assert!(metric("rtmc_rate_limited_total", "kind=\"send\"") >= before + limited as f64);
+    assert!(send_rate_refusals() >= before + limited as f64);
     // Only the acknowledged ones are delivered.
     let mut got = Vec::new();
     while let Ok(b) = reader.next_broadcast(Duration::from_millis(1_500)).await {
@@ -97,33 +71,22 @@ async fn sends_above_the_rate_are_refused_and_not_published() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_flood_closes_the_connection() {
-    init_logs();
     let p = Pipeline::shared(
         PipelineOptions::default().configure(|c| c.server.max_frames_per_sec = 100),
     )
     .await
     .unwrap();
-    let user = p.add_users("fl", 1).await.unwrap().remove(0);
-    let mut c = Connection::connect(&p.server_addr(0), 1 << 20)
-        .await
-        .unwrap();
-    rtmc::client::login(&mut c, &user, TEST_PASSWORD, None, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let user = p.add_user("fl").await.unwrap();
+    let (mut c, _) = p.raw_login(0, &user).await.unwrap();
     for _ in 0..1_000 {
         if c.send(&ClientCommand::Heartbeat {}).await.is_err() {
             break;
         }
     }
-    let frames = until_closed(&mut c).await;
-    assert!(
-        matches!(
-            frames.last(),
-            Some(ServerFrame::Error {
-                code: ErrorCode::RateLimited,
-                ..
-            })
-        ),
+    let frames = until_closed(&mut c, CLOSE_LIMIT).await;
+    assert_eq!(
+        error_code(frames.last()),
+        Some(ErrorCode::RateLimited),
         "last frame {:?}",
         frames.last()
     );
@@ -134,7 +97,6 @@ async fn a_frame_flood_closes_the_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_failed_logins_throttle_the_user() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default().configure(|c| {
         c.server.max_login_failures = 3;
         c.server.max_login_failures_per_connection = 100;
@@ -142,71 +104,26 @@ async fn repeated_failed_logins_throttle_the_user() {
     .await
     .unwrap();
     let users = p.add_users("lt", 2).await.unwrap();
-    let mut c = Connection::connect(&p.server_addr(0), 1 << 20)
-        .await
-        .unwrap();
+    let mut c = p.raw_connection(0).await.unwrap();
     for _ in 0..3 {
-        let e =
-            rtmc::client::login(&mut c, &users[0], "wrong", None, Duration::from_secs(10)).await;
-        assert!(
-            matches!(
-                e,
-                Err(ClientError::Server {
-                    code: ErrorCode::AuthFailed,
-                    ..
-                })
-            ),
-            "{e:?}"
-        );
+        let wrong_password =
+            rtmc::client::login(&mut c, &users[0], "wrong", None, raw::LOGIN_REPLY_TIMEOUT).await;
+        assert_refused(wrong_password, ErrorCode::AuthFailed);
     }
     // Even the right password is refused while throttled …
-    let e = rtmc::client::login(
-        &mut c,
-        &users[0],
-        TEST_PASSWORD,
-        None,
-        Duration::from_secs(10),
-    )
-    .await;
-    assert!(
-        matches!(
-            e,
-            Err(ClientError::Server {
-                code: ErrorCode::RateLimited,
-                ..
-            })
-        ),
-        "{e:?}"
-    );
+    assert_refused(raw::login(&mut c, &users[0]).await, ErrorCode::RateLimited);
     // … over HTTP too …
-    let r = p
-        .http
-        .post(format!("{}/v1/login", p.gateway_url()))
-        .json(&serde_json::json!({"user_id": users[0], "password": TEST_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 429);
+    let (s, b) = p.http_login(&users[0], TEST_PASSWORD).await.unwrap();
+    assert_eq!(s, 429, "{b}");
     // … while other users are unaffected.
-    rtmc::client::login(
-        &mut c,
-        &users[1],
-        TEST_PASSWORD,
-        None,
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
+    raw::login(&mut c, &users[1]).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_keeps_failing_to_log_in_is_closed() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("lc", 1).await.unwrap().remove(0);
-    let mut c = Connection::connect(&p.server_addr(0), 1 << 20)
-        .await
-        .unwrap();
+    let user = p.add_user("lc").await.unwrap();
+    let mut c = p.raw_connection(0).await.unwrap();
     for _ in 0..p.cfg.server.max_login_failures_per_connection {
         c.send(&ClientCommand::Login {
             user_id: user.clone(),
@@ -217,43 +134,30 @@ async fn a_connection_that_keeps_failing_to_log_in_is_closed() {
         .await
         .unwrap();
     }
-    let frames = until_closed(&mut c).await;
-    assert!(
-        matches!(
-            frames.last(),
-            Some(ServerFrame::Error {
-                code: ErrorCode::RateLimited,
-                ..
-            })
-        ),
+    let frames = until_closed(&mut c, CLOSE_LIMIT).await;
+    assert_eq!(
+        error_code(frames.last()),
+        Some(ErrorCode::RateLimited),
         "{frames:?}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_above_the_cap_are_refused() {
-    init_logs();
     let p =
         Pipeline::shared(PipelineOptions::default().configure(|c| c.server.max_connections = 3))
             .await
             .unwrap();
-    let user = p.add_users("cap", 1).await.unwrap().remove(0);
+    let user = p.add_user("cap").await.unwrap();
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(p.client(0, &user).await.unwrap());
     }
-    let mut extra = Connection::connect(&p.server_addr(0), 1 << 20)
-        .await
-        .unwrap();
-    let frames = until_closed(&mut extra).await;
-    assert!(
-        matches!(
-            frames.first(),
-            Some(ServerFrame::Error {
-                code: ErrorCode::TooManyConnections,
-                ..
-            })
-        ),
+    let mut extra = p.raw_connection(0).await.unwrap();
+    let frames = until_closed(&mut extra, CLOSE_LIMIT).await;
+    assert_eq!(
+        error_code(frames.first()),
+        Some(ErrorCode::TooManyConnections),
         "{frames:?}"
     );
     // A slot frees when a client leaves.

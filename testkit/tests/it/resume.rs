@@ -6,19 +6,13 @@ use std::time::Duration;
 
 use rtmc::client::ChatClient;
 use rtmc::protocol::ServerFrame;
-use rtmc_testkit::{Pipeline, PipelineOptions, TEST_PASSWORD};
+use rtmc_testkit::{raw, Pipeline, PipelineOptions, TEST_PASSWORD};
 
-use crate::support::{collect, init_logs};
-use crate::sync::await_rows;
+use crate::support::{collect, eventually, next_error, post_numbered};
 
+/// Publishes messages `r-<i>` for `range` over HTTP, each acknowledged.
 async fn publish(p: &Pipeline, range: std::ops::Range<usize>) {
-    for i in range {
-        let (s, _) = p
-            .post_message("svc", &format!("m{i}"), Some(&format!("r-{i}")))
-            .await
-            .unwrap();
-        assert_eq!(s, 202);
-    }
+    post_numbered(p, "r", range, "missed or live").await;
 }
 
 fn ids(got: &[rtmc::protocol::BroadcastFrame]) -> Vec<String> {
@@ -29,15 +23,20 @@ fn expected(range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("r-{i}")).collect()
 }
 
+/// A client of node 0 that received `r-0..r-<n>` live, as they were published.
+async fn caught_up(p: &Pipeline, user: &str, n: usize) -> ChatClient {
+    let mut c = p.client(0, user).await.unwrap();
+    publish(p, 0..n).await;
+    let first = collect(&mut c, n, Duration::from_secs(20)).await;
+    assert_eq!(ids(&first), expected(0..n));
+    c
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reconnecting_client_gets_exactly_what_it_missed() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("res", 1).await.unwrap().remove(0);
-    let mut c = p.client(0, &user).await.unwrap();
-    publish(&p, 0..10).await;
-    let first = collect(&mut c, 10, Duration::from_secs(20)).await;
-    assert_eq!(ids(&first), expected(0..10));
+    let user = p.add_user("res").await.unwrap();
+    let c = caught_up(&p, &user, 10).await;
     let last = c.last_seq();
     drop(c);
     // Messages flow while the client is away.
@@ -61,13 +60,9 @@ async fn a_reconnecting_client_gets_exactly_what_it_missed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_library_resumes_automatically_after_a_dropped_link() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("auto", 1).await.unwrap().remove(0);
-    let mut c = p.client(0, &user).await.unwrap();
-    publish(&p, 0..5).await;
-    let first = collect(&mut c, 5, Duration::from_secs(20)).await;
-    assert_eq!(ids(&first), expected(0..5));
+    let user = p.add_user("auto").await.unwrap();
+    let mut c = caught_up(&p, &user, 5).await;
     // Cut the link under the client (as a network failure would): the server
     // sees end of stream and closes; the client notices on its next read.
     c.connection().shutdown().await.unwrap();
@@ -79,50 +74,40 @@ async fn the_client_library_resumes_automatically_after_a_dropped_link() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_reads_postgres_once_redis_has_trimmed() {
-    init_logs();
     // Keep nothing in Redis that PostgreSQL already holds.
     let p =
         Pipeline::shared(PipelineOptions::default().configure(|c| c.sync.retention_messages = 0))
             .await
             .unwrap();
-    let user = p.add_users("trim", 1).await.unwrap().remove(0);
+    let user = p.add_user("trim").await.unwrap();
     let c = p.client(0, &user).await.unwrap();
     let start = c.info.last_seq;
     drop(c);
     publish(&p, 0..40).await;
-    await_rows(&p, 40, Duration::from_secs(30)).await;
+    p.await_stored_messages(40, Duration::from_secs(30))
+        .await
+        .unwrap();
     // Wait until the sync worker trimmed the stream below the newest entry.
     let mut r = p.redis().await.unwrap();
     let stream = format!("{}:stream", p.cfg.redis.key_prefix);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let len: u64 = redis::cmd("XLEN")
-            .arg(&stream)
-            .query_async(&mut r)
-            .await
-            .unwrap();
-        if len <= 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stream not trimmed (XLEN {len})"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Resume from the very beginning: everything comes back, from PostgreSQL.
-    let mut conn = rtmc::client::Connection::connect(&p.server_addr(0), 1 << 20)
-        .await
-        .unwrap();
-    rtmc::client::login(
-        &mut conn,
-        &user,
-        TEST_PASSWORD,
-        Some(start),
-        Duration::from_secs(10),
+    eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(200),
+        async || {
+            let len: u64 = redis::cmd("XLEN")
+                .arg(&stream)
+                .query_async(&mut r)
+                .await
+                .unwrap();
+            (len <= 1)
+                .then_some(())
+                .ok_or(format!("stream not trimmed (XLEN {len})"))
+        },
     )
-    .await
-    .unwrap();
+    .await;
+    // Resume from the very beginning: everything comes back, from PostgreSQL.
+    let mut conn = p.raw_connection(0).await.unwrap();
+    raw::login_resuming(&mut conn, &user, start).await.unwrap();
     let mut got = Vec::new();
     loop {
         match conn.recv_timeout(Duration::from_secs(20)).await.unwrap() {
@@ -140,33 +125,33 @@ async fn resume_reads_postgres_once_redis_has_trimmed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_of_history_stored_nowhere_is_refused_clearly() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions {
         sync: false,
         ..PipelineOptions::default()
     })
     .await
     .unwrap();
-    let user = p.add_users("gone", 1).await.unwrap().remove(0);
+    let user = p.add_user("gone").await.unwrap();
     publish(&p, 0..3).await;
     // The broker confirmed them; wait until the consumer appended all three,
     // so nothing can land in the stream after the trim below.
     let mut r = p.redis().await.unwrap();
     let seq_key = format!("{}:seq", p.cfg.redis.key_prefix);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while redis::cmd("GET")
-        .arg(&seq_key)
-        .query_async::<Option<u64>>(&mut r)
-        .await
-        .unwrap()
-        != Some(3)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the consumer never appended the messages"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        async || {
+            let seq: Option<u64> = redis::cmd("GET")
+                .arg(&seq_key)
+                .query_async(&mut r)
+                .await
+                .unwrap();
+            (seq == Some(3)).then_some(()).ok_or(format!(
+                "the consumer never appended the messages (seq {seq:?})"
+            ))
+        },
+    )
+    .await;
     // Simulate history lost everywhere: trim Redis with nothing in PostgreSQL.
     let _: u64 = redis::cmd("XTRIM")
         .arg(format!("{}:stream", p.cfg.redis.key_prefix))
@@ -175,29 +160,15 @@ async fn resume_of_history_stored_nowhere_is_refused_clearly() {
         .query_async(&mut r)
         .await
         .unwrap();
-    let mut conn = rtmc::client::Connection::connect(&p.server_addr(0), 1 << 20)
-        .await
-        .unwrap();
-    rtmc::client::login(
-        &mut conn,
-        &user,
-        TEST_PASSWORD,
-        Some(0),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap();
-    match conn.recv_timeout(Duration::from_secs(10)).await.unwrap() {
-        ServerFrame::Error { code, message, .. } => {
-            assert_eq!(
-                code,
-                rtmc::protocol::ErrorCode::ResumeUnavailable,
-                "{message}"
-            );
-            assert!(message.contains("stored nowhere"), "{message}");
-        }
-        other => panic!("expected resume_unavailable, got {other:?}"),
-    }
+    let mut conn = p.raw_connection(0).await.unwrap();
+    raw::login_resuming(&mut conn, &user, 0).await.unwrap();
+    let (code, message) = next_error(&mut conn, Duration::from_secs(10)).await;
+    assert_eq!(
+        code,
+        rtmc::protocol::ErrorCode::ResumeUnavailable,
+        "{message}"
+    );
+    assert!(message.contains("stored nowhere"), "{message}");
     // No resume_done: the client must not believe the replay was complete.
     let next = conn.recv_timeout(Duration::from_millis(500)).await;
     assert!(

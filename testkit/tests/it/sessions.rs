@@ -6,12 +6,11 @@
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use rtmc::client::Connection;
 use rtmc::config::Config;
-use rtmc::protocol::{ErrorCode, ServerFrame};
-use rtmc_testkit::{NodeProcess, Pipeline, PipelineOptions, Role, TEST_PASSWORD};
+use rtmc::protocol::ErrorCode;
+use rtmc_testkit::{raw, Pipeline, PipelineOptions, Role};
 
-use crate::support::init_logs;
+use crate::support::{eventually, next_error};
 
 const HEARTBEAT_TIMEOUT_MS: u64 = 2_000;
 
@@ -46,25 +45,16 @@ async fn session_key_exists(p: &Pipeline, token: &str) -> bool {
 /// Waits until the user's sessions are cleaned up; returns how long it took.
 async fn await_cleanup(p: &Pipeline, user: &str, token: &str, bound: Duration) -> Duration {
     let started = Instant::now();
-    loop {
+    eventually(bound, Duration::from_millis(50), async || {
         let (live, status, seen) = state(p, user).await;
         if live == 0 && status == "offline" && seen && !session_key_exists(p, token).await {
-            return started.elapsed();
+            return Ok(started.elapsed());
         }
-        assert!(
-            started.elapsed() < bound,
+        Err(format!(
             "not cleaned up within {bound:?}: live sessions {live}, status {status}, last_seen set {seen}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn login_raw(addr: &str, user: &str) -> (Connection, String) {
-    let mut c = Connection::connect(addr, 1 << 20).await.unwrap();
-    let info = rtmc::client::login(&mut c, user, TEST_PASSWORD, None, Duration::from_secs(10))
-        .await
-        .unwrap();
-    (c, info.session_token)
+        ))
+    })
+    .await
 }
 
 fn bound() -> Duration {
@@ -73,12 +63,11 @@ fn bound() -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abruptly_killed_client_is_cleaned_up() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default().configure(fast_heartbeats))
         .await
         .unwrap();
-    let user = p.add_users("k", 1).await.unwrap().remove(0);
-    let (c, token) = login_raw(&p.server_addr(0), &user).await;
+    let user = p.add_user("k").await.unwrap();
+    let (c, info) = p.raw_login(0, &user).await.unwrap();
     let (live, status, _) = state(&p, &user).await;
     assert_eq!((live, status.as_str()), (1, "online"));
     // Reset the connection (SO_LINGER 0 → RST), as a killed process's kernel would.
@@ -87,34 +76,30 @@ async fn an_abruptly_killed_client_is_cleaned_up() {
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(stream);
-    let took = await_cleanup(&p, &user, &token, bound()).await;
+    let took = await_cleanup(&p, &user, &info.session_token, bound()).await;
     eprintln!("abrupt disconnect cleaned up in {took:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_heartbeating_is_cut_off_and_cleaned_up() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default().configure(fast_heartbeats))
         .await
         .unwrap();
-    let user = p.add_users("h", 1).await.unwrap().remove(0);
-    let (mut c, token) = login_raw(&p.server_addr(0), &user).await;
+    let user = p.add_user("h").await.unwrap();
+    let (mut c, info) = p.raw_login(0, &user).await.unwrap();
     // Silent from now on (connection open, nothing sent).
-    let took = await_cleanup(&p, &user, &token, bound()).await;
+    let took = await_cleanup(&p, &user, &info.session_token, bound()).await;
     eprintln!("silent client cleaned up in {took:?}");
-    match c.recv_timeout(Duration::from_secs(5)).await.unwrap() {
-        ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::HeartbeatTimeout),
-        other => panic!("expected heartbeat_timeout, got {other:?}"),
-    }
+    let (code, message) = next_error(&mut c, Duration::from_secs(5)).await;
+    assert_eq!(code, ErrorCode::HeartbeatTimeout, "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_keep_a_session_alive() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default().configure(fast_heartbeats))
         .await
         .unwrap();
-    let user = p.add_users("a", 1).await.unwrap().remove(0);
+    let user = p.add_user("a").await.unwrap();
     let mut c = p.client(0, &user).await.unwrap();
     let until = Instant::now() + Duration::from_millis(3 * HEARTBEAT_TIMEOUT_MS);
     while Instant::now() < until {
@@ -128,9 +113,8 @@ async fn heartbeats_keep_a_session_alive() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_ends_the_session_at_once() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("l", 1).await.unwrap().remove(0);
+    let user = p.add_user("l").await.unwrap();
     let c = p.client(0, &user).await.unwrap();
     let token = c.info.session_token.clone();
     c.logout().await.unwrap();
@@ -143,9 +127,8 @@ async fn logout_ends_the_session_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_with_two_sessions_stays_online_until_the_last_ends() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("two", 1).await.unwrap().remove(0);
+    let user = p.add_user("two").await.unwrap();
     let a = p.client(0, &user).await.unwrap();
     let b = p.client(0, &user).await.unwrap();
     let token_b = b.info.session_token.clone();
@@ -159,35 +142,29 @@ async fn a_user_with_two_sessions_stays_online_until_the_last_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_shutting_down_ends_its_sessions() {
-    init_logs();
     let mut p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("n", 1).await.unwrap().remove(0);
-    let (mut c, token) = login_raw(&p.server_addr(0), &user).await;
+    let user = p.add_user("n").await.unwrap();
+    let (mut c, info) = p.raw_login(0, &user).await.unwrap();
     p.stop_server(0).await;
-    await_cleanup(&p, &user, &token, Duration::from_secs(2)).await;
-    match c.recv_timeout(Duration::from_secs(5)).await.unwrap() {
-        ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::ShuttingDown),
-        other => panic!("expected shutting_down, got {other:?}"),
-    }
+    await_cleanup(&p, &user, &info.session_token, Duration::from_secs(2)).await;
+    let (code, message) = next_error(&mut c, Duration::from_secs(5)).await;
+    assert_eq!(code, ErrorCode::ShuttingDown, "{message}");
 }
 
 /// A node process is SIGKILLed: nobody ends its sessions but their TTL; the
 /// surviving node's sweep marks the user offline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_nodes_sessions_are_swept_by_another_node() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default().configure(fast_heartbeats))
         .await
         .unwrap();
-    let user = p.add_users("dead", 1).await.unwrap().remove(0);
-    let binary = rtmc_testkit::process::rtmc_binary()
-        .expect("build the rtmc binary: cargo build -p rtmc-system");
-    let node = NodeProcess::spawn(Role::Server, (*p.cfg).clone(), &binary)
+    let user = p.add_user("dead").await.unwrap();
+    let node = p.spawn_process(Role::Server).await.unwrap();
+    let (_c, info) = raw::connect_and_login(node.addr.as_deref().unwrap(), &user)
         .await
         .unwrap();
-    let (_c, token) = login_raw(node.addr.as_deref().unwrap(), &user).await;
     assert_eq!(state(&p, &user).await.1, "online");
     node.kill();
-    let took = await_cleanup(&p, &user, &token, bound()).await;
+    let took = await_cleanup(&p, &user, &info.session_token, bound()).await;
     eprintln!("dead node's session swept in {took:?}");
 }

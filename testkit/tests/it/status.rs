@@ -7,17 +7,15 @@ use redis::AsyncCommands;
 use rtmc::protocol::{ClientCommand, ServerFrame, UserStatus};
 use rtmc_testkit::{Pipeline, PipelineOptions};
 
-use crate::support::init_logs;
+use crate::support::{assert_refused, metric};
 
+/// Status cache lookups with `result` ("hit" or "miss") in Prometheus text `metrics`.
 fn counter(metrics: &str, result: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| {
-            l.starts_with("rtmc_status_cache_total") && l.contains(&format!("result=\"{result}\""))
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+    metric(
+        metrics,
+        "rtmc_status_cache_total",
+        &format!("result=\"{result}\""),
+    )
 }
 
 async fn get(c: &mut rtmc::client::ChatClient, user: &str) -> UserStatus {
@@ -35,7 +33,6 @@ async fn get(c: &mut rtmc::client::ChatClient, user: &str) -> UserStatus {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_hit_miss_fallback_refill_and_expiry() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default().configure(|c| c.redis.status_ttl_secs = 2))
         .await
         .unwrap();
@@ -101,24 +98,13 @@ async fn status_hit_miss_fallback_refill_and_expiry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_of_an_unknown_user_is_an_error() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let me = p.add_users("su", 1).await.unwrap().remove(0);
+    let me = p.add_user("su").await.unwrap();
     let mut c = p.client(0, &me).await.unwrap();
-    let err = c
+    let ghost = c
         .request_status(ClientCommand::GetStatus {
             user_id: "ghost".into(),
         })
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            rtmc::client::ClientError::Server {
-                code: rtmc::protocol::ErrorCode::InvalidField,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+        .await;
+    assert_refused(ghost, rtmc::protocol::ErrorCode::InvalidField);
 }

@@ -1,10 +1,16 @@
-//! Helpers shared by the suites.
+//! Steps and checks shared by the suites: publishing numbered messages,
+//! reading broadcasts and judging their order, reading a connection to its
+//! end, refusals, metric values, and waiting for a condition. Starting a
+//! stack and its typed helpers are the kit's job (`rtmc_testkit`).
 
 use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::Range;
 use std::time::Duration;
 
-use rtmc::client::ChatClient;
-use rtmc::protocol::BroadcastFrame;
+use rtmc::client::{ChatClient, ClientError, Connection};
+use rtmc::protocol::{BroadcastFrame, ErrorCode, ServerFrame};
+use rtmc_testkit::Pipeline;
 
 /// Reads broadcasts until `expected` arrived or `limit` passed; returns them in order.
 pub async fn collect(
@@ -39,6 +45,94 @@ pub fn assert_gap_free(got: &[BroadcastFrame], first: u64) -> BTreeMap<u64, Stri
     got.iter().map(|b| (b.seq, b.message_id.clone())).collect()
 }
 
-pub fn init_logs() {
-    rtmc_testkit::init_test_logs();
+/// Reads frames until the server closes the connection and returns them;
+/// fails if it is still open after `limit`.
+pub async fn until_closed(c: &mut Connection, limit: Duration) -> Vec<ServerFrame> {
+    let mut frames = Vec::new();
+    let closed = tokio::time::timeout(limit, async {
+        while let Ok(f) = c.recv().await {
+            frames.push(f);
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "connection not closed within {limit:?}; got {} frames, the last {:?}",
+        frames.len(),
+        frames.last()
+    );
+    frames
+}
+
+/// Asserts the server refused a request with an error frame of `code`.
+pub fn assert_refused<T: Debug>(result: Result<T, ClientError>, code: ErrorCode) {
+    assert!(
+        matches!(&result, Err(ClientError::Server { code: got, .. }) if *got == code),
+        "expected a {code:?} refusal, got {result:?}"
+    );
+}
+
+/// The value of metric `name` in Prometheus text `metrics`, summed over the
+/// series whose labels contain `label` ("" for every series); 0 when absent.
+pub fn metric(metrics: &str, name: &str, label: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.split(['{', ' ']).next() == Some(name) && l.contains(label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Runs `probe` every `every` until it succeeds and returns its value;
+/// panics with the last probe's account of what it saw once `limit` passed.
+pub async fn eventually<T>(
+    limit: Duration,
+    every: Duration,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "{seen} (waited {limit:?})"
+            ),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Publishes messages `<id_prefix>-<i>` for each `i` in `range` over the
+/// gateway, asserting each is acknowledged (202); returns their ids in order.
+pub async fn post_numbered(
+    p: &Pipeline,
+    id_prefix: &str,
+    range: Range<usize>,
+    body: &str,
+) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in range {
+        let id = format!("{id_prefix}-{i}");
+        let (status, reply) = p.post_message("svc", body, Some(&id)).await.unwrap();
+        assert_eq!(status, 202, "{id}: {reply}");
+        ids.push(id);
+    }
+    ids
+}
+
+/// The code of `frame` when it is an error frame.
+pub fn error_code(frame: Option<&ServerFrame>) -> Option<ErrorCode> {
+    match frame {
+        Some(ServerFrame::Error { code, .. }) => Some(*code),
+        _ => None,
+    }
+}
+
+/// Reads the next frame within `limit`; it must be an error frame, whose
+/// code and message are returned.
+pub async fn next_error(c: &mut Connection, limit: Duration) -> (ErrorCode, String) {
+    match c.recv_timeout(limit).await.unwrap() {
+        ServerFrame::Error { code, message, .. } => (code, message),
+        other => panic!("expected an error frame, got {other:?}"),
+    }
 }

@@ -1,32 +1,11 @@
 //! Redis → PostgreSQL sync: K published messages become exactly K rows in
 //! sequence order, also when PostgreSQL is stopped and restarted mid-way.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rtmc_testkit::{Pipeline, PipelineOptions, Services};
+use rtmc_testkit::{Pipeline, PipelineOptions};
 
-use crate::support::init_logs;
-
-/// Waits until PostgreSQL holds `k` rows; returns them (seq, message_id).
-pub async fn await_rows(p: &Pipeline, k: usize, limit: Duration) -> Vec<(i64, String)> {
-    let started = Instant::now();
-    loop {
-        let rows: Result<Vec<(i64, String)>, _> =
-            sqlx::query_as("SELECT seq, message_id FROM messages ORDER BY seq")
-                .fetch_all(&p.pg)
-                .await;
-        if let Ok(rows) = rows {
-            if rows.len() >= k {
-                return rows;
-            }
-        }
-        assert!(
-            started.elapsed() < limit,
-            "PostgreSQL did not reach {k} rows within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
+use crate::support::post_numbered;
 
 fn assert_exactly(rows: &[(i64, String)], ids: &[String]) {
     assert_eq!(rows.len(), ids.len(), "row count");
@@ -38,11 +17,10 @@ fn assert_exactly(rows: &[(i64, String)], ids: &[String]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn k_messages_become_k_rows_in_order() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default().configure(|c| c.sync.batch_max = 7))
         .await
         .unwrap();
-    let user = p.add_users("sy", 1).await.unwrap().remove(0);
+    let user = p.add_user("sy").await.unwrap();
     let mut c = p.client(0, &user).await.unwrap();
     let mut ids = Vec::new();
     for i in 0..50 {
@@ -54,7 +32,10 @@ async fn k_messages_become_k_rows_in_order() {
     }
     // A repeated id adds no row.
     c.send("again", Some("sync-0")).await.unwrap();
-    let rows = await_rows(&p, ids.len(), Duration::from_secs(30)).await;
+    let rows = p
+        .await_stored_messages(ids.len(), Duration::from_secs(30))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rows_after: (i64,) = sqlx::query_as("SELECT count(*) FROM messages")
         .fetch_one(&p.pg)
@@ -72,53 +53,21 @@ async fn k_messages_become_k_rows_in_order() {
 /// Own services: this test stops PostgreSQL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_delays_sync_and_loses_nothing() {
-    init_logs();
-    let services = Services::start().await.unwrap();
-    let p = Pipeline::start(
-        &services,
-        PipelineOptions::default().configure(|c| c.sync.batch_max = 10),
-    )
-    .await
-    .unwrap();
-    let mut ids = Vec::new();
-    for i in 0..30 {
-        let id = format!("pg-{i}");
-        assert_eq!(
-            p.post_message("svc", "before outage", Some(&id))
-                .await
-                .unwrap()
-                .0,
-            202
-        );
-        ids.push(id);
-    }
-    await_rows(&p, 30, Duration::from_secs(30)).await;
-    services.postgres().stop().await.unwrap();
-    for i in 30..80 {
-        let id = format!("pg-{i}");
-        assert_eq!(
-            p.post_message("svc", "during outage", Some(&id))
-                .await
-                .unwrap()
-                .0,
-            202
-        );
-        ids.push(id);
-    }
+    let p = Pipeline::private(PipelineOptions::default().configure(|c| c.sync.batch_max = 10))
+        .await
+        .unwrap();
+    let mut ids = post_numbered(&p, "pg", 0..30, "before outage").await;
+    p.await_stored_messages(30, Duration::from_secs(30))
+        .await
+        .unwrap();
+    p.services().postgres().stop().await.unwrap();
+    ids.extend(post_numbered(&p, "pg", 30..80, "during outage").await);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    services.postgres().start().await.unwrap();
-    for i in 80..100 {
-        let id = format!("pg-{i}");
-        assert_eq!(
-            p.post_message("svc", "after outage", Some(&id))
-                .await
-                .unwrap()
-                .0,
-            202
-        );
-        ids.push(id);
-    }
-    let rows = await_rows(&p, 100, Duration::from_secs(60)).await;
+    p.services().postgres().start().await.unwrap();
+    ids.extend(post_numbered(&p, "pg", 80..100, "after outage").await);
+    let rows = p
+        .await_stored_messages(100, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_exactly(&rows, &ids);
-    p.shutdown().await;
 }

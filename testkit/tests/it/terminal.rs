@@ -8,15 +8,11 @@ use std::time::Duration;
 use rtmc_testkit::{Pipeline, PipelineOptions, TEST_PASSWORD};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::support::init_logs;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_terminal_client_sends_typed_lines_and_prints_broadcasts() {
-    init_logs();
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
-    let user = p.add_users("term", 1).await.unwrap().remove(0);
-    let binary = rtmc_testkit::process::rtmc_binary()
-        .expect("build the rtmc binary: cargo build -p rtmc-system");
+    let user = p.add_user("term").await.unwrap();
+    let binary = rtmc_testkit::process::rtmc_binary().unwrap();
     let mut child = tokio::process::Command::new(binary)
         .args([
             "client",

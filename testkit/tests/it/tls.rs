@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use rtmc::client::Connection;
 use rtmc::protocol::ServerFrame;
-use rtmc_testkit::{Pipeline, PipelineOptions, TEST_PASSWORD};
+use rtmc_testkit::{raw, Pipeline, PipelineOptions};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
-
-use crate::support::init_logs;
 
 /// A self-signed certificate for localhost/127.0.0.1, written as PEM files.
 fn certificate() -> (String, String, CertificateDer<'static>) {
@@ -45,7 +43,6 @@ fn connector(root: CertificateDer<'static>) -> TlsConnector {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_clients_chat_and_https_answers() {
-    init_logs();
     let (cert, key, der) = certificate();
     let (c2, k2) = (cert.clone(), key.clone());
     let p = Pipeline::shared(PipelineOptions::default().configure(move |c| {
@@ -57,7 +54,7 @@ async fn tls_clients_chat_and_https_answers() {
     }))
     .await
     .unwrap();
-    let user = p.add_users("tls", 1).await.unwrap().remove(0);
+    let user = p.add_user("tls").await.unwrap();
     let tls = connector(der);
     let name = ServerName::try_from("localhost").unwrap();
 
@@ -66,10 +63,8 @@ async fn tls_clients_chat_and_https_answers() {
         .await
         .unwrap();
     let stream = tls.connect(name.clone(), tcp).await.unwrap();
-    let mut c = Connection::from_io(stream, 1 << 20);
-    rtmc::client::login(&mut c, &user, TEST_PASSWORD, None, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let mut c = Connection::from_io(stream, raw::MAX_FRAME_BYTES);
+    raw::login(&mut c, &user).await.unwrap();
     c.send(&rtmc::protocol::ClientCommand::Send {
         body: "secret".into(),
         message_id: Some("tls-1".into()),
@@ -88,17 +83,8 @@ async fn tls_clients_chat_and_https_answers() {
     }
 
     // A plain-text client cannot talk to the TLS port.
-    let mut plain = Connection::connect(&p.server_addr(0), 1 << 20)
-        .await
-        .unwrap();
-    let r = rtmc::client::login(
-        &mut plain,
-        &user,
-        TEST_PASSWORD,
-        None,
-        Duration::from_secs(5),
-    )
-    .await;
+    let mut plain = p.raw_connection(0).await.unwrap();
+    let r = raw::login(&mut plain, &user).await;
     assert!(r.is_err(), "plain text login on a TLS port succeeded");
 
     // HTTPS gateway.
