@@ -16,11 +16,12 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::LoginRefused;
 use crate::broker::{PublishedMessage, Publisher};
 use crate::config::Config;
+use crate::error::StartError;
 use crate::presence::{Presence, SessionKind};
 use crate::protocol::now_us;
-use crate::server::StartError;
 use crate::stream;
 
 /// The OpenAPI 3 description of this gateway, served at `/openapi.json`.
@@ -272,7 +273,7 @@ async fn post_message(
         Err(e) => return json_rejection(e),
     };
     let from = match (caller, req.sender) {
-        (Caller::Service, Some(s)) if !s.is_empty() && s.len() <= 128 => s,
+        (Caller::Service, Some(s)) if crate::auth::valid_user_id(&s) => s,
         (Caller::Service, _) => {
             return fail(
                 StatusCode::BAD_REQUEST,
@@ -335,56 +336,23 @@ async fn login(
         Ok(b) => b,
         Err(e) => return json_rejection(e),
     };
-    if req.user_id.is_empty() || req.user_id.len() > 128 {
+    if !crate::auth::valid_user_id(&req.user_id) {
         return fail(
             StatusCode::BAD_REQUEST,
             "invalid_field",
             "user_id must be 1-128 bytes",
         );
     }
-    let limits = &g.cfg.server;
-    match g
-        .presence
-        .login_throttled(&req.user_id, limits.max_login_failures)
-        .await
-    {
-        Ok(false) => {}
-        Ok(true) => {
-            metrics::counter!("rtmc_rate_limited_total", "kind" => "login").increment(1);
-            return fail(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many failed logins for this user; try again later",
-            );
-        }
-        Err(e) => {
-            return fail(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "login_unavailable",
-                e.to_string(),
-            )
-        }
-    }
-    match crate::db::check_login(&g.pg, &req.user_id, &req.password).await {
-        Ok(true) => {}
-        Ok(false) => {
-            let _ = g
-                .presence
-                .record_login_failure(&req.user_id, limits.login_failure_window_secs)
-                .await;
-            return fail(
-                StatusCode::UNAUTHORIZED,
-                "auth_failed",
-                "wrong user id or password",
-            );
-        }
-        Err(e) => {
-            return fail(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "login_unavailable",
-                e.to_string(),
-            )
-        }
+    let checked = crate::auth::check_password(
+        &g.presence,
+        &g.pg,
+        &g.cfg.server,
+        &req.user_id,
+        &req.password,
+    )
+    .await;
+    if let Err(refused) = checked {
+        return refuse_login(refused);
     }
     match g
         .presence
@@ -400,6 +368,20 @@ async fn login(
             StatusCode::SERVICE_UNAVAILABLE,
             "session_store_unavailable",
             e.to_string(),
+        ),
+    }
+}
+
+/// The status and body of a refused login.
+fn refuse_login(refused: LoginRefused) -> Response {
+    let message = refused.to_string();
+    match refused {
+        LoginRefused::Throttled => fail(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
+        LoginRefused::WrongPassword => fail(StatusCode::UNAUTHORIZED, "auth_failed", message),
+        LoginRefused::ThrottleUnavailable(_) | LoginRefused::DatabaseUnavailable(_) => fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "login_unavailable",
+            message,
         ),
     }
 }

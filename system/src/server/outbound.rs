@@ -11,8 +11,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::fanout::Delivery;
 use crate::protocol::{encode_frame, ErrorCode, ServerFrame};
+use crate::stream::Delivery;
 
 /// Work for the writer, in order.
 pub enum Outbound {
