@@ -2,6 +2,7 @@
 //! one retry helper of the crate (stream follower, consumer, sync worker,
 //! client reconnects).
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -60,12 +61,19 @@ impl Backoff {
     /// failures. `on_error` sees each failure with the delay before the next
     /// attempt. `None` when `shutdown` came first: a failure after shutdown
     /// is not retried, and a wait in progress ends at once.
-    pub async fn retry<T, E>(
+    ///
+    /// `attempt` is a closure returning a future (not an `async` closure:
+    /// those do not yet prove their futures `Send`, which spawned
+    /// components need).
+    pub async fn retry<T, E, F>(
         &mut self,
         shutdown: &CancellationToken,
-        mut attempt: impl AsyncFnMut() -> Result<T, E>,
+        mut attempt: impl FnMut() -> F,
         mut on_error: impl FnMut(&E, Duration),
-    ) -> Option<T> {
+    ) -> Option<T>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
         loop {
             match attempt().await {
                 Ok(t) => return Some(t),
@@ -107,12 +115,14 @@ mod tests {
         let got = b
             .retry(
                 &stop,
-                async || {
-                    if failures_left == 0 {
-                        return Ok("done");
-                    }
-                    failures_left -= 1;
-                    Err("not yet")
+                || {
+                    let outcome = if failures_left == 0 {
+                        Ok("done")
+                    } else {
+                        failures_left -= 1;
+                        Err("not yet")
+                    };
+                    std::future::ready(outcome)
                 },
                 |_, delay| delays.push(delay),
             )
@@ -134,7 +144,9 @@ mod tests {
         });
         let start = tokio::time::Instant::now();
         let mut b = Backoff::new(Duration::from_secs(60), Duration::from_secs(60));
-        let got: Option<()> = b.retry(&stop, async || Err(()), |_, _| {}).await;
+        let got: Option<()> = b
+            .retry(&stop, || std::future::ready(Err(())), |_, _| {})
+            .await;
         assert_eq!(got, None);
         assert_eq!(start.elapsed(), Duration::from_millis(10));
     }

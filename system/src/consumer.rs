@@ -45,12 +45,12 @@ pub fn broadcast_tail(msg: &PublishedMessage) -> Vec<u8> {
 /// The batch in hand when shutdown comes is finished and acked first.
 pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), redis::RedisError> {
     crate::telemetry::metrics();
-    let mut redis = stream::managed_connection(&cfg.redis.url).await?;
+    let redis = stream::managed_connection(cfg.redis.url.expose_secret()).await?;
     let keys = RedisKeys::new(&cfg.redis.key_prefix);
     let dead_letters = Publisher::new(cfg.rabbitmq.clone());
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     if !shutdown.is_cancelled() {
-        let attach = async || consume(&cfg, &mut redis, &keys, &dead_letters, &shutdown).await;
+        let attach = || consume(&cfg, &redis, &keys, &dead_letters, &shutdown);
         let on_error = |e: &lapin::Error, _| {
             metrics::counter!("rtmc_consumer_broker_errors_total").increment(1);
             tracing::warn!(error = %e, "consumer lost the broker; reconnecting");
@@ -62,7 +62,11 @@ pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), re
 }
 
 async fn open(cfg: &Config) -> Result<(Connection, Channel, lapin::Consumer), lapin::Error> {
-    let conn = Connection::connect(&cfg.rabbitmq.url, ConnectionProperties::default()).await?;
+    let conn = Connection::connect(
+        cfg.rabbitmq.url.expose_secret(),
+        ConnectionProperties::default(),
+    )
+    .await?;
     let channel = conn.create_channel().await?;
     declare_topology(&channel, &cfg.rabbitmq).await?;
     channel
@@ -81,7 +85,7 @@ async fn open(cfg: &Config) -> Result<(Connection, Channel, lapin::Consumer), la
 
 async fn consume(
     cfg: &Config,
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &redis::aio::ConnectionManager,
     keys: &RedisKeys,
     dead_letters: &Publisher,
     shutdown: &CancellationToken,
@@ -114,7 +118,7 @@ async fn consume(
 /// when shutdown interrupts a retry: the deliveries return to the queue.
 async fn process_batch(
     cfg: &Config,
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &redis::aio::ConnectionManager,
     keys: &RedisKeys,
     dead_letters: &Publisher,
     channel: &Channel,
@@ -172,7 +176,7 @@ async fn dead_letter_confirmed(
     mut backoff: Backoff,
     shutdown: &CancellationToken,
 ) -> bool {
-    let publish = async || dead_letters.dead_letter(raw, reason).await;
+    let publish = || dead_letters.dead_letter(raw, reason);
     let on_error = |e: &crate::broker::BrokerError, _| {
         tracing::warn!(error = %e, "dead-letter publish failed; retrying");
     };
@@ -188,14 +192,17 @@ async fn dead_letter_confirmed(
 /// is unavailable (never a nack loop). False when shutdown came first; the
 /// unacked deliveries then return to the queue for the next consumer.
 async fn append_stored(
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &redis::aio::ConnectionManager,
     keys: &RedisKeys,
     dedupe_ttl_secs: u64,
     items: &[(String, Vec<u8>)],
     mut backoff: Backoff,
     shutdown: &CancellationToken,
 ) -> bool {
-    let append = async || stream::append_batch(redis, keys, dedupe_ttl_secs, items).await;
+    let append = || {
+        let mut conn = redis.clone();
+        async move { stream::append_batch(&mut conn, keys, dedupe_ttl_secs, items).await }
+    };
     let on_error = |e: &redis::RedisError, retry_in: Duration| {
         metrics::counter!("rtmc_consumer_redis_retries_total").increment(1);
         tracing::warn!(error = %e, retry_in = ?retry_in, "redis append failed; backing off");
@@ -265,7 +272,7 @@ mod tests {
             }
         });
         crate::config::RabbitConfig {
-            url: format!("amqp://guest:guest@{addr}/%2f"),
+            url: format!("amqp://guest:guest@{addr}/%2f").into(),
             publish_timeout_ms: 1_000,
             reconnect_backoff_ms: 0,
             ..Default::default()

@@ -21,6 +21,7 @@ pub mod ops;
 pub mod presence;
 pub mod protocol;
 pub mod replay;
+pub mod secret;
 pub mod server;
 pub mod stream;
 pub mod sync;

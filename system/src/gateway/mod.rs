@@ -107,7 +107,7 @@ fn json_rejection(e: JsonRejection) -> Response {
 pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
     crate::telemetry::metrics();
     let pg = crate::db::connect(&cfg.postgres).await?;
-    let redis = stream::managed_connection(&cfg.redis.url).await?;
+    let redis = stream::managed_connection(cfg.redis.url.expose_secret()).await?;
     let presence = Presence::from_config(&cfg, redis, pg.clone());
     let publisher = Arc::new(Publisher::new(cfg.rabbitmq.clone()));
     let state = Gateway {
@@ -119,11 +119,9 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
     let ready: crate::ops::ReadinessCheck = Arc::new(move || {
         let p = publisher.clone();
         Box::pin(async move {
-            if p.is_connected().await {
-                Ok(())
-            } else {
-                Err("broker unreachable".into())
-            }
+            p.ensure_connected()
+                .await
+                .map_err(|_| "broker unreachable".to_string())
         })
     });
     let api = Router::new()
@@ -214,7 +212,12 @@ enum Caller {
 
 async fn authenticate(g: &Gateway, headers: &HeaderMap) -> Result<Caller, Response> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        if g.cfg.gateway.api_keys.iter().any(|k| k == key) {
+        if g.cfg
+            .gateway
+            .api_keys
+            .iter()
+            .any(|k| k.expose_secret() == key)
+        {
             return Ok(Caller::Service);
         }
         return Err(fail(

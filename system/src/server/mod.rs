@@ -69,7 +69,7 @@ pub async fn run(
 fn spawn_background(tasks: &TaskTracker, ctx: &NodeContext, stop: &CancellationToken) {
     let cfg = &ctx.cfg;
     tasks.spawn(fanout::follow(
-        cfg.redis.url.clone(),
+        cfg.redis.url.expose_secret().clone(),
         ctx.keys.clone(),
         ctx.fanout.clone(),
         stop.clone(),

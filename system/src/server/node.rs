@@ -38,7 +38,7 @@ impl NodeContext {
     /// stream's current head. The broker is connected lazily, on first use.
     pub async fn connect(cfg: Arc<Config>) -> Result<Self, StartError> {
         let pg = crate::db::connect(&cfg.postgres).await?;
-        let mut redis = stream::managed_connection(&cfg.redis.url).await?;
+        let mut redis = stream::managed_connection(cfg.redis.url.expose_secret()).await?;
         let keys = RedisKeys::new(&cfg.redis.key_prefix);
         let start = stream::head(&mut redis, &keys).await?;
         Ok(Self {
