@@ -262,6 +262,18 @@ async fn authenticate(g: &Gateway, headers: &HeaderMap) -> Result<Caller, Respon
     }
 }
 
+/// Who the message is from: a service names its `sender`; a user's
+/// session is the sender, and a `sender` it gives must match. `Err` is why
+/// the request is invalid.
+fn sender(caller: Caller, sender: Option<String>) -> Result<String, &'static str> {
+    match (caller, sender) {
+        (Caller::Service, Some(s)) if crate::auth::valid_user_id(&s) => Ok(s),
+        (Caller::Service, _) => Err("`sender` (1-128 bytes) is required with an API key"),
+        (Caller::User(u), Some(s)) if s != u => Err("`sender` must match the session's user"),
+        (Caller::User(u), _) => Ok(u),
+    }
+}
+
 async fn post_message(
     State(g): State<Gateway>,
     headers: HeaderMap,
@@ -275,23 +287,9 @@ async fn post_message(
         Ok(b) => b,
         Err(e) => return json_rejection(e),
     };
-    let from = match (caller, req.sender) {
-        (Caller::Service, Some(s)) if crate::auth::valid_user_id(&s) => s,
-        (Caller::Service, _) => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                "`sender` (1-128 bytes) is required with an API key",
-            )
-        }
-        (Caller::User(u), Some(s)) if s != u => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                "`sender` must match the session's user",
-            )
-        }
-        (Caller::User(u), _) => u,
+    let from = match sender(caller, req.sender) {
+        Ok(from) => from,
+        Err(why) => return fail(StatusCode::BAD_REQUEST, "invalid_field", why),
     };
     let msg = PublishedMessage {
         message_id: req
