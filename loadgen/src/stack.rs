@@ -178,7 +178,11 @@ pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError
     let target = Target {
         servers,
         gateway: gateway_url,
-        api_key: cfg.gateway.api_keys.first().cloned(),
+        api_key: cfg
+            .gateway
+            .api_keys
+            .first()
+            .map(|k| k.expose_secret().clone()),
         user_prefix: prefix,
         password: TEST_PASSWORD.into(),
         floor_redis,

@@ -94,7 +94,8 @@ pub async fn declare_topology(channel: &Channel, cfg: &RabbitConfig) -> Result<(
 
 /// Opens a connection and a channel in confirm mode with the topology declared.
 pub async fn connect_confirming(cfg: &RabbitConfig) -> Result<(Connection, Channel), lapin::Error> {
-    let conn = Connection::connect(&cfg.url, ConnectionProperties::default()).await?;
+    let conn =
+        Connection::connect(cfg.url.expose_secret(), ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
     declare_topology(&channel, cfg).await?;
     channel
@@ -231,8 +232,9 @@ impl Publisher {
             .await
     }
 
-    /// Whether a confirmed channel is currently open (readiness).
-    pub async fn is_connected(&self) -> bool {
-        self.channel().await.is_ok()
+    /// Opens the confirmed channel unless it is open already (readiness):
+    /// this connects, within the same reconnect back-off as a publish.
+    pub async fn ensure_connected(&self) -> Result<(), BrokerError> {
+        self.channel().await.map(|_| ())
     }
 }

@@ -12,6 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+use crate::backoff::Backoff;
 use crate::protocol::{
     BroadcastFrame, ClientCommand, ErrorCode, FrameCodec, ProtocolError, ServerFrame,
 };
@@ -279,19 +280,18 @@ impl ChatClient {
         if !self.policy.enabled || !cause.is_transport() {
             return Err(cause);
         }
-        let mut wait = self.policy.initial_backoff;
+        let mut backoff = Backoff::new(self.policy.initial_backoff, self.policy.max_backoff);
         let mut last = cause;
         for attempt in 0..self.policy.max_attempts {
             if attempt > 0 {
                 self.current = (self.current + 1) % self.addrs.len();
             }
-            tokio::time::sleep(wait).await;
+            backoff.sleep().await;
             match self.reconnect(None).await {
                 Ok(()) => return Ok(()),
                 Err(e) if e.is_transport() || matches!(e, ClientError::Timeout(_)) => last = e,
                 Err(e) => return Err(e),
             }
-            wait = (wait * 2).min(self.policy.max_backoff);
         }
         Err(last)
     }

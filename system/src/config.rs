@@ -10,6 +10,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::DEFAULT_MAX_FRAME_BYTES;
+use crate::secret::Secret;
 
 /// Configuration shared by every component. Sections a component does not
 /// use are ignored by it.
@@ -45,8 +46,8 @@ impl Default for Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct RabbitConfig {
-    /// AMQP URL of the broker.
-    pub url: String,
+    /// AMQP URL of the broker (it carries the broker's credentials).
+    pub url: Secret<String>,
     /// Durable queue every published message goes to.
     pub queue: String,
     /// Durable queue that receives malformed messages with their reason.
@@ -75,7 +76,8 @@ impl Default for RabbitConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct RedisConfig {
-    pub url: String,
+    /// Redis URL (it may carry a password).
+    pub url: Secret<String>,
     /// Prefix of every key rtmc writes, so several deployments share a Redis.
     pub key_prefix: String,
     /// Lifetime of an HTTP session token (from `POST /v1/login`), refreshed
@@ -102,7 +104,8 @@ impl Default for RedisConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct PostgresConfig {
-    pub url: String,
+    /// PostgreSQL URL (it may carry a password).
+    pub url: Secret<String>,
     pub max_connections: u32,
 }
 
@@ -194,7 +197,7 @@ pub struct GatewayConfig {
     /// HTTP address of the gateway.
     pub listen: String,
     /// Keys accepted in `X-Api-Key` (services publishing on behalf of a `sender`).
-    pub api_keys: Vec<String>,
+    pub api_keys: Vec<Secret<String>>,
     /// Largest request body in bytes; larger gets 413.
     pub max_request_bytes: usize,
     /// PEM certificate chain; with `tls_key_path`, the gateway serves HTTPS.
@@ -304,14 +307,38 @@ mod tests {
         let file = dir.join("c.toml");
         std::fs::write(
             &file,
-            "[server]\nlisten = \"127.0.0.1:1\"\nmax_connections = 5\n",
+            "[server]\nlisten = \"127.0.0.1:1\"\nmax_connections = 5\n\
+             [postgres]\nurl = \"postgres://rtmc:pw@127.0.0.1/rtmc\"\n",
         )
         .unwrap();
         let cfg = Config::load(Some(&file), &["server.max_connections=7".into()]).unwrap();
         assert_eq!(cfg.server.listen, "127.0.0.1:1");
+        assert_eq!(
+            cfg.postgres.url.expose_secret(),
+            "postgres://rtmc:pw@127.0.0.1/rtmc"
+        );
         assert_eq!(cfg.server.max_connections, 7);
         assert_eq!(cfg.redis, RedisConfig::default());
         assert!(Config::load(Some(&dir.join("missing.toml")), &[]).is_err());
         assert!(Config::load(None, &["nonsense".into()]).is_err());
+    }
+
+    #[test]
+    fn debug_does_not_print_secrets() {
+        let mut cfg = Config::default();
+        cfg.postgres.url = "postgres://rtmc:pg-password@127.0.0.1/rtmc".into();
+        cfg.redis.url = "redis://:redis-password@127.0.0.1:6379".into();
+        cfg.gateway.api_keys = vec!["the-api-key".into()];
+        let shown = format!("{cfg:?}");
+        for secret in [
+            "pg-password",
+            "redis-password",
+            "the-api-key",
+            "guest:guest",
+        ] {
+            assert!(!shown.contains(secret), "{secret} printed in {shown}");
+        }
+        assert!(shown.contains("url: [redacted]"));
+        assert!(shown.contains("api_keys: [[redacted]]"));
     }
 }

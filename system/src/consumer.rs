@@ -45,28 +45,28 @@ pub fn broadcast_tail(msg: &PublishedMessage) -> Vec<u8> {
 /// The batch in hand when shutdown comes is finished and acked first.
 pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), redis::RedisError> {
     crate::telemetry::metrics();
-    let mut redis = stream::managed_connection(&cfg.redis.url).await?;
+    let redis = stream::managed_connection(cfg.redis.url.expose_secret()).await?;
     let keys = RedisKeys::new(&cfg.redis.key_prefix);
     let dead_letters = Publisher::new(cfg.rabbitmq.clone());
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-    while !shutdown.is_cancelled() {
-        match consume(&cfg, &mut redis, &keys, &dead_letters, &shutdown).await {
-            Ok(()) => break,
-            Err(e) => {
-                metrics::counter!("rtmc_consumer_broker_errors_total").increment(1);
-                tracing::warn!(error = %e, "consumer lost the broker; reconnecting");
-                if !backoff.wait(&shutdown).await {
-                    break;
-                }
-            }
-        }
+    if !shutdown.is_cancelled() {
+        let attach = || consume(&cfg, &redis, &keys, &dead_letters, &shutdown);
+        let on_error = |e: &lapin::Error, _| {
+            metrics::counter!("rtmc_consumer_broker_errors_total").increment(1);
+            tracing::warn!(error = %e, "consumer lost the broker; reconnecting");
+        };
+        backoff.retry(&shutdown, attach, on_error).await;
     }
     tracing::info!("consumer stopped");
     Ok(())
 }
 
 async fn open(cfg: &Config) -> Result<(Connection, Channel, lapin::Consumer), lapin::Error> {
-    let conn = Connection::connect(&cfg.rabbitmq.url, ConnectionProperties::default()).await?;
+    let conn = Connection::connect(
+        cfg.rabbitmq.url.expose_secret(),
+        ConnectionProperties::default(),
+    )
+    .await?;
     let channel = conn.create_channel().await?;
     declare_topology(&channel, &cfg.rabbitmq).await?;
     channel
@@ -85,7 +85,7 @@ async fn open(cfg: &Config) -> Result<(Connection, Channel, lapin::Consumer), la
 
 async fn consume(
     cfg: &Config,
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &redis::aio::ConnectionManager,
     keys: &RedisKeys,
     dead_letters: &Publisher,
     shutdown: &CancellationToken,
@@ -113,9 +113,12 @@ async fn consume(
     }
 }
 
+/// Dead-letters the malformed deliveries of a batch, appends the valid ones
+/// to the stream, then acks the whole batch. Returns early, acking nothing,
+/// when shutdown interrupts a retry: the deliveries return to the queue.
 async fn process_batch(
     cfg: &Config,
-    redis: &mut redis::aio::ConnectionManager,
+    redis: &redis::aio::ConnectionManager,
     keys: &RedisKeys,
     dead_letters: &Publisher,
     channel: &Channel,
@@ -127,60 +130,24 @@ async fn process_batch(
     let redelivered = batch.iter().filter(|d| d.redelivered).count() as u64;
     metrics::counter!("rtmc_consumer_redelivered_total").increment(redelivered);
     metrics::counter!("rtmc_consumer_received_total").increment(batch.len() as u64);
+    let limits = &cfg.server;
     for d in &batch {
-        match validate(
-            &d.data,
-            cfg.server.max_body_bytes,
-            cfg.server.max_frame_bytes,
-        ) {
+        match validate(&d.data, limits.max_body_bytes, limits.max_frame_bytes) {
             Ok(msg) => items.push((msg.message_id.clone(), broadcast_tail(&msg))),
             Err(reason) => {
                 tracing::warn!(%reason, "dead-lettering a malformed message");
-                // The dead letter must be confirmed before the original is acked.
-                let mut wait = Duration::from_millis(cfg.consumer.retry_initial_ms);
-                loop {
-                    match dead_letters.dead_letter(&d.data, &reason).await {
-                        Ok(()) => break,
-                        Err(e) if shutdown.is_cancelled() => {
-                            tracing::warn!(error = %e, "shutdown before dead letter was confirmed; message stays unacked");
-                            return Ok(());
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "dead-letter publish failed; retrying");
-                            tokio::time::sleep(wait).await;
-                            wait = (wait * 2).min(Duration::from_millis(cfg.consumer.retry_max_ms));
-                        }
-                    }
+                let backoff = retry_backoff(cfg);
+                if !dead_letter_confirmed(dead_letters, &d.data, &reason, backoff, shutdown).await {
+                    return Ok(());
                 }
-                metrics::counter!("rtmc_consumer_dead_letters_total").increment(1);
             }
         }
     }
     if !items.is_empty() {
-        let mut wait = Duration::from_millis(cfg.consumer.retry_initial_ms);
-        loop {
-            match stream::append_batch(redis, keys, cfg.redis.dedupe_ttl_secs, &items).await {
-                Ok(outcomes) => {
-                    let dups = outcomes
-                        .iter()
-                        .filter(|o| matches!(o, Appended::Duplicate(_)))
-                        .count() as u64;
-                    metrics::counter!("rtmc_consumer_appended_total")
-                        .increment(outcomes.len() as u64 - dups);
-                    metrics::counter!("rtmc_consumer_duplicates_total").increment(dups);
-                    break;
-                }
-                Err(e) => {
-                    metrics::counter!("rtmc_consumer_redis_retries_total").increment(1);
-                    tracing::warn!(error = %e, retry_in = ?wait, "redis append failed; backing off");
-                    if shutdown.is_cancelled() {
-                        // Unacked deliveries return to the queue for the next consumer.
-                        return Ok(());
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_millis(cfg.consumer.retry_max_ms));
-                }
-            }
+        let ttl_secs = cfg.redis.dedupe_ttl_secs;
+        let backoff = retry_backoff(cfg);
+        if !append_stored(redis, keys, ttl_secs, &items, backoff, shutdown).await {
+            return Ok(());
         }
     }
     channel
@@ -188,6 +155,68 @@ async fn process_batch(
         .await?;
     metrics::counter!("rtmc_consumer_acks_total").increment(batch.len() as u64);
     Ok(())
+}
+
+/// The back-off between retries of one dead letter or one append.
+fn retry_backoff(cfg: &Config) -> Backoff {
+    Backoff::new(
+        Duration::from_millis(cfg.consumer.retry_initial_ms),
+        Duration::from_millis(cfg.consumer.retry_max_ms),
+    )
+}
+
+/// Publishes a malformed delivery to the dead-letter queue with its reason,
+/// retrying until the broker confirms it: the dead letter must be confirmed
+/// before the original is acked. False when shutdown came first; the
+/// original then stays unacked and returns to the queue.
+async fn dead_letter_confirmed(
+    dead_letters: &Publisher,
+    raw: &[u8],
+    reason: &str,
+    mut backoff: Backoff,
+    shutdown: &CancellationToken,
+) -> bool {
+    let publish = || dead_letters.dead_letter(raw, reason);
+    let on_error = |e: &crate::broker::BrokerError, _| {
+        tracing::warn!(error = %e, "dead-letter publish failed; retrying");
+    };
+    if backoff.retry(shutdown, publish, on_error).await.is_none() {
+        tracing::warn!("shutdown before dead letter was confirmed; message stays unacked");
+        return false;
+    }
+    metrics::counter!("rtmc_consumer_dead_letters_total").increment(1);
+    true
+}
+
+/// Appends valid messages to the stream, retrying with back-off while Redis
+/// is unavailable (never a nack loop). False when shutdown came first; the
+/// unacked deliveries then return to the queue for the next consumer.
+async fn append_stored(
+    redis: &redis::aio::ConnectionManager,
+    keys: &RedisKeys,
+    dedupe_ttl_secs: u64,
+    items: &[(String, Vec<u8>)],
+    mut backoff: Backoff,
+    shutdown: &CancellationToken,
+) -> bool {
+    let append = || {
+        let mut conn = redis.clone();
+        async move { stream::append_batch(&mut conn, keys, dedupe_ttl_secs, items).await }
+    };
+    let on_error = |e: &redis::RedisError, retry_in: Duration| {
+        metrics::counter!("rtmc_consumer_redis_retries_total").increment(1);
+        tracing::warn!(error = %e, retry_in = ?retry_in, "redis append failed; backing off");
+    };
+    let Some(outcomes) = backoff.retry(shutdown, append, on_error).await else {
+        return false;
+    };
+    let dups = outcomes
+        .iter()
+        .filter(|o| matches!(o, Appended::Duplicate(_)))
+        .count() as u64;
+    metrics::counter!("rtmc_consumer_appended_total").increment(outcomes.len() as u64 - dups);
+    metrics::counter!("rtmc_consumer_duplicates_total").increment(dups);
+    true
 }
 
 #[cfg(test)]
@@ -230,5 +259,44 @@ mod tests {
         assert!(validate(ctl.as_bytes(), 10, 100)
             .unwrap_err()
             .contains("would not fit"));
+    }
+
+    /// A "broker" on loopback that hangs up on every connection, so every
+    /// publish to it fails at once.
+    async fn hanging_up_broker() -> crate::config::RabbitConfig {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                drop(sock);
+            }
+        });
+        crate::config::RabbitConfig {
+            url: format!("amqp://guest:guest@{addr}/%2f").into(),
+            publish_timeout_ms: 1_000,
+            reconnect_backoff_ms: 0,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn shutdown_during_a_dead_letter_retry_returns_promptly() {
+        let dead_letters = Publisher::new(hanging_up_broker().await);
+        // A retry delay far longer than the test: only shutdown can end it.
+        let backoff = Backoff::new(Duration::from_secs(600), Duration::from_secs(600));
+        let shutdown = CancellationToken::new();
+        let cancel = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            cancel.cancel();
+        });
+        let retried = dead_letter_confirmed(&dead_letters, b"{", "not JSON", backoff, &shutdown);
+        let confirmed = tokio::time::timeout(Duration::from_secs(10), retried)
+            .await
+            .expect("shutdown ends the dead-letter retry within the publish timeout");
+        assert!(
+            !confirmed,
+            "nothing was confirmed: the message stays unacked"
+        );
     }
 }

@@ -28,7 +28,7 @@ pub async fn connect(cfg: &PostgresConfig) -> Result<PgPool, DbError> {
     let pool = PgPoolOptions::new()
         .max_connections(cfg.max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(&cfg.url)
+        .connect(cfg.url.expose_secret())
         .await?;
     migrate(&pool).await?;
     Ok(pool)

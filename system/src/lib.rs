@@ -8,17 +8,20 @@
 //! Every component starts from a library function taking its configuration,
 //! its bound listener and a shutdown token, so tests and tools embed it.
 
+pub mod auth;
 pub mod backoff;
 pub mod broker;
 pub mod client;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod error;
 pub mod gateway;
-pub mod history;
 pub mod ops;
 pub mod presence;
 pub mod protocol;
+pub mod replay;
+pub mod secret;
 pub mod server;
 pub mod stream;
 pub mod sync;

@@ -28,7 +28,7 @@ pub struct Needs {
 pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
     let redis = needs
         .redis
-        .then(|| redis::Client::open(cfg.redis.url.as_str()).ok())
+        .then(|| redis::Client::open(cfg.redis.url.expose_secret().as_str()).ok())
         .flatten();
     let pg = needs
         .postgres
@@ -36,11 +36,13 @@ pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
             sqlx::postgres::PgPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(std::time::Duration::from_secs(2))
-                .connect_lazy(&cfg.postgres.url)
+                .connect_lazy(cfg.postgres.url.expose_secret())
                 .ok()
         })
         .flatten();
-    let amqp = needs.rabbitmq.then(|| cfg.rabbitmq.url.clone());
+    let amqp = needs
+        .rabbitmq
+        .then(|| cfg.rabbitmq.url.expose_secret().clone());
     Arc::new(move || {
         let (redis, pg, amqp) = (redis.clone(), pg.clone(), amqp.clone());
         Box::pin(async move {

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use redis::aio::ConnectionLike;
 use redis::{Script, Value};
 
+use crate::protocol::encode_frame;
+
 /// Names of every Redis key rtmc uses, under one prefix.
 #[derive(Debug, Clone)]
 pub struct RedisKeys {
@@ -64,6 +66,25 @@ pub struct StreamEntry {
     pub seq: u64,
     /// The `broadcast` JSON object (no length prefix).
     pub payload: Bytes,
+}
+
+impl StreamEntry {
+    /// The entry framed for the wire (length prefix added).
+    pub fn framed(&self) -> Delivery {
+        Delivery {
+            seq: self.seq,
+            frame: encode_frame(&self.payload),
+        }
+    }
+}
+
+/// A message ready for the wire: the same bytes go to every session that
+/// receives it, live (through the fan-out ring) or replayed on resume.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub seq: u64,
+    /// Complete frame, length prefix included.
+    pub frame: Bytes,
 }
 
 /// Outcome of appending one message.

@@ -58,9 +58,9 @@ impl SyncWorker {
             })?;
         Ok(Self {
             pg,
-            redis: stream::managed_connection(&cfg.redis.url).await?,
+            redis: stream::managed_connection(cfg.redis.url.expose_secret()).await?,
             blocking: None,
-            redis_url: cfg.redis.url.clone(),
+            redis_url: cfg.redis.url.expose_secret().clone(),
             keys: RedisKeys::new(&cfg.redis.key_prefix),
             batch_max: cfg.sync.batch_max.max(1),
             retention_messages: cfg.sync.retention_messages,
@@ -200,16 +200,12 @@ fn parse_entry(e: &StreamEntry) -> Result<BroadcastFrame, SyncError> {
 pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), SyncError> {
     crate::telemetry::metrics();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let mut worker = loop {
-        match SyncWorker::connect(&cfg).await {
-            Ok(w) => break w,
-            Err(e) => {
-                tracing::warn!(error = %e, "sync worker cannot start yet; retrying");
-                if !backoff.wait(&shutdown).await {
-                    return Ok(());
-                }
-            }
-        }
+    let connect = || SyncWorker::connect(&cfg);
+    let on_error = |e: &SyncError, _| {
+        tracing::warn!(error = %e, "sync worker cannot start yet; retrying");
+    };
+    let Some(mut worker) = backoff.retry(&shutdown, connect, on_error).await else {
+        return Ok(());
     };
     tracing::info!("sync worker running");
     backoff.reset();

@@ -123,18 +123,19 @@ impl Pipeline {
             node_id: ns.clone(),
             ..Config::default()
         };
-        cfg.rabbitmq.url = services.rabbitmq.url();
+        cfg.rabbitmq.url = services.rabbitmq.url().into();
         cfg.rabbitmq.queue = format!("{ns}.messages");
         cfg.rabbitmq.dead_letter_queue = format!("{ns}.messages.dead");
-        cfg.redis.url = services.redis.url();
+        cfg.redis.url = services.redis.url().into();
         cfg.redis.key_prefix = ns.clone();
         cfg.postgres.url = format!(
             "postgres://postgres@127.0.0.1:{}/{ns}",
             services.postgres.port
-        );
+        )
+        .into();
         cfg.server.listen = "127.0.0.1:0".into();
         cfg.gateway.listen = "127.0.0.1:0".into();
-        cfg.gateway.api_keys = vec![format!("{ns}-key")];
+        cfg.gateway.api_keys = vec![format!("{ns}-key").into()];
         (opts.configure)(&mut cfg);
         let cfg = Arc::new(cfg);
         let pg = rtmc::db::connect(&cfg.postgres).await?;
@@ -302,7 +303,7 @@ impl Pipeline {
 
     /// The API key this pipeline's gateway accepts.
     pub fn api_key(&self) -> &str {
-        &self.cfg.gateway.api_keys[0]
+        self.cfg.gateway.api_keys[0].expose_secret()
     }
 
     /// Creates `n` users `<prefix>-<i>` with [`TEST_PASSWORD`] (cheap hashes).
@@ -420,7 +421,7 @@ impl Pipeline {
     pub async fn dead_letters(&self, max: usize) -> anyhow::Result<Vec<(Vec<u8>, String)>> {
         use lapin::options::{BasicAckOptions, BasicGetOptions};
         let conn = lapin::Connection::connect(
-            &self.cfg.rabbitmq.url,
+            self.cfg.rabbitmq.url.expose_secret(),
             lapin::ConnectionProperties::default(),
         )
         .await?;
@@ -466,9 +467,11 @@ impl Pipeline {
 
     /// A Redis connection to this pipeline's Redis.
     pub async fn redis(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-        Ok(redis::Client::open(self.cfg.redis.url.as_str())?
-            .get_multiplexed_async_connection()
-            .await?)
+        Ok(
+            redis::Client::open(self.cfg.redis.url.expose_secret().as_str())?
+                .get_multiplexed_async_connection()
+                .await?,
+        )
     }
 
     /// Stops every component gracefully, one after the other: the gateway

@@ -16,11 +16,12 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::LoginRefused;
 use crate::broker::{PublishedMessage, Publisher};
 use crate::config::Config;
+use crate::error::StartError;
 use crate::presence::{Presence, SessionKind};
 use crate::protocol::now_us;
-use crate::server::StartError;
 use crate::stream;
 
 /// The OpenAPI 3 description of this gateway, served at `/openapi.json`.
@@ -106,7 +107,7 @@ fn json_rejection(e: JsonRejection) -> Response {
 pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
     crate::telemetry::metrics();
     let pg = crate::db::connect(&cfg.postgres).await?;
-    let redis = stream::managed_connection(&cfg.redis.url).await?;
+    let redis = stream::managed_connection(cfg.redis.url.expose_secret()).await?;
     let presence = Presence::from_config(&cfg, redis, pg.clone());
     let publisher = Arc::new(Publisher::new(cfg.rabbitmq.clone()));
     let state = Gateway {
@@ -118,11 +119,9 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
     let ready: crate::ops::ReadinessCheck = Arc::new(move || {
         let p = publisher.clone();
         Box::pin(async move {
-            if p.is_connected().await {
-                Ok(())
-            } else {
-                Err("broker unreachable".into())
-            }
+            p.ensure_connected()
+                .await
+                .map_err(|_| "broker unreachable".to_string())
         })
     });
     let api = Router::new()
@@ -213,7 +212,12 @@ enum Caller {
 
 async fn authenticate(g: &Gateway, headers: &HeaderMap) -> Result<Caller, Response> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        if g.cfg.gateway.api_keys.iter().any(|k| k == key) {
+        if g.cfg
+            .gateway
+            .api_keys
+            .iter()
+            .any(|k| k.expose_secret() == key)
+        {
             return Ok(Caller::Service);
         }
         return Err(fail(
@@ -258,6 +262,18 @@ async fn authenticate(g: &Gateway, headers: &HeaderMap) -> Result<Caller, Respon
     }
 }
 
+/// Who the message is from: a service names its `sender`; a user's
+/// session is the sender, and a `sender` it gives must match. `Err` is why
+/// the request is invalid.
+fn sender(caller: Caller, sender: Option<String>) -> Result<String, &'static str> {
+    match (caller, sender) {
+        (Caller::Service, Some(s)) if crate::auth::valid_user_id(&s) => Ok(s),
+        (Caller::Service, _) => Err("`sender` (1-128 bytes) is required with an API key"),
+        (Caller::User(u), Some(s)) if s != u => Err("`sender` must match the session's user"),
+        (Caller::User(u), _) => Ok(u),
+    }
+}
+
 async fn post_message(
     State(g): State<Gateway>,
     headers: HeaderMap,
@@ -271,23 +287,9 @@ async fn post_message(
         Ok(b) => b,
         Err(e) => return json_rejection(e),
     };
-    let from = match (caller, req.sender) {
-        (Caller::Service, Some(s)) if !s.is_empty() && s.len() <= 128 => s,
-        (Caller::Service, _) => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                "`sender` (1-128 bytes) is required with an API key",
-            )
-        }
-        (Caller::User(u), Some(s)) if s != u => {
-            return fail(
-                StatusCode::BAD_REQUEST,
-                "invalid_field",
-                "`sender` must match the session's user",
-            )
-        }
-        (Caller::User(u), _) => u,
+    let from = match sender(caller, req.sender) {
+        Ok(from) => from,
+        Err(why) => return fail(StatusCode::BAD_REQUEST, "invalid_field", why),
     };
     let msg = PublishedMessage {
         message_id: req
@@ -335,56 +337,23 @@ async fn login(
         Ok(b) => b,
         Err(e) => return json_rejection(e),
     };
-    if req.user_id.is_empty() || req.user_id.len() > 128 {
+    if !crate::auth::valid_user_id(&req.user_id) {
         return fail(
             StatusCode::BAD_REQUEST,
             "invalid_field",
             "user_id must be 1-128 bytes",
         );
     }
-    let limits = &g.cfg.server;
-    match g
-        .presence
-        .login_throttled(&req.user_id, limits.max_login_failures)
-        .await
-    {
-        Ok(false) => {}
-        Ok(true) => {
-            metrics::counter!("rtmc_rate_limited_total", "kind" => "login").increment(1);
-            return fail(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many failed logins for this user; try again later",
-            );
-        }
-        Err(e) => {
-            return fail(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "login_unavailable",
-                e.to_string(),
-            )
-        }
-    }
-    match crate::db::check_login(&g.pg, &req.user_id, &req.password).await {
-        Ok(true) => {}
-        Ok(false) => {
-            let _ = g
-                .presence
-                .record_login_failure(&req.user_id, limits.login_failure_window_secs)
-                .await;
-            return fail(
-                StatusCode::UNAUTHORIZED,
-                "auth_failed",
-                "wrong user id or password",
-            );
-        }
-        Err(e) => {
-            return fail(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "login_unavailable",
-                e.to_string(),
-            )
-        }
+    let checked = crate::auth::check_password(
+        &g.presence,
+        &g.pg,
+        &g.cfg.server,
+        &req.user_id,
+        &req.password,
+    )
+    .await;
+    if let Err(refused) = checked {
+        return refuse_login(refused);
     }
     match g
         .presence
@@ -400,6 +369,20 @@ async fn login(
             StatusCode::SERVICE_UNAVAILABLE,
             "session_store_unavailable",
             e.to_string(),
+        ),
+    }
+}
+
+/// The status and body of a refused login.
+fn refuse_login(refused: LoginRefused) -> Response {
+    let message = refused.to_string();
+    match refused {
+        LoginRefused::Throttled => fail(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
+        LoginRefused::WrongPassword => fail(StatusCode::UNAUTHORIZED, "auth_failed", message),
+        LoginRefused::ThrottleUnavailable(_) | LoginRefused::DatabaseUnavailable(_) => fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "login_unavailable",
+            message,
         ),
     }
 }

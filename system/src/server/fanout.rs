@@ -7,21 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::protocol::encode_frame;
-use crate::stream::{self, RedisKeys};
-
-/// A message ready for the wire: the same bytes go to every session.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub seq: u64,
-    /// Complete frame, length prefix included.
-    pub frame: Bytes,
-}
+use crate::stream::{self, Delivery, RedisKeys};
 
 /// The node's view of the stream: a ring of recent deliveries and the last
 /// sequence number put into it.
@@ -102,10 +92,7 @@ pub async fn follow(
                     if e.seq <= fanout.head() {
                         continue;
                     }
-                    fanout.publish(Delivery {
-                        seq: e.seq,
-                        frame: encode_frame(&e.payload),
-                    });
+                    fanout.publish(e.framed());
                 }
             }
             Err(e) => {

@@ -1,59 +1,41 @@
 //! The TCP chat server: accepts connections, runs one session per
 //! connection, and follows the message stream to broadcast to all of them.
 //! `run` takes an already bound listener so tests and tools bind port 0.
+//!
+//! Inside, each module uses only those listed before it: `limits`,
+//! `outbound` and `fanout` (leaves) ← `node` ← `session` ← `cmd` ←
+//! `connection` ← this file.
 
+mod cmd;
+mod connection;
 pub mod fanout;
 pub mod limits;
+mod node;
 pub mod outbound;
 mod session;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use sqlx::PgPool;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::broker::Publisher;
 use crate::config::Config;
+use crate::error::StartError;
 use crate::presence::Presence;
 use crate::protocol::{ErrorCode, ServerFrame};
-use crate::stream::{self, RedisKeys};
-use fanout::Fanout;
+use node::NodeContext;
 
-/// Failure to start a component.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("postgres: {0}")]
-    Db(#[from] crate::db::DbError),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
-}
-
-/// What every session of this node shares.
-pub(crate) struct NodeContext {
-    pub cfg: Arc<Config>,
-    pub pg: PgPool,
-    pub redis: ConnectionManager,
-    pub keys: RedisKeys,
-    pub publisher: Arc<Publisher>,
-    pub presence: Presence,
-    pub fanout: Fanout,
-    /// Logins doing database work at once (the pool size): a login storm
-    /// queues here, within each connection's login deadline, instead of
-    /// timing out on the pool.
-    pub login_gate: Semaphore,
-}
-
-/// Largest replay served to one `resume`.
-pub(crate) const MAX_REPLAY_MESSAGES: u64 = 200_000;
+/// How long shutdown waits for sessions to end.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// Pause after a failed `accept` (EMFILE and friends) instead of spinning.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(50);
+/// Expired sessions one sweep ends at most.
+const SWEEP_BATCH_SESSIONS: usize = 1000;
 
 /// Serves clients on `listener` until `shutdown` is cancelled, then tells
 /// every session, ends them (sessions closed, users offline) and returns.
@@ -64,38 +46,51 @@ pub async fn run(
 ) -> Result<(), StartError> {
     crate::telemetry::metrics();
     let tls = crate::tls::acceptor(&cfg.server.tls_cert_path, &cfg.server.tls_key_path)?;
-    let pg = crate::db::connect(&cfg.postgres).await?;
-    let mut redis = stream::managed_connection(&cfg.redis.url).await?;
-    let keys = RedisKeys::new(&cfg.redis.key_prefix);
-    let start = stream::head(&mut redis, &keys).await?;
-    let fanout = Fanout::new(cfg.server.outbound_queue_frames, start);
-    let presence = Presence::from_config(&cfg, redis.clone(), pg.clone());
-    let ctx = Arc::new(NodeContext {
-        presence: presence.clone(),
-        publisher: Arc::new(Publisher::new(cfg.rabbitmq.clone())),
-        cfg: cfg.clone(),
-        pg,
-        redis,
-        keys: keys.clone(),
-        fanout: fanout.clone(),
-        login_gate: Semaphore::new(cfg.postgres.max_connections.max(1) as usize),
-    });
+    let ctx = Arc::new(NodeContext::connect(cfg.clone()).await?);
     let tasks = TaskTracker::new();
-    let follower_stop = CancellationToken::new();
+    let background_stop = CancellationToken::new();
+    spawn_background(&tasks, &ctx, &background_stop);
+    tracing::info!(addr = %listener.local_addr()?, node = %cfg.node_id, "server listening");
+    accept_until(&listener, &ctx, tls, &tasks, &shutdown).await;
+    drop(listener);
+    tracing::info!("server draining sessions");
+    background_stop.cancel();
+    tasks.close();
+    if tokio::time::timeout(DRAIN_LIMIT, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("sessions still open after 10 s of shutdown");
+    }
+    Ok(())
+}
+
+/// Starts the node's own tasks: the stream follower and the session sweep.
+fn spawn_background(tasks: &TaskTracker, ctx: &NodeContext, stop: &CancellationToken) {
+    let cfg = &ctx.cfg;
     tasks.spawn(fanout::follow(
-        cfg.redis.url.clone(),
-        keys,
-        fanout,
-        follower_stop.clone(),
+        cfg.redis.url.expose_secret().clone(),
+        ctx.keys.clone(),
+        ctx.fanout.clone(),
+        stop.clone(),
     ));
     tasks.spawn(sweep_sessions(
-        presence.clone(),
+        ctx.presence.clone(),
         Duration::from_millis(cfg.server.heartbeat_interval_ms.max(100)),
-        follower_stop.clone(),
+        stop.clone(),
     ));
-    tracing::info!(addr = %listener.local_addr()?, node = %cfg.node_id, "server listening");
-    let limit = Arc::new(Semaphore::new(cfg.server.max_connections));
-    let active = metrics::gauge!("rtmc_connections_active");
+}
+
+/// Accepts connections until `shutdown`, each in its own task, refusing
+/// those over `server.max_connections`.
+async fn accept_until(
+    listener: &TcpListener,
+    ctx: &Arc<NodeContext>,
+    tls: Option<TlsAcceptor>,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let limit = Arc::new(Semaphore::new(ctx.cfg.server.max_connections));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -104,18 +99,13 @@ pub async fn run(
         let (sock, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
                 continue;
             }
         };
         metrics::counter!("rtmc_connections_total").increment(1);
-        let _ = sock.set_nodelay(true);
-        if cfg.server.socket_send_buffer_bytes > 0 {
-            let _ = socket2::SockRef::from(&sock)
-                .set_send_buffer_size(cfg.server.socket_send_buffer_bytes);
-        }
+        tune_socket(&sock, ctx.cfg.server.socket_send_buffer_bytes);
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             metrics::counter!("rtmc_connections_refused_total").increment(1);
             // On a TLS port a plain-text frame would be garbage: just close.
@@ -124,49 +114,54 @@ pub async fn run(
             }
             continue;
         };
-        let ctx = ctx.clone();
         let stop = shutdown.child_token();
-        let active = active.clone();
-        let tls = tls.clone();
-        tasks.spawn(async move {
-            active.increment(1.0);
-            match tls {
-                None => {
-                    let (rd, wr) = sock.into_split();
-                    session::handle(ctx, rd, wr, peer, stop).await;
+        tasks.spawn(serve(ctx.clone(), sock, peer, tls.clone(), stop, permit));
+    }
+}
+
+fn tune_socket(sock: &TcpStream, send_buffer_bytes: usize) {
+    let _ = sock.set_nodelay(true);
+    if send_buffer_bytes > 0 {
+        let _ = socket2::SockRef::from(sock).set_send_buffer_size(send_buffer_bytes);
+    }
+}
+
+/// Runs one accepted connection (after a TLS handshake on a TLS port),
+/// holding its connection slot until it ends.
+async fn serve(
+    ctx: Arc<NodeContext>,
+    sock: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    stop: CancellationToken,
+    permit: OwnedSemaphorePermit,
+) {
+    let active = metrics::gauge!("rtmc_connections_active");
+    active.increment(1.0);
+    match tls {
+        None => {
+            let (rd, wr) = sock.into_split();
+            connection::handle(ctx, rd, wr, peer, stop).await;
+        }
+        Some(acceptor) => {
+            let limit = Duration::from_millis(ctx.cfg.server.login_timeout_ms);
+            match tokio::time::timeout(limit, acceptor.accept(sock)).await {
+                Ok(Ok(stream)) => {
+                    let (rd, wr) = tokio::io::split(stream);
+                    connection::handle(ctx, rd, wr, peer, stop).await;
                 }
-                Some(acceptor) => {
-                    let limit = Duration::from_millis(ctx.cfg.server.login_timeout_ms);
-                    match tokio::time::timeout(limit, acceptor.accept(sock)).await {
-                        Ok(Ok(stream)) => {
-                            let (rd, wr) = tokio::io::split(stream);
-                            session::handle(ctx, rd, wr, peer, stop).await;
-                        }
-                        Ok(Err(e)) => {
-                            metrics::counter!("rtmc_tls_handshake_failures_total").increment(1);
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        }
-                        Err(_) => {
-                            metrics::counter!("rtmc_tls_handshake_failures_total").increment(1);
-                        }
-                    }
+                Ok(Err(e)) => {
+                    metrics::counter!("rtmc_tls_handshake_failures_total").increment(1);
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    metrics::counter!("rtmc_tls_handshake_failures_total").increment(1);
                 }
             }
-            active.decrement(1.0);
-            drop(permit);
-        });
+        }
     }
-    drop(listener);
-    tracing::info!("server draining sessions");
-    follower_stop.cancel();
-    tasks.close();
-    if tokio::time::timeout(Duration::from_secs(10), tasks.wait())
-        .await
-        .is_err()
-    {
-        tracing::warn!("sessions still open after 10 s of shutdown");
-    }
-    Ok(())
+    active.decrement(1.0);
+    drop(permit);
 }
 
 /// Ends sessions whose node died without ending them (every interval).
@@ -178,7 +173,7 @@ async fn sweep_sessions(presence: Presence, every: Duration, stop: CancellationT
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match presence.sweep(1000).await {
+        match presence.sweep(SWEEP_BATCH_SESSIONS).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(ended = n, "swept expired sessions"),
             Err(e) => tracing::warn!(error = %e, "session sweep failed"),
@@ -186,7 +181,8 @@ async fn sweep_sessions(presence: Presence, every: Duration, stop: CancellationT
     }
 }
 
-async fn refuse(mut sock: tokio::net::TcpStream) {
+/// Tells a connection over the limit why, then closes it.
+async fn refuse(mut sock: TcpStream) {
     use tokio::io::AsyncWriteExt;
     let f = outbound::frame(&ServerFrame::error(
         ErrorCode::TooManyConnections,

@@ -11,8 +11,8 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::fanout::Delivery;
 use crate::protocol::{encode_frame, ErrorCode, ServerFrame};
+use crate::stream::Delivery;
 
 /// Work for the writer, in order.
 pub enum Outbound {
@@ -100,130 +100,182 @@ async fn write_within<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
+/// Writes until the control channel closes, a `Close` is written, or the
+/// client is too slow. On a failed write, what was not written is left in
+/// `unwritten`.
 async fn write_loop<W: AsyncWrite + Unpin>(
     sock: &mut W,
     control: &mut mpsc::Receiver<Outbound>,
     write_timeout: Duration,
     unwritten: &mut BytesMut,
 ) -> WriterEnd {
-    let deliveries = metrics::counter!("rtmc_deliveries_total");
-    let queue_depth = metrics::histogram!("rtmc_outbound_queue_frames");
-    let mut writes = 0u64;
-    let mut live: Option<(broadcast::Receiver<Delivery>, u64)> = None;
-    let mut backlog: VecDeque<Bytes> = VecDeque::new();
-    // Starts empty and is released after big writes: an idle session holds no buffer.
-    let mut buf = BytesMut::new();
+    let mut stats = WriterStats::new();
+    let mut pending = Pending::default();
     loop {
-        let mut closing = false;
-        let mut delivered = 0u64;
-        if !backlog.is_empty() {
+        if !pending.backlog.is_empty() {
             // A replay is written in bounded chunks, each under the write timeout.
-            while buf.len() < COALESCE_BYTES {
-                let Some(f) = backlog.pop_front() else { break };
-                buf.extend_from_slice(&f);
-            }
-            if let Err(end) = write_within(sock, &mut buf, write_timeout).await {
-                *unwritten = buf;
+            pending.take_backlog_chunk();
+            if let Err(end) = write_within(sock, &mut pending.buf, write_timeout).await {
+                *unwritten = pending.buf;
                 return end;
             }
             continue;
         }
-        // Wait for the first piece of work.
-        tokio::select! {
-            biased;
-            msg = control.recv() => match msg {
-                None => return WriterEnd::Closed,
-                Some(m) => closing = apply(m, &mut buf, &mut backlog, &mut live, &mut delivered),
-            },
-            d = recv_live(&mut live) => match d {
-                Ok(Some(d)) => { buf.extend_from_slice(&d.frame); delivered += 1; }
-                Ok(None) => {}
-                Err(()) => return WriterEnd::SlowConsumer,
-            },
-        }
-        // Coalesce whatever else is already queued.
-        // A pending replay goes out before any live frame.
-        while !closing && backlog.is_empty() && buf.len() < COALESCE_BYTES {
-            match control.try_recv() {
-                Ok(m) => {
-                    closing = apply(m, &mut buf, &mut backlog, &mut live, &mut delivered);
-                    continue;
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => closing = true,
-                Err(mpsc::error::TryRecvError::Empty) => {}
-            }
-            if closing {
-                break;
-            }
-            match try_live(&mut live) {
-                Ok(Some(d)) => {
-                    buf.extend_from_slice(&d.frame);
-                    delivered += 1;
-                }
-                Ok(None) => break,
-                Err(()) => return WriterEnd::SlowConsumer,
-            }
-        }
-        if !buf.is_empty() {
-            if let Err(end) = write_within(sock, &mut buf, write_timeout).await {
-                *unwritten = buf;
+        pending.delivered = 0;
+        let closing = match gather(&mut pending, control).await {
+            Ok(closing) => closing,
+            Err(end) => return end,
+        };
+        if !pending.buf.is_empty() {
+            if let Err(end) = write_within(sock, &mut pending.buf, write_timeout).await {
+                *unwritten = pending.buf;
                 return end;
             }
             // Release the buffer: a few allocations per write cost nothing next
             // to the syscall, and an idle session then holds no buffer at all.
-            buf = BytesMut::new();
+            pending.buf = BytesMut::new();
         }
-        deliveries.increment(delivered);
-        // Sampled: how far behind the ring this session is after a write.
-        writes += 1;
-        if writes.is_multiple_of(16) {
-            if let Some((rx, _)) = &live {
-                queue_depth.record(rx.len() as f64);
-            }
-        }
+        stats.wrote(&pending);
         if closing {
             return WriterEnd::Closed;
         }
     }
 }
 
-/// Applies one control message; returns true when the connection must close.
-fn apply(
-    m: Outbound,
-    buf: &mut BytesMut,
-    backlog: &mut VecDeque<Bytes>,
-    live: &mut Option<(broadcast::Receiver<Delivery>, u64)>,
-    delivered: &mut u64,
-) -> bool {
-    match m {
-        Outbound::Frame(f) => {
-            buf.extend_from_slice(&f);
-            false
+/// What the writer holds between writes.
+#[derive(Default)]
+struct Pending {
+    /// Frames coalesced for the next write. Starts empty and is released
+    /// after each write: an idle session holds no buffer.
+    buf: BytesMut,
+    /// Replayed frames not written yet; they go before any live frame.
+    backlog: VecDeque<Bytes>,
+    /// The live subscription and the last sequence number taken from it.
+    live: Option<(broadcast::Receiver<Delivery>, u64)>,
+    /// Deliveries put into `buf` since the last write (for the metric).
+    delivered: u64,
+}
+
+impl Pending {
+    /// Moves replayed frames into `buf`, up to one coalesced write.
+    fn take_backlog_chunk(&mut self) {
+        while self.buf.len() < COALESCE_BYTES {
+            let Some(f) = self.backlog.pop_front() else {
+                break;
+            };
+            self.buf.extend_from_slice(&f);
         }
-        Outbound::Subscribe(sub) => {
-            let Subscription {
-                replay,
-                done,
-                rx,
-                up_to,
-            } = *sub;
-            *delivered += replay.len() as u64;
-            backlog.extend(replay.into_iter().map(|d| d.frame));
-            backlog.extend(done);
-            *live = Some((rx, up_to));
-            false
-        }
-        Outbound::Close(f) => {
-            buf.extend_from_slice(&f);
-            true
+    }
+
+    fn push_live(&mut self, d: Delivery) {
+        self.buf.extend_from_slice(&d.frame);
+        self.delivered += 1;
+    }
+
+    /// Applies one control message; returns true when the connection must close.
+    fn apply(&mut self, m: Outbound) -> bool {
+        match m {
+            Outbound::Frame(f) => {
+                self.buf.extend_from_slice(&f);
+                false
+            }
+            Outbound::Subscribe(sub) => {
+                let Subscription {
+                    replay,
+                    done,
+                    rx,
+                    up_to,
+                } = *sub;
+                self.delivered += replay.len() as u64;
+                self.backlog.extend(replay.into_iter().map(|d| d.frame));
+                self.backlog.extend(done);
+                self.live = Some((rx, up_to));
+                false
+            }
+            Outbound::Close(f) => {
+                self.buf.extend_from_slice(&f);
+                true
+            }
         }
     }
 }
 
-/// Next live delivery after the subscription point; `Err` when lagged.
+/// Waits for the first piece of work, then coalesces whatever else is
+/// already queued, up to one write; a pending replay goes out before any
+/// live frame. `Ok(true)` when the connection closes after this write.
+async fn gather(
+    pending: &mut Pending,
+    control: &mut mpsc::Receiver<Outbound>,
+) -> Result<bool, WriterEnd> {
+    let mut closing = tokio::select! {
+        biased;
+        msg = control.recv() => match msg {
+            None => return Err(WriterEnd::Closed),
+            Some(m) => pending.apply(m),
+        },
+        d = recv_live(&mut pending.live) => {
+            if let Some(d) = d? {
+                pending.push_live(d);
+            }
+            false
+        }
+    };
+    while !closing && pending.backlog.is_empty() && pending.buf.len() < COALESCE_BYTES {
+        match control.try_recv() {
+            Ok(m) => {
+                closing = pending.apply(m);
+                continue;
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => closing = true,
+            Err(mpsc::error::TryRecvError::Empty) => {}
+        }
+        if closing {
+            break;
+        }
+        match try_live(&mut pending.live)? {
+            Some(d) => pending.push_live(d),
+            None => break,
+        }
+    }
+    Ok(closing)
+}
+
+/// The writer's metrics: deliveries written and, sampled, how far behind
+/// the ring the session is after a write.
+struct WriterStats {
+    deliveries: metrics::Counter,
+    queue_depth: metrics::Histogram,
+    writes: u64,
+}
+
+impl WriterStats {
+    /// One queue-depth sample per this many writes.
+    const SAMPLE_EVERY_WRITES: u64 = 16;
+
+    fn new() -> Self {
+        Self {
+            deliveries: metrics::counter!("rtmc_deliveries_total"),
+            queue_depth: metrics::histogram!("rtmc_outbound_queue_frames"),
+            writes: 0,
+        }
+    }
+
+    fn wrote(&mut self, pending: &Pending) {
+        self.deliveries.increment(pending.delivered);
+        self.writes += 1;
+        if self.writes.is_multiple_of(Self::SAMPLE_EVERY_WRITES) {
+            if let Some((rx, _)) = &pending.live {
+                self.queue_depth.record(rx.len() as f64);
+            }
+        }
+    }
+}
+
+/// Next live delivery after the subscription point; lagging behind the
+/// ring is a slow consumer.
 async fn recv_live(
     live: &mut Option<(broadcast::Receiver<Delivery>, u64)>,
-) -> Result<Option<Delivery>, ()> {
+) -> Result<Option<Delivery>, WriterEnd> {
     let Some((rx, last)) = live.as_mut() else {
         return std::future::pending().await;
     };
@@ -234,7 +286,7 @@ async fn recv_live(
                 *last = d.seq;
                 return Ok(Some(d));
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => return Err(()),
+            Err(broadcast::error::RecvError::Lagged(_)) => return Err(WriterEnd::SlowConsumer),
             Err(broadcast::error::RecvError::Closed) => {
                 *live = None;
                 return Ok(None);
@@ -243,9 +295,10 @@ async fn recv_live(
     }
 }
 
+/// The live delivery already queued, if any; lagging is a slow consumer.
 fn try_live(
     live: &mut Option<(broadcast::Receiver<Delivery>, u64)>,
-) -> Result<Option<Delivery>, ()> {
+) -> Result<Option<Delivery>, WriterEnd> {
     let Some((rx, last)) = live.as_mut() else {
         return Ok(None);
     };
@@ -256,7 +309,7 @@ fn try_live(
                 *last = d.seq;
                 return Ok(Some(d));
             }
-            Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(()),
+            Err(broadcast::error::TryRecvError::Lagged(_)) => return Err(WriterEnd::SlowConsumer),
             Err(broadcast::error::TryRecvError::Empty) => return Ok(None),
             Err(broadcast::error::TryRecvError::Closed) => {
                 *live = None;

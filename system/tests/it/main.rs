@@ -1,3 +1,4 @@
 //! Integration tests of the `rtmc` library that need no services.
 
 mod codec;
+mod layers;

@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
         services.redis.url(),
         p.cfg.redis.key_prefix
     );
-    println!("  PostgreSQL    : {}", p.cfg.postgres.url);
+    println!("  PostgreSQL    : {}", p.cfg.postgres.url.expose_secret());
     println!(
         "  users         : {} (password {:?})",
         args.users.join(", "),

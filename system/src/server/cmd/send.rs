@@ -1,0 +1,79 @@
+//! `send`: checks the message against the limits and the connection's send
+//! rate, then publishes it with a broker confirm in its own task, so the
+//! reader keeps reading; the `send_ack` (or `broker_unavailable`) follows
+//! the confirm. At most `server.max_inflight_sends` await a confirm at once.
+
+use crate::broker::{PublishedMessage, Publisher};
+use crate::protocol::{now_us, ErrorCode, ServerFrame};
+use crate::server::outbound::{frame, Outbound};
+use crate::server::session::{count_rejection, Next, Session};
+
+pub(super) async fn apply(
+    session: &mut Session,
+    body: String,
+    message_id: Option<String>,
+    sent_at_us: Option<u64>,
+) -> Next {
+    let msg = PublishedMessage {
+        message_id: message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        from: session.user_id(),
+        body,
+        sent_at_us: sent_at_us.unwrap_or_else(now_us),
+    };
+    let limits = &session.ctx.cfg.server;
+    if let Err(reason) = msg.check_limits(limits.max_body_bytes, limits.max_frame_bytes) {
+        session.error(ErrorCode::InvalidField, reason).await;
+        return Next::Continue;
+    }
+    if !session.sends.allow() {
+        refuse_over_rate(session, msg.message_id).await;
+        return Next::Continue;
+    }
+    // Wait for a slot: a client sending faster than the broker confirms
+    // is slowed down here rather than buffered without bound.
+    let Ok(permit) = session.inflight.clone().acquire_owned().await else {
+        return Next::Close;
+    };
+    let publisher = session.ctx.publisher.clone();
+    let out = session.out.clone();
+    tokio::spawn(async move {
+        let reply = publish(&publisher, msg).await;
+        let _ = out.send(Outbound::Frame(frame(&reply))).await;
+        drop(permit);
+    });
+    Next::Continue
+}
+
+/// Refuses a send over `server.max_sends_per_sec`, naming the message.
+async fn refuse_over_rate(session: &Session, message_id: String) {
+    metrics::counter!("rtmc_rate_limited_total", "kind" => "send").increment(1);
+    count_rejection(ErrorCode::RateLimited);
+    let max_sends_per_sec = session.ctx.cfg.server.max_sends_per_sec;
+    session
+        .reply(ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+            message: format!("more than {max_sends_per_sec} sends per second; not published"),
+            message_id: Some(message_id),
+        })
+        .await;
+}
+
+/// Publishes and waits for the confirm; the frame that answers the send.
+async fn publish(publisher: &Publisher, msg: PublishedMessage) -> ServerFrame {
+    match publisher.publish(&msg).await {
+        Ok(()) => {
+            metrics::counter!("rtmc_sends_total", "result" => "ack").increment(1);
+            ServerFrame::SendAck {
+                message_id: msg.message_id,
+            }
+        }
+        Err(e) => {
+            count_rejection(ErrorCode::BrokerUnavailable);
+            ServerFrame::Error {
+                code: ErrorCode::BrokerUnavailable,
+                message: e.to_string(),
+                message_id: Some(msg.message_id),
+            }
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! What every session of one server node shares: its connections to
+//! PostgreSQL, Redis and the broker, the presence store, the fan-out ring
+//! and the login gate. Built once, when the node starts.
+
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+
+use super::fanout::Fanout;
+use crate::broker::Publisher;
+use crate::config::Config;
+use crate::error::StartError;
+use crate::presence::Presence;
+use crate::stream::{self, RedisKeys};
+
+/// Largest replay served to one `resume`.
+pub(super) const MAX_REPLAY_MESSAGES: u64 = 200_000;
+
+/// What every session of this node shares.
+pub(super) struct NodeContext {
+    pub cfg: Arc<Config>,
+    pub pg: PgPool,
+    pub redis: ConnectionManager,
+    pub keys: RedisKeys,
+    pub publisher: Arc<Publisher>,
+    pub presence: Presence,
+    pub fanout: Fanout,
+    /// Logins doing database work at once (the pool size): a login storm
+    /// queues here, within each connection's login deadline, instead of
+    /// timing out on the pool.
+    pub login_gate: Semaphore,
+}
+
+impl NodeContext {
+    /// Connects to PostgreSQL and Redis and starts the fan-out ring at the
+    /// stream's current head. The broker is connected lazily, on first use.
+    pub async fn connect(cfg: Arc<Config>) -> Result<Self, StartError> {
+        let pg = crate::db::connect(&cfg.postgres).await?;
+        let mut redis = stream::managed_connection(cfg.redis.url.expose_secret()).await?;
+        let keys = RedisKeys::new(&cfg.redis.key_prefix);
+        let start = stream::head(&mut redis, &keys).await?;
+        Ok(Self {
+            fanout: Fanout::new(cfg.server.outbound_queue_frames, start),
+            presence: Presence::from_config(&cfg, redis.clone(), pg.clone()),
+            publisher: Arc::new(Publisher::new(cfg.rabbitmq.clone())),
+            login_gate: Semaphore::new(cfg.postgres.max_connections.max(1) as usize),
+            cfg,
+            pg,
+            redis,
+            keys,
+        })
+    }
+}
