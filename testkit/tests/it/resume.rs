@@ -124,7 +124,7 @@ async fn resume_reads_postgres_once_redis_has_trimmed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resume_of_history_stored_nowhere_is_refused_clearly() {
+async fn resume_of_messages_stored_nowhere_is_refused_clearly() {
     let p = Pipeline::shared(PipelineOptions {
         sync: false,
         ..PipelineOptions::default()
@@ -152,7 +152,7 @@ async fn resume_of_history_stored_nowhere_is_refused_clearly() {
         },
     )
     .await;
-    // Simulate history lost everywhere: trim Redis with nothing in PostgreSQL.
+    // Simulate messages lost everywhere: trim Redis with nothing in PostgreSQL.
     let _: u64 = redis::cmd("XTRIM")
         .arg(format!("{}:stream", p.cfg.redis.key_prefix))
         .arg("MAXLEN")
