@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::accounting::DeliveryTotals;
-use crate::clients::{acked_not_delivered, Fleet};
+use crate::accounting::{acked_not_delivered, union_into, DeliveryTotals};
+use crate::clients::Fleet;
 use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram, LatencySummary};
 use crate::live::LiveStats;
 use crate::publisher::{publish, Channel, MessageShape, PublishOutcome, Schedule};
@@ -270,12 +270,7 @@ pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -
 
     let mut acked_set: Vec<u64> = Vec::new();
     for o in &outcomes {
-        if acked_set.len() < o.acked_set.len() {
-            acked_set.resize(o.acked_set.len(), 0);
-        }
-        for (w, &b) in acked_set.iter_mut().zip(o.acked_set.iter()) {
-            *w |= b;
-        }
+        union_into(&mut acked_set, &o.acked_set);
         error_samples.extend(o.error_samples.iter().cloned());
     }
     error_samples.truncate(10);
