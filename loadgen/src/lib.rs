@@ -20,4 +20,5 @@ pub mod resp;
 pub mod run;
 pub mod selfcheck;
 pub mod stack;
+pub mod verdict;
 pub mod wire;

@@ -9,17 +9,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::clients::{ConnectSummary, Fleet, FleetOptions, Protocol};
-use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram, LatencySummary};
+use crate::clients::{Fleet, FleetOptions, Protocol};
+use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
 use crate::live::LiveStats;
 use crate::phase::{current_head, run_phase, HeadProbe, PhaseResult, PhaseSpec};
+use crate::plot;
 use crate::profile::{Profile, PublishVia};
 use crate::publisher::{Channel, MessageShape};
 use crate::report::{
-    self, phase_violations, ConnectReport, FloorComparison, RampReport, RampStep, ReportError,
-    ReportHistograms, RunReport,
+    self, ConnectReport, FloorComparison, RampReport, RampStep, ReportError, ReportHistograms,
+    RunReport,
 };
 use crate::stack::{self, StackError, Target};
+use crate::verdict::phase_violations;
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,22 +60,6 @@ pub struct RunOutcome {
     pub report: RunReport,
     pub dir: PathBuf,
     pub files: Vec<PathBuf>,
-}
-
-fn connect_report(clients: usize, s: &ConnectSummary) -> ConnectReport {
-    ConnectReport {
-        clients,
-        connected: s.connected,
-        connect_errors: s.connect_errors,
-        login_errors: s.login_errors,
-        error_samples: s.error_samples.clone(),
-        connect: LatencySummary::of(&s.connect_hist),
-        login: LatencySummary::of(&s.login_hist),
-        ramp_secs: s.ramp_secs,
-        server_rss_kib_before: None,
-        server_rss_kib_after: None,
-        server_kib_per_client: None,
-    }
 }
 
 /// Summed resident memory (VmRSS) of `pids` in KiB; `None` if any is unreadable.
@@ -225,15 +211,18 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
         merged.push(("floor", &floor_hist));
         merged.push(("floor-ack", &floor_ack));
     }
-    let files = report::write_dir(
+    let h = ReportHistograms {
+        run_start: run_start_sys,
+        intervals: &intervals,
+        merged,
+    };
+    let mut files = report::write_dir(&dir, &report, &h)?;
+    files.extend(plot::write_all(
         &dir,
-        &report,
-        &ReportHistograms {
-            run_start: run_start_sys,
-            intervals: &intervals,
-            merged,
-        },
-    )?;
+        h.intervals,
+        &h.merged,
+        report.ramp.as_ref(),
+    ));
     Ok(RunOutcome { report, dir, files })
 }
 
@@ -287,7 +276,7 @@ async fn rtmc_phases(
         live,
     )
     .await;
-    let mut c = connect_report(load.clients, &fleet.summary);
+    let mut c = ConnectReport::of(load.clients, &fleet.summary);
     // Let the server settle (login bursts free their transient buffers),
     // then weigh it with every client connected and idle.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -416,11 +405,7 @@ async fn rtmc_phases(
                 max_sustainable_deliveries_per_sec: best.map(|b| b.1),
                 steps,
             });
-            if best.is_none() {
-                report
-                    .failures
-                    .push("ramp: not even the first step met the SLO without loss".into());
-            }
+            report.judge_ramp(best.map(|b| b.0));
             if let Some(last) = report.ramp.as_ref().and_then(|r| r.steps.last()) {
                 report.rtmc = Some(last.phase.clone());
             }
@@ -518,7 +503,7 @@ async fn floor_phase(
         live,
     )
     .await;
-    let c = connect_report(load.clients, &fleet.summary);
+    let c = ConnectReport::of(load.clients, &fleet.summary);
     report.judge_connect("floor", &c, profile.slo.max_connect_error_pct);
     report.floor_connect = Some(c);
     let r = run_phase(
@@ -544,18 +529,7 @@ async fn floor_phase(
         run_start,
     )
     .await;
-    // Redis pub/sub is at-most-once: its loss is a fact about the yardstick,
-    // reported but not a failure of rtmc.
-    let v = phase_violations(&r.report, None, 100.0);
-    if !v.is_empty() {
-        report.notes.push(format!("floor: {}", v.join("; ")));
-    }
-    if r.report.selfcheck.verdict != crate::selfcheck::Verdict::Ok {
-        report.notes.push(format!(
-            "floor self-check: {}",
-            r.report.selfcheck.explanation
-        ));
-    }
+    report.note_floor(&r.report);
     report.floor = Some(r.report.clone());
     Ok(Some(r))
 }
