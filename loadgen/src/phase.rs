@@ -15,7 +15,9 @@ use crate::clients::{Fleet, SyncResult};
 use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram, LatencySummary};
 use crate::live::LiveStats;
 use crate::profile::Profile;
-use crate::publisher::{publish, Channel, MessageShape, PublishError, PublishOutcome, Schedule};
+use crate::publisher::{
+    publish, Channel, ChannelShare, MessageShape, PublishError, PublishOutcome, Schedule,
+};
 use crate::selfcheck::{sample_cpu, LagProbe, SelfCheck};
 
 /// How long a publisher waits for the answers after its last tick.
@@ -316,11 +318,15 @@ fn spawn_publishers(
     let count = spec.channels.len() as u32;
     let mut publishers = JoinSet::new();
     for (k, ch) in spec.channels.iter().cloned().enumerate() {
-        let (shape, live) = (spec.shape.clone(), live.clone());
-        let ack_timeout = spec.ack_timeout;
-        publishers.spawn(async move {
-            publish(ch, k as u32, count, schedule, shape, live, ack_timeout).await
-        });
+        let share = ChannelShare {
+            index: k as u32,
+            count,
+            schedule,
+            shape: spec.shape.clone(),
+            live: live.clone(),
+            ack_timeout: spec.ack_timeout,
+        };
+        publishers.spawn(publish(ch, share));
     }
     publishers
 }

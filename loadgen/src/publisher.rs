@@ -212,19 +212,21 @@ impl MessageShape {
     }
 }
 
-/// One channel's part of a phase: its ticks of the schedule, what the
-/// messages look like, where they are counted, and how long answers may take.
-struct Share {
+/// One channel's part of a phase: its ticks of the schedule (`i ≡ index
+/// (mod count)`), what the messages look like, where they are counted, and
+/// how long answers may take after the last tick.
+#[derive(Clone)]
+pub struct ChannelShare {
     /// This channel's index among `count` channels.
-    index: u32,
-    count: u32,
-    schedule: Schedule,
-    shape: Arc<MessageShape>,
-    live: Arc<LiveStats>,
-    ack_timeout: Duration,
+    pub index: u32,
+    pub count: u32,
+    pub schedule: Schedule,
+    pub shape: Arc<MessageShape>,
+    pub live: Arc<LiveStats>,
+    pub ack_timeout: Duration,
 }
 
-impl Share {
+impl ChannelShare {
     /// Tick indexes `i ≡ index (mod count)`, in order.
     fn ticks(&self) -> impl Iterator<Item = u64> {
         my_ticks(self.index, self.count, self.schedule.total)
@@ -236,25 +238,12 @@ impl Share {
     }
 }
 
-/// Runs one channel over ticks `i ≡ index (mod count)` of the schedule, then
-/// waits up to `ack_timeout` for the outstanding answers.
+/// Runs one channel over its share of the schedule, then waits up to the
+/// ack timeout for the outstanding answers.
 pub async fn publish(
     channel: Channel,
-    index: u32,
-    count: u32,
-    schedule: Schedule,
-    shape: Arc<MessageShape>,
-    live: Arc<LiveStats>,
-    ack_timeout: Duration,
+    share: ChannelShare,
 ) -> Result<PublishOutcome, PublishError> {
-    let share = Share {
-        index,
-        count,
-        schedule,
-        shape,
-        live,
-        ack_timeout,
-    };
     match channel {
         Channel::Tcp {
             addr,
@@ -335,7 +324,7 @@ async fn publish_tcp(
     addr: SocketAddr,
     user: &str,
     password: &str,
-    share: Share,
+    share: ChannelShare,
 ) -> Result<PublishOutcome, PublishError> {
     let stream = connect_nodelay(addr).await?;
     let mut conn = rtmc::client::Connection::from_stream(stream, PUBLISHER_MAX_FRAME_BYTES);
@@ -374,7 +363,11 @@ async fn publish_tcp(
 /// Reads acks and refusals, matched by message id, until all `mine` are
 /// answered or the answers deadline passes; broadcasts are skipped. Returns
 /// the outcome so far and how many were answered.
-async fn read_acks(reader: &mut OwnedReadHalf, share: &Share, mine: u64) -> (PublishOutcome, u64) {
+async fn read_acks(
+    reader: &mut OwnedReadHalf,
+    share: &ChannelShare,
+    mine: u64,
+) -> (PublishOutcome, u64) {
     let schedule = share.schedule;
     let live = &share.live;
     let mut outcome = PublishOutcome::default();
@@ -428,7 +421,7 @@ async fn publish_http(
     base_url: &str,
     api_key: &str,
     concurrency: usize,
-    share: Share,
+    share: ChannelShare,
 ) -> Result<PublishOutcome, PublishError> {
     let client = reqwest::Client::builder()
         .no_proxy()
@@ -494,7 +487,7 @@ async fn post_message(
 async fn publish_redis(
     addr: SocketAddr,
     channel: &str,
-    share: Share,
+    share: ChannelShare,
 ) -> Result<PublishOutcome, PublishError> {
     let stream = connect_nodelay(addr).await?;
     let (mut reader, writer) = stream.into_split();
@@ -521,7 +514,7 @@ async fn publish_redis(
 /// Reads `PUBLISH` replies until one came for every tick or the answers
 /// deadline passes; Redis answers in order, so reply `k` belongs to tick
 /// `k`. Returns the outcome so far and how many replies came.
-async fn read_replies(reader: &mut OwnedReadHalf, share: &Share) -> (PublishOutcome, u64) {
+async fn read_replies(reader: &mut OwnedReadHalf, share: &ChannelShare) -> (PublishOutcome, u64) {
     let schedule = share.schedule;
     let live = &share.live;
     let mut outcome = PublishOutcome::default();

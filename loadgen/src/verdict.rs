@@ -24,11 +24,7 @@ impl RunReport {
     /// Adds the failures a bring-up implies.
     pub fn judge_connect(&mut self, label: &str, c: &ConnectReport, max_pct: f64) {
         let failed = c.connect_errors + c.login_errors;
-        let pct = if c.clients == 0 {
-            0.0
-        } else {
-            100.0 * failed as f64 / c.clients as f64
-        };
+        let pct = percent(failed as u64, c.clients as u64);
         if failed > 0 && pct > max_pct {
             self.failures.push(format!(
                 "{label}: {failed} of {} clients failed to connect/log in ({pct:.2}% > {max_pct}%): {}",
@@ -123,11 +119,7 @@ pub fn phase_violations(
 fn publish_violations(p: &PhaseReport, max_pub_err_pct: f64) -> Vec<String> {
     let mut out = Vec::new();
     let failed = p.publish_errors + p.unanswered;
-    let pct = if p.published == 0 {
-        0.0
-    } else {
-        100.0 * failed as f64 / p.published as f64
-    };
+    let pct = percent(failed, p.published);
     if failed > 0 && pct > max_pub_err_pct {
         out.push(format!(
             "{} publishes failed, {} unanswered ({pct:.2}% > {max_pub_err_pct}%): {}",
@@ -140,4 +132,13 @@ fn publish_violations(p: &PhaseReport, max_pub_err_pct: f64) -> Vec<String> {
         out.push("nothing was published".into());
     }
     out
+}
+
+/// `part` in percent of `whole` (0 when there is no whole).
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
 }
