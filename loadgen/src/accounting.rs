@@ -1,6 +1,8 @@
 //! Per-receiver delivery accounting: which sequence numbers a client should
-//! have seen, which it saw, and what was lost, duplicated or reordered. Pure
-//! and synchronous so every case is unit-tested.
+//! have seen, which it saw, and what was lost, duplicated or reordered; and
+//! the witness check, bitsets of publisher sequences that find a message the
+//! server acknowledged but a receiver never got. Pure and synchronous so
+//! every case is unit-tested.
 
 use std::collections::BTreeMap;
 
@@ -188,6 +190,44 @@ impl SeqAccount {
     }
 }
 
+/// Sets bit `i` in a growable bitset of publisher sequences.
+pub fn set_bit(bits: &mut Vec<u64>, i: u64) {
+    let word = (i / 64) as usize;
+    if word >= bits.len() {
+        // Bounded by the run's message count; a wild id must not allocate gigabytes.
+        if word > 64 * 1024 * 1024 {
+            return;
+        }
+        bits.resize(word + 1, 0);
+    }
+    bits[word] |= 1 << (i % 64);
+}
+
+/// Whether bit `i` is set.
+pub fn has_bit(bits: &[u64], i: u64) -> bool {
+    bits.get((i / 64) as usize)
+        .is_some_and(|w| w & (1 << (i % 64)) != 0)
+}
+
+/// Adds every bit of `other` to `bits`.
+pub fn union_into(bits: &mut Vec<u64>, other: &[u64]) {
+    if bits.len() < other.len() {
+        bits.resize(other.len(), 0);
+    }
+    for (w, &b) in bits.iter_mut().zip(other.iter()) {
+        *w |= b;
+    }
+}
+
+/// Acknowledged publisher sequences that a witness never received.
+pub fn acked_not_delivered(acked: &[u64], seen: &[u64]) -> u64 {
+    acked
+        .iter()
+        .enumerate()
+        .map(|(k, &w)| (w & !seen.get(k).copied().unwrap_or(0)).count_ones() as u64)
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,5 +307,23 @@ mod tests {
         };
         assert_eq!(later.since(&sum).lost, 1);
         assert_eq!(later.since(&sum).expected, 4);
+    }
+
+    #[test]
+    fn bitsets_find_acked_but_undelivered() {
+        let mut acked = Vec::new();
+        let mut seen = Vec::new();
+        for i in [0, 5, 64, 130] {
+            set_bit(&mut acked, i);
+        }
+        for i in [0, 64, 130, 200] {
+            set_bit(&mut seen, i);
+        }
+        assert!(has_bit(&seen, 200) && !has_bit(&seen, 5));
+        assert_eq!(acked_not_delivered(&acked, &seen), 1);
+        assert_eq!(acked_not_delivered(&acked, &[]), 4);
+        let mut union = vec![1];
+        union_into(&mut union, &seen);
+        assert!(has_bit(&union, 0) && has_bit(&union, 200) && !has_bit(&union, 5));
     }
 }

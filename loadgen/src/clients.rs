@@ -4,23 +4,28 @@
 //! frames straight out of a `BytesMut`, and keeps its delivery accounting.
 //! The [`Fleet`] drives them through measurement steps with a watch channel.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use rtmc::protocol::{ClientCommand, ErrorCode, ServerFrame};
+use rtmc::protocol::{now_us, ClientCommand, ErrorCode, ServerFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::accounting::{DeliveryTotals, SeqAccount};
+use crate::accounting::{set_bit, DeliveryTotals, SeqAccount};
 use crate::histogram::{new_histogram, record_us, LatencyHistogram};
 use crate::live::LiveStats;
+use crate::profile::LoadProfile;
 use crate::resp::{self, RespItem};
 use crate::wire::{self, parse_broadcast};
+
+/// Past this many clients one source address runs out of ephemeral ports.
+const ONE_SOURCE_ADDR_MAX_CLIENTS: usize = 25_000;
+/// Connect and login errors kept as samples for the report.
+const ERROR_SAMPLES: usize = 5;
 
 /// What the simulated clients speak.
 #[derive(Debug, Clone)]
@@ -54,6 +59,53 @@ pub struct FleetOptions {
     pub run_id: u32,
 }
 
+/// A profile's fleet settings that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("source address {0:?} is not an IP address")]
+    SourceAddr(String),
+}
+
+impl FleetOptions {
+    /// The fleet a load profile describes, speaking `protocol` to `targets`.
+    /// Without explicit source addresses, more clients than one address has
+    /// ports for are spread over 127.0.0.1 … 127.0.0.8.
+    pub fn for_load(
+        load: &LoadProfile,
+        targets: Vec<SocketAddr>,
+        protocol: Protocol,
+        run_id: u32,
+    ) -> Result<Self, FleetError> {
+        let mut source_addrs = load
+            .source_addrs
+            .iter()
+            .map(|s| s.parse().map_err(|_| FleetError::SourceAddr(s.clone())))
+            .collect::<Result<Vec<IpAddr>, _>>()?;
+        if source_addrs.is_empty() && load.clients > ONE_SOURCE_ADDR_MAX_CLIENTS {
+            source_addrs = (1..=8u8)
+                .map(|n| IpAddr::V4(Ipv4Addr::new(127, 0, 0, n)))
+                .collect();
+        }
+        Ok(Self {
+            clients: load.clients,
+            connects_per_sec: load.connects_per_sec,
+            targets,
+            protocol,
+            source_addrs,
+            connect_timeout_ms: load.connect_timeout_ms,
+            witnesses: load.witnesses,
+            run_id,
+        })
+    }
+
+    /// How long bring-up may take: the connect ramp, one connect timeout
+    /// for the last client started, and a margin.
+    fn bring_up_bound(&self) -> Duration {
+        let ramp = Duration::from_secs_f64(self.clients as f64 / self.connects_per_sec.max(1.0));
+        ramp + Duration::from_millis(self.connect_timeout_ms) + Duration::from_secs(5)
+    }
+}
+
 /// What the fleet asks of every client.
 #[derive(Debug, Clone, Copy)]
 struct Control {
@@ -77,7 +129,13 @@ struct ClientReport {
 
 /// Result of connecting one client.
 enum Ready {
-    Up { start_after: u64 },
+    Up {
+        /// The head announced at login: the client expects what comes after.
+        start_after: u64,
+        connect_us: u64,
+        /// Connect start → logged in (or subscribed).
+        login_us: u64,
+    },
     ConnectFailed(String),
     LoginFailed(String),
 }
@@ -116,6 +174,39 @@ impl Default for ConnectSummary {
     }
 }
 
+impl ConnectSummary {
+    /// Counts one client's bring-up.
+    fn record(&mut self, ready: Ready) {
+        match ready {
+            Ready::Up {
+                start_after,
+                connect_us,
+                login_us,
+            } => {
+                self.connected += 1;
+                record_us(&mut self.connect_hist, connect_us);
+                record_us(&mut self.login_hist, login_us);
+                self.min_start_after = self.min_start_after.min(start_after);
+                self.max_start_after = self.max_start_after.max(start_after);
+            }
+            Ready::ConnectFailed(e) => {
+                self.connect_errors += 1;
+                self.sample_error(format!("connect: {e}"));
+            }
+            Ready::LoginFailed(e) => {
+                self.login_errors += 1;
+                self.sample_error(format!("login: {e}"));
+            }
+        }
+    }
+
+    fn sample_error(&mut self, e: String) {
+        if self.error_samples.len() < ERROR_SAMPLES {
+            self.error_samples.push(e);
+        }
+    }
+}
+
 /// The connected clients.
 pub struct Fleet {
     control: watch::Sender<Control>,
@@ -131,8 +222,17 @@ pub struct SyncResult {
     pub totals: DeliveryTotals,
     /// Clients that did not answer before the deadline.
     pub silent_clients: usize,
-    /// Union over witnesses of: publisher sequences each of them missed... kept per witness.
+    /// One bitset per witness client (on the last sync only): the publisher
+    /// sequences of this run it received.
     pub witness_sets: Vec<Vec<u64>>,
+}
+
+/// The channels a client task answers the fleet on.
+#[derive(Clone)]
+struct FleetLinks {
+    control: watch::Receiver<Control>,
+    reports: mpsc::UnboundedSender<ClientReport>,
+    ready: mpsc::UnboundedSender<Ready>,
 }
 
 impl Fleet {
@@ -146,74 +246,16 @@ impl Fleet {
             last: false,
         });
         let (report_tx, reports) = mpsc::unbounded_channel();
-        let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<(Ready, u64, u64)>();
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let opts = Arc::new(opts);
         let started = Instant::now();
-        let spawner = {
-            let opts = opts.clone();
-            let live = live.clone();
-            tokio::spawn(async move {
-                let t0 = tokio::time::Instant::now();
-                let rate = opts.connects_per_sec.max(1.0);
-                for i in 0..opts.clients {
-                    tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / rate)).await;
-                    let client = ClientTask {
-                        index: i,
-                        opts: opts.clone(),
-                        live: live.clone(),
-                        control: control_rx.clone(),
-                        reports: report_tx.clone(),
-                        ready: ready_tx.clone(),
-                    };
-                    tokio::spawn(client.run());
-                }
-            })
+        let links = FleetLinks {
+            control: control_rx,
+            reports: report_tx,
+            ready: ready_tx,
         };
-        let mut summary = ConnectSummary {
-            min_start_after: u64::MAX,
-            ..Default::default()
-        };
-        // Every client answers within its connect timeout after it started.
-        let ramp = Duration::from_secs_f64(opts.clients as f64 / opts.connects_per_sec.max(1.0));
-        let deadline = tokio::time::Instant::now()
-            + ramp
-            + Duration::from_millis(opts.connect_timeout_ms)
-            + Duration::from_secs(5);
-        let mut answered = 0;
-        while answered < opts.clients {
-            let Ok(Some((ready, connect_us, login_us))) =
-                tokio::time::timeout_at(deadline, ready_rx.recv()).await
-            else {
-                break;
-            };
-            answered += 1;
-            match ready {
-                Ready::Up { start_after } => {
-                    summary.connected += 1;
-                    record_us(&mut summary.connect_hist, connect_us);
-                    record_us(&mut summary.login_hist, login_us);
-                    summary.min_start_after = summary.min_start_after.min(start_after);
-                    summary.max_start_after = summary.max_start_after.max(start_after);
-                }
-                Ready::ConnectFailed(e) => {
-                    summary.connect_errors += 1;
-                    if summary.error_samples.len() < 5 {
-                        summary.error_samples.push(format!("connect: {e}"));
-                    }
-                }
-                Ready::LoginFailed(e) => {
-                    summary.login_errors += 1;
-                    if summary.error_samples.len() < 5 {
-                        summary.error_samples.push(format!("login: {e}"));
-                    }
-                }
-            }
-        }
-        // Clients that never answered count as connect errors.
-        summary.connect_errors += opts.clients - answered;
-        if summary.min_start_after == u64::MAX {
-            summary.min_start_after = 0;
-        }
+        let spawner = tokio::spawn(spawn_clients(opts.clone(), live.clone(), links));
+        let mut summary = await_ready(&opts, ready_rx).await;
         summary.ramp_secs = started.elapsed().as_secs_f64();
         let _ = spawner.await;
         Fleet {
@@ -257,14 +299,55 @@ impl Fleet {
     }
 }
 
+/// Starts client `i` at `i / connects_per_sec` after the first (open loop).
+async fn spawn_clients(opts: Arc<FleetOptions>, live: Arc<LiveStats>, links: FleetLinks) {
+    let t0 = tokio::time::Instant::now();
+    let rate = opts.connects_per_sec.max(1.0);
+    for i in 0..opts.clients {
+        tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / rate)).await;
+        let client = ClientTask {
+            index: i,
+            opts: opts.clone(),
+            live: live.clone(),
+            links: links.clone(),
+        };
+        tokio::spawn(client.run());
+    }
+}
+
+/// Waits until every client is up or failed, or the bring-up bound passed;
+/// clients that never answered count as connect errors.
+async fn await_ready(
+    opts: &FleetOptions,
+    mut ready_rx: mpsc::UnboundedReceiver<Ready>,
+) -> ConnectSummary {
+    let mut summary = ConnectSummary {
+        min_start_after: u64::MAX,
+        ..Default::default()
+    };
+    // Every client answers within its connect timeout after it started.
+    let deadline = tokio::time::Instant::now() + opts.bring_up_bound();
+    let mut answered = 0;
+    while answered < opts.clients {
+        let Ok(Some(ready)) = tokio::time::timeout_at(deadline, ready_rx.recv()).await else {
+            break;
+        };
+        answered += 1;
+        summary.record(ready);
+    }
+    summary.connect_errors += opts.clients - answered;
+    if summary.min_start_after == u64::MAX {
+        summary.min_start_after = 0;
+    }
+    summary
+}
+
 /// One simulated client.
 struct ClientTask {
     index: usize,
     opts: Arc<FleetOptions>,
     live: Arc<LiveStats>,
-    control: watch::Receiver<Control>,
-    reports: mpsc::UnboundedSender<ClientReport>,
-    ready: mpsc::UnboundedSender<(Ready, u64, u64)>,
+    links: FleetLinks,
 }
 
 /// The `heartbeat` command as one ready frame.
@@ -274,6 +357,9 @@ fn heartbeat_frame() -> Vec<u8> {
     out
 }
 
+/// `connect(2)` refused for want of a free local port (`EADDRNOTAVAIL`).
+const EADDRNOTAVAIL: i32 = 99;
+
 async fn connect_from(
     target: SocketAddr,
     sources: &[IpAddr],
@@ -281,7 +367,7 @@ async fn connect_from(
 ) -> std::io::Result<TcpStream> {
     if sources.is_empty() {
         match TcpStream::connect(target).await {
-            Err(e) if e.raw_os_error() == Some(99) => {} // EADDRNOTAVAIL: try other sources
+            Err(e) if e.raw_os_error() == Some(EADDRNOTAVAIL) => {} // try other sources
             other => return other,
         }
     }
@@ -303,31 +389,29 @@ async fn connect_from(
         socket.bind(SocketAddr::new(src, 0))?;
         match socket.connect(target).await {
             Ok(s) => return Ok(s),
-            Err(e) if e.raw_os_error() == Some(99) => last = Some(e),
+            Err(e) if e.raw_os_error() == Some(EADDRNOTAVAIL) => last = Some(e),
             Err(e) => return Err(e),
         }
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("no source address left")))
 }
 
-/// Reads until one complete frame is in `buf`; returns its payload.
+/// Reads until one complete frame is in `buf`; consumes it and returns its payload.
 async fn read_frame(
     reader: &mut OwnedReadHalf,
     buf: &mut BytesMut,
-    max: usize,
+    max_frame_bytes: usize,
 ) -> Result<Vec<u8>, String> {
     loop {
         let mut first = None;
-        let used = wire::for_each_frame(buf, max, |p| {
+        wire::for_each_frame(buf, max_frame_bytes, |p| {
             if first.is_none() {
                 first = Some(p.to_vec());
             }
         })
         .map_err(|e| e.to_string())?;
         if let Some(p) = first {
-            let len = p.len() + rtmc::protocol::FRAME_HEADER_BYTES;
-            let _ = used;
-            buf.advance(len);
+            buf.advance(p.len() + rtmc::protocol::FRAME_HEADER_BYTES);
             return Ok(p);
         }
         if reader.read_buf(buf).await.map_err(|e| e.to_string())? == 0 {
@@ -336,7 +420,8 @@ async fn read_frame(
     }
 }
 
-/// Reads until one complete RESP item is in `buf`; returns whether it was an error.
+/// Reads until one complete RESP item is in `buf` and consumes it; an error
+/// reply comes back as `Err` with its text.
 async fn read_resp(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<(), String> {
     loop {
         match resp::next_item(buf, 0).map_err(|e| e.to_string())? {
@@ -354,9 +439,55 @@ async fn read_resp(reader: &mut OwnedReadHalf, buf: &mut BytesMut) -> Result<(),
     }
 }
 
-/// Microseconds since the Unix epoch.
-pub fn now_us() -> u64 {
-    rtmc::protocol::now_us()
+/// What one client has received: its accounting, its witness bitset, and the
+/// latencies of the read batch at hand.
+struct Inbox {
+    account: SeqAccount,
+    /// Publisher sequences of this run that arrived (witness clients only).
+    witness: Option<Vec<u64>>,
+    /// Publish→receive latencies of the current read batch, µs.
+    batch_latencies_us: Vec<u64>,
+    /// The code of the last `error` frame (tells a slow-consumer cut-off apart).
+    last_error: Option<ErrorCode>,
+}
+
+impl Inbox {
+    fn new(start_after: u64, witness: bool) -> Self {
+        Self {
+            account: SeqAccount::new(start_after),
+            witness: witness.then(Vec::new),
+            batch_latencies_us: Vec::with_capacity(256),
+            last_error: None,
+        }
+    }
+
+    /// Takes one payload received at `now_us`: a broadcast by the byte scan,
+    /// any other rtmc frame through serde.
+    fn take_payload(&mut self, p: &[u8], now_us: u64, run_id: u32, rtmc: bool, live: &LiveStats) {
+        if let Some(b) = parse_broadcast(p) {
+            self.account.record(b.seq);
+            self.batch_latencies_us
+                .push(now_us.saturating_sub(b.sent_at_us));
+            if let (Some(w), Some(o)) = (self.witness.as_mut(), b.origin) {
+                if o.run_id == run_id {
+                    set_bit(w, o.publisher_seq);
+                }
+            }
+        } else if rtmc {
+            match ServerFrame::parse(p) {
+                Ok(ServerFrame::Broadcast(b)) => {
+                    self.account.record(b.seq);
+                    self.batch_latencies_us
+                        .push(now_us.saturating_sub(b.sent_at_us));
+                }
+                Ok(ServerFrame::Error { code, .. }) => self.last_error = Some(code),
+                Ok(_) => {}
+                Err(_) => LiveStats::bump(&live.bad_frames),
+            }
+        } else {
+            LiveStats::bump(&live.bad_frames);
+        }
+    }
 }
 
 impl ClientTask {
@@ -390,9 +521,11 @@ impl ClientTask {
         };
         let login_us = t0.elapsed().as_micros() as u64;
         LiveStats::bump(&self.live.connected);
-        let _ = self
-            .ready
-            .send((Ready::Up { start_after }, connect_us, login_us));
+        let _ = self.links.ready.send(Ready::Up {
+            start_after,
+            connect_us,
+            login_us,
+        });
         self.receive(reader, writer, buf, start_after, heartbeat_ms)
             .await;
     }
@@ -403,7 +536,17 @@ impl ClientTask {
             Ready::LoginFailed(_) => LiveStats::bump(&self.live.login_errors),
             Ready::Up { .. } => {}
         }
-        let _ = self.ready.send((why, 0, 0));
+        let _ = self.links.ready.send(why);
+    }
+
+    /// The frame size limit when the client speaks rtmc; `None` for Redis.
+    fn rtmc_max_frame_bytes(&self) -> Option<usize> {
+        match &self.opts.protocol {
+            Protocol::Rtmc {
+                max_frame_bytes, ..
+            } => Some(*max_frame_bytes),
+            Protocol::RedisPubSub { .. } => None,
+        }
     }
 
     /// Logs in (rtmc) or subscribes (Redis); returns the join point and the
@@ -423,31 +566,7 @@ impl ClientTask {
                 let user = users
                     .get(self.index)
                     .ok_or_else(|| format!("no user for client {}", self.index))?;
-                let mut out = Vec::new();
-                let login = ClientCommand::Login {
-                    user_id: user.clone(),
-                    password: password.clone(),
-                    resume_from: None,
-                    subscribe: true,
-                };
-                wire::put_frame(&mut out, &login.to_json());
-                writer.write_all(&out).await.map_err(|e| e.to_string())?;
-                loop {
-                    let payload = read_frame(reader, buf, *max_frame_bytes).await?;
-                    match ServerFrame::parse(&payload) {
-                        Ok(ServerFrame::LoginOk {
-                            last_seq,
-                            heartbeat_interval_ms,
-                            ..
-                        }) => return Ok((last_seq, heartbeat_interval_ms)),
-                        Ok(ServerFrame::Error { code, message, .. }) => {
-                            return Err(format!("{code:?}: {message}"))
-                        }
-                        // Broadcasts cannot precede login_ok; anything else is ignored.
-                        Ok(_) => {}
-                        Err(e) => return Err(e.to_string()),
-                    }
-                }
+                login(reader, writer, buf, user, password, *max_frame_bytes).await
             }
             Protocol::RedisPubSub { channel } => {
                 let mut out = Vec::new();
@@ -459,6 +578,8 @@ impl ClientTask {
         }
     }
 
+    /// Reads until the fleet lets the client go: accounts every delivery,
+    /// heartbeats, and answers each sync once it is complete or due.
     async fn receive(
         self,
         mut reader: OwnedReadHalf,
@@ -467,9 +588,8 @@ impl ClientTask {
         start_after: u64,
         heartbeat_ms: u64,
     ) {
-        let mut account = SeqAccount::new(start_after);
-        let mut witness: Option<Vec<u64>> = (self.index < self.opts.witnesses).then(Vec::new);
-        let mut control = self.control.clone();
+        let mut inbox = Inbox::new(start_after, self.index < self.opts.witnesses);
+        let mut control = self.links.control.clone();
         let mut pending: Option<Control> = None;
         let mut alive = true;
         let hb_period = Duration::from_millis(heartbeat_ms.max(1));
@@ -477,88 +597,26 @@ impl ClientTask {
             tokio::time::interval_at(tokio::time::Instant::now() + hb_period, hb_period);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let hb_frame = heartbeat_frame();
-        let mut latencies: Vec<u64> = Vec::with_capacity(256);
-        let (max_frame, is_rtmc) = match &self.opts.protocol {
-            Protocol::Rtmc {
-                max_frame_bytes, ..
-            } => (*max_frame_bytes, true),
-            Protocol::RedisPubSub { .. } => (usize::MAX, false),
-        };
-        let mut last_error: Option<ErrorCode> = None;
+        let heartbeats = self.rtmc_max_frame_bytes().is_some() && heartbeat_ms > 0;
         loop {
             let deadline = pending
                 .map(|p| p.deadline)
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 r = reader.read_buf(&mut buf), if alive => {
-                    match r {
+                    let done = match r {
                         Ok(0) | Err(_) => {
                             alive = false;
-                            if let Some(p) = pending.take() {
-                                self.report(&p, &account, &witness);
-                                if p.last { return; }
-                            }
-                            LiveStats::bump(&self.live.disconnects);
-                            if last_error == Some(ErrorCode::SlowConsumer) {
-                                LiveStats::bump(&self.live.slow_consumer_disconnects);
-                            }
-                            self.live.connected.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                            self.on_closed(&mut pending, &inbox)
                         }
                         Ok(_) => {
-                            let now = now_us();
-                            latencies.clear();
-                            let run_id = self.opts.run_id;
-                            let mut on_payload = |p: &[u8]| {
-                                if let Some(b) = parse_broadcast(p) {
-                                    account.record(b.seq);
-                                    latencies.push(now.saturating_sub(b.sent_at_us));
-                                    if let (Some(w), Some(o)) = (witness.as_mut(), b.origin) {
-                                        if o.run_id == run_id {
-                                            set_bit(w, o.publisher_seq);
-                                        }
-                                    }
-                                } else if is_rtmc {
-                                    match ServerFrame::parse(p) {
-                                        Ok(ServerFrame::Broadcast(b)) => {
-                                            account.record(b.seq);
-                                            latencies.push(now.saturating_sub(b.sent_at_us));
-                                        }
-                                        Ok(ServerFrame::Error { code, .. }) => last_error = Some(code),
-                                        Ok(_) => {}
-                                        Err(_) => LiveStats::bump(&self.live.bad_frames),
-                                    }
-                                } else {
-                                    LiveStats::bump(&self.live.bad_frames);
-                                }
-                            };
-                            let used = if is_rtmc {
-                                wire::for_each_frame(&buf, max_frame, &mut on_payload).map_err(|_| ())
-                            } else {
-                                resp_messages(&buf, &mut on_payload)
-                            };
-                            match used {
-                                Ok(n) => buf.advance(n),
-                                Err(()) => {
-                                    LiveStats::bump(&self.live.bad_frames);
-                                    alive = false;
-                                    LiveStats::bump(&self.live.disconnects);
-                                }
-                            }
-                            if buf.capacity() - buf.len() < 2048 {
-                                buf.reserve(8 * 1024);
-                            }
-                            self.live.record_deliveries(self.index, &latencies, now);
-                            if let Some(p) = pending {
-                                if account.complete_up_to(p.target_head) {
-                                    self.report(&p, &account, &witness);
-                                    pending = None;
-                                    if p.last { return; }
-                                }
-                            }
+                            alive = self.take_batch(&mut buf, &mut inbox);
+                            self.answer_if_complete(&mut pending, &inbox)
                         }
-                    }
+                    };
+                    if done { return; }
                 }
-                _ = heartbeat.tick(), if alive && is_rtmc && heartbeat_ms > 0 => {
+                _ = heartbeat.tick(), if alive && heartbeats => {
                     if writer.write_all(&hb_frame).await.is_err() {
                         alive = false;
                     }
@@ -566,29 +624,129 @@ impl ClientTask {
                 changed = control.changed() => {
                     if changed.is_err() { return; }
                     let c = *control.borrow_and_update();
-                    if account.complete_up_to(c.target_head) || !alive {
-                        self.report(&c, &account, &witness);
-                        if c.last { return; }
+                    if inbox.account.complete_up_to(c.target_head) || !alive {
+                        if self.answer(&c, &inbox) { return; }
                     } else {
                         pending = Some(c);
                     }
                 }
                 _ = tokio::time::sleep_until(deadline), if pending.is_some() => {
                     if let Some(p) = pending.take() {
-                        self.report(&p, &account, &witness);
-                        if p.last { return; }
+                        if self.answer(&p, &inbox) { return; }
                     }
                 }
             }
         }
     }
 
-    fn report(&self, c: &Control, account: &SeqAccount, witness: &Option<Vec<u64>>) {
-        let _ = self.reports.send(ClientReport {
+    /// Takes every complete frame (or RESP push) in `buf`; false when the
+    /// stream cannot be parsed any more (the client stops reading).
+    fn take_batch(&self, buf: &mut BytesMut, inbox: &mut Inbox) -> bool {
+        let now = now_us();
+        let run_id = self.opts.run_id;
+        let max_frame_bytes = self.rtmc_max_frame_bytes();
+        inbox.batch_latencies_us.clear();
+        let mut take =
+            |p: &[u8]| inbox.take_payload(p, now, run_id, max_frame_bytes.is_some(), &self.live);
+        let used = match max_frame_bytes {
+            Some(max) => wire::for_each_frame(buf, max, &mut take).map_err(|_| ()),
+            None => resp_messages(buf, &mut take),
+        };
+        let readable = match used {
+            Ok(n) => {
+                buf.advance(n);
+                true
+            }
+            Err(()) => {
+                LiveStats::bump(&self.live.bad_frames);
+                LiveStats::bump(&self.live.disconnects);
+                false
+            }
+        };
+        if buf.capacity() - buf.len() < 2048 {
+            buf.reserve(8 * 1024);
+        }
+        self.live
+            .record_deliveries(self.index, &inbox.batch_latencies_us, now);
+        readable
+    }
+
+    /// The server closed the connection: answers a pending sync, counts the
+    /// disconnect. True when the client is done.
+    fn on_closed(&self, pending: &mut Option<Control>, inbox: &Inbox) -> bool {
+        if let Some(p) = pending.take() {
+            if self.answer(&p, inbox) {
+                return true;
+            }
+        }
+        LiveStats::bump(&self.live.disconnects);
+        if inbox.last_error == Some(ErrorCode::SlowConsumer) {
+            LiveStats::bump(&self.live.slow_consumer_disconnects);
+        }
+        self.live
+            .connected
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        false
+    }
+
+    /// Answers the pending sync once everything it waits for arrived. True
+    /// when the client is done.
+    fn answer_if_complete(&self, pending: &mut Option<Control>, inbox: &Inbox) -> bool {
+        match *pending {
+            Some(p) if inbox.account.complete_up_to(p.target_head) => {
+                *pending = None;
+                self.answer(&p, inbox)
+            }
+            _ => false,
+        }
+    }
+
+    /// Reports to the fleet for sync `c`. True when that was the last sync
+    /// (the client is done).
+    fn answer(&self, c: &Control, inbox: &Inbox) -> bool {
+        let _ = self.links.reports.send(ClientReport {
             epoch: c.epoch,
-            totals: account.totals(c.target_head),
-            witness: if c.last { witness.clone() } else { None },
+            totals: inbox.account.totals(c.target_head),
+            witness: if c.last { inbox.witness.clone() } else { None },
         });
+        c.last
+    }
+}
+
+/// Sends `login` (subscribed) and waits for `login_ok`; returns the join
+/// point and the heartbeat interval.
+async fn login(
+    reader: &mut OwnedReadHalf,
+    writer: &mut OwnedWriteHalf,
+    buf: &mut BytesMut,
+    user: &str,
+    password: &str,
+    max_frame_bytes: usize,
+) -> Result<(u64, u64), String> {
+    let mut out = Vec::new();
+    let login = ClientCommand::Login {
+        user_id: user.to_owned(),
+        password: password.to_owned(),
+        resume_from: None,
+        subscribe: true,
+    };
+    wire::put_frame(&mut out, &login.to_json());
+    writer.write_all(&out).await.map_err(|e| e.to_string())?;
+    loop {
+        let payload = read_frame(reader, buf, max_frame_bytes).await?;
+        match ServerFrame::parse(&payload) {
+            Ok(ServerFrame::LoginOk {
+                last_seq,
+                heartbeat_interval_ms,
+                ..
+            }) => return Ok((last_seq, heartbeat_interval_ms)),
+            Ok(ServerFrame::Error { code, message, .. }) => {
+                return Err(format!("{code:?}: {message}"))
+            }
+            // Broadcasts cannot precede login_ok; anything else is ignored.
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
     }
 }
 
@@ -605,62 +763,5 @@ fn resp_messages(buf: &[u8], f: &mut impl FnMut(&[u8])) -> Result<usize, ()> {
             Ok(None) => return Ok(at),
             Err(_) => return Err(()),
         }
-    }
-}
-
-/// Sets bit `i` in a growable bitset.
-pub fn set_bit(bits: &mut Vec<u64>, i: u64) {
-    let word = (i / 64) as usize;
-    if word >= bits.len() {
-        // Bounded by the run's message count; a wild id must not allocate gigabytes.
-        if word > 64 * 1024 * 1024 {
-            return;
-        }
-        bits.resize(word + 1, 0);
-    }
-    bits[word] |= 1 << (i % 64);
-}
-
-/// Whether bit `i` is set.
-pub fn has_bit(bits: &[u64], i: u64) -> bool {
-    bits.get((i / 64) as usize)
-        .is_some_and(|w| w & (1 << (i % 64)) != 0)
-}
-
-/// Acknowledged publisher sequences that a witness never received.
-pub fn acked_not_delivered(acked: &[u64], seen: &[u64]) -> u64 {
-    acked
-        .iter()
-        .enumerate()
-        .map(|(k, &w)| (w & !seen.get(k).copied().unwrap_or(0)).count_ones() as u64)
-        .sum()
-}
-
-/// Counts witnesses per missing sequence (diagnostics): how many witnesses missed each.
-pub fn witness_misses(acked: &[u64], witnesses: &[Vec<u64>]) -> HashMap<usize, u64> {
-    witnesses
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (i, acked_not_delivered(acked, w)))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bitsets_find_acked_but_undelivered() {
-        let mut acked = Vec::new();
-        let mut seen = Vec::new();
-        for i in [0, 5, 64, 130] {
-            set_bit(&mut acked, i);
-        }
-        for i in [0, 64, 130, 200] {
-            set_bit(&mut seen, i);
-        }
-        assert!(has_bit(&seen, 200) && !has_bit(&seen, 5));
-        assert_eq!(acked_not_delivered(&acked, &seen), 1);
-        assert_eq!(witness_misses(&acked, &[seen.clone(), Vec::new()])[&1], 4);
     }
 }

@@ -1,13 +1,18 @@
 //! rtmc's load generator as a library: thousands of simulated clients
-//! ([`clients`]), open-loop publishers ([`publisher`]), delivery accounting
-//! ([`accounting`]), latency histograms and their files ([`histogram`]),
-//! measured phases ([`phase`]) composed into a run, a capacity ramp
-//! ([`ramp`]) and the Redis pub/sub floor ([`floor`]), with reports
-//! ([`report`]), plots ([`plot`]) and a self-check ([`selfcheck`]). The
-//! `loadgen` binary is a thin CLI over it.
+//! ([`clients`]) speaking rtmc or Redis pub/sub ([`wire`], [`resp`]),
+//! open-loop publishers ([`publisher`]), delivery accounting
+//! ([`accounting`]), live counters ([`live`]), latency histograms and their
+//! files ([`histogram`]), measured phases ([`phase`]) composed by [`run`]
+//! into a fixed-rate run, a capacity ramp ([`ramp`]) and the Redis pub/sub
+//! floor ([`floor`]); the verdict ([`verdict`]), reports ([`report`]),
+//! plots ([`plot`]), a self-check ([`selfcheck`]), several processes'
+//! reports merged ([`merge`]), profiles ([`profile`]) and the target,
+//! embedded or running ([`stack`]). The `loadgen` binary is a thin CLI over
+//! it.
 
 pub mod accounting;
 pub mod clients;
+pub mod floor;
 pub mod histogram;
 pub mod live;
 pub mod merge;
@@ -15,9 +20,11 @@ pub mod phase;
 pub mod plot;
 pub mod profile;
 pub mod publisher;
+pub mod ramp;
 pub mod report;
 pub mod resp;
 pub mod run;
 pub mod selfcheck;
 pub mod stack;
+pub mod verdict;
 pub mod wire;

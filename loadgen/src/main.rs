@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rtmc_loadgen::merge::{merge_dirs, start_time_of};
+use rtmc_loadgen::plot;
 use rtmc_loadgen::profile::{Profile, PublishVia};
 use rtmc_loadgen::report::{self, render_text, ReportHistograms};
 use rtmc_loadgen::run::{execute, Mode};
@@ -227,15 +228,13 @@ async fn merge(dirs: Vec<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<bool>
             merged.push((stem, h));
         }
     }
-    let files = report::write_dir(
-        &out,
-        &m.report,
-        &ReportHistograms {
-            run_start: start,
-            intervals: &m.intervals,
-            merged,
-        },
-    )?;
+    let h = ReportHistograms {
+        run_start: start,
+        intervals: &m.intervals,
+        merged,
+    };
+    let mut files = report::write_dir(&out, &m.report, &h)?;
+    files.extend(plot::write_all(&out, h.intervals, &h.merged, None));
     print!("{}", render_text(&m.report));
     println!("merged report: {}", out.display());
     for f in &files {

@@ -116,27 +116,8 @@ pub fn merge_dirs(dirs: &[PathBuf]) -> Result<Merged, MergeError> {
     let mut logs = Vec::new();
     let mut reports: Vec<(PathBuf, RunReport)> = Vec::new();
     for d in dirs {
-        let hlog = d.join("latency.hlog");
-        let bytes = std::fs::read(&hlog).map_err(|source| MergeError::Read {
-            path: hlog.clone(),
-            source,
-        })?;
-        logs.push(
-            read_interval_log(&bytes).map_err(|source| MergeError::Histogram {
-                path: hlog.clone(),
-                source,
-            })?,
-        );
-        let json = d.join("report.json");
-        if json.exists() {
-            let text = std::fs::read_to_string(&json).map_err(|source| MergeError::Read {
-                path: json.clone(),
-                source,
-            })?;
-            let r: RunReport = serde_json::from_str(&text).map_err(|e| MergeError::Report {
-                path: json.clone(),
-                message: e.to_string(),
-            })?;
+        logs.push(read_log(d)?);
+        if let Some(r) = read_report(d)? {
             reports.push((d.clone(), r));
         }
     }
@@ -144,6 +125,49 @@ pub fn merge_dirs(dirs: &[PathBuf]) -> Result<Merged, MergeError> {
         return Err(MergeError::Empty);
     }
     let (intervals, by_tag) = merge_intervals(&logs);
+    let report = merge_reports(dirs, &reports, &by_tag);
+    Ok(Merged {
+        report,
+        intervals,
+        by_tag,
+    })
+}
+
+/// A directory's `latency.hlog`.
+fn read_log(dir: &Path) -> Result<Vec<Interval>, MergeError> {
+    let hlog = dir.join("latency.hlog");
+    let bytes = std::fs::read(&hlog).map_err(|source| MergeError::Read {
+        path: hlog.clone(),
+        source,
+    })?;
+    read_interval_log(&bytes).map_err(|source| MergeError::Histogram { path: hlog, source })
+}
+
+/// A directory's `report.json`, when it has one.
+fn read_report(dir: &Path) -> Result<Option<RunReport>, MergeError> {
+    let json = dir.join("report.json");
+    if !json.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&json).map_err(|source| MergeError::Read {
+        path: json.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| MergeError::Report {
+            path: json,
+            message: e.to_string(),
+        })
+}
+
+/// One report for all: phases summed (latency from the merged histograms),
+/// every run's failures and notes under its directory's name.
+fn merge_reports(
+    dirs: &[PathBuf],
+    reports: &[(PathBuf, RunReport)],
+    by_tag: &BTreeMap<String, LatencyHistogram>,
+) -> RunReport {
     let rtmc_phases: Vec<PhaseReport> =
         reports.iter().filter_map(|(_, r)| r.rtmc.clone()).collect();
     let floor_phases: Vec<PhaseReport> = reports
@@ -152,21 +176,33 @@ pub fn merge_dirs(dirs: &[PathBuf]) -> Result<Merged, MergeError> {
         .collect();
     let rtmc = merge_phases(&rtmc_phases, by_tag.get("rtmc"), by_tag.get("rtmc-ack"));
     let floor = merge_phases(&floor_phases, by_tag.get("floor"), by_tag.get("floor-ack"));
-    let comparison = match (&rtmc, &floor) {
+    let first = reports.first().map(|(_, r)| r);
+    let mut report = RunReport::new(
+        "merge",
+        first.map(|r| r.profile.clone()).unwrap_or_default(),
+        first.map(|r| r.target_mode.clone()).unwrap_or_default(),
+        first.map(|r| r.started_at.clone()).unwrap_or_default(),
+        reports
+            .iter()
+            .map(|(_, r)| r.run_id.clone())
+            .collect::<Vec<_>>()
+            .join("+"),
+    );
+    report.comparison = match (&rtmc, &floor) {
         (Some(a), Some(b)) => Some(FloorComparison::of(a, b)),
         _ => None,
     };
-    let mut failures = Vec::new();
-    let mut notes = Vec::new();
-    for (d, r) in &reports {
+    report.rtmc = rtmc;
+    report.floor = floor;
+    for (d, r) in reports {
         for f in &r.failures {
-            failures.push(format!("{}: {f}", d.display()));
+            report.failures.push(format!("{}: {f}", d.display()));
         }
         for n in &r.notes {
-            notes.push(format!("{}: {n}", d.display()));
+            report.notes.push(format!("{}: {n}", d.display()));
         }
     }
-    notes.push(format!(
+    report.notes.push(format!(
         "merged {} runs: {}",
         dirs.len(),
         dirs.iter()
@@ -174,40 +210,7 @@ pub fn merge_dirs(dirs: &[PathBuf]) -> Result<Merged, MergeError> {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    let first = reports.first().map(|(_, r)| r.clone());
-    let report = RunReport {
-        kind: "merge".into(),
-        profile: first
-            .as_ref()
-            .map(|r| r.profile.clone())
-            .unwrap_or_default(),
-        target_mode: first
-            .as_ref()
-            .map(|r| r.target_mode.clone())
-            .unwrap_or_default(),
-        started_at: first
-            .as_ref()
-            .map(|r| r.started_at.clone())
-            .unwrap_or_default(),
-        run_id: reports
-            .iter()
-            .map(|(_, r)| r.run_id.clone())
-            .collect::<Vec<_>>()
-            .join("+"),
-        connect: None,
-        rtmc,
-        floor_connect: None,
-        floor,
-        comparison,
-        ramp: None,
-        failures,
-        notes,
-    };
-    Ok(Merged {
-        report,
-        intervals,
-        by_tag,
-    })
+    report
 }
 
 /// The start time recorded in a directory's log, for the merged log header.

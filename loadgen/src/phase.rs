@@ -3,17 +3,27 @@
 //! itself. `run`, `ramp` and `floor` are sequences of phases.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
 
-use crate::accounting::DeliveryTotals;
-use crate::clients::{acked_not_delivered, Fleet};
+use crate::accounting::{acked_not_delivered, union_into, DeliveryTotals};
+use crate::clients::{Fleet, SyncResult};
 use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram, LatencySummary};
 use crate::live::LiveStats;
-use crate::publisher::{publish, Channel, MessageShape, PublishOutcome, Schedule};
+use crate::profile::Profile;
+use crate::publisher::{
+    publish, Channel, ChannelShare, MessageShape, PublishError, PublishOutcome, Schedule,
+};
 use crate::selfcheck::{sample_cpu, LagProbe, SelfCheck};
+
+/// How long a publisher waits for the answers after its last tick.
+pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Publish error samples kept per phase.
+const ERROR_SAMPLES: usize = 10;
 
 /// How to learn the head sequence number after publishing.
 #[derive(Debug, Clone)]
@@ -29,6 +39,7 @@ pub enum HeadProbe {
 }
 
 /// What to run.
+#[derive(Debug, Clone)]
 pub struct PhaseSpec {
     /// `rtmc` or `floor` (also the interval log tag).
     pub label: String,
@@ -38,6 +49,7 @@ pub struct PhaseSpec {
     pub shape: Arc<MessageShape>,
     /// First publisher sequence of the phase (unique ids across ramp steps).
     pub seq_base: u64,
+    /// How long receivers may take to get everything after publishing.
     pub drain: Duration,
     pub ack_timeout: Duration,
     pub head: HeadProbe,
@@ -45,8 +57,40 @@ pub struct PhaseSpec {
     pub head_before: u64,
     /// Close the fleet afterwards.
     pub last: bool,
+    /// No live line.
     pub quiet: bool,
-    pub server_pids: Vec<u32>,
+    /// The rtmc processes whose CPU time the self-check reports.
+    pub rtmc_pids: Vec<u32>,
+}
+
+impl PhaseSpec {
+    /// A phase at the profile's rate for its duration, with its drain
+    /// timeout, numbering messages from 0 and closing the fleet afterwards.
+    pub fn new(
+        label: &str,
+        profile: &Profile,
+        channels: Vec<Channel>,
+        shape: Arc<MessageShape>,
+        head: HeadProbe,
+        head_before: u64,
+        rtmc_pids: Vec<u32>,
+    ) -> Self {
+        Self {
+            label: label.into(),
+            rate_per_sec: profile.load.rate_per_sec,
+            duration_secs: profile.load.duration_secs,
+            channels,
+            shape,
+            seq_base: 0,
+            drain: Duration::from_secs_f64(profile.load.drain_timeout_secs),
+            ack_timeout: ACK_TIMEOUT,
+            head,
+            head_before,
+            last: true,
+            quiet: profile.output.quiet,
+            rtmc_pids,
+        }
+    }
 }
 
 /// The outcome of a phase, as reported.
@@ -132,197 +176,322 @@ fn si(v: f64) -> String {
     }
 }
 
-/// Runs one phase on `fleet`. `run_start` anchors interval timestamps.
-pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -> PhaseResult {
-    let live: Arc<LiveStats> = fleet.live.clone();
-    let base = |c: &std::sync::atomic::AtomicU64| LiveStats::get(c);
-    let (d0, p0, a0, e0) = (
-        base(&live.deliveries),
-        base(&live.published),
-        base(&live.acked),
-        base(&live.publish_errors),
-    );
-    let (disc0, slow0, bad0) = (
-        base(&live.disconnects),
-        base(&live.slow_consumer_disconnects),
-        base(&live.bad_frames),
-    );
-    let _ = live.take_interval();
-    let lag = LagProbe::start();
-    let cpu_start = sample_cpu(&spec.server_pids);
-    let mut schedule = Schedule::starting_now(spec.rate_per_sec, spec.duration_secs);
-    schedule.seq_base = spec.seq_base;
-    let count = spec.channels.len() as u32;
-    let mut publishers = tokio::task::JoinSet::new();
-    for (k, ch) in spec.channels.iter().cloned().enumerate() {
-        let (shape, live) = (spec.shape.clone(), live.clone());
-        let ack_timeout = spec.ack_timeout;
-        publishers.spawn(async move {
-            publish(ch, k as u32, count, schedule, shape, live, ack_timeout).await
-        });
+/// The live counters a phase reports the growth of.
+#[derive(Debug, Clone, Copy)]
+struct Counters {
+    deliveries: u64,
+    published: u64,
+    acked: u64,
+    publish_errors: u64,
+    disconnects: u64,
+    slow_consumer_disconnects: u64,
+    bad_frames: u64,
+}
+
+impl Counters {
+    fn read(live: &LiveStats) -> Self {
+        let get = |c: &AtomicU64| LiveStats::get(c);
+        Self {
+            deliveries: get(&live.deliveries),
+            published: get(&live.published),
+            acked: get(&live.acked),
+            publish_errors: get(&live.publish_errors),
+            disconnects: get(&live.disconnects),
+            slow_consumer_disconnects: get(&live.slow_consumer_disconnects),
+            bad_frames: get(&live.bad_frames),
+        }
     }
 
-    let mut intervals = Vec::new();
-    let mut latency = new_histogram();
-    let mut ack_latency = new_histogram();
-    let mut outcomes: Vec<PublishOutcome> = Vec::new();
-    let mut error_samples = Vec::new();
-    let mut peak = 0.0f64;
-    let mut last_tick = Instant::now();
-    let mut last_deliveries = d0;
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    ticker.tick().await;
-    let take = |intervals: &mut Vec<Interval>,
-                latency: &mut LatencyHistogram,
-                ack_latency: &mut LatencyHistogram,
-                last_tick: &mut Instant| {
-        let (d, a) = live.take_interval();
+    /// What each counter gained since `start`.
+    fn since(&self, start: &Counters) -> Counters {
+        Counters {
+            deliveries: self.deliveries - start.deliveries,
+            published: self.published - start.published,
+            acked: self.acked - start.acked,
+            publish_errors: self.publish_errors - start.publish_errors,
+            disconnects: self.disconnects - start.disconnects,
+            slow_consumer_disconnects: self.slow_consumer_disconnects
+                - start.slow_consumer_disconnects,
+            bad_frames: self.bad_frames - start.bad_frames,
+        }
+    }
+}
+
+/// Takes the live histograms as one-second intervals (tagged `<label>` and
+/// `<label>-ack`) and adds them up into the phase's histograms.
+struct IntervalRecorder<'a> {
+    live: &'a LiveStats,
+    label: &'a str,
+    /// Interval start times are offsets from this.
+    run_start: Instant,
+    last_tick: Instant,
+    intervals: Vec<Interval>,
+    latency: LatencyHistogram,
+    ack_latency: LatencyHistogram,
+}
+
+impl<'a> IntervalRecorder<'a> {
+    fn new(live: &'a LiveStats, label: &'a str, run_start: Instant) -> Self {
+        Self {
+            live,
+            label,
+            run_start,
+            last_tick: Instant::now(),
+            intervals: Vec::new(),
+            latency: new_histogram(),
+            ack_latency: new_histogram(),
+        }
+    }
+
+    /// Ends the current interval; returns its delivery latency and length.
+    fn take(&mut self) -> (LatencySummary, Duration) {
+        let (d, a) = self.live.take_interval();
         let now = Instant::now();
-        let start = last_tick.duration_since(run_start);
-        let length = now.duration_since(*last_tick);
-        *last_tick = now;
-        merge_into(latency, &d);
-        merge_into(ack_latency, &a);
+        let start = self.last_tick.duration_since(self.run_start);
+        let length = now.duration_since(self.last_tick);
+        self.last_tick = now;
+        merge_into(&mut self.latency, &d);
+        merge_into(&mut self.ack_latency, &a);
         let summary = LatencySummary::of(&d);
-        intervals.push(Interval {
+        self.intervals.push(Interval {
             start,
             length,
-            tag: spec.label.clone(),
+            tag: self.label.to_owned(),
             histogram: d,
         });
-        intervals.push(Interval {
+        self.intervals.push(Interval {
             start,
             length,
-            tag: format!("{}-ack", spec.label),
+            tag: format!("{}-ack", self.label),
             histogram: a,
         });
         (summary, length)
-    };
+    }
+}
+
+/// What the publishers of a phase did.
+#[derive(Default)]
+struct Publishing {
+    /// One per channel that ran.
+    outcomes: Vec<PublishOutcome>,
+    /// Why channels could not start (or panicked).
+    start_errors: Vec<String>,
+    /// Highest one-second delivery rate seen meanwhile.
+    peak_deliveries_per_sec: f64,
+}
+
+impl Publishing {
+    fn published(&self) -> u64 {
+        self.outcomes.iter().map(|o| o.published).sum()
+    }
+
+    fn acked(&self) -> u64 {
+        self.outcomes.iter().map(|o| o.acked).sum()
+    }
+
+    /// Every acknowledged publisher sequence, over all channels.
+    fn acked_set(&self) -> Vec<u64> {
+        let mut acked_set = Vec::new();
+        for o in &self.outcomes {
+            union_into(&mut acked_set, &o.acked_set);
+        }
+        acked_set
+    }
+
+    /// The first error samples of the channels that failed, then of those that ran.
+    fn all_error_samples(&self) -> Vec<String> {
+        let mut samples = self.start_errors.clone();
+        for o in &self.outcomes {
+            samples.extend(o.error_samples.iter().cloned());
+        }
+        samples.truncate(ERROR_SAMPLES);
+        samples
+    }
+}
+
+/// Starts one publisher per channel, each on its share of the schedule.
+fn spawn_publishers(
+    spec: &PhaseSpec,
+    schedule: Schedule,
+    live: &Arc<LiveStats>,
+) -> JoinSet<Result<PublishOutcome, PublishError>> {
+    let count = spec.channels.len() as u32;
+    let mut publishers = JoinSet::new();
+    for (k, ch) in spec.channels.iter().cloned().enumerate() {
+        let share = ChannelShare {
+            index: k as u32,
+            count,
+            schedule,
+            shape: spec.shape.clone(),
+            live: live.clone(),
+            ack_timeout: spec.ack_timeout,
+        };
+        publishers.spawn(publish(ch, share));
+    }
+    publishers
+}
+
+/// Waits for every publisher to finish; meanwhile ends an interval and
+/// prints the live line every second.
+async fn watch_publishers(
+    mut publishers: JoinSet<Result<PublishOutcome, PublishError>>,
+    spec: &PhaseSpec,
+    start: &Counters,
+    recorder: &mut IntervalRecorder<'_>,
+) -> Publishing {
+    let live = recorder.live;
+    let mut publishing = Publishing::default();
+    let mut last_deliveries = start.deliveries;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.tick().await;
     let started = Instant::now();
     loop {
         tokio::select! {
             joined = publishers.join_next() => match joined {
-                Some(Ok(Ok(o))) => { outcomes.push(o); }
-                Some(Ok(Err(e))) => { error_samples.push(e.to_string()); }
-                Some(Err(e)) => { error_samples.push(e.to_string()); }
+                Some(Ok(Ok(o))) => publishing.outcomes.push(o),
+                Some(Ok(Err(e))) => publishing.start_errors.push(e.to_string()),
+                Some(Err(e)) => publishing.start_errors.push(e.to_string()),
                 None => break,
             },
             _ = ticker.tick() => {
-                let (s, length) = take(&mut intervals, &mut latency, &mut ack_latency, &mut last_tick);
-                let d = base(&live.deliveries);
+                let (latency, length) = recorder.take();
+                let d = LiveStats::get(&live.deliveries);
                 let rate = (d - last_deliveries) as f64 / length.as_secs_f64().max(1e-3);
                 last_deliveries = d;
-                peak = peak.max(rate);
+                publishing.peak_deliveries_per_sec = publishing.peak_deliveries_per_sec.max(rate);
                 if !spec.quiet {
-                    eprintln!(
-                        "[{:>4}s {}] pub {}/s  ack {}  deliv {}/s  p50 {:.2}ms  p99 {:.2}ms  max {:.1}ms  clients {}  errs pub {} conn {} disc {}",
-                        started.elapsed().as_secs(),
-                        spec.label,
-                        si(spec.rate_per_sec),
-                        base(&live.acked) - a0,
-                        si(rate),
-                        s.p50_ms, s.p99_ms, s.max_ms,
-                        base(&live.connected),
-                        base(&live.publish_errors) - e0,
-                        base(&live.connect_errors) + base(&live.login_errors),
-                        base(&live.disconnects) - disc0,
-                    );
+                    eprintln!("{}", live_line(spec, live, start, started, &latency, rate));
                 }
             }
         }
     }
-    let acked: u64 = outcomes.iter().map(|o| o.acked).sum();
-    // The head everyone must reach.
-    let drain_deadline = tokio::time::Instant::now() + spec.drain;
-    let head_after = match &spec.head {
-        HeadProbe::Published => {
-            spec.head_before + outcomes.iter().map(|o| o.published).sum::<u64>()
-        }
-        probe => {
-            let expected = spec.head_before + acked;
-            let mut best = spec.head_before;
-            loop {
-                if let Some(h) = probe_head(probe).await {
-                    best = best.max(h);
-                }
-                if best >= expected || tokio::time::Instant::now() >= drain_deadline {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            best
-        }
+    publishing
+}
+
+/// `[   5s rtmc] pub 200/s  ack 1004  deliv 20.0k/s  p50 …` (README: the live line).
+fn live_line(
+    spec: &PhaseSpec,
+    live: &LiveStats,
+    start: &Counters,
+    started: Instant,
+    latency: &LatencySummary,
+    deliveries_per_sec: f64,
+) -> String {
+    let get = |c: &AtomicU64| LiveStats::get(c);
+    format!(
+        "[{:>4}s {}] pub {}/s  ack {}  deliv {}/s  p50 {:.2}ms  p99 {:.2}ms  max {:.1}ms  clients {}  errs pub {} conn {} disc {}",
+        started.elapsed().as_secs(),
+        spec.label,
+        si(spec.rate_per_sec),
+        get(&live.acked) - start.acked,
+        si(deliveries_per_sec),
+        latency.p50_ms,
+        latency.p99_ms,
+        latency.max_ms,
+        get(&live.connected),
+        get(&live.publish_errors) - start.publish_errors,
+        get(&live.connect_errors) + get(&live.login_errors),
+        get(&live.disconnects) - start.disconnects,
+    )
+}
+
+/// The head every receiver must reach: for the floor, what was published;
+/// for rtmc, the probe's answer once it covers every ack (or whatever it
+/// is at the drain deadline).
+async fn await_head(
+    spec: &PhaseSpec,
+    publishing: &Publishing,
+    drain_deadline: tokio::time::Instant,
+) -> u64 {
+    let probe = match &spec.head {
+        HeadProbe::Published => return spec.head_before + publishing.published(),
+        probe => probe,
     };
+    let expected = spec.head_before + publishing.acked();
+    let mut best = spec.head_before;
+    loop {
+        if let Some(h) = probe_head(probe).await {
+            best = best.max(h);
+        }
+        if best >= expected || tokio::time::Instant::now() >= drain_deadline {
+            return best;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs one phase on `fleet`. `run_start` anchors interval timestamps.
+pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -> PhaseResult {
+    let live: Arc<LiveStats> = fleet.live.clone();
+    let start = Counters::read(&live);
+    let _ = live.take_interval();
+    let lag = LagProbe::start();
+    let cpu_start = sample_cpu(&spec.rtmc_pids);
+    let mut schedule = Schedule::starting_now(spec.rate_per_sec, spec.duration_secs);
+    schedule.seq_base = spec.seq_base;
+    let publishers = spawn_publishers(&spec, schedule, &live);
+    let mut recorder = IntervalRecorder::new(&live, &spec.label, run_start);
+    let publishing = watch_publishers(publishers, &spec, &start, &mut recorder).await;
+
+    let drain_deadline = tokio::time::Instant::now() + spec.drain;
+    let head_after = await_head(&spec, &publishing, drain_deadline).await;
     let left = drain_deadline
         .saturating_duration_since(tokio::time::Instant::now())
         .max(Duration::from_secs(1));
     let sync = fleet.sync(head_after, left, spec.last).await;
-    let (s, _) = take(
-        &mut intervals,
-        &mut latency,
-        &mut ack_latency,
-        &mut last_tick,
-    );
-    let _ = s;
-    let cpu_end = sample_cpu(&spec.server_pids);
-    let lat_summary = LatencySummary::of(&latency);
-    let selfcheck = SelfCheck::judge(&cpu_start, &cpu_end, &lag.take(), lat_summary.p99_ms);
+    let _ = recorder.take();
+    let cpu_end = sample_cpu(&spec.rtmc_pids);
+    let latency = LatencySummary::of(&recorder.latency);
+    let selfcheck = SelfCheck::judge(&cpu_start, &cpu_end, &lag.take(), latency.p99_ms);
 
-    let mut acked_set: Vec<u64> = Vec::new();
-    for o in &outcomes {
-        if acked_set.len() < o.acked_set.len() {
-            acked_set.resize(o.acked_set.len(), 0);
-        }
-        for (w, &b) in acked_set.iter_mut().zip(o.acked_set.iter()) {
-            *w |= b;
-        }
-        error_samples.extend(o.error_samples.iter().cloned());
-    }
-    error_samples.truncate(10);
-    let witness_missing = sync
-        .witness_sets
-        .iter()
-        .map(|w| acked_not_delivered(&acked_set, w))
-        .max()
-        .unwrap_or(0);
-    let deliveries = base(&live.deliveries) - d0;
+    let acked_set = publishing.acked_set();
+    let added = Counters::read(&live).since(&start);
     // Deliveries per second over the window from the first scheduled publish
     // to the last delivery (at least the publishing duration): a server that
     // falls behind delivers over a longer window, and gets a lower rate.
     let last_delivery_secs =
-        base(&live.last_delivery_us).saturating_sub(schedule.start_wall_us) as f64 / 1e6;
+        LiveStats::get(&live.last_delivery_us).saturating_sub(schedule.start_wall_us) as f64 / 1e6;
     let window_secs = spec.duration_secs.max(last_delivery_secs).max(1e-3);
     let report = PhaseReport {
         label: spec.label.clone(),
         receivers: fleet.summary.connected,
         rate_per_sec: spec.rate_per_sec,
         duration_secs: spec.duration_secs,
-        published: base(&live.published) - p0,
-        acked: base(&live.acked) - a0,
-        publish_errors: base(&live.publish_errors) - e0,
-        unanswered: outcomes.iter().map(|o| o.unanswered).sum(),
-        publish_error_samples: error_samples,
-        deliveries,
-        deliveries_per_sec: deliveries as f64 / window_secs,
-        peak_deliveries_per_sec: peak,
+        published: added.published,
+        acked: added.acked,
+        publish_errors: added.publish_errors,
+        unanswered: publishing.outcomes.iter().map(|o| o.unanswered).sum(),
+        publish_error_samples: publishing.all_error_samples(),
+        deliveries: added.deliveries,
+        deliveries_per_sec: added.deliveries as f64 / window_secs,
+        peak_deliveries_per_sec: publishing.peak_deliveries_per_sec,
         head_before: spec.head_before,
         head_after,
         accounting: sync.totals,
         silent_clients: sync.silent_clients,
-        acked_not_delivered: witness_missing,
+        acked_not_delivered: witness_missing(&acked_set, &sync),
         witnesses: sync.witness_sets.len(),
-        disconnects: base(&live.disconnects) - disc0,
-        slow_consumer_disconnects: base(&live.slow_consumer_disconnects) - slow0,
-        bad_frames: base(&live.bad_frames) - bad0,
-        latency: lat_summary,
-        ack_latency: LatencySummary::of(&ack_latency),
+        disconnects: added.disconnects,
+        slow_consumer_disconnects: added.slow_consumer_disconnects,
+        bad_frames: added.bad_frames,
+        latency,
+        ack_latency: LatencySummary::of(&recorder.ack_latency),
         selfcheck,
     };
     PhaseResult {
         report,
-        latency,
-        ack_latency,
-        intervals,
+        latency: recorder.latency,
+        ack_latency: recorder.ack_latency,
+        intervals: recorder.intervals,
         acked_set,
     }
+}
+
+/// Acknowledged messages the worst witness never received.
+fn witness_missing(acked_set: &[u64], sync: &SyncResult) -> u64 {
+    sync.witness_sets
+        .iter()
+        .map(|w| acked_not_delivered(acked_set, w))
+        .max()
+        .unwrap_or(0)
 }

@@ -5,21 +5,31 @@
 //! carries its intended send time, so latency is corrected for coordinated
 //! omission, and a publisher sequence in its message id.
 
+use std::iter::Peekable;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Buf, BytesMut};
-use rtmc::protocol::{ClientCommand, ErrorCode, ServerFrame};
+use rtmc::protocol::{now_us, ClientCommand, ErrorCode, ServerFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::clients::{now_us, set_bit};
+use crate::accounting::set_bit;
 use crate::live::LiveStats;
 use crate::resp::{self, RespItem};
 use crate::wire::{self, MessageOrigin};
+
+/// Error messages kept as samples for the report, per channel.
+const ERROR_SAMPLES: usize = 5;
+/// Messages coalesced into one write at most, when a publisher is behind.
+const MAX_BATCH_MESSAGES: u64 = 512;
+/// Frames larger than this from the server are not expected on a publisher
+/// connection; the bound only keeps a corrupt length from allocating.
+const PUBLISHER_MAX_FRAME_BYTES: usize = usize::MAX >> 1;
 
 /// When each message of a phase is due.
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +116,29 @@ pub struct PublishOutcome {
     pub error_samples: Vec<String>,
 }
 
+impl PublishOutcome {
+    /// Counts an acknowledgement of publisher sequence `seq`, `latency_us`
+    /// after its intended send time.
+    fn ack(&mut self, live: &LiveStats, latency_us: u64, seq: u64) {
+        live.record_ack(latency_us);
+        set_bit(&mut self.acked_set, seq);
+        self.acked += 1;
+    }
+
+    /// Counts a refused (or failed) publish.
+    fn fail(&mut self, live: &LiveStats, sample: String) {
+        self.errors += 1;
+        LiveStats::bump(&live.publish_errors);
+        self.sample_error(sample);
+    }
+
+    fn sample_error(&mut self, sample: String) {
+        if self.error_samples.len() < ERROR_SAMPLES {
+            self.error_samples.push(sample);
+        }
+    }
+}
+
 /// Failure of a channel as a whole (it could not start).
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -146,6 +179,25 @@ impl MessageShape {
         }
     }
 
+    /// The TCP `send` of publisher sequence `seq` on channel `channel`.
+    fn send_command(&self, channel: u32, seq: u64, sent_at_us: u64) -> ClientCommand {
+        ClientCommand::Send {
+            body: self.body.clone(),
+            message_id: Some(wire::message_id(self.origin(channel, seq))),
+            sent_at_us: Some(sent_at_us),
+        }
+    }
+
+    /// The `POST /v1/messages` body of publisher sequence `seq` on channel `channel`.
+    fn http_body(&self, channel: u32, seq: u64, sent_at_us: u64) -> serde_json::Value {
+        serde_json::json!({
+            "sender": self.sender,
+            "body": self.body,
+            "message_id": wire::message_id(self.origin(channel, seq)),
+            "sent_at_us": sent_at_us,
+        })
+    }
+
     /// The floor payload for tick `i`: byte for byte the broadcast rtmc would
     /// deliver for it (sequence `i + 1`).
     pub fn floor_payload(&self, i: u64, sent_at_us: u64) -> Vec<u8> {
@@ -160,57 +212,50 @@ impl MessageShape {
     }
 }
 
-/// Runs one channel over ticks `i ≡ index (mod count)` of the schedule, then
-/// waits up to `ack_timeout` for the outstanding answers.
+/// One channel's part of a phase: its ticks of the schedule (`i ≡ index
+/// (mod count)`), what the messages look like, where they are counted, and
+/// how long answers may take after the last tick.
+#[derive(Clone)]
+pub struct ChannelShare {
+    /// This channel's index among `count` channels.
+    pub index: u32,
+    pub count: u32,
+    pub schedule: Schedule,
+    pub shape: Arc<MessageShape>,
+    pub live: Arc<LiveStats>,
+    pub ack_timeout: Duration,
+}
+
+impl ChannelShare {
+    /// Tick indexes `i ≡ index (mod count)`, in order.
+    fn ticks(&self) -> impl Iterator<Item = u64> {
+        my_ticks(self.index, self.count, self.schedule.total)
+    }
+
+    /// When waiting for answers stops: the ack timeout after the last tick.
+    fn answers_deadline(&self) -> tokio::time::Instant {
+        self.schedule.due(self.schedule.total) + self.ack_timeout
+    }
+}
+
+/// Runs one channel over its share of the schedule, then waits up to the
+/// ack timeout for the outstanding answers.
 pub async fn publish(
     channel: Channel,
-    index: u32,
-    count: u32,
-    schedule: Schedule,
-    shape: Arc<MessageShape>,
-    live: Arc<LiveStats>,
-    ack_timeout: Duration,
+    share: ChannelShare,
 ) -> Result<PublishOutcome, PublishError> {
     match channel {
         Channel::Tcp {
             addr,
             user,
             password,
-        } => {
-            publish_tcp(
-                addr,
-                &user,
-                &password,
-                index,
-                count,
-                schedule,
-                shape,
-                live,
-                ack_timeout,
-            )
-            .await
-        }
+        } => publish_tcp(addr, &user, &password, share).await,
         Channel::Http {
             base_url,
             api_key,
             concurrency,
-        } => {
-            publish_http(
-                &base_url,
-                &api_key,
-                concurrency,
-                index,
-                count,
-                schedule,
-                shape,
-                live,
-                ack_timeout,
-            )
-            .await
-        }
-        Channel::Redis { addr, channel } => {
-            publish_redis(addr, &channel, schedule, shape, live, ack_timeout).await
-        }
+        } => publish_http(&base_url, &api_key, concurrency, share).await,
+        Channel::Redis { addr, channel } => publish_redis(addr, &channel, share).await,
     }
 }
 
@@ -219,115 +264,89 @@ fn my_ticks(index: u32, count: u32, total: u64) -> impl Iterator<Item = u64> {
     (u64::from(index)..total).step_by(count.max(1) as usize)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn publish_tcp(
-    addr: SocketAddr,
-    user: &str,
-    password: &str,
-    index: u32,
-    count: u32,
-    schedule: Schedule,
-    shape: Arc<MessageShape>,
-    live: Arc<LiveStats>,
-    ack_timeout: Duration,
-) -> Result<PublishOutcome, PublishError> {
+async fn connect_nodelay(addr: SocketAddr) -> Result<TcpStream, PublishError> {
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|source| PublishError::Connect { addr, source })?;
     let _ = stream.set_nodelay(true);
-    let mut conn = rtmc::client::Connection::from_stream(stream, usize::MAX >> 1);
+    Ok(stream)
+}
+
+/// Writes every tick when it is due, open loop: ticks already due go out
+/// together, up to [`MAX_BATCH_MESSAGES`] a write. Stops at the end of the
+/// ticks or at a failed write; returns how many were written, and the
+/// writer, still open.
+async fn write_open_loop(
+    mut writer: OwnedWriteHalf,
+    mut ticks: Peekable<impl Iterator<Item = u64>>,
+    schedule: Schedule,
+    live: Arc<LiveStats>,
+    mut encode: impl FnMut(&mut Vec<u8>, u64),
+) -> (u64, OwnedWriteHalf) {
+    let mut out = Vec::with_capacity(64 * 1024);
+    let mut written = 0u64;
+    while let Some(&next) = ticks.peek() {
+        tokio::time::sleep_until(schedule.due(next)).await;
+        let now = tokio::time::Instant::now();
+        out.clear();
+        let mut n = 0;
+        while let Some(&i) = ticks.peek() {
+            if schedule.due(i) > now || n >= MAX_BATCH_MESSAGES {
+                break;
+            }
+            ticks.next();
+            encode(&mut out, i);
+            n += 1;
+        }
+        if writer.write_all(&out).await.is_err() {
+            break;
+        }
+        written += n;
+        live.published.fetch_add(n, Ordering::Relaxed);
+    }
+    (written, writer)
+}
+
+/// Reads more bytes into `buf`; false at `deadline`, at the end of the
+/// stream, or on an error.
+async fn read_more(
+    reader: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+    deadline: tokio::time::Instant,
+) -> bool {
+    matches!(
+        tokio::time::timeout_at(deadline, reader.read_buf(buf)).await,
+        Ok(Ok(n)) if n > 0
+    )
+}
+
+async fn publish_tcp(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    share: ChannelShare,
+) -> Result<PublishOutcome, PublishError> {
+    let stream = connect_nodelay(addr).await?;
+    let mut conn = rtmc::client::Connection::from_stream(stream, PUBLISHER_MAX_FRAME_BYTES);
     // Publish-only: the publisher's acks never queue behind broadcasts.
     rtmc::client::login_publisher(&mut conn, user, password, Duration::from_secs(10))
         .await
         .map_err(|e| PublishError::Login(e.to_string()))?;
-    let (mut reader, mut writer) = conn.into_inner().into_split();
-    let mine: u64 = my_ticks(index, count, schedule.total).count() as u64;
+    let (mut reader, writer) = conn.into_inner().into_split();
+    let mine = share.ticks().count() as u64;
 
-    // Writer: open loop. Every due tick is written, coalesced when behind.
-    let writer_shape = shape.clone();
-    let writer_live = live.clone();
-    let write = tokio::spawn(async move {
-        let mut out = Vec::with_capacity(64 * 1024);
-        let mut ticks = my_ticks(index, count, schedule.total).peekable();
-        let mut sent = 0u64;
-        while let Some(&next) = ticks.peek() {
-            tokio::time::sleep_until(schedule.due(next)).await;
-            let now = tokio::time::Instant::now();
-            out.clear();
-            let mut n = 0;
-            while let Some(&i) = ticks.peek() {
-                if schedule.due(i) > now || n >= 512 {
-                    break;
-                }
-                ticks.next();
-                let cmd = ClientCommand::Send {
-                    body: writer_shape.body.clone(),
-                    message_id: Some(wire::message_id(
-                        writer_shape.origin(index, schedule.seq_base + i),
-                    )),
-                    sent_at_us: Some(schedule.intended_us(i)),
-                };
-                wire::put_frame(&mut out, &cmd.to_json());
-                n += 1;
-            }
-            if writer.write_all(&out).await.is_err() {
-                break;
-            }
-            sent += n;
-            writer_live.published.fetch_add(n, Ordering::Relaxed);
-        }
-        (sent, writer)
-    });
-
-    // Reader: acks and errors, matched by message id; broadcasts are drained.
-    let mut outcome = PublishOutcome::default();
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut answered = 0u64;
-    let end = schedule.due(schedule.total) + ack_timeout;
-    while answered < mine {
-        let read = tokio::time::timeout_at(end, reader.read_buf(&mut buf)).await;
-        match read {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => break,
-        }
-        let now = now_us();
-        let used = wire::for_each_frame(&buf, usize::MAX >> 1, |p| {
-            if wire::is_broadcast(p) {
-                return;
-            }
-            match ServerFrame::parse(p) {
-                Ok(ServerFrame::SendAck { message_id }) => {
-                    if let Some(o) = wire::parse_message_id(message_id.as_bytes()) {
-                        let i = o.publisher_seq.saturating_sub(schedule.seq_base);
-                        live.record_ack(now.saturating_sub(schedule.intended_us(i)));
-                        set_bit(&mut outcome.acked_set, o.publisher_seq);
-                        outcome.acked += 1;
-                        answered += 1;
-                    }
-                }
-                Ok(ServerFrame::Error {
-                    code,
-                    message,
-                    message_id,
-                }) => {
-                    if message_id.is_some() || code == ErrorCode::BrokerUnavailable {
-                        answered += 1;
-                        outcome.errors += 1;
-                        LiveStats::bump(&live.publish_errors);
-                    }
-                    if outcome.error_samples.len() < 5 {
-                        outcome.error_samples.push(format!("{code:?}: {message}"));
-                    }
-                }
-                _ => {}
-            }
-        })
-        .unwrap_or(buf.len());
-        buf.advance(used);
-        if buf.capacity() - buf.len() < 4096 {
-            buf.reserve(64 * 1024);
-        }
-    }
+    let (index, schedule, shape) = (share.index, share.schedule, share.shape.clone());
+    let write = tokio::spawn(write_open_loop(
+        writer,
+        share.ticks().peekable(),
+        schedule,
+        share.live.clone(),
+        move |out, i| {
+            let cmd = shape.send_command(index, schedule.seq_base + i, schedule.intended_us(i));
+            wire::put_frame(out, &cmd.to_json());
+        },
+    ));
+    let (mut outcome, answered) = read_acks(&mut reader, &share, mine).await;
     // The write half was kept open until now: closing it earlier would end the session.
     let sent = match write.await {
         Ok((sent, writer)) => {
@@ -341,73 +360,98 @@ async fn publish_tcp(
     Ok(outcome)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Reads acks and refusals, matched by message id, until all `mine` are
+/// answered or the answers deadline passes; broadcasts are skipped. Returns
+/// the outcome so far and how many were answered.
+async fn read_acks(
+    reader: &mut OwnedReadHalf,
+    share: &ChannelShare,
+    mine: u64,
+) -> (PublishOutcome, u64) {
+    let schedule = share.schedule;
+    let live = &share.live;
+    let mut outcome = PublishOutcome::default();
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut answered = 0u64;
+    let end = share.answers_deadline();
+    while answered < mine {
+        if !read_more(reader, &mut buf, end).await {
+            break;
+        }
+        let now = now_us();
+        let used = wire::for_each_frame(&buf, PUBLISHER_MAX_FRAME_BYTES, |p| {
+            if wire::is_broadcast(p) {
+                return;
+            }
+            match ServerFrame::parse(p) {
+                Ok(ServerFrame::SendAck { message_id }) => {
+                    if let Some(o) = wire::parse_message_id(message_id.as_bytes()) {
+                        let i = o.publisher_seq.saturating_sub(schedule.seq_base);
+                        let latency_us = now.saturating_sub(schedule.intended_us(i));
+                        outcome.ack(live, latency_us, o.publisher_seq);
+                        answered += 1;
+                    }
+                }
+                Ok(ServerFrame::Error {
+                    code,
+                    message,
+                    message_id,
+                }) => {
+                    let sample = format!("{code:?}: {message}");
+                    if message_id.is_some() || code == ErrorCode::BrokerUnavailable {
+                        answered += 1;
+                        outcome.fail(live, sample);
+                    } else {
+                        outcome.sample_error(sample);
+                    }
+                }
+                _ => {}
+            }
+        })
+        .unwrap_or(buf.len());
+        buf.advance(used);
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+    }
+    (outcome, answered)
+}
+
 async fn publish_http(
     base_url: &str,
     api_key: &str,
     concurrency: usize,
-    index: u32,
-    count: u32,
-    schedule: Schedule,
-    shape: Arc<MessageShape>,
-    live: Arc<LiveStats>,
-    ack_timeout: Duration,
+    share: ChannelShare,
 ) -> Result<PublishOutcome, PublishError> {
     let client = reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(concurrency)
-        .timeout(ack_timeout)
+        .timeout(share.ack_timeout)
         .build()
         .map_err(|e| PublishError::Http(e.to_string()))?;
     let url = format!("{}/v1/messages", base_url.trim_end_matches('/'));
+    let schedule = share.schedule;
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let outcome = Arc::new(std::sync::Mutex::new(PublishOutcome::default()));
     let mut tasks = tokio::task::JoinSet::new();
-    for i in my_ticks(index, count, schedule.total) {
+    for i in share.ticks() {
         tokio::time::sleep_until(schedule.due(i)).await;
         // Waiting for a permit delays the send, never the intended time.
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let body = serde_json::json!({
-            "sender": shape.sender,
-            "body": shape.body,
-            "message_id": wire::message_id(shape.origin(index, schedule.seq_base + i)),
-            "sent_at_us": schedule.intended_us(i),
-        });
+        let seq = schedule.seq_base + i;
+        let body = share
+            .shape
+            .http_body(share.index, seq, schedule.intended_us(i));
         let req = client.post(&url).header("x-api-key", api_key).json(&body);
-        let (live, outcome) = (live.clone(), outcome.clone());
-        live.published.fetch_add(1, Ordering::Relaxed);
-        tasks.spawn(async move {
-            let result = req.send().await;
-            let latency = now_us().saturating_sub(schedule.intended_us(i));
-            let Ok(mut o) = outcome.lock() else { return };
-            match result {
-                Ok(r) if r.status().as_u16() == 202 => {
-                    live.record_ack(latency);
-                    set_bit(&mut o.acked_set, schedule.seq_base + i);
-                    o.acked += 1;
-                }
-                Ok(r) => {
-                    LiveStats::bump(&live.publish_errors);
-                    o.errors += 1;
-                    if o.error_samples.len() < 5 {
-                        o.error_samples.push(format!("HTTP {}", r.status()));
-                    }
-                }
-                Err(e) => {
-                    LiveStats::bump(&live.publish_errors);
-                    o.errors += 1;
-                    if o.error_samples.len() < 5 {
-                        o.error_samples.push(e.to_string());
-                    }
-                }
-            }
-            drop(permit);
-        });
+        share.live.published.fetch_add(1, Ordering::Relaxed);
+        let intended_us = schedule.intended_us(i);
+        let (live, outcome) = (share.live.clone(), outcome.clone());
+        tasks.spawn(post_message(req, seq, intended_us, live, outcome, permit));
         while tasks.try_join_next().is_some() {}
     }
-    let _ = tokio::time::timeout(ack_timeout + Duration::from_secs(1), async {
+    let _ = tokio::time::timeout(share.ack_timeout + Duration::from_secs(1), async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
@@ -415,88 +459,89 @@ async fn publish_http(
         Ok(mut o) => std::mem::take(&mut *o),
         Err(_) => PublishOutcome::default(),
     };
-    o.published = my_ticks(index, count, schedule.total).count() as u64;
+    o.published = share.ticks().count() as u64;
     o.unanswered = o.published.saturating_sub(o.acked + o.errors);
     Ok(o)
+}
+
+/// Sends one `POST /v1/messages` and counts its answer: `202` is the ack.
+async fn post_message(
+    req: reqwest::RequestBuilder,
+    seq: u64,
+    intended_us: u64,
+    live: Arc<LiveStats>,
+    outcome: Arc<std::sync::Mutex<PublishOutcome>>,
+    permit: OwnedSemaphorePermit,
+) {
+    let result = req.send().await;
+    let latency_us = now_us().saturating_sub(intended_us);
+    let Ok(mut o) = outcome.lock() else { return };
+    match result {
+        Ok(r) if r.status().as_u16() == 202 => o.ack(&live, latency_us, seq),
+        Ok(r) => o.fail(&live, format!("HTTP {}", r.status())),
+        Err(e) => o.fail(&live, e.to_string()),
+    }
+    drop(permit);
 }
 
 async fn publish_redis(
     addr: SocketAddr,
     channel: &str,
-    schedule: Schedule,
-    shape: Arc<MessageShape>,
-    live: Arc<LiveStats>,
-    ack_timeout: Duration,
+    share: ChannelShare,
 ) -> Result<PublishOutcome, PublishError> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|source| PublishError::Connect { addr, source })?;
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let stream = connect_nodelay(addr).await?;
+    let (mut reader, writer) = stream.into_split();
+    let (schedule, shape, live) = (share.schedule, share.shape.clone(), share.live.clone());
     let channel = channel.to_owned();
-    let writer_live = live.clone();
+    // The floor has one publisher: it sends every tick.
+    let ticks = (0..schedule.total).peekable();
     let write = tokio::spawn(async move {
-        let mut out = Vec::with_capacity(64 * 1024);
-        let mut i = 0u64;
-        while i < schedule.total {
-            tokio::time::sleep_until(schedule.due(i)).await;
-            let now = tokio::time::Instant::now();
-            out.clear();
-            let mut n = 0;
-            while i < schedule.total && schedule.due(i) <= now && n < 512 {
-                let payload = shape.floor_payload(schedule.seq_base + i, schedule.intended_us(i));
-                resp::command(&mut out, &[b"PUBLISH", channel.as_bytes(), &payload]);
-                i += 1;
-                n += 1;
-            }
-            if writer.write_all(&out).await.is_err() {
-                break;
-            }
-            writer_live.published.fetch_add(n, Ordering::Relaxed);
-        }
-        i
+        let encode = move |out: &mut Vec<u8>, i: u64| {
+            let payload = shape.floor_payload(schedule.seq_base + i, schedule.intended_us(i));
+            resp::command(out, &[b"PUBLISH", channel.as_bytes(), &payload]);
+        };
+        // The write half closes when this task ends, once everything is written.
+        write_open_loop(writer, ticks, schedule, live, encode)
+            .await
+            .0
     });
-    // Redis answers in order: reply k belongs to tick k.
+    let (mut outcome, replies) = read_replies(&mut reader, &share).await;
+    outcome.published = write.await.unwrap_or(0);
+    outcome.unanswered = outcome.published.saturating_sub(replies);
+    Ok(outcome)
+}
+
+/// Reads `PUBLISH` replies until one came for every tick or the answers
+/// deadline passes; Redis answers in order, so reply `k` belongs to tick
+/// `k`. Returns the outcome so far and how many replies came.
+async fn read_replies(reader: &mut OwnedReadHalf, share: &ChannelShare) -> (PublishOutcome, u64) {
+    let schedule = share.schedule;
+    let live = &share.live;
     let mut outcome = PublishOutcome::default();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut k = 0u64;
-    let end = schedule.due(schedule.total) + ack_timeout;
+    let end = share.answers_deadline();
     while k < schedule.total {
-        match tokio::time::timeout_at(end, reader.read_buf(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
-            _ => break,
+        if !read_more(reader, &mut buf, end).await {
+            break;
         }
         let now = now_us();
         let mut at = 0;
         while let Ok(Some((item, next))) = resp::next_item(&buf, at) {
+            at = next;
             match item {
                 RespItem::Integer(_) => {
-                    live.record_ack(now.saturating_sub(schedule.intended_us(k)));
-                    set_bit(&mut outcome.acked_set, schedule.seq_base + k);
-                    outcome.acked += 1;
+                    let latency_us = now.saturating_sub(schedule.intended_us(k));
+                    outcome.ack(live, latency_us, schedule.seq_base + k);
                 }
-                RespItem::Error(e) => {
-                    outcome.errors += 1;
-                    LiveStats::bump(&live.publish_errors);
-                    if outcome.error_samples.len() < 5 {
-                        outcome
-                            .error_samples
-                            .push(String::from_utf8_lossy(e).into_owned());
-                    }
-                }
-                _ => {
-                    at = next;
-                    continue;
-                }
+                RespItem::Error(e) => outcome.fail(live, String::from_utf8_lossy(e).into_owned()),
+                _ => continue,
             }
             k += 1;
-            at = next;
         }
         buf.advance(at);
     }
-    outcome.published = write.await.unwrap_or(0);
-    outcome.unanswered = outcome.published.saturating_sub(k);
-    Ok(outcome)
+    (outcome, k)
 }
 
 #[cfg(test)]

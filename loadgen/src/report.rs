@@ -1,6 +1,7 @@
-//! What a run tells people: the verdict (pass, or why it failed, loudly), the
-//! text and JSON reports, the histogram files and the plots, all in one
-//! directory per run.
+//! What a run tells people: the report's types (`report.json` is
+//! [`RunReport`]), the text report, and the report directory with the
+//! histogram files. Whether a run passed is decided in [`crate::verdict`];
+//! the plots are drawn by [`crate::plot`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,11 +9,11 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::clients::ConnectSummary;
 use crate::histogram::{
     write_hgrm, write_interval_log, Interval, LatencyHistogram, LatencySummary,
 };
 use crate::phase::PhaseReport;
-use crate::plot;
 use crate::profile::Profile;
 
 /// Connect-time facts of one fleet.
@@ -38,6 +39,26 @@ pub struct ConnectReport {
     /// (after - before) / connected: what one idle client costs the server.
     #[serde(default)]
     pub server_kib_per_client: Option<f64>,
+}
+
+impl ConnectReport {
+    /// The report of a fleet of `clients` after bring-up; the server memory
+    /// figures are filled in by whoever can weigh the server.
+    pub fn of(clients: usize, s: &ConnectSummary) -> Self {
+        Self {
+            clients,
+            connected: s.connected,
+            connect_errors: s.connect_errors,
+            login_errors: s.login_errors,
+            error_samples: s.error_samples.clone(),
+            connect: LatencySummary::of(&s.connect_hist),
+            login: LatencySummary::of(&s.login_hist),
+            ramp_secs: s.ramp_secs,
+            server_rss_kib_before: None,
+            server_rss_kib_after: None,
+            server_kib_per_client: None,
+        }
+    }
 }
 
 /// rtmc next to the Redis floor at the same load.
@@ -124,114 +145,34 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// A report of `kind` with nothing measured yet.
+    pub fn new(
+        kind: &str,
+        profile: Profile,
+        target_mode: String,
+        started_at: String,
+        run_id: String,
+    ) -> Self {
+        Self {
+            kind: kind.into(),
+            profile,
+            target_mode,
+            started_at,
+            run_id,
+            connect: None,
+            rtmc: None,
+            floor_connect: None,
+            floor: None,
+            comparison: None,
+            ramp: None,
+            failures: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
     }
-
-    /// Adds the failures a phase implies under the profile's thresholds.
-    pub fn judge_phase(&mut self, p: &PhaseReport, slo_p99_ms: Option<f64>, max_pub_err_pct: f64) {
-        for f in phase_violations(p, slo_p99_ms, max_pub_err_pct) {
-            self.failures.push(format!("{}: {f}", p.label));
-        }
-        if p.selfcheck.verdict != crate::selfcheck::Verdict::Ok {
-            self.notes.push(format!(
-                "{} self-check: {}",
-                p.label, p.selfcheck.explanation
-            ));
-        }
-    }
-
-    /// Adds the failures a bring-up implies.
-    pub fn judge_connect(&mut self, label: &str, c: &ConnectReport, max_pct: f64) {
-        let failed = c.connect_errors + c.login_errors;
-        let pct = if c.clients == 0 {
-            0.0
-        } else {
-            100.0 * failed as f64 / c.clients as f64
-        };
-        if failed > 0 && pct > max_pct {
-            self.failures.push(format!(
-                "{label}: {failed} of {} clients failed to connect/log in ({pct:.2}% > {max_pct}%): {}",
-                c.clients,
-                c.error_samples.join("; ")
-            ));
-        }
-    }
-}
-
-/// Why a phase is not acceptable: loss, duplicates, reordering, publish
-/// errors above the threshold, an SLO miss.
-pub fn phase_violations(
-    p: &PhaseReport,
-    slo_p99_ms: Option<f64>,
-    max_pub_err_pct: f64,
-) -> Vec<String> {
-    let mut out = Vec::new();
-    let a = &p.accounting;
-    if a.lost > 0 {
-        out.push(format!(
-            "LOSS: {} expected deliveries never arrived ({} of {} receivers affected, {} gaps)",
-            a.lost, a.receivers_with_loss, a.receivers, a.gaps
-        ));
-    }
-    if a.duplicates > 0 {
-        out.push(format!(
-            "DUPLICATES: {} deliveries repeated a sequence number",
-            a.duplicates
-        ));
-    }
-    if a.out_of_order > 0 {
-        out.push(format!(
-            "ORDER: {} deliveries arrived out of order",
-            a.out_of_order
-        ));
-    }
-    if p.acked_not_delivered > 0 {
-        out.push(format!(
-            "ACKED-NOT-DELIVERED: {} acknowledged messages never reached a witness receiver",
-            p.acked_not_delivered
-        ));
-    }
-    if p.silent_clients > 0 {
-        out.push(format!(
-            "{} receivers never answered the final accounting",
-            p.silent_clients
-        ));
-    }
-    if p.slow_consumer_disconnects > 0 {
-        out.push(format!(
-            "{} receivers were disconnected as slow consumers",
-            p.slow_consumer_disconnects
-        ));
-    } else if p.disconnects > 0 {
-        out.push(format!(
-            "{} receivers were disconnected by the server",
-            p.disconnects
-        ));
-    }
-    let failed = p.publish_errors + p.unanswered;
-    let pct = if p.published == 0 {
-        0.0
-    } else {
-        100.0 * failed as f64 / p.published as f64
-    };
-    if failed > 0 && pct > max_pub_err_pct {
-        out.push(format!(
-            "{} publishes failed, {} unanswered ({pct:.2}% > {max_pub_err_pct}%): {}",
-            p.publish_errors,
-            p.unanswered,
-            p.publish_error_samples.join("; ")
-        ));
-    }
-    if p.published == 0 {
-        out.push("nothing was published".into());
-    }
-    if let Some(slo) = slo_p99_ms {
-        if p.latency.p99_ms > slo {
-            out.push(format!("SLO: p99 {:.2} ms > {slo} ms", p.latency.p99_ms));
-        }
-    }
-    out
 }
 
 fn phase_text(out: &mut String, p: &PhaseReport) {
@@ -328,80 +269,93 @@ pub fn render_text(r: &RunReport) -> String {
         phase_text(&mut out, p);
     }
     if let Some(c) = &r.comparison {
-        let _ = writeln!(
-            out,
-            "== rtmc vs Redis pub/sub floor (same load, same run) =="
-        );
-        let _ = writeln!(
-            out,
-            "{:<14} {:>14} {:>14} {:>10}",
-            "", "rtmc", "floor", "rtmc/floor"
-        );
-        let _ = writeln!(
-            out,
-            "{:<14} {:>14.0} {:>14.0} {:>10.2}",
-            "deliveries/s",
-            c.rtmc_deliveries_per_sec,
-            c.floor_deliveries_per_sec,
-            c.deliveries_ratio
-        );
-        for (name, a, b, q) in [
-            ("p50 ms", c.rtmc_p50_ms, c.floor_p50_ms, c.p50_ratio),
-            ("p99 ms", c.rtmc_p99_ms, c.floor_p99_ms, c.p99_ratio),
-            ("p99.9 ms", c.rtmc_p99_9_ms, c.floor_p99_9_ms, c.p99_9_ratio),
-        ] {
-            let _ = writeln!(out, "{name:<14} {a:>14.2} {b:>14.2} {q:>10.2}");
-        }
-        let _ = writeln!(
-            out,
-            "target p99 ≤ 0.5 × floor p99: {}",
-            if c.meets_half_floor_p99 {
-                "met"
-            } else {
-                "NOT met"
-            }
-        );
+        comparison_text(&mut out, c);
     }
     if let Some(ramp) = &r.ramp {
+        ramp_text(&mut out, ramp);
+    }
+    result_text(&mut out, r);
+    out
+}
+
+fn comparison_text(out: &mut String, c: &FloorComparison) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "== rtmc vs Redis pub/sub floor (same load, same run) =="
+    );
+    let _ = writeln!(
+        out,
+        "{:<14} {:>14} {:>14} {:>10}",
+        "", "rtmc", "floor", "rtmc/floor"
+    );
+    let _ = writeln!(
+        out,
+        "{:<14} {:>14.0} {:>14.0} {:>10.2}",
+        "deliveries/s", c.rtmc_deliveries_per_sec, c.floor_deliveries_per_sec, c.deliveries_ratio
+    );
+    for (name, a, b, q) in [
+        ("p50 ms", c.rtmc_p50_ms, c.floor_p50_ms, c.p50_ratio),
+        ("p99 ms", c.rtmc_p99_ms, c.floor_p99_ms, c.p99_ratio),
+        ("p99.9 ms", c.rtmc_p99_9_ms, c.floor_p99_9_ms, c.p99_9_ratio),
+    ] {
+        let _ = writeln!(out, "{name:<14} {a:>14.2} {b:>14.2} {q:>10.2}");
+    }
+    let _ = writeln!(
+        out,
+        "target p99 ≤ 0.5 × floor p99: {}",
+        if c.meets_half_floor_p99 {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+}
+
+fn ramp_text(out: &mut String, ramp: &RampReport) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "== ramp (SLO p99 ≤ {} ms, no loss) ==",
+        ramp.slo_p99_ms
+    );
+    let _ = writeln!(
+        out,
+        "{:>10} {:>12} {:>10} {:>10} {:>10} {:>8}  verdict",
+        "msg/s", "deliv/s", "p50 ms", "p99 ms", "p99.9 ms", "lost"
+    );
+    for s in &ramp.steps {
         let _ = writeln!(
             out,
-            "== ramp (SLO p99 ≤ {} ms, no loss) ==",
-            ramp.slo_p99_ms
+            "{:>10.0} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>8}  {}",
+            s.rate_per_sec,
+            s.phase.deliveries_per_sec,
+            s.phase.latency.p50_ms,
+            s.phase.latency.p99_ms,
+            s.phase.latency.p99_9_ms,
+            s.phase.accounting.lost,
+            s.violation.clone().unwrap_or_else(|| "ok".into())
         );
-        let _ = writeln!(
-            out,
-            "{:>10} {:>12} {:>10} {:>10} {:>10} {:>8}  verdict",
-            "msg/s", "deliv/s", "p50 ms", "p99 ms", "p99.9 ms", "lost"
-        );
-        for s in &ramp.steps {
+    }
+    match ramp.max_sustainable_rate_per_sec {
+        Some(rate) => {
             let _ = writeln!(
                 out,
-                "{:>10.0} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>8}  {}",
-                s.rate_per_sec,
-                s.phase.deliveries_per_sec,
-                s.phase.latency.p50_ms,
-                s.phase.latency.p99_ms,
-                s.phase.latency.p99_9_ms,
-                s.phase.accounting.lost,
-                s.violation.clone().unwrap_or_else(|| "ok".into())
+                "highest sustainable rate: {rate:.0} msg/s ({:.0} deliveries/s)",
+                ramp.max_sustainable_deliveries_per_sec.unwrap_or(0.0)
             );
         }
-        match ramp.max_sustainable_rate_per_sec {
-            Some(rate) => {
-                let _ = writeln!(
-                    out,
-                    "highest sustainable rate: {rate:.0} msg/s ({:.0} deliveries/s)",
-                    ramp.max_sustainable_deliveries_per_sec.unwrap_or(0.0)
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "highest sustainable rate: none — even the first step failed"
-                );
-            }
+        None => {
+            let _ = writeln!(
+                out,
+                "highest sustainable rate: none — even the first step failed"
+            );
         }
     }
+}
+
+fn result_text(out: &mut String, r: &RunReport) {
+    use std::fmt::Write as _;
     for n in &r.notes {
         let _ = writeln!(out, "note: {n}");
     }
@@ -413,7 +367,6 @@ pub fn render_text(r: &RunReport) -> String {
             let _ = writeln!(out, "  !!! {f}");
         }
     }
-    out
 }
 
 /// Histograms that go into the report directory.
@@ -445,7 +398,8 @@ fn write_file(
     w.flush().map_err(|e| err(e.to_string()))
 }
 
-/// Writes report.txt, report.json, latency.hlog, the .hgrm files and the plots.
+/// Writes report.txt, report.json, latency.hlog and the .hgrm files (the
+/// caller adds the plots: [`crate::plot::write_all`]).
 pub fn write_dir(
     dir: &Path,
     r: &RunReport,
@@ -479,8 +433,6 @@ pub fn write_dir(
         write_file(&p, |w| write_hgrm(w, hist).map_err(|e| e.to_string()))?;
         files.push(p);
     }
-    let plots = plot::write_all(dir, r, h.intervals, &h.merged);
-    files.extend(plots);
     Ok(files)
 }
 

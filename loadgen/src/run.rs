@@ -1,25 +1,25 @@
 //! Composes a whole invocation: bring the target up (or resolve it), connect
-//! the fleet, run the rtmc phase (or the ramp's steps), run the Redis floor
-//! at the same load, judge everything and write the report directory.
+//! the rtmc fleet, run its phase at the profile's rate (or hand the fleet to
+//! the [`ramp`](crate::ramp)), run the Redis [`floor`](crate::floor) at the
+//! same load, and write the report directory with its plots.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use crate::clients::{ConnectSummary, Fleet, FleetOptions, Protocol};
-use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram, LatencySummary};
+use crate::clients::{Fleet, FleetError, FleetOptions, Protocol};
+use crate::floor::{run_floor, FloorRedis};
+use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
 use crate::live::LiveStats;
 use crate::phase::{current_head, run_phase, HeadProbe, PhaseResult, PhaseSpec};
+use crate::plot;
 use crate::profile::{Profile, PublishVia};
 use crate::publisher::{Channel, MessageShape};
+use crate::ramp::run_ramp;
 use crate::report::{
-    self, phase_violations, ConnectReport, FloorComparison, RampReport, RampStep, ReportError,
-    ReportHistograms, RunReport,
+    self, ConnectReport, FloorComparison, ReportError, ReportHistograms, RunReport,
 };
-use crate::stack::{self, StackError, Target};
+use crate::stack::{self, EmbeddedStack, StackError, Target};
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +49,12 @@ pub enum RunError {
     Stack(#[from] StackError),
     #[error(transparent)]
     Report(#[from] ReportError),
-    #[error("{0}")]
-    Setup(String),
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
+    #[error("no server address to connect clients to")]
+    NoServer,
+    #[error("HTTP publishing needs --{0}")]
+    HttpNeeds(&'static str),
 }
 
 /// A finished run: its report and where the files are.
@@ -60,20 +64,218 @@ pub struct RunOutcome {
     pub files: Vec<PathBuf>,
 }
 
-fn connect_report(clients: usize, s: &ConnectSummary) -> ConnectReport {
-    ConnectReport {
-        clients,
-        connected: s.connected,
-        connect_errors: s.connect_errors,
-        login_errors: s.login_errors,
-        error_samples: s.error_samples.clone(),
-        connect: LatencySummary::of(&s.connect_hist),
-        login: LatencySummary::of(&s.login_hist),
-        ramp_secs: s.ramp_secs,
-        server_rss_kib_before: None,
-        server_rss_kib_after: None,
-        server_kib_per_client: None,
+/// One invocation's identity and time anchors.
+struct RunStart {
+    /// Random; in every message id, so runs never collide in the server's
+    /// dedupe window.
+    id: u32,
+    /// Local time (RFC 3339), for the report.
+    started_at: String,
+    /// The interval log's start time.
+    wall: SystemTime,
+    /// Interval offsets are measured from here.
+    instant: Instant,
+}
+
+impl RunStart {
+    fn now() -> Self {
+        let uuid = uuid::Uuid::new_v4();
+        let b = uuid.as_bytes();
+        Self {
+            id: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            started_at: chrono::Local::now().to_rfc3339(),
+            wall: SystemTime::now(),
+            instant: Instant::now(),
+        }
     }
+}
+
+/// Runs `mode` with `profile` and writes the report directory.
+pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunError> {
+    let run = RunStart::now();
+    let (stack, target) = bring_up(&profile).await?;
+    let mut report = RunReport::new(
+        mode.name(),
+        profile.clone(),
+        target.mode.clone(),
+        run.started_at.clone(),
+        format!("{:08x}", run.id),
+    );
+    let shape = Arc::new(MessageShape::new(run.id, profile.load.body_bytes));
+    let mut histograms = RunHistograms::default();
+    match mode {
+        Mode::Run => {
+            let r =
+                run_at_profile_rate(&profile, &target, shape.clone(), &run, &mut report).await?;
+            histograms.add_rtmc(&r);
+        }
+        Mode::Ramp => {
+            for r in ramp_up(&profile, &target, shape.clone(), &run, &mut report).await? {
+                histograms.add_rtmc(&r);
+            }
+        }
+        Mode::FloorOnly => {}
+    }
+    if mode == Mode::FloorOnly || (mode == Mode::Run && profile.floor.enabled) {
+        match target.floor_redis {
+            Some(addr) => {
+                let redis = FloorRedis {
+                    addr,
+                    ours: target.floor_is_ours,
+                };
+                let r = run_floor(&profile, redis, shape, run.id, run.instant, &mut report).await?;
+                histograms.add_floor(&r);
+            }
+            None => report
+                .notes
+                .push("floor skipped: no Redis to run it against (give --floor-redis)".into()),
+        }
+    }
+    if let (Some(a), Some(b)) = (&report.rtmc, &report.floor) {
+        report.comparison = Some(FloorComparison::of(a, b));
+    }
+    if let Some(s) = stack {
+        s.shutdown().await;
+    }
+    let dir = profile
+        .output
+        .out
+        .clone()
+        .unwrap_or_else(|| report::default_dir(mode.name()));
+    let files = histograms.write(&dir, &report, run.wall)?;
+    Ok(RunOutcome { report, dir, files })
+}
+
+/// Prints a progress line on stderr unless the profile is quiet.
+fn say(profile: &Profile, line: &str) {
+    if !profile.output.quiet {
+        eprintln!("loadgen: {line}");
+    }
+}
+
+/// Brings the embedded stack up, or resolves the running deployment.
+async fn bring_up(profile: &Profile) -> Result<(Option<EmbeddedStack>, Target), RunError> {
+    let (stack, target) = if profile.embedded() {
+        say(profile, "bringing up the embedded stack (containers + rtmc consumer, gateway, server as child processes)…");
+        let (s, t) = stack::embedded(profile).await?;
+        (Some(s), t)
+    } else {
+        (None, stack::external(profile)?)
+    };
+    say(
+        profile,
+        &format!(
+            "target: {} — servers {:?}, gateway {:?}, floor redis {:?}",
+            target.mode, target.servers, target.gateway, target.floor_redis
+        ),
+    );
+    Ok((stack, target))
+}
+
+/// `loadgen run`'s rtmc side: one phase at the profile's rate, judged.
+async fn run_at_profile_rate(
+    profile: &Profile,
+    target: &Target,
+    shape: Arc<MessageShape>,
+    run: &RunStart,
+    report: &mut RunReport,
+) -> Result<PhaseResult, RunError> {
+    let (mut fleet, spec) = prepare_rtmc(profile, target, shape, run.id, report).await?;
+    let r = run_phase(&mut fleet, spec, run.instant).await;
+    report.judge_phase(
+        &r.report,
+        profile.slo.p99_ms,
+        profile.slo.max_publish_error_pct,
+    );
+    report.rtmc = Some(r.report.clone());
+    Ok(r)
+}
+
+/// `loadgen ramp`: the steps on one fleet; the last step stands for rtmc.
+async fn ramp_up(
+    profile: &Profile,
+    target: &Target,
+    shape: Arc<MessageShape>,
+    run: &RunStart,
+    report: &mut RunReport,
+) -> Result<Vec<PhaseResult>, RunError> {
+    let (mut fleet, template) = prepare_rtmc(profile, target, shape, run.id, report).await?;
+    let ramp = run_ramp(&mut fleet, profile, template, run.instant).await;
+    let max_sustainable_rate_per_sec = ramp.report.max_sustainable_rate_per_sec;
+    report.rtmc = ramp.report.steps.last().map(|s| s.phase.clone());
+    report.ramp = Some(ramp.report);
+    report.judge_ramp(max_sustainable_rate_per_sec);
+    Ok(ramp.steps)
+}
+
+/// Connects the rtmc fleet and prepares the phase it runs at the profile's
+/// rate: its publishers, and the head probe with the head before publishing.
+async fn prepare_rtmc(
+    profile: &Profile,
+    target: &Target,
+    shape: Arc<MessageShape>,
+    run_id: u32,
+    report: &mut RunReport,
+) -> Result<(Fleet, PhaseSpec), RunError> {
+    let load = &profile.load;
+    let fleet = connect_rtmc_fleet(profile, target, run_id, report).await?;
+    let channels = publish_channels(profile, target)?;
+    let probe = HeadProbe::Rtmc {
+        addr: target.servers[0],
+        user: target.user(load.clients + load.tcp_publishers as usize),
+        password: target.password.clone(),
+    };
+    let head = current_head(&probe)
+        .await
+        .unwrap_or(fleet.summary.max_start_after);
+    let rtmc_pids = target.rtmc_pids.clone();
+    let spec = PhaseSpec::new("rtmc", profile, channels, shape, probe, head, rtmc_pids);
+    Ok((fleet, spec))
+}
+
+/// Connects and logs in the receivers, judges the bring-up, and weighs the
+/// server nodes before and after (memory per idle client).
+async fn connect_rtmc_fleet(
+    profile: &Profile,
+    target: &Target,
+    run_id: u32,
+    report: &mut RunReport,
+) -> Result<Fleet, RunError> {
+    let load = &profile.load;
+    if target.servers.is_empty() {
+        return Err(RunError::NoServer);
+    }
+    let users: Vec<String> = (0..load.clients).map(|i| target.user(i)).collect();
+    let live = Arc::new(LiveStats::new());
+    say(
+        profile,
+        &format!(
+            "connecting {} clients at {}/s…",
+            load.clients, load.connects_per_sec
+        ),
+    );
+    let rss_before = rss_kib(&target.server_node_pids);
+    let protocol = Protocol::Rtmc {
+        users: Arc::new(users),
+        password: target.password.clone(),
+        max_frame_bytes: target.max_frame_bytes,
+    };
+    let opts = FleetOptions::for_load(load, target.servers.clone(), protocol, run_id)?;
+    let fleet = Fleet::connect(opts, live).await;
+    let mut c = ConnectReport::of(load.clients, &fleet.summary);
+    // Let the server settle (login bursts free their transient buffers),
+    // then weigh it with every client connected and idle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = rss_kib(&target.server_node_pids);
+    if let (Some(b), Some(a)) = (rss_before, rss_after) {
+        c.server_rss_kib_before = Some(b);
+        c.server_rss_kib_after = Some(a);
+        c.server_kib_per_client =
+            (c.connected > 0).then(|| a.saturating_sub(b) as f64 / c.connected as f64);
+    }
+    report.judge_connect("rtmc", &c, profile.slo.max_connect_error_pct);
+    report.connect = Some(c);
+    Ok(fleet)
 }
 
 /// Summed resident memory (VmRSS) of `pids` in KiB; `None` if any is unreadable.
@@ -90,345 +292,8 @@ pub fn rss_kib(pids: &[u32]) -> Option<u64> {
     Some(total)
 }
 
-fn source_addrs(p: &Profile) -> Result<Vec<std::net::IpAddr>, RunError> {
-    let mut v = p
-        .load
-        .source_addrs
-        .iter()
-        .map(|s| {
-            s.parse()
-                .map_err(|_| RunError::Setup(format!("source address {s:?} is not an IP address")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    // Past ~25k clients one source address runs out of ephemeral ports.
-    if v.is_empty() && p.load.clients > 25_000 {
-        v = (1..=8u8)
-            .map(|n| std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, n)))
-            .collect();
-    }
-    Ok(v)
-}
-
-/// Runs `mode` with `profile` and writes the report directory.
-pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunError> {
-    let run_id: u32 = {
-        let b = uuid::Uuid::new_v4();
-        let bytes = b.as_bytes();
-        u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]])
-    };
-    let started_at = chrono::Local::now().to_rfc3339();
-    let run_start_sys = SystemTime::now();
-    let run_start = Instant::now();
-    let quiet = profile.output.quiet;
-    let say = |s: String| {
-        if !quiet {
-            eprintln!("loadgen: {s}");
-        }
-    };
-
-    // Floor-only against a given Redis needs no stack.
-    let need_stack =
-        profile.embedded() && !(mode == Mode::FloorOnly && profile.floor.redis.is_some());
-    let (stack, target) = if need_stack {
-        say("bringing up the embedded stack (containers + rtmc consumer, gateway, server as child processes)…".into());
-        let (s, t) = stack::embedded(&profile).await?;
-        (Some(s), t)
-    } else if profile.embedded() {
-        (None, floor_only_target(&profile)?)
-    } else {
-        (None, stack::external(&profile)?)
-    };
-    say(format!(
-        "target: {} — servers {:?}, gateway {:?}, floor redis {:?}",
-        target.mode, target.servers, target.gateway, target.floor_redis
-    ));
-
-    let mut report = RunReport {
-        kind: mode.name().into(),
-        profile: profile.clone(),
-        target_mode: target.mode.clone(),
-        started_at,
-        run_id: format!("{run_id:08x}"),
-        connect: None,
-        rtmc: None,
-        floor_connect: None,
-        floor: None,
-        comparison: None,
-        ramp: None,
-        failures: Vec::new(),
-        notes: Vec::new(),
-    };
-    let shape = Arc::new(MessageShape::new(run_id, profile.load.body_bytes));
-    let mut intervals: Vec<Interval> = Vec::new();
-    let mut rtmc_hist = new_histogram();
-    let mut rtmc_ack = new_histogram();
-    let mut floor_hist = new_histogram();
-    let mut floor_ack = new_histogram();
-
-    if mode != Mode::FloorOnly {
-        let result = rtmc_phases(
-            &profile,
-            mode,
-            &target,
-            shape.clone(),
-            run_id,
-            run_start,
-            &mut report,
-        )
-        .await?;
-        for r in &result {
-            intervals.extend(r.intervals.iter().cloned());
-            merge_into(&mut rtmc_hist, &r.latency);
-            merge_into(&mut rtmc_ack, &r.ack_latency);
-        }
-    }
-    let floor_wanted = mode == Mode::FloorOnly || (mode == Mode::Run && profile.floor.enabled);
-    if floor_wanted {
-        match floor_phase(
-            &profile,
-            &target,
-            shape.clone(),
-            run_id,
-            run_start,
-            &mut report,
-        )
-        .await?
-        {
-            Some(r) => {
-                intervals.extend(r.intervals.iter().cloned());
-                merge_into(&mut floor_hist, &r.latency);
-                merge_into(&mut floor_ack, &r.ack_latency);
-            }
-            None => report
-                .notes
-                .push("floor skipped: no Redis to run it against (give --floor-redis)".into()),
-        }
-    }
-    if let (Some(a), Some(b)) = (&report.rtmc, &report.floor) {
-        report.comparison = Some(FloorComparison::of(a, b));
-    }
-    if let Some(s) = stack {
-        s.shutdown().await;
-    }
-
-    let dir = profile
-        .output
-        .out
-        .clone()
-        .unwrap_or_else(|| report::default_dir(mode.name()));
-    let mut merged: Vec<(&'static str, &LatencyHistogram)> = Vec::new();
-    if !rtmc_hist.is_empty() {
-        merged.push(("latency", &rtmc_hist));
-        merged.push(("ack", &rtmc_ack));
-    }
-    if !floor_hist.is_empty() {
-        merged.push(("floor", &floor_hist));
-        merged.push(("floor-ack", &floor_ack));
-    }
-    let files = report::write_dir(
-        &dir,
-        &report,
-        &ReportHistograms {
-            run_start: run_start_sys,
-            intervals: &intervals,
-            merged,
-        },
-    )?;
-    Ok(RunOutcome { report, dir, files })
-}
-
-fn floor_only_target(p: &Profile) -> Result<Target, RunError> {
-    Err(RunError::Setup(format!(
-        "floor-only without an embedded stack needs --floor-redis (profile {:?})",
-        p.name
-    )))
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn rtmc_phases(
-    profile: &Profile,
-    mode: Mode,
-    target: &Target,
-    shape: Arc<MessageShape>,
-    run_id: u32,
-    run_start: Instant,
-    report: &mut RunReport,
-) -> Result<Vec<PhaseResult>, RunError> {
-    let load = &profile.load;
-    if target.servers.is_empty() {
-        return Err(RunError::Setup(
-            "no server address to connect clients to".into(),
-        ));
-    }
-    let users: Vec<String> = (0..load.clients).map(|i| target.user(i)).collect();
-    let live = Arc::new(LiveStats::new());
-    if !profile.output.quiet {
-        eprintln!(
-            "loadgen: connecting {} clients at {}/s…",
-            load.clients, load.connects_per_sec
-        );
-    }
-    let rss_before = rss_kib(&target.server_node_pids);
-    let mut fleet = Fleet::connect(
-        FleetOptions {
-            clients: load.clients,
-            connects_per_sec: load.connects_per_sec,
-            targets: target.servers.clone(),
-            protocol: Protocol::Rtmc {
-                users: Arc::new(users),
-                password: target.password.clone(),
-                max_frame_bytes: target.max_frame_bytes,
-            },
-            source_addrs: source_addrs(profile)?,
-            connect_timeout_ms: load.connect_timeout_ms,
-            witnesses: load.witnesses,
-            run_id,
-        },
-        live,
-    )
-    .await;
-    let mut c = connect_report(load.clients, &fleet.summary);
-    // Let the server settle (login bursts free their transient buffers),
-    // then weigh it with every client connected and idle.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = rss_kib(&target.server_node_pids);
-    if let (Some(b), Some(a)) = (rss_before, rss_after) {
-        c.server_rss_kib_before = Some(b);
-        c.server_rss_kib_after = Some(a);
-        c.server_kib_per_client =
-            (c.connected > 0).then(|| a.saturating_sub(b) as f64 / c.connected as f64);
-    }
-    report.judge_connect("rtmc", &c, profile.slo.max_connect_error_pct);
-    report.connect = Some(c);
-
-    let channels = publish_channels(profile, target)?;
-    let probe = HeadProbe::Rtmc {
-        addr: target.servers[0],
-        user: target.user(load.clients + load.tcp_publishers as usize),
-        password: target.password.clone(),
-    };
-    let mut head = current_head(&probe)
-        .await
-        .unwrap_or(fleet.summary.max_start_after);
-    let drain = Duration::from_secs_f64(load.drain_timeout_secs);
-    let ack_timeout = Duration::from_secs(10);
-    let mut results = Vec::new();
-    match mode {
-        Mode::Run | Mode::FloorOnly => {
-            let r = run_phase(
-                &mut fleet,
-                PhaseSpec {
-                    label: "rtmc".into(),
-                    rate_per_sec: load.rate_per_sec,
-                    duration_secs: load.duration_secs,
-                    channels,
-                    shape,
-                    seq_base: 0,
-                    drain,
-                    ack_timeout,
-                    head: probe,
-                    head_before: head,
-                    last: true,
-                    quiet: profile.output.quiet,
-                    server_pids: target.server_pids.clone(),
-                },
-                run_start,
-            )
-            .await;
-            report.judge_phase(
-                &r.report,
-                profile.slo.p99_ms,
-                profile.slo.max_publish_error_pct,
-            );
-            report.rtmc = Some(r.report.clone());
-            results.push(r);
-        }
-        Mode::Ramp => {
-            let ramp = &profile.ramp;
-            let slo = profile.slo.p99_ms.unwrap_or(ramp.default_p99_ms);
-            let mut steps = Vec::new();
-            let mut rate = ramp.start_rate_per_sec;
-            let mut seq_base = 0u64;
-            let mut best: Option<(f64, f64)> = None;
-            let mut prev_cumulative = crate::accounting::DeliveryTotals::default();
-            for _ in 0..ramp.max_steps.max(1) {
-                if rate > ramp.max_rate_per_sec {
-                    break;
-                }
-                if !profile.output.quiet {
-                    eprintln!(
-                        "loadgen: ramp step at {rate:.0} msg/s for {} s",
-                        ramp.step_duration_secs
-                    );
-                }
-                let r = run_phase(
-                    &mut fleet,
-                    PhaseSpec {
-                        label: "rtmc".into(),
-                        rate_per_sec: rate,
-                        duration_secs: ramp.step_duration_secs,
-                        channels: channels.clone(),
-                        shape: shape.clone(),
-                        seq_base,
-                        drain,
-                        ack_timeout,
-                        head: probe.clone(),
-                        head_before: head,
-                        last: false,
-                        quiet: profile.output.quiet,
-                        server_pids: target.server_pids.clone(),
-                    },
-                    run_start,
-                )
-                .await;
-                seq_base += (rate * ramp.step_duration_secs).ceil() as u64 + 1;
-                head = r.report.head_after;
-                // Accounting is cumulative over the fleet's life: take this step's share.
-                let mut phase = r.report.clone();
-                let cumulative = phase.accounting;
-                phase.accounting = cumulative.since(&prev_cumulative);
-                prev_cumulative = cumulative;
-                let violations =
-                    phase_violations(&phase, Some(slo), profile.slo.max_publish_error_pct);
-                let sustainable = violations.is_empty();
-                if sustainable {
-                    best = Some((rate, phase.deliveries_per_sec));
-                }
-                steps.push(RampStep {
-                    rate_per_sec: rate,
-                    phase,
-                    sustainable,
-                    violation: (!sustainable).then(|| violations.join("; ")),
-                });
-                results.push(r);
-                if !sustainable {
-                    break;
-                }
-                rate = match ramp.factor {
-                    Some(f) if f > 1.0 => rate * f,
-                    _ => rate + ramp.step_rate_per_sec.max(1.0),
-                };
-            }
-            let _ = fleet.sync(head, Duration::from_secs(2), true).await;
-            report.ramp = Some(RampReport {
-                slo_p99_ms: slo,
-                max_sustainable_rate_per_sec: best.map(|b| b.0),
-                max_sustainable_deliveries_per_sec: best.map(|b| b.1),
-                steps,
-            });
-            if best.is_none() {
-                report
-                    .failures
-                    .push("ramp: not even the first step met the SLO without loss".into());
-            }
-            if let Some(last) = report.ramp.as_ref().and_then(|r| r.steps.last()) {
-                report.rtmc = Some(last.phase.clone());
-            }
-        }
-    }
-    Ok(results)
-}
-
+/// The publishers the profile asks for: TCP publisher sessions (spread over
+/// the servers), the HTTP gateway, or both.
 fn publish_channels(profile: &Profile, target: &Target) -> Result<Vec<Channel>, RunError> {
     let load = &profile.load;
     let mut channels = Vec::new();
@@ -445,11 +310,11 @@ fn publish_channels(profile: &Profile, target: &Target) -> Result<Vec<Channel>, 
         let base_url = target
             .gateway
             .clone()
-            .ok_or_else(|| RunError::Setup("HTTP publishing needs --gateway".into()))?;
+            .ok_or(RunError::HttpNeeds("gateway"))?;
         let api_key = target
             .api_key
             .clone()
-            .ok_or_else(|| RunError::Setup("HTTP publishing needs --api-key".into()))?;
+            .ok_or(RunError::HttpNeeds("api-key"))?;
         channels.push(Channel::Http {
             base_url,
             api_key,
@@ -459,103 +324,76 @@ fn publish_channels(profile: &Profile, target: &Target) -> Result<Vec<Channel>, 
     Ok(channels)
 }
 
-/// Asks our own Redis to never cut a slow subscriber off (the floor must
-/// measure fan-out, not the output-buffer policy).
-async fn unlimit_pubsub_buffers(addr: SocketAddr) -> std::io::Result<()> {
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let mut out = Vec::new();
-    crate::resp::command(
-        &mut out,
-        &[
-            b"CONFIG",
-            b"SET",
-            b"client-output-buffer-limit",
-            b"pubsub 0 0 0",
-        ],
-    );
-    s.write_all(&out).await?;
-    let mut buf = [0u8; 256];
-    let _ = tokio::time::timeout(Duration::from_secs(2), s.read(&mut buf)).await;
-    Ok(())
+/// Whole-run publish→receive and publish→ack histograms of one side.
+struct SideHistograms {
+    latency: LatencyHistogram,
+    ack: LatencyHistogram,
 }
 
-async fn floor_phase(
-    profile: &Profile,
-    target: &Target,
-    shape: Arc<MessageShape>,
-    run_id: u32,
-    run_start: Instant,
-    report: &mut RunReport,
-) -> Result<Option<PhaseResult>, RunError> {
-    let Some(redis) = target.floor_redis else {
-        return Ok(None);
-    };
-    if target.floor_is_ours {
-        let _ = unlimit_pubsub_buffers(redis).await;
+impl Default for SideHistograms {
+    fn default() -> Self {
+        Self {
+            latency: new_histogram(),
+            ack: new_histogram(),
+        }
     }
-    let load = &profile.load;
-    let channel = format!("{}-{run_id:08x}", profile.floor.channel);
-    if !profile.output.quiet {
-        eprintln!(
-            "loadgen: floor — {} Redis subscribers on {redis} at {} msg/s…",
-            load.clients, load.rate_per_sec
-        );
+}
+
+/// The run's histograms, gathered phase by phase for the report directory.
+#[derive(Default)]
+struct RunHistograms {
+    /// Every phase's one-second intervals.
+    intervals: Vec<Interval>,
+    rtmc: SideHistograms,
+    floor: SideHistograms,
+}
+
+impl SideHistograms {
+    fn add(&mut self, r: &PhaseResult) {
+        merge_into(&mut self.latency, &r.latency);
+        merge_into(&mut self.ack, &r.ack_latency);
     }
-    let live = Arc::new(LiveStats::new());
-    let mut fleet = Fleet::connect(
-        FleetOptions {
-            clients: load.clients,
-            connects_per_sec: load.connects_per_sec,
-            targets: vec![redis],
-            protocol: Protocol::RedisPubSub {
-                channel: channel.clone(),
-            },
-            source_addrs: source_addrs(profile)?,
-            connect_timeout_ms: load.connect_timeout_ms,
-            witnesses: load.witnesses,
-            run_id,
-        },
-        live,
-    )
-    .await;
-    let c = connect_report(load.clients, &fleet.summary);
-    report.judge_connect("floor", &c, profile.slo.max_connect_error_pct);
-    report.floor_connect = Some(c);
-    let r = run_phase(
-        &mut fleet,
-        PhaseSpec {
-            label: "floor".into(),
-            rate_per_sec: load.rate_per_sec,
-            duration_secs: load.duration_secs,
-            channels: vec![Channel::Redis {
-                addr: redis,
-                channel,
-            }],
-            shape,
-            seq_base: 0,
-            drain: Duration::from_secs_f64(load.drain_timeout_secs),
-            ack_timeout: Duration::from_secs(10),
-            head: HeadProbe::Published,
-            head_before: 0,
-            last: true,
-            quiet: profile.output.quiet,
-            server_pids: Vec::new(),
-        },
-        run_start,
-    )
-    .await;
-    // Redis pub/sub is at-most-once: its loss is a fact about the yardstick,
-    // reported but not a failure of rtmc.
-    let v = phase_violations(&r.report, None, 100.0);
-    if !v.is_empty() {
-        report.notes.push(format!("floor: {}", v.join("; ")));
+}
+
+impl RunHistograms {
+    fn add_rtmc(&mut self, r: &PhaseResult) {
+        self.intervals.extend(r.intervals.iter().cloned());
+        self.rtmc.add(r);
     }
-    if r.report.selfcheck.verdict != crate::selfcheck::Verdict::Ok {
-        report.notes.push(format!(
-            "floor self-check: {}",
-            r.report.selfcheck.explanation
+
+    fn add_floor(&mut self, r: &PhaseResult) {
+        self.intervals.extend(r.intervals.iter().cloned());
+        self.floor.add(r);
+    }
+
+    /// Writes the report directory: the report and histogram files, then the plots.
+    fn write(
+        &self,
+        dir: &Path,
+        report: &RunReport,
+        run_start: SystemTime,
+    ) -> Result<Vec<PathBuf>, ReportError> {
+        let mut merged: Vec<(&'static str, &LatencyHistogram)> = Vec::new();
+        if !self.rtmc.latency.is_empty() {
+            merged.push(("latency", &self.rtmc.latency));
+            merged.push(("ack", &self.rtmc.ack));
+        }
+        if !self.floor.latency.is_empty() {
+            merged.push(("floor", &self.floor.latency));
+            merged.push(("floor-ack", &self.floor.ack));
+        }
+        let h = ReportHistograms {
+            run_start,
+            intervals: &self.intervals,
+            merged,
+        };
+        let mut files = report::write_dir(dir, report, &h)?;
+        files.extend(plot::write_all(
+            dir,
+            h.intervals,
+            &h.merged,
+            report.ramp.as_ref(),
         ));
+        Ok(files)
     }
-    report.floor = Some(r.report.clone());
-    Ok(Some(r))
 }

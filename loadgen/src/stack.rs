@@ -4,7 +4,9 @@
 //! addresses of a running deployment.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
 
+use rtmc::config::Config;
 use rtmc_testkit::process::rtmc_binary;
 use rtmc_testkit::{NodeProcess, Pipeline, PipelineOptions, Role, Services, TEST_PASSWORD};
 
@@ -33,8 +35,10 @@ pub struct Target {
     pub password: String,
     /// Redis for the floor, if any.
     pub floor_redis: Option<SocketAddr>,
-    /// Server-side processes whose CPU the self-check reports.
-    pub server_pids: Vec<u32>,
+    /// Every rtmc process (consumer, sync worker, gateway, server nodes):
+    /// the self-check reports their CPU time (embedded mode; in target
+    /// mode, `--server-pid`).
+    pub rtmc_pids: Vec<u32>,
     /// The chat server node processes alone: their memory per connected
     /// client is reported (embedded mode; in target mode, `--server-pid`).
     pub server_node_pids: Vec<u32>,
@@ -107,7 +111,7 @@ pub fn external(p: &Profile) -> Result<Target, StackError> {
         user_prefix: p.target.user_prefix.clone(),
         password,
         floor_redis: p.floor.redis.as_deref().map(resolve).transpose()?,
-        server_pids: p.target.server_pids.clone(),
+        rtmc_pids: p.target.server_pids.clone(),
         server_node_pids: p.target.server_pids.clone(),
         max_frame_bytes: rtmc::protocol::DEFAULT_MAX_FRAME_BYTES,
         mode: "target".into(),
@@ -118,9 +122,8 @@ pub fn external(p: &Profile) -> Result<Target, StackError> {
 /// Brings up containers, a namespace with users, a consumer, the sync
 /// worker, a gateway and `server_nodes` servers as child processes.
 pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError> {
-    let err = |e: &dyn std::fmt::Display| StackError::Embedded(e.to_string());
-    let binary = rtmc_binary().map_err(|e| err(&e))?;
-    let services = Services::start().await.map_err(|e| err(&e))?;
+    let binary = rtmc_binary().map_err(|e| embedded_err(&e))?;
+    let services = Services::start().await.map_err(|e| embedded_err(&e))?;
     let pipeline = Pipeline::start(
         &services,
         PipelineOptions {
@@ -134,43 +137,21 @@ pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError
         },
     )
     .await
-    .map_err(|e| err(&e))?;
+    .map_err(|e| embedded_err(&e))?;
     let prefix = p.target.user_prefix.clone();
     pipeline
         .add_users(&prefix, users_needed(p))
         .await
-        .map_err(|e| err(&e))?;
+        .map_err(|e| embedded_err(&e))?;
     let cfg = (*pipeline.cfg).clone();
     let mut nodes = Vec::new();
-    nodes.push(
-        NodeProcess::spawn(Role::Consumer, cfg.clone(), &binary)
-            .await
-            .map_err(|e| err(&e))?,
-    );
-    nodes.push(
-        NodeProcess::spawn(Role::Sync, cfg.clone(), &binary)
-            .await
-            .map_err(|e| err(&e))?,
-    );
-    let gateway = NodeProcess::spawn(Role::Gateway, cfg.clone(), &binary)
-        .await
-        .map_err(|e| err(&e))?;
+    nodes.push(spawn(Role::Consumer, &cfg, &binary).await?);
+    nodes.push(spawn(Role::Sync, &cfg, &binary).await?);
+    let gateway = spawn(Role::Gateway, &cfg, &binary).await?;
     let gateway_url = gateway.addr.clone().map(|a| format!("http://{a}"));
     nodes.push(gateway);
-    let mut servers = Vec::new();
-    let mut server_node_pids = Vec::new();
-    for _ in 0..p.target.server_nodes.max(1) {
-        let node = NodeProcess::spawn(Role::Server, cfg.clone(), &binary)
-            .await
-            .map_err(|e| err(&e))?;
-        let addr = node
-            .addr
-            .clone()
-            .ok_or_else(|| StackError::Embedded("server without an address".into()))?;
-        servers.push(resolve(&addr)?);
-        server_node_pids.push(node.pid());
-        nodes.push(node);
-    }
+    let (servers, server_node_pids) =
+        spawn_servers(p.target.server_nodes.max(1), &cfg, &binary, &mut nodes).await?;
     let floor_redis = match &p.floor.redis {
         Some(r) => Some(resolve(r)?),
         None => Some(resolve(&format!("127.0.0.1:{}", services.redis.port))?),
@@ -186,7 +167,7 @@ pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError
         user_prefix: prefix,
         password: TEST_PASSWORD.into(),
         floor_redis,
-        server_pids: nodes.iter().map(|n| n.pid()).collect(),
+        rtmc_pids: nodes.iter().map(|n| n.pid()).collect(),
         server_node_pids,
         max_frame_bytes: cfg.server.max_frame_bytes,
         mode: "embedded".into(),
@@ -200,4 +181,38 @@ pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError
         },
         target,
     ))
+}
+
+fn embedded_err(e: &dyn std::fmt::Display) -> StackError {
+    StackError::Embedded(e.to_string())
+}
+
+/// Starts one component as an `rtmc` child process.
+async fn spawn(role: Role, cfg: &Config, binary: &Path) -> Result<NodeProcess, StackError> {
+    NodeProcess::spawn(role, cfg.clone(), binary)
+        .await
+        .map_err(|e| embedded_err(&e))
+}
+
+/// Starts `count` server nodes (added to `nodes`); returns their addresses
+/// and process ids.
+async fn spawn_servers(
+    count: usize,
+    cfg: &Config,
+    binary: &Path,
+    nodes: &mut Vec<NodeProcess>,
+) -> Result<(Vec<SocketAddr>, Vec<u32>), StackError> {
+    let mut servers = Vec::new();
+    let mut pids = Vec::new();
+    for _ in 0..count {
+        let node = spawn(Role::Server, cfg, binary).await?;
+        let addr = node
+            .addr
+            .clone()
+            .ok_or_else(|| StackError::Embedded("server without an address".into()))?;
+        servers.push(resolve(&addr)?);
+        pids.push(node.pid());
+        nodes.push(node);
+    }
+    Ok((servers, pids))
 }
