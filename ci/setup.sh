@@ -64,7 +64,8 @@ if ! docker image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
   fi
 fi
 
-# 4. Service images.
+# 4. Service images, built side by side (each is mostly apt downloads).
+pids=()
 for svc in redis rabbitmq postgres; do
   image="rtmc-$svc:$IMAGE_TAG"
   if [ "${RTMC_REBUILD:-0}" != 1 ] && docker image inspect "$image" >/dev/null 2>&1; then
@@ -72,6 +73,13 @@ for svc in redis rabbitmq postgres; do
   fi
   log "building $image"
   DOCKER_BUILDKIT=0 docker build -q --network host --build-arg "BASE=$BASE_IMAGE" -t "$image" \
-    "$ROOT/testkit/images/$svc" >/dev/null
+    "$ROOT/testkit/images/$svc" >"/tmp/rtmc-image-$svc.log" 2>&1 &
+  pids+=("$!:$svc")
+done
+for entry in "${pids[@]}"; do
+  if ! wait "${entry%%:*}"; then
+    log "building rtmc-${entry#*:}:$IMAGE_TAG failed; see /tmp/rtmc-image-${entry#*:}.log"
+    exit 1
+  fi
 done
 log "ready: docker engine up, images rtmc-{redis,rabbitmq,postgres}:$IMAGE_TAG present"
