@@ -11,20 +11,24 @@
 //! `rtmc_testkit::Service::{stop, kill, pause}`.
 
 pub mod api;
+pub mod checker;
 pub mod client;
 pub mod collection;
 mod connection;
 pub mod error;
 pub mod faults;
+pub mod history;
 mod link;
 pub mod proxy;
 pub mod request;
 pub mod toxic;
 
+pub use checker::{Anomaly, AnomalyKind, Checker, Verdict};
 pub use client::{ClientError, NewProxy, ToxiproxyClient};
 pub use collection::ProxyCollection;
 pub use error::FaultError;
 pub use faults::{StreamFaults, ToxicHandle};
+pub use history::{ClientLog, History, HistoryError, PublishLog, Recording};
 pub use proxy::{FaultProxy, ProxyConfig, ProxyInfo, ProxyUpdate};
 pub use toxic::{
     ms, Bandwidth, Direction, Latency, LimitData, LimitTime, ResetPeer, Slicer, SlowClose, Timeout,
