@@ -14,7 +14,7 @@
 //! answer, else *failed*. Its *seqs* are every seq any client received it
 //! under or PostgreSQL stores it under; *observed* means it has one.
 //!
-//! **Coverage** (what a client should have received, [`coverage`]). A
+//! **Coverage** (what a client should have received; `checker/coverage.rs`). A
 //! connection is owed every seq after its `login_ok.last_seq` (or after its
 //! `resume_from`, if lower). A reconnect that resumes — `resume_from` at
 //! login, or a `resume` command answered by `resume_done` — continues the
@@ -24,9 +24,15 @@
 //! received, or announced by `login_ok`/`resume_done`. The stretch open at
 //! the end of the run is owed every seq up to the highest known anywhere.
 //! Edge cases, each read so that no loss is hidden:
-//! - *joined mid-run*: owed nothing at or below its first login head;
+//! - *joined mid-run*: owed nothing at or below its first login head, and
+//!   everything above it, even messages invoked before it joined;
 //! - *left without resuming*: owed nothing above what it was shown, since a
 //!   message sequenced after it left could not reach it;
+//! - *torn down after the run drained* (a disconnect at or after
+//!   [`Recording::drained`](crate::history::Recording::drained)): not
+//!   leaving, so still owed everything through the end — a client stuck
+//!   before the drain is blamed for what it missed. Without that mark every
+//!   disconnect counts as leaving;
 //! - *acknowledged after the client disconnected*: owed when the client
 //!   resumed later (the resume covers it), or when its seq is at or below
 //!   the highest the client was shown before leaving;

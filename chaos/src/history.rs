@@ -44,7 +44,7 @@ impl MessageIx {
     }
 }
 
-/// An error code, interned: an index into [`History::codes`].
+/// An error code, interned: an index into the history's code table ([`History::code`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct CodeIx(pub(crate) u32);
@@ -214,6 +214,10 @@ pub struct History {
     /// PostgreSQL's rows in the order they were read (the table's insertion
     /// order), when they were read.
     stored: Option<Vec<StoredRow>>,
+    /// When the run had drained (every delivery that would come had come):
+    /// disconnects from then on are the harness tearing clients down, not
+    /// clients leaving.
+    drained_at_us: Option<u64>,
 }
 
 /// Why a history could not be finished, saved or loaded.
@@ -289,6 +293,12 @@ impl History {
         self.stored.as_deref()
     }
 
+    /// When the run had drained, if that was recorded
+    /// ([`Recording::drained`]).
+    pub fn drained_at_us(&self) -> Option<u64> {
+        self.drained_at_us
+    }
+
     /// Writes the history as one JSON document to `path`.
     pub fn save(&self, path: &Path) -> Result<(), HistoryError> {
         let io = |source| HistoryError::Io {
@@ -331,6 +341,7 @@ impl History {
         publishers: Vec<PublisherHistory>,
         clients: Vec<ClientHistory>,
         stored: Option<Vec<StoredRow>>,
+        drained_at_us: Option<u64>,
     ) -> History {
         History {
             format: HISTORY_FORMAT.to_owned(),
@@ -339,6 +350,7 @@ impl History {
             publishers,
             clients,
             stored,
+            drained_at_us,
         }
     }
 

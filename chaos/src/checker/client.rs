@@ -63,7 +63,7 @@ fn walk_deliveries(
     client: &ClientHistory,
     counts: &mut ClientCounts,
 ) -> Coverage {
-    let mut coverage = CoverageBuilder::default();
+    let mut coverage = CoverageBuilder::new(j.history.drained_at_us());
     let mut events = client.events.iter().peekable();
     let mut highest: Option<u64> = None;
     for (i, d) in client.deliveries.iter().enumerate() {

@@ -14,14 +14,16 @@
 //! asked for them and never got them. A `resume_done` also owes the replay
 //! `from + 1 ..= head`, even below the stretch's start.
 //!
-//! A stretch that ends for good (the client's final disconnect, or a
-//! reconnect that does not resume) is owed only up to the highest seq the
+//! A stretch that ends for good (the client's final disconnect before the
+//! run drained, or a reconnect that does not resume) is owed only up to the highest seq the
 //! client was shown in it — received, or announced as a head by `login_ok` /
 //! `resume_done`: a message sequenced later may have been sequenced after the
 //! client left. The stretch still open at the end of the run is owed every
 //! seq above its start, and, for an acknowledged message nobody received or
 //! stored (so its seq is unknown), every message first invoked after the
-//! stretch started.
+//! stretch started. Disconnects at or after the moment the run drained
+//! ([`crate::history::Recording::drained`]) are the harness tearing clients
+//! down: they end nothing.
 
 use super::seq_table::SeqWindow;
 use crate::history::SessionEventKind;
@@ -51,6 +53,8 @@ impl Stretch {
 /// [`Coverage`].
 #[derive(Debug, Default)]
 pub(super) struct CoverageBuilder {
+    /// Disconnects from then on are teardown ([`crate::history::Recording::drained`]).
+    drained_at_us: Option<u64>,
     connected: bool,
     /// The stretch of the open connection (or of the last one, once it
     /// disconnected and until the next connection decides).
@@ -64,14 +68,26 @@ pub(super) struct CoverageBuilder {
 }
 
 impl CoverageBuilder {
+    pub(super) fn new(drained_at_us: Option<u64>) -> CoverageBuilder {
+        CoverageBuilder {
+            drained_at_us,
+            ..CoverageBuilder::default()
+        }
+    }
+
     pub(super) fn on_event(&mut self, at_us: u64, kind: &SessionEventKind) {
         match *kind {
             SessionEventKind::Connected { head, resume_from } => {
                 self.on_connected(at_us, head, resume_from)
             }
             SessionEventKind::Resumed { from, head } => self.on_resumed(at_us, from, head),
+            SessionEventKind::Disconnected { .. } if self.is_teardown(at_us) => {}
             SessionEventKind::Disconnected { .. } => self.on_disconnected(),
         }
+    }
+
+    fn is_teardown(&self, at_us: u64) -> bool {
+        self.drained_at_us.is_some_and(|drained| at_us >= drained)
     }
 
     fn on_connected(&mut self, at_us: u64, head: u64, resume_from: Option<u64>) {

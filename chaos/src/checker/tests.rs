@@ -418,6 +418,33 @@ fn a_mid_run_joiner_and_a_leaver_are_not_blamed_for_what_they_could_not_see() {
 }
 
 #[test]
+fn a_disconnect_after_the_drain_is_teardown_and_a_stuck_client_is_blamed() {
+    let stuck_client = |drained: bool| {
+        history(|rec| {
+            acked(&mut rec.publisher("p"), 1..=10);
+            steady(rec, "alice", 1..=10);
+            let mut stuck = rec.client("stuck");
+            stuck.connected_at(0, 0, None);
+            receive(&mut stuck, 1..=5);
+            if drained {
+                rec.drained_at(5_000);
+            }
+            stuck.disconnected_at(5_001, "shutdown");
+        })
+    };
+    let v = stuck_client(true).check();
+    assert_anomalies(&v, &[(AnomalyKind::Lost, 5), (AnomalyKind::Gap, 1)]);
+    assert_eq!(
+        only(&v, AnomalyKind::Gap).seqs,
+        Some(SeqRange { first: 6, last: 10 })
+    );
+    // Unmarked, the same disconnect is the client leaving after seq 5.
+    let v = stuck_client(false).check();
+    assert_anomalies(&v, &[]);
+    assert_eq!(v.client("stuck").map(|c| c.expected), Some(5));
+}
+
+#[test]
 fn postgres_rows_out_of_seq_order() {
     let h = history(|rec| {
         acked(&mut rec.publisher("p"), 1..=10);

@@ -74,6 +74,7 @@ struct Returned {
     publishers: Vec<(u64, PublisherLogParts)>,
     clients: Vec<(u64, ClientHistory)>,
     stored: Option<Vec<StoredRow>>,
+    drained_at_us: Option<u64>,
 }
 
 /// A returned publish log; its failure codes are still local to it.
@@ -144,6 +145,20 @@ impl Recording {
         returned.stored.get_or_insert_with(Vec::new).extend(rows);
     }
 
+    /// Marks the run drained: every delivery that will come has come.
+    /// Disconnects recorded from now on are teardown, not clients leaving,
+    /// so clients stay owed everything through the end. Call it before
+    /// stopping the clients; without it every recorded disconnect is a
+    /// client leaving.
+    pub fn drained(&self) {
+        self.drained_at(self.now_us());
+    }
+
+    /// [`drained`](Self::drained) at a given time.
+    pub fn drained_at(&self, at_us: u64) {
+        self.shared.returned().drained_at_us = Some(at_us);
+    }
+
     /// The history, once every log has been dropped (handed back).
     pub fn finish(self) -> Result<History, HistoryError> {
         let count = self.shared.open_logs.load(Ordering::Acquire);
@@ -154,6 +169,7 @@ impl Recording {
             mut publishers,
             mut clients,
             stored,
+            drained_at_us,
         } = mem::take(&mut *self.shared.returned());
         publishers.sort_by_key(|(order, _)| *order);
         clients.sort_by_key(|(order, _)| *order);
@@ -167,6 +183,7 @@ impl Recording {
             publishers,
             clients,
             stored,
+            drained_at_us,
         ))
     }
 }
@@ -436,7 +453,9 @@ impl ClientLog {
 
 impl Drop for ClientLog {
     fn drop(&mut self) {
-        let history = mem::take(&mut self.history);
+        let mut history = mem::take(&mut self.history);
+        // The run is over for this log: give back the growth slack.
+        history.deliveries.shrink_to_fit();
         self.shared.returned().clients.push((self.order, history));
         self.shared.open_logs.fetch_sub(1, Ordering::AcqRel);
     }

@@ -25,6 +25,7 @@ fn sample() -> History {
     bob.resumed_at(28_000, 1, 2);
     drop((p, bob));
     rec.stored([(1, "m-1"), (2, "m-3")]);
+    rec.drained_at(29_000);
     rec.finish().expect("every log handed back")
 }
 
@@ -59,7 +60,10 @@ fn the_json_is_compact_and_readable() {
         json.contains(r#""kind":{"connected":{"head":2,"resume_from":1}}"#),
         "{json}"
     );
-    assert!(json.ends_with(r#""stored":[[1,0],[2,2]]}"#), "{json}");
+    assert!(
+        json.ends_with(r#""stored":[[1,0],[2,2]],"drained_at_us":29000}"#),
+        "{json}"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Generated fan-out runs. A small model of the system sequences messages
 //! and delivers them to clients that join, drop, come back resuming (from
-//! what they saw, or rewound a little) or fresh, and maybe leave for good.
+//! what they saw, or rewound a little) or fresh, and maybe leave for good;
+//! the run may end with the clients torn down after it drained.
 //! The clean history must be valid; with one acknowledged delivery dropped
 //! from a client that was owed it, exactly that message must be lost (and
 //! its seq a gap) at exactly that client.
@@ -43,7 +44,12 @@ struct Run {
     messages: Vec<MessagePlan>,
     clients: Vec<ClientPlan>,
     stored: bool,
+    /// Marks the run drained, then disconnects every client still there.
+    torn_down: bool,
 }
+
+/// After everything in a generated run.
+const DRAINED_AT_US: u64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {
@@ -98,11 +104,13 @@ fn run() -> impl Strategy<Value = Run> {
         prop::collection::vec(message_plan(), 1..30),
         prop::collection::vec(client_plan(), 0..5),
         any::<bool>(),
+        any::<bool>(),
     )
-        .prop_map(|(messages, clients, stored)| Run {
+        .prop_map(|(messages, clients, stored, torn_down)| Run {
             messages,
             clients,
             stored,
+            torn_down,
         })
 }
 
@@ -223,6 +231,13 @@ fn record(run: &Run, actions: &[Vec<Action>], skip: Option<(usize, usize)>) -> H
                 Action::Disconnected { at } => log.disconnected_at(at, "chaos"),
             }
         }
+        let still_there = !matches!(client.last(), Some(Action::Disconnected { .. }));
+        if run.torn_down && still_there {
+            log.disconnected_at(DRAINED_AT_US + 1, "shutdown");
+        }
+    }
+    if run.torn_down {
+        rec.drained_at(DRAINED_AT_US);
     }
     if run.stored {
         let ids: Vec<String> = sequence.iter().map(|&(i, _)| id(i)).collect();
