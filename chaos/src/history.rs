@@ -333,27 +333,6 @@ impl History {
         Ok(history)
     }
 
-    /// Puts the parts together; the recorder's indices are valid by
-    /// construction.
-    pub(crate) fn from_parts(
-        message_ids: Vec<String>,
-        codes: Vec<String>,
-        publishers: Vec<PublisherHistory>,
-        clients: Vec<ClientHistory>,
-        stored: Option<Vec<StoredRow>>,
-        drained_at_us: Option<u64>,
-    ) -> History {
-        History {
-            format: HISTORY_FORMAT.to_owned(),
-            message_ids,
-            codes,
-            publishers,
-            clients,
-            stored,
-            drained_at_us,
-        }
-    }
-
     /// Everything the checker relies on: the format, unique message ids, and
     /// every index and delivery position in range.
     fn validate(&self) -> Result<(), HistoryError> {

@@ -6,9 +6,13 @@
 //!
 //! In-process, a test starts a [`FaultProxy`] and injects faults with its
 //! verbs ([`faults`]); across processes, `chaos proxy` serves the [`api`] and
-//! [`ToxiproxyClient`] drives it. Scenarios, outages and the history checker
-//! come later (design §8). Service outages in today's suites use
-//! `rtmc_testkit::Service::{stop, kill, pause}`.
+//! [`ToxiproxyClient`] drives it.
+//!
+//! The history checker (design §8) proves that nothing acknowledged was lost:
+//! a run records its publishes and every client's sessions and deliveries
+//! into a [`Recording`], and [`History::check`] returns a [`Verdict`]
+//! ([`history`], [`checker`]). Scenarios and outages come later; service
+//! outages in today's suites use `rtmc_testkit::Service::{stop, kill, pause}`.
 
 pub mod api;
 pub mod checker;

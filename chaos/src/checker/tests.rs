@@ -48,6 +48,16 @@ fn steady(rec: &Recording, name: &str, seqs: impl IntoIterator<Item = u64>) {
     receive(&mut c, seqs);
 }
 
+/// A client connected from time 0 that received seqs 1..=4 and then lost
+/// its connection.
+fn dropped_after_seq_4(rec: &Recording, name: &str) -> ClientLog {
+    let mut c = rec.client(name);
+    c.connected_at(0, 0, None);
+    receive(&mut c, 1..=4);
+    c.disconnected_at(490, "chaos");
+    c
+}
+
 /// Rows `(s, m{s})`.
 fn rows(seqs: impl IntoIterator<Item = u64>) -> Vec<(u64, String)> {
     seqs.into_iter().map(|s| (s, id(s))).collect()
@@ -62,6 +72,17 @@ fn history(build: impl FnOnce(&Recording)) -> History {
     let rec = Recording::start();
     build(&rec);
     rec.finish().expect("every log handed back")
+}
+
+/// Ten acknowledged messages, alice receiving them all, PostgreSQL holding
+/// `stored`.
+fn stored_as(stored: &[(u64, String)]) -> Verdict {
+    history(|rec| {
+        acked(&mut rec.publisher("p"), 1..=10);
+        steady(rec, "alice", 1..=10);
+        store(rec, stored);
+    })
+    .check()
 }
 
 /// The anomaly counts are exactly `expected`.
@@ -85,10 +106,7 @@ fn a_clean_history_with_resumes_is_valid_with_zeros() {
     let h = history(|rec| {
         acked(&mut rec.publisher("p"), 1..=10);
         steady(rec, "alice", 1..=10);
-        let mut bob = rec.client("bob");
-        bob.connected_at(0, 0, None);
-        receive(&mut bob, 1..=4);
-        bob.disconnected_at(490, "chaos");
+        let mut bob = dropped_after_seq_4(rec, "bob");
         // m5..m7 are acknowledged while bob is away; the resume brings them.
         bob.connected_at(760, 7, Some(4));
         for s in 5..=7 {
@@ -290,10 +308,7 @@ fn resuming_from_beyond_what_it_saw_is_a_gap() {
     let h = history(|rec| {
         acked(&mut rec.publisher("p"), 1..=10);
         steady(rec, "bob", 1..=10);
-        let mut alice = rec.client("alice");
-        alice.connected_at(0, 0, None);
-        receive(&mut alice, 1..=4);
-        alice.disconnected_at(490, "chaos");
+        let mut alice = dropped_after_seq_4(rec, "alice");
         alice.connected_at(860, 8, Some(6));
         receive(&mut alice, 7..=8);
         alice.resumed_at(870, 6, 8);
@@ -313,10 +328,7 @@ fn a_refused_resume_leaves_what_it_should_have_replayed_as_a_gap() {
     let h = history(|rec| {
         acked(&mut rec.publisher("p"), 1..=10);
         steady(rec, "bob", 1..=10);
-        let mut alice = rec.client("alice");
-        alice.connected_at(0, 0, None);
-        receive(&mut alice, 1..=4);
-        alice.disconnected_at(490, "chaos");
+        let mut alice = dropped_after_seq_4(rec, "alice");
         // resume_unavailable: no replay, no resume_done, live after head 7.
         alice.connected_at(760, 7, Some(4));
         receive(&mut alice, 8..=10);
@@ -446,12 +458,7 @@ fn a_disconnect_after_the_drain_is_teardown_and_a_stuck_client_is_blamed() {
 
 #[test]
 fn postgres_rows_out_of_seq_order() {
-    let h = history(|rec| {
-        acked(&mut rec.publisher("p"), 1..=10);
-        steady(rec, "alice", 1..=10);
-        store(rec, &rows([1, 3, 2, 4, 5, 6, 7, 8, 9, 10]));
-    });
-    let v = h.check();
+    let v = stored_as(&rows([1, 3, 2, 4, 5, 6, 7, 8, 9, 10]));
     assert_anomalies(&v, &[(AnomalyKind::StoredOutOfOrder, 1)]);
     let a = only(&v, AnomalyKind::StoredOutOfOrder);
     assert_eq!(
@@ -489,12 +496,7 @@ fn postgres_seq_holding_two_message_ids() {
 
 #[test]
 fn postgres_acknowledged_message_stored_twice() {
-    let h = history(|rec| {
-        acked(&mut rec.publisher("p"), 1..=10);
-        steady(rec, "alice", 1..=10);
-        store(rec, &rows([1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 10]));
-    });
-    let v = h.check();
+    let v = stored_as(&rows([1, 2, 3, 3, 4, 5, 6, 7, 8, 9, 10]));
     assert_anomalies(&v, &[(AnomalyKind::StoredDuplicate, 1)]);
     assert_eq!(v.stored.as_ref().map(|s| s.duplicated), Some(1));
 }
@@ -546,12 +548,7 @@ fn postgres_missing_an_acknowledged_message() {
 
 #[test]
 fn postgres_missing_a_row_others_saw_is_lost_there_and_a_gap() {
-    let h = history(|rec| {
-        acked(&mut rec.publisher("p"), 1..=10);
-        steady(rec, "alice", 1..=10);
-        store(rec, &rows((1..=10).filter(|&s| s != 7)));
-    });
-    let v = h.check();
+    let v = stored_as(&rows((1..=10).filter(|&s| s != 7)));
     assert_anomalies(
         &v,
         &[
@@ -587,14 +584,9 @@ fn postgres_gap_at_a_message_of_unknown_outcome() {
 
 #[test]
 fn postgres_holding_a_message_nobody_attempted() {
-    let h = history(|rec| {
-        acked(&mut rec.publisher("p"), 1..=10);
-        steady(rec, "alice", 1..=10);
-        let mut stored = rows(1..=10);
-        stored.push((11, "ghost".to_owned()));
-        store(rec, &stored);
-    });
-    let v = h.check();
+    let mut stored = rows(1..=10);
+    stored.push((11, "ghost".to_owned()));
+    let v = stored_as(&stored);
     // Seq 11 exists, so alice, connected to the end, missed it too.
     assert_anomalies(
         &v,

@@ -8,7 +8,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// What kind of thing an [`Anomaly`] reports. Each kind is defined in
-/// [`crate::checker`].
+/// [`crate::checker`]. Ordered as reports list them: the kinds that make a
+/// run invalid first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnomalyKind {
@@ -23,11 +24,21 @@ pub enum AnomalyKind {
     UnexpectedInPostgres,
     /// Seqs a client was owed and never received.
     Gap,
+    /// Seqs PostgreSQL does not hold.
+    StoredGap,
     /// A client received a seq below one it had already received, outside
     /// a resume replay.
     OrderViolation,
+    /// A stored row whose seq is below an earlier row's.
+    StoredOutOfOrder,
     /// Clients received one seq under two message ids.
     SeqConflict,
+    /// A seq PostgreSQL holds under two message ids.
+    StoredSeqConflict,
+    /// A message id PostgreSQL holds more than once.
+    StoredDuplicate,
+    /// A stored seq whose message differs from what clients received.
+    StoredMismatch,
     /// A seq a client received again.
     DuplicatedInTransit,
     /// A message id a client received under a second seq.
@@ -36,16 +47,6 @@ pub enum AnomalyKind {
     RecoveredFail,
     /// A message whose publish outcome was unknown, received or stored.
     RecoveredUnknown,
-    /// A stored row whose seq is below an earlier row's.
-    StoredOutOfOrder,
-    /// A seq PostgreSQL holds under two message ids.
-    StoredSeqConflict,
-    /// A message id PostgreSQL holds more than once.
-    StoredDuplicate,
-    /// A stored seq whose message differs from what clients received.
-    StoredMismatch,
-    /// Seqs PostgreSQL does not hold.
-    StoredGap,
 }
 
 impl AnomalyKind {
@@ -235,7 +236,10 @@ impl Anomalies {
         }
     }
 
-    pub(super) fn into_parts(self) -> (Vec<Anomaly>, BTreeMap<AnomalyKind, u64>) {
+    /// The anomalies kept, grouped by kind in [`AnomalyKind`]'s order (each
+    /// kind in the order found), and the count of each kind.
+    pub(super) fn into_parts(mut self) -> (Vec<Anomaly>, BTreeMap<AnomalyKind, u64>) {
+        self.kept.sort_by_key(|a| a.kind);
         (self.kept, self.counts)
     }
 }
@@ -436,15 +440,23 @@ impl fmt::Display for Verdict {
                 c.client, c.expected, c.ok, c.lost, c.unexpected, c.gaps, c.gap_seqs, c.order_violations
             )?;
         }
+        self.fmt_anomalies(f)
+    }
+}
+
+impl Verdict {
+    /// The count of each kind, then the anomalies kept.
+    fn fmt_anomalies(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let total: u64 = self.anomaly_counts.values().sum();
-        if total > 0 {
-            writeln!(f, "anomalies: {} listed of {total}", self.anomalies.len())?;
-            for (kind, n) in &self.anomaly_counts {
-                writeln!(f, "  {:<23} {n}", kind.name())?;
-            }
-            for a in &self.anomalies {
-                writeln!(f, "  {a}")?;
-            }
+        if total == 0 {
+            return Ok(());
+        }
+        writeln!(f, "anomalies: {} listed of {total}", self.anomalies.len())?;
+        for (kind, n) in &self.anomaly_counts {
+            writeln!(f, "  {:<23} {n}", kind.name())?;
+        }
+        for a in &self.anomalies {
+            writeln!(f, "  {a}")?;
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use super::{
     ClientHistory, CodeIx, Delivery, History, HistoryError, MessageIx, Outcome, Publish,
-    PublisherHistory, SessionEvent, SessionEventKind, StoredRow,
+    PublisherHistory, SessionEvent, SessionEventKind, StoredRow, HISTORY_FORMAT,
 };
 
 /// The run being recorded: its clock, its message ids, and the logs handed
@@ -176,15 +176,16 @@ impl Recording {
         let table = mem::take(&mut *self.shared.write_messages());
         let message_ids = table.ids.iter().map(|id| id.to_string()).collect();
         let (codes, publishers) = merge_codes(publishers.into_iter().map(|(_, p)| p));
-        let clients = clients.into_iter().map(|(_, c)| c).collect();
-        Ok(History::from_parts(
+        // Every index was made by this recording's tables: valid by construction.
+        Ok(History {
+            format: HISTORY_FORMAT.to_owned(),
             message_ids,
             codes,
             publishers,
-            clients,
+            clients: clients.into_iter().map(|(_, c)| c).collect(),
             stored,
             drained_at_us,
-        ))
+        })
     }
 }
 
