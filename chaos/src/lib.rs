@@ -6,25 +6,33 @@
 //!
 //! In-process, a test starts a [`FaultProxy`] and injects faults with its
 //! verbs ([`faults`]); across processes, `chaos proxy` serves the [`api`] and
-//! [`ToxiproxyClient`] drives it. Scenarios, outages and the history checker
-//! come later (design §8). Service outages in today's suites use
-//! `rtmc_testkit::Service::{stop, kill, pause}`.
+//! [`ToxiproxyClient`] drives it.
+//!
+//! The history checker (design §8) proves that nothing acknowledged was lost:
+//! a run records its publishes and every client's sessions and deliveries
+//! into a [`Recording`], and [`History::check`] returns a [`Verdict`]
+//! ([`history`], [`checker`]). Scenarios and outages come later; service
+//! outages in today's suites use `rtmc_testkit::Service::{stop, kill, pause}`.
 
 pub mod api;
+pub mod checker;
 pub mod client;
 pub mod collection;
 mod connection;
 pub mod error;
 pub mod faults;
+pub mod history;
 mod link;
 pub mod proxy;
 pub mod request;
 pub mod toxic;
 
+pub use checker::{Anomaly, AnomalyKind, Checker, Verdict};
 pub use client::{ClientError, NewProxy, ToxiproxyClient};
 pub use collection::ProxyCollection;
 pub use error::FaultError;
 pub use faults::{StreamFaults, ToxicHandle};
+pub use history::{ClientLog, History, HistoryError, PublishLog, Recording};
 pub use proxy::{FaultProxy, ProxyConfig, ProxyInfo, ProxyUpdate};
 pub use toxic::{
     ms, Bandwidth, Direction, Latency, LimitData, LimitTime, ResetPeer, Slicer, SlowClose, Timeout,

@@ -1,0 +1,298 @@
+//! The history checker (design §8): Jepsen's total-queue checker extended to
+//! fan-out. It reads a [`History`] and returns a [`Verdict`]: valid or not,
+//! counts per client, in total and for PostgreSQL, and the anomalies.
+//!
+//! ```text
+//! let verdict = history.check();
+//! assert!(verdict.lost.is_empty(), "{verdict}");
+//! ```
+//!
+//! # Definitions
+//!
+//! **Messages.** A message id may be attempted several times; its *status*
+//! is *acknowledged* if any attempt was, else *unknown* if any attempt had no
+//! answer, else *failed*. Its *seqs* are every seq any client received it
+//! under or PostgreSQL stores it under; *observed* means it has one.
+//!
+//! **Coverage** (what a client should have received; `checker/coverage.rs`). A
+//! connection is owed every seq after its `login_ok.last_seq` (or after its
+//! `resume_from`, if lower). A reconnect that resumes — `resume_from` at
+//! login, or a `resume` command answered by `resume_done` — continues the
+//! previous stretch, so the disconnected time is covered too; a fresh login
+//! starts a new one. A stretch that ended for good (the client left, or came
+//! back without resuming) is owed seqs up to the highest it was shown:
+//! received, or announced by `login_ok`/`resume_done`. The stretch open at
+//! the end of the run is owed every seq up to the highest known anywhere.
+//! Edge cases, each read so that no loss is hidden:
+//! - *joined mid-run*: owed nothing at or below its first login head, and
+//!   everything above it, even messages invoked before it joined;
+//! - *left without resuming*: owed nothing above what it was shown, since a
+//!   message sequenced after it left could not reach it;
+//! - *torn down after the run drained* (a disconnect at or after
+//!   [`Recording::drained`](crate::history::Recording::drained)): not
+//!   leaving, so still owed everything through the end — a client stuck
+//!   before the drain is blamed for what it missed. Without that mark every
+//!   disconnect counts as leaving;
+//! - *acknowledged after the client disconnected*: owed when the client
+//!   resumed later (the resume covers it), or when its seq is at or below
+//!   the highest the client was shown before leaving;
+//! - *resume from beyond what it saw*: the skipped seqs stay inside the
+//!   window, so they are a gap (and lost, if acknowledged);
+//! - *resume refused* (`resume_unavailable` after a login with
+//!   `resume_from`): the client asked, so the window still bridges and what
+//!   the replay should have brought is a gap;
+//! - *an acknowledged message nobody received or stored* has no seq: a
+//!   client is owed it if it was connected (with no break a resume did not
+//!   bridge) from before the message's first attempt through the end.
+//!
+//! **Per client**, message counts being of distinct message ids:
+//! - **ok** = received ∩ attempted;
+//! - **expected** = acknowledged messages it was owed (any of the message's
+//!   seqs covered, or the time rule above for unsequenced ones);
+//! - **lost** = expected − received (received under any seq);
+//! - **unexpected** = received, never attempted;
+//! - **recovered** = received although its status is failed (`recovered_fail`)
+//!   or unknown (`recovered_unknown`): allowed, at-least-once;
+//! - **duplicated in transit** = deliveries of a seq the client already had
+//!   (its dedupe by seq drops them; a seq received again under another
+//!   message id is dropped too, and that message is not counted received);
+//! - **duplicated after dedupe** = a message id received under a second
+//!   distinct seq (a dedupe failure upstream), once per extra seq;
+//! - **gaps** = maximal runs of covered seqs never received, including a
+//!   missing tail (`gap_seqs` counts the seqs). A lost message that others
+//!   received leaves a gap at its seq too; a gap alone is a missing message
+//!   whose publish was not acknowledged;
+//! - **order violations** = a first delivery of a seq below the highest
+//!   already received, except a resume replay (between the resume and its
+//!   `resume_done`, with the seq in `from + 1 ..= head`) — so a hole filled
+//!   by a replay is fine, a hole filled late by live traffic is not.
+//!
+//! **In total**: *lost* = acknowledged messages lost to a client, missing
+//! from PostgreSQL, or — when no rows were recorded and no client was owed
+//! them — observed nowhere (a history that never shows an acknowledged
+//! message cannot prove it arrived); *unexpected* and *recovered* are
+//! distinct messages over clients and PostgreSQL; *seq conflicts* are seqs
+//! clients received under two message ids (clients disagree on the order);
+//! the other counts are sums over clients.
+//!
+//! **PostgreSQL** (when its rows are recorded, in insertion order):
+//! *lost* = acknowledged, no row; *unexpected* = stored, never attempted;
+//! *duplicated* = rows beyond the first of a message id; *out of order* = a
+//! row whose seq is below an earlier row's; *seq conflicts* = a seq with rows
+//! of two message ids; *mismatched* = a seq whose row differs from what
+//! clients received under it; *gaps* = runs of seqs, from the lowest to the
+//! highest received or stored anywhere, with no row.
+//!
+//! **Valid** = no lost, unexpected, gap, order violation or seq conflict,
+//! and PostgreSQL clean (each acknowledged message stored once, nothing
+//! else wrong). Duplicates at clients and recovered messages are reported
+//! and allowed.
+
+mod client;
+mod coverage;
+mod messages;
+mod seq_table;
+mod stored;
+mod verdict;
+
+pub use verdict::{Anomaly, AnomalyKind, ClientCounts, SeqRange, StoredCounts, Totals, Verdict};
+
+use self::client::{check_client, ClientScratch};
+use self::messages::{Messages, Status};
+use self::stored::check_stored;
+use self::verdict::{Anomalies, Seconds};
+use crate::history::{ClientHistory, History, MessageIx};
+
+/// The checker, with its reporting options.
+#[derive(Debug, Clone)]
+pub struct Checker {
+    /// Anomalies kept per kind (all are counted).
+    anomalies_per_kind: usize,
+}
+
+impl Default for Checker {
+    fn default() -> Self {
+        Checker {
+            anomalies_per_kind: 20,
+        }
+    }
+}
+
+impl Checker {
+    /// Keep at most `n` anomalies of each kind in the verdict's list (20 by
+    /// default); every one is still counted.
+    pub fn anomalies_per_kind(mut self, n: usize) -> Checker {
+        self.anomalies_per_kind = n;
+        self
+    }
+
+    /// Judges a history.
+    pub fn check(&self, history: &History) -> Verdict {
+        let mut anomalies = Anomalies::new(self.anomalies_per_kind);
+        let messages = Messages::gather(history, &mut anomalies);
+        let n = history.message_ids().len();
+        let mut j = Judgement {
+            history,
+            messages,
+            anomalies,
+            lost: vec![false; n],
+            owed: vec![false; n],
+        };
+        let mut scratch = ClientScratch::new(&j);
+        let clients: Vec<ClientCounts> = history
+            .clients()
+            .iter()
+            .map(|c| check_client(&mut j, &mut scratch, c))
+            .collect();
+        let stored = history.stored().map(|rows| check_stored(&mut j, rows));
+        j.report_unobserved_and_recovered(stored.is_some());
+        j.verdict(clients, stored)
+    }
+}
+
+impl History {
+    /// Judges this history with the default [`Checker`].
+    pub fn check(&self) -> Verdict {
+        Checker::default().check(self)
+    }
+}
+
+/// The state of one check, shared by its steps.
+struct Judgement<'h> {
+    history: &'h History,
+    messages: Messages,
+    anomalies: Anomalies,
+    /// Per message: lost somewhere.
+    lost: Vec<bool>,
+    /// Per message: some client was owed it.
+    owed: Vec<bool>,
+}
+
+impl Judgement<'_> {
+    /// Reports an anomaly about a whole message (at a client, or not).
+    /// `note` is added to the detail.
+    fn report_message(
+        &mut self,
+        kind: AnomalyKind,
+        client: Option<&ClientHistory>,
+        m: MessageIx,
+        note: &str,
+    ) {
+        let (history, messages) = (self.history, &self.messages);
+        self.anomalies.report(kind, |mut a| {
+            if let Some(client) = client {
+                a = a.client(&client.name);
+            }
+            a = a.message(history.message_id(m));
+            if let Some(seq) = messages.seqs(m).next() {
+                a = a.seq(seq);
+            }
+            let invoked = messages.first_invoked_at_us[m.index()];
+            if invoked != u64::MAX {
+                a = a.invoked_at(invoked);
+            }
+            let acked = messages.acked_at_us[m.index()];
+            let acked = acked.map(|at| format!("acknowledged at {}", Seconds(at)));
+            let detail = acked
+                .into_iter()
+                .chain((!note.is_empty()).then(|| note.to_owned()));
+            a.detail(detail.collect::<Vec<_>>().join("; "))
+        });
+    }
+
+    /// Acknowledged messages nobody was owed and nobody observed (when no
+    /// stored rows can speak for them), and recovered messages.
+    fn report_unobserved_and_recovered(&mut self, stored_recorded: bool) {
+        for m in self.messages.all() {
+            let observed = self.messages.observed(m);
+            match self.messages.status[m.index()] {
+                Status::Acknowledged if !observed && !self.owed[m.index()] && !stored_recorded => {
+                    self.lost[m.index()] = true;
+                    let note = "observed nowhere: no client received it, no stored rows";
+                    self.report_message(AnomalyKind::Lost, None, m, note);
+                }
+                Status::Failed(code) if observed => {
+                    let history = self.history;
+                    self.anomalies.report(AnomalyKind::RecoveredFail, |a| {
+                        a.message(history.message_id(m))
+                            .detail(format!("failed with {}", history.code(code)))
+                    });
+                }
+                Status::Unknown if observed => {
+                    self.report_message(AnomalyKind::RecoveredUnknown, None, m, "");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn verdict(self, clients: Vec<ClientCounts>, stored: Option<StoredCounts>) -> Verdict {
+        let totals = self.totals(&clients);
+        let ids = |keep: &dyn Fn(MessageIx) -> bool| -> Vec<String> {
+            let all = self.messages.all().filter(|&m| keep(m));
+            all.map(|m| self.history.message_id(m).to_owned()).collect()
+        };
+        let lost = ids(&|m| self.lost[m.index()]);
+        let unexpected = ids(&|m| self.is_unexpected(m));
+        let (anomalies, anomaly_counts) = self.anomalies.into_parts();
+        let valid = anomaly_counts
+            .iter()
+            .all(|(kind, &n)| n == 0 || !kind.invalidates());
+        Verdict {
+            valid,
+            totals,
+            clients,
+            stored,
+            lost,
+            unexpected,
+            anomalies,
+            anomaly_counts,
+        }
+    }
+
+    fn is_unexpected(&self, m: MessageIx) -> bool {
+        self.messages.status[m.index()] == Status::NotAttempted && self.messages.observed(m)
+    }
+
+    fn totals(&self, clients: &[ClientCounts]) -> Totals {
+        let mut t = Totals {
+            attempts: self.messages.attempts,
+            clients: clients.len() as u64,
+            seq_conflicts: self.messages.seq_conflicts(),
+            ..Totals::default()
+        };
+        for m in self.messages.all() {
+            let status = self.messages.status[m.index()];
+            let observed = u64::from(self.messages.observed(m));
+            t.attempted += u64::from(status != Status::NotAttempted);
+            t.ok += u64::from(status != Status::NotAttempted) * observed;
+            t.lost += u64::from(self.lost[m.index()]);
+            t.unexpected += u64::from(self.is_unexpected(m));
+            match status {
+                Status::Acknowledged => t.acknowledged += 1,
+                Status::Failed(_) => {
+                    t.failed += 1;
+                    t.recovered_fail += observed;
+                }
+                Status::Unknown => {
+                    t.unknown += 1;
+                    t.recovered_unknown += observed;
+                }
+                Status::NotAttempted => {}
+            }
+        }
+        for c in clients {
+            t.deliveries += c.deliveries;
+            t.lost_deliveries += c.lost;
+            t.duplicated_in_transit += c.duplicated_in_transit;
+            t.duplicated_after_dedupe += c.duplicated_after_dedupe;
+            t.gaps += c.gaps;
+            t.gap_seqs += c.gap_seqs;
+            t.order_violations += c.order_violations;
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests;
