@@ -1,7 +1,8 @@
 //! Protocol inputs the benches share: broadcasts with a small and a large
 //! body, one well-formed payload per client command, bad input of each kind
 //! `ClientCommand::parse` tells apart, and messages as RabbitMQ carries them
-//! to the consumer.
+//! to the consumer. Every input is fixed (no randomness, a fixed send time),
+//! so an instruction count depends on the code alone.
 
 use rtmc::broker::PublishedMessage;
 use rtmc::protocol::{BroadcastFrame, ClientCommand, ServerFrame, UserStatus};
