@@ -6,9 +6,10 @@
 //!
 //! In-process, a test starts a [`FaultProxy`] and injects faults with its
 //! verbs ([`faults`]); across processes, `chaos proxy` serves the [`api`] and
-//! [`ToxiproxyClient`] drives it. Scenarios, outages and the history checker
-//! come later (design §8). Service outages in today's suites use
-//! `rtmc_testkit::Service::{stop, kill, pause}`.
+//! [`ToxiproxyClient`] drives it. A [`ChaosStack`] puts proxies on the links
+//! of a whole rtmc stack ([`stack`]) and drives real outages of its
+//! containers and processes ([`outage`]). Scenarios and the history checker
+//! come later (design §8).
 
 pub mod api;
 pub mod client;
@@ -17,15 +18,19 @@ mod connection;
 pub mod error;
 pub mod faults;
 mod link;
+pub mod outage;
 pub mod proxy;
 pub mod request;
+pub mod stack;
 pub mod toxic;
 
 pub use client::{ClientError, NewProxy, ToxiproxyClient};
 pub use collection::ProxyCollection;
 pub use error::FaultError;
 pub use faults::{StreamFaults, ToxicHandle};
+pub use outage::{Action, Fault, OutageError, OutageLog, ProcessFault, ServiceFault, Step};
 pub use proxy::{FaultProxy, ProxyConfig, ProxyInfo, ProxyUpdate};
+pub use stack::{ChaosStack, Link, StackOptions};
 pub use toxic::{
     ms, Bandwidth, Direction, Latency, LimitData, LimitTime, ResetPeer, Slicer, SlowClose, Timeout,
     Toxic, ToxicInfo, ToxicKind,
