@@ -247,8 +247,9 @@ impl<T: Target> Fault<T> {
 }
 
 /// A service container of a stack (RabbitMQ, Redis or PostgreSQL). Crash is
-/// `docker stop -t 0`; start waits until the service answers its own
-/// client again (on the same port: host networking).
+/// `docker stop -t 0` (SIGTERM and SIGKILL at once: no time to flush);
+/// start waits until the service answers its own client again (on the same
+/// port: host networking).
 pub struct Container {
     services: Arc<Services>,
     kind: Kind,

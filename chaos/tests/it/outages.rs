@@ -11,7 +11,7 @@ use rtmc::client::ChatClient;
 use rtmc_chaos::{ChaosStack, StackOptions};
 use rtmc_testkit::{PipelineOptions, Role, TEST_PASSWORD};
 
-use crate::workload::{readers, report, Outcome, Via, Workload};
+use crate::workload::{readers, readers_at, report, Outcome, Via, Workload};
 
 const RATE_PER_SEC: u32 = 10;
 /// Time allowed on top of a configured bound: a shared 2-core machine.
@@ -103,14 +103,12 @@ async fn clients_of_a_sigkilled_node_resume_elsewhere_without_a_gap() {
     let node = stack.spawn(Role::Server).await.unwrap();
     let doomed = node.target().addr().unwrap().to_owned();
     let survivor = stack.server_addr(0);
-    let users = stack.pipeline().add_users("nk", 8).await.unwrap();
-    let mut clients = Vec::new();
-    for u in &users {
-        let c = ChatClient::connect(&doomed, u, TEST_PASSWORD)
-            .await
-            .unwrap();
-        clients.push(c.with_failover([survivor.clone()]));
-    }
+    let failing_over = 8;
+    let mut clients: Vec<ChatClient> = readers_at(&stack, "nk", failing_over, &doomed)
+        .await
+        .into_iter()
+        .map(|c| c.with_failover([survivor.clone()]))
+        .collect();
     // Two readers on the surviving node see the same sequence throughout.
     clients.extend(readers(&stack, "nk-stay", 2, 0).await);
     let load = Workload::start(&stack, clients, "nk", RATE_PER_SEC);
@@ -152,7 +150,7 @@ async fn clients_of_a_sigkilled_node_resume_elsewhere_without_a_gap() {
             ),
         ],
     );
-    for (i, r) in run.readers.iter().take(users.len()).enumerate() {
+    for (i, r) in run.readers.iter().take(failing_over).enumerate() {
         assert!(r.reconnects >= 1, "reader {i} never failed over");
         assert_eq!(r.addr, survivor, "reader {i} is not on the surviving node");
     }
@@ -166,11 +164,7 @@ async fn clients_of_a_paused_node_get_the_backlog_when_it_thaws() {
     let stack = ChaosStack::shared(StackOptions::default()).await.unwrap();
     let node = stack.spawn(Role::Server).await.unwrap();
     let addr = node.target().addr().unwrap().to_owned();
-    let users = stack.pipeline().add_users("np", 4).await.unwrap();
-    let mut clients = Vec::new();
-    for u in &users {
-        clients.push(ChatClient::connect(&addr, u, TEST_PASSWORD).await.unwrap());
-    }
+    let clients = readers_at(&stack, "np", 4, &addr).await;
     let load = Workload::start(&stack, clients, "np", RATE_PER_SEC);
     tokio::time::sleep(Duration::from_secs(1)).await;
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use rtmc::client::{ChatClient, ClientError};
 use rtmc::protocol::ErrorCode;
 use rtmc_chaos::ChaosStack;
-use rtmc_testkit::{HttpPublisher, Pipeline};
+use rtmc_testkit::{HttpPublisher, Pipeline, TEST_PASSWORD};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -456,10 +456,16 @@ impl Run {
 
 /// `n` new users `<prefix>-<i>`, each logged in on server node `node`.
 pub async fn readers(stack: &ChaosStack, prefix: &str, n: usize, node: usize) -> Vec<ChatClient> {
+    readers_at(stack, prefix, n, &stack.server_addr(node)).await
+}
+
+/// `n` new users `<prefix>-<i>`, each logged in at `addr`.
+pub async fn readers_at(stack: &ChaosStack, prefix: &str, n: usize, addr: &str) -> Vec<ChatClient> {
     let users = stack.pipeline().add_users(prefix, n).await.expect("users");
     let mut clients = Vec::new();
     for u in &users {
-        clients.push(stack.client(node, u).await.expect("login"));
+        let client = ChatClient::connect(addr, u, TEST_PASSWORD).await;
+        clients.push(client.expect("login"));
     }
     clients
 }
