@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use rtmc::client::{ChatClient, ClientError};
 use rtmc::config::Config;
+use rtmc::secret::Secret;
 use rtmc_testkit::services::Kind;
 use rtmc_testkit::{Pipeline, PipelineOptions, Role, Services, TEST_PASSWORD};
 
@@ -223,8 +224,8 @@ impl ChaosStack {
             let mut cfg = pipeline.config_for(route.role);
             let url = service_url(&mut cfg, route.kind);
             anyhow::ensure!(
-                url.contains(&route.proxy),
-                "the {} link is not proxied: its URL `{url}` does not name 127.0.0.1:{} (changed by `configure`?)",
+                url.expose_secret().contains(&route.proxy),
+                "the {} link is not proxied: its URL does not name 127.0.0.1:{} (changed by `configure`?)",
                 route.role.name(),
                 route.service
             );
@@ -358,7 +359,7 @@ impl Route {
     /// Points `cfg`'s URL of the service at the proxy.
     fn apply(&self, cfg: &mut Config) {
         let url = service_url(cfg, self.kind);
-        *url = replace_authority(url, &self.service, &self.proxy);
+        *url = replace_authority(url.expose_secret(), &self.service, &self.proxy).into();
     }
 }
 
@@ -381,7 +382,7 @@ fn replace_authority(url: &str, from: &str, to: &str) -> String {
     out
 }
 
-fn service_url(cfg: &mut Config, kind: Kind) -> &mut String {
+fn service_url(cfg: &mut Config, kind: Kind) -> &mut Secret<String> {
     match kind {
         Kind::RabbitMq => &mut cfg.rabbitmq.url,
         Kind::Redis => &mut cfg.redis.url,
