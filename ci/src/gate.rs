@@ -1,0 +1,362 @@
+//! One gate session, end to end: get the binaries (the baseline's built
+//! from its pinned commit, the candidate's from the working tree), run the
+//! interleaved rounds, compare, judge and write the reports — or re-judge
+//! saved rounds (`--compare`), or measure the noise (`--aa`). The `gate`
+//! binary is a thin CLI over these functions.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::ab::{load_rounds, run_rounds, AbError, RoundSpec, Rounds};
+use crate::baseline::{
+    baseline_binary, copy_replacing, gate_dir, resolve_commit, BaselineConfig, BaselineError,
+};
+use crate::compare::{aa_spread, compare_all};
+use crate::metric::Metric;
+use crate::report::{AaReport, GateReport, GateSetup, ReportError, RoundSummary};
+use crate::round::Side;
+use crate::verdict::{judge, overall, GateVerdict, MetricVerdict};
+
+/// Fewer rounds per side than this cannot be judged: one or two values per
+/// side give an interval of nothing but the values themselves.
+pub const MIN_ROUNDS_PER_SIDE: usize = 3;
+
+/// Failure of a gate session (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error(transparent)]
+    Baseline(#[from] BaselineError),
+    #[error(transparent)]
+    Rounds(#[from] AbError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("{what} not found at {path}{hint}")]
+    Missing {
+        what: &'static str,
+        path: PathBuf,
+        hint: &'static str,
+    },
+    #[error("`{command}` failed: {status}")]
+    Build { command: String, status: String },
+    #[error("too few rounds to judge: {baseline} baseline and {candidate} candidate (at least {MIN_ROUNDS_PER_SIDE} each)")]
+    TooFewRounds { baseline: usize, candidate: usize },
+}
+
+/// Where the binaries come from.
+#[derive(Debug, Clone)]
+pub struct BinaryOptions {
+    /// The candidate's checkout (git root).
+    pub repo: PathBuf,
+    /// The candidate's cargo target directory (the baseline is built there too).
+    pub target_dir: PathBuf,
+    /// The instrument; default `<target>/release/loadgen`.
+    pub loadgen: Option<PathBuf>,
+    /// Default `<target>/release/rtmc`.
+    pub candidate_rtmc: Option<PathBuf>,
+    /// Skips the worktree build of the baseline.
+    pub baseline_rtmc: Option<PathBuf>,
+    /// Run the candidate's release build first.
+    pub build_candidate: bool,
+}
+
+/// The three binaries a session runs.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub loadgen: PathBuf,
+    pub baseline_rtmc: PathBuf,
+    pub candidate_rtmc: PathBuf,
+}
+
+/// Progress lines go to stderr, so stdout is the table alone.
+pub fn log(line: &str) {
+    eprintln!("gate: {line}");
+}
+
+fn cargo_release_build(repo: &Path, target_dir: &Path) -> Result<(), GateError> {
+    // The same selection as ci/common.sh's release_build, so the gate reuses
+    // that build instead of compiling another feature set.
+    let args = ["build", "--locked", "--release", "--workspace", "--bins"];
+    log(&format!("candidate: cargo {}", args.join(" ")));
+    let status = Command::new("cargo")
+        .current_dir(repo)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .args(args)
+        .status()
+        .map_err(|e| GateError::Build {
+            command: "cargo build".into(),
+            status: e.to_string(),
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(GateError::Build {
+            command: format!("cargo {}", args.join(" ")),
+            status: status.to_string(),
+        })
+    }
+}
+
+fn must_exist(what: &'static str, path: PathBuf, hint: &'static str) -> Result<PathBuf, GateError> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(GateError::Missing { what, path, hint })
+    }
+}
+
+/// Builds what is missing and returns the binaries. The candidate's `rtmc`
+/// is copied to `<target>/gate/rtmc-candidate` before the baseline is built
+/// into the same target directory (which replaces `target/release/rtmc`);
+/// afterwards `target/release/rtmc` is put back to the candidate's.
+pub fn prepare_binaries(opts: &BinaryOptions, sha: &str) -> Result<Binaries, GateError> {
+    let release = opts.target_dir.join("release");
+    if opts.build_candidate {
+        cargo_release_build(&opts.repo, &opts.target_dir)?;
+    }
+    const BUILD_HINT: &str =
+        " (build it: cargo build --release --workspace --bins, or drop --no-build)";
+    let loadgen = must_exist(
+        "loadgen",
+        opts.loadgen
+            .clone()
+            .unwrap_or_else(|| release.join("loadgen")),
+        BUILD_HINT,
+    )?;
+    let default_candidate = release.join("rtmc");
+    let candidate_src = must_exist(
+        "the candidate's rtmc",
+        opts.candidate_rtmc
+            .clone()
+            .unwrap_or_else(|| default_candidate.clone()),
+        BUILD_HINT,
+    )?;
+    let candidate_rtmc = gate_dir(&opts.target_dir).join("rtmc-candidate");
+    copy_replacing(&candidate_src, &candidate_rtmc)?;
+    let baseline_rtmc = match &opts.baseline_rtmc {
+        Some(p) => must_exist("the baseline's rtmc", p.clone(), "")?,
+        None => {
+            let built_now = !gate_dir(&opts.target_dir)
+                .join(format!("rtmc-{sha}"))
+                .is_file();
+            let bin = baseline_binary(&opts.repo, &opts.target_dir, sha, &mut |l| log(l))?;
+            if built_now && candidate_src == default_candidate {
+                copy_replacing(&candidate_rtmc, &default_candidate)?;
+            }
+            bin
+        }
+    };
+    Ok(Binaries {
+        loadgen,
+        baseline_rtmc,
+        candidate_rtmc,
+    })
+}
+
+/// `git rev-parse HEAD` of the candidate, `+dirty` when tracked files changed.
+pub fn candidate_commit(repo: &Path) -> Option<String> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let head = git(&["rev-parse", "HEAD"])?;
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{head}+dirty") } else { head })
+}
+
+/// Compares and judges `rounds` under `cfg`'s rules.
+pub fn judge_rounds(
+    rounds: &Rounds,
+    cfg: &BaselineConfig,
+    setup: GateSetup,
+) -> Result<GateReport, GateError> {
+    let (na, nb) = (rounds.baseline.len(), rounds.candidate.len());
+    if na < MIN_ROUNDS_PER_SIDE || nb < MIN_ROUNDS_PER_SIDE {
+        return Err(GateError::TooFewRounds {
+            baseline: na,
+            candidate: nb,
+        });
+    }
+    let comparisons = compare_all(&rounds.baseline, &rounds.candidate, &cfg.bootstrap);
+    let judgements: Vec<_> = comparisons
+        .iter()
+        .map(|c| judge(c, cfg.rule(c.metric)))
+        .collect();
+    let baseline_failures = rounds.failures(Side::Baseline);
+    let candidate_failures = rounds.failures(Side::Candidate);
+    let verdict = overall(&judgements, &baseline_failures, &candidate_failures);
+    Ok(GateReport {
+        setup: GateSetup {
+            thresholds_measured_by: cfg.thresholds.measured_by.clone(),
+            ..setup
+        },
+        bootstrap: cfg.bootstrap,
+        agreement_frac: cfg.agreement_frac,
+        rounds: rounds
+            .in_order()
+            .into_iter()
+            .map(RoundSummary::of)
+            .collect(),
+        comparisons,
+        judgements,
+        baseline_failures,
+        candidate_failures,
+        verdict,
+    })
+}
+
+/// What a run needs besides the baseline file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub binaries: BinaryOptions,
+    /// Profile, absolute or relative to the repository.
+    pub profile: PathBuf,
+    pub pairs: usize,
+    pub inject_delay_us: Option<u64>,
+    pub round_timeout: Duration,
+    pub out: PathBuf,
+}
+
+fn now() -> String {
+    chrono::Local::now()
+        .format("%Y-%m-%d %H:%M:%S %z")
+        .to_string()
+}
+
+fn setup_of(mode: &str, sha: &str, opts: &RunOptions, bins: &Binaries) -> GateSetup {
+    GateSetup {
+        mode: mode.into(),
+        generated_at: now(),
+        baseline_commit: Some(sha.to_owned()),
+        candidate_commit: candidate_commit(&opts.binaries.repo),
+        baseline_rtmc: Some(bins.baseline_rtmc.clone()),
+        candidate_rtmc: Some(bins.candidate_rtmc.clone()),
+        loadgen: Some(bins.loadgen.clone()),
+        profile: Some(opts.profile.clone()),
+        inject_delay_us: opts.inject_delay_us,
+        thresholds_measured_by: String::new(),
+    }
+}
+
+fn profile_path(opts: &RunOptions) -> PathBuf {
+    if opts.profile.is_absolute() {
+        opts.profile.clone()
+    } else {
+        opts.binaries.repo.join(&opts.profile)
+    }
+}
+
+/// `gate`: baseline against candidate, interleaved; writes the reports into
+/// `opts.out`.
+pub fn run_gate(cfg: &BaselineConfig, opts: &RunOptions) -> Result<GateReport, GateError> {
+    let sha = resolve_commit(&opts.binaries.repo, &cfg.commit)?;
+    let bins = prepare_binaries(&opts.binaries, &sha)?;
+    let spec = RoundSpec {
+        loadgen: bins.loadgen.clone(),
+        profile: must_exist("the gate profile", profile_path(opts), "")?,
+        baseline_rtmc: bins.baseline_rtmc.clone(),
+        candidate_rtmc: bins.candidate_rtmc.clone(),
+        inject_delay_us: opts.inject_delay_us,
+        timeout: opts.round_timeout,
+    };
+    let rounds = run_rounds(&spec, opts.pairs, &opts.out, &mut |l| log(l))?;
+    let report = judge_rounds(&rounds, cfg, setup_of("run", &sha, opts, &bins))?;
+    crate::report::write_gate_files(&opts.out, &report)?;
+    Ok(report)
+}
+
+/// `gate --compare DIR_A DIR_B`: re-judges saved rounds, runs nothing.
+pub fn compare_dirs(
+    cfg: &BaselineConfig,
+    dir_a: &Path,
+    dir_b: &Path,
+    out: &Path,
+) -> Result<GateReport, GateError> {
+    let rounds = load_rounds(dir_a, dir_b)?;
+    let setup = GateSetup {
+        mode: "compare".into(),
+        generated_at: now(),
+        baseline_commit: Some(format!("rounds in {}", dir_a.display())),
+        candidate_commit: Some(format!("rounds in {}", dir_b.display())),
+        ..Default::default()
+    };
+    let report = judge_rounds(&rounds, cfg, setup)?;
+    crate::report::write_gate_files(out, &report)?;
+    Ok(report)
+}
+
+/// `gate --aa`: the baseline against itself `repeats` times (each repeat a
+/// full interleaved run into `out/aa-NN/`), the spread of every ratio and
+/// interval, and the false alarms under the current thresholds.
+pub fn run_aa(
+    cfg: &BaselineConfig,
+    opts: &RunOptions,
+    repeats: usize,
+) -> Result<AaReport, GateError> {
+    let sha = resolve_commit(&opts.binaries.repo, &cfg.commit)?;
+    let bins = prepare_binaries(&opts.binaries, &sha)?;
+    let spec = RoundSpec {
+        loadgen: bins.loadgen.clone(),
+        profile: must_exist("the gate profile", profile_path(opts), "")?,
+        baseline_rtmc: bins.baseline_rtmc.clone(),
+        candidate_rtmc: bins.baseline_rtmc.clone(),
+        inject_delay_us: None,
+        timeout: opts.round_timeout,
+    };
+    let mut all = Vec::new();
+    let mut dirs = Vec::new();
+    let mut false_alarms: Vec<(Metric, usize)> = Metric::ALL.iter().map(|m| (*m, 0)).collect();
+    for k in 0..repeats {
+        let dir = opts.out.join(format!("aa-{:02}", k + 1));
+        log(&format!(
+            "A/A repeat {}/{repeats} → {}",
+            k + 1,
+            dir.display()
+        ));
+        let rounds = run_rounds(&spec, opts.pairs, &dir, &mut |l| log(l))?;
+        let mut setup = setup_of("aa", &sha, opts, &bins);
+        setup.candidate_commit = Some(format!("{sha} (A/A: the baseline again)"));
+        let report = judge_rounds(&rounds, cfg, setup)?;
+        crate::report::write_gate_files(&dir, &report)?;
+        for j in &report.judgements {
+            if j.verdict == MetricVerdict::Regression {
+                if let Some(fa) = false_alarms.iter_mut().find(|(m, _)| *m == j.metric) {
+                    fa.1 += 1;
+                }
+            }
+        }
+        log(&format!("A/A repeat {}: {:?}", k + 1, report.verdict));
+        all.push(report.comparisons);
+        dirs.push(dir);
+    }
+    let mut setup = setup_of("aa", &sha, opts, &bins);
+    setup.thresholds_measured_by = cfg.thresholds.measured_by.clone();
+    Ok(AaReport {
+        setup,
+        repeats,
+        pairs: opts.pairs,
+        spreads: aa_spread(&all),
+        thresholds_pct: Metric::ALL
+            .iter()
+            .map(|m| (*m, 100.0 * cfg.rule(*m).threshold_frac))
+            .collect(),
+        false_alarms,
+        repeat_dirs: dirs,
+    })
+}
+
+/// The exit code of an A/A session: 1 when any repeat raised a false alarm.
+pub fn aa_exit_code(r: &AaReport) -> u8 {
+    if r.total_false_alarms() == 0 {
+        GateVerdict::Pass.exit_code()
+    } else {
+        GateVerdict::Regression.exit_code()
+    }
+}
