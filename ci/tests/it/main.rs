@@ -1,0 +1,6 @@
+//! The gate's integration tests (one binary): the statistics on synthetic
+//! rounds, loadgen's real report format, `--compare` on saved rounds, and
+//! the whole run path with fake `loadgen`, `rtmc` and `cargo` scripts.
+
+mod statistics;
+mod synthetic;
