@@ -32,7 +32,7 @@ pub struct Slot {
 pub fn schedule(pairs: usize) -> Vec<Slot> {
     (0..pairs)
         .flat_map(|pair| {
-            let sides = if pair % 2 == 0 {
+            let sides = if pair.is_multiple_of(2) {
                 [Side::Baseline, Side::Candidate]
             } else {
                 [Side::Candidate, Side::Baseline]

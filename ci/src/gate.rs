@@ -108,8 +108,14 @@ fn must_exist(what: &'static str, path: PathBuf, hint: &'static str) -> Result<P
 /// Builds what is missing and returns the binaries. The candidate's `rtmc`
 /// is copied to `<target>/gate/rtmc-candidate` before the baseline is built
 /// into the same target directory (which replaces `target/release/rtmc`);
-/// afterwards `target/release/rtmc` is put back to the candidate's.
-pub fn prepare_binaries(opts: &BinaryOptions, sha: &str) -> Result<Binaries, GateError> {
+/// afterwards `target/release/rtmc` is put back to the candidate's. A/A
+/// (`need_candidate` false) runs the baseline on both sides and needs no
+/// candidate `rtmc`.
+pub fn prepare_binaries(
+    opts: &BinaryOptions,
+    sha: &str,
+    need_candidate: bool,
+) -> Result<Binaries, GateError> {
     let release = opts.target_dir.join("release");
     if opts.build_candidate {
         cargo_release_build(&opts.repo, &opts.target_dir)?;
@@ -124,15 +130,18 @@ pub fn prepare_binaries(opts: &BinaryOptions, sha: &str) -> Result<Binaries, Gat
         BUILD_HINT,
     )?;
     let default_candidate = release.join("rtmc");
-    let candidate_src = must_exist(
-        "the candidate's rtmc",
-        opts.candidate_rtmc
-            .clone()
-            .unwrap_or_else(|| default_candidate.clone()),
-        BUILD_HINT,
-    )?;
-    let candidate_rtmc = gate_dir(&opts.target_dir).join("rtmc-candidate");
-    copy_replacing(&candidate_src, &candidate_rtmc)?;
+    let candidate_src = opts
+        .candidate_rtmc
+        .clone()
+        .unwrap_or_else(|| default_candidate.clone());
+    let staged = gate_dir(&opts.target_dir).join("rtmc-candidate");
+    let candidate = if need_candidate || candidate_src.is_file() {
+        let src = must_exist("the candidate's rtmc", candidate_src.clone(), BUILD_HINT)?;
+        copy_replacing(&src, &staged)?;
+        Some(staged)
+    } else {
+        None
+    };
     let baseline_rtmc = match &opts.baseline_rtmc {
         Some(p) => must_exist("the baseline's rtmc", p.clone(), "")?,
         None => {
@@ -140,16 +149,18 @@ pub fn prepare_binaries(opts: &BinaryOptions, sha: &str) -> Result<Binaries, Gat
                 .join(format!("rtmc-{sha}"))
                 .is_file();
             let bin = baseline_binary(&opts.repo, &opts.target_dir, sha, &mut |l| log(l))?;
-            if built_now && candidate_src == default_candidate {
-                copy_replacing(&candidate_rtmc, &default_candidate)?;
+            if let Some(staged) = candidate.as_ref().filter(|_| built_now) {
+                if candidate_src == default_candidate {
+                    copy_replacing(staged, &default_candidate)?;
+                }
             }
             bin
         }
     };
     Ok(Binaries {
         loadgen,
+        candidate_rtmc: candidate.unwrap_or_else(|| baseline_rtmc.clone()),
         baseline_rtmc,
-        candidate_rtmc,
     })
 }
 
@@ -245,6 +256,22 @@ fn setup_of(mode: &str, sha: &str, opts: &RunOptions, bins: &Binaries) -> GateSe
     }
 }
 
+/// The baseline's full sha. With `--baseline-rtmc` the binary is given, so
+/// a commit git cannot resolve (no checkout) is only reported as written.
+fn baseline_sha(cfg: &BaselineConfig, opts: &RunOptions) -> Result<String, GateError> {
+    match resolve_commit(&opts.binaries.repo, &cfg.commit) {
+        Ok(sha) => Ok(sha),
+        Err(e) if opts.binaries.baseline_rtmc.is_some() => {
+            log(&format!(
+                "baseline commit {} not resolved ({e}); using the given --baseline-rtmc",
+                cfg.commit
+            ));
+            Ok(cfg.commit.clone())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn profile_path(opts: &RunOptions) -> PathBuf {
     if opts.profile.is_absolute() {
         opts.profile.clone()
@@ -256,8 +283,8 @@ fn profile_path(opts: &RunOptions) -> PathBuf {
 /// `gate`: baseline against candidate, interleaved; writes the reports into
 /// `opts.out`.
 pub fn run_gate(cfg: &BaselineConfig, opts: &RunOptions) -> Result<GateReport, GateError> {
-    let sha = resolve_commit(&opts.binaries.repo, &cfg.commit)?;
-    let bins = prepare_binaries(&opts.binaries, &sha)?;
+    let sha = baseline_sha(cfg, opts)?;
+    let bins = prepare_binaries(&opts.binaries, &sha, true)?;
     let spec = RoundSpec {
         loadgen: bins.loadgen.clone(),
         profile: must_exist("the gate profile", profile_path(opts), "")?,
@@ -300,8 +327,8 @@ pub fn run_aa(
     opts: &RunOptions,
     repeats: usize,
 ) -> Result<AaReport, GateError> {
-    let sha = resolve_commit(&opts.binaries.repo, &cfg.commit)?;
-    let bins = prepare_binaries(&opts.binaries, &sha)?;
+    let sha = baseline_sha(cfg, opts)?;
+    let bins = prepare_binaries(&opts.binaries, &sha, false)?;
     let spec = RoundSpec {
         loadgen: bins.loadgen.clone(),
         profile: must_exist("the gate profile", profile_path(opts), "")?,

@@ -426,6 +426,21 @@ pub fn rounds_plot(path: &Path, r: &GateReport) -> PlotResult {
             )?;
         }
     }
+    if let Some(legend) = panels.get(Metric::ALL.len()) {
+        let lines = [
+            format!("x: run order ({})", order_letters(r)),
+            "filled: rtmc   hollow: Redis floor (the control)".into(),
+            "blue: A = baseline   orange: B = candidate".into(),
+            headline(r).chars().take(60).collect(),
+        ];
+        for (k, line) in lines.iter().enumerate() {
+            legend.draw(&Text::new(
+                line.clone(),
+                (20, 60 + 28 * k as i32),
+                ("sans-serif", 15),
+            ))?;
+        }
+    }
     root.present()?;
     Ok(())
 }

@@ -185,7 +185,10 @@ pub fn judge(cmp: &MetricComparison, rule: Rule) -> MetricJudgement {
         };
         (
             MetricVerdict::NoRegression,
-            format!("no regression detected at {band}{why}"),
+            format!(
+                "no regression detected at {band}: {}{why}",
+                ci_pct(&cmp.raw)
+            ),
         )
     };
     MetricJudgement {
@@ -298,7 +301,10 @@ mod tests {
         let c = cmp(Metric::RecvP50, est(1.2, 1.04, 1.4), vec![1.2; 3]);
         let j = judge(&c, RULE);
         assert_eq!(j.verdict, MetricVerdict::NoRegression);
-        assert_eq!(j.reason, "no regression detected at ±5%");
+        assert_eq!(
+            j.reason,
+            "no regression detected at ±5%: +20.0% [+4.0%, +40.0%]"
+        );
     }
 
     #[test]

@@ -2,5 +2,9 @@
 //! rounds, loadgen's real report format, `--compare` on saved rounds, and
 //! the whole run path with fake `loadgen`, `rtmc` and `cargo` scripts.
 
+mod compare_dirs;
+mod fixtures;
+mod loadgen_report;
+mod run_path;
 mod statistics;
 mod synthetic;

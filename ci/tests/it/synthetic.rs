@@ -75,7 +75,7 @@ pub fn round(model: &Model, rng: &mut SplitMix64, side: Side, pair: usize) -> Ro
     Round {
         side,
         pair,
-        order: 2 * pair + usize::from((side == Side::Candidate) == (pair % 2 == 0)),
+        order: 2 * pair + usize::from((side == Side::Candidate) == pair.is_multiple_of(2)),
         dir: PathBuf::new(),
         rtmc: phase(rtmc_scale, 1.0 / rtmc_scale),
         floor: Some(phase(floor_scale, 1.0 / floor_scale)),
