@@ -168,27 +168,36 @@ fn wait_bounded(child: &mut Child, timeout: Duration) -> std::io::Result<Option<
     }
 }
 
-/// Runs one round into its directory and reads it back.
-pub fn run_round(spec: &RoundSpec, out: &Path, slot: &Slot) -> Result<Round, AbError> {
-    let dir = round_dir(out, slot);
-    let write_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| AbError::Write { path, source }
-    };
-    std::fs::create_dir_all(&dir).map_err(write_err(&dir))?;
-    let log_path = dir.join("loadgen.log");
-    let log = std::fs::File::create(&log_path).map_err(write_err(&log_path))?;
-    let log2 = log.try_clone().map_err(write_err(&log_path))?;
-    let (rtmc_bin, delay) = match slot.side {
+fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> AbError {
+    let path = path.to_owned();
+    move |source| AbError::Write { path, source }
+}
+
+/// The side's `rtmc` and injected delay.
+fn side_env(spec: &RoundSpec, side: Side) -> (&Path, Option<u64>) {
+    match side {
         Side::Baseline => (&spec.baseline_rtmc, None),
         Side::Candidate => (&spec.candidate_rtmc, spec.inject_delay_us),
-    };
+    }
+}
+
+/// `loadgen run --profile P --out DIR --quiet` with `RTMC_BIN` (and the
+/// delay variable on the candidate side only), output into `log_path`.
+fn loadgen_command(
+    spec: &RoundSpec,
+    side: Side,
+    dir: &Path,
+    log_path: &Path,
+) -> Result<Command, AbError> {
+    let log = std::fs::File::create(log_path).map_err(write_err(log_path))?;
+    let log2 = log.try_clone().map_err(write_err(log_path))?;
+    let (rtmc_bin, delay) = side_env(spec, side);
     let mut cmd = Command::new(&spec.loadgen);
     cmd.arg("run")
         .arg("--profile")
         .arg(&spec.profile)
         .arg("--out")
-        .arg(&dir)
+        .arg(dir)
         .arg("--quiet")
         .env("RTMC_BIN", rtmc_bin)
         .env_remove(DELAY_ENV)
@@ -198,25 +207,35 @@ pub fn run_round(spec: &RoundSpec, out: &Path, slot: &Slot) -> Result<Round, AbE
     if let Some(us) = delay {
         cmd.env(DELAY_ENV, us.to_string());
     }
+    Ok(cmd)
+}
+
+/// Runs one round into its directory and reads it back.
+pub fn run_round(spec: &RoundSpec, out: &Path, slot: &Slot) -> Result<Round, AbError> {
+    let dir = round_dir(out, slot);
+    std::fs::create_dir_all(&dir).map_err(write_err(&dir))?;
+    let log_path = dir.join("loadgen.log");
     let started = Instant::now();
-    let mut child = cmd.spawn().map_err(|source| AbError::Spawn {
-        loadgen: spec.loadgen.clone(),
-        source,
-    })?;
+    let mut child = loadgen_command(spec, slot.side, &dir, &log_path)?
+        .spawn()
+        .map_err(|source| AbError::Spawn {
+            loadgen: spec.loadgen.clone(),
+            source,
+        })?;
     let name = format!("{}{}", slot.side.letter(), slot.pair + 1);
-    let status = wait_bounded(&mut child, spec.timeout).map_err(write_err(&log_path))?;
-    let Some(status) = status else {
+    let Some(status) = wait_bounded(&mut child, spec.timeout).map_err(write_err(&log_path))? else {
         return Err(AbError::Timeout {
             round: name,
             timeout_secs: spec.timeout.as_secs(),
             log: log_path,
         });
     };
+    let (rtmc_bin, delay) = side_env(spec, slot.side);
     let meta = RoundMeta {
         side: slot.side,
         pair: slot.pair,
         order: slot.order,
-        rtmc_bin: rtmc_bin.clone(),
+        rtmc_bin: rtmc_bin.to_owned(),
         inject_delay_us: delay,
         loadgen_exit_code: status.code(),
         wall_secs: started.elapsed().as_secs_f64(),

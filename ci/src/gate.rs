@@ -16,7 +16,7 @@ use crate::compare::{aa_spread, compare_all};
 use crate::metric::Metric;
 use crate::report::{AaReport, GateReport, GateSetup, ReportError, RoundSummary};
 use crate::round::Side;
-use crate::verdict::{judge, overall, GateVerdict, MetricVerdict};
+use crate::verdict::{judge, overall, GateVerdict};
 
 /// Fewer rounds per side than this cannot be judged: one or two values per
 /// side give an interval of nothing but the values themselves.
@@ -352,13 +352,7 @@ pub fn run_aa(
         setup.candidate_commit = Some(format!("{sha} (A/A: the baseline again)"));
         let report = judge_rounds(&rounds, cfg, setup)?;
         crate::report::write_gate_files(&dir, &report)?;
-        for j in &report.judgements {
-            if j.verdict == MetricVerdict::Regression {
-                if let Some(fa) = false_alarms.iter_mut().find(|(m, _)| *m == j.metric) {
-                    fa.1 += 1;
-                }
-            }
-        }
+        count_false_alarms(&mut false_alarms, &report);
         log(&format!("A/A repeat {}: {:?}", k + 1, report.verdict));
         all.push(report.comparisons);
         dirs.push(dir);
@@ -377,6 +371,15 @@ pub fn run_aa(
         false_alarms,
         repeat_dirs: dirs,
     })
+}
+
+/// In A/A every regression verdict is a false alarm.
+fn count_false_alarms(counts: &mut [(Metric, usize)], report: &GateReport) {
+    for j in report.judgements.iter().filter(|j| j.verdict.fails()) {
+        if let Some(fa) = counts.iter_mut().find(|(m, _)| *m == j.metric) {
+            fa.1 += 1;
+        }
+    }
 }
 
 /// The exit code of an A/A session: 1 when any repeat raised a false alarm.

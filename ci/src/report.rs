@@ -233,17 +233,26 @@ pub fn render_table(r: &GateReport) -> String {
 /// The pull-request report.
 pub fn render_markdown(r: &GateReport) -> String {
     let mut out = String::new();
+    markdown_header(&mut out, r);
+    markdown_table(&mut out, r);
+    markdown_method(&mut out, r);
+    markdown_rounds(&mut out, r);
+    out
+}
+
+fn markdown_header(out: &mut String, r: &GateReport) {
     let s = &r.setup;
-    let _ = writeln!(out, "## Latency gate: {}\n", headline(r));
     let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
+    let profile = s
+        .profile
+        .as_ref()
+        .map_or("—".into(), |p| p.display().to_string());
+    let _ = writeln!(out, "## Latency gate: {}\n", headline(r));
     let _ = writeln!(
         out,
-        "Baseline (A) `{}` · candidate (B) `{}` · profile `{}` · {} rounds in the order {} · {}",
+        "Baseline (A) `{}` · candidate (B) `{}` · profile `{profile}` · {} rounds in the order {} · {}",
         opt(&s.baseline_commit),
         opt(&s.candidate_commit),
-        s.profile
-            .as_ref()
-            .map_or("—".into(), |p| p.display().to_string()),
         r.rounds.len(),
         order_letters(r),
         s.generated_at
@@ -254,6 +263,9 @@ pub fn render_markdown(r: &GateReport) -> String {
             "\nThe candidate ran with `RTMC_TEST_BROADCAST_DELAY_US={us}` (an injected delay: this run checks that the gate catches it)."
         );
     }
+}
+
+fn markdown_table(out: &mut String, r: &GateReport) {
     let _ = writeln!(out, "\n| {} |", HEADERS.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(HEADERS.len()));
     for (row, j) in rows(r).iter().zip(&r.judgements) {
@@ -273,22 +285,27 @@ pub fn render_markdown(r: &GateReport) -> String {
     for f in &r.candidate_failures {
         let _ = writeln!(out, "- candidate round failed: {f}");
     }
+}
+
+fn markdown_method(out: &mut String, r: &GateReport) {
+    let measured_by = match r.setup.thresholds_measured_by.as_str() {
+        "" => "not recorded",
+        m => m,
+    };
     let _ = writeln!(
         out,
         "\n**How to read this.** B/A is median(candidate rounds) ÷ median(baseline rounds); the interval is a {:.0}% percentile bootstrap over rounds ({} resamples, seed {}). \
 \"vs floor\" divides each round's rtmc value by the Redis pub/sub floor measured in the same round; \"control\" is the floor's own B/A — it moves only when the machine does. \
 A metric fails only when its whole interval lies beyond the threshold, at least {:.0}% of the A/B pairs moved the same way, and the control does not explain it. \
-Thresholds come from A/A runs ({}).",
+Thresholds come from A/A runs ({measured_by}).",
         100.0 * r.bootstrap.confidence,
         r.bootstrap.resamples,
         r.bootstrap.seed,
         100.0 * r.agreement_frac,
-        if s.thresholds_measured_by.is_empty() {
-            "not recorded"
-        } else {
-            &s.thresholds_measured_by
-        }
     );
+}
+
+fn markdown_rounds(out: &mut String, r: &GateReport) {
     let _ = writeln!(out, "\n<details><summary>Rounds</summary>\n");
     let _ = writeln!(
         out,
@@ -313,7 +330,6 @@ Thresholds come from A/A runs ({}).",
         );
     }
     let _ = writeln!(out, "\n</details>\n\nPer-round values: `rounds.svg`.");
-    out
 }
 
 fn order_letters(r: &GateReport) -> String {
@@ -370,7 +386,7 @@ const BLUE: RGBColor = RGBColor(31, 119, 180);
 const ORANGE: RGBColor = RGBColor(255, 127, 14);
 
 /// One panel per metric: x = run order, y = value; A blue, B orange; rtmc
-/// filled, the floor (control) hollow.
+/// filled, the floor (control) hollow. The eighth panel is the legend.
 pub fn rounds_plot(path: &Path, r: &GateReport) -> PlotResult {
     let root = SVGBackend::new(path, (1400, 700)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -379,69 +395,79 @@ pub fn rounds_plot(path: &Path, r: &GateReport) -> PlotResult {
         ("sans-serif", 18),
     )?;
     let panels = root.split_evenly((2, 4));
-    let n = r.rounds.len().max(1) as f64;
     for (panel, metric) in panels.iter().zip(Metric::ALL) {
-        let pts = |side: Side, floor: bool| -> Vec<(f64, f64)> {
-            r.rounds
-                .iter()
-                .filter(|x| x.side == side)
-                .filter_map(|x| {
-                    let v = if floor {
-                        x.control(metric)?
-                    } else {
-                        x.value(metric)
-                    };
-                    Some(((x.order + 1) as f64, v))
-                })
-                .collect()
-        };
-        let y_max = r
-            .rounds
-            .iter()
-            .flat_map(|x| std::iter::once(x.value(metric)).chain(x.control(metric)))
-            .filter(|v| v.is_finite())
-            .fold(0.0f64, f64::max)
-            .max(1e-3);
-        let mut chart = ChartBuilder::on(panel)
-            .caption(metric.label(), ("sans-serif", 15))
-            .margin(8)
-            .x_label_area_size(25)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.5..n + 0.5, 0.0..y_max * 1.15)?;
-        chart
-            .configure_mesh()
-            .x_labels(r.rounds.len().max(1))
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .draw()?;
-        for (side, color) in [(Side::Baseline, BLUE), (Side::Candidate, ORANGE)] {
-            chart.draw_series(
-                pts(side, false)
-                    .into_iter()
-                    .map(|p| Circle::new(p, 5, color.filled())),
-            )?;
-            chart.draw_series(
-                pts(side, true)
-                    .into_iter()
-                    .map(|p| Circle::new(p, 5, color.stroke_width(2))),
-            )?;
-        }
+        metric_panel(panel, r, metric)?;
     }
-    if let Some(legend) = panels.get(Metric::ALL.len()) {
-        let lines = [
-            format!("x: run order ({})", order_letters(r)),
-            "filled: rtmc   hollow: Redis floor (the control)".into(),
-            "blue: A = baseline   orange: B = candidate".into(),
-            headline(r).chars().take(60).collect(),
-        ];
-        for (k, line) in lines.iter().enumerate() {
-            legend.draw(&Text::new(
-                line.clone(),
-                (20, 60 + 28 * k as i32),
-                ("sans-serif", 15),
-            ))?;
-        }
+    if let Some(panel) = panels.get(Metric::ALL.len()) {
+        legend_panel(panel, r)?;
     }
     root.present()?;
+    Ok(())
+}
+
+type Panel<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
+fn metric_panel(panel: &Panel, r: &GateReport, metric: Metric) -> PlotResult {
+    let points = |side: Side, floor: bool| -> Vec<(f64, f64)> {
+        r.rounds
+            .iter()
+            .filter(|x| x.side == side)
+            .filter_map(|x| {
+                let v = if floor {
+                    x.control(metric)?
+                } else {
+                    x.value(metric)
+                };
+                Some(((x.order + 1) as f64, v))
+            })
+            .collect()
+    };
+    let y_max = r
+        .rounds
+        .iter()
+        .flat_map(|x| std::iter::once(x.value(metric)).chain(x.control(metric)))
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max)
+        .max(1e-3);
+    let n = r.rounds.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(panel)
+        .caption(metric.label(), ("sans-serif", 15))
+        .margin(8)
+        .x_label_area_size(25)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.5..n + 0.5, 0.0..y_max * 1.15)?;
+    chart
+        .configure_mesh()
+        .x_labels(r.rounds.len().max(1))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .draw()?;
+    for (side, color) in [(Side::Baseline, BLUE), (Side::Candidate, ORANGE)] {
+        let rtmc = points(side, false);
+        chart.draw_series(rtmc.into_iter().map(|p| Circle::new(p, 5, color.filled())))?;
+        let floor = points(side, true);
+        chart.draw_series(
+            floor
+                .into_iter()
+                .map(|p| Circle::new(p, 5, color.stroke_width(2))),
+        )?;
+    }
+    Ok(())
+}
+
+fn legend_panel(panel: &Panel, r: &GateReport) -> PlotResult {
+    let lines = [
+        format!("x: run order ({})", order_letters(r)),
+        "filled: rtmc   hollow: Redis floor (the control)".into(),
+        "blue: A = baseline   orange: B = candidate".into(),
+        headline(r).chars().take(60).collect(),
+    ];
+    for (k, line) in lines.iter().enumerate() {
+        panel.draw(&Text::new(
+            line.clone(),
+            (20, 60 + 28 * k as i32),
+            ("sans-serif", 15),
+        ))?;
+    }
     Ok(())
 }
 

@@ -115,90 +115,114 @@ fn ci_pct(e: &RatioEstimate) -> String {
     format!("{} [{}, {}]", pct(e.ratio), pct(e.ci.lo), pct(e.ci.hi))
 }
 
-/// Judges one metric (see the module docs for the rule).
-pub fn judge(cmp: &MetricComparison, rule: Rule) -> MetricJudgement {
+/// The facts the rule looks at for one metric.
+#[derive(Debug, Clone, Copy)]
+struct Evidence {
+    raw_side: Side,
+    /// Share of pairs worse / better (raw).
+    raw_worse: f64,
+    raw_better: f64,
+    raw_fails: bool,
+    raw_improves: bool,
+    control_moved: bool,
+    corrected_agreement: Option<f64>,
+    corrected_fails: bool,
+}
+
+fn evidence(cmp: &MetricComparison, rule: Rule) -> Evidence {
     let better = cmp.metric.better();
     let t = rule.threshold_frac;
-    let agreed = |pairs: &[f64], worse: bool| agreement(pairs, better, worse);
     let raw_side = side_of(&cmp.raw, better, t);
-    let raw_worse = agreed(&cmp.raw_pairs, true);
-    let raw_better = agreed(&cmp.raw_pairs, false);
-    let raw_fails = raw_side == Side::Worse && raw_worse >= rule.agreement_frac;
-    let raw_improves = raw_side == Side::Better && raw_better >= rule.agreement_frac;
-    let control_moved = cmp.control.is_some_and(|c| c.ci.excludes_one());
-    let corrected_agreement = cmp.corrected_pairs.as_deref().map(|p| agreed(p, true));
+    let raw_worse = agreement(&cmp.raw_pairs, better, true);
+    let raw_better = agreement(&cmp.raw_pairs, better, false);
+    let corrected_agreement = cmp
+        .corrected_pairs
+        .as_deref()
+        .map(|p| agreement(p, better, true));
     let corrected_fails = match (&cmp.corrected, corrected_agreement) {
         (Some(e), Some(a)) => side_of(e, better, t) == Side::Worse && a >= rule.agreement_frac,
         _ => false,
     };
+    Evidence {
+        raw_side,
+        raw_worse,
+        raw_better,
+        raw_fails: raw_side == Side::Worse && raw_worse >= rule.agreement_frac,
+        raw_improves: raw_side == Side::Better && raw_better >= rule.agreement_frac,
+        control_moved: cmp.control.is_some_and(|c| c.ci.excludes_one()),
+        corrected_agreement,
+        corrected_fails,
+    }
+}
+
+/// The rule itself (module docs).
+fn classify(e: &Evidence) -> MetricVerdict {
+    if e.raw_fails && (!e.control_moved || e.corrected_fails) {
+        MetricVerdict::Regression
+    } else if e.raw_fails {
+        MetricVerdict::MachineDrift
+    } else if e.corrected_fails && e.control_moved {
+        MetricVerdict::Inconclusive
+    } else if e.raw_improves {
+        MetricVerdict::Improvement
+    } else {
+        MetricVerdict::NoRegression
+    }
+}
+
+/// The verdict in one line, with the numbers behind it.
+fn reason(cmp: &MetricComparison, rule: Rule, e: &Evidence, verdict: MetricVerdict) -> String {
     let n = cmp.raw_pairs.len();
-    let agree_text = |frac: f64| format!("{}/{n} pairs", (frac * n as f64).round() as usize);
-    let band = format!("±{:.0}%", 100.0 * t);
-    let control_text = cmp
+    let pairs = |frac: f64| format!("{}/{n} pairs", (frac * n as f64).round() as usize);
+    let band = format!("±{:.0}%", 100.0 * rule.threshold_frac);
+    let raw = ci_pct(&cmp.raw);
+    let control = cmp
         .control
         .map(|c| format!("control (floor) {}", ci_pct(&c)))
         .unwrap_or_default();
-    let (verdict, reason) = if raw_fails && (!control_moved || corrected_fails) {
-        let corrected = cmp
-            .corrected
-            .map(|c| format!("; vs floor {}", ci_pct(&c)))
-            .unwrap_or_default();
-        (
-            MetricVerdict::Regression,
+    match verdict {
+        MetricVerdict::Regression => {
+            let corrected = cmp
+                .corrected
+                .map(|c| format!("; vs floor {}", ci_pct(&c)))
+                .unwrap_or_default();
             format!(
-                "REGRESSION {} beyond {band}, {}{corrected}",
-                ci_pct(&cmp.raw),
-                agree_text(raw_worse)
-            ),
-        )
-    } else if raw_fails {
-        (
-            MetricVerdict::MachineDrift,
-            format!(
-                "moved {} but the {control_text} moved too and rtmc ÷ floor did not: the machine, not the code",
-                ci_pct(&cmp.raw)
-            ),
-        )
-    } else if corrected_fails && control_moved {
-        (
-            MetricVerdict::Inconclusive,
-            format!(
-                "rtmc ÷ floor moved beyond {band} but rtmc did not; the {control_text} moved: re-run"
-            ),
-        )
-    } else if raw_improves {
-        (
-            MetricVerdict::Improvement,
-            format!(
-                "improved {} beyond {band}, {}",
-                ci_pct(&cmp.raw),
-                agree_text(raw_better)
-            ),
-        )
-    } else {
-        let why = match raw_side {
-            Side::Worse => format!(
-                " (interval beyond it, but only {} agree)",
-                agree_text(raw_worse)
-            ),
-            _ => String::new(),
-        };
-        (
-            MetricVerdict::NoRegression,
-            format!(
-                "no regression detected at {band}: {}{why}",
-                ci_pct(&cmp.raw)
-            ),
-        )
-    };
+                "REGRESSION {raw} beyond {band}, {}{corrected}",
+                pairs(e.raw_worse)
+            )
+        }
+        MetricVerdict::MachineDrift => format!(
+            "moved {raw} but the {control} moved too and rtmc ÷ floor did not: the machine, not the code"
+        ),
+        MetricVerdict::Inconclusive => format!(
+            "rtmc ÷ floor moved beyond {band} but rtmc did not ({raw}); the {control} moved: re-run"
+        ),
+        MetricVerdict::Improvement => {
+            format!("improved {raw} beyond {band}, {}", pairs(e.raw_better))
+        }
+        MetricVerdict::NoRegression => {
+            let why = if e.raw_side == Side::Worse {
+                format!(" (interval beyond it, but only {} agree)", pairs(e.raw_worse))
+            } else {
+                String::new()
+            };
+            format!("no regression detected at {band}: {raw}{why}")
+        }
+    }
+}
+
+/// Judges one metric (see the module docs for the rule).
+pub fn judge(cmp: &MetricComparison, rule: Rule) -> MetricJudgement {
+    let e = evidence(cmp, rule);
+    let verdict = classify(&e);
     MetricJudgement {
         metric: cmp.metric,
         verdict,
         rule,
-        raw_agreement_frac: raw_worse,
-        corrected_agreement_frac: corrected_agreement,
-        control_moved,
-        reason,
+        raw_agreement_frac: e.raw_worse,
+        corrected_agreement_frac: e.corrected_agreement,
+        control_moved: e.control_moved,
+        reason: reason(cmp, rule, &e, verdict),
     }
 }
 
