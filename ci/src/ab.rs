@@ -310,11 +310,10 @@ pub fn side_dirs(dir: &Path) -> Result<Vec<PathBuf>, AbError> {
 /// i-th directory of each side (by name) form pair i; the run order comes
 /// from `round.json` when the gate wrote one, else from the schedule.
 pub fn load_rounds(dir_a: &Path, dir_b: &Path) -> Result<Rounds, AbError> {
-    let slots = |n: usize| schedule(n);
     let mut rounds = Rounds::default();
     for (dir, side) in [(dir_a, Side::Baseline), (dir_b, Side::Candidate)] {
         let dirs = side_dirs(dir)?;
-        let plan = slots(dirs.len());
+        let plan = schedule(dirs.len());
         for (pair, d) in dirs.iter().enumerate() {
             let order = match read_meta(d)? {
                 Some(meta) => meta.order,

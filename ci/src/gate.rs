@@ -280,19 +280,30 @@ fn profile_path(opts: &RunOptions) -> PathBuf {
     }
 }
 
+/// What every round runs; `b_side` is the B side's `rtmc` (the baseline's
+/// again in A/A).
+fn round_spec(
+    opts: &RunOptions,
+    bins: &Binaries,
+    b_side: &Path,
+    inject_delay_us: Option<u64>,
+) -> Result<RoundSpec, GateError> {
+    Ok(RoundSpec {
+        loadgen: bins.loadgen.clone(),
+        profile: must_exist("the gate profile", profile_path(opts), "")?,
+        baseline_rtmc: bins.baseline_rtmc.clone(),
+        candidate_rtmc: b_side.to_owned(),
+        inject_delay_us,
+        timeout: opts.round_timeout,
+    })
+}
+
 /// `gate`: baseline against candidate, interleaved; writes the reports into
 /// `opts.out`.
 pub fn run_gate(cfg: &BaselineConfig, opts: &RunOptions) -> Result<GateReport, GateError> {
     let sha = baseline_sha(cfg, opts)?;
     let bins = prepare_binaries(&opts.binaries, &sha, true)?;
-    let spec = RoundSpec {
-        loadgen: bins.loadgen.clone(),
-        profile: must_exist("the gate profile", profile_path(opts), "")?,
-        baseline_rtmc: bins.baseline_rtmc.clone(),
-        candidate_rtmc: bins.candidate_rtmc.clone(),
-        inject_delay_us: opts.inject_delay_us,
-        timeout: opts.round_timeout,
-    };
+    let spec = round_spec(opts, &bins, &bins.candidate_rtmc, opts.inject_delay_us)?;
     let rounds = run_rounds(&spec, opts.pairs, &opts.out, &mut |l| log(l))?;
     let report = judge_rounds(&rounds, cfg, setup_of("run", &sha, opts, &bins))?;
     crate::report::write_gate_files(&opts.out, &report)?;
@@ -329,14 +340,7 @@ pub fn run_aa(
 ) -> Result<AaReport, GateError> {
     let sha = baseline_sha(cfg, opts)?;
     let bins = prepare_binaries(&opts.binaries, &sha, false)?;
-    let spec = RoundSpec {
-        loadgen: bins.loadgen.clone(),
-        profile: must_exist("the gate profile", profile_path(opts), "")?,
-        baseline_rtmc: bins.baseline_rtmc.clone(),
-        candidate_rtmc: bins.baseline_rtmc.clone(),
-        inject_delay_us: None,
-        timeout: opts.round_timeout,
-    };
+    let spec = round_spec(opts, &bins, &bins.baseline_rtmc, None)?;
     let mut all = Vec::new();
     let mut dirs = Vec::new();
     let mut false_alarms: Vec<(Metric, usize)> = Metric::ALL.iter().map(|m| (*m, 0)).collect();

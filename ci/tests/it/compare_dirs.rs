@@ -4,11 +4,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::fixtures::write_sides;
-
-pub fn baseline_toml() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("baseline.toml")
-}
+use crate::fixtures::{assert_gate_files, baseline_toml, output_text as text, write_sides};
 
 fn compare(a: &Path, b: &Path, out: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gate"))
@@ -23,14 +19,6 @@ fn compare(a: &Path, b: &Path, out: &Path) -> Output {
         .unwrap()
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn a_fifty_percent_slower_candidate_fails_with_exit_1() {
     let tmp = tempfile::tempdir().unwrap();
@@ -41,14 +29,7 @@ fn a_fifty_percent_slower_candidate_fails_with_exit_1() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("RESULT: REGRESSION"), "{stdout}");
     assert!(stdout.contains("publish→receive p99 ms"), "{stdout}");
-    for f in [
-        "gate.json",
-        "gate-report.md",
-        "gate-report.txt",
-        "rounds.svg",
-    ] {
-        assert!(out.join(f).is_file(), "{f}");
-    }
+    assert_gate_files(&out);
     let md = std::fs::read_to_string(out.join("gate-report.md")).unwrap();
     assert!(md.starts_with("## Latency gate: REGRESSION"), "{md}");
     let json: serde_json::Value =

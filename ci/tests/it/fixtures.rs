@@ -3,8 +3,35 @@
 //! smoke.toml` on this machine) with the rtmc and floor values scaled.
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 use serde_json::Value;
+
+/// The shipped `ci/baseline.toml`.
+pub fn baseline_toml() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("baseline.toml")
+}
+
+/// stdout then stderr of a finished `gate`, for assertion messages.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The files every judgement writes.
+pub fn assert_gate_files(out: &Path) {
+    for f in [
+        "gate.json",
+        "gate-report.md",
+        "gate-report.txt",
+        "rounds.svg",
+    ] {
+        assert!(out.join(f).is_file(), "{f} in {}", out.display());
+    }
+}
 
 pub fn fixture_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smoke-report.json")

@@ -9,6 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::fixtures::{assert_gate_files, baseline_toml, output_text as text};
+
 /// Appends "<side>/<pair> RTMC_BIN=<path> DELAY=<us|none>" to
 /// $FAKE_LOADGEN_LOG and writes a report: latencies = base × the number in
 /// $RTMC_BIN × (1 + delay/1000) × a small per-round jitter; the floor
@@ -76,11 +78,12 @@ fn setup() -> Setup {
     }
 }
 
-fn gate(s: &Setup, extra: &[&str]) -> (Output, PathBuf) {
-    let out = s.root.join(format!("out-{}", extra.join("").len()));
-    let o = Command::new(env!("CARGO_BIN_EXE_gate"))
-        .arg("--config")
-        .arg(crate::compare_dirs::baseline_toml())
+/// `gate` with `config`, the fake loadgen and profile, `--no-build`, the
+/// setup's repo and target dir, output into `out`.
+fn gate_command(s: &Setup, config: &Path, out: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gate"));
+    cmd.arg("--config")
+        .arg(config)
         .arg("--repo")
         .arg(&s.root)
         .arg("--target-dir")
@@ -91,21 +94,28 @@ fn gate(s: &Setup, extra: &[&str]) -> (Output, PathBuf) {
         .arg(&s.profile)
         .arg("--no-build")
         .arg("--out")
-        .arg(&out)
-        .args(extra)
+        .arg(out)
         .env("FAKE_LOADGEN_LOG", &s.log)
-        .env_remove("RTMC_TEST_BROADCAST_DELAY_US")
+        .env_remove("RTMC_TEST_BROADCAST_DELAY_US");
+    cmd
+}
+
+fn gate(s: &Setup, extra: &[&str]) -> (Output, PathBuf) {
+    let out = s.root.join(format!("out-{}", extra.join("").len()));
+    let o = gate_command(s, &baseline_toml(), &out)
+        .args(extra)
         .output()
         .unwrap();
     (o, out)
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+/// `gate` with the fake rtmc-a as the baseline and `candidate` (a file in
+/// the setup) as the candidate, plus `extra` flags.
+fn ab(s: &Setup, candidate: &str, extra: &[&str]) -> (Output, PathBuf) {
+    let (a, b) = (path(s, "rtmc-a"), path(s, candidate));
+    let mut args = vec!["--baseline-rtmc", &a, "--candidate-rtmc", &b];
+    args.extend_from_slice(extra);
+    gate(s, &args)
 }
 
 fn path(s: &Setup, name: &str) -> String {
@@ -132,15 +142,7 @@ fn init_repo(s: &Setup) {
 #[test]
 fn rounds_interleave_abba_with_each_sides_rtmc_and_the_files_land() {
     let s = setup();
-    let (o, out) = gate(
-        &s,
-        &[
-            "--baseline-rtmc",
-            &path(&s, "rtmc-a"),
-            "--candidate-rtmc",
-            &path(&s, "rtmc-b"),
-        ],
-    );
+    let (o, out) = ab(&s, "rtmc-b", &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("RESULT: REGRESSION"), "{}", text(&o));
     let log = std::fs::read_to_string(&s.log).unwrap();
@@ -166,14 +168,7 @@ fn rounds_interleave_abba_with_each_sides_rtmc_and_the_files_land() {
         assert!(line.contains(&format!("RTMC_BIN={bin} ")), "{line}");
         assert!(line.ends_with("DELAY=none"), "{line}");
     }
-    for f in [
-        "gate.json",
-        "gate-report.md",
-        "gate-report.txt",
-        "rounds.svg",
-    ] {
-        assert!(out.join(f).is_file(), "{f}");
-    }
+    assert_gate_files(&out);
     let round = out.join("rounds/candidate/pair-02");
     assert!(std::fs::read_to_string(round.join("loadgen.log"))
         .unwrap()
@@ -186,7 +181,7 @@ fn rounds_interleave_abba_with_each_sides_rtmc_and_the_files_land() {
     // The saved rounds re-judge to the same verdict.
     let o = Command::new(env!("CARGO_BIN_EXE_gate"))
         .arg("--config")
-        .arg(crate::compare_dirs::baseline_toml())
+        .arg(baseline_toml())
         .arg("--compare")
         .arg(out.join("rounds/baseline"))
         .arg(out.join("rounds/candidate"))
@@ -202,19 +197,7 @@ fn rounds_interleave_abba_with_each_sides_rtmc_and_the_files_land() {
 #[test]
 fn an_injected_delay_reaches_only_the_candidate_and_is_caught() {
     let s = setup();
-    let (o, _) = gate(
-        &s,
-        &[
-            "--baseline-rtmc",
-            &path(&s, "rtmc-a"),
-            "--candidate-rtmc",
-            &path(&s, "rtmc-a2"),
-            "--inject-delay-us",
-            "400",
-            "--pairs",
-            "4",
-        ],
-    );
+    let (o, _) = ab(&s, "rtmc-a2", &["--inject-delay-us", "400", "--pairs", "4"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let log = std::fs::read_to_string(&s.log).unwrap();
     assert_eq!(log.lines().count(), 8);
@@ -231,15 +214,7 @@ fn an_injected_delay_reaches_only_the_candidate_and_is_caught() {
 #[test]
 fn the_same_binary_on_both_sides_passes_and_aa_reports_no_false_alarm() {
     let s = setup();
-    let (o, _) = gate(
-        &s,
-        &[
-            "--baseline-rtmc",
-            &path(&s, "rtmc-a"),
-            "--candidate-rtmc",
-            &path(&s, "rtmc-a2"),
-        ],
-    );
+    let (o, _) = ab(&s, "rtmc-a2", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let (o, out) = gate(
         &s,
@@ -259,7 +234,7 @@ fn the_same_binary_on_both_sides_passes_and_aa_reports_no_false_alarm() {
     assert!(out.join("aa-02/gate-report.md").is_file());
     // The suggested table drops into baseline.toml as it is.
     let table = std::fs::read_to_string(out.join("aa-thresholds.toml")).unwrap();
-    let file = std::fs::read_to_string(crate::compare_dirs::baseline_toml()).unwrap();
+    let file = std::fs::read_to_string(baseline_toml()).unwrap();
     let head = &file[..file.find("[thresholds]").unwrap()];
     let cfg = rtmc_ci::baseline::BaselineConfig::parse(&format!("{head}{table}")).unwrap();
     assert!(cfg
@@ -278,22 +253,9 @@ fn the_same_binary_on_both_sides_passes_and_aa_reports_no_false_alarm() {
 #[test]
 fn a_loadgen_that_cannot_run_is_an_error() {
     let s = setup();
-    let o = Command::new(env!("CARGO_BIN_EXE_gate"))
-        .arg("--config")
-        .arg(crate::compare_dirs::baseline_toml())
-        .args(["--no-build", "--baseline-rtmc", &path(&s, "rtmc-a")])
+    let o = gate_command(&s, &baseline_toml(), &s.root.join("out"))
+        .args(["--baseline-rtmc", &path(&s, "rtmc-a")])
         .args(["--candidate-rtmc", &path(&s, "rtmc-b")])
-        .arg("--loadgen")
-        .arg(&s.loadgen)
-        .arg("--profile")
-        .arg(&s.profile)
-        .arg("--repo")
-        .arg(&s.root)
-        .arg("--target-dir")
-        .arg(&s.target)
-        .arg("--out")
-        .arg(s.root.join("out"))
-        .env("FAKE_LOADGEN_LOG", &s.log)
         .env("FAKE_LOADGEN_EXIT", "2")
         .output()
         .unwrap();
@@ -318,7 +280,7 @@ fn the_baseline_is_built_once_in_a_worktree_and_the_candidate_binary_restored() 
     std::fs::create_dir_all(&release).unwrap();
     std::fs::write(release.join("rtmc"), "1.5").unwrap();
     let config = s.root.join("baseline.toml");
-    let shipped = std::fs::read_to_string(crate::compare_dirs::baseline_toml()).unwrap();
+    let shipped = std::fs::read_to_string(baseline_toml()).unwrap();
     let commit_line = shipped
         .lines()
         .find(|l| l.starts_with("commit = "))
@@ -337,21 +299,7 @@ fn the_baseline_is_built_once_in_a_worktree_and_the_candidate_binary_restored() 
     .trim()
     .to_owned();
     let run = || {
-        Command::new(env!("CARGO_BIN_EXE_gate"))
-            .arg("--config")
-            .arg(&config)
-            .arg("--repo")
-            .arg(&s.root)
-            .arg("--target-dir")
-            .arg(&s.target)
-            .arg("--loadgen")
-            .arg(&s.loadgen)
-            .arg("--profile")
-            .arg(&s.profile)
-            .arg("--no-build")
-            .arg("--out")
-            .arg(s.root.join("out"))
-            .env("FAKE_LOADGEN_LOG", &s.log)
+        gate_command(&s, &config, &s.root.join("out"))
             .env("FAKE_CARGO_LOG", &cargo_log)
             .env(
                 "PATH",
