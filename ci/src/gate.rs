@@ -4,6 +4,7 @@
 //! saved rounds (`--compare`), or measure the noise (`--aa`). The `gate`
 //! binary is a thin CLI over these functions.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -343,7 +344,7 @@ pub fn run_aa(
     let spec = round_spec(opts, &bins, &bins.baseline_rtmc, None)?;
     let mut all = Vec::new();
     let mut dirs = Vec::new();
-    let mut false_alarms: Vec<(Metric, usize)> = Metric::ALL.iter().map(|m| (*m, 0)).collect();
+    let mut false_alarms: BTreeMap<Metric, usize> = Metric::ALL.iter().map(|m| (*m, 0)).collect();
     for k in 0..repeats {
         let dir = opts.out.join(format!("aa-{:02}", k + 1));
         log(&format!(
@@ -378,11 +379,9 @@ pub fn run_aa(
 }
 
 /// In A/A every regression verdict is a false alarm.
-fn count_false_alarms(counts: &mut [(Metric, usize)], report: &GateReport) {
+fn count_false_alarms(counts: &mut BTreeMap<Metric, usize>, report: &GateReport) {
     for j in report.judgements.iter().filter(|j| j.verdict.fails()) {
-        if let Some(fa) = counts.iter_mut().find(|(m, _)| *m == j.metric) {
-            fa.1 += 1;
-        }
+        *counts.entry(j.metric).or_default() += 1;
     }
 }
 

@@ -7,6 +7,7 @@
 //! Wording is deliberately modest: a pass says "no regression detected at
 //! ±X%", never "no regression".
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -26,9 +27,9 @@ pub struct RoundSummary {
     pub order: usize,
     pub dir: PathBuf,
     /// rtmc's value per metric key.
-    pub rtmc: Vec<(Metric, f64)>,
+    pub rtmc: BTreeMap<Metric, f64>,
     /// The floor's value per metric key (the control), if it ran.
-    pub floor: Option<Vec<(Metric, f64)>>,
+    pub floor: Option<BTreeMap<Metric, f64>>,
     pub failures: Vec<String>,
 }
 
@@ -57,11 +58,8 @@ impl RoundSummary {
     }
 }
 
-fn lookup(values: &[(Metric, f64)], m: Metric) -> f64 {
-    values
-        .iter()
-        .find(|(k, _)| *k == m)
-        .map_or(f64::NAN, |(_, v)| *v)
+fn lookup(values: &BTreeMap<Metric, f64>, m: Metric) -> f64 {
+    values.get(&m).copied().unwrap_or(f64::NAN)
 }
 
 /// Where the numbers came from.
@@ -479,17 +477,17 @@ pub struct AaReport {
     pub pairs: usize,
     pub spreads: Vec<AaSpread>,
     /// Current thresholds, percent, per metric.
-    pub thresholds_pct: Vec<(Metric, f64)>,
+    pub thresholds_pct: BTreeMap<Metric, f64>,
     /// Per metric: repeats whose verdict was a regression under the current
     /// thresholds (must be 0).
-    pub false_alarms: Vec<(Metric, usize)>,
+    pub false_alarms: BTreeMap<Metric, usize>,
     /// Each repeat's directory.
     pub repeat_dirs: Vec<PathBuf>,
 }
 
 impl AaReport {
     pub fn total_false_alarms(&self) -> usize {
-        self.false_alarms.iter().map(|(_, n)| n).sum()
+        self.false_alarms.values().sum()
     }
 }
 
@@ -507,11 +505,7 @@ pub fn render_aa(r: &AaReport) -> String {
     );
     for s in &r.spreads {
         let now = lookup(&r.thresholds_pct, s.metric);
-        let fa = r
-            .false_alarms
-            .iter()
-            .find(|(m, _)| *m == s.metric)
-            .map_or(0, |(_, n)| *n);
+        let fa = r.false_alarms.get(&s.metric).copied().unwrap_or(0);
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | ±{:.1}% | ±{now:.0}% | {fa} | ±{:.0}% |",
