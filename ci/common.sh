@@ -1,6 +1,6 @@
 # Sourced by the README's scripts (ci/test.sh, ci/run.sh, ci/stack.sh, and the
 # chaos and gate commands): go to the repository root, and remove the kit's
-# containers when the script exits.
+# orphaned containers when the script exits.
 #
 # Two helpers keep a newcomer's path short:
 # - `setup_in_background` starts ci/setup.sh (Docker engine, base image,
@@ -11,7 +11,17 @@
 #   `ci/run.sh` to `ci/stack.sh` (or any other script) rebuilds nothing.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-cleanup() { docker ps -aq --filter name=rtmc-kit- 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true; }
+# Removes the kit's containers whose owning process is gone (names are
+# rtmc-kit-<pid>-…): a test binary never drops its shared stack, and another
+# job's live containers (a running stack, a parallel test) are left alone.
+cleanup() {
+  local name pid
+  docker ps -a --format '{{.Names}}' --filter name=rtmc-kit- 2>/dev/null | while read -r name; do
+    pid="${name#rtmc-kit-}"
+    pid="${pid%%-*}"
+    [ -d "/proc/$pid" ] || docker rm -f "$name" >/dev/null 2>&1 || true
+  done
+}
 trap cleanup EXIT
 
 SETUP_LOG="${TMPDIR:-/tmp}/rtmc-setup.$$.log"

@@ -69,8 +69,9 @@ impl BenchStack {
             gateway: false,
             consumer: false,
             sync: false,
-            configure: Box::new(configure),
-        };
+            ..PipelineOptions::default()
+        }
+        .configure(configure);
         let services = self.services();
         self.rt
             .block_on(Pipeline::start(services, opts))

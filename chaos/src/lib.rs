@@ -6,13 +6,14 @@
 //!
 //! In-process, a test starts a [`FaultProxy`] and injects faults with its
 //! verbs ([`faults`]); across processes, `chaos proxy` serves the [`api`] and
-//! [`ToxiproxyClient`] drives it.
+//! [`ToxiproxyClient`] drives it. A [`ChaosStack`] puts proxies on the links
+//! of a whole rtmc stack ([`stack`]) and drives real outages of its
+//! containers and processes ([`outage`]).
 //!
 //! The history checker (design §8) proves that nothing acknowledged was lost:
 //! a run records its publishes and every client's sessions and deliveries
 //! into a [`Recording`], and [`History::check`] returns a [`Verdict`]
-//! ([`history`], [`checker`]). Scenarios and outages come later; service
-//! outages in today's suites use `rtmc_testkit::Service::{stop, kill, pause}`.
+//! ([`history`], [`checker`]). Scenarios come later.
 
 pub mod api;
 pub mod checker;
@@ -23,8 +24,10 @@ pub mod error;
 pub mod faults;
 pub mod history;
 mod link;
+pub mod outage;
 pub mod proxy;
 pub mod request;
+pub mod stack;
 pub mod toxic;
 
 pub use checker::{Anomaly, AnomalyKind, Checker, Verdict};
@@ -33,7 +36,9 @@ pub use collection::ProxyCollection;
 pub use error::FaultError;
 pub use faults::{StreamFaults, ToxicHandle};
 pub use history::{ClientLog, History, HistoryError, PublishLog, Recording};
+pub use outage::{Action, Fault, OutageError, OutageLog, ProcessFault, ServiceFault, Step};
 pub use proxy::{FaultProxy, ProxyConfig, ProxyInfo, ProxyUpdate};
+pub use stack::{ChaosStack, Link, StackOptions};
 pub use toxic::{
     ms, Bandwidth, Direction, Latency, LimitData, LimitTime, ResetPeer, Slicer, SlowClose, Timeout,
     Toxic, ToxicInfo, ToxicKind,

@@ -1,4 +1,22 @@
-//! rtmc-ci: the latency regression gate (compare a run's histograms with a
-//! stored baseline, robust to a noisy machine) — not built yet; its issue
-//! comes later. The machine setup and test scripts live beside this crate
-//! (`ci/setup.sh`, `ci/test.sh`, `ci/run.sh`, `ci/stack.sh`).
+//! rtmc-ci: the latency regression gate (`gate`). It runs the pinned
+//! baseline's `rtmc` and the candidate's in interleaved loadgen rounds on the
+//! same machine, with the Redis pub/sub floor of every round as the control,
+//! and fails the build only on a regression that is beyond a threshold set
+//! from measured A/A noise, significant by a bootstrap interval, agreed on
+//! by the rounds and not explained by the machine (design.md §9).
+//!
+//! The map: [`baseline`] (the pinned commit, settings, its binary) → [`ab`]
+//! (the interleaved rounds) → [`round`] (one round's report) → [`compare`]
+//! (ratios, bootstrap intervals, A/A spread) → [`verdict`] (the decision) →
+//! [`report`] (table, markdown, JSON, plot); [`gate`] strings them together.
+//! The machine setup and test scripts live beside this crate (`ci/setup.sh`,
+//! `ci/test.sh`, `ci/run.sh`, `ci/stack.sh`).
+
+pub mod ab;
+pub mod baseline;
+pub mod compare;
+pub mod gate;
+pub mod metric;
+pub mod report;
+pub mod round;
+pub mod verdict;

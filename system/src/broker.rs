@@ -161,8 +161,15 @@ impl Publisher {
         }
     }
 
-    async fn drop_link(&self) {
-        *self.link.lock().await = None;
+    /// Forgets the link after a failed publish, without waiting: when the
+    /// lock is busy, another publish is connecting (its new link replaces
+    /// this one) or taking a channel (which checks the link's health
+    /// itself). Waiting here made a refusal take up to twice
+    /// `publish_timeout_ms` behind a connect hung in a black hole.
+    fn drop_link(&self) {
+        if let Ok(mut link) = self.link.try_lock() {
+            *link = None;
+        }
     }
 
     /// Publishes `payload` persistently to `queue` and waits for the broker's
@@ -207,7 +214,7 @@ impl Publisher {
                 metrics::counter!("rtmc_publish_failed_total").increment(1);
                 tracing::warn!(error = %e, "publish failed");
                 if !matches!(e, BrokerError::Nacked) {
-                    self.drop_link().await;
+                    self.drop_link();
                 }
             }
         }

@@ -19,7 +19,9 @@ pub mod process;
 pub mod raw;
 pub mod services;
 
-pub use pipeline::{Component, HttpPublisher, Pipeline, PipelineOptions, TEST_PASSWORD};
+pub use pipeline::{
+    Component, HttpPublisher, PerComponent, Pipeline, PipelineOptions, TEST_PASSWORD,
+};
 pub use process::{NodeProcess, Role};
 pub use services::{shared, Service, Services};
 

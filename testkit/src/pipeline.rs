@@ -49,6 +49,13 @@ impl Component {
     }
 }
 
+/// Edits the configuration one component starts with, by its role: applied
+/// to the copy each in-process component and each [`NodeProcess`] spawned
+/// through [`Pipeline::spawn_process`] gets, after
+/// [`PipelineOptions::configure`]. Chaos routes one component's link through
+/// a fault proxy with it (only the consumer's Redis URL, say).
+pub type PerComponent = Arc<dyn Fn(Role, &mut Config) + Send + Sync>;
+
 /// How to shape a pipeline.
 pub struct PipelineOptions {
     /// Server nodes to start.
@@ -61,6 +68,8 @@ pub struct PipelineOptions {
     pub sync: bool,
     /// Applied to the generated configuration before anything starts.
     pub configure: Box<dyn FnOnce(&mut Config) + Send>,
+    /// Applied to each component's own copy of the configuration.
+    pub per_component: PerComponent,
 }
 
 impl Default for PipelineOptions {
@@ -71,6 +80,7 @@ impl Default for PipelineOptions {
             consumer: true,
             sync: true,
             configure: Box::new(|_| {}),
+            per_component: Arc::new(|_, _| {}),
         }
     }
 }
@@ -85,12 +95,20 @@ impl PipelineOptions {
         self.configure = Box::new(f);
         self
     }
+
+    /// Edits each component's own configuration by role (see [`PerComponent`]):
+    /// `per_component(|role, cfg| if role == Role::Consumer { cfg.redis.url = proxied })`.
+    pub fn per_component(mut self, f: impl Fn(Role, &mut Config) + Send + Sync + 'static) -> Self {
+        self.per_component = Arc::new(f);
+        self
+    }
 }
 
 /// An isolated deployment. Dropping it stops every component and waits
 /// (up to 15 s) until they have stopped.
 pub struct Pipeline {
-    /// The configuration every component of this pipeline runs with.
+    /// The pipeline's configuration: what its helpers use, and what every
+    /// component starts from ([`Pipeline::config_for`] adds its own edits).
     pub cfg: Arc<Config>,
     /// This pipeline's own database.
     pub pg: PgPool,
@@ -104,6 +122,8 @@ pub struct Pipeline {
     /// The services it runs on, when it holds them (started through
     /// [`Pipeline::shared`] or [`Pipeline::private`]); kept so they outlive it.
     services: Option<Arc<Services>>,
+    /// Each component's own edits of `cfg`.
+    per_component: PerComponent,
 }
 
 /// Password of every user the kit creates.
@@ -148,6 +168,7 @@ impl Pipeline {
             sync: None,
             http: reqwest::Client::builder().no_proxy().build()?,
             services: None,
+            per_component: opts.per_component,
         };
         if opts.consumer {
             p.consumer = Some(p.spawn_consumer());
@@ -161,7 +182,7 @@ impl Pipeline {
         if opts.gateway {
             let listen = p.cfg.gateway.listen.clone();
             p.gateway = Some(
-                p.spawn_listening("gateway", &listen, rtmc::gateway::run)
+                p.spawn_listening(Role::Gateway, &listen, rtmc::gateway::run)
                     .await?,
             );
         }
@@ -198,10 +219,18 @@ impl Pipeline {
             .expect("a pipeline from Pipeline::shared or Pipeline::private")
     }
 
+    /// The configuration a component of `role` starts with: `cfg` with the
+    /// pipeline's [`PipelineOptions::per_component`] edits.
+    pub fn config_for(&self, role: Role) -> Config {
+        let mut cfg = (*self.cfg).clone();
+        (self.per_component)(role, &mut cfg);
+        cfg
+    }
+
     /// Runs `run(cfg, stop)` as an in-process component; a failure is logged.
     fn spawn<F, E>(
         &self,
-        what: &'static str,
+        role: Role,
         run: impl FnOnce(Arc<Config>, CancellationToken) -> F,
     ) -> Component
     where
@@ -209,7 +238,8 @@ impl Pipeline {
         E: std::fmt::Display,
     {
         let stop = CancellationToken::new();
-        let fut = run(self.cfg.clone(), stop.clone());
+        let fut = run(Arc::new(self.config_for(role)), stop.clone());
+        let what = role.name();
         let task = tokio::spawn(async move {
             if let Err(e) = fut.await {
                 tracing::error!(error = %e, "{what} failed");
@@ -226,7 +256,7 @@ impl Pipeline {
     /// component that serves on the bound address.
     async fn spawn_listening<F, E>(
         &self,
-        what: &'static str,
+        role: Role,
         listen: &str,
         run: impl FnOnce(Arc<Config>, TcpListener, CancellationToken) -> F,
     ) -> anyhow::Result<Component>
@@ -236,17 +266,17 @@ impl Pipeline {
     {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let mut component = self.spawn(what, |cfg, stop| run(cfg, listener, stop));
+        let mut component = self.spawn(role, |cfg, stop| run(cfg, listener, stop));
         component.addr = Some(addr);
         Ok(component)
     }
 
     fn spawn_consumer(&self) -> Component {
-        self.spawn("consumer", rtmc::consumer::run)
+        self.spawn(Role::Consumer, rtmc::consumer::run)
     }
 
     fn spawn_sync(&self) -> Component {
-        self.spawn("sync worker", rtmc::sync::run)
+        self.spawn(Role::Sync, rtmc::sync::run)
     }
 
     /// Starts a sync worker (after the previous one was stopped).
@@ -268,7 +298,7 @@ impl Pipeline {
             "127.0.0.1:0".to_owned()
         };
         let server = self
-            .spawn_listening("server", &listen, rtmc::server::run)
+            .spawn_listening(Role::Server, &listen, rtmc::server::run)
             .await?;
         self.servers.push(Some(server));
         Ok(self.servers.len() - 1)
@@ -347,11 +377,11 @@ impl Pipeline {
     }
 
     /// Starts `role` as an `rtmc` child process with this pipeline's
-    /// configuration on loopback ports of its own (for SIGKILL tests and
-    /// the processes' ops endpoints).
+    /// configuration ([`Pipeline::config_for`]) on loopback ports of its own
+    /// (for SIGKILL tests and the processes' ops endpoints).
     pub async fn spawn_process(&self, role: Role) -> anyhow::Result<NodeProcess> {
         let binary = crate::process::rtmc_binary()?;
-        NodeProcess::spawn(role, (*self.cfg).clone(), &binary).await
+        NodeProcess::spawn(role, self.config_for(role), &binary).await
     }
 
     /// A publisher to this pipeline's gateway that can move into a task.
@@ -595,6 +625,7 @@ mod tests {
             sync: None,
             http: reqwest::Client::builder().no_proxy().build().unwrap(),
             services: None,
+            per_component: PipelineOptions::default().per_component,
         }
     }
 

@@ -1,7 +1,8 @@
 //! rtmc components as child processes (the `rtmc` binary), for runs that need
 //! process isolation: loadgen at 10k clients (the fd limit is per process),
-//! and chaos runs that SIGKILL a node. Each process gets a generated config
-//! file and loopback ports the kit picks.
+//! and chaos runs that SIGKILL, pause or restart a node. Each process gets a
+//! generated config file and loopback ports the kit picks; a restart
+//! ([`NodeProcess::spawn_at`]) keeps them, so clients find it where it was.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,6 +15,8 @@ use crate::docker::free_port;
 /// A running `rtmc` child process.
 pub struct NodeProcess {
     child: Child,
+    /// The component it runs.
+    pub role: Role,
     /// The address clients use (server or gateway), if it serves one.
     pub addr: Option<String>,
     /// Its ops endpoint (health, metrics), if any.
@@ -30,6 +33,18 @@ pub enum Role {
     Gateway,
     Consumer,
     Sync,
+}
+
+impl Role {
+    /// The `rtmc` subcommand that runs it (also its name in logs).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::Gateway => "gateway",
+            Role::Consumer => "consumer",
+            Role::Sync => "sync",
+        }
+    }
 }
 
 /// Finds the `rtmc` binary: `$RTMC_BIN`, else next to the running executable
@@ -55,28 +70,31 @@ impl NodeProcess {
     /// Starts `role` with `cfg` (its listen addresses are replaced by free
     /// loopback ports) and waits until it accepts connections.
     pub async fn spawn(role: Role, mut cfg: Config, binary: &Path) -> anyhow::Result<NodeProcess> {
-        let (sub, addr, ops) = match role {
+        match role {
             Role::Server => {
                 cfg.server.listen = format!("127.0.0.1:{}", free_port());
                 cfg.server.ops_listen = format!("127.0.0.1:{}", free_port());
-                (
-                    "server",
-                    Some(cfg.server.listen.clone()),
-                    Some(cfg.server.ops_listen.clone()),
-                )
             }
-            Role::Gateway => {
-                cfg.gateway.listen = format!("127.0.0.1:{}", free_port());
-                ("gateway", Some(cfg.gateway.listen.clone()), None)
-            }
-            Role::Consumer => {
-                cfg.consumer.ops_listen = format!("127.0.0.1:{}", free_port());
-                ("consumer", None, Some(cfg.consumer.ops_listen.clone()))
-            }
-            Role::Sync => {
-                cfg.sync.ops_listen = format!("127.0.0.1:{}", free_port());
-                ("sync", None, Some(cfg.sync.ops_listen.clone()))
-            }
+            Role::Gateway => cfg.gateway.listen = format!("127.0.0.1:{}", free_port()),
+            Role::Consumer => cfg.consumer.ops_listen = format!("127.0.0.1:{}", free_port()),
+            Role::Sync => cfg.sync.ops_listen = format!("127.0.0.1:{}", free_port()),
+        }
+        Self::spawn_at(role, cfg, binary).await
+    }
+
+    /// Starts `role` with `cfg` exactly as given, listen addresses included,
+    /// and waits until it accepts connections: a restart of a process on the
+    /// addresses it had (`NodeProcess::spawn_at(p.role, p.cfg.clone(), …)`).
+    pub async fn spawn_at(role: Role, cfg: Config, binary: &Path) -> anyhow::Result<NodeProcess> {
+        let sub = role.name();
+        let (addr, ops) = match role {
+            Role::Server => (
+                Some(cfg.server.listen.clone()),
+                Some(cfg.server.ops_listen.clone()),
+            ),
+            Role::Gateway => (Some(cfg.gateway.listen.clone()), None),
+            Role::Consumer => (None, Some(cfg.consumer.ops_listen.clone())),
+            Role::Sync => (None, Some(cfg.sync.ops_listen.clone())),
         };
         let config_file = std::env::temp_dir().join(format!(
             "rtmc-{}-{}-{}.toml",
@@ -97,6 +115,7 @@ impl NodeProcess {
             .spawn()?;
         let mut node = NodeProcess {
             child,
+            role,
             addr,
             ops_addr: ops,
             cfg,
@@ -125,12 +144,60 @@ impl NodeProcess {
         self.child.id()
     }
 
-    /// Graceful stop: SIGTERM... rtmc handles Ctrl-C (SIGINT), so send that, then wait.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        let _ = Command::new("kill")
-            .arg("-INT")
+    /// Sends `signal` (`INT`, `STOP`, …) to the process.
+    fn signal(&self, signal: &str) -> std::io::Result<()> {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
             .arg(self.pid().to_string())
-            .status();
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(format!(
+                "kill -{signal} {} failed: {status}",
+                self.pid()
+            )))
+        }
+    }
+
+    /// Freezes the process (SIGSTOP): its sockets stay open, nothing is
+    /// read or answered. Returns once the kernel shows it stopped.
+    pub async fn pause(&self) -> anyhow::Result<()> {
+        self.signal("STOP")?;
+        self.until_state(|stopped| stopped).await
+    }
+
+    /// Lets a paused process run again (SIGCONT).
+    pub async fn unpause(&self) -> anyhow::Result<()> {
+        self.signal("CONT")?;
+        self.until_state(|stopped| !stopped).await
+    }
+
+    /// Waits (up to 5 s) until `want(stopped)` holds, `stopped` being the
+    /// `T` state in `/proc/<pid>/stat`.
+    async fn until_state(&self, want: impl Fn(bool) -> bool) -> anyhow::Result<()> {
+        let stat = format!("/proc/{}/stat", self.pid());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            // The state follows the command name in parentheses.
+            let text = std::fs::read_to_string(&stat)?;
+            let state = text
+                .rsplit(')')
+                .next()
+                .and_then(|t| t.trim().chars().next());
+            if want(matches!(state, Some('T' | 't'))) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("process {} still in state {state:?} after 5 s", self.pid());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Graceful stop: rtmc drains on Ctrl-C (SIGINT), so send that, then wait.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.signal("INT");
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.child.try_wait()?.is_none() {
             if Instant::now() > deadline {

@@ -1,0 +1,395 @@
+//! One gate session, end to end: get the binaries (the baseline's built
+//! from its pinned commit, the candidate's from the working tree), run the
+//! interleaved rounds, compare, judge and write the reports — or re-judge
+//! saved rounds (`--compare`), or measure the noise (`--aa`). The `gate`
+//! binary is a thin CLI over these functions.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::ab::{load_rounds, run_rounds, AbError, RoundSpec, Rounds};
+use crate::baseline::{
+    baseline_binary, copy_replacing, gate_dir, resolve_commit, BaselineConfig, BaselineError,
+};
+use crate::compare::{aa_spread, compare_all};
+use crate::metric::Metric;
+use crate::report::{AaReport, GateReport, GateSetup, ReportError, RoundSummary};
+use crate::round::Side;
+use crate::verdict::{judge, overall, GateVerdict};
+
+/// Fewer rounds per side than this cannot be judged: one or two values per
+/// side give an interval of nothing but the values themselves.
+pub const MIN_ROUNDS_PER_SIDE: usize = 3;
+
+/// Failure of a gate session (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error(transparent)]
+    Baseline(#[from] BaselineError),
+    #[error(transparent)]
+    Rounds(#[from] AbError),
+    #[error(transparent)]
+    Report(#[from] ReportError),
+    #[error("{what} not found at {path}{hint}")]
+    Missing {
+        what: &'static str,
+        path: PathBuf,
+        hint: &'static str,
+    },
+    #[error("`{command}` failed: {status}")]
+    Build { command: String, status: String },
+    #[error("too few rounds to judge: {baseline} baseline and {candidate} candidate (at least {MIN_ROUNDS_PER_SIDE} each)")]
+    TooFewRounds { baseline: usize, candidate: usize },
+}
+
+/// Where the binaries come from.
+#[derive(Debug, Clone)]
+pub struct BinaryOptions {
+    /// The candidate's checkout (git root).
+    pub repo: PathBuf,
+    /// The candidate's cargo target directory (the baseline is built there too).
+    pub target_dir: PathBuf,
+    /// The instrument; default `<target>/release/loadgen`.
+    pub loadgen: Option<PathBuf>,
+    /// Default `<target>/release/rtmc`.
+    pub candidate_rtmc: Option<PathBuf>,
+    /// Skips the worktree build of the baseline.
+    pub baseline_rtmc: Option<PathBuf>,
+    /// Run the candidate's release build first.
+    pub build_candidate: bool,
+}
+
+/// The three binaries a session runs.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub loadgen: PathBuf,
+    pub baseline_rtmc: PathBuf,
+    pub candidate_rtmc: PathBuf,
+}
+
+/// Progress lines go to stderr, so stdout is the table alone.
+pub fn log(line: &str) {
+    eprintln!("gate: {line}");
+}
+
+fn cargo_release_build(repo: &Path, target_dir: &Path) -> Result<(), GateError> {
+    // The same selection as ci/common.sh's release_build, so the gate reuses
+    // that build instead of compiling another feature set.
+    let args = ["build", "--locked", "--release", "--workspace", "--bins"];
+    log(&format!("candidate: cargo {}", args.join(" ")));
+    let status = Command::new("cargo")
+        .current_dir(repo)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .args(args)
+        .status()
+        .map_err(|e| GateError::Build {
+            command: "cargo build".into(),
+            status: e.to_string(),
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(GateError::Build {
+            command: format!("cargo {}", args.join(" ")),
+            status: status.to_string(),
+        })
+    }
+}
+
+fn must_exist(what: &'static str, path: PathBuf, hint: &'static str) -> Result<PathBuf, GateError> {
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(GateError::Missing { what, path, hint })
+    }
+}
+
+/// Builds what is missing and returns the binaries. The candidate's `rtmc`
+/// is copied to `<target>/gate/rtmc-candidate` before the baseline is built
+/// into the same target directory (which replaces `target/release/rtmc`);
+/// afterwards `target/release/rtmc` is put back to the candidate's. A/A
+/// (`need_candidate` false) runs the baseline on both sides and needs no
+/// candidate `rtmc`.
+pub fn prepare_binaries(
+    opts: &BinaryOptions,
+    sha: &str,
+    need_candidate: bool,
+) -> Result<Binaries, GateError> {
+    let release = opts.target_dir.join("release");
+    if opts.build_candidate {
+        cargo_release_build(&opts.repo, &opts.target_dir)?;
+    }
+    const BUILD_HINT: &str =
+        " (build it: cargo build --release --workspace --bins, or drop --no-build)";
+    let loadgen = must_exist(
+        "loadgen",
+        opts.loadgen
+            .clone()
+            .unwrap_or_else(|| release.join("loadgen")),
+        BUILD_HINT,
+    )?;
+    let default_candidate = release.join("rtmc");
+    let candidate_src = opts
+        .candidate_rtmc
+        .clone()
+        .unwrap_or_else(|| default_candidate.clone());
+    let staged = gate_dir(&opts.target_dir).join("rtmc-candidate");
+    let candidate = if need_candidate || candidate_src.is_file() {
+        let src = must_exist("the candidate's rtmc", candidate_src.clone(), BUILD_HINT)?;
+        copy_replacing(&src, &staged)?;
+        Some(staged)
+    } else {
+        None
+    };
+    let baseline_rtmc = match &opts.baseline_rtmc {
+        Some(p) => must_exist("the baseline's rtmc", p.clone(), "")?,
+        None => {
+            let built_now = !gate_dir(&opts.target_dir)
+                .join(format!("rtmc-{sha}"))
+                .is_file();
+            let bin = baseline_binary(&opts.repo, &opts.target_dir, sha, &mut |l| log(l))?;
+            if let Some(staged) = candidate.as_ref().filter(|_| built_now) {
+                if candidate_src == default_candidate {
+                    copy_replacing(staged, &default_candidate)?;
+                }
+            }
+            bin
+        }
+    };
+    Ok(Binaries {
+        loadgen,
+        candidate_rtmc: candidate.unwrap_or_else(|| baseline_rtmc.clone()),
+        baseline_rtmc,
+    })
+}
+
+/// `git rev-parse HEAD` of the candidate, `+dirty` when tracked files changed.
+pub fn candidate_commit(repo: &Path) -> Option<String> {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let head = git(&["rev-parse", "HEAD"])?;
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    Some(if dirty { format!("{head}+dirty") } else { head })
+}
+
+/// Compares and judges `rounds` under `cfg`'s rules.
+pub fn judge_rounds(
+    rounds: &Rounds,
+    cfg: &BaselineConfig,
+    setup: GateSetup,
+) -> Result<GateReport, GateError> {
+    let (na, nb) = (rounds.baseline.len(), rounds.candidate.len());
+    if na < MIN_ROUNDS_PER_SIDE || nb < MIN_ROUNDS_PER_SIDE {
+        return Err(GateError::TooFewRounds {
+            baseline: na,
+            candidate: nb,
+        });
+    }
+    let comparisons = compare_all(&rounds.baseline, &rounds.candidate, &cfg.bootstrap);
+    let judgements: Vec<_> = comparisons
+        .iter()
+        .map(|c| judge(c, cfg.rule(c.metric)))
+        .collect();
+    let baseline_failures = rounds.failures(Side::Baseline);
+    let candidate_failures = rounds.failures(Side::Candidate);
+    let verdict = overall(&judgements, &baseline_failures, &candidate_failures);
+    Ok(GateReport {
+        setup: GateSetup {
+            thresholds_measured_by: cfg.thresholds.measured_by.clone(),
+            ..setup
+        },
+        bootstrap: cfg.bootstrap,
+        agreement_frac: cfg.agreement_frac,
+        rounds: rounds
+            .in_order()
+            .into_iter()
+            .map(RoundSummary::of)
+            .collect(),
+        comparisons,
+        judgements,
+        baseline_failures,
+        candidate_failures,
+        verdict,
+    })
+}
+
+/// What a run needs besides the baseline file.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub binaries: BinaryOptions,
+    /// Profile, absolute or relative to the repository.
+    pub profile: PathBuf,
+    pub pairs: usize,
+    pub inject_delay_us: Option<u64>,
+    pub round_timeout: Duration,
+    pub out: PathBuf,
+}
+
+fn now() -> String {
+    chrono::Local::now()
+        .format("%Y-%m-%d %H:%M:%S %z")
+        .to_string()
+}
+
+fn setup_of(mode: &str, sha: &str, opts: &RunOptions, bins: &Binaries) -> GateSetup {
+    GateSetup {
+        mode: mode.into(),
+        generated_at: now(),
+        baseline_commit: Some(sha.to_owned()),
+        candidate_commit: candidate_commit(&opts.binaries.repo),
+        baseline_rtmc: Some(bins.baseline_rtmc.clone()),
+        candidate_rtmc: Some(bins.candidate_rtmc.clone()),
+        loadgen: Some(bins.loadgen.clone()),
+        profile: Some(opts.profile.clone()),
+        inject_delay_us: opts.inject_delay_us,
+        thresholds_measured_by: String::new(),
+    }
+}
+
+/// The baseline's full sha. With `--baseline-rtmc` the binary is given, so
+/// a commit git cannot resolve (no checkout) is only reported as written.
+fn baseline_sha(cfg: &BaselineConfig, opts: &RunOptions) -> Result<String, GateError> {
+    match resolve_commit(&opts.binaries.repo, &cfg.commit) {
+        Ok(sha) => Ok(sha),
+        Err(e) if opts.binaries.baseline_rtmc.is_some() => {
+            log(&format!(
+                "baseline commit {} not resolved ({e}); using the given --baseline-rtmc",
+                cfg.commit
+            ));
+            Ok(cfg.commit.clone())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn profile_path(opts: &RunOptions) -> PathBuf {
+    if opts.profile.is_absolute() {
+        opts.profile.clone()
+    } else {
+        opts.binaries.repo.join(&opts.profile)
+    }
+}
+
+/// What every round runs; `b_side` is the B side's `rtmc` (the baseline's
+/// again in A/A).
+fn round_spec(
+    opts: &RunOptions,
+    bins: &Binaries,
+    b_side: &Path,
+    inject_delay_us: Option<u64>,
+) -> Result<RoundSpec, GateError> {
+    Ok(RoundSpec {
+        loadgen: bins.loadgen.clone(),
+        profile: must_exist("the gate profile", profile_path(opts), "")?,
+        baseline_rtmc: bins.baseline_rtmc.clone(),
+        candidate_rtmc: b_side.to_owned(),
+        inject_delay_us,
+        timeout: opts.round_timeout,
+    })
+}
+
+/// `gate`: baseline against candidate, interleaved; writes the reports into
+/// `opts.out`.
+pub fn run_gate(cfg: &BaselineConfig, opts: &RunOptions) -> Result<GateReport, GateError> {
+    let sha = baseline_sha(cfg, opts)?;
+    let bins = prepare_binaries(&opts.binaries, &sha, true)?;
+    let spec = round_spec(opts, &bins, &bins.candidate_rtmc, opts.inject_delay_us)?;
+    let rounds = run_rounds(&spec, opts.pairs, &opts.out, &mut |l| log(l))?;
+    let report = judge_rounds(&rounds, cfg, setup_of("run", &sha, opts, &bins))?;
+    crate::report::write_gate_files(&opts.out, &report)?;
+    Ok(report)
+}
+
+/// `gate --compare DIR_A DIR_B`: re-judges saved rounds, runs nothing.
+pub fn compare_dirs(
+    cfg: &BaselineConfig,
+    dir_a: &Path,
+    dir_b: &Path,
+    out: &Path,
+) -> Result<GateReport, GateError> {
+    let rounds = load_rounds(dir_a, dir_b)?;
+    let setup = GateSetup {
+        mode: "compare".into(),
+        generated_at: now(),
+        baseline_commit: Some(format!("rounds in {}", dir_a.display())),
+        candidate_commit: Some(format!("rounds in {}", dir_b.display())),
+        ..Default::default()
+    };
+    let report = judge_rounds(&rounds, cfg, setup)?;
+    crate::report::write_gate_files(out, &report)?;
+    Ok(report)
+}
+
+/// `gate --aa`: the baseline against itself `repeats` times (each repeat a
+/// full interleaved run into `out/aa-NN/`), the spread of every ratio and
+/// interval, and the false alarms under the current thresholds.
+pub fn run_aa(
+    cfg: &BaselineConfig,
+    opts: &RunOptions,
+    repeats: usize,
+) -> Result<AaReport, GateError> {
+    let sha = baseline_sha(cfg, opts)?;
+    let bins = prepare_binaries(&opts.binaries, &sha, false)?;
+    let spec = round_spec(opts, &bins, &bins.baseline_rtmc, None)?;
+    let mut all = Vec::new();
+    let mut dirs = Vec::new();
+    let mut false_alarms: BTreeMap<Metric, usize> = Metric::ALL.iter().map(|m| (*m, 0)).collect();
+    for k in 0..repeats {
+        let dir = opts.out.join(format!("aa-{:02}", k + 1));
+        log(&format!(
+            "A/A repeat {}/{repeats} → {}",
+            k + 1,
+            dir.display()
+        ));
+        let rounds = run_rounds(&spec, opts.pairs, &dir, &mut |l| log(l))?;
+        let mut setup = setup_of("aa", &sha, opts, &bins);
+        setup.candidate_commit = Some(format!("{sha} (A/A: the baseline again)"));
+        let report = judge_rounds(&rounds, cfg, setup)?;
+        crate::report::write_gate_files(&dir, &report)?;
+        count_false_alarms(&mut false_alarms, &report);
+        log(&format!("A/A repeat {}: {:?}", k + 1, report.verdict));
+        all.push(report.comparisons);
+        dirs.push(dir);
+    }
+    let mut setup = setup_of("aa", &sha, opts, &bins);
+    setup.thresholds_measured_by = cfg.thresholds.measured_by.clone();
+    Ok(AaReport {
+        setup,
+        repeats,
+        pairs: opts.pairs,
+        spreads: aa_spread(&all),
+        thresholds_pct: Metric::ALL
+            .iter()
+            .map(|m| (*m, 100.0 * cfg.rule(*m).threshold_frac))
+            .collect(),
+        false_alarms,
+        repeat_dirs: dirs,
+    })
+}
+
+/// In A/A every regression verdict is a false alarm.
+fn count_false_alarms(counts: &mut BTreeMap<Metric, usize>, report: &GateReport) {
+    for j in report.judgements.iter().filter(|j| j.verdict.fails()) {
+        *counts.entry(j.metric).or_default() += 1;
+    }
+}
+
+/// The exit code of an A/A session: 1 when any repeat raised a false alarm.
+pub fn aa_exit_code(r: &AaReport) -> u8 {
+    if r.total_false_alarms() == 0 {
+        GateVerdict::Pass.exit_code()
+    } else {
+        GateVerdict::Regression.exit_code()
+    }
+}

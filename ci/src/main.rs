@@ -1,0 +1,182 @@
+//! The `gate` binary: a thin clap CLI over the library. Exit code 0 when no
+//! regression was detected, 1 on a regression (or an A/A false alarm), 2 when
+//! the gate could not judge.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use rtmc_ci::ab::DELAY_ENV;
+use rtmc_ci::baseline::{gate_dir, BaselineConfig};
+use rtmc_ci::gate::{self, BinaryOptions, RunOptions};
+use rtmc_ci::report;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gate",
+    version,
+    about = "rtmc latency regression gate: the pinned baseline against the candidate in interleaved loadgen rounds",
+    after_help = "Exit code: 0 no regression detected, 1 regression (or an A/A false alarm), 2 could not judge.\n\
+Reports: <out>/gate-report.md (for the pull request), gate.json, gate-report.txt, rounds.svg, rounds/<side>/pair-NN/ (loadgen's reports)."
+)]
+struct Cli {
+    /// The baseline file: pinned commit, profile, pairs, bootstrap, thresholds.
+    #[arg(long, default_value = "ci/baseline.toml")]
+    config: PathBuf,
+    /// The candidate's checkout (a git work tree); relative paths start here.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// Cargo target directory of the candidate (the baseline is built there
+    /// too) [default: $CARGO_TARGET_DIR, else <repo>/target].
+    #[arg(long)]
+    target_dir: Option<PathBuf>,
+    /// loadgen profile for every round [default: `profile` in the baseline file].
+    #[arg(long)]
+    profile: Option<PathBuf>,
+    /// A/B pairs, run A B B A A B … (rounds = 2 × pairs) [default: `pairs`
+    /// in the baseline file].
+    #[arg(long)]
+    pairs: Option<usize>,
+    /// Report directory [default: <target>/gate/reports/<timestamp>-<mode>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The instrument for both sides [default: <target>/release/loadgen].
+    #[arg(long)]
+    loadgen: Option<PathBuf>,
+    /// The candidate's rtmc [default: <target>/release/rtmc].
+    #[arg(long)]
+    candidate_rtmc: Option<PathBuf>,
+    /// Use this baseline rtmc instead of building the pinned commit in a worktree.
+    #[arg(long)]
+    baseline_rtmc: Option<PathBuf>,
+    /// Do not run the candidate's release build; use the binaries as they are.
+    #[arg(long)]
+    no_build: bool,
+    /// Run the candidate side with RTMC_TEST_BROADCAST_DELAY_US=N (needs an
+    /// rtmc built with the test-only broadcast-delay feature): checks the
+    /// gate catches a known regression.
+    #[arg(long, value_name = "N")]
+    inject_delay_us: Option<u64>,
+    /// A round (one loadgen run) that takes longer is stopped; the gate errors.
+    #[arg(long, default_value_t = 900)]
+    round_timeout_secs: u64,
+    /// A/A mode: the baseline against itself `--repeats` times; reports the
+    /// spread of every ratio and interval and suggests thresholds.
+    #[arg(long, conflicts_with_all = ["compare", "inject_delay_us"])]
+    aa: bool,
+    /// A/A repeats (each a full interleaved run).
+    #[arg(long, default_value_t = 10, requires = "aa")]
+    repeats: usize,
+    /// Re-judge saved rounds without running anything: DIR_A holds the
+    /// baseline's round directories (or is one), DIR_B the candidate's.
+    #[arg(long, num_args = 2, value_names = ["DIR_A", "DIR_B"])]
+    compare: Option<Vec<PathBuf>>,
+}
+
+impl Cli {
+    fn under_repo(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_owned()
+        } else {
+            self.repo.join(p)
+        }
+    }
+
+    fn target_dir(&self) -> PathBuf {
+        let dir = self
+            .target_dir
+            .clone()
+            .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from))
+            .unwrap_or_else(|| self.repo.join("target"));
+        std::path::absolute(&dir).unwrap_or(dir)
+    }
+
+    fn out(&self, mode: &str) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| {
+            gate_dir(&self.target_dir()).join("reports").join(format!(
+                "{}-{mode}",
+                chrono::Local::now().format("%Y%m%d-%H%M%S")
+            ))
+        })
+    }
+
+    fn run_options(&self, cfg: &BaselineConfig, mode: &str) -> RunOptions {
+        RunOptions {
+            binaries: BinaryOptions {
+                repo: self.repo.clone(),
+                target_dir: self.target_dir(),
+                loadgen: self.loadgen.clone(),
+                candidate_rtmc: self.candidate_rtmc.clone(),
+                baseline_rtmc: self.baseline_rtmc.clone(),
+                build_candidate: !self.no_build,
+            },
+            profile: self.profile.clone().unwrap_or_else(|| cfg.profile.clone()),
+            pairs: self.pairs.unwrap_or(cfg.pairs),
+            inject_delay_us: self.inject_delay_us,
+            round_timeout: Duration::from_secs(self.round_timeout_secs),
+            out: self.out(mode),
+        }
+    }
+}
+
+fn print_files(out: &Path, files: &[PathBuf]) {
+    println!("report: {}", out.display());
+    for f in files {
+        println!("  {}", f.display());
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<u8> {
+    let cfg = BaselineConfig::load(&cli.under_repo(&cli.config))?;
+    if let Some(dirs) = &cli.compare {
+        let out = cli.out("compare");
+        let r = gate::compare_dirs(&cfg, &dirs[0], &dirs[1], &out)?;
+        print!("{}", report::render_table(&r));
+        println!("report: {}", out.join("gate-report.md").display());
+        return Ok(r.verdict.exit_code());
+    }
+    if cli.aa {
+        let opts = cli.run_options(&cfg, "aa");
+        let r = gate::run_aa(&cfg, &opts, cli.repeats)?;
+        let measured_by = format!(
+            "gate --aa --repeats {} --pairs {} --profile {} ({}, load average {})",
+            cli.repeats,
+            opts.pairs,
+            opts.profile.display(),
+            chrono::Local::now().format("%Y-%m-%d"),
+            load_average()
+        );
+        let files = report::write_aa_files(&opts.out, &r, &measured_by)?;
+        print!("{}", report::render_aa(&r));
+        print_files(&opts.out, &files);
+        return Ok(gate::aa_exit_code(&r));
+    }
+    let opts = cli.run_options(&cfg, "run");
+    if let Some(us) = opts.inject_delay_us {
+        gate::log(&format!("candidate side runs with {DELAY_ENV}={us}"));
+    }
+    let r = gate::run_gate(&cfg, &opts)?;
+    print!("{}", report::render_table(&r));
+    println!("report: {}", opts.out.join("gate-report.md").display());
+    Ok(r.verdict.exit_code())
+}
+
+/// The 1-minute load average, for the record of an A/A measurement.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("gate: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! One round: a loadgen report directory read through the narrow view the
+//! gate needs (`report.json`'s rtmc and floor phases), plus `round.json`, the
+//! gate's note of which side ran it and when in the schedule.
+//!
+//! `report.json` is loadgen's published file format (its `RunReport`). The
+//! gate reads only the fields it judges, with serde ignoring the rest, so a
+//! loadgen refactor that adds fields or moves types does not break the gate;
+//! a contract test parses the same fixture with loadgen's own type.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metric::Metric;
+
+/// Which binary a round ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// A: the pinned baseline commit's `rtmc`.
+    Baseline,
+    /// B: the candidate's `rtmc`.
+    Candidate,
+}
+
+impl Side {
+    /// `A` or `B`, as the schedule prints it.
+    pub fn letter(self) -> char {
+        match self {
+            Side::Baseline => 'A',
+            Side::Candidate => 'B',
+        }
+    }
+
+    /// The directory name under a gate run's `rounds/`.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Side::Baseline => "baseline",
+            Side::Candidate => "candidate",
+        }
+    }
+}
+
+/// The percentiles of one latency summary the gate judges (ms).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PercentilesView {
+    /// Samples behind the summary.
+    #[serde(default)]
+    pub count: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p99_9_ms: f64,
+}
+
+/// One measured phase of a loadgen run (rtmc, or the Redis floor).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseView {
+    #[serde(default)]
+    pub label: String,
+    pub deliveries_per_sec: f64,
+    /// publish→receive.
+    pub latency: PercentilesView,
+    /// publish→ack.
+    pub ack_latency: PercentilesView,
+}
+
+impl PhaseView {
+    /// The value of `metric` in this phase.
+    pub fn value(&self, metric: Metric) -> f64 {
+        match metric {
+            Metric::RecvP50 => self.latency.p50_ms,
+            Metric::RecvP99 => self.latency.p99_ms,
+            Metric::RecvP99_9 => self.latency.p99_9_ms,
+            Metric::AckP50 => self.ack_latency.p50_ms,
+            Metric::AckP99 => self.ack_latency.p99_ms,
+            Metric::AckP99_9 => self.ack_latency.p99_9_ms,
+            Metric::DeliveriesPerSec => self.deliveries_per_sec,
+        }
+    }
+}
+
+/// The part of loadgen's `report.json` the gate reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundReport {
+    #[serde(default)]
+    pub run_id: String,
+    #[serde(default)]
+    pub started_at: String,
+    /// The rtmc phase (absent only when loadgen ran the floor alone).
+    pub rtmc: Option<PhaseView>,
+    /// The Redis pub/sub floor of the same run: the control workload.
+    pub floor: Option<PhaseView>,
+    /// Why loadgen failed the run (loss, errors…); empty = passed.
+    #[serde(default)]
+    pub failures: Vec<String>,
+}
+
+/// The gate's own note in each round directory (`round.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundMeta {
+    pub side: Side,
+    /// Index of the A/B pair (0-based).
+    pub pair: usize,
+    /// Position in the run order (0-based): A B B A A B …
+    pub order: usize,
+    /// The `rtmc` binary the round ran (`RTMC_BIN`).
+    pub rtmc_bin: PathBuf,
+    /// `RTMC_TEST_BROADCAST_DELAY_US` given to the round, if any.
+    pub inject_delay_us: Option<u64>,
+    /// loadgen's exit code (0 passed, 1 measured a failure, 2 could not run).
+    pub loadgen_exit_code: Option<i32>,
+    /// Wall time of the round.
+    pub wall_secs: f64,
+}
+
+/// A round ready to be compared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Round {
+    pub side: Side,
+    pub pair: usize,
+    pub order: usize,
+    pub dir: PathBuf,
+    pub rtmc: PhaseView,
+    /// None when the run had no floor phase (then there is no control).
+    pub floor: Option<PhaseView>,
+    pub failures: Vec<String>,
+}
+
+impl Round {
+    /// The rtmc phase's value of `metric`.
+    pub fn value(&self, metric: Metric) -> f64 {
+        self.rtmc.value(metric)
+    }
+
+    /// The floor phase's value of `metric` (the control).
+    pub fn control(&self, metric: Metric) -> Option<f64> {
+        self.floor.as_ref().map(|f| f.value(metric))
+    }
+
+    /// rtmc ÷ floor of the same round: the control-corrected value.
+    pub fn corrected(&self, metric: Metric) -> Option<f64> {
+        self.control(metric).map(|c| self.value(metric) / c)
+    }
+}
+
+/// A round directory that cannot be judged.
+#[derive(Debug, thiserror::Error)]
+pub enum RoundError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a loadgen report: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path} has no rtmc phase (a `loadgen floor` run?)")]
+    NoRtmcPhase { path: PathBuf },
+    #[error("{path}: {metric} is {value}, not a positive number (empty phase?)")]
+    BadValue {
+        path: PathBuf,
+        metric: Metric,
+        value: f64,
+    },
+}
+
+/// Reads `dir/report.json`.
+pub fn read_report(dir: &Path) -> Result<RoundReport, RoundError> {
+    let path = dir.join("report.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| RoundError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| RoundError::Parse {
+        path,
+        message: e.to_string(),
+    })
+}
+
+/// Reads `dir/round.json` when the gate wrote one.
+pub fn read_meta(dir: &Path) -> Result<Option<RoundMeta>, RoundError> {
+    let path = dir.join("round.json");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(RoundError::Read { path, source }),
+    };
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| RoundError::Parse {
+            path,
+            message: e.to_string(),
+        })
+}
+
+/// Reads a round directory as `side`'s round number `pair`, run at `order`,
+/// and checks every judged value is a positive number.
+pub fn load_round(dir: &Path, side: Side, pair: usize, order: usize) -> Result<Round, RoundError> {
+    let report = read_report(dir)?;
+    let rtmc = report.rtmc.ok_or_else(|| RoundError::NoRtmcPhase {
+        path: dir.to_owned(),
+    })?;
+    let round = Round {
+        side,
+        pair,
+        order,
+        dir: dir.to_owned(),
+        rtmc,
+        floor: report.floor,
+        failures: report.failures,
+    };
+    for metric in Metric::ALL {
+        let mut values = vec![round.value(metric)];
+        values.extend(round.control(metric));
+        if let Some(&value) = values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+            return Err(RoundError::BadValue {
+                path: dir.to_owned(),
+                metric,
+                value,
+            });
+        }
+    }
+    Ok(round)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase(p50_ms: f64, deliveries_per_sec: f64) -> PhaseView {
+        PhaseView {
+            label: "rtmc".into(),
+            deliveries_per_sec,
+            latency: PercentilesView {
+                count: 10,
+                p50_ms,
+                p99_ms: 2.0 * p50_ms,
+                p99_9_ms: 3.0 * p50_ms,
+            },
+            ack_latency: PercentilesView {
+                count: 10,
+                p50_ms,
+                p99_ms: 2.0 * p50_ms,
+                p99_9_ms: 3.0 * p50_ms,
+            },
+        }
+    }
+
+    #[test]
+    fn corrected_is_rtmc_over_floor() {
+        let r = Round {
+            side: Side::Baseline,
+            pair: 0,
+            order: 0,
+            dir: PathBuf::new(),
+            rtmc: phase(10.0, 1000.0),
+            floor: Some(phase(5.0, 2000.0)),
+            failures: vec![],
+        };
+        assert_eq!(r.corrected(Metric::RecvP99), Some(2.0));
+        assert_eq!(r.corrected(Metric::DeliveriesPerSec), Some(0.5));
+        let no_floor = Round { floor: None, ..r };
+        assert_eq!(no_floor.corrected(Metric::RecvP50), None);
+    }
+
+    #[test]
+    fn an_empty_phase_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = RoundReport {
+            rtmc: Some(phase(0.0, 1000.0)),
+            ..Default::default()
+        };
+        std::fs::write(
+            dir.path().join("report.json"),
+            serde_json::to_string(&report).unwrap(),
+        )
+        .unwrap();
+        let err = load_round(dir.path(), Side::Candidate, 0, 1).unwrap_err();
+        assert!(matches!(err, RoundError::BadValue { .. }), "{err}");
+    }
+}

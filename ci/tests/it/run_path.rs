@@ -1,0 +1,340 @@
+//! The whole `gate` run path without a real stack: fake `loadgen` (a shell
+//! script writing a report whose latencies scale with the number in the
+//! file `RTMC_BIN` names, and with `RTMC_TEST_BROADCAST_DELAY_US`), fake
+//! `rtmc` files, and for the baseline build a fake `cargo` on `PATH` in a
+//! throwaway git repository. Checks the interleaving order, the environment
+//! of each round, the files and the exit codes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::fixtures::{assert_gate_files, baseline_toml, output_text as text};
+
+/// Appends "<side>/<pair> RTMC_BIN=<path> DELAY=<us|none>" to
+/// $FAKE_LOADGEN_LOG and writes a report: latencies = base × the number in
+/// $RTMC_BIN × (1 + delay/1000) × a small per-round jitter; the floor
+/// unscaled. Exits with $FAKE_LOADGEN_EXIT when set.
+const FAKE_LOADGEN: &str = r#"#!/bin/sh
+out=""
+while [ $# -gt 0 ]; do
+  case "$1" in --out) out="$2"; shift ;; esac
+  shift
+done
+[ -n "$FAKE_LOADGEN_EXIT" ] && { echo "fake loadgen: cannot run" >&2; exit "$FAKE_LOADGEN_EXIT"; }
+n=$(cat "$FAKE_LOADGEN_LOG" 2>/dev/null | wc -l)
+echo "$(basename "$(dirname "$out")")/$(basename "$out") RTMC_BIN=$RTMC_BIN DELAY=${RTMC_TEST_BROADCAST_DELAY_US:-none}" >> "$FAKE_LOADGEN_LOG"
+s=$(awk -v b="$(cat "$RTMC_BIN")" -v d="${RTMC_TEST_BROADCAST_DELAY_US:-0}" -v n="$n" \
+  'BEGIN { printf "%.6f", b * (1 + d / 1000) * (1 + 0.01 * (n % 3)) }')
+j=$(awk -v n="$n" 'BEGIN { printf "%.6f", 1 + 0.01 * ((n + 1) % 3) }')
+phase() { # label scale
+  awk -v l="$1" -v s="$2" 'BEGIN { printf "{\"label\":\"%s\",\"deliveries_per_sec\":%.3f,\"latency\":{\"count\":1000,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"p99_9_ms\":%.4f},\"ack_latency\":{\"count\":100,\"p50_ms\":%.4f,\"p99_ms\":%.4f,\"p99_9_ms\":%.4f}}", l, 50000 / s, 5 * s, 20 * s, 30 * s, 4 * s, 16 * s, 25 * s }'
+}
+mkdir -p "$out"
+printf '{"kind":"run","run_id":"fake","rtmc":%s,"floor":%s,"failures":[]}\n' "$(phase rtmc "$s")" "$(phase floor "$j")" > "$out/report.json"
+echo "fake loadgen wrote $out"
+"#;
+
+/// Records its arguments, directory and CARGO_TARGET_DIR, and "builds" the
+/// baseline rtmc: writes "1.0" to $CARGO_TARGET_DIR/release/rtmc.
+const FAKE_CARGO: &str = r#"#!/bin/sh
+echo "cargo $* | cwd=$(pwd) | CARGO_TARGET_DIR=$CARGO_TARGET_DIR" >> "$FAKE_CARGO_LOG"
+mkdir -p "$CARGO_TARGET_DIR/release"
+rm -f "$CARGO_TARGET_DIR/release/rtmc"
+echo 1.0 > "$CARGO_TARGET_DIR/release/rtmc"
+"#;
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    loadgen: PathBuf,
+    profile: PathBuf,
+    log: PathBuf,
+    target: PathBuf,
+}
+
+fn script(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn setup() -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_owned();
+    let loadgen = root.join("fake-loadgen");
+    script(&loadgen, FAKE_LOADGEN);
+    let profile = root.join("profile.toml");
+    std::fs::write(&profile, "name = \"fake\"\n").unwrap();
+    for (name, scale) in [("rtmc-a", "1.0"), ("rtmc-b", "1.5"), ("rtmc-a2", "1.0")] {
+        std::fs::write(root.join(name), scale).unwrap();
+    }
+    Setup {
+        log: root.join("loadgen.log"),
+        target: root.join("target"),
+        _tmp: tmp,
+        root,
+        loadgen,
+        profile,
+    }
+}
+
+/// `gate` with `config`, the fake loadgen and profile, `--no-build`, the
+/// setup's repo and target dir, output into `out`.
+fn gate_command(s: &Setup, config: &Path, out: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gate"));
+    cmd.arg("--config")
+        .arg(config)
+        .arg("--repo")
+        .arg(&s.root)
+        .arg("--target-dir")
+        .arg(&s.target)
+        .arg("--loadgen")
+        .arg(&s.loadgen)
+        .arg("--profile")
+        .arg(&s.profile)
+        .arg("--no-build")
+        .arg("--out")
+        .arg(out)
+        .env("FAKE_LOADGEN_LOG", &s.log)
+        .env_remove("RTMC_TEST_BROADCAST_DELAY_US");
+    cmd
+}
+
+fn gate(s: &Setup, extra: &[&str]) -> (Output, PathBuf) {
+    let out = s.root.join(format!("out-{}", extra.join("").len()));
+    let o = gate_command(s, &baseline_toml(), &out)
+        .args(extra)
+        .output()
+        .unwrap();
+    (o, out)
+}
+
+/// `gate` with the fake rtmc-a as the baseline and `candidate` (a file in
+/// the setup) as the candidate, plus `extra` flags.
+fn ab(s: &Setup, candidate: &str, extra: &[&str]) -> (Output, PathBuf) {
+    let (a, b) = (path(s, "rtmc-a"), path(s, candidate));
+    let mut args = vec!["--baseline-rtmc", &a, "--candidate-rtmc", &b];
+    args.extend_from_slice(extra);
+    gate(s, &args)
+}
+
+fn path(s: &Setup, name: &str) -> String {
+    s.root.join(name).display().to_string()
+}
+
+fn init_repo(s: &Setup) {
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .arg("-C")
+            .arg(&s.root)
+            .args(["-c", "user.name=gate", "-c", "user.email=gate@localhost"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", text(&o));
+    };
+    git(&["init", "-q"]);
+    std::fs::write(s.root.join(".gitignore"), "target/\nout-*/\n*.log\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "baseline"]);
+}
+
+#[test]
+fn rounds_interleave_abba_with_each_sides_rtmc_and_the_files_land() {
+    let s = setup();
+    let (o, out) = ab(&s, "rtmc-b", &[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("RESULT: REGRESSION"), "{}", text(&o));
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    let rounds: Vec<&str> = log.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(
+        rounds,
+        [
+            "baseline/pair-01",
+            "candidate/pair-01",
+            "candidate/pair-02",
+            "baseline/pair-02",
+            "baseline/pair-03",
+            "candidate/pair-03"
+        ]
+    );
+    let staged = s.target.join("gate/rtmc-candidate");
+    for line in log.lines() {
+        let bin = if line.starts_with("baseline") {
+            path(&s, "rtmc-a")
+        } else {
+            staged.display().to_string()
+        };
+        assert!(line.contains(&format!("RTMC_BIN={bin} ")), "{line}");
+        assert!(line.ends_with("DELAY=none"), "{line}");
+    }
+    assert_gate_files(&out);
+    let round = out.join("rounds/candidate/pair-02");
+    assert!(std::fs::read_to_string(round.join("loadgen.log"))
+        .unwrap()
+        .contains("fake loadgen wrote"));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(round.join("round.json")).unwrap()).unwrap();
+    assert_eq!(meta["order"], 2);
+    assert_eq!(meta["side"], "candidate");
+    assert_eq!(meta["loadgen_exit_code"], 0);
+    // The saved rounds re-judge to the same verdict.
+    let o = Command::new(env!("CARGO_BIN_EXE_gate"))
+        .arg("--config")
+        .arg(baseline_toml())
+        .arg("--compare")
+        .arg(out.join("rounds/baseline"))
+        .arg(out.join("rounds/candidate"))
+        .arg("--out")
+        .arg(s.root.join("rejudged"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let md = std::fs::read_to_string(s.root.join("rejudged/gate-report.md")).unwrap();
+    assert!(md.contains("in the order ABBAAB"), "{md}");
+}
+
+#[test]
+fn an_injected_delay_reaches_only_the_candidate_and_is_caught() {
+    let s = setup();
+    let (o, _) = ab(&s, "rtmc-a2", &["--inject-delay-us", "400", "--pairs", "4"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert_eq!(log.lines().count(), 8);
+    for line in log.lines() {
+        let expected = if line.starts_with("candidate") {
+            "DELAY=400"
+        } else {
+            "DELAY=none"
+        };
+        assert!(line.ends_with(expected), "{line}");
+    }
+}
+
+#[test]
+fn the_same_binary_on_both_sides_passes_and_aa_reports_no_false_alarm() {
+    let s = setup();
+    let (o, _) = ab(&s, "rtmc-a2", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (o, out) = gate(
+        &s,
+        &[
+            "--baseline-rtmc",
+            &path(&s, "rtmc-a"),
+            "--aa",
+            "--repeats",
+            "2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("false alarms under the current thresholds: 0"));
+    for f in ["aa.json", "aa-report.md", "aa-thresholds.toml"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    assert!(out.join("aa-02/gate-report.md").is_file());
+    // The suggested table drops into baseline.toml as it is.
+    let table = std::fs::read_to_string(out.join("aa-thresholds.toml")).unwrap();
+    let file = std::fs::read_to_string(baseline_toml()).unwrap();
+    let head = &file[..file.find("[thresholds]").unwrap()];
+    let cfg = rtmc_ci::baseline::BaselineConfig::parse(&format!("{head}{table}")).unwrap();
+    assert!(cfg
+        .thresholds
+        .measured_by
+        .starts_with("gate --aa --repeats 2"));
+    // Only rtmc-a ran: 2 repeats × 6 rounds.
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    let aa: Vec<&str> = log.lines().skip(6).collect();
+    assert_eq!(aa.len(), 12);
+    assert!(aa
+        .iter()
+        .all(|l| l.contains(&format!("RTMC_BIN={} ", path(&s, "rtmc-a")))));
+}
+
+#[test]
+fn a_loadgen_that_cannot_run_is_an_error() {
+    let s = setup();
+    let o = gate_command(&s, &baseline_toml(), &s.root.join("out"))
+        .args(["--baseline-rtmc", &path(&s, "rtmc-a")])
+        .args(["--candidate-rtmc", &path(&s, "rtmc-b")])
+        .env("FAKE_LOADGEN_EXIT", "2")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("fake loadgen: cannot run"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn the_baseline_is_built_once_in_a_worktree_and_the_candidate_binary_restored() {
+    let s = setup();
+    init_repo(&s);
+    let bin = s.root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    script(&bin.join("cargo"), FAKE_CARGO);
+    let cargo_log = s.root.join("cargo.log");
+    // The candidate's rtmc where cargo puts it.
+    let release = s.target.join("release");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::write(release.join("rtmc"), "1.5").unwrap();
+    let config = s.root.join("baseline.toml");
+    let shipped = std::fs::read_to_string(baseline_toml()).unwrap();
+    let commit_line = shipped
+        .lines()
+        .find(|l| l.starts_with("commit = "))
+        .unwrap();
+    std::fs::write(&config, shipped.replace(commit_line, "commit = \"HEAD\"")).unwrap();
+    let sha = String::from_utf8(
+        Command::new("git")
+            .arg("-C")
+            .arg(&s.root)
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let run = || {
+        gate_command(&s, &config, &s.root.join("out"))
+            .env("FAKE_CARGO_LOG", &cargo_log)
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let cargo = std::fs::read_to_string(&cargo_log).unwrap();
+    let worktree = s.target.join(format!("gate/baseline-{sha}"));
+    assert_eq!(
+        cargo.trim(),
+        format!(
+            "cargo build --release --locked -p rtmc-system --bin rtmc | cwd={} | CARGO_TARGET_DIR={}",
+            worktree.display(),
+            s.target.display()
+        )
+    );
+    assert!(worktree.join(".gitignore").is_file(), "a checkout of {sha}");
+    let kept = s.target.join(format!("gate/rtmc-{sha}"));
+    assert_eq!(std::fs::read_to_string(&kept).unwrap().trim(), "1.0");
+    // target/release/rtmc is the candidate's again.
+    assert_eq!(
+        std::fs::read_to_string(release.join("rtmc")).unwrap(),
+        "1.5"
+    );
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(log
+        .lines()
+        .filter(|l| l.starts_with("baseline"))
+        .all(|l| l.contains(&format!("RTMC_BIN={} ", kept.display()))));
+    // A second run reuses the kept binary: cargo is not called again.
+    let o = run();
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(std::fs::read_to_string(&cargo_log).unwrap(), cargo);
+}
