@@ -3,6 +3,8 @@
 # engine and debootstrap when missing (as root), starts dockerd when none runs,
 # builds the offline Debian base image when it cannot be pulled, and builds the
 # RabbitMQ, Redis and PostgreSQL images from testkit/images once (reused after).
+# For the instruction-count benches it installs valgrind and gungraun-runner
+# (built from crates.io, the version of the gungraun crate in Cargo.lock).
 #
 # Environment:
 #   RTMC_BASE_IMAGE   base image for the service images (default rtmc-debian-base:bookworm)
@@ -28,11 +30,26 @@ need_root() {
 missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
 if [ "${#missing[@]}" -gt 0 ]; then
   need_root "installing ${missing[*]}"
   log "installing ${missing[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# 1b. gungraun-runner, the same version as the gungraun crate: the runner
+# refuses a library of another version. Idempotent: only when missing or of
+# another version. CPU-bound, so it builds while the steps below wait on the
+# network and the engine; joined at the end.
+gungraun_version="$(awk '$0 == "name = \"gungraun\"" { getline; gsub(/[^0-9.]/, ""); print; exit }' "$ROOT/Cargo.lock")"
+gungraun_pid=""
+if [ -n "$gungraun_version" ] \
+  && [ "$(gungraun-runner --version 2>/dev/null)" != "gungraun-runner $gungraun_version" ]; then
+  log "installing gungraun-runner $gungraun_version (cargo install)"
+  cargo install --locked --quiet gungraun-runner --version "$gungraun_version" \
+    >/tmp/rtmc-gungraun-runner.log 2>&1 &
+  gungraun_pid=$!
 fi
 
 # 2. Engine.
@@ -82,4 +99,8 @@ for entry in "${pids[@]}"; do
     exit 1
   fi
 done
-log "ready: docker engine up, images rtmc-{redis,rabbitmq,postgres}:$IMAGE_TAG present"
+if [ -n "$gungraun_pid" ] && ! wait "$gungraun_pid"; then
+  log "installing gungraun-runner $gungraun_version failed; see /tmp/rtmc-gungraun-runner.log"
+  exit 1
+fi
+log "ready: docker engine up, images rtmc-{redis,rabbitmq,postgres}:$IMAGE_TAG present, gungraun-runner $gungraun_version"

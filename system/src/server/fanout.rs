@@ -43,7 +43,9 @@ impl Fanout {
         self.head.load(Ordering::SeqCst)
     }
 
-    fn publish(&self, d: Delivery) {
+    /// Puts one framed entry into the ring (the follower's step; public so
+    /// the benches can drive the ring without Redis).
+    pub fn publish(&self, d: Delivery) {
         self.head.store(d.seq, Ordering::SeqCst);
         let _ = self.tx.send(d);
     }
