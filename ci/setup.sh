@@ -10,6 +10,7 @@
 #   RTMC_BASE_IMAGE   base image for the service images (default rtmc-debian-base:bookworm)
 #   RTMC_DEBIAN_MIRROR mirror for debootstrap (default http://deb.debian.org/debian)
 #   RTMC_REBUILD=1    rebuild the service images even when they exist
+#   RTMC_BENCH_TOOLS=1 also install gungraun-runner (the tests' instruction-count benches)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,13 +39,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# 1b. gungraun-runner, the same version as the gungraun crate: the runner
+# 1b. Only for the tests (RTMC_BENCH_TOOLS=1, set by ci/test.sh and .ci/run):
+# building it costs minutes of CPU that ci/run.sh and ci/stack.sh do not need.
+# gungraun-runner, the same version as the gungraun crate: the runner
 # refuses a library of another version. Idempotent: only when missing or of
 # another version. CPU-bound, so it builds while the steps below wait on the
 # network and the engine; joined at the end.
 gungraun_version="$(awk '$0 == "name = \"gungraun\"" { getline; gsub(/[^0-9.]/, ""); print; exit }' "$ROOT/Cargo.lock")"
 gungraun_pid=""
-if [ -n "$gungraun_version" ] \
+if [ "${RTMC_BENCH_TOOLS:-0}" = 1 ] && [ -n "$gungraun_version" ] \
   && [ "$(gungraun-runner --version 2>/dev/null)" != "gungraun-runner $gungraun_version" ]; then
   log "installing gungraun-runner $gungraun_version (cargo install)"
   cargo install --locked --quiet gungraun-runner --version "$gungraun_version" \
@@ -103,4 +106,6 @@ if [ -n "$gungraun_pid" ] && ! wait "$gungraun_pid"; then
   log "installing gungraun-runner $gungraun_version failed; see /tmp/rtmc-gungraun-runner.log"
   exit 1
 fi
-log "ready: docker engine up, images rtmc-{redis,rabbitmq,postgres}:$IMAGE_TAG present, gungraun-runner $gungraun_version"
+tools=""
+[ "${RTMC_BENCH_TOOLS:-0}" = 1 ] && tools=", gungraun-runner $gungraun_version"
+log "ready: docker engine up, images rtmc-{redis,rabbitmq,postgres}:$IMAGE_TAG present$tools"

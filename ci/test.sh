@@ -6,6 +6,7 @@
 # unmeasured), so the benches keep compiling and running.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+export RTMC_BENCH_TOOLS=1
 setup_in_background
 # Child-process suites run the rtmc binary; build it with the tests.
 cargo build --locked -p rtmc-system --bins
