@@ -185,6 +185,16 @@ fn phase_text(out: &mut String, p: &PhaseReport) {
         "== {} — {} receivers × {} msg/s for {} s ==",
         p.label, p.receivers, p.rate_per_sec, p.duration_secs
     );
+    let t = &p.timing;
+    let _ = writeln!(
+        out,
+        "publishing {:.1}–{:.1} s after the run start ({} → {}), drained at {:.1} s",
+        t.publish_started_secs,
+        t.publish_ended_secs,
+        t.publish_started_at,
+        t.publish_ended_at,
+        t.drained_secs
+    );
     let _ = writeln!(
         out,
         "published {}  acked {}  publish errors {}  unanswered {}",
