@@ -14,6 +14,7 @@ use crate::accounting::{acked_not_delivered, union_into, DeliveryTotals};
 use crate::clients::{Fleet, SyncResult};
 use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram, LatencySummary};
 use crate::live::LiveStats;
+use crate::observe::SharedPublishObserver;
 use crate::profile::Profile;
 use crate::publisher::{
     publish, Channel, ChannelShare, MessageShape, PublishError, PublishOutcome, Schedule,
@@ -61,6 +62,8 @@ pub struct PhaseSpec {
     pub quiet: bool,
     /// The rtmc processes whose CPU time the self-check reports.
     pub rtmc_pids: Vec<u32>,
+    /// Sees every publish attempt (the chaos recorder).
+    pub publish_observer: SharedPublishObserver,
 }
 
 impl PhaseSpec {
@@ -89,6 +92,7 @@ impl PhaseSpec {
             last: true,
             quiet: profile.output.quiet,
             rtmc_pids,
+            publish_observer: None,
         }
     }
 }
@@ -352,6 +356,7 @@ fn spawn_publishers(
             shape: spec.shape.clone(),
             live: live.clone(),
             ack_timeout: spec.ack_timeout,
+            observer: spec.publish_observer.clone(),
         };
         publishers.spawn(publish(ch, share));
     }
