@@ -245,7 +245,14 @@ fn draw_panel(area: &DrawingArea<Svg<'_>, Shift>, panel: &Panel, shades: &[Shade
         .chain(shades.iter().map(|s| s.end_secs))
         .fold(1.0f64, f64::max);
     let x_min = shades.iter().map(|s| s.start_secs).fold(0.0f64, f64::min);
-    let y_top = y(highest_y(&panel.series, if panel.log_y { 0.1 } else { 1.0 }) * 1.5);
+    // Headroom above the data for the legend (upper right).
+    let rows = (panel.series.len() + shades.len()) as f64;
+    let high = highest_y(&panel.series, if panel.log_y { 0.1 } else { 1.0 });
+    let y_top = if panel.log_y {
+        y(high) + 0.5 + 0.18 * rows
+    } else {
+        high * (1.3 + 0.08 * rows)
+    };
     let y_bottom = if panel.log_y { y(LOG_FLOOR_MS) } else { 0.0 };
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, ("sans-serif", 18))

@@ -369,11 +369,17 @@ fn result_text(out: &mut String, r: &RunReport) {
     for n in &r.notes {
         let _ = writeln!(out, "note: {n}");
     }
-    if r.failures.is_empty() {
+    write_result(out, &r.failures);
+}
+
+/// `RESULT: PASS`, or `RESULT: FAIL` and each failure (also chaos's report).
+pub fn write_result(out: &mut String, failures: &[String]) {
+    use std::fmt::Write as _;
+    if failures.is_empty() {
         let _ = writeln!(out, "RESULT: PASS");
     } else {
         let _ = writeln!(out, "RESULT: FAIL");
-        for f in &r.failures {
+        for f in failures {
             let _ = writeln!(out, "  !!! {f}");
         }
     }
