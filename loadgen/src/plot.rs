@@ -219,6 +219,26 @@ pub fn time_panels(path: &Path, caption: &str, panels: &[Panel], shades: &[Shade
     Ok(())
 }
 
+/// The points split where the series skips: a step in x over 1.5 times
+/// its usual step (an interval with no data) starts a new run, so no line
+/// is drawn across a time without data.
+fn unbroken_runs(pts: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
+    let step = pts
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .filter(|d| *d > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+    for (i, &p) in pts.iter().enumerate() {
+        let skips = i > 0 && p.0 - pts[i - 1].0 > 1.5 * step;
+        match runs.last_mut() {
+            Some(run) if !skips => run.push(p),
+            _ => runs.push(vec![p]),
+        }
+    }
+    runs
+}
+
 /// The shade colours: light, and apart from the series colours.
 const SHADE_COLORS: [RGBColor; 4] = [
     RGBColor(150, 150, 150),
@@ -293,13 +313,18 @@ fn draw_panel(area: &DrawingArea<Svg<'_>, Shift>, panel: &Panel, shades: &[Shade
     }
     for (k, (name, pts)) in panel.series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
-        let pts = pts.iter().map(|&(px, py)| (px, y(py))).collect();
+        let style = ShapeStyle::from(&color).stroke_width(2);
+        let pts: Vec<(f64, f64)> = pts.iter().map(|&(px, py)| (px, y(py))).collect();
+        let mut runs = unbroken_runs(&pts).into_iter();
         draw_line(
             &mut chart,
             name.clone(),
-            pts,
-            ShapeStyle::from(&color).stroke_width(2),
+            runs.next().unwrap_or_default(),
+            style,
         )?;
+        for run in runs {
+            chart.draw_series(LineSeries::new(run, style))?;
+        }
     }
     chart
         .configure_series_labels()
@@ -518,6 +543,15 @@ mod tests {
         }
         let distinct: std::collections::HashSet<_> = COLORS.iter().map(|c| hex(*c)).collect();
         assert_eq!(distinct.len(), COLORS.len(), "palette repeats a colour");
+    }
+
+    #[test]
+    fn a_time_without_data_breaks_the_line() {
+        let pts = [(1.0, 5.0), (2.0, 5.0), (3.0, 6.0), (9.0, 7.0), (10.0, 7.0)];
+        let runs = unbroken_runs(&pts);
+        assert_eq!(runs, vec![pts[..3].to_vec(), pts[3..].to_vec()]);
+        assert_eq!(unbroken_runs(&pts[..2]).len(), 1);
+        assert!(unbroken_runs(&[]).is_empty());
     }
 
     #[test]
