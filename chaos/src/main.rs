@@ -3,7 +3,8 @@
 //! optionally loading proxies from a JSON file first (the format of
 //! toxiproxy-server's `-config`: a `/populate` body), until Ctrl-C or SIGTERM.
 //! `chaos run FILE` runs a scenario (or `--random --seed N` draws one) and
-//! writes its report; the exit code is 1 when the run fails (the history
+//! writes its report (`chaos check HISTORY` checks a saved history again);
+//! the exit code is 1 when the run fails (the history
 //! checker found it invalid, or a fault could not be applied), 2 for a bad
 //! scenario.
 
@@ -32,6 +33,11 @@ enum Command {
     Proxy(ProxyArgs),
     /// Run a scenario: load with faults on a timeline, checked and reported.
     Run(RunArgs),
+    /// Check a saved history (a run's history.json) again: exit 1 when invalid.
+    Check {
+        /// The history file.
+        history: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -85,9 +91,22 @@ async fn main() -> ExitCode {
     let outcome = match Cli::parse().command {
         Command::Proxy(args) => proxy(args).await.map(|()| ExitCode::SUCCESS),
         Command::Run(args) => run(args).await,
+        Command::Check { history } => check(&history),
     };
     outcome.unwrap_or_else(|e| {
         eprintln!("chaos: {e:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// `chaos check`: the verdict on a saved history; exit 1 when it is invalid.
+fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let history = rtmc_chaos::History::load(path)?;
+    let verdict = history.check();
+    print!("{verdict}");
+    Ok(if verdict.valid {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::FAILURE
     })
 }

@@ -105,6 +105,42 @@ fn a_shipped_scenario_runs_end_to_end_and_reports() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
+/// The exit code follows the checker: a saved history with an acknowledged
+/// message a connected client never got fails `chaos check` with 1 (the
+/// rule `chaos run` applies to its own history), a clean one passes.
+#[test]
+fn an_invalid_history_fails_with_exit_code_1() {
+    let dir = scratch("check");
+    std::fs::create_dir_all(&dir).expect("dir");
+    for (lose, code, word) in [(true, 1, "INVALID"), (false, 0, "VALID")] {
+        let recording = rtmc_chaos::Recording::start();
+        {
+            let mut publisher = recording.publisher("p");
+            let mut client = recording.client("c");
+            client.connected(0, None);
+            let op = publisher.invoke("m-1");
+            publisher.ok(op);
+            if !lose {
+                client.delivered(1, "m-1");
+            }
+        }
+        let file = dir.join(format!("history-{lose}.json"));
+        recording
+            .finish()
+            .expect("finished")
+            .save(&file)
+            .expect("saved");
+        let o = chaos(&["check", file.to_str().expect("utf-8 path")]);
+        let stdout = text(&o.stdout);
+        assert_eq!(o.status.code(), Some(code), "{stdout}{}", text(&o.stderr));
+        assert!(
+            stdout.contains(&format!("history check: {word}")),
+            "{stdout}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_bad_scenario_exits_2_with_the_reason() {
     let dir = scratch("bad");
