@@ -126,19 +126,16 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         (Scenario::random(seed, duration), Some(seed))
     } else {
-        let path = args.file.clone().unwrap_or_default();
         (
-            Scenario::from_path(&path).map_err(|e| rtmc_chaos::scenario::ScenarioError::Read {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            }),
+            Scenario::from_path(&args.file.clone().unwrap_or_default()),
             None,
         )
     };
     let scenario = match scenario {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("chaos: bad scenario: {e}");
+            let file = args.file.as_ref().map(|f| format!(" {}", f.display()));
+            eprintln!("chaos: bad scenario{}: {e}", file.unwrap_or_default());
             return Ok(ExitCode::from(2));
         }
     };

@@ -277,8 +277,8 @@ impl FaultSpec {
 /// Why a scenario cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("{path}: {message}")]
-    Read { path: String, message: String },
+    #[error("cannot read it: {message}")]
+    Read { message: String },
     #[error("scenario TOML: {0}")]
     Toml(String),
     #[error("load: {0}")]
@@ -493,7 +493,6 @@ impl Scenario {
     /// Reads and checks a scenario file.
     pub fn from_path(path: &Path) -> Result<Scenario, ScenarioError> {
         let text = std::fs::read_to_string(path).map_err(|e| ScenarioError::Read {
-            path: path.display().to_string(),
             message: e.to_string(),
         })?;
         Self::from_toml(&text)

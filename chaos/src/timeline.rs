@@ -42,7 +42,8 @@ pub struct FaultWindow {
 enum Undo {
     Start(ServiceFault),
     Unpause(ServiceFault),
-    RemoveOne(Box<dyn FnOnce() + Send>),
+    /// Removes the toxic(s) one verb added.
+    RemoveToxic(Box<dyn FnOnce() + Send>),
     Up(FaultProxy),
     Release(FaultProxy),
     Heal(FaultProxy),
@@ -167,19 +168,19 @@ async fn apply_link(fault: LinkFault, proxy: FaultProxy) -> Undo {
             let h = proxy
                 .latency(Duration::from_millis(latency_ms))
                 .jitter(ms(jitter_ms));
-            Undo::RemoveOne(Box::new(move || h.remove()))
+            Undo::RemoveToxic(Box::new(move || h.remove()))
         }
         LinkFault::Bandwidth { rate_kb_per_sec } => {
             let h = proxy.bandwidth(rate_kb_per_sec);
-            Undo::RemoveOne(Box::new(move || h.remove()))
+            Undo::RemoveToxic(Box::new(move || h.remove()))
         }
         LinkFault::BlackHole => {
             let h = proxy.black_hole();
-            Undo::RemoveOne(Box::new(move || h.remove()))
+            Undo::RemoveToxic(Box::new(move || h.remove()))
         }
         LinkFault::Slicer { average_size_bytes } => {
             let h = proxy.slicer(average_size_bytes);
-            Undo::RemoveOne(Box::new(move || h.remove()))
+            Undo::RemoveToxic(Box::new(move || h.remove()))
         }
         LinkFault::Down => {
             proxy.down().await;
@@ -210,7 +211,7 @@ async fn undo_fault(undo: Undo) -> anyhow::Result<()> {
         Undo::Unpause(t) => {
             t.unpause().await?;
         }
-        Undo::RemoveOne(remove) => remove(),
+        Undo::RemoveToxic(remove) => remove(),
         Undo::Up(p) => p.up().await?,
         Undo::Release(p) => p.release(),
         Undo::Heal(p) => p.heal(),
