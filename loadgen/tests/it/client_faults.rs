@@ -15,11 +15,27 @@ use rtmc_loadgen::profile::Profile;
 use rtmc_loadgen::publisher::{Channel, MessageShape};
 use rtmc_testkit::{Pipeline, PipelineOptions, TEST_PASSWORD};
 
-/// Session events of every client, as `(client, event)`.
+/// Session events of every client, as `(client, event)`, and how many
+/// broadcasts each client has read.
 #[derive(Debug, Default)]
-struct Events(Mutex<Vec<(usize, String)>>);
+struct Events(Mutex<Vec<(usize, String)>>, Mutex<Vec<u64>>);
 
 impl Events {
+    fn delivered(&self, client: usize) {
+        let mut counts = self.1.lock().unwrap_or_else(PoisonError::into_inner);
+        if counts.len() <= client {
+            counts.resize(client + 1, 0);
+        }
+        counts[client] += 1;
+    }
+
+    fn deliveries(&self) -> Vec<u64> {
+        self.1
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
     fn push(&self, client: usize, e: String) {
         self.0
             .lock()
@@ -52,7 +68,9 @@ impl ClientObserver for ClientWatch {
     fn resumed(&mut self, from: u64, head: u64) {
         self.1.push(self.0, format!("resumed {from} {head}"));
     }
-    fn delivered(&mut self, _seq: u64, _message_id: &str) {}
+    fn delivered(&mut self, _seq: u64, _message_id: &str) {
+        self.1.delivered(self.0);
+    }
     fn disconnected(&mut self, reason: &str) {
         self.1.push(self.0, format!("disconnected {reason}"));
     }
@@ -174,25 +192,24 @@ async fn a_reconnect_without_resume_shows_the_gap() {
 /// A half-open client stops reading with its socket open: the server's
 /// socket write for it blocks (a 16 KiB send buffer here) and its
 /// slow-consumer policy cuts it once a write is blocked for
-/// `write_timeout_ms` (well before the 30 s heartbeat timeout), while a client
-/// that reads slowly but fast enough, and the others, lose nothing.
+/// `write_timeout_ms` (well before the 30 s heartbeat timeout), while the
+/// client that reads loses nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_open_client_is_cut_as_a_slow_consumer() {
     let p = Pipeline::shared(PipelineOptions::default().configure(|cfg| {
         cfg.server.socket_send_buffer_bytes = 16 * 1024;
-        cfg.server.write_timeout_ms = 500;
+        cfg.server.write_timeout_ms = 2000;
     }))
     .await
     .expect("a stack (is Docker up?)");
     let watch = Arc::new(Watch::default());
     let events = watch.0.clone();
     // 300 msg/s of ~4 KB for 3 s: 3.6 MB, beyond any socket buffer.
-    let (fleet, spec) = fleet_and_phase(&p, "halfopen", 3, 300.0, 3.0, 4000, watch).await;
+    let (fleet, spec) = fleet_and_phase(&p, "halfopen", 2, 300.0, 4.0, 4000, watch).await;
     let live = fleet.live.clone();
     let r = run_with(fleet, spec, |f| async move {
         f.half_open(&[0]);
-        f.slow_readers(&[1], 4 * 1024 * 1024);
-        tokio::time::sleep(Duration::from_millis(3500)).await;
+        tokio::time::sleep(Duration::from_millis(4500)).await;
         f.read_normally(&[0]);
     })
     .await;
@@ -213,4 +230,34 @@ async fn a_half_open_client_is_cut_as_a_slow_consumer() {
         a.receivers_with_loss, 1,
         "only the half-open client misses messages: {a:?}"
     );
+}
+
+/// A slow reader (2 KB/s against about 15 KB/s of broadcasts) falls behind
+/// while the fault lasts — it has read far less than a normal reader when
+/// publishing ends — and, reading normally again, catches up with nothing
+/// lost: the server's buffers (default limits) held its backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_reader_falls_behind_then_catches_up() {
+    let p = Pipeline::shared(PipelineOptions::default())
+        .await
+        .expect("a stack (is Docker up?)");
+    let watch = Arc::new(Watch::default());
+    let events = watch.0.clone();
+    let (fleet, spec) = fleet_and_phase(&p, "slowread", 2, 100.0, 3.0, 100, watch).await;
+    let seen = events.clone();
+    let r = run_with(fleet, spec, |f| async move {
+        f.slow_readers(&[0], 2_000);
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let at_end = seen.deliveries();
+        f.read_normally(&[0]);
+        assert!(
+            at_end.len() == 2 && at_end[0] * 2 < at_end[1],
+            "the slow reader kept up: {at_end:?}"
+        );
+    })
+    .await;
+    let a = &r.report.accounting;
+    assert_eq!(a.lost, 0, "{a:?}");
+    assert_eq!(a.received, a.expected, "{a:?}");
+    assert_eq!(events.deliveries(), vec![a.expected / 2; 2]);
 }
