@@ -13,7 +13,13 @@
 //! The history checker (design §8) proves that nothing acknowledged was lost:
 //! a run records its publishes and every client's sessions and deliveries
 //! into a [`Recording`], and [`History::check`] returns a [`Verdict`]
-//! ([`history`], [`checker`]). Scenarios come later.
+//! ([`history`], [`checker`]).
+//!
+//! Scenarios ([`scenario`]) put faults on a timeline while loadgen's client
+//! engine drives a load: `chaos run FILE` ([`runner`]) applies them on
+//! schedule ([`timeline`]), records the history through loadgen's hooks
+//! ([`recorder_hooks`]), checks it and reports recovery times with a plot
+//! ([`report`]).
 
 pub mod api;
 pub mod checker;
@@ -26,8 +32,13 @@ pub mod history;
 mod link;
 pub mod outage;
 pub mod proxy;
+pub mod recorder_hooks;
+pub mod report;
 pub mod request;
+pub mod runner;
+pub mod scenario;
 pub mod stack;
+pub mod timeline;
 pub mod toxic;
 
 pub use checker::{Anomaly, AnomalyKind, Checker, Verdict};

@@ -307,6 +307,12 @@ impl ChaosStack {
         self.container(Kind::Postgres)
     }
 
+    /// The outages of the `kind` service container (panics on a shared
+    /// stack): [`ChaosStack::rabbitmq`] and its siblings by kind.
+    pub fn service_fault(&self, kind: Kind) -> ServiceFault {
+        self.container(kind)
+    }
+
     fn container(&self, kind: Kind) -> ServiceFault {
         assert!(
             self.private,

@@ -115,6 +115,15 @@ impl SeqAccount {
         self.highest
     }
 
+    /// The highest seq up to which every seq after the join point arrived:
+    /// where a resuming login asks the server to replay from.
+    pub fn contiguous(&self) -> u64 {
+        match self.missing.keys().next() {
+            Some(&first_hole) => first_hole - 1,
+            None => self.highest,
+        }
+    }
+
     /// Records one delivery of `seq`.
     pub fn record(&mut self, seq: u64) {
         if seq <= self.start_after {
@@ -238,6 +247,14 @@ mod tests {
             a.record(s);
         }
         a
+    }
+
+    #[test]
+    fn a_resume_starts_after_the_first_hole() {
+        assert_eq!(feed(10, &[]).contiguous(), 10);
+        assert_eq!(feed(10, &[11, 12, 13]).contiguous(), 13);
+        assert_eq!(feed(10, &[11, 12, 15, 16]).contiguous(), 12);
+        assert_eq!(feed(10, &[11, 12, 15, 13, 14]).contiguous(), 15);
     }
 
     #[test]

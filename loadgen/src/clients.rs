@@ -16,8 +16,10 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 
 use crate::accounting::{set_bit, DeliveryTotals, SeqAccount};
+use crate::client_faults::{ClientFault, FleetFaults};
 use crate::histogram::{new_histogram, record_us, LatencyHistogram};
 use crate::live::LiveStats;
+use crate::observe::{ClientObserver, SharedFleetObserver};
 use crate::profile::LoadProfile;
 use crate::resp::{self, RespItem};
 use crate::wire::{self, parse_broadcast};
@@ -57,6 +59,8 @@ pub struct FleetOptions {
     pub witnesses: usize,
     /// Only this run's messages count for the witnesses.
     pub run_id: u32,
+    /// Sees every client's sessions and deliveries (the chaos recorder).
+    pub observer: SharedFleetObserver,
 }
 
 /// A profile's fleet settings that cannot be used.
@@ -95,6 +99,7 @@ impl FleetOptions {
             connect_timeout_ms: load.connect_timeout_ms,
             witnesses: load.witnesses,
             run_id,
+            observer: None,
         })
     }
 
@@ -212,6 +217,7 @@ pub struct Fleet {
     control: watch::Sender<Control>,
     reports: mpsc::UnboundedReceiver<ClientReport>,
     epoch: u64,
+    faults: FleetFaults,
     pub live: Arc<LiveStats>,
     pub summary: ConnectSummary,
 }
@@ -247,6 +253,7 @@ impl Fleet {
         });
         let (report_tx, reports) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let (fault_txs, fault_rxs) = (0..opts.clients).map(|_| mpsc::unbounded_channel()).unzip();
         let opts = Arc::new(opts);
         let started = Instant::now();
         let links = FleetLinks {
@@ -254,7 +261,7 @@ impl Fleet {
             reports: report_tx,
             ready: ready_tx,
         };
-        let spawner = tokio::spawn(spawn_clients(opts.clone(), live.clone(), links));
+        let spawner = tokio::spawn(spawn_clients(opts.clone(), live.clone(), links, fault_rxs));
         let mut summary = await_ready(&opts, ready_rx).await;
         summary.ramp_secs = started.elapsed().as_secs_f64();
         let _ = spawner.await;
@@ -262,9 +269,15 @@ impl Fleet {
             control,
             reports,
             epoch: 0,
+            faults: FleetFaults::new(fault_txs),
             live,
             summary,
         }
+    }
+
+    /// A handle that makes the clients act out faults while a phase runs.
+    pub fn faults(&self) -> FleetFaults {
+        self.faults.clone()
     }
 
     /// Asks every client to report once it has everything up to `head` (or
@@ -300,16 +313,22 @@ impl Fleet {
 }
 
 /// Starts client `i` at `i / connects_per_sec` after the first (open loop).
-async fn spawn_clients(opts: Arc<FleetOptions>, live: Arc<LiveStats>, links: FleetLinks) {
+async fn spawn_clients(
+    opts: Arc<FleetOptions>,
+    live: Arc<LiveStats>,
+    links: FleetLinks,
+    faults: Vec<mpsc::UnboundedReceiver<ClientFault>>,
+) {
     let t0 = tokio::time::Instant::now();
     let rate = opts.connects_per_sec.max(1.0);
-    for i in 0..opts.clients {
+    for (i, faults) in faults.into_iter().enumerate() {
         tokio::time::sleep_until(t0 + Duration::from_secs_f64(i as f64 / rate)).await;
         let client = ClientTask {
             index: i,
             opts: opts.clone(),
             live: live.clone(),
             links: links.clone(),
+            faults,
         };
         tokio::spawn(client.run());
     }
@@ -348,6 +367,8 @@ struct ClientTask {
     opts: Arc<FleetOptions>,
     live: Arc<LiveStats>,
     links: FleetLinks,
+    /// Faults to act out ([`Fleet::faults`]).
+    faults: mpsc::UnboundedReceiver<ClientFault>,
 }
 
 /// The `heartbeat` command as one ready frame.
@@ -449,20 +470,45 @@ struct Inbox {
     batch_latencies_us: Vec<u64>,
     /// The code of the last `error` frame (tells a slow-consumer cut-off apart).
     last_error: Option<ErrorCode>,
+    /// Sees every session change and delivery (the chaos recorder).
+    observer: Option<Box<dyn ClientObserver>>,
+    /// The `resume_from` of the login whose replay is under way.
+    resuming: Option<u64>,
 }
 
 impl Inbox {
-    fn new(start_after: u64, witness: bool) -> Self {
-        Self {
+    fn new(start_after: u64, witness: bool, observer: Option<Box<dyn ClientObserver>>) -> Self {
+        let mut inbox = Self {
             account: SeqAccount::new(start_after),
             witness: witness.then(Vec::new),
             batch_latencies_us: Vec::with_capacity(256),
             last_error: None,
+            observer,
+            resuming: None,
+        };
+        inbox.connected(start_after, None);
+        inbox
+    }
+
+    /// A login succeeded at `head`, asking to resume after `resume_from`.
+    fn connected(&mut self, head: u64, resume_from: Option<u64>) {
+        self.resuming = resume_from;
+        self.last_error = None;
+        if let Some(o) = self.observer.as_mut() {
+            o.connected(head, resume_from);
+        }
+    }
+
+    /// The connection ended.
+    fn disconnected(&mut self, reason: &str) {
+        if let Some(o) = self.observer.as_mut() {
+            o.disconnected(reason);
         }
     }
 
     /// Takes one payload received at `now_us`: a broadcast by the byte scan,
-    /// any other rtmc frame through serde.
+    /// any other rtmc frame through serde (and every frame through serde
+    /// when an observer wants the message ids).
     fn take_payload(&mut self, p: &[u8], now_us: u64, run_id: u32, rtmc: bool, live: &LiveStats) {
         if let Some(b) = parse_broadcast(p) {
             self.account.record(b.seq);
@@ -473,20 +519,63 @@ impl Inbox {
                     set_bit(w, o.publisher_seq);
                 }
             }
+            if let Some(o) = self.observer.as_mut() {
+                if let Ok(ServerFrame::Broadcast(b)) = ServerFrame::parse(p) {
+                    o.delivered(b.seq, &b.message_id);
+                }
+            }
         } else if rtmc {
             match ServerFrame::parse(p) {
                 Ok(ServerFrame::Broadcast(b)) => {
                     self.account.record(b.seq);
                     self.batch_latencies_us
                         .push(now_us.saturating_sub(b.sent_at_us));
+                    if let Some(o) = self.observer.as_mut() {
+                        o.delivered(b.seq, &b.message_id);
+                    }
                 }
                 Ok(ServerFrame::Error { code, .. }) => self.last_error = Some(code),
+                Ok(ServerFrame::ResumeDone { last_seq }) => {
+                    if let (Some(o), Some(from)) = (self.observer.as_mut(), self.resuming.take()) {
+                        o.resumed(from, last_seq);
+                    }
+                }
                 Ok(_) => {}
                 Err(_) => LiveStats::bump(&live.bad_frames),
             }
         } else {
             LiveStats::bump(&live.bad_frames);
         }
+    }
+}
+
+/// One logged-in connection of a client.
+struct Conn {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    /// Bytes read and not yet taken.
+    buf: BytesMut,
+}
+
+/// How a client reads ([`ClientFault`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Normal,
+    /// Half-open: nothing is read, the socket stays open.
+    Stopped,
+    Slow {
+        bytes_per_sec: u64,
+    },
+}
+
+/// Reads what is there (at most `limit` bytes); never ready without a connection.
+async fn read_some(conn: Option<&mut Conn>, limit: Option<usize>) -> std::io::Result<usize> {
+    let Some(c) = conn else {
+        return std::future::pending().await;
+    };
+    match limit {
+        None => c.reader.read_buf(&mut c.buf).await,
+        Some(n) => (&mut c.reader).take(n as u64).read_buf(&mut c.buf).await,
     }
 }
 
@@ -526,8 +615,20 @@ impl ClientTask {
             connect_us,
             login_us,
         });
-        self.receive(reader, writer, buf, start_after, heartbeat_ms)
-            .await;
+        let observer = self.opts.observer.as_ref().map(|o| {
+            let user = match &self.opts.protocol {
+                Protocol::Rtmc { users, .. } => users.get(self.index).cloned(),
+                Protocol::RedisPubSub { .. } => None,
+            };
+            o.client(self.index, &user.unwrap_or_else(|| self.index.to_string()))
+        });
+        let inbox = Inbox::new(start_after, self.index < self.opts.witnesses, observer);
+        let conn = Conn {
+            reader,
+            writer,
+            buf,
+        };
+        self.receive(conn, inbox, heartbeat_ms).await;
     }
 
     fn fail(&self, why: Ready) {
@@ -566,7 +667,7 @@ impl ClientTask {
                 let user = users
                     .get(self.index)
                     .ok_or_else(|| format!("no user for client {}", self.index))?;
-                login(reader, writer, buf, user, password, *max_frame_bytes).await
+                login(reader, writer, buf, user, password, *max_frame_bytes, None).await
             }
             Protocol::RedisPubSub { channel } => {
                 let mut out = Vec::new();
@@ -578,20 +679,67 @@ impl ClientTask {
         }
     }
 
+    /// Connects and logs in again (rtmc only), resuming after the highest
+    /// seq up to which the client holds everything when `resume`.
+    async fn reconnect(&self, inbox: &mut Inbox, resume: bool) -> Result<Conn, String> {
+        let Protocol::Rtmc {
+            users,
+            password,
+            max_frame_bytes,
+        } = &self.opts.protocol
+        else {
+            return Err("only rtmc clients reconnect".into());
+        };
+        let user = users
+            .get(self.index)
+            .ok_or_else(|| format!("no user for client {}", self.index))?;
+        let target = self.opts.targets[self.index % self.opts.targets.len()];
+        let resume_from = resume.then(|| inbox.account.contiguous());
+        let attempt = async {
+            let stream = connect_from(target, &self.opts.source_addrs, self.index)
+                .await
+                .map_err(|e| format!("{target}: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            let (mut reader, mut writer) = stream.into_split();
+            let mut buf = BytesMut::with_capacity(8 * 1024);
+            let (head, _) = login(
+                &mut reader,
+                &mut writer,
+                &mut buf,
+                user,
+                password,
+                *max_frame_bytes,
+                resume_from,
+            )
+            .await?;
+            Ok::<_, String>((
+                head,
+                Conn {
+                    reader,
+                    writer,
+                    buf,
+                },
+            ))
+        };
+        let timeout = Duration::from_millis(self.opts.connect_timeout_ms);
+        let (head, conn) = tokio::time::timeout(timeout, attempt)
+            .await
+            .map_err(|_| format!("{target}: reconnect timed out"))??;
+        LiveStats::bump(&self.live.connected);
+        inbox.connected(head, resume_from);
+        Ok(conn)
+    }
+
     /// Reads until the fleet lets the client go: accounts every delivery,
-    /// heartbeats, and answers each sync once it is complete or due.
-    async fn receive(
-        self,
-        mut reader: OwnedReadHalf,
-        mut writer: OwnedWriteHalf,
-        mut buf: BytesMut,
-        start_after: u64,
-        heartbeat_ms: u64,
-    ) {
-        let mut inbox = Inbox::new(start_after, self.index < self.opts.witnesses);
+    /// heartbeats, acts out faults, and answers each sync once it is
+    /// complete or due.
+    async fn receive(mut self, conn: Conn, mut inbox: Inbox, heartbeat_ms: u64) {
+        let mut conn = Some(conn);
         let mut control = self.links.control.clone();
         let mut pending: Option<Control> = None;
-        let mut alive = true;
+        let mut reading = Reading::Normal;
+        let mut next_read_at = tokio::time::Instant::now();
+        let mut faults_open = true;
         let hb_period = Duration::from_millis(heartbeat_ms.max(1));
         let mut heartbeat =
             tokio::time::interval_at(tokio::time::Instant::now() + hb_period, hb_period);
@@ -602,37 +750,102 @@ impl ClientTask {
             let deadline = pending
                 .map(|p| p.deadline)
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let now = tokio::time::Instant::now();
+            let (may_read, limit) = match reading {
+                Reading::Normal => (true, None),
+                Reading::Stopped => (false, None),
+                Reading::Slow { bytes_per_sec } => (
+                    now >= next_read_at,
+                    Some((bytes_per_sec / 20).max(1) as usize),
+                ),
+            };
+            let up = conn.is_some();
             tokio::select! {
-                r = reader.read_buf(&mut buf), if alive => {
+                r = read_some(conn.as_mut(), limit), if up && may_read => {
                     let done = match r {
                         Ok(0) | Err(_) => {
-                            alive = false;
+                            conn = None;
+                            let reason = match inbox.last_error {
+                                Some(code) => format!("{code:?}"),
+                                None => "eof".to_owned(),
+                            };
+                            inbox.disconnected(&reason);
                             self.on_closed(&mut pending, &inbox)
                         }
-                        Ok(_) => {
-                            alive = self.take_batch(&mut buf, &mut inbox);
+                        Ok(n) => {
+                            if let Reading::Slow { bytes_per_sec } = reading {
+                                next_read_at = tokio::time::Instant::now()
+                                    + Duration::from_secs_f64(n as f64 / bytes_per_sec.max(1) as f64);
+                            }
+                            let c = conn.as_mut().expect("read from a connection");
+                            if !self.take_batch(&mut c.buf, &mut inbox) {
+                                conn = None;
+                                inbox.disconnected("unparseable stream");
+                            }
                             self.answer_if_complete(&mut pending, &inbox)
                         }
                     };
                     if done { return; }
                 }
-                _ = heartbeat.tick(), if alive && heartbeats => {
-                    if writer.write_all(&hb_frame).await.is_err() {
-                        alive = false;
+                _ = tokio::time::sleep_until(next_read_at), if up && !may_read && matches!(reading, Reading::Slow { .. }) => {}
+                _ = heartbeat.tick(), if up && heartbeats => {
+                    if let Some(c) = conn.as_mut() {
+                        // A failed write shows as a failed read next.
+                        let _ = c.writer.write_all(&hb_frame).await;
+                    }
+                }
+                fault = self.faults.recv(), if faults_open => {
+                    let Some(fault) = fault else {
+                        faults_open = false;
+                        continue;
+                    };
+                    match fault {
+                        ClientFault::Drop => {
+                            if conn.take().is_some() {
+                                inbox.disconnected("chaos: dropped");
+                                if self.on_closed(&mut pending, &inbox) { return; }
+                            }
+                        }
+                        ClientFault::StopReading => reading = Reading::Stopped,
+                        ClientFault::SlowRead { bytes_per_sec } => {
+                            reading = Reading::Slow { bytes_per_sec };
+                            next_read_at = tokio::time::Instant::now();
+                        }
+                        ClientFault::ReadNormally => reading = Reading::Normal,
+                        ClientFault::Reconnect { resume } => {
+                            if conn.take().is_some() {
+                                inbox.disconnected("chaos: reconnecting");
+                                if self.on_closed(&mut pending, &inbox) { return; }
+                            }
+                            match self.reconnect(&mut inbox, resume).await {
+                                Ok(c) => conn = Some(c),
+                                Err(_) => LiveStats::bump(&self.live.connect_errors),
+                            }
+                        }
                     }
                 }
                 changed = control.changed() => {
                     if changed.is_err() { return; }
                     let c = *control.borrow_and_update();
-                    if inbox.account.complete_up_to(c.target_head) || !alive {
-                        if self.answer(&c, &inbox) { return; }
+                    if inbox.account.complete_up_to(c.target_head) || conn.is_none() {
+                        if self.answer(&c, &inbox) {
+                            if conn.is_some() {
+                                inbox.disconnected("closed by the fleet");
+                            }
+                            return;
+                        }
                     } else {
                         pending = Some(c);
                     }
                 }
                 _ = tokio::time::sleep_until(deadline), if pending.is_some() => {
                     if let Some(p) = pending.take() {
-                        if self.answer(&p, &inbox) { return; }
+                        if self.answer(&p, &inbox) {
+                            if conn.is_some() {
+                                inbox.disconnected("closed by the fleet");
+                            }
+                            return;
+                        }
                     }
                 }
             }
@@ -671,14 +884,10 @@ impl ClientTask {
         readable
     }
 
-    /// The server closed the connection: answers a pending sync, counts the
-    /// disconnect. True when the client is done.
+    /// The connection ended (the server closed it, or a fault dropped it):
+    /// answers a pending sync, counts the disconnect. True when the client
+    /// is done.
     fn on_closed(&self, pending: &mut Option<Control>, inbox: &Inbox) -> bool {
-        if let Some(p) = pending.take() {
-            if self.answer(&p, inbox) {
-                return true;
-            }
-        }
         LiveStats::bump(&self.live.disconnects);
         if inbox.last_error == Some(ErrorCode::SlowConsumer) {
             LiveStats::bump(&self.live.slow_consumer_disconnects);
@@ -686,7 +895,10 @@ impl ClientTask {
         self.live
             .connected
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        false
+        match pending.take() {
+            Some(p) => self.answer(&p, inbox),
+            None => false,
+        }
     }
 
     /// Answers the pending sync once everything it waits for arrived. True
@@ -713,8 +925,8 @@ impl ClientTask {
     }
 }
 
-/// Sends `login` (subscribed) and waits for `login_ok`; returns the join
-/// point and the heartbeat interval.
+/// Sends `login` (subscribed; resuming after `resume_from` if given) and
+/// waits for `login_ok`; returns the join point and the heartbeat interval.
 async fn login(
     reader: &mut OwnedReadHalf,
     writer: &mut OwnedWriteHalf,
@@ -722,12 +934,13 @@ async fn login(
     user: &str,
     password: &str,
     max_frame_bytes: usize,
+    resume_from: Option<u64>,
 ) -> Result<(u64, u64), String> {
     let mut out = Vec::new();
     let login = ClientCommand::Login {
         user_id: user.to_owned(),
         password: password.to_owned(),
-        resume_from: None,
+        resume_from,
         subscribe: true,
     };
     wire::put_frame(&mut out, &login.to_json());

@@ -7,15 +7,18 @@
 //! floor ([`floor`]); the verdict ([`verdict`]), reports ([`report`]),
 //! plots ([`plot`]), a self-check ([`selfcheck`]), several processes'
 //! reports merged ([`merge`]), profiles ([`profile`]) and the target,
-//! embedded or running ([`stack`]). The `loadgen` binary is a thin CLI over
-//! it.
+//! embedded or running ([`stack`]). Client faults ([`client_faults`]) and
+//! event hooks ([`observe`]) let the chaos runner drive and record a run
+//! with this engine. The `loadgen` binary is a thin CLI over it.
 
 pub mod accounting;
+pub mod client_faults;
 pub mod clients;
 pub mod floor;
 pub mod histogram;
 pub mod live;
 pub mod merge;
+pub mod observe;
 pub mod phase;
 pub mod plot;
 pub mod profile;

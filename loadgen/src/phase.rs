@@ -14,6 +14,7 @@ use crate::accounting::{acked_not_delivered, union_into, DeliveryTotals};
 use crate::clients::{Fleet, SyncResult};
 use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram, LatencySummary};
 use crate::live::LiveStats;
+use crate::observe::SharedPublishObserver;
 use crate::profile::Profile;
 use crate::publisher::{
     publish, Channel, ChannelShare, MessageShape, PublishError, PublishOutcome, Schedule,
@@ -61,6 +62,8 @@ pub struct PhaseSpec {
     pub quiet: bool,
     /// The rtmc processes whose CPU time the self-check reports.
     pub rtmc_pids: Vec<u32>,
+    /// Sees every publish attempt (the chaos recorder).
+    pub publish_observer: SharedPublishObserver,
 }
 
 impl PhaseSpec {
@@ -89,6 +92,7 @@ impl PhaseSpec {
             last: true,
             quiet: profile.output.quiet,
             rtmc_pids,
+            publish_observer: None,
         }
     }
 }
@@ -125,6 +129,33 @@ pub struct PhaseReport {
     pub latency: LatencySummary,
     pub ack_latency: LatencySummary,
     pub selfcheck: SelfCheck,
+    /// When the phase ran: publishing from/to and drained, in seconds since
+    /// the run started and as wall-clock times (absent in older reports).
+    #[serde(default)]
+    pub timing: PhaseTiming,
+}
+
+/// When a phase published and drained, relative to the run's start (the
+/// plots' time axis starts at `publish_started_secs`) and on the wall clock
+/// (RFC 3339, local time).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PhaseTiming {
+    pub publish_started_secs: f64,
+    pub publish_ended_secs: f64,
+    /// Every receiver answered the final sync (or the drain timed out).
+    pub drained_secs: f64,
+    pub publish_started_at: String,
+    pub publish_ended_at: String,
+    pub drained_at: String,
+}
+
+/// A moment as [`PhaseTiming`] reports it: seconds since `run_start`, and
+/// the wall clock now.
+fn moment(run_start: Instant) -> (f64, String) {
+    (
+        run_start.elapsed().as_secs_f64(),
+        chrono::Local::now().to_rfc3339(),
+    )
 }
 
 /// A phase's report with its histograms.
@@ -325,6 +356,7 @@ fn spawn_publishers(
             shape: spec.shape.clone(),
             live: live.clone(),
             ack_timeout: spec.ack_timeout,
+            observer: spec.publish_observer.clone(),
         };
         publishers.spawn(publish(ch, share));
     }
@@ -427,11 +459,13 @@ pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -
     let _ = live.take_interval();
     let lag = LagProbe::start();
     let cpu_start = sample_cpu(&spec.rtmc_pids);
+    let (publish_started_secs, publish_started_at) = moment(run_start);
     let mut schedule = Schedule::starting_now(spec.rate_per_sec, spec.duration_secs);
     schedule.seq_base = spec.seq_base;
     let publishers = spawn_publishers(&spec, schedule, &live);
     let mut recorder = IntervalRecorder::new(&live, &spec.label, run_start);
     let publishing = watch_publishers(publishers, &spec, &start, &mut recorder).await;
+    let (publish_ended_secs, publish_ended_at) = moment(run_start);
 
     let drain_deadline = tokio::time::Instant::now() + spec.drain;
     let head_after = await_head(&spec, &publishing, drain_deadline).await;
@@ -439,6 +473,15 @@ pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -
         .saturating_duration_since(tokio::time::Instant::now())
         .max(Duration::from_secs(1));
     let sync = fleet.sync(head_after, left, spec.last).await;
+    let (drained_secs, drained_at) = moment(run_start);
+    let timing = PhaseTiming {
+        publish_started_secs,
+        publish_ended_secs,
+        drained_secs,
+        publish_started_at,
+        publish_ended_at,
+        drained_at,
+    };
     let _ = recorder.take();
     let cpu_end = sample_cpu(&spec.rtmc_pids);
     let latency = LatencySummary::of(&recorder.latency);
@@ -477,6 +520,7 @@ pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -
         latency,
         ack_latency: LatencySummary::of(&recorder.ack_latency),
         selfcheck,
+        timing,
     };
     PhaseResult {
         report,

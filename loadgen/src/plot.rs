@@ -2,6 +2,11 @@
 //! latency percentiles over time, the percentile spectrum, and for a ramp
 //! the latency of every step against the SLO. Plots take only the data they
 //! draw; the run (or `merge`) writes them next to the report.
+//!
+//! Over-time charts are [`time_panels`]: one panel per phase (or per
+//! quantity), time from the start of publishing, a distinct colour and a
+//! legend entry per series, and optional shaded windows ([`Shade`]) that the
+//! chaos report uses for its fault windows.
 
 use std::path::{Path, PathBuf};
 
@@ -13,18 +18,25 @@ use crate::histogram::{Interval, LatencyHistogram};
 use crate::report::RampReport;
 
 const SIZE: (u32, u32) = (1000, 600);
-const COLORS: [RGBColor; 6] = [
+/// Series colours (Tableau 10): a chart gives its series distinct ones
+/// for up to ten series.
+const COLORS: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
 ];
 
-type PlotResult = Result<(), Box<dyn std::error::Error>>;
+/// A plot written, or why not.
+pub type PlotResult = Result<(), Box<dyn std::error::Error>>;
 /// A named line: (x, y) points.
-type Series = (String, Vec<(f64, f64)>);
+pub type Series = (String, Vec<(f64, f64)>);
 type Svg<'a> = SVGBackend<'a>;
 type LinearChart<'a, 'b> = ChartContext<'a, Svg<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
@@ -112,8 +124,11 @@ fn highest_y(series: &[Series], floor: f64) -> f64 {
         .fold(floor, f64::max)
 }
 
-/// p50/p99/p99.9/max per interval, in ms, for every delivery tag.
-fn over_time_series(intervals: &[Interval]) -> Vec<Series> {
+/// p50/p99/p99.9/max per interval, in ms, for every delivery tag: one
+/// panel per tag (a phase: `rtmc`, `floor`, a ramp step's label), its time
+/// measured from that phase's first interval, i.e. from the start of its
+/// publishing (the interval recorder starts when the publishers do).
+fn over_time_panels(intervals: &[Interval]) -> Vec<Panel> {
     let mut tags: Vec<&str> = intervals
         .iter()
         .filter(|i| !i.tag.ends_with("-ack"))
@@ -122,14 +137,18 @@ fn over_time_series(intervals: &[Interval]) -> Vec<Series> {
     tags.sort();
     tags.dedup();
     let qs = [(0.5, "p50"), (0.99, "p99"), (0.999, "p99.9"), (1.0, "max")];
-    let mut series = Vec::new();
+    let mut panels = Vec::new();
     for tag in &tags {
+        let of_tag = || intervals.iter().filter(|i| i.tag == *tag);
+        let Some(origin) = of_tag().map(|i| i.start).min() else {
+            continue;
+        };
+        let mut series = Vec::new();
         for (q, name) in qs {
-            let pts: Vec<(f64, f64)> = intervals
-                .iter()
-                .filter(|i| i.tag == *tag && !i.histogram.is_empty())
+            let pts: Vec<(f64, f64)> = of_tag()
+                .filter(|i| !i.histogram.is_empty())
                 .map(|i| {
-                    let x = (i.start + i.length).as_secs_f64();
+                    let x = (i.start + i.length).saturating_sub(origin).as_secs_f64();
                     let v = if q >= 1.0 {
                         i.histogram.max()
                     } else {
@@ -138,46 +157,183 @@ fn over_time_series(intervals: &[Interval]) -> Vec<Series> {
                     (x, v as f64 / 1000.0)
                 })
                 .collect();
-            series.push((format!("{tag} {name}"), pts));
+            series.push((name.to_owned(), pts));
         }
+        panels.push(Panel {
+            title: format!("{tag}: publish→receive latency (1 s intervals)"),
+            y_desc: "latency (ms, log)".into(),
+            log_y: true,
+            series,
+        });
     }
-    series
+    panels
 }
 
 fn over_time(path: &Path, intervals: &[Interval]) -> PlotResult {
-    let series = over_time_series(intervals);
-    let x_max = series
+    time_panels(
+        path,
+        "latency over time, each phase from the start of its publishing",
+        &over_time_panels(intervals),
+        &[],
+    )
+}
+
+/// A time window shaded on a [`time_panels`] chart: a fault, a phase.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shade {
+    /// Shown in the legend (`rabbitmq sigkill`).
+    pub label: String,
+    /// Seconds on the chart's time axis.
+    pub start_secs: f64,
+    pub end_secs: f64,
+}
+
+/// One panel of a [`time_panels`] chart: series over time sharing a y axis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Panel {
+    /// The panel's caption.
+    pub title: String,
+    /// The y axis' description, with its unit.
+    pub y_desc: String,
+    /// A logarithmic y axis (latencies); values ≤ 0 are drawn at its floor.
+    pub log_y: bool,
+    /// The lines; each gets its own colour and legend entry.
+    pub series: Vec<Series>,
+}
+
+/// Panels stacked top to bottom on one SVG, each with its legend and the
+/// same `shades` (translucent, each its own colour, named in the legend).
+/// The x axis is seconds as the series give them.
+pub fn time_panels(path: &Path, caption: &str, panels: &[Panel], shades: &[Shade]) -> PlotResult {
+    if panels.is_empty() {
+        return Err("nothing to plot".into());
+    }
+    let height = 120 + 380 * panels.len() as u32;
+    let root = SVGBackend::new(path, (SIZE.0, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled(caption, ("sans-serif", 22))?;
+    for (area, panel) in root.split_evenly((panels.len(), 1)).iter().zip(panels) {
+        draw_panel(area, panel, shades)?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// The points split where the series skips: a step in x over 1.5 times
+/// its usual step (an interval with no data) starts a new run, so no line
+/// is drawn across a time without data.
+fn unbroken_runs(pts: &[(f64, f64)]) -> Vec<Vec<(f64, f64)>> {
+    let step = pts
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .filter(|d| *d > 0.0)
+        .fold(f64::INFINITY, f64::min);
+    let mut runs: Vec<Vec<(f64, f64)>> = Vec::new();
+    for (i, &p) in pts.iter().enumerate() {
+        let skips = i > 0 && p.0 - pts[i - 1].0 > 1.5 * step;
+        match runs.last_mut() {
+            Some(run) if !skips => run.push(p),
+            _ => runs.push(vec![p]),
+        }
+    }
+    runs
+}
+
+/// The shade colours: light, and apart from the series colours.
+const SHADE_COLORS: [RGBColor; 4] = [
+    RGBColor(150, 150, 150),
+    RGBColor(230, 171, 2),
+    RGBColor(102, 166, 30),
+    RGBColor(231, 41, 138),
+];
+
+/// Lowest latency a log axis shows (ms).
+const LOG_FLOOR_MS: f64 = 0.01;
+
+fn draw_panel(area: &DrawingArea<Svg<'_>, Shift>, panel: &Panel, shades: &[Shade]) -> PlotResult {
+    let y = |v: f64| {
+        if panel.log_y {
+            v.max(LOG_FLOOR_MS).log10()
+        } else {
+            v
+        }
+    };
+    let x_max = panel
+        .series
         .iter()
         .flat_map(|(_, p)| p.iter().map(|v| v.0))
+        .chain(shades.iter().map(|s| s.end_secs))
         .fold(1.0f64, f64::max);
-    let y_max = highest_y(&series, 0.1);
-    let root = canvas(path)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            "publish→receive latency over time (1 s intervals)",
-            ("sans-serif", 20),
-        )
-        .margin(15)
+    let x_min = shades.iter().map(|s| s.start_secs).fold(0.0f64, f64::min);
+    // Headroom above the data for the legend (upper right).
+    let rows = (panel.series.len() + shades.len()) as f64;
+    let high = highest_y(&panel.series, if panel.log_y { 0.1 } else { 1.0 });
+    let y_top = if panel.log_y {
+        y(high) + 0.5 + 0.18 * rows
+    } else {
+        high * (1.3 + 0.08 * rows)
+    };
+    let y_bottom = if panel.log_y { y(LOG_FLOOR_MS) } else { 0.0 };
+    let mut chart = ChartBuilder::on(area)
+        .caption(&panel.title, ("sans-serif", 18))
+        .margin(12)
         .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..x_max * 1.02, (0.01f64..y_max * 1.5).log_scale())?;
+        .y_label_area_size(70)
+        .build_cartesian_2d(x_min..x_max * 1.02, y_bottom..y_top)?;
+    let log_y = panel.log_y;
     chart
         .configure_mesh()
-        .x_desc("seconds since run start")
-        .y_desc("latency (ms, log)")
+        .x_desc("seconds since publishing started")
+        .y_desc(panel.y_desc.as_str())
+        .y_label_formatter(&|v| {
+            if log_y {
+                let ms = 10f64.powf(*v);
+                if ms >= 1.0 {
+                    format!("{ms:.0}")
+                } else {
+                    format!("{ms:.2}")
+                }
+            } else {
+                format!("{v:.0}")
+            }
+        })
         .draw()?;
-    for (k, (name, pts)) in series.into_iter().enumerate() {
+    for (k, s) in shades.iter().enumerate() {
+        let color = SHADE_COLORS[k % SHADE_COLORS.len()];
+        let rect = [(s.start_secs, y_bottom), (s.end_secs, y_top)];
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                rect,
+                color.mix(0.25).filled(),
+            )))?
+            .label(s.label.clone())
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 6), (x + 20, y + 6)], color.mix(0.4).filled())
+            });
+    }
+    for (k, (name, pts)) in panel.series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
-        let width = if name.starts_with("floor") { 1 } else { 2 };
-        let pts = pts.into_iter().map(|(x, y)| (x, y.max(0.01))).collect();
+        let style = ShapeStyle::from(&color).stroke_width(2);
+        let pts: Vec<(f64, f64)> = pts.iter().map(|&(px, py)| (px, y(py))).collect();
+        let mut runs = unbroken_runs(&pts).into_iter();
         draw_line(
             &mut chart,
-            name,
-            pts,
-            ShapeStyle::from(&color).stroke_width(width),
+            name.clone(),
+            runs.next().unwrap_or_default(),
+            style,
         )?;
+        for run in runs {
+            chart.draw_series(LineSeries::new(run, style))?;
+        }
     }
-    finish(chart, &root)
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 15))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
 }
 
 /// Latency (ms) by number of nines, -log10(1 - q) capped at 6 (99.9999%),
@@ -320,4 +476,147 @@ fn draw_slo<'a, 'b: 'a>(
         )
     }))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::histogram::{new_histogram, record_us};
+
+    fn svg_of(name: &str, panels: &[Panel], shades: &[Shade]) -> String {
+        let dir = std::env::temp_dir().join(format!("rtmc-plot-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("chart.svg");
+        time_panels(&path, "test chart", panels, shades).expect("plot");
+        let svg = std::fs::read_to_string(&path).expect("svg");
+        let _ = std::fs::remove_dir_all(&dir);
+        svg
+    }
+
+    /// Whether the SVG has a text element reading exactly `text`.
+    fn has_text(svg: &str, text: &str) -> bool {
+        svg.lines().any(|l| l.trim() == text)
+    }
+
+    /// The `#RRGGBB` of a palette colour as plotters writes it.
+    fn hex(c: RGBColor) -> String {
+        format!("#{:02X}{:02X}{:02X}", c.0, c.1, c.2)
+    }
+
+    fn interval(tag: &str, start_secs: u64, latency_us: u64) -> Interval {
+        let mut histogram = new_histogram();
+        record_us(&mut histogram, latency_us);
+        Interval {
+            start: Duration::from_secs(start_secs),
+            length: Duration::from_secs(1),
+            tag: tag.into(),
+            histogram,
+        }
+    }
+
+    #[test]
+    fn each_series_has_its_own_colour_and_legend_entry() {
+        let series: Vec<Series> = ["p50", "p99", "p99.9", "max", "acks/s", "deliveries/s"]
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (n.to_string(), vec![(0.0, 1.0 + k as f64), (5.0, 2.0)]))
+            .collect();
+        let panel = Panel {
+            title: "latency".into(),
+            y_desc: "ms".into(),
+            log_y: true,
+            series,
+        };
+        let svg = svg_of("colours", &[panel], &[]);
+        for (k, name) in ["p50", "p99", "p99.9", "max", "acks/s", "deliveries/s"]
+            .iter()
+            .enumerate()
+        {
+            assert!(has_text(&svg, name), "legend lacks {name}");
+            assert!(
+                svg.contains(&format!("stroke=\"{}\"", hex(COLORS[k]))),
+                "series {name} not drawn in {}",
+                hex(COLORS[k])
+            );
+        }
+        let distinct: std::collections::HashSet<_> = COLORS.iter().map(|c| hex(*c)).collect();
+        assert_eq!(distinct.len(), COLORS.len(), "palette repeats a colour");
+    }
+
+    #[test]
+    fn a_time_without_data_breaks_the_line() {
+        let pts = [(1.0, 5.0), (2.0, 5.0), (3.0, 6.0), (9.0, 7.0), (10.0, 7.0)];
+        let runs = unbroken_runs(&pts);
+        assert_eq!(runs, vec![pts[..3].to_vec(), pts[3..].to_vec()]);
+        assert_eq!(unbroken_runs(&pts[..2]).len(), 1);
+        assert!(unbroken_runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn shaded_windows_are_drawn_and_named() {
+        let panel = Panel {
+            title: "throughput".into(),
+            y_desc: "per second".into(),
+            log_y: false,
+            series: vec![("acks/s".into(), vec![(0.0, 100.0), (30.0, 100.0)])],
+        };
+        let shades = [
+            Shade {
+                label: "rabbitmq sigkill".into(),
+                start_secs: 5.0,
+                end_secs: 10.0,
+            },
+            Shade {
+                label: "consumer-redis latency".into(),
+                start_secs: 15.0,
+                end_secs: 20.0,
+            },
+        ];
+        let svg = svg_of("shades", &[panel.clone(), panel], &shades);
+        for (k, s) in shades.iter().enumerate() {
+            assert!(has_text(&svg, &s.label), "legend lacks {}", s.label);
+            let fill = format!("fill=\"{}\"", hex(SHADE_COLORS[k]));
+            // A window and its legend swatch in each of the two panels.
+            assert!(
+                svg.matches(&fill).count() >= 4,
+                "window {} not shaded",
+                s.label
+            );
+        }
+        assert!(
+            svg.contains("opacity=\"0.25\""),
+            "windows are not translucent"
+        );
+    }
+
+    #[test]
+    fn phases_get_panels_timed_from_their_publishing() {
+        let intervals = vec![
+            interval("rtmc", 12, 1_000),
+            interval("rtmc", 13, 2_000),
+            interval("rtmc-ack", 12, 500),
+            interval("floor", 40, 3_000),
+            interval("floor", 41, 3_000),
+        ];
+        let panels = over_time_panels(&intervals);
+        let titles: Vec<&str> = panels.iter().map(|p| p.title.as_str()).collect();
+        assert_eq!(panels.len(), 2, "{titles:?}");
+        assert!(titles[0].starts_with("floor") && titles[1].starts_with("rtmc"));
+        for p in &panels {
+            let xs: Vec<f64> = p.series[0].1.iter().map(|v| v.0).collect();
+            assert_eq!(xs, vec![1.0, 2.0], "{}: x from its own start", p.title);
+        }
+        let svg = svg_of("phases", &panels, &[]);
+        assert!(has_text(&svg, "seconds since publishing started"));
+        assert!(has_text(
+            &svg,
+            "rtmc: publish→receive latency (1 s intervals)"
+        ));
+        assert!(has_text(
+            &svg,
+            "floor: publish→receive latency (1 s intervals)"
+        ));
+    }
 }

@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::accounting::set_bit;
 use crate::live::LiveStats;
+use crate::observe::SharedPublishObserver;
 use crate::resp::{self, RespItem};
 use crate::wire::{self, MessageOrigin};
 
@@ -224,6 +225,10 @@ pub struct ChannelShare {
     pub shape: Arc<MessageShape>,
     pub live: Arc<LiveStats>,
     pub ack_timeout: Duration,
+    /// Sees every attempt and its answer (the chaos recorder). Attempts
+    /// that get no answer before the channel ends are never reported
+    /// answered: a recorder keeps them unknown.
+    pub observer: SharedPublishObserver,
 }
 
 impl ChannelShare {
@@ -336,6 +341,7 @@ async fn publish_tcp(
     let mine = share.ticks().count() as u64;
 
     let (index, schedule, shape) = (share.index, share.schedule, share.shape.clone());
+    let observer = share.observer.clone();
     let write = tokio::spawn(write_open_loop(
         writer,
         share.ticks().peekable(),
@@ -343,6 +349,16 @@ async fn publish_tcp(
         share.live.clone(),
         move |out, i| {
             let cmd = shape.send_command(index, schedule.seq_base + i, schedule.intended_us(i));
+            if let (
+                Some(o),
+                ClientCommand::Send {
+                    message_id: Some(id),
+                    ..
+                },
+            ) = (&observer, &cmd)
+            {
+                o.invoked(index, id);
+            }
             wire::put_frame(out, &cmd.to_json());
         },
     ));
@@ -385,6 +401,9 @@ async fn read_acks(
             }
             match ServerFrame::parse(p) {
                 Ok(ServerFrame::SendAck { message_id }) => {
+                    if let Some(obs) = &share.observer {
+                        obs.acked(share.index, &message_id);
+                    }
                     if let Some(o) = wire::parse_message_id(message_id.as_bytes()) {
                         let i = o.publisher_seq.saturating_sub(schedule.seq_base);
                         let latency_us = now.saturating_sub(schedule.intended_us(i));
@@ -398,6 +417,9 @@ async fn read_acks(
                     message_id,
                 }) => {
                     let sample = format!("{code:?}: {message}");
+                    if let (Some(obs), Some(id)) = (&share.observer, &message_id) {
+                        obs.refused(share.index, id, &error_code_name(code));
+                    }
                     if message_id.is_some() || code == ErrorCode::BrokerUnavailable {
                         answered += 1;
                         outcome.fail(live, sample);
@@ -448,7 +470,21 @@ async fn publish_http(
         share.live.published.fetch_add(1, Ordering::Relaxed);
         let intended_us = schedule.intended_us(i);
         let (live, outcome) = (share.live.clone(), outcome.clone());
-        tasks.spawn(post_message(req, seq, intended_us, live, outcome, permit));
+        let observed = share.observer.clone().map(|o| {
+            let id = wire::message_id(share.shape.origin(share.index, seq));
+            o.invoked(share.index, &id);
+            (o, share.index, id)
+        });
+        tasks.spawn(async move {
+            let answer = post_message(req, seq, intended_us, live, outcome, permit).await;
+            if let Some((o, channel, id)) = observed {
+                match answer {
+                    Some(202) => o.acked(channel, &id),
+                    Some(status) => o.refused(channel, &id, &format!("http_{status}")),
+                    None => o.unanswered(channel, &id),
+                }
+            }
+        });
         while tasks.try_join_next().is_some() {}
     }
     let _ = tokio::time::timeout(share.ack_timeout + Duration::from_secs(1), async {
@@ -465,6 +501,7 @@ async fn publish_http(
 }
 
 /// Sends one `POST /v1/messages` and counts its answer: `202` is the ack.
+/// Returns the status, `None` when no answer came.
 async fn post_message(
     req: reqwest::RequestBuilder,
     seq: u64,
@@ -472,16 +509,28 @@ async fn post_message(
     live: Arc<LiveStats>,
     outcome: Arc<std::sync::Mutex<PublishOutcome>>,
     permit: OwnedSemaphorePermit,
-) {
+) -> Option<u16> {
     let result = req.send().await;
+    drop(permit);
     let latency_us = now_us().saturating_sub(intended_us);
-    let Ok(mut o) = outcome.lock() else { return };
+    let status = result.as_ref().ok().map(|r| r.status().as_u16());
+    let Ok(mut o) = outcome.lock() else {
+        return status;
+    };
     match result {
         Ok(r) if r.status().as_u16() == 202 => o.ack(&live, latency_us, seq),
         Ok(r) => o.fail(&live, format!("HTTP {}", r.status())),
         Err(e) => o.fail(&live, e.to_string()),
     }
-    drop(permit);
+    status
+}
+
+/// The wire name of `code` (`broker_unavailable`).
+fn error_code_name(code: ErrorCode) -> String {
+    serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| format!("{code:?}"))
 }
 
 async fn publish_redis(

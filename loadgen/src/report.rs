@@ -185,6 +185,16 @@ fn phase_text(out: &mut String, p: &PhaseReport) {
         "== {} — {} receivers × {} msg/s for {} s ==",
         p.label, p.receivers, p.rate_per_sec, p.duration_secs
     );
+    let t = &p.timing;
+    let _ = writeln!(
+        out,
+        "publishing {:.1}–{:.1} s after the run start ({} → {}), drained at {:.1} s",
+        t.publish_started_secs,
+        t.publish_ended_secs,
+        t.publish_started_at,
+        t.publish_ended_at,
+        t.drained_secs
+    );
     let _ = writeln!(
         out,
         "published {}  acked {}  publish errors {}  unanswered {}",
@@ -359,11 +369,17 @@ fn result_text(out: &mut String, r: &RunReport) {
     for n in &r.notes {
         let _ = writeln!(out, "note: {n}");
     }
-    if r.failures.is_empty() {
+    write_result(out, &r.failures);
+}
+
+/// `RESULT: PASS`, or `RESULT: FAIL` and each failure (also chaos's report).
+pub fn write_result(out: &mut String, failures: &[String]) {
+    use std::fmt::Write as _;
+    if failures.is_empty() {
         let _ = writeln!(out, "RESULT: PASS");
     } else {
         let _ = writeln!(out, "RESULT: FAIL");
-        for f in &r.failures {
+        for f in failures {
             let _ = writeln!(out, "  !!! {f}");
         }
     }

@@ -12,6 +12,7 @@ mod client;
 mod faults;
 mod links;
 mod outages;
+mod scenario_run;
 mod support;
 mod toxics;
 mod workload;

@@ -1,0 +1,45 @@
+//! Hooks that let a caller see every event of a run as it happens: each
+//! publish attempt and its answer, and each receiving client's sessions and
+//! deliveries. loadgen itself only counts; the chaos runner implements these
+//! to record a history for its checker (design §8) from loadgen's own client
+//! engine instead of a copy of it. Without an observer nothing changes on
+//! the hot path: deliveries are only parsed in full when one is set.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+/// Sees the publish attempts of every channel of a phase. Called from the
+/// publisher tasks; cheap calls only.
+pub trait PublishObserver: Send + Sync + Debug {
+    /// Channel `channel` is sending `message_id` now.
+    fn invoked(&self, channel: u32, message_id: &str);
+    /// The attempt was acknowledged (`send_ack`, HTTP 202).
+    fn acked(&self, channel: u32, message_id: &str);
+    /// The attempt was refused with `code` (`broker_unavailable`, `http_503`…).
+    fn refused(&self, channel: u32, message_id: &str, code: &str);
+    /// The attempt got no answer (timeout, connection lost).
+    fn unanswered(&self, channel: u32, message_id: &str);
+}
+
+/// Hands each receiving client its own observer as it starts.
+pub trait FleetObserver: Send + Sync + Debug {
+    /// The observer of client `index`, who logs in as `user`.
+    fn client(&self, index: usize, user: &str) -> Box<dyn ClientObserver>;
+}
+
+/// Sees one receiving client's sessions and deliveries, in order.
+pub trait ClientObserver: Send {
+    /// `login_ok` with `last_seq = head`; `resume_from` as the login asked.
+    fn connected(&mut self, head: u64, resume_from: Option<u64>);
+    /// `resume_done`: the replay after `from` is complete up to `head`.
+    fn resumed(&mut self, from: u64, head: u64);
+    /// A `broadcast` arrived (every one, duplicates included).
+    fn delivered(&mut self, seq: u64, message_id: &str);
+    /// The connection ended; `reason` as the client knows it.
+    fn disconnected(&mut self, reason: &str);
+}
+
+/// An optional shared observer, as the options carry it.
+pub type SharedFleetObserver = Option<Arc<dyn FleetObserver>>;
+/// An optional shared publish observer.
+pub type SharedPublishObserver = Option<Arc<dyn PublishObserver>>;
