@@ -8,10 +8,12 @@
 //! (`cargo build -p rtmc-system --bins`).
 
 mod api;
+mod checker_e2e;
 mod client;
 mod faults;
 mod links;
 mod outages;
+mod store_outages;
 mod support;
 mod toxics;
 mod workload;
