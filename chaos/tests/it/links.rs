@@ -152,6 +152,10 @@ async fn latency_between_consumer_and_redis_delays_but_delivers_in_order() {
         &[
             ("fastest publish → delivery during the fault", fastest),
             (
+                "first acknowledged publish after repair",
+                run.first_ack_after(repaired_at),
+            ),
+            (
                 "last reader caught up after repair",
                 Some(run.caught_up_after(repaired_at)),
             ),

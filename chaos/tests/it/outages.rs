@@ -148,6 +148,10 @@ async fn clients_of_a_sigkilled_node_resume_elsewhere_without_a_gap() {
                 "last reader caught up after the crash",
                 Some(run.caught_up_after(crash.in_effect_at)),
             ),
+            (
+                "first acknowledged publish after the crash",
+                run.first_ack_after(crash.in_effect_at),
+            ),
         ],
     );
     run.check(stack.pipeline()).await;
@@ -179,6 +183,10 @@ async fn clients_of_a_paused_node_get_the_backlog_when_it_thaws() {
         &run,
         &[
             ("pause took", Some(pause.took())),
+            (
+                "first acknowledged publish after the thaw",
+                run.first_ack_after(unpause.in_effect_at),
+            ),
             (
                 "last reader caught up after the thaw",
                 Some(run.caught_up_after(unpause.in_effect_at)),
