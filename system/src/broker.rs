@@ -9,6 +9,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 
 use crate::config::RabbitConfig;
 
@@ -104,17 +105,42 @@ pub async fn connect_confirming(cfg: &RabbitConfig) -> Result<(Connection, Chann
     Ok((conn, channel))
 }
 
+/// [`connect_confirming`] bounded by `publish_timeout_ms`, its error as a
+/// publish failure.
+async fn connect_within(cfg: RabbitConfig) -> Result<(Connection, Channel), BrokerError> {
+    let limit = Duration::from_millis(cfg.publish_timeout_ms);
+    match tokio::time::timeout(limit, connect_confirming(&cfg)).await {
+        Ok(Ok(connected)) => Ok(connected),
+        Ok(Err(e)) => Err(BrokerError::Unavailable(e.to_string())),
+        Err(_) => Err(BrokerError::Unavailable(format!(
+            "no connection within {limit:?}"
+        ))),
+    }
+}
+
 struct Link {
     /// Kept so the connection lives as long as the channel.
     _conn: Connection,
     channel: Channel,
 }
 
+/// The publisher's connection to the broker.
+enum LinkState {
+    /// No link; the next publish connects (after the back-off).
+    Down,
+    /// A connect in flight, in a task of its own, bounded by
+    /// `publish_timeout_ms`. Publishes wait for it instead of starting
+    /// another, and one that gives up leaves it running for the next.
+    Connecting(JoinHandle<Result<(Connection, Channel), BrokerError>>),
+    /// Connected, with a channel in confirm mode.
+    Up(Box<Link>),
+}
+
 /// Shared, lazily (re)connecting publisher with publisher confirms.
 pub struct Publisher {
     cfg: RabbitConfig,
-    /// The current link; `None` after a failure until the next publish reconnects.
-    link: Mutex<Option<Link>>,
+    /// The link, or the one connect in flight.
+    link: Mutex<LinkState>,
     /// When the last connect attempt failed: publishes fail fast until the back-off passed.
     last_failure: std::sync::Mutex<Option<Instant>>,
 }
@@ -123,7 +149,7 @@ impl Publisher {
     pub fn new(cfg: RabbitConfig) -> Self {
         Self {
             cfg,
-            link: Mutex::new(None),
+            link: Mutex::new(LinkState::Down),
             last_failure: std::sync::Mutex::new(None),
         }
     }
@@ -133,42 +159,62 @@ impl Publisher {
         last.is_some_and(|t| t.elapsed() < Duration::from_millis(self.cfg.reconnect_backoff_ms))
     }
 
+    /// The confirmed channel: the open link's, or one from the connect in
+    /// flight, or from a new connect. At most one connect runs at a time:
+    /// when each publish started its own and abandoned it at its timeout, a
+    /// 10 s broker stall (`docker pause`) left ~65 half-open AMQP handshakes
+    /// that all completed at the thaw, and recovery took 5–7 s.
     async fn channel(&self) -> Result<Channel, BrokerError> {
         let mut link = self.link.lock().await;
-        if let Some(l) = link.as_ref() {
+        if let LinkState::Up(l) = &*link {
             if l.channel.status().connected() {
                 return Ok(l.channel.clone());
             }
+            *link = LinkState::Down;
         }
-        *link = None;
-        if self.in_backoff() {
-            return Err(BrokerError::Unavailable("reconnect back-off".into()));
+        if let LinkState::Down = &*link {
+            if self.in_backoff() {
+                return Err(BrokerError::Unavailable("reconnect back-off".into()));
+            }
+            *link = LinkState::Connecting(tokio::spawn(connect_within(self.cfg.clone())));
         }
-        match connect_confirming(&self.cfg).await {
-            Ok((conn, channel)) => {
+        let LinkState::Connecting(connecting) = &mut *link else {
+            unreachable!("the link is connecting by now");
+        };
+        // Cancel-safe: a publish that gives up here leaves the handle in place.
+        let connected = connecting.await;
+        *link = LinkState::Down;
+        match connected {
+            Ok(Ok((conn, channel))) => {
                 *self.last_failure.lock().expect("not poisoned") = None;
-                *link = Some(Link {
+                *link = LinkState::Up(Box::new(Link {
                     _conn: conn,
                     channel: channel.clone(),
-                });
+                }));
                 metrics::counter!("rtmc_broker_connects_total").increment(1);
                 Ok(channel)
             }
+            Ok(Err(e)) => {
+                *self.last_failure.lock().expect("not poisoned") = Some(Instant::now());
+                Err(e)
+            }
             Err(e) => {
                 *self.last_failure.lock().expect("not poisoned") = Some(Instant::now());
-                Err(BrokerError::Unavailable(e.to_string()))
+                Err(BrokerError::Unavailable(format!("connect task: {e}")))
             }
         }
     }
 
-    /// Forgets the link after a failed publish, without waiting: when the
-    /// lock is busy, another publish is connecting (its new link replaces
-    /// this one) or taking a channel (which checks the link's health
-    /// itself). Waiting here made a refusal take up to twice
-    /// `publish_timeout_ms` behind a connect hung in a black hole.
+    /// Forgets the open link after a failed publish, without waiting: when
+    /// the lock is busy, another publish is connecting or taking a channel
+    /// (which checks the link's health itself). Waiting here made a refusal
+    /// take up to twice `publish_timeout_ms` behind a connect hung in a
+    /// black hole. A connect in flight is kept: it is the next link.
     fn drop_link(&self) {
         if let Ok(mut link) = self.link.try_lock() {
-            *link = None;
+            if let LinkState::Up(_) = &*link {
+                *link = LinkState::Down;
+            }
         }
     }
 

@@ -228,6 +228,13 @@ pub struct ConsumerConfig {
     /// First and largest delay between retries while Redis is unavailable.
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+    /// Test-only fault (cargo feature `test-consumer-drop`, never in a
+    /// release build): the message with this id is acknowledged to RabbitMQ
+    /// but neither appended nor broadcast — a loss the history checker must
+    /// flag. Empty (the default) disables it. Set it per process with
+    /// `RTMC_CONSUMER__TEST_DROP_MESSAGE_ID`.
+    #[cfg(feature = "test-consumer-drop")]
+    pub test_drop_message_id: String,
 }
 
 impl Default for ConsumerConfig {
@@ -237,6 +244,8 @@ impl Default for ConsumerConfig {
             batch_max: 256,
             retry_initial_ms: 50,
             retry_max_ms: 2_000,
+            #[cfg(feature = "test-consumer-drop")]
+            test_drop_message_id: String::new(),
         }
     }
 }

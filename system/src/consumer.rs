@@ -19,6 +19,9 @@ use crate::broker::{declare_topology, PublishedMessage, Publisher};
 use crate::config::Config;
 use crate::stream::{self, Appended, RedisKeys};
 
+#[cfg(feature = "test-consumer-drop")]
+mod test_drop;
+
 /// Why a message was rejected into the dead-letter queue.
 /// Same limits as at the publishing edge (`server.max_body_bytes`,
 /// `server.max_frame_bytes`): a message the edge accepted is never rejected here.
@@ -143,6 +146,8 @@ async fn process_batch(
             }
         }
     }
+    #[cfg(feature = "test-consumer-drop")]
+    test_drop::drop_configured(&cfg.consumer, &mut items);
     if !items.is_empty() {
         let ttl_secs = cfg.redis.dedupe_ttl_secs;
         let backoff = retry_backoff(cfg);

@@ -8,11 +8,13 @@
 //! (`cargo build -p rtmc-system --bins`).
 
 mod api;
+mod checker_e2e;
 mod client;
 mod faults;
 mod links;
 mod outages;
 mod scenario_run;
+mod store_outages;
 mod support;
 mod toxics;
 mod workload;

@@ -3,18 +3,21 @@
 //! (each publish its own task, so a hung one never delays the next) plus
 //! an optional closed-loop TCP publisher; every attempt is recorded with
 //! its outcome and times. Each reader client records what it received and
-//! when. [`Run::check`] then asserts design §4's invariants 1–3 for these
-//! clients and PostgreSQL, and [`Run`] measures recovery times.
-//!
-//! (A test-side recorder until the history checker lands in the library.)
+//! when, and its reconnects (each a login resuming from its last seq).
+//! Everything also goes into an `rtmc_chaos::Recording`; [`Run::check`]
+//! adds PostgreSQL's rows once the run drained and asserts the history
+//! checker's verdict (design §8: nothing acknowledged lost, nothing
+//! unexpected, no gap, no order violation, PostgreSQL clean), and [`Run`]
+//! measures recovery times from the timed records.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rtmc::client::{ChatClient, ClientError};
 use rtmc::protocol::ErrorCode;
-use rtmc_chaos::ChaosStack;
+use rtmc_chaos::history::OpId;
+use rtmc_chaos::{ChaosStack, ClientLog, History, PublishLog, Recording, Verdict};
 use rtmc_testkit::{HttpPublisher, Pipeline, TEST_PASSWORD};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
@@ -69,8 +72,6 @@ pub struct Delivery {
 /// What one reader client saw.
 #[derive(Debug)]
 pub struct Reader {
-    /// The seq its deliveries start after (its login's `last_seq`).
-    pub after_seq: u64,
     pub deliveries: Vec<Delivery>,
     pub reconnects: u32,
     /// The server it ended on.
@@ -81,6 +82,7 @@ pub struct Reader {
 
 /// Load running against a stack.
 pub struct Workload {
+    recording: Recording,
     publishes: Arc<Mutex<Vec<Publish>>>,
     received: Vec<Arc<Mutex<Vec<Delivery>>>>,
     stop_publishing: CancellationToken,
@@ -98,6 +100,7 @@ impl Workload {
         prefix: &str,
         rate_per_sec: u32,
     ) -> Workload {
+        let recording = Recording::start();
         let publishes = Arc::new(Mutex::new(Vec::new()));
         let stop_publishing = CancellationToken::new();
         let stop_reading = CancellationToken::new();
@@ -106,16 +109,23 @@ impl Workload {
         for client in readers {
             let log = Arc::new(Mutex::new(Vec::new()));
             received.push(log.clone());
-            reader_tasks.push(tokio::spawn(read(client, log, stop_reading.clone())));
+            let history = recording.client(client.info.user_id.clone());
+            reader_tasks.push(tokio::spawn(read(
+                client,
+                log,
+                history,
+                stop_reading.clone(),
+            )));
         }
         let publisher = tokio::spawn(publish_http(
             stack.pipeline().http_publisher(),
             format!("{prefix}-h"),
             rate_per_sec,
-            publishes.clone(),
+            Recorder::new(&recording, "http", &publishes),
             stop_publishing.clone(),
         ));
         Workload {
+            recording,
             publishes,
             received,
             stop_publishing,
@@ -128,14 +138,21 @@ impl Workload {
     /// Also publishes over TCP with `client`, one `send` after the other,
     /// every `every`.
     pub fn with_tcp_publisher(mut self, client: ChatClient, prefix: &str, every: Duration) -> Self {
+        let log = Recorder::new(&self.recording, "tcp", &self.publishes);
         self.publishers.push(tokio::spawn(publish_tcp(
             client,
             format!("{prefix}-t"),
             every,
-            self.publishes.clone(),
+            log,
             self.stop_publishing.clone(),
         )));
         self
+    }
+
+    /// The highest seq any reader has received so far.
+    pub fn newest_seq(&self) -> u64 {
+        let newest = |log: &Arc<Mutex<Vec<Delivery>>>| lock(log).last().map(|d| d.seq);
+        self.received.iter().filter_map(newest).max().unwrap_or(0)
     }
 
     /// Stops publishing, waits until every reader has every acknowledged
@@ -167,13 +184,65 @@ impl Workload {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // Disconnects from here on are the harness tearing readers down.
+        self.recording.drained();
         self.stop_reading.cancel();
         let mut readers = Vec::new();
         for r in self.readers {
             readers.push(r.await.expect("reader panicked"));
         }
-        Run { publishes, readers }
+        Run {
+            publishes,
+            readers,
+            recording: Some(self.recording),
+            history: None,
+        }
     }
+}
+
+/// Where a publisher records each attempt: the timed list the recovery
+/// times come from, and its log in the [`Recording`] for the checker.
+#[derive(Clone)]
+struct Recorder {
+    timed: Arc<Mutex<Vec<Publish>>>,
+    history: Arc<Mutex<PublishLog>>,
+}
+
+impl Recorder {
+    fn new(recording: &Recording, name: &str, timed: &Arc<Mutex<Vec<Publish>>>) -> Recorder {
+        Recorder {
+            timed: timed.clone(),
+            history: Arc::new(Mutex::new(recording.publisher(name))),
+        }
+    }
+
+    /// Records the invocation; [`Recorder::done`] records its outcome.
+    fn invoke(&self, id: &str) -> (OpId, Instant) {
+        let op = lock(&self.history).invoke(id);
+        (op, Instant::now())
+    }
+
+    fn done(&self, (op, invoked_at): (OpId, Instant), id: String, via: Via, outcome: Outcome) {
+        {
+            let mut log = lock(&self.history);
+            match &outcome {
+                Outcome::Acked => log.ok(op),
+                Outcome::Refused { code, .. } => log.fail(op, code),
+                Outcome::Unknown(_) => log.unknown(op),
+            }
+        }
+        lock(&self.timed).push(Publish {
+            id,
+            via,
+            invoked_at,
+            done_at: Instant::now(),
+            outcome,
+        });
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Open loop: one publish task every `1 / rate_per_sec`, until stopped.
@@ -181,7 +250,7 @@ async fn publish_http(
     http: HttpPublisher,
     prefix: String,
     rate_per_sec: u32,
-    log: Arc<Mutex<Vec<Publish>>>,
+    log: Recorder,
     stop: CancellationToken,
 ) {
     let period = Duration::from_secs(1) / rate_per_sec.max(1);
@@ -196,7 +265,7 @@ async fn publish_http(
         let id = format!("{prefix}-{n}");
         let (http, log) = (http.clone(), log.clone());
         inflight.spawn(async move {
-            let invoked_at = Instant::now();
+            let op = log.invoke(&id);
             let answer = tokio::time::timeout(
                 PUBLISH_PATIENCE,
                 http.post_message("chaos", "light load", Some(&id)),
@@ -211,7 +280,7 @@ async fn publish_http(
                 Ok(Err(e)) => Outcome::Unknown(e.to_string()),
                 Err(_) => Outcome::Unknown(format!("no answer within {PUBLISH_PATIENCE:?}")),
             };
-            record(&log, id, Via::Http, invoked_at, outcome);
+            log.done(op, id, Via::Http, outcome);
         });
     }
     while inflight.join_next().await.is_some() {}
@@ -222,12 +291,12 @@ async fn publish_tcp(
     mut client: ChatClient,
     prefix: String,
     every: Duration,
-    log: Arc<Mutex<Vec<Publish>>>,
+    log: Recorder,
     stop: CancellationToken,
 ) {
     for n in 0.. {
         let id = format!("{prefix}-{n}");
-        let invoked_at = Instant::now();
+        let op = log.invoke(&id);
         let outcome = match client.send("light load", Some(&id)).await {
             Ok(_) => Outcome::Acked,
             Err(ClientError::Server { code, .. }) => Outcome::Refused {
@@ -236,7 +305,7 @@ async fn publish_tcp(
             },
             Err(e) => Outcome::Unknown(e.to_string()),
         };
-        record(&log, id, Via::Tcp, invoked_at, outcome);
+        log.done(op, id, Via::Tcp, outcome);
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep(every) => {}
@@ -252,28 +321,22 @@ fn error_code_name(code: ErrorCode) -> String {
         .unwrap_or_else(|| format!("{code:?}"))
 }
 
-fn record(log: &Mutex<Vec<Publish>>, id: String, via: Via, invoked_at: Instant, outcome: Outcome) {
-    log.lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(Publish {
-            id,
-            via,
-            invoked_at,
-            done_at: Instant::now(),
-            outcome,
-        });
-}
-
-/// Reads broadcasts into `log` until stopped, heartbeating now and then.
+/// Reads broadcasts into `log` and `history` until stopped, heartbeating
+/// now and then. The client dedupes by seq and hides its reconnects, so
+/// `history` gets what the caller sees: each reconnect as a disconnect and
+/// a login resuming from the seq it had delivered before the reconnect.
 async fn read(
     mut client: ChatClient,
     log: Arc<Mutex<Vec<Delivery>>>,
+    mut history: ClientLog,
     stop: CancellationToken,
 ) -> Reader {
-    let after_seq = client.last_seq();
+    history.connected(client.info.last_seq, None);
+    let mut reconnects = client.reconnects;
     let mut error = None;
     let mut last_heartbeat = Instant::now();
     loop {
+        let resume_from = client.last_seq();
         if last_heartbeat.elapsed() >= HEARTBEAT_EVERY {
             // Broadcasts that arrive meanwhile are kept by the client.
             let _ = client.heartbeat().await;
@@ -283,25 +346,33 @@ async fn read(
             _ = stop.cancelled() => break,
             next = client.next_broadcast(Duration::from_millis(500)) => next,
         };
+        if client.reconnects != reconnects {
+            reconnects = client.reconnects;
+            history.disconnected("reconnect");
+            history.connected(client.info.last_seq, Some(resume_from));
+        }
         match next {
-            Ok(b) => log
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(Delivery {
+            Ok(b) => {
+                history.delivered(b.seq, &b.message_id);
+                lock(&log).push(Delivery {
                     seq: b.seq,
                     id: b.message_id,
                     at: Instant::now(),
-                }),
+                });
+            }
             Err(ClientError::Timeout(_)) => {}
             Err(e) => {
                 error = Some(e.to_string());
+                history.disconnected(&error_reason(&e));
                 break;
             }
         }
     }
+    if error.is_none() {
+        history.disconnected("teardown");
+    }
     let deliveries = log.lock().unwrap_or_else(PoisonError::into_inner).clone();
     Reader {
-        after_seq,
         deliveries,
         reconnects: client.reconnects,
         addr: client.addr().to_owned(),
@@ -309,10 +380,22 @@ async fn read(
     }
 }
 
+/// A reader's disconnect reason: the error code, or what failed.
+fn error_reason(e: &ClientError) -> String {
+    match e {
+        ClientError::Server { code, .. } => error_code_name(*code),
+        other => other.to_string(),
+    }
+}
+
 /// The record of a finished workload.
 pub struct Run {
     pub publishes: Vec<Publish>,
     pub readers: Vec<Reader>,
+    /// Until [`Run::verdict`] finishes it.
+    recording: Option<Recording>,
+    /// The history, once finished.
+    history: Option<History>,
 }
 
 impl Run {
@@ -324,10 +407,11 @@ impl Run {
     }
 
     /// Publishes invoked within `[from, to)`.
-    pub fn invoked_between(&self, from: Instant, to: Instant) -> Vec<&Publish> {
+    pub fn invoked_between(&self, from: Instant, to: Instant) -> Vec<Publish> {
         self.publishes
             .iter()
             .filter(|p| p.invoked_at >= from && p.invoked_at < to)
+            .cloned()
             .collect()
     }
 
@@ -392,65 +476,55 @@ impl Run {
         )
     }
 
-    /// Design §4, invariants 1–3, for these readers and PostgreSQL: every
-    /// reader got every acknowledged message, nothing never published, in
-    /// gap-free seq order with each seq once, all readers agree on the
-    /// order; after the drain PostgreSQL holds each acknowledged message
-    /// once, in the same order. Returns the number of messages stored.
-    pub async fn check(&self, p: &Pipeline) -> usize {
-        let attempted: HashSet<&str> = self.publishes.iter().map(|p| p.id.as_str()).collect();
-        let acked: HashSet<&str> = self.acked().map(|p| p.id.as_str()).collect();
-        let mut order: BTreeMap<u64, &str> = BTreeMap::new();
+    /// Reads PostgreSQL's rows once the sync worker holds every seq a
+    /// reader received (waiting up to 60 s, also through an outage), adds
+    /// them to the history and returns the history checker's verdict
+    /// (design §8).
+    pub async fn verdict(&mut self, p: &Pipeline) -> Verdict {
+        if let Some(recording) = self.recording.take() {
+            let newest = self
+                .readers
+                .iter()
+                .flat_map(|r| r.deliveries.last())
+                .map(|d| d.seq)
+                .max()
+                .unwrap_or_default();
+            let rows = p
+                .await_stored_messages(newest as usize, Duration::from_secs(60))
+                .await
+                .expect("PostgreSQL catches up");
+            recording.stored(rows.iter().map(|(seq, id)| (*seq as u64, id.as_str())));
+            self.history = Some(recording.finish().expect("every log handed back"));
+        }
+        self.history().check()
+    }
+
+    /// The recorded history (after [`Run::verdict`]).
+    pub fn history(&self) -> &History {
+        self.history.as_ref().expect("call Run::verdict first")
+    }
+
+    /// Design §4, invariants 1–3, as the history checker judges them: no
+    /// acknowledged message lost at any reader or in PostgreSQL, nothing
+    /// unexpected, every reader's seqs gap-free and in order, readers and
+    /// PostgreSQL agreeing on each seq, PostgreSQL holding each acknowledged
+    /// message once. Also no reader stopped early. Returns the verdict.
+    pub async fn check(&mut self, p: &Pipeline) -> Verdict {
         for (i, r) in self.readers.iter().enumerate() {
             assert!(r.error.is_none(), "reader {i} stopped early: {:?}", r.error);
-            for (expected, d) in (r.after_seq + 1..).zip(&r.deliveries) {
-                assert_eq!(
-                    d.seq, expected,
-                    "reader {i}: gap, duplicate or reorder at {d:?}"
-                );
-                assert!(
-                    attempted.contains(d.id.as_str()),
-                    "reader {i}: unexpected {d:?}"
-                );
-                let agreed = *order.entry(d.seq).or_insert(d.id.as_str());
-                assert_eq!(agreed, d.id, "reader {i}: seq {} is another message", d.seq);
-            }
-            let got: HashSet<&str> = r.deliveries.iter().map(|d| d.id.as_str()).collect();
-            let mut lost: Vec<&&str> = acked.difference(&got).collect();
-            lost.sort();
-            assert!(
-                lost.is_empty(),
-                "reader {i} lost {} acknowledged: {lost:?}",
-                lost.len()
-            );
         }
-        let newest = order.keys().next_back().copied().unwrap_or_default();
-        let rows = p
-            .await_stored_messages(newest as usize, Duration::from_secs(60))
-            .await
-            .expect("PostgreSQL catches up");
-        let mut stored: HashMap<&str, Vec<i64>> = HashMap::new();
-        for (i, (seq, id)) in rows.iter().enumerate() {
-            assert_eq!(
-                *seq,
-                i as i64 + 1,
-                "PostgreSQL: gap or duplicate seq at row {i}"
-            );
-            stored.entry(id.as_str()).or_default().push(*seq);
-            if let Some(seen) = order.get(&(*seq as u64)) {
-                assert_eq!(seen, id, "PostgreSQL has another message at seq {seq}");
-            }
-        }
-        for id in &acked {
-            let seqs = stored.get(id).map(Vec::as_slice).unwrap_or_default();
-            assert_eq!(
-                seqs.len(),
-                1,
-                "{id} stored {} times in PostgreSQL",
-                seqs.len()
-            );
-        }
-        rows.len()
+        let verdict = self.verdict(p).await;
+        println!("{verdict}");
+        assert!(
+            verdict.valid,
+            "the history checker failed the run:\n{verdict}"
+        );
+        assert_eq!(
+            verdict.totals.clients,
+            self.readers.len() as u64,
+            "every reader checked"
+        );
+        verdict
     }
 }
 
@@ -468,6 +542,22 @@ pub async fn readers_at(stack: &ChaosStack, prefix: &str, n: usize, addr: &str) 
         clients.push(client.expect("login"));
     }
     clients
+}
+
+/// The two recovery times every suite prints, measured from `repaired_at`
+/// (when the fault ended): the first acknowledged publish, and the last
+/// reader holding every message acknowledged before it.
+pub fn recovery(run: &Run, repaired_at: Instant) -> [(&'static str, Option<Duration>); 2] {
+    [
+        (
+            "first acknowledged publish after the fault ended",
+            run.first_ack_after(repaired_at),
+        ),
+        (
+            "last reader caught up after the fault ended",
+            Some(run.caught_up_after(repaired_at)),
+        ),
+    ]
 }
 
 /// Prints one suite's outcome and recovery times (shown with `--nocapture`
