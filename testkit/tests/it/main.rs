@@ -10,6 +10,7 @@ mod gateway;
 mod limits;
 mod ops;
 mod resume;
+mod security;
 mod sessions;
 mod status;
 mod support;
