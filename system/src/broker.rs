@@ -235,8 +235,12 @@ impl Publisher {
     /// Publishes a chat message to the message queue.
     pub async fn publish(&self, msg: &PublishedMessage) -> Result<(), BrokerError> {
         let payload = serde_json::to_vec(msg).expect("messages always serialize");
-        self.publish_to(&self.cfg.queue, &payload, FieldTable::default())
-            .await
+        let started = Instant::now();
+        let done = self
+            .publish_to(&self.cfg.queue, &payload, FieldTable::default())
+            .await;
+        metrics::histogram!("rtmc_publish_confirm_seconds").record(started.elapsed().as_secs_f64());
+        done
     }
 
     /// Publishes a rejected payload to the dead-letter queue with its reason.

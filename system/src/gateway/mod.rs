@@ -1,5 +1,6 @@
-//! The HTTP gateway: `POST /v1/messages` publishes with a broker confirm and
-//! answers 202 only after it; `POST /v1/login` issues session tokens. Every
+//! The HTTP gateway: `POST /v1/messages` (a user, with a session token) and
+//! `POST /v1/service/messages` (a service, with an API key) publish with a
+//! broker confirm and answer 202 only after it; `POST /v1/login` issues session tokens. Every
 //! failure is a JSON `{code, message}` body with a precise status: 400 bad
 //! JSON or fields, 401 no valid credentials, 413 oversized, 503 broker down.
 
@@ -137,7 +138,8 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
         })
     });
     let api = Router::new()
-        .route("/v1/messages", post(post_message))
+        .route("/v1/messages", post(post_user_message))
+        .route("/v1/service/messages", post(post_service_message))
         .route("/v1/login", post(login))
         .route(
             "/openapi.json",
@@ -145,8 +147,7 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
         )
         .with_state(state)
         .layer(DefaultBodyLimit::max(cfg.gateway.max_request_bytes));
-    Ok(api
-        .merge(crate::ops::routes(ready))
+    Ok(crate::ops::timed(api.merge(crate::ops::routes(ready)))
         .fallback(|| async { fail(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             fail(
@@ -302,8 +303,47 @@ fn sender(caller: Caller, sender: Option<String>) -> Result<String, &'static str
     }
 }
 
-async fn post_message(
+/// `POST /v1/messages`: a user publishes with a session token.
+async fn post_user_message(
     State(g): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Json<PostMessage>, JsonRejection>,
+) -> Response {
+    match route_credential(&headers, false) {
+        Ok(()) => post_message(g, headers, body).await,
+        Err(r) => r,
+    }
+}
+
+/// `POST /v1/service/messages`: a service publishes with an API key, as
+/// `service:<sender>`.
+async fn post_service_message(
+    State(g): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Json<PostMessage>, JsonRejection>,
+) -> Response {
+    match route_credential(&headers, true) {
+        Ok(()) => post_message(g, headers, body).await,
+        Err(r) => r,
+    }
+}
+
+#[allow(clippy::result_large_err)] // a Response is the natural error of a handler step
+/// Each publishing route takes one kind of credential: an API key on the
+/// service route, a session token on the user route.
+/// `Err` is why the credential does not fit the route.
+fn route_credential(headers: &HeaderMap, service_route: bool) -> Result<(), Response> {
+    let has_key = headers.contains_key("x-api-key");
+    let why = match (service_route, has_key) {
+        (true, true) | (false, false) => return Ok(()),
+        (true, false) => "send `X-Api-Key`; users publish with a session token at POST /v1/messages",
+        (false, true) => "this route takes a session token; services with an API key publish at POST /v1/service/messages",
+    };
+    Err(fail(StatusCode::UNAUTHORIZED, "unauthorized", why))
+}
+
+async fn post_message(
+    g: Gateway,
     headers: HeaderMap,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Response {

@@ -8,6 +8,7 @@ mod durability;
 mod failover;
 mod gateway;
 mod limits;
+mod operations;
 mod ops;
 mod resume;
 mod security;
