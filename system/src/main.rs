@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser)]
 #[command(name = "rtmc", version, about = "rtmc real-time chat backend")]
 struct Cli {
-    /// TOML configuration file (also RTMC_CONFIG).
+    /// TOML configuration file (also RTMC_CONFIG) [default: none, built-in defaults + RTMC_… variables].
     #[arg(long, global = true, env = "RTMC_CONFIG")]
     config: Option<PathBuf>,
-    /// Override one setting, e.g. `--set server.max_connections=100` (repeatable).
+    /// Override one setting, e.g. `--set server.max_connections=100` (repeatable) [default: none].
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     overrides: Vec<String>,
     #[command(subcommand)]
@@ -27,13 +27,13 @@ struct Cli {
 enum Command {
     /// Run a TCP chat server node.
     Server {
-        /// Overrides server.listen.
+        /// Overrides server.listen [default: the configuration's, 127.0.0.1:7000].
         #[arg(long)]
         listen: Option<String>,
     },
     /// Run the HTTP gateway.
     Gateway {
-        /// Overrides gateway.listen.
+        /// Overrides gateway.listen [default: the configuration's, 127.0.0.1:8080].
         #[arg(long)]
         listen: Option<String>,
     },
@@ -58,7 +58,7 @@ enum Command {
         /// Your user id.
         #[arg(long)]
         user: String,
-        /// Password (also RTMC_PASSWORD; its value is never shown); prompted without echo when absent.
+        /// Password (also RTMC_PASSWORD; its value is never shown) [default: prompted without echo].
         #[arg(long, env = "RTMC_PASSWORD", hide_env_values = true)]
         password: Option<String>,
         /// Directory of the last-seen-seq files (one per user and server), so a restarted
@@ -77,7 +77,7 @@ enum UserCommand {
     Add {
         /// The new user's id: 1-128 bytes, without `:` or control characters.
         user_id: String,
-        /// Password (also RTMC_PASSWORD; its value is never shown in help).
+        /// Password (also RTMC_PASSWORD; its value is never shown in help) [default: none, required].
         #[arg(long, env = "RTMC_PASSWORD", hide_env_values = true)]
         password: String,
     },
@@ -298,16 +298,23 @@ mod tests {
     use super::*;
     use clap::CommandFactory;
 
-    /// Every flag of every subcommand says what it is for.
+    /// Every flag of every subcommand says what it is for and, unless it
+    /// is required or a switch, what its default is.
     #[test]
-    fn every_argument_has_help() {
+    fn every_argument_has_help_naming_its_default() {
         fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
             for arg in cmd.get_arguments() {
                 let id = arg.get_id().as_str();
                 if id == "help" || id == "version" {
                     continue;
                 }
-                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                let exempt = arg.is_required_set()
+                    || arg.is_positional()
+                    || matches!(arg.get_action(), clap::ArgAction::SetTrue);
+                let has_default =
+                    !arg.get_default_values().is_empty() || help.contains("[default:");
+                if help.is_empty() || !(exempt || has_default) {
                     missing.push(format!("{path} {id}"));
                 }
             }
