@@ -317,27 +317,7 @@ mod tests {
     /// clap default names its default in that line.
     #[test]
     fn every_argument_has_help_naming_its_default() {
-        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            for arg in cmd.get_arguments() {
-                let id = arg.get_id().as_str();
-                if matches!(id, "help" | "version") || arg.is_positional() || arg.is_required_set()
-                {
-                    continue;
-                }
-                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-                let switch = matches!(arg.get_action(), clap::ArgAction::SetTrue);
-                let has_default =
-                    !arg.get_default_values().is_empty() || help.contains("[default:") || switch;
-                if help.is_empty() || !has_default {
-                    missing.push(format!("{path} --{id}"));
-                }
-            }
-            for sub in cmd.get_subcommands() {
-                walk(sub, &format!("{path} {}", sub.get_name()), missing);
-            }
-        }
-        let mut missing = Vec::new();
-        walk(&Cli::command(), "loadgen", &mut missing);
+        let missing = rtmc::cli_help::args_without_help_or_default(&Cli::command());
         assert!(
             missing.is_empty(),
             "arguments without help or default: {missing:?}"

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod backoff;
 pub mod broker;
+pub mod cli_help;
 pub mod client;
 pub mod config;
 pub mod consumer;

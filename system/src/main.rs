@@ -302,29 +302,11 @@ mod tests {
     /// is required or a switch, what its default is.
     #[test]
     fn every_argument_has_help_naming_its_default() {
-        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            for arg in cmd.get_arguments() {
-                let id = arg.get_id().as_str();
-                if id == "help" || id == "version" {
-                    continue;
-                }
-                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-                let exempt = arg.is_required_set()
-                    || arg.is_positional()
-                    || matches!(arg.get_action(), clap::ArgAction::SetTrue);
-                let has_default =
-                    !arg.get_default_values().is_empty() || help.contains("[default:");
-                if help.is_empty() || !(exempt || has_default) {
-                    missing.push(format!("{path} {id}"));
-                }
-            }
-            for sub in cmd.get_subcommands() {
-                walk(sub, &format!("{path} {}", sub.get_name()), missing);
-            }
-        }
-        let mut missing = Vec::new();
-        walk(&Cli::command(), "rtmc", &mut missing);
-        assert!(missing.is_empty(), "arguments without help: {missing:?}");
+        let missing = rtmc::cli_help::args_without_help_or_default(&Cli::command());
+        assert!(
+            missing.is_empty(),
+            "arguments without help or default: {missing:?}"
+        );
         Cli::command().debug_assert();
     }
 
