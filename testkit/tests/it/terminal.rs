@@ -273,3 +273,46 @@ async fn startup_errors_say_what_to_do() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_password_flag_the_password_is_read_from_the_prompt() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let user = p.add_user("prompt").await.unwrap();
+    let binary = rtmc_testkit::process::rtmc_binary().unwrap();
+    let mut child = Command::new(binary)
+        .args([
+            "client",
+            "--no-state",
+            "--addr",
+            &p.server_addr(0),
+            "--user",
+            &user,
+        ])
+        .env_remove("RTMC_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{TEST_PASSWORD}\n/quit\n").as_bytes())
+        .await
+        .unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("client did not exit")
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("password for {user}: ")),
+        "{stderr}"
+    );
+    assert!(stdout.contains("-- logged in as"), "{stdout}");
+    assert!(!stdout.contains(TEST_PASSWORD) && !stderr.contains(TEST_PASSWORD));
+}
