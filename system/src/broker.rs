@@ -38,7 +38,7 @@ pub const EMPTY_BODY_RULE: &str = "body must not be empty or only whitespace";
 impl PublishedMessage {
     /// Checks the message against the limits every hop enforces: a body
     /// that is not blank and not oversized, the id shape, a sender that is a
-    /// user id or `service:<name>` (see [`crate::auth::valid_sender`]), and that its `broadcast` frame —
+    /// user id or `service:<name>` (see [`crate::identity::valid_sender`]), and that its `broadcast` frame —
     /// after JSON escaping, which can grow a body sixfold — fits a frame.
     pub fn check_limits(
         &self,
@@ -48,7 +48,7 @@ impl PublishedMessage {
         if !valid_message_id(&self.message_id) {
             return Err("message_id must be 1-128 printable ASCII characters".into());
         }
-        if !crate::auth::valid_sender(&self.from) {
+        if !crate::identity::valid_sender(&self.from) {
             return Err(
                 "from must be a user id or `service:<name>` (1-128 bytes each, no other `:`, no control characters)"
                     .into(),

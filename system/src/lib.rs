@@ -19,6 +19,7 @@ pub mod db;
 pub mod display;
 pub mod error;
 pub mod gateway;
+pub mod identity;
 pub mod ops;
 pub mod presence;
 pub mod protocol;
