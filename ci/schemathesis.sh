@@ -12,6 +12,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
+export RTMC_SCHEMATHESIS=1
 ST="${RTMC_SCHEMATHESIS_VENV:-$ROOT/target/schemathesis-venv}/bin/st"
 STACK="${RTMC_STACK_BIN:-}"
 if [ -z "$STACK" ]; then

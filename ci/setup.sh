@@ -11,6 +11,7 @@
 #   RTMC_DEBIAN_MIRROR mirror for debootstrap (default http://deb.debian.org/debian)
 #   RTMC_REBUILD=1    rebuild the service images even when they exist
 #   RTMC_BENCH_TOOLS=1 also install gungraun-runner (the tests' instruction-count benches)
+#   RTMC_SCHEMATHESIS=1 also install schemathesis (ci/schemathesis.sh sets it)
 #   RTMC_SCHEMATHESIS_VENV venv for schemathesis (default target/schemathesis-venv)
 set -euo pipefail
 
@@ -60,11 +61,12 @@ if [ "${RTMC_BENCH_TOOLS:-0}" = 1 ] && [ -n "$gungraun_version" ] \
   gungraun_pid=$!
 fi
 
-# 1c. schemathesis (PyPI) in a venv, for ci/schemathesis.sh: the gateway
-# fuzzed against its own /openapi.json.
+# 1c. Only with RTMC_SCHEMATHESIS=1 (set by ci/schemathesis.sh): schemathesis
+# (PyPI) in a venv, the gateway fuzzed against its own /openapi.json.
 SCHEMATHESIS_VERSION="${RTMC_SCHEMATHESIS_VERSION:-3.39.16}"
 ST_VENV="${RTMC_SCHEMATHESIS_VENV:-$ROOT/target/schemathesis-venv}"
-if [ "$("$ST_VENV/bin/st" --version 2>/dev/null | awk '{print $NF}')" != "$SCHEMATHESIS_VERSION" ]; then
+if [ "${RTMC_SCHEMATHESIS:-0}" = 1 ] \
+  && [ "$("$ST_VENV/bin/st" --version 2>/dev/null | awk '{print $NF}')" != "$SCHEMATHESIS_VERSION" ]; then
   log "installing schemathesis $SCHEMATHESIS_VERSION into $ST_VENV"
   python3 -m venv "$ST_VENV"
   # hypothesis pinned: newer releases break schemathesis 3.39 ("'many' object has no attribute 'more'").
