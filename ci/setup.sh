@@ -11,6 +11,8 @@
 #   RTMC_DEBIAN_MIRROR mirror for debootstrap (default http://deb.debian.org/debian)
 #   RTMC_REBUILD=1    rebuild the service images even when they exist
 #   RTMC_BENCH_TOOLS=1 also install gungraun-runner (the tests' instruction-count benches)
+#   RTMC_SCHEMATHESIS=1 also install schemathesis (ci/schemathesis.sh sets it)
+#   RTMC_SCHEMATHESIS_VENV venv for schemathesis (default target/schemathesis-venv)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +34,10 @@ missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+# promtool (Debian package prometheus) lints a /metrics scrape in the tests;
+# python3-venv holds schemathesis for ci/schemathesis.sh.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
   need_root "installing ${missing[*]}"
   log "installing ${missing[*]}"
@@ -53,6 +59,20 @@ if [ "${RTMC_BENCH_TOOLS:-0}" = 1 ] && [ -n "$gungraun_version" ] \
   cargo install --locked --quiet gungraun-runner --version "$gungraun_version" \
     >/tmp/rtmc-gungraun-runner.log 2>&1 &
   gungraun_pid=$!
+fi
+
+# 1c. Only with RTMC_SCHEMATHESIS=1 (set by ci/schemathesis.sh): schemathesis
+# (PyPI) in a venv, the gateway fuzzed against its own /openapi.json.
+SCHEMATHESIS_VERSION="${RTMC_SCHEMATHESIS_VERSION:-3.39.16}"
+ST_VENV="${RTMC_SCHEMATHESIS_VENV:-$ROOT/target/schemathesis-venv}"
+if [ "${RTMC_SCHEMATHESIS:-0}" = 1 ] \
+  && [ "$("$ST_VENV/bin/st" --version 2>/dev/null | awk '{print $NF}')" != "$SCHEMATHESIS_VERSION" ]; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION into $ST_VENV"
+  python3 -m venv "$ST_VENV"
+  # hypothesis pinned: newer releases break schemathesis 3.39 ("'many' object has no attribute 'more'").
+  "$ST_VENV/bin/pip" install --quiet "schemathesis==$SCHEMATHESIS_VERSION" "hypothesis==6.122.3" \
+    >/tmp/rtmc-schemathesis.log 2>&1 \
+    || { log "installing schemathesis failed; see /tmp/rtmc-schemathesis.log"; exit 1; }
 fi
 
 # 2. Engine.

@@ -32,19 +32,19 @@ enum Command {
     Ramp {
         #[command(flatten)]
         load: LoadArgs,
-        /// First step's rate, messages per second.
+        /// First step's rate, messages per second [default: profile, else 100].
         #[arg(long)]
         start_rate: Option<f64>,
-        /// Added per step.
+        /// Messages per second added per step [default: profile, else 100].
         #[arg(long)]
         step_rate: Option<f64>,
-        /// Multiply the rate per step instead (e.g. 1.5).
+        /// Multiply the rate per step instead (e.g. 1.5) [default: add --step-rate].
         #[arg(long)]
         factor: Option<f64>,
-        /// Stop before exceeding this rate.
+        /// Stop before exceeding this rate, messages per second [default: profile, else 5000].
         #[arg(long)]
         max_rate: Option<f64>,
-        /// Seconds per step.
+        /// Seconds per step [default: profile, else 10].
         #[arg(long)]
         step_duration_secs: Option<f64>,
     },
@@ -55,7 +55,7 @@ enum Command {
         /// Report directories (each with latency.hlog, and report.json if present).
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
-        /// Where the merged report goes (default reports/<timestamp>-merge).
+        /// Where the merged report goes [default: reports/<timestamp>-merge].
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -64,65 +64,71 @@ enum Command {
 /// Flags shared by run, ramp and floor; each overrides the profile.
 #[derive(Args)]
 struct LoadArgs {
-    /// TOML profile (e.g. loadgen/profiles/1k.toml); flags override it.
+    /// TOML profile (e.g. loadgen/profiles/1k.toml); flags override it [default: built-in defaults].
     #[arg(long)]
     profile: Option<PathBuf>,
-    /// Simulated receiving clients.
+    /// Simulated receiving clients [default: profile, else 100].
     #[arg(long)]
     clients: Option<usize>,
-    /// Aggregate publish rate, messages per second.
+    /// Aggregate publish rate, messages per second [default: profile, else 200].
     #[arg(long)]
     rate: Option<f64>,
+    /// Seconds of publishing [default: profile, else 10].
     #[arg(long)]
     duration_secs: Option<f64>,
-    /// Client connections started per second.
+    /// Client connections started per second [default: profile, else 1000].
     #[arg(long)]
     connects_per_sec: Option<f64>,
+    /// Bytes of each message body [default: profile, else 16].
     #[arg(long)]
     body_bytes: Option<usize>,
+    /// How messages are published [default: profile, else tcp].
     #[arg(long, value_enum)]
     publish_via: Option<PublishVia>,
+    /// TCP publishing connections (publish-only sessions) [default: profile, else 2].
     #[arg(long)]
     tcp_publishers: Option<u32>,
+    /// Seconds to wait for the last deliveries after publishing ends [default: profile, else 10].
     #[arg(long)]
     drain_timeout_secs: Option<f64>,
-    /// Local source address for client sockets (repeatable), e.g. 127.0.0.2.
+    /// Local source address for client sockets (repeatable), e.g. 127.0.0.2 [default: the OS picks].
     #[arg(long = "source-addr")]
     source_addrs: Vec<String>,
     /// Target a running deployment: a server address (repeatable). Without it
-    /// loadgen brings up its own stack.
+    /// loadgen brings up its own stack [default: an embedded stack].
     #[arg(long = "server")]
     servers: Vec<String>,
-    /// Gateway base URL of the running deployment.
+    /// Gateway base URL of the running deployment [default: the embedded stack's].
     #[arg(long)]
     gateway: Option<String>,
-    #[arg(long)]
+    /// Gateway API key for --publish-via http (also LOADGEN_API_KEY; never shown) [default: the embedded stack's].
+    #[arg(long, env = "LOADGEN_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// Users are <prefix>-0 … <prefix>-(clients + publishers).
+    /// Users are <prefix>-0 … <prefix>-(clients + publishers) [default: profile, else lg].
     #[arg(long)]
     user_prefix: Option<String>,
-    /// Password of those users (target mode).
-    #[arg(long, env = "LOADGEN_PASSWORD")]
+    /// Password of those users (target mode; also LOADGEN_PASSWORD, never shown) [default: the embedded stack's].
+    #[arg(long, env = "LOADGEN_PASSWORD", hide_env_values = true)]
     password: Option<String>,
-    /// Server nodes of the embedded stack.
+    /// Server nodes of the embedded stack [default: profile, else 1].
     #[arg(long)]
     server_nodes: Option<usize>,
-    /// Server pids to include in the self-check (target mode, repeatable).
+    /// Server pids to include in the self-check (target mode, repeatable) [default: none].
     #[arg(long = "server-pid")]
     server_pids: Vec<u32>,
-    /// Redis host:port for the floor (default: the embedded stack's).
+    /// Redis host:port for the floor [default: the embedded stack's].
     #[arg(long)]
     floor_redis: Option<String>,
     /// Skip the Redis floor.
     #[arg(long)]
     no_floor: bool,
-    /// p99 SLO in milliseconds.
+    /// p99 SLO in milliseconds [default: profile; ramp: 50].
     #[arg(long)]
     slo_p99_ms: Option<f64>,
-    /// Tolerated connect/login failures, percent.
+    /// Tolerated connect/login failures, percent [default: profile, else 0].
     #[arg(long)]
     max_connect_error_pct: Option<f64>,
-    /// Report directory.
+    /// Report directory [default: reports/<timestamp>-<profile>].
     #[arg(long)]
     out: Option<PathBuf>,
     /// No live line.
@@ -299,5 +305,23 @@ fn main() -> ExitCode {
             eprintln!("loadgen: error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag of every subcommand has a help line, and a flag without a
+    /// clap default names its default in that line.
+    #[test]
+    fn every_argument_has_help_naming_its_default() {
+        let missing = rtmc::cli_help::args_without_help_or_default(&Cli::command());
+        assert!(
+            missing.is_empty(),
+            "arguments without help or default: {missing:?}"
+        );
+        Cli::command().debug_assert();
     }
 }

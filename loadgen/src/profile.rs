@@ -27,7 +27,7 @@ pub enum PublishVia {
     /// Pipelined `send` commands on logged-in TCP connections.
     #[default]
     Tcp,
-    /// `POST /v1/messages` on the HTTP gateway with an API key.
+    /// `POST /v1/service/messages` on the HTTP gateway with an API key.
     Http,
     /// Both, ticks split between them.
     Both,

@@ -1,7 +1,7 @@
 //! The publishing side: an open-loop schedule at a fixed aggregate rate
 //! (tick `i` is due at `start + i / rate`, never derived from when the
 //! previous send completed), over pipelined TCP `send`s, HTTP
-//! `POST /v1/messages`, or Redis `PUBLISH` for the floor. Every message
+//! `POST /v1/service/messages`, or Redis `PUBLISH` for the floor. Every message
 //! carries its intended send time, so latency is corrected for coordinated
 //! omission, and a publisher sequence in its message id.
 
@@ -189,7 +189,7 @@ impl MessageShape {
         }
     }
 
-    /// The `POST /v1/messages` body of publisher sequence `seq` on channel `channel`.
+    /// The `POST /v1/service/messages` body of publisher sequence `seq` on channel `channel`.
     fn http_body(&self, channel: u32, seq: u64, sent_at_us: u64) -> serde_json::Value {
         serde_json::json!({
             "sender": self.sender,
@@ -451,7 +451,7 @@ async fn publish_http(
         .timeout(share.ack_timeout)
         .build()
         .map_err(|e| PublishError::Http(e.to_string()))?;
-    let url = format!("{}/v1/messages", base_url.trim_end_matches('/'));
+    let url = format!("{}/v1/service/messages", base_url.trim_end_matches('/'));
     let schedule = share.schedule;
     let permits = Arc::new(Semaphore::new(concurrency.max(1)));
     let outcome = Arc::new(std::sync::Mutex::new(PublishOutcome::default()));
@@ -500,7 +500,7 @@ async fn publish_http(
     Ok(o)
 }
 
-/// Sends one `POST /v1/messages` and counts its answer: `202` is the ack.
+/// Sends one `POST /v1/service/messages` and counts its answer: `202` is the ack.
 /// Returns the status, `None` when no answer came.
 async fn post_message(
     req: reqwest::RequestBuilder,

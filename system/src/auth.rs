@@ -1,7 +1,14 @@
 //! Password logins, the same for the TCP server and the HTTP gateway: the
-//! user-id shape, the per-user throttle after repeated failures, the argon2
+//! user-id shape and the sender namespaces, the login throttle, the argon2
 //! check, and counting a failure. Each edge turns a [`LoginRefused`] into
 //! its own answer (an `error` frame, an HTTP status).
+//!
+//! Throttling never locks an owner out: failures are counted per
+//! (user, source address) and per source address over all users, never per
+//! user alone, so guessing from one address cannot stop the user logging in
+//! from another.
+
+use std::net::IpAddr;
 
 use sqlx::PgPool;
 
@@ -9,19 +16,28 @@ use crate::config::ServerConfig;
 use crate::db::DbError;
 use crate::presence::{Presence, PresenceError};
 
-/// Longest user id accepted, in bytes.
-pub const MAX_USER_ID_BYTES: usize = 128;
+pub use crate::identity::{
+    service_sender, valid_sender, valid_user_id, MAX_USER_ID_BYTES, SERVICE_SENDER_PREFIX,
+    USER_ID_RULE,
+};
 
-/// A user id is 1–128 bytes.
-pub fn valid_user_id(user_id: &str) -> bool {
-    !user_id.is_empty() && user_id.len() <= MAX_USER_ID_BYTES
+/// Compares a presented API key with the configured ones in time that does
+/// not depend on where they differ.
+pub fn api_key_matches<'a>(presented: &str, keys: impl IntoIterator<Item = &'a str>) -> bool {
+    use subtle::ConstantTimeEq;
+    let mut found = subtle::Choice::from(0);
+    for k in keys {
+        found |= k.as_bytes().ct_eq(presented.as_bytes());
+    }
+    found.into()
 }
 
 /// Why a login was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginRefused {
-    /// Too many recent failures for this user; the password was not checked.
-    #[error("too many failed logins for this user; try again later")]
+    /// Too many recent failures for this user from this address, or from
+    /// this address at all; the password was not checked.
+    #[error("too many failed logins from this address; try again later")]
     Throttled,
     /// Unknown user or wrong password; counted towards the throttle.
     #[error("wrong user id or password")]
@@ -34,19 +50,17 @@ pub enum LoginRefused {
     DatabaseUnavailable(DbError),
 }
 
-/// Checks `password` for `user_id`, unless the user is throttled; a wrong
-/// password is counted in the user's failure window.
+/// Checks `password` for `user_id` coming from `source`, unless that pair
+/// or that source is throttled; a wrong password is counted for both.
 pub async fn check_password(
     presence: &Presence,
     pg: &PgPool,
     limits: &ServerConfig,
     user_id: &str,
     password: &str,
+    source: IpAddr,
 ) -> Result<(), LoginRefused> {
-    match presence
-        .login_throttled(user_id, limits.max_login_failures)
-        .await
-    {
+    match presence.login_throttled(user_id, source, limits).await {
         Ok(false) => {}
         Ok(true) => {
             metrics::counter!("rtmc_rate_limited_total", "kind" => "login").increment(1);
@@ -58,7 +72,7 @@ pub async fn check_password(
         Ok(true) => Ok(()),
         Ok(false) => {
             let window = limits.login_failure_window_secs;
-            if let Err(e) = presence.record_login_failure(user_id, window).await {
+            if let Err(e) = presence.record_login_failure(user_id, source, window).await {
                 tracing::warn!(error = %e, "could not record a failed login");
             }
             Err(LoginRefused::WrongPassword)
@@ -72,10 +86,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn user_ids_are_one_to_128_bytes() {
-        assert!(!valid_user_id(""));
-        assert!(valid_user_id("a"));
-        assert!(valid_user_id(&"a".repeat(128)));
-        assert!(!valid_user_id(&"a".repeat(129)));
+    fn api_keys_compare_whole() {
+        let keys = ["k1-secret", "k2-secret"];
+        assert!(api_key_matches("k2-secret", keys));
+        assert!(!api_key_matches("k2-secre", keys));
+        assert!(!api_key_matches("k2-secrett", keys));
+        assert!(!api_key_matches("", keys));
+        assert!(!api_key_matches("k1-secret", []));
     }
 }

@@ -32,9 +32,14 @@ pub fn valid_message_id(id: &str) -> bool {
 /// `{"command":"broadcast","seq":<20 digits>,` minus the brace it replaces.
 pub const BROADCAST_OVERHEAD_BYTES: usize = 48;
 
+/// The one rule for empty messages, the same over TCP, HTTP and in the
+/// terminal client: a body must hold something besides whitespace.
+pub const EMPTY_BODY_RULE: &str = "body must not be empty or only whitespace";
+
 impl PublishedMessage {
-    /// Checks the message against the limits every hop enforces: the body
-    /// size, the id and sender shapes, and that its `broadcast` frame —
+    /// Checks the message against the limits every hop enforces: a body
+    /// that is not blank and not oversized, the id shape, a sender that is a
+    /// user id or `service:<name>` (see [`crate::identity::valid_sender`]), and that its `broadcast` frame —
     /// after JSON escaping, which can grow a body sixfold — fits a frame.
     pub fn check_limits(
         &self,
@@ -44,8 +49,14 @@ impl PublishedMessage {
         if !valid_message_id(&self.message_id) {
             return Err("message_id must be 1-128 printable ASCII characters".into());
         }
-        if self.from.is_empty() || self.from.len() > 128 {
-            return Err("from must be 1-128 bytes".into());
+        if !crate::identity::valid_sender(&self.from) {
+            return Err(
+                "from must be a user id or `service:<name>` (1-128 bytes each, no other `:`, no control characters)"
+                    .into(),
+            );
+        }
+        if self.body.trim().is_empty() {
+            return Err(EMPTY_BODY_RULE.into());
         }
         if self.body.len() > max_body_bytes {
             return Err(format!("body exceeds {max_body_bytes} bytes"));
@@ -270,8 +281,12 @@ impl Publisher {
     /// Publishes a chat message to the message queue.
     pub async fn publish(&self, msg: &PublishedMessage) -> Result<(), BrokerError> {
         let payload = serde_json::to_vec(msg).expect("messages always serialize");
-        self.publish_to(&self.cfg.queue, &payload, FieldTable::default())
-            .await
+        let started = Instant::now();
+        let done = self
+            .publish_to(&self.cfg.queue, &payload, FieldTable::default())
+            .await;
+        metrics::histogram!("rtmc_publish_confirm_seconds").record(started.elapsed().as_secs_f64());
+        done
     }
 
     /// Publishes a rejected payload to the dead-letter queue with its reason.

@@ -31,7 +31,7 @@ pub enum ClientError {
     Closed,
     #[error("timed out after {0:?}")]
     Timeout(Duration),
-    #[error("server error {code:?}: {message}")]
+    #[error("{message} (server code `{}`)", code.as_str())]
     Server { code: ErrorCode, message: String },
     #[error("unexpected frame: {0:?}")]
     Unexpected(Box<ServerFrame>),
@@ -166,6 +166,21 @@ impl Default for ReconnectPolicy {
     }
 }
 
+/// What happened to a [`ChatClient`]'s link, for callers that tell the
+/// user (see [`ChatClient::on_link_event`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The link failed; reconnecting (with back-off) starts now.
+    Lost { cause: String },
+    /// Logged in again at `addr`; `replayed` messages precede live traffic.
+    Reconnected { addr: String, replayed: u64 },
+    /// Every attempt failed; the last error is returned to the caller.
+    GaveUp { attempts: u32 },
+}
+
+/// Called with each [`LinkEvent`] as it happens.
+type LinkObserver = Box<dyn Fn(&LinkEvent) + Send + Sync>;
+
 /// A logged-in chat client that reconnects and resumes where it left off:
 /// after a lost link it logs in again (to the next address of its list) with
 /// `resume_from` = the last sequence number it delivered, so the caller sees
@@ -191,6 +206,8 @@ pub struct ChatClient {
     pub info: LoginInfo,
     /// Bound on waiting for one reply.
     pub reply_timeout: Duration,
+    /// Told about lost links and reconnects.
+    observer: Option<LinkObserver>,
 }
 
 impl ChatClient {
@@ -224,7 +241,19 @@ impl ChatClient {
             last_seq,
             info,
             reply_timeout,
+            observer: None,
         })
+    }
+
+    /// Calls `f` on every lost link, reconnect and final failure.
+    pub fn on_link_event(&mut self, f: impl Fn(&LinkEvent) + Send + Sync + 'static) {
+        self.observer = Some(Box::new(f));
+    }
+
+    fn tell(&self, e: LinkEvent) {
+        if let Some(f) = &self.observer {
+            f(&e);
+        }
     }
 
     /// The last sequence number delivered to the caller.
@@ -272,14 +301,23 @@ impl ChatClient {
         .await?;
         self.conn = conn;
         self.reconnects += 1;
+        let replayed = self.info.last_seq.saturating_sub(resume);
+        self.tell(LinkEvent::Reconnected {
+            addr: self.addr().to_owned(),
+            replayed,
+        });
         Ok(())
     }
 
-    /// Reconnects with back-off along the address list, per the policy.
+    /// Reconnects with back-off along the address list, per the policy, if
+    /// `cause` is a failed link; any other error is returned as is.
     async fn recover(&mut self, cause: ClientError) -> Result<(), ClientError> {
         if !self.policy.enabled || !cause.is_transport() {
             return Err(cause);
         }
+        self.tell(LinkEvent::Lost {
+            cause: cause.to_string(),
+        });
         let mut backoff = Backoff::new(self.policy.initial_backoff, self.policy.max_backoff);
         let mut last = cause;
         for attempt in 0..self.policy.max_attempts {
@@ -293,6 +331,9 @@ impl ChatClient {
                 Err(e) => return Err(e),
             }
         }
+        self.tell(LinkEvent::GaveUp {
+            attempts: self.policy.max_attempts,
+        });
         Err(last)
     }
 
@@ -378,6 +419,19 @@ impl ChatClient {
                 // Late acks or errors of earlier sends, heartbeat acks: not ours.
                 _ => {}
             }
+        }
+    }
+
+    /// A heartbeat; a link that fails it, or leaves it unanswered within
+    /// `reply_timeout` (a black hole), is replaced by a new one (reconnect
+    /// and resume, per the policy).
+    pub async fn heartbeat_or_reconnect(&mut self) -> Result<(), ClientError> {
+        match self.heartbeat().await {
+            Ok(()) => Ok(()),
+            Err(ClientError::Timeout(_)) if self.policy.enabled => {
+                self.recover(ClientError::Closed).await
+            }
+            Err(e) => self.recover(e).await,
         }
     }
 

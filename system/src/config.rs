@@ -151,9 +151,14 @@ pub struct ServerConfig {
     /// Frames per second a connection may send at all; beyond it the
     /// connection is closed with `rate_limited` (a flood).
     pub max_frames_per_sec: u32,
-    /// Failed logins per user within `login_failure_window_secs` before
-    /// further attempts are refused with `rate_limited` (password not checked).
+    /// Failed logins for one user from one source address within
+    /// `login_failure_window_secs` before further attempts of that pair are
+    /// refused with `rate_limited` (password not checked). Other addresses
+    /// are unaffected, so the owner is never locked out.
     pub max_login_failures: u32,
+    /// Failed logins from one source address, all users together, within
+    /// the window before every login from it is refused with `rate_limited`.
+    pub max_login_failures_per_source: u32,
     pub login_failure_window_secs: u64,
     /// Failed logins on one connection before it is closed.
     pub max_login_failures_per_connection: u32,
@@ -182,6 +187,7 @@ impl Default for ServerConfig {
             max_sends_per_sec: 1_000,
             max_frames_per_sec: 5_000,
             max_login_failures: 10,
+            max_login_failures_per_source: 100,
             login_failure_window_secs: 60,
             max_login_failures_per_connection: 3,
             socket_send_buffer_bytes: 0,

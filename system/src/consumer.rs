@@ -212,6 +212,7 @@ async fn append_stored(
         metrics::counter!("rtmc_consumer_redis_retries_total").increment(1);
         tracing::warn!(error = %e, retry_in = ?retry_in, "redis append failed; backing off");
     };
+    let started = std::time::Instant::now();
     let Some(outcomes) = backoff.retry(shutdown, append, on_error).await else {
         return false;
     };
@@ -221,6 +222,7 @@ async fn append_stored(
         .count() as u64;
     metrics::counter!("rtmc_consumer_appended_total").increment(outcomes.len() as u64 - dups);
     metrics::counter!("rtmc_consumer_duplicates_total").increment(dups);
+    metrics::histogram!("rtmc_consumer_append_seconds").record(started.elapsed().as_secs_f64());
     true
 }
 

@@ -2,23 +2,21 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rtmc::client::{ChatClient, ClientError};
+use rtmc::client::ClientError;
 use rtmc::config::Config;
-use tokio::io::AsyncBufReadExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "rtmc", version, about = "rtmc real-time chat backend")]
 struct Cli {
-    /// TOML configuration file (also RTMC_CONFIG).
+    /// TOML configuration file (also RTMC_CONFIG) [default: none, built-in defaults + RTMC_… variables].
     #[arg(long, global = true, env = "RTMC_CONFIG")]
     config: Option<PathBuf>,
-    /// Override one setting, e.g. `--set server.max_connections=100` (repeatable).
+    /// Override one setting, e.g. `--set server.max_connections=100` (repeatable) [default: none].
     #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
     overrides: Vec<String>,
     #[command(subcommand)]
@@ -29,13 +27,13 @@ struct Cli {
 enum Command {
     /// Run a TCP chat server node.
     Server {
-        /// Overrides server.listen.
+        /// Overrides server.listen [default: the configuration's, 127.0.0.1:7000].
         #[arg(long)]
         listen: Option<String>,
     },
     /// Run the HTTP gateway.
     Gateway {
-        /// Overrides gateway.listen.
+        /// Overrides gateway.listen [default: the configuration's, 127.0.0.1:8080].
         #[arg(long)]
         listen: Option<String>,
     },
@@ -52,16 +50,24 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
-    /// Interactive terminal client: type a line to send it; broadcasts print as they arrive.
+    /// Interactive terminal client: type a line to send it; messages print as they arrive.
     Client {
-        /// Server address; repeat it to give failover nodes, tried in order.
+        /// TCP server address HOST:PORT; repeat it to give failover nodes, tried in order.
         #[arg(long, default_value = "127.0.0.1:7000")]
         addr: Vec<String>,
+        /// Your user id.
         #[arg(long)]
         user: String,
-        /// Password (also RTMC_PASSWORD).
-        #[arg(long, env = "RTMC_PASSWORD")]
-        password: String,
+        /// Password (also RTMC_PASSWORD; its value is never shown) [default: prompted without echo].
+        #[arg(long, env = "RTMC_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Directory of the last-seen-seq files (one per user and server), so a restarted
+        /// client resumes where it left off [default: $XDG_STATE_HOME/rtmc or ~/.local/state/rtmc].
+        #[arg(long, env = "RTMC_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// Keep no state file: start from new messages each time.
+        #[arg(long)]
+        no_state: bool,
     },
 }
 
@@ -69,17 +75,35 @@ enum Command {
 enum UserCommand {
     /// Create a user with an argon2id password hash.
     Add {
+        /// The new user's id: 1-128 bytes, without `:` or control characters.
         user_id: String,
-        /// Password (also RTMC_PASSWORD).
-        #[arg(long, env = "RTMC_PASSWORD")]
+        /// Password (also RTMC_PASSWORD; its value is never shown in help) [default: none, required].
+        #[arg(long, env = "RTMC_PASSWORD", hide_env_values = true)]
         password: String,
     },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    rtmc::telemetry::init_logging();
     let cli = Cli::parse();
+    if let Command::Client {
+        addr,
+        user,
+        password,
+        state_dir,
+        no_state,
+    } = cli.command
+    {
+        // No log lines (they would land in the chat) and no backtrace: a
+        // failure is one sentence saying what to do.
+        if let Err(e) = client(addr, user, password, state_dir, no_state).await {
+            eprintln!("rtmc client: {e}");
+            std::process::exit(1);
+        }
+        // Exit now: the runtime would wait for the blocked stdin read.
+        std::process::exit(0);
+    }
+    rtmc::telemetry::init_logging();
     let mut overrides = cli.overrides.clone();
     match &cli.command {
         Command::Server { listen: Some(l) } => overrides.push(format!("server.listen={l}")),
@@ -116,16 +140,17 @@ async fn main() -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::Add { user_id, password },
         } => {
+            anyhow::ensure!(
+                rtmc::auth::valid_user_id(&user_id),
+                "{}",
+                rtmc::auth::USER_ID_RULE
+            );
             let pool = rtmc::db::connect(&cfg.postgres).await?;
             rtmc::db::add_user(&pool, &user_id, &password, rtmc::db::HashCost::DEFAULT).await?;
             println!("user {user_id} created");
             Ok(())
         }
-        Command::Client {
-            addr,
-            user,
-            password,
-        } => client(&addr, &user, &password).await,
+        Command::Client { .. } => unreachable!("handled before the configuration is loaded"),
     }
 }
 
@@ -197,39 +222,103 @@ async fn sync(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<(
     Ok(())
 }
 
-/// The terminal client: `ChatClient` does login, acks, dedupe by seq and
-/// reconnect + resume (failing over along `addrs`); this loop only moves
-/// lines between the terminal and it.
-async fn client(addrs: &[String], user: &str, password: &str) -> anyhow::Result<()> {
-    let (first, failover) = addrs.split_first().context("at least one --addr")?;
-    let mut chat = ChatClient::connect(first, user, password)
-        .await?
-        .with_failover(failover.iter().cloned());
-    eprintln!(
-        "logged in as {} (head seq {}); type a line to send it, Ctrl-D to quit",
-        chat.info.user_id, chat.info.last_seq
-    );
-    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let every = Duration::from_millis(chat.info.heartbeat_interval_ms.max(100));
-    let mut heartbeat = tokio::time::interval(every);
-    loop {
-        tokio::select! {
-            line = lines.next_line() => match line? {
-                None => break,
-                Some(l) if l.trim().is_empty() => {}
-                Some(l) => {
-                    let id = chat.send(&l, None).await?;
-                    eprintln!("(sent {id})");
-                }
-            },
-            _ = heartbeat.tick() => chat.heartbeat().await?,
-            b = chat.next_broadcast(every) => match b {
-                Ok(b) => println!("[{}] {}: {}", b.seq, b.from, b.body),
-                Err(ClientError::Timeout(_)) => {}
-                Err(e) => return Err(e.into()),
-            },
-        }
+/// The terminal client ([`rtmc::terminal`]); errors say what to do.
+async fn client(
+    addrs: Vec<String>,
+    user: String,
+    password: Option<String>,
+    state_dir: Option<PathBuf>,
+    no_state: bool,
+) -> anyhow::Result<()> {
+    for a in &addrs {
+        check_addr(a)?;
     }
-    chat.logout().await?;
-    Ok(())
+    let password = match password {
+        Some(p) => p,
+        None => rtmc::terminal::prompt_password(&format!("password for {user}: "))?,
+    };
+    let state_dir = if no_state {
+        None
+    } else {
+        state_dir.or_else(rtmc::terminal::SeqState::default_dir)
+    };
+    let first = addrs[0].clone();
+    let opts = rtmc::terminal::TerminalOptions {
+        addrs,
+        user,
+        password,
+        state_dir,
+    };
+    match rtmc::terminal::run(opts).await {
+        Ok(()) => Ok(()),
+        Err(e) => Err(anyhow::anyhow!(explain(&e, &first))),
+    }
+}
+
+/// Refuses an address without a port before trying it.
+fn check_addr(addr: &str) -> anyhow::Result<()> {
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => anyhow::bail!(
+            "--addr {addr:?} is not HOST:PORT; the port is missing or not a number \
+             (e.g. --addr {}:7000, the TCP server's server.listen)",
+            addr.trim_end_matches(':')
+        ),
+    }
+}
+
+/// What a failure means for someone at the terminal, and what to do.
+fn explain(e: &ClientError, addr: &str) -> String {
+    use rtmc::protocol::{ErrorCode, ProtocolError};
+    const HTTP: usize = u32::from_be_bytes(*b"HTTP") as usize;
+    match e {
+        ClientError::Connect { source, .. }
+            if source.kind() == std::io::ErrorKind::ConnectionRefused =>
+        {
+            format!(
+                "nothing is listening on {addr} (connection refused): is the server running? \
+                 Start one with `rtmc server` (or `rtmc all`, or ci/stack.sh for a whole stack), \
+                 or point --addr at a running one"
+            )
+        }
+        ClientError::Protocol(ProtocolError::FrameTooLarge { len: HTTP, .. }) => format!(
+            "{addr} answered in HTTP: this is the HTTP gateway port; the TCP port is the \
+             server's server.listen (127.0.0.1:7000 by default)"
+        ),
+        ClientError::Server {
+            code: ErrorCode::AuthFailed,
+            ..
+        } => "login refused: wrong user id or password".into(),
+        other => rtmc::display::visible(&other.to_string()).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag of every subcommand says what it is for and, unless it
+    /// is required or a switch, what its default is.
+    #[test]
+    fn every_argument_has_help_naming_its_default() {
+        let missing = rtmc::cli_help::args_without_help_or_default(&Cli::command());
+        assert!(
+            missing.is_empty(),
+            "arguments without help or default: {missing:?}"
+        );
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_address_needs_a_port() {
+        let e = check_addr("localhost").unwrap_err().to_string();
+        assert!(
+            e.contains("port is missing") && e.contains("localhost:7000"),
+            "{e}"
+        );
+        assert!(check_addr("localhost:7000").is_ok());
+        assert!(check_addr("[::1]:7000").is_ok());
+        assert!(check_addr("host:http").is_err());
+    }
 }

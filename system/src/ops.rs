@@ -87,9 +87,51 @@ pub fn routes(ready: ReadinessCheck) -> Router {
         .route("/readyz", get(readyz))
         .route(
             "/metrics",
-            get(|| async { crate::telemetry::metrics().render() }),
+            get(|| async {
+                (
+                    [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+                    crate::telemetry::render(),
+                )
+            }),
         )
         .with_state(ready)
+}
+
+/// Times every request to a matched route into
+/// `rtmc_http_request_duration_seconds{route, method, status}`: the route
+/// is the template (`/v1/messages`), never the path a client sent, so the
+/// label values stay a small fixed set.
+pub fn timed(router: Router) -> Router {
+    router.route_layer(axum::middleware::from_fn(time_request))
+}
+
+async fn time_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method: &'static str = match req.method().as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "HEAD" => "HEAD",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        _ => "other",
+    };
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    metrics::histogram!(
+        "rtmc_http_request_duration_seconds",
+        "route" => route,
+        "method" => method,
+        "status" => resp.status().as_u16().to_string()
+    )
+    .record(started.elapsed().as_secs_f64());
+    resp
 }
 
 async fn readyz(State(ready): State<ReadinessCheck>) -> (StatusCode, String) {
@@ -105,7 +147,7 @@ pub async fn serve(
     ready: ReadinessCheck,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, routes(ready))
+    axum::serve(listener, timed(routes(ready)))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

@@ -191,41 +191,54 @@ impl Presence {
         Ok(ended)
     }
 
-    /// Whether logins for `user_id` are currently refused after too many
-    /// failures (`max_failures` 0 disables throttling).
+    /// Whether logins for `user_id` from `source` are currently refused:
+    /// too many failures for that pair (`max_login_failures`), or from that
+    /// address for all users (`max_login_failures_per_source`). A limit of 0
+    /// disables its check. No per-user count exists, so nobody can lock a
+    /// user out by failing logins for them from elsewhere.
     pub async fn login_throttled(
         &self,
         user_id: &str,
-        max_failures: u32,
+        source: std::net::IpAddr,
+        limits: &crate::config::ServerConfig,
     ) -> Result<bool, PresenceError> {
-        if max_failures == 0 {
-            return Ok(false);
-        }
         let mut r = self.redis.clone();
-        let n: Option<u32> = r.get(self.keys.login_failures(user_id)).await?;
-        Ok(n.unwrap_or(0) >= max_failures)
+        let (pair, from): (Option<u32>, Option<u32>) = redis::pipe()
+            .get(self.keys.login_failures(user_id, source))
+            .get(self.keys.login_failures_from(source))
+            .query_async(&mut r)
+            .await?;
+        let over = |n: Option<u32>, max: u32| max > 0 && n.unwrap_or(0) >= max;
+        Ok(over(pair, limits.max_login_failures)
+            || over(from, limits.max_login_failures_per_source))
     }
 
-    /// Counts a failed login for `user_id` in the current window.
+    /// Counts a failed login for `user_id` from `source` in the current
+    /// window, for the pair and for the source.
     pub async fn record_login_failure(
         &self,
         user_id: &str,
+        source: std::net::IpAddr,
         window_secs: u64,
     ) -> Result<(), PresenceError> {
         let mut r = self.redis.clone();
-        let key = self.keys.login_failures(user_id);
-        // One transaction: the counter never exists without its expiry.
-        let _: () = redis::pipe()
-            .atomic()
-            .incr(&key, 1)
-            .ignore()
-            .cmd("EXPIRE")
-            .arg(&key)
-            .arg(window_secs.max(1))
-            .arg("NX")
-            .ignore()
-            .query_async(&mut r)
-            .await?;
+        let keys = [
+            self.keys.login_failures(user_id, source),
+            self.keys.login_failures_from(source),
+        ];
+        // One transaction: a counter never exists without its expiry.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for key in &keys {
+            pipe.incr(key, 1)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(key)
+                .arg(window_secs.max(1))
+                .arg("NX")
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut r).await?;
         Ok(())
     }
 

@@ -46,9 +46,15 @@ impl RedisKeys {
     pub fn user_sessions(&self, user_id: &str) -> String {
         format!("{}:user_sessions:{}", self.prefix, user_id)
     }
-    /// Failed login attempts for a user in the current window.
-    pub fn login_failures(&self, user_id: &str) -> String {
-        format!("{}:login_failures:{}", self.prefix, user_id)
+    /// Failed login attempts for a user from one source address in the
+    /// current window (an address has no `@`, so the last `@` splits the key
+    /// unambiguously).
+    pub fn login_failures(&self, user_id: &str, source: std::net::IpAddr) -> String {
+        format!("{}:login_failures:{}@{}", self.prefix, user_id, source)
+    }
+    /// Failed login attempts from one source address, all users together.
+    pub fn login_failures_from(&self, source: std::net::IpAddr) -> String {
+        format!("{}:login_failures_from:{}", self.prefix, source)
     }
     /// The sync worker's lock (one worker copies at a time).
     pub fn sync_lock(&self) -> String {

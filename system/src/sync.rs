@@ -135,6 +135,7 @@ impl SyncWorker {
             times.push(b.sent_at_us as i64);
         }
         let last = entries.last().map(|e| e.seq).unwrap_or(0);
+        let started = std::time::Instant::now();
         let mut tx = self.pg.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO messages (seq, message_id, sender, body, sent_at_us) \
@@ -158,6 +159,7 @@ impl SyncWorker {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        metrics::histogram!("rtmc_sync_batch_seconds").record(started.elapsed().as_secs_f64());
         metrics::counter!("rtmc_sync_rows_total").increment(inserted);
         Ok(last)
     }

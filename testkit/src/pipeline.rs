@@ -388,7 +388,7 @@ impl Pipeline {
     pub fn http_publisher(&self) -> HttpPublisher {
         HttpPublisher {
             http: self.http.clone(),
-            messages_url: format!("{}/v1/messages", self.gateway_url()),
+            messages_url: format!("{}/v1/service/messages", self.gateway_url()),
             api_key: self.api_key().to_owned(),
         }
     }
@@ -555,7 +555,7 @@ impl Drop for Pipeline {
 #[derive(Clone)]
 pub struct HttpPublisher {
     http: reqwest::Client,
-    /// `POST` target: the gateway's `/v1/messages`.
+    /// `POST` target: the gateway's `/v1/service/messages` (API key).
     messages_url: String,
     api_key: String,
 }

@@ -1,12 +1,14 @@
-//! The HTTP gateway: `POST /v1/messages` publishes with a broker confirm and
-//! answers 202 only after it; `POST /v1/login` issues session tokens. Every
+//! The HTTP gateway: `POST /v1/messages` (a user, with a session token) and
+//! `POST /v1/service/messages` (a service, with an API key) publish with a
+//! broker confirm and answer 202 only after it; `POST /v1/login` issues session tokens. Every
 //! failure is a JSON `{code, message}` body with a precise status: 400 bad
 //! JSON or fields, 401 no valid credentials, 413 oversized, 503 broker down.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -42,7 +44,9 @@ pub struct PostMessage {
     pub body: String,
     #[serde(default)]
     pub message_id: Option<String>,
-    /// Required with an API key; must be absent or equal to the user with a session token.
+    /// Required with an API key: the service's name (a user-id shape), published
+    /// as `from` = `service:<sender>`. With a session token it must be absent
+    /// or equal to the user.
     #[serde(default)]
     pub sender: Option<String>,
     #[serde(default)]
@@ -55,12 +59,21 @@ pub struct Accepted {
     pub message_id: String,
 }
 
-/// Request body of `POST /v1/login`.
-#[derive(Debug, Deserialize, Serialize)]
+/// Request body of `POST /v1/login`. `Debug` leaves the password out.
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub user_id: String,
     pub password: String,
+}
+
+impl std::fmt::Debug for LoginRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginRequest")
+            .field("user_id", &self.user_id)
+            .field("password", &"[redacted]")
+            .finish()
+    }
 }
 
 /// Response of `POST /v1/login`.
@@ -125,7 +138,8 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
         })
     });
     let api = Router::new()
-        .route("/v1/messages", post(post_message))
+        .route("/v1/messages", post(post_user_message))
+        .route("/v1/service/messages", post(post_service_message))
         .route("/v1/login", post(login))
         .route(
             "/openapi.json",
@@ -133,7 +147,15 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
         )
         .with_state(state)
         .layer(DefaultBodyLimit::max(cfg.gateway.max_request_bytes));
-    Ok(api.merge(crate::ops::routes(ready)))
+    Ok(crate::ops::timed(api.merge(crate::ops::routes(ready)))
+        .fallback(|| async { fail(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            fail(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept that method",
+            )
+        }))
 }
 
 /// Serves the gateway on `listener` until `shutdown`, finishing requests in
@@ -148,6 +170,7 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "gateway listening");
     match tls {
         None => {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { shutdown.cancelled().await })
                 .await?
@@ -166,10 +189,10 @@ async fn serve_tls(
 ) {
     let tasks = tokio_util::task::TaskTracker::new();
     loop {
-        let sock = tokio::select! {
+        let (sock, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             a = listener.accept() => match a {
-                Ok((sock, _)) => sock,
+                Ok(a) => a,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -177,7 +200,8 @@ async fn serve_tls(
                 }
             },
         };
-        let (acceptor, app, stop) = (acceptor.clone(), app.clone(), shutdown.clone());
+        let app = app.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let (acceptor, stop) = (acceptor.clone(), shutdown.clone());
         tasks.spawn(async move {
             let handshake =
                 tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(sock))
@@ -212,12 +236,13 @@ enum Caller {
 
 async fn authenticate(g: &Gateway, headers: &HeaderMap) -> Result<Caller, Response> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
-        if g.cfg
+        let keys = g
+            .cfg
             .gateway
             .api_keys
             .iter()
-            .any(|k| k.expose_secret() == key)
-        {
+            .map(|k| k.expose_secret().as_str());
+        if crate::auth::api_key_matches(key, keys) {
             return Ok(Caller::Service);
         }
         return Err(fail(
@@ -262,20 +287,63 @@ async fn authenticate(g: &Gateway, headers: &HeaderMap) -> Result<Caller, Respon
     }
 }
 
-/// Who the message is from: a service names its `sender`; a user's
-/// session is the sender, and a `sender` it gives must match. `Err` is why
-/// the request is invalid.
+/// Who the message is from: a service names its `sender` and publishes as
+/// `service:<sender>` (never as a user); a user's session is the sender,
+/// and a `sender` it gives must match. `Err` is why the request is invalid.
 fn sender(caller: Caller, sender: Option<String>) -> Result<String, &'static str> {
     match (caller, sender) {
-        (Caller::Service, Some(s)) if crate::auth::valid_user_id(&s) => Ok(s),
-        (Caller::Service, _) => Err("`sender` (1-128 bytes) is required with an API key"),
+        (Caller::Service, Some(s)) if crate::auth::valid_user_id(&s) => {
+            Ok(crate::auth::service_sender(&s))
+        }
+        (Caller::Service, _) => Err(
+            "`sender` is required with an API key: the service's name, 1-128 bytes without `:` or control characters",
+        ),
         (Caller::User(u), Some(s)) if s != u => Err("`sender` must match the session's user"),
         (Caller::User(u), _) => Ok(u),
     }
 }
 
-async fn post_message(
+/// `POST /v1/messages`: a user publishes with a session token.
+async fn post_user_message(
     State(g): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Json<PostMessage>, JsonRejection>,
+) -> Response {
+    match route_credential(&headers, false) {
+        Ok(()) => post_message(g, headers, body).await,
+        Err(r) => r,
+    }
+}
+
+/// `POST /v1/service/messages`: a service publishes with an API key, as
+/// `service:<sender>`.
+async fn post_service_message(
+    State(g): State<Gateway>,
+    headers: HeaderMap,
+    body: Result<Json<PostMessage>, JsonRejection>,
+) -> Response {
+    match route_credential(&headers, true) {
+        Ok(()) => post_message(g, headers, body).await,
+        Err(r) => r,
+    }
+}
+
+#[allow(clippy::result_large_err)] // a Response is the natural error of a handler step
+/// Each publishing route takes one kind of credential: an API key on the
+/// service route, a session token on the user route.
+/// `Err` is why the credential does not fit the route.
+fn route_credential(headers: &HeaderMap, service_route: bool) -> Result<(), Response> {
+    let has_key = headers.contains_key("x-api-key");
+    let why = match (service_route, has_key) {
+        (true, true) | (false, false) => return Ok(()),
+        (true, false) => "send `X-Api-Key`; users publish with a session token at POST /v1/messages",
+        (false, true) => "this route takes a session token; services with an API key publish at POST /v1/service/messages",
+    };
+    Err(fail(StatusCode::UNAUTHORIZED, "unauthorized", why))
+}
+
+async fn post_message(
+    g: Gateway,
     headers: HeaderMap,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Response {
@@ -331,6 +399,7 @@ async fn post_message(
 
 async fn login(
     State(g): State<Gateway>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Response {
     let Json(req) = match body {
@@ -341,7 +410,7 @@ async fn login(
         return fail(
             StatusCode::BAD_REQUEST,
             "invalid_field",
-            "user_id must be 1-128 bytes",
+            crate::auth::USER_ID_RULE,
         );
     }
     let checked = crate::auth::check_password(
@@ -350,6 +419,7 @@ async fn login(
         &g.cfg.server,
         &req.user_id,
         &req.password,
+        peer.ip(),
     )
     .await;
     if let Err(refused) = checked {

@@ -8,8 +8,8 @@ use super::ProtocolError;
 /// Version announced in `login_ok`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Every command a client may send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Every command a client may send. `Debug` leaves the login password out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum ClientCommand {
     /// Authenticate. `resume_from` is the last sequence number the client has
@@ -44,6 +44,48 @@ pub enum ClientCommand {
     GetStatus { user_id: String },
     /// End the session.
     Logout {},
+}
+
+impl std::fmt::Debug for ClientCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientCommand::Login {
+                user_id,
+                resume_from,
+                subscribe,
+                ..
+            } => f
+                .debug_struct("Login")
+                .field("user_id", user_id)
+                .field("password", &"[redacted]")
+                .field("resume_from", resume_from)
+                .field("subscribe", subscribe)
+                .finish(),
+            ClientCommand::Heartbeat {} => f.write_str("Heartbeat"),
+            ClientCommand::Send {
+                body,
+                message_id,
+                sent_at_us,
+            } => f
+                .debug_struct("Send")
+                .field("body", body)
+                .field("message_id", message_id)
+                .field("sent_at_us", sent_at_us)
+                .finish(),
+            ClientCommand::Resume { last_seq } => f
+                .debug_struct("Resume")
+                .field("last_seq", last_seq)
+                .finish(),
+            ClientCommand::Status { status } => {
+                f.debug_struct("Status").field("status", status).finish()
+            }
+            ClientCommand::GetStatus { user_id } => f
+                .debug_struct("GetStatus")
+                .field("user_id", user_id)
+                .finish(),
+            ClientCommand::Logout {} => f.write_str("Logout"),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -255,9 +297,57 @@ pub enum ErrorCode {
     Internal,
 }
 
+impl ErrorCode {
+    /// The wire name (`auth_failed`, …): what users and metrics see.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCode::BadFrame => "bad_frame",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::NotLoggedIn => "not_logged_in",
+            ErrorCode::AuthFailed => "auth_failed",
+            ErrorCode::AlreadyLoggedIn => "already_logged_in",
+            ErrorCode::LoginTimeout => "login_timeout",
+            ErrorCode::HeartbeatTimeout => "heartbeat_timeout",
+            ErrorCode::BrokerUnavailable => "broker_unavailable",
+            ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::ResumeUnavailable => "resume_unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_never_shows_a_login_password() {
+        let login = ClientCommand::Login {
+            user_id: "alice".into(),
+            password: "s3cret".into(),
+            resume_from: Some(4),
+            subscribe: true,
+        };
+        let shown = format!("{login:?} {login:#?}");
+        // Wire names match serde's for every code.
+        for code in [
+            ErrorCode::AuthFailed,
+            ErrorCode::ResumeUnavailable,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("alice") && shown.contains("[redacted]"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn classifies_bad_input() {

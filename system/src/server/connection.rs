@@ -51,7 +51,7 @@ pub(super) async fn handle<R, W>(
         Duration::from_millis(ctx.cfg.server.write_timeout_ms),
         conn.clone(),
     ));
-    let mut session = Session::new(ctx, out);
+    let mut session = Session::new(ctx, out, peer);
     read_loop(&mut session, rd, &stop, &conn).await;
     session.end().await;
     drop(session);

@@ -90,6 +90,7 @@ pub async fn follow(
             Ok(entries) => {
                 backoff.reset();
                 deliveries.increment(entries.len() as u64);
+                record_lag(entries.last());
                 for e in entries {
                     if e.seq <= fanout.head() {
                         continue;
@@ -105,5 +106,19 @@ pub async fn follow(
                 }
             }
         }
+    }
+}
+
+/// Records how long after its `sent_at_us` the newest entry of a read is
+/// fanned out (one parse per read, not per entry).
+fn record_lag(newest: Option<&stream::StreamEntry>) {
+    #[derive(serde::Deserialize)]
+    struct SentAt {
+        sent_at_us: u64,
+    }
+    let Some(e) = newest else { return };
+    if let Ok(SentAt { sent_at_us }) = serde_json::from_slice(&e.payload) {
+        let lag_us = crate::protocol::now_us().saturating_sub(sent_at_us);
+        metrics::histogram!("rtmc_fanout_lag_seconds").record(lag_us as f64 / 1e6);
     }
 }

@@ -7,12 +7,21 @@ use std::path::{Path, PathBuf};
 
 /// The crate's top-level modules by layer, leaves first.
 const LAYERS: &[&[&str]] = &[
-    &["protocol", "backoff", "secret", "telemetry", "tls"],
+    &[
+        "protocol",
+        "backoff",
+        "secret",
+        "telemetry",
+        "tls",
+        "identity",
+        "display",
+        "cli_help",
+    ],
     &["config", "client"],
     &["db", "stream", "broker", "ops"],
     &["presence", "replay", "error"],
     &["auth", "consumer", "sync"],
-    &["server", "gateway"],
+    &["server", "gateway", "terminal"],
 ];
 
 /// The modules inside `server/`, by layer; `server/mod.rs` sits above them.

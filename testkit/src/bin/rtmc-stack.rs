@@ -22,6 +22,7 @@ struct Args {
     /// Users created with password `--password`.
     #[arg(long, value_delimiter = ',', default_value = "alice,bob")]
     users: Vec<String>,
+    /// Password of every user in `--users`.
     #[arg(long, default_value = "rtmc")]
     password: String,
     /// Exit after this many seconds (0 = run until Ctrl-C).
@@ -81,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
         args.password
     );
     println!(
-        "  publish: curl -s -X POST {}/v1/messages -H 'X-Api-Key: {}' -H 'content-type: application/json' -d '{{\"sender\":\"curl\",\"body\":\"hello\"}}'",
+        "  publish: curl -s -X POST {}/v1/service/messages -H 'X-Api-Key: {}' -H 'content-type: application/json' -d '{{\"sender\":\"curl\",\"body\":\"hello\"}}'",
         p.gateway_url(),
         p.api_key()
     );

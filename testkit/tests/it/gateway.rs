@@ -14,9 +14,15 @@ async fn post(
     headers: &[(&str, &str)],
     body: reqwest::Body,
 ) -> (u16, serde_json::Value) {
+    // API keys publish at the service route, session tokens at the user route.
+    let route = if headers.iter().any(|(k, _)| *k == "x-api-key") {
+        "/v1/service/messages"
+    } else {
+        "/v1/messages"
+    };
     let mut req = p
         .http
-        .post(format!("{}/v1/messages", p.gateway_url()))
+        .post(format!("{}{route}", p.gateway_url()))
         .header("content-type", "application/json");
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -125,7 +131,12 @@ async fn serves_openapi_health_and_metrics() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
     let doc: serde_json::Value = get(&p, "/openapi.json").await.json().await.unwrap();
     assert_eq!(doc["openapi"], "3.0.3");
-    for path in ["/v1/messages", "/v1/login", "/healthz"] {
+    for path in [
+        "/v1/messages",
+        "/v1/service/messages",
+        "/v1/login",
+        "/healthz",
+    ] {
         assert!(
             doc["paths"].get(path).is_some(),
             "{path} missing from the OpenAPI document"
@@ -175,4 +186,42 @@ async fn broker_down_gives_a_bounded_503_and_recovers() {
         },
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_publishing_route_takes_only_its_own_credential() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let user = p.add_user("routes").await.unwrap();
+    let (_, login) = p.http_login(&user, TEST_PASSWORD).await.unwrap();
+    let bearer = format!("Bearer {}", login["session_token"].as_str().unwrap());
+    let body = json!({"sender": "svc", "body": "x"}).to_string();
+    let to = |route: &str| format!("{}{route}", p.gateway_url());
+    let key_on_user_route = p
+        .http
+        .post(to("/v1/messages"))
+        .header("x-api-key", p.api_key())
+        .header("content-type", "application/json")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(key_on_user_route.status().as_u16(), 401);
+    let said: serde_json::Value = key_on_user_route.json().await.unwrap();
+    assert!(
+        said["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/service/messages"),
+        "{said}"
+    );
+    let token_on_service_route = p
+        .http
+        .post(to("/v1/service/messages"))
+        .header("authorization", bearer)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token_on_service_route.status().as_u16(), 401);
 }

@@ -1,66 +1,318 @@
-//! `rtmc client`, the interactive terminal client, driven through its
-//! stdin/stdout: typed lines are sent, broadcasts are printed, end of input
-//! logs out.
+//! `rtmc client`, the interactive terminal client, driven as a real process
+//! through its stdin/stdout (without a terminal it reads plain lines and
+//! prints each message or notice as one line): typed lines are sent and
+//! shown once with their time, commands are commands, refusals are
+//! reported and the session goes on, link loss is announced, Ctrl-C and
+//! `/quit` log out, a restarted client resumes from its state file, and
+//! startup errors say what to do.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use rtmc_testkit::{Pipeline, PipelineOptions, TEST_PASSWORD};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::support::eventually;
+
+/// Bound on waiting for one expected line.
+const LINE_LIMIT: Duration = Duration::from_secs(20);
+
+/// A running `rtmc client` and the lines it printed so far.
+pub(crate) struct TerminalClient {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Lines<BufReader<ChildStdout>>,
+    pub(crate) seen: Vec<String>,
+}
+
+impl TerminalClient {
+    /// Starts the client for `user` against `addrs`, with `state_dir` (or
+    /// `--no-state`), and waits for its "logged in" notice.
+    pub(crate) async fn start(addrs: &[String], user: &str, state_dir: Option<&Path>) -> Self {
+        let binary = rtmc_testkit::process::rtmc_binary().unwrap();
+        let mut cmd = Command::new(binary);
+        cmd.arg("client").args(["--user", user]);
+        for a in addrs {
+            cmd.args(["--addr", a]);
+        }
+        match state_dir {
+            Some(d) => cmd.arg("--state-dir").arg(d),
+            None => cmd.arg("--no-state"),
+        };
+        let mut child = cmd
+            .env("RTMC_PASSWORD", TEST_PASSWORD)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut c = Self {
+            stdin: child.stdin.take(),
+            stdout: BufReader::new(child.stdout.take().unwrap()).lines(),
+            child,
+            seen: Vec::new(),
+        };
+        c.expect(|l| l.starts_with("-- logged in as")).await;
+        c
+    }
+
+    async fn type_line(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .unwrap();
+        stdin.flush().await.unwrap();
+    }
+
+    /// Reads lines until one satisfies `want`; returns it.
+    pub(crate) async fn expect(&mut self, want: impl Fn(&str) -> bool) -> String {
+        let found = tokio::time::timeout(LINE_LIMIT, async {
+            loop {
+                match self.stdout.next_line().await {
+                    Ok(Some(line)) => {
+                        self.seen.push(line.clone());
+                        if want(&line) {
+                            return Some(line);
+                        }
+                    }
+                    _ => return None,
+                }
+            }
+        })
+        .await;
+        match found {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("client exited; it printed {:#?}", self.seen),
+            Err(_) => panic!("expected line not printed; got {:#?}", self.seen),
+        }
+    }
+
+    async fn exit_status(&mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("client did not exit")
+            .unwrap()
+    }
+}
+
+/// Whether `line` is a message line: `HH:MM:SS #seq from: body`.
+pub(crate) fn is_message(line: &str, from: &str, body: &str) -> bool {
+    let b = line.as_bytes();
+    line.len() > 10
+        && b[2] == b':'
+        && b[5] == b':'
+        && line[9..].starts_with('#')
+        && line.ends_with(&format!(" {from}: {body}"))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_terminal_client_sends_typed_lines_and_prints_broadcasts() {
+async fn a_session_sends_shows_each_message_once_and_handles_commands() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
     let user = p.add_user("term").await.unwrap();
+    let mut c = TerminalClient::start(&[p.server_addr(0)], &user, None).await;
+    c.type_line("typed in the terminal").await;
+    c.expect(|l| is_message(l, &user, "typed in the terminal"))
+        .await;
+    let (s, _) = p.post_message("svc", "from http", None).await.unwrap();
+    assert_eq!(s, 202);
+    c.expect(|l| is_message(l, "service:svc", "from http"))
+        .await;
+    c.type_line("/help").await;
+    c.expect(|l| l.contains("/quit")).await;
+    c.type_line("/frobnicate").await;
+    c.expect(|l| l.starts_with("-- unknown command /frobnicate"))
+        .await;
+    c.type_line(&format!("/status {user}")).await;
+    c.expect(|l| l == format!("-- {user} is online")).await;
+    c.type_line("/away").await;
+    c.expect(|l| l == format!("-- {user} is away")).await;
+    c.type_line("/back").await;
+    c.expect(|l| l == format!("-- {user} is online")).await;
+    // Longer than server.max_body_bytes: refused, and the session goes on.
+    c.type_line(&"x".repeat(p.cfg.server.max_body_bytes + 1))
+        .await;
+    c.expect(|l| l.starts_with("-- not sent: body exceeds"))
+        .await;
+    c.type_line("still here").await;
+    c.expect(|l| is_message(l, &user, "still here")).await;
+    c.type_line("/quit").await;
+    c.expect(|l| l == "-- logged out").await;
+    assert!(c.exit_status().await.success());
+    let own = c
+        .seen
+        .iter()
+        .filter(|l| l.contains("typed in the terminal"));
+    assert_eq!(own.count(), 1, "own message shown once: {:#?}", c.seen);
+    assert!(
+        !c.seen
+            .iter()
+            .any(|l| l.contains("frobnicate") && l.contains('#')),
+        "an unknown command went out as a message: {:#?}",
+        c.seen
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_logs_out_and_exits() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let user = p.add_user("ctrlc").await.unwrap();
+    let mut c = TerminalClient::start(&[p.server_addr(0)], &user, None).await;
+    let pid = c.child.id().unwrap().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    c.expect(|l| l == "-- logged out").await;
+    assert!(c.exit_status().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_client_resumes_from_its_state_file() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let user = p.add_user("restart").await.unwrap();
+    let dir = std::env::temp_dir().join(format!("rtmc-term-{}", uuid::Uuid::new_v4()));
+    let mut c = TerminalClient::start(&[p.server_addr(0)], &user, Some(&dir)).await;
+    p.post_message("svc", "before the crash", None)
+        .await
+        .unwrap();
+    c.expect(|l| is_message(l, "service:svc", "before the crash"))
+        .await;
+    // The seq is stored right after the line is printed.
+    let stored = async || match std::fs::read_dir(&dir).map(|d| d.count()) {
+        Ok(1) => Ok(()),
+        other => Err(format!("state files: {other:?}")),
+    };
+    eventually(Duration::from_secs(5), Duration::from_millis(20), stored).await;
+    c.child.start_kill().unwrap(); // SIGKILL: no logout, no goodbye
+    c.exit_status().await;
+    for body in ["while away 1", "while away 2"] {
+        let (s, _) = p.post_message("svc", body, None).await.unwrap();
+        assert_eq!(s, 202);
+    }
+    let mut again = TerminalClient::start(&[p.server_addr(0)], &user, Some(&dir)).await;
+    assert!(
+        again.seen[0].contains("resuming after #"),
+        "{:#?}",
+        again.seen
+    );
+    again
+        .expect(|l| is_message(l, "service:svc", "while away 1"))
+        .await;
+    again
+        .expect(|l| is_message(l, "service:svc", "while away 2"))
+        .await;
+    assert!(!again.seen.iter().any(|l| l.contains("before the crash")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_link_is_announced_and_resumed_on_the_next_node() {
+    let mut p = Pipeline::shared(PipelineOptions::default().servers(2))
+        .await
+        .unwrap();
+    let user = p.add_user("relink").await.unwrap();
+    let addrs = [p.server_addr(0), p.server_addr(1)];
+    let mut c = TerminalClient::start(&addrs, &user, None).await;
+    p.stop_server(0).await;
+    c.expect(|l| l.starts_with("-- connection lost")).await;
+    c.expect(|l| l.starts_with(&format!("-- reconnected to {}, replayed", addrs[1])))
+        .await;
+    c.type_line("after the failover").await;
+    c.expect(|l| is_message(l, &user, "after the failover"))
+        .await;
+    p.shutdown().await;
+}
+
+/// Runs `rtmc client` to its end; (exit success, stderr).
+async fn run_to_end(args: &[&str]) -> (bool, String) {
     let binary = rtmc_testkit::process::rtmc_binary().unwrap();
-    let mut child = tokio::process::Command::new(binary)
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        Command::new(binary)
+            .arg("client")
+            .args(args)
+            .args(["--user", "nobody", "--password", "x", "--no-state"])
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("client did not exit")
+    .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_errors_say_what_to_do() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let (ok, err) = run_to_end(&["--addr", "localhost"]).await;
+    assert!(
+        !ok && err.contains("port is missing") && err.contains("localhost:7000"),
+        "{err}"
+    );
+    let gateway = p.gateway_url().trim_start_matches("http://").to_owned();
+    let (ok, err) = run_to_end(&["--addr", &gateway]).await;
+    assert!(
+        !ok && err.contains("this is the HTTP gateway port"),
+        "{err}"
+    );
+    let free = rtmc_testkit::docker::free_port();
+    let (ok, err) = run_to_end(&["--addr", &format!("127.0.0.1:{free}")]).await;
+    assert!(!ok && err.contains("is the server running?"), "{err}");
+    let (ok, err) = run_to_end(&["--addr", &p.server_addr(0)]).await;
+    assert!(!ok && err.contains("wrong user id or password"), "{err}");
+    assert!(
+        !err.contains("AuthFailed") && !err.contains("Backtrace"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_password_flag_the_password_is_read_from_the_prompt() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let user = p.add_user("prompt").await.unwrap();
+    let binary = rtmc_testkit::process::rtmc_binary().unwrap();
+    let mut child = Command::new(binary)
         .args([
             "client",
+            "--no-state",
             "--addr",
             &p.server_addr(0),
             "--user",
             &user,
-            "--password",
-            TEST_PASSWORD,
         ])
+        .env_remove("RTMC_PASSWORD")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    tokio::time::sleep(Duration::from_millis(500)).await; // logged in
-    stdin.write_all(b"typed in the terminal\n").await.unwrap();
-    let (s, _) = p.post_message("svc", "from http", None).await.unwrap();
-    assert_eq!(s, 202);
-    let mut seen = Vec::new();
-    tokio::time::timeout(Duration::from_secs(20), async {
-        while seen.len() < 2 {
-            let line = stdout
-                .next_line()
-                .await
-                .unwrap()
-                .expect("client exited early");
-            seen.push(line);
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("broadcasts not printed; got {seen:?}"));
-    assert!(
-        seen.iter()
-            .any(|l| l.ends_with(&format!("{user}: typed in the terminal"))),
-        "{seen:?}"
-    );
-    assert!(
-        seen.iter().any(|l| l.ends_with("svc: from http")),
-        "{seen:?}"
-    );
-    drop(stdin); // end of input: logout and exit
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    stdin
+        .write_all(format!("{TEST_PASSWORD}\n/quit\n").as_bytes())
         .await
-        .unwrap()
         .unwrap();
-    assert!(status.success(), "{status}");
+    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("client did not exit")
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains(&format!("password for {user}: ")),
+        "{stderr}"
+    );
+    assert!(stdout.contains("-- logged in as"), "{stdout}");
+    assert!(!stdout.contains(TEST_PASSWORD) && !stderr.contains(TEST_PASSWORD));
 }

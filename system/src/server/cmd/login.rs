@@ -1,5 +1,5 @@
-//! `login`: checks the password (throttled per user; repeated failures close
-//! the connection), opens the session, answers `login_ok` and, unless the
+//! `login`: checks the password (throttled per user and source address, and
+//! per source; repeated failures close the connection), opens the session, answers `login_ok` and, unless the
 //! session is publish-only, subscribes it, replaying after `resume_from`.
 
 use super::resume;
@@ -18,7 +18,7 @@ pub(super) async fn apply(
 ) -> Next {
     if !auth::valid_user_id(&user_id) {
         session
-            .error(ErrorCode::InvalidField, "user_id must be 1-128 bytes")
+            .error(ErrorCode::InvalidField, crate::auth::USER_ID_RULE)
             .await;
         return Next::Continue;
     }
@@ -27,8 +27,10 @@ pub(super) async fn apply(
     let Ok(_gate) = ctx.login_gate.acquire().await else {
         return Next::Close;
     };
+    let source = session.peer.ip();
+    let limits = &ctx.cfg.server;
     let checked =
-        auth::check_password(&ctx.presence, &ctx.pg, &ctx.cfg.server, &user_id, &password).await;
+        auth::check_password(&ctx.presence, &ctx.pg, limits, &user_id, &password, source).await;
     if let Err(refused) = checked {
         return refuse(session, refused).await;
     }
