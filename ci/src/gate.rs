@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::ab::{load_rounds, run_rounds, AbError, RoundSpec, Rounds};
+use crate::ab::{load_rounds, run_rounds, AbError, RoundSpec, Rounds, DELAY_ENV};
 use crate::baseline::{
     baseline_binary, copy_replacing, gate_dir, resolve_commit, BaselineConfig, BaselineError,
 };
@@ -40,6 +40,8 @@ pub enum GateError {
     },
     #[error("`{command}` failed: {status}")]
     Build { command: String, status: String },
+    #[error("{path} was not built with {DELAY_FEATURE}: it would ignore {DELAY_ENV}")]
+    NoDelayFeature { path: PathBuf },
     #[error("too few rounds to judge: {baseline} baseline and {candidate} candidate (at least {MIN_ROUNDS_PER_SIDE} each)")]
     TooFewRounds { baseline: usize, candidate: usize },
 }
@@ -59,6 +61,10 @@ pub struct BinaryOptions {
     pub baseline_rtmc: Option<PathBuf>,
     /// Run the candidate's release build first.
     pub build_candidate: bool,
+    /// The candidate side runs an `rtmc` with the test-only broadcast delay
+    /// (`--inject-delay-us`): built from the candidate's tree unless
+    /// `candidate_rtmc` is given.
+    pub delay_feature: bool,
 }
 
 /// The three binaries a session runs.
@@ -74,28 +80,96 @@ pub fn log(line: &str) {
     eprintln!("gate: {line}");
 }
 
-fn cargo_release_build(repo: &Path, target_dir: &Path) -> Result<(), GateError> {
-    // The same selection as ci/common.sh's release_build, so the gate reuses
-    // that build instead of compiling another feature set.
-    let args = ["build", "--locked", "--release", "--workspace", "--bins"];
-    log(&format!("candidate: cargo {}", args.join(" ")));
+/// `cargo ARGS` in `dir` with `CARGO_TARGET_DIR = target_dir`.
+pub fn cargo(dir: &Path, target_dir: &Path, args: &[&str]) -> Result<(), GateError> {
+    let command = format!("cargo {}", args.join(" "));
+    log(&format!("{command} (in {})", dir.display()));
     let status = Command::new("cargo")
-        .current_dir(repo)
+        .current_dir(dir)
         .env("CARGO_TARGET_DIR", target_dir)
         .args(args)
         .status()
         .map_err(|e| GateError::Build {
-            command: "cargo build".into(),
+            command: command.clone(),
             status: e.to_string(),
         })?;
     if status.success() {
         Ok(())
     } else {
         Err(GateError::Build {
-            command: format!("cargo {}", args.join(" ")),
+            command,
             status: status.to_string(),
         })
     }
+}
+
+fn cargo_release_build(repo: &Path, target_dir: &Path) -> Result<(), GateError> {
+    // The same selection as ci/common.sh's release_build, so the gate reuses
+    // that build instead of compiling another feature set.
+    cargo(
+        repo,
+        target_dir,
+        &["build", "--locked", "--release", "--workspace", "--bins"],
+    )
+}
+
+/// The cargo feature that makes `rtmc` read [`DELAY_ENV`].
+pub const DELAY_FEATURE: &str = "rtmc-system/test-broadcast-delay";
+
+/// Whether `bin` was built with the broadcast-delay feature (it then holds
+/// the variable's name; the release build never does).
+pub fn has_delay_feature(bin: &Path) -> bool {
+    std::fs::read(bin).is_ok_and(|bytes| {
+        bytes
+            .windows(DELAY_ENV.len())
+            .any(|w| w == DELAY_ENV.as_bytes())
+    })
+}
+
+/// The candidate's `rtmc` with the test-only broadcast delay compiled in:
+/// `cargo build --locked --release -p rtmc-system --bin rtmc --features
+/// rtmc-system/test-broadcast-delay` in the candidate's tree and target
+/// directory (the baseline build's selection, so the dependencies are
+/// shared), copied to `<target>/gate/rtmc-candidate-delay-<commit>`; then
+/// `target/release/rtmc` is put back to the candidate's release binary
+/// (`staged`). With `build` false only the kept copy is looked up.
+fn delay_candidate(opts: &BinaryOptions, staged: &Path, build: bool) -> Result<PathBuf, GateError> {
+    let tag: String = candidate_commit(&opts.repo)
+        .unwrap_or_else(|| "unknown".into())
+        .replace('+', "-")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let kept = gate_dir(&opts.target_dir).join(format!("rtmc-candidate-delay-{tag}"));
+    if build {
+        cargo(
+            &opts.repo,
+            &opts.target_dir,
+            &[
+                "build",
+                "--locked",
+                "--release",
+                "-p",
+                "rtmc-system",
+                "--bin",
+                "rtmc",
+                "--features",
+                DELAY_FEATURE,
+            ],
+        )?;
+        let release = opts.target_dir.join("release").join("rtmc");
+        copy_replacing(&release, &kept)?;
+        copy_replacing(staged, &release)?;
+    }
+    let kept = must_exist(
+        "the candidate's rtmc with the broadcast delay",
+        kept,
+        " (drop --no-build, or pass --candidate-rtmc)",
+    )?;
+    if !has_delay_feature(&kept) {
+        return Err(GateError::NoDelayFeature { path: kept });
+    }
+    Ok(kept)
 }
 
 fn must_exist(what: &'static str, path: PathBuf, hint: &'static str) -> Result<PathBuf, GateError> {
@@ -109,9 +183,10 @@ fn must_exist(what: &'static str, path: PathBuf, hint: &'static str) -> Result<P
 /// Builds what is missing and returns the binaries. The candidate's `rtmc`
 /// is copied to `<target>/gate/rtmc-candidate` before the baseline is built
 /// into the same target directory (which replaces `target/release/rtmc`);
-/// afterwards `target/release/rtmc` is put back to the candidate's. A/A
-/// (`need_candidate` false) runs the baseline on both sides and needs no
-/// candidate `rtmc`.
+/// afterwards `target/release/rtmc` is put back to the candidate's. The same
+/// holds for the candidate's build with the broadcast delay
+/// (`opts.delay_feature`). A/A (`need_candidate` false) runs the baseline on
+/// both sides and needs no candidate `rtmc`.
 pub fn prepare_binaries(
     opts: &BinaryOptions,
     sha: &str,
@@ -157,6 +232,12 @@ pub fn prepare_binaries(
             }
             bin
         }
+    };
+    let candidate = match candidate {
+        Some(staged) if opts.delay_feature && opts.candidate_rtmc.is_none() => {
+            Some(delay_candidate(opts, &staged, opts.build_candidate)?)
+        }
+        other => other,
     };
     Ok(Binaries {
         loadgen,
@@ -304,6 +385,12 @@ fn round_spec(
 pub fn run_gate(cfg: &BaselineConfig, opts: &RunOptions) -> Result<GateReport, GateError> {
     let sha = baseline_sha(cfg, opts)?;
     let bins = prepare_binaries(&opts.binaries, &sha, true)?;
+    if opts.inject_delay_us.is_some() && !has_delay_feature(&bins.candidate_rtmc) {
+        log(&format!(
+            "warning: {} was not built with {DELAY_FEATURE}: it ignores {DELAY_ENV}, so the gate should pass",
+            bins.candidate_rtmc.display()
+        ));
+    }
     let spec = round_spec(opts, &bins, &bins.candidate_rtmc, opts.inject_delay_us)?;
     let rounds = run_rounds(&spec, opts.pairs, &opts.out, &mut |l| log(l))?;
     let report = judge_rounds(&rounds, cfg, setup_of("run", &sha, opts, &bins))?;

@@ -53,9 +53,12 @@ struct Cli {
     /// Do not run the candidate's release build; use the binaries as they are.
     #[arg(long)]
     no_build: bool,
-    /// Run the candidate side with RTMC_TEST_BROADCAST_DELAY_US=N (needs an
-    /// rtmc built with the test-only broadcast-delay feature): checks the
-    /// gate catches a known regression.
+    /// Run the candidate side with RTMC_TEST_BROADCAST_DELAY_US=N, on an
+    /// rtmc built from the candidate's tree with the test-only feature
+    /// rtmc-system/test-broadcast-delay (kept as
+    /// <target>/gate/rtmc-candidate-delay-<commit>; with --candidate-rtmc,
+    /// that binary is used as it is): checks the gate catches a known
+    /// regression.
     #[arg(long, value_name = "N")]
     inject_delay_us: Option<u64>,
     /// A round (one loadgen run) that takes longer is stopped; the gate errors.
@@ -110,6 +113,7 @@ impl Cli {
                 candidate_rtmc: self.candidate_rtmc.clone(),
                 baseline_rtmc: self.baseline_rtmc.clone(),
                 build_candidate: !self.no_build,
+                delay_feature: self.inject_delay_us.is_some(),
             },
             profile: self.profile.clone().unwrap_or_else(|| cfg.profile.clone()),
             pairs: self.pairs.unwrap_or(cfg.pairs),
