@@ -14,6 +14,7 @@ use crate::baseline::{
     baseline_binary, copy_replacing, gate_dir, resolve_commit, BaselineConfig, BaselineError,
 };
 use crate::compare::{aa_spread, compare_all};
+use crate::instructions::{self, InstructionError, InstructionReport};
 use crate::metric::Metric;
 use crate::report::{AaReport, GateReport, GateSetup, ReportError, RoundSummary};
 use crate::round::Side;
@@ -32,6 +33,8 @@ pub enum GateError {
     Rounds(#[from] AbError),
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error("instruction counts: {0}")]
+    Instructions(#[from] InstructionError),
     #[error("{what} not found at {path}{hint}")]
     Missing {
         what: &'static str,
@@ -301,6 +304,7 @@ pub fn judge_rounds(
         judgements,
         baseline_failures,
         candidate_failures,
+        instructions: None,
         verdict,
     })
 }
@@ -315,6 +319,22 @@ pub struct RunOptions {
     pub inject_delay_us: Option<u64>,
     pub round_timeout: Duration,
     pub out: PathBuf,
+    /// Whether the instruction-count check runs, alone or with the rounds.
+    pub instructions: InstructionMode,
+    /// Features of the candidate's instruction benches (test-only switches
+    /// such as `rtmc-system/test-codec-overhead`).
+    pub bench_features: Vec<String>,
+}
+
+/// Which checks a run makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstructionMode {
+    /// Latency rounds and instruction counts (the default).
+    Both,
+    /// Latency rounds only (`--no-instructions`).
+    Skip,
+    /// Instruction counts only (`--instructions-only`).
+    Only,
 }
 
 fn now() -> String {
@@ -381,9 +401,23 @@ fn round_spec(
 }
 
 /// `gate`: baseline against candidate, interleaved; writes the reports into
-/// `opts.out`.
+/// `opts.out`. With `opts.instructions` also (or only) the instruction
+/// counts.
 pub fn run_gate(cfg: &BaselineConfig, opts: &RunOptions) -> Result<GateReport, GateError> {
     let sha = baseline_sha(cfg, opts)?;
+    if opts.instructions == InstructionMode::Only {
+        let inst = measure_instructions(cfg, opts, &sha)?;
+        let setup = GateSetup {
+            mode: "instructions".into(),
+            generated_at: now(),
+            baseline_commit: Some(sha.clone()),
+            candidate_commit: candidate_commit(&opts.binaries.repo),
+            ..Default::default()
+        };
+        let report = instructions_only_report(cfg, setup, inst);
+        crate::report::write_gate_files(&opts.out, &report)?;
+        return Ok(report);
+    }
     let bins = prepare_binaries(&opts.binaries, &sha, true)?;
     if opts.inject_delay_us.is_some() && !has_delay_feature(&bins.candidate_rtmc) {
         log(&format!(
@@ -391,11 +425,87 @@ pub fn run_gate(cfg: &BaselineConfig, opts: &RunOptions) -> Result<GateReport, G
             bins.candidate_rtmc.display()
         ));
     }
+    let inst = match opts.instructions {
+        InstructionMode::Both => Some(measure_instructions(cfg, opts, &sha)?),
+        _ => None,
+    };
     let spec = round_spec(opts, &bins, &bins.candidate_rtmc, opts.inject_delay_us)?;
     let rounds = run_rounds(&spec, opts.pairs, &opts.out, &mut |l| log(l))?;
-    let report = judge_rounds(&rounds, cfg, setup_of("run", &sha, opts, &bins))?;
+    let mut report = judge_rounds(&rounds, cfg, setup_of("run", &sha, opts, &bins))?;
+    report.verdict = with_instructions(report.verdict, inst.as_ref());
+    report.instructions = inst;
     crate::report::write_gate_files(&opts.out, &report)?;
     Ok(report)
+}
+
+/// The latency verdict combined with the instruction check: a count beyond
+/// its threshold is a regression (unless nothing could be judged).
+pub fn with_instructions(verdict: GateVerdict, inst: Option<&InstructionReport>) -> GateVerdict {
+    match (verdict, inst) {
+        (GateVerdict::Pass, Some(i)) if !i.regressed().is_empty() => GateVerdict::Regression,
+        (v, _) => v,
+    }
+}
+
+/// A report with the instruction counts alone (`--instructions-only`).
+fn instructions_only_report(
+    cfg: &BaselineConfig,
+    setup: GateSetup,
+    inst: InstructionReport,
+) -> GateReport {
+    GateReport {
+        setup,
+        bootstrap: cfg.bootstrap,
+        agreement_frac: cfg.agreement_frac,
+        rounds: vec![],
+        comparisons: vec![],
+        judgements: vec![],
+        baseline_failures: vec![],
+        candidate_failures: vec![],
+        verdict: with_instructions(GateVerdict::Pass, Some(&inst)),
+        instructions: Some(inst),
+    }
+}
+
+/// Builds and runs the instruction benches of the baseline commit, then of
+/// the candidate's work tree, both from `<target>/gate/instructions-src`
+/// (the same path, so the same symbol names and layout; module docs of
+/// [`instructions`]), and compares them.
+pub fn measure_instructions(
+    cfg: &BaselineConfig,
+    opts: &RunOptions,
+    sha: &str,
+) -> Result<InstructionReport, GateError> {
+    instructions::check_tools()?;
+    let b = &opts.binaries;
+    let src = gate_dir(&b.target_dir).join("instructions-src");
+    log(&format!(
+        "instructions: baseline {sha} (sources in {})",
+        src.display()
+    ));
+    instructions::fill_from_commit(&b.repo, sha, &src)?;
+    let note = |side: &str| {
+        format!(
+            "the {side} has no {}: the instruction check needs it on both sides (move the baseline forward)",
+            instructions::BENCH_FILE
+        )
+    };
+    if !src.join(instructions::BENCH_FILE).is_file() {
+        return Err(InstructionError::Missing(note("baseline")).into());
+    }
+    let baseline = instructions::measure(&src, &b.target_dir, &[])?;
+    log("instructions: candidate (the work tree)");
+    instructions::fill_from_work_tree(&b.repo, &src)?;
+    if !src.join(instructions::BENCH_FILE).is_file() {
+        return Err(InstructionError::Missing(note("candidate")).into());
+    }
+    let candidate = instructions::measure(&src, &b.target_dir, &opts.bench_features)?;
+    let t = cfg.instructions.threshold_pct;
+    Ok(InstructionReport {
+        threshold_pct: t,
+        candidate_features: opts.bench_features.clone(),
+        benches: instructions::compare(&baseline, &candidate, t),
+    })
 }
 
 /// `gate --compare DIR_A DIR_B`: re-judges saved rounds, runs nothing.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use rtmc_ci::ab::DELAY_ENV;
 use rtmc_ci::baseline::{gate_dir, BaselineConfig};
-use rtmc_ci::gate::{self, BinaryOptions, RunOptions};
+use rtmc_ci::gate::{self, BinaryOptions, InstructionMode, RunOptions};
 use rtmc_ci::report;
 
 #[derive(Parser, Debug)]
@@ -61,12 +61,22 @@ struct Cli {
     /// regression.
     #[arg(long, value_name = "N")]
     inject_delay_us: Option<u64>,
+    /// Skip the instruction-count check (latency rounds only).
+    #[arg(long, conflicts_with = "instructions_only")]
+    no_instructions: bool,
+    /// Only the instruction-count check: no rtmc build, no rounds.
+    #[arg(long)]
+    instructions_only: bool,
+    /// Build the candidate's instruction benches with these features, e.g.
+    /// rtmc-system/test-codec-overhead (the test-only +3% in the codec).
+    #[arg(long, value_name = "FEATURES", value_delimiter = ',')]
+    bench_features: Vec<String>,
     /// A round (one loadgen run) that takes longer is stopped; the gate errors.
     #[arg(long, default_value_t = 900)]
     round_timeout_secs: u64,
     /// A/A mode: the baseline against itself `--repeats` times; reports the
     /// spread of every ratio and interval and suggests thresholds.
-    #[arg(long, conflicts_with_all = ["compare", "inject_delay_us"])]
+    #[arg(long, conflicts_with_all = ["compare", "inject_delay_us", "instructions_only"])]
     aa: bool,
     /// A/A repeats (each a full interleaved run).
     #[arg(long, default_value_t = 10, requires = "aa")]
@@ -120,6 +130,14 @@ impl Cli {
             inject_delay_us: self.inject_delay_us,
             round_timeout: Duration::from_secs(self.round_timeout_secs),
             out: self.out(mode),
+            instructions: if self.instructions_only {
+                InstructionMode::Only
+            } else if self.no_instructions || mode != "run" {
+                InstructionMode::Skip
+            } else {
+                InstructionMode::Both
+            },
+            bench_features: self.bench_features.clone(),
         }
     }
 }

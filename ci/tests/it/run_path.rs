@@ -35,12 +35,26 @@ printf '{"kind":"run","run_id":"fake","rtmc":%s,"floor":%s,"failures":[]}\n' "$(
 echo "fake loadgen wrote $out"
 "#;
 
+/// `cargo bench`: prints one gungraun JSON line whose instruction count is
+/// the number in ./benches/benches/instructions.rs, +3% when built with the
+/// test-only codec overhead.
+const FAKE_CARGO_BENCH: &str = r#"
+case "$*" in
+  bench*)
+    n=$(cat benches/benches/instructions.rs)
+    case "$*" in *test-codec-overhead*) n=$((n * 103 / 100)) ;; esac
+    echo "gungraun log line"
+    printf '{"module_path":"instructions::codec::encode","id":"small","function_name":"encode","profiles":[{"summaries":{"total":{"summary":{"Callgrind":{"Ir":{"metrics":{"Left":%d}}}}}}}]}\n' "$n"
+    printf '{"module_path":"instructions::codec::decode","id":"small","function_name":"decode","profiles":[{"summaries":{"total":{"summary":{"Callgrind":{"Ir":{"metrics":{"Left":254}}}}}}}]}\n'
+    exit 0 ;;
+esac
+"#;
+
 /// Records its arguments, directory and CARGO_TARGET_DIR, and "builds"
 /// rtmc into $CARGO_TARGET_DIR/release/rtmc: "1.0" (the baseline's build),
 /// "1.0 candidate" (the workspace build), "1.0 RTMC_TEST_BROADCAST_DELAY_US"
 /// (the build with the delay feature: the real binary holds that name).
-const FAKE_CARGO: &str = r#"#!/bin/sh
-echo "cargo $* | cwd=$(pwd) | CARGO_TARGET_DIR=$CARGO_TARGET_DIR" >> "$FAKE_CARGO_LOG"
+const FAKE_CARGO_BUILD: &str = r#"
 mkdir -p "$CARGO_TARGET_DIR/release"
 rm -f "$CARGO_TARGET_DIR/release/rtmc"
 case "$*" in
@@ -92,8 +106,16 @@ fn gate_command(s: &Setup, config: &Path, out: &Path) -> Command {
     cmd
 }
 
-/// `gate_command` without `--no-build`.
+/// `gate_command` without `--no-build`; the instruction check is skipped
+/// (the tests of `instructions_*` turn it on).
 fn gate_command_building(s: &Setup, config: &Path, out: &Path) -> Command {
+    let mut cmd = gate_command_measuring(s, config, out);
+    cmd.arg("--no-instructions");
+    cmd
+}
+
+/// `gate` as `gate_command_building`, with the instruction check on.
+fn gate_command_measuring(s: &Setup, config: &Path, out: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gate"));
     cmd.arg("--config")
         .arg(config)
@@ -293,7 +315,14 @@ impl BuildSetup {
         init_repo(s);
         let bin = s.root.join("bin");
         std::fs::create_dir_all(&bin).unwrap();
-        script(&bin.join("cargo"), FAKE_CARGO);
+        script(
+            &bin.join("cargo"),
+            &format!("#!/bin/sh\necho \"cargo $* | cwd=$(pwd) | CARGO_TARGET_DIR=$CARGO_TARGET_DIR\" >> \"$FAKE_CARGO_LOG\"{FAKE_CARGO_BENCH}{FAKE_CARGO_BUILD}"),
+        );
+        // The instruction check asks these for their version.
+        for tool in ["valgrind", "gungraun-runner"] {
+            script(&bin.join(tool), "#!/bin/sh\necho fake\n");
+        }
         let config = s.root.join("baseline.toml");
         let shipped = std::fs::read_to_string(baseline_toml()).unwrap();
         let commit_line = shipped
@@ -461,4 +490,112 @@ fn an_injected_delay_without_a_built_delay_binary_is_an_error() {
         text(&o)
     );
     assert!(b.cargo_calls().is_empty());
+}
+
+/// A repository whose instruction "bench" counts `count` at HEAD.
+fn bench_repo(count: u64) -> (Setup, BuildSetup) {
+    let s = setup();
+    let file = s.root.join("benches/benches/instructions.rs");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, count.to_string()).unwrap();
+    let b = BuildSetup::new(&s);
+    (s, b)
+}
+
+fn set_count(s: &Setup, count: u64) {
+    std::fs::write(
+        s.root.join("benches/benches/instructions.rs"),
+        count.to_string(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn instructions_only_compares_both_sides_built_at_one_path() {
+    let (s, b) = bench_repo(1000);
+    let out = s.root.join("out-i");
+    let run = |extra: &[&str]| {
+        b.run(
+            gate_command_measuring(&s, &b.config, &out)
+                .arg("--instructions-only")
+                .args(extra),
+        )
+    };
+    // Unchanged code passes.
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("RESULT: PASS"), "{}", text(&o));
+    let calls = b.cargo_calls();
+    let src = s.target.join("gate/instructions-src");
+    let benches: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.starts_with("cargo bench"))
+        .collect();
+    assert_eq!(benches.len(), 2, "{calls}");
+    for line in &benches {
+        assert!(
+            line.contains(&format!("| cwd={} |", src.display())),
+            "both sides at one path: {line}"
+        );
+        assert!(
+            line.contains("--config profile.bench.package.rtmc-system.codegen-units=1"),
+            "{line}"
+        );
+    }
+    assert!(!calls.contains("cargo build"), "no rtmc build: {calls}");
+    // +2.9% in the work tree (uncommitted) is beyond the 2% threshold.
+    set_count(&s, 1029);
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("REGRESSION — instructions codec::encode::small"),
+        "{t}"
+    );
+    assert!(t.contains("+2.9%"), "{t}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("gate.json")).unwrap()).unwrap();
+    assert_eq!(json["instructions"]["benches"][0]["verdict"], "regression");
+    assert_eq!(json["instructions"]["benches"][1]["verdict"], "ok");
+    assert_eq!(json["verdict"], "regression");
+    let md = std::fs::read_to_string(out.join("gate-report.md")).unwrap();
+    assert!(md.contains("### Instruction counts"), "{md}");
+    assert!(md.contains("**REGRESSION**"), "{md}");
+    // +1.5% is within it.
+    set_count(&s, 1015);
+    assert_eq!(run(&[]).status.code(), Some(0));
+    // The test-only codec overhead on unchanged code is caught.
+    set_count(&s, 1000);
+    let o = run(&["--bench-features", "rtmc-system/test-codec-overhead"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        b.cargo_calls()
+            .lines()
+            .last()
+            .unwrap()
+            .contains("--features rtmc-system/test-codec-overhead"),
+        "only the candidate's bench build gets the feature"
+    );
+}
+
+#[test]
+fn an_instruction_regression_fails_a_full_run_whose_latency_passed() {
+    let (s, b) = bench_repo(1000);
+    set_count(&s, 1100);
+    let out = s.root.join("out-full");
+    let o = b.run(
+        gate_command_measuring(&s, &b.config, &out)
+            .arg("--no-build")
+            .args(["--baseline-rtmc", &path(&s, "rtmc-a")])
+            .args(["--candidate-rtmc", &path(&s, "rtmc-a2")]),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("publish→receive p50"), "the latency table: {t}");
+    assert!(t.contains("instruction counts"), "{t}");
+    assert!(
+        t.contains("REGRESSION — instructions codec::encode::small"),
+        "{t}"
+    );
+    assert_gate_files(&out);
 }
