@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::ab::{load_rounds, run_rounds, AbError, RoundSpec, Rounds, DELAY_ENV};
+use crate::ab::{load_rounds, run_round, run_rounds, AbError, RoundSpec, Rounds, Slot, DELAY_ENV};
 use crate::baseline::{
     baseline_binary, copy_replacing, gate_dir, resolve_commit, BaselineConfig, BaselineError,
 };
@@ -45,6 +45,13 @@ pub enum GateError {
     Build { command: String, status: String },
     #[error("{path} was not built with {DELAY_FEATURE}: it would ignore {DELAY_ENV}")]
     NoDelayFeature { path: PathBuf },
+    #[error("--update-baseline pins a commit, but the work tree has uncommitted changes to tracked files: commit them first")]
+    DirtyTree,
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("too few rounds to judge: {baseline} baseline and {candidate} candidate (at least {MIN_ROUNDS_PER_SIDE} each)")]
     TooFewRounds { baseline: usize, candidate: usize },
 }
@@ -183,6 +190,9 @@ fn must_exist(what: &'static str, path: PathBuf, hint: &'static str) -> Result<P
     }
 }
 
+const BUILD_HINT: &str =
+    " (build it: cargo build --release --workspace --bins, or drop --no-build)";
+
 /// Builds what is missing and returns the binaries. The candidate's `rtmc`
 /// is copied to `<target>/gate/rtmc-candidate` before the baseline is built
 /// into the same target directory (which replaces `target/release/rtmc`);
@@ -199,8 +209,6 @@ pub fn prepare_binaries(
     if opts.build_candidate {
         cargo_release_build(&opts.repo, &opts.target_dir)?;
     }
-    const BUILD_HINT: &str =
-        " (build it: cargo build --release --workspace --bins, or drop --no-build)";
     let loadgen = must_exist(
         "loadgen",
         opts.loadgen
@@ -589,4 +597,154 @@ pub fn aa_exit_code(r: &AaReport) -> u8 {
     } else {
         GateVerdict::Regression.exit_code()
     }
+}
+
+/// What `gate --update-baseline` did.
+#[derive(Debug, Clone)]
+pub struct BaselineUpdate {
+    pub commit: String,
+    pub config: PathBuf,
+    /// Where the rounds' reports and histograms were stored.
+    pub stored: PathBuf,
+    pub rounds: Vec<crate::round::Round>,
+}
+
+/// Where `--update-baseline` keeps the pinned commit's histograms, relative
+/// to the repository root.
+pub const STORED_BASELINE_DIR: &str = "ci/gate/baseline";
+
+/// `gate --update-baseline`: pins the candidate's commit (HEAD, which must be
+/// clean) as the baseline in `config_path`, runs `opts.pairs` rounds of its
+/// `rtmc`, and stores each round's `report.json` and `.hgrm` histograms in
+/// `ci/gate/baseline/round-NN/` with a `baseline.json` summary — for reports
+/// and trends; the gate's decision never uses them (it measures the baseline
+/// again every run).
+pub fn update_baseline(config_path: &Path, opts: &RunOptions) -> Result<BaselineUpdate, GateError> {
+    let repo = &opts.binaries.repo;
+    let head = candidate_commit(repo).ok_or_else(|| GateError::Build {
+        command: "git rev-parse HEAD".into(),
+        status: format!("{} is not a git work tree", repo.display()),
+    })?;
+    if head.ends_with("+dirty") {
+        return Err(GateError::DirtyTree);
+    }
+    let b = &opts.binaries;
+    if b.build_candidate {
+        cargo_release_build(repo, &b.target_dir)?;
+    }
+    let release = b.target_dir.join("release");
+    let loadgen = must_exist(
+        "loadgen",
+        b.loadgen.clone().unwrap_or_else(|| release.join("loadgen")),
+        BUILD_HINT,
+    )?;
+    let rtmc = must_exist(
+        "the candidate's rtmc",
+        b.candidate_rtmc
+            .clone()
+            .unwrap_or_else(|| release.join("rtmc")),
+        BUILD_HINT,
+    )?;
+    let staged = gate_dir(&b.target_dir).join("rtmc-candidate");
+    copy_replacing(&rtmc, &staged)?;
+    let spec = RoundSpec {
+        loadgen,
+        profile: must_exist("the gate profile", profile_path(opts), "")?,
+        baseline_rtmc: staged.clone(),
+        candidate_rtmc: staged,
+        inject_delay_us: None,
+        timeout: opts.round_timeout,
+    };
+    let mut rounds = Vec::new();
+    for pair in 0..opts.pairs {
+        log(&format!("baseline round {}/{}", pair + 1, opts.pairs));
+        let slot = Slot {
+            order: pair,
+            pair,
+            side: Side::Baseline,
+        };
+        rounds.push(run_round(&spec, &opts.out, &slot)?);
+    }
+    let stored = repo.join(STORED_BASELINE_DIR);
+    store_rounds(&stored, &head, opts, &rounds)?;
+    pin_commit(config_path, &head)?;
+    Ok(BaselineUpdate {
+        commit: head,
+        config: config_path.to_owned(),
+        stored,
+        rounds,
+    })
+}
+
+fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> GateError {
+    let path = path.to_owned();
+    move |source| GateError::Write { path, source }
+}
+
+/// Replaces `dir` with the rounds' `report.json` and `*.hgrm` files and a
+/// `baseline.json` summary.
+fn store_rounds(
+    dir: &Path,
+    commit: &str,
+    opts: &RunOptions,
+    rounds: &[crate::round::Round],
+) -> Result<(), GateError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(write_err(dir)(e)),
+    }
+    for r in rounds {
+        let to = dir.join(format!("round-{:02}", r.pair + 1));
+        std::fs::create_dir_all(&to).map_err(write_err(&to))?;
+        let entries = std::fs::read_dir(&r.dir).map_err(write_err(&r.dir))?;
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name == "report.json" || name.ends_with(".hgrm") {
+                std::fs::copy(e.path(), to.join(&*name)).map_err(write_err(&e.path()))?;
+            }
+        }
+    }
+    let summary = serde_json::json!({
+        "commit": commit,
+        "stored_at": now(),
+        "profile": opts.profile,
+        "rounds": rounds.iter().map(RoundSummary::of).collect::<Vec<_>>(),
+        "note": "Histograms of the pinned baseline, for reports and trends. The gate never decides on them: every run measures the baseline again, interleaved with the candidate.",
+    });
+    let path = dir.join("baseline.json");
+    let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+    std::fs::write(&path, text).map_err(write_err(&path))
+}
+
+/// Rewrites the `commit = "…"` line of the baseline file, keeping the rest
+/// (comments included) as it is.
+pub fn pin_commit(config_path: &Path, sha: &str) -> Result<(), GateError> {
+    let text = std::fs::read_to_string(config_path).map_err(write_err(config_path))?;
+    let mut found = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if !found && l.trim_start().starts_with("commit") && l.contains('=') {
+                found = true;
+                format!("commit = \"{sha}\"")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    if !found {
+        return Err(GateError::Baseline(BaselineError::Invalid {
+            path: config_path.to_owned(),
+            message: "no `commit = ...` line to update".into(),
+        }));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    BaselineConfig::parse(&out).map_err(|message| BaselineError::Invalid {
+        path: config_path.to_owned(),
+        message,
+    })?;
+    std::fs::write(config_path, out).map_err(write_err(config_path))
 }

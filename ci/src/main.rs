@@ -81,6 +81,12 @@ struct Cli {
     /// A/A repeats (each a full interleaved run).
     #[arg(long, default_value_t = 10, requires = "aa")]
     repeats: usize,
+    /// Pin the current commit (HEAD, clean) as the baseline in the config
+    /// file, run `--pairs` rounds of its rtmc and store their report.json
+    /// and histograms in ci/gate/baseline/ (for reports and trends; the
+    /// decision never uses them). Then commit both.
+    #[arg(long, conflicts_with_all = ["aa", "compare", "inject_delay_us", "instructions_only"])]
+    update_baseline: bool,
     /// Re-judge saved rounds without running anything: DIR_A holds the
     /// baseline's round directories (or is one), DIR_B the candidate's.
     #[arg(long, num_args = 2, value_names = ["DIR_A", "DIR_B"])]
@@ -173,6 +179,23 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         print!("{}", report::render_aa(&r));
         print_files(&opts.out, &files);
         return Ok(gate::aa_exit_code(&r));
+    }
+    if cli.update_baseline {
+        let opts = cli.run_options(&cfg, "update-baseline");
+        let config = cli.under_repo(&cli.config);
+        let u = gate::update_baseline(&config, &opts)?;
+        println!(
+            "baseline pinned: commit = \"{}\" in {}",
+            u.commit,
+            u.config.display()
+        );
+        println!(
+            "stored {} rounds' report.json and histograms in {}",
+            u.rounds.len(),
+            u.stored.display()
+        );
+        println!("next: gate --aa --repeats 10 (the noise can change with the code), paste aa-thresholds.toml over [thresholds], commit all three together");
+        return Ok(0);
     }
     let opts = cli.run_options(&cfg, "run");
     if let Some(us) = opts.inject_delay_us {

@@ -599,3 +599,43 @@ fn an_instruction_regression_fails_a_full_run_whose_latency_passed() {
     );
     assert_gate_files(&out);
 }
+
+#[test]
+fn update_baseline_pins_head_and_stores_its_histograms() {
+    let s = setup();
+    let b = BuildSetup::new(&s);
+    let o = b.run(
+        gate_command(&s, &b.config, &s.root.join("out-u"))
+            .args(["--update-baseline", "--pairs", "2"])
+            .args(["--candidate-rtmc", &path(&s, "rtmc-a")]),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let config = std::fs::read_to_string(&b.config).unwrap();
+    assert!(
+        config.contains(&format!("\ncommit = \"{}\"\n", b.sha)),
+        "{config}"
+    );
+    assert!(config.contains("[thresholds]"), "the rest is kept");
+    let stored = s.root.join("ci/gate/baseline");
+    for k in ["round-01", "round-02"] {
+        assert!(stored.join(k).join("report.json").is_file(), "{k}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stored.join("baseline.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["commit"], b.sha.as_str());
+    assert_eq!(summary["rounds"].as_array().unwrap().len(), 2);
+    // Only the pinned commit's rtmc ran, with no baseline build.
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert_eq!(log.lines().count(), 2);
+    assert!(b.cargo_calls().is_empty());
+    // A dirty work tree cannot be pinned.
+    std::fs::write(s.root.join("profile.toml"), "name = \"changed\"\n").unwrap();
+    let o = b.run(
+        gate_command(&s, &b.config, &s.root.join("out-u2"))
+            .args(["--update-baseline", "--pairs", "1"])
+            .args(["--candidate-rtmc", &path(&s, "rtmc-a")]),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("uncommitted changes"), "{}", text(&o));
+}
