@@ -282,12 +282,19 @@ pub fn judge_rounds(
     setup: GateSetup,
 ) -> Result<GateReport, GateError> {
     let (na, nb) = (rounds.baseline.len(), rounds.candidate.len());
-    if na < MIN_ROUNDS_PER_SIDE || nb < MIN_ROUNDS_PER_SIDE {
+    if na == 0 || nb == 0 {
         return Err(GateError::TooFewRounds {
             baseline: na,
             candidate: nb,
         });
     }
+    // Fewer rounds are shown (a quick functional run, `--pairs 1`) but
+    // never judged: the verdict is "could not judge".
+    let too_few = (na < MIN_ROUNDS_PER_SIDE || nb < MIN_ROUNDS_PER_SIDE).then(|| {
+        format!(
+            "too few rounds to judge: {na} baseline and {nb} candidate (at least {MIN_ROUNDS_PER_SIDE} each); the values are shown, not judged"
+        )
+    });
     let comparisons = compare_all(&rounds.baseline, &rounds.candidate, &cfg.bootstrap);
     let judgements: Vec<_> = comparisons
         .iter()
@@ -295,7 +302,10 @@ pub fn judge_rounds(
         .collect();
     let baseline_failures = rounds.failures(Side::Baseline);
     let candidate_failures = rounds.failures(Side::Candidate);
-    let verdict = overall(&judgements, &baseline_failures, &candidate_failures);
+    let verdict = match too_few {
+        Some(_) => GateVerdict::Error,
+        None => overall(&judgements, &baseline_failures, &candidate_failures),
+    };
     Ok(GateReport {
         setup: GateSetup {
             thresholds_measured_by: cfg.thresholds.measured_by.clone(),
@@ -313,6 +323,7 @@ pub fn judge_rounds(
         baseline_failures,
         candidate_failures,
         instructions: None,
+        notes: too_few.into_iter().collect(),
         verdict,
     })
 }
@@ -470,6 +481,7 @@ fn instructions_only_report(
         judgements: vec![],
         baseline_failures: vec![],
         candidate_failures: vec![],
+        notes: vec![],
         verdict: with_instructions(GateVerdict::Pass, Some(&inst)),
         instructions: Some(inst),
     }

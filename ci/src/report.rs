@@ -94,6 +94,9 @@ pub struct GateReport {
     /// (`--no-instructions`, `--compare`, A/A).
     #[serde(default)]
     pub instructions: Option<InstructionReport>,
+    /// Why the gate could not judge, besides failed rounds (too few rounds).
+    #[serde(default)]
+    pub notes: Vec<String>,
     pub verdict: GateVerdict,
 }
 
@@ -190,6 +193,9 @@ pub fn headline(r: &GateReport) -> String {
             r.candidate_failures.join("; ")
         ),
         GateVerdict::Regression => format!("REGRESSION — {}", failing.join(", ")),
+        GateVerdict::Error if r.baseline_failures.is_empty() => {
+            format!("ERROR — {}", r.notes.join("; "))
+        }
         GateVerdict::Error => format!(
             "ERROR — baseline rounds failed loadgen's checks, nothing can be judged: {}",
             r.baseline_failures.join("; ")
