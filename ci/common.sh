@@ -46,4 +46,15 @@ wait_for_setup() {
 
 release_build() {
   cargo build --locked --release --workspace --bins
+  release_has_no_test_hooks
+}
+
+# The test-only features of rtmc-system (test-broadcast-delay…) must never
+# reach the release binary: their variable names would be in it.
+release_has_no_test_hooks() {
+  local bin="${CARGO_TARGET_DIR:-$ROOT/target}/release/rtmc"
+  if grep -aq RTMC_TEST_BROADCAST_DELAY_US "$bin"; then
+    echo "[ci] $bin contains the test-only broadcast delay (feature test-broadcast-delay): a Cargo.toml enables it" >&2
+    exit 1
+  fi
 }

@@ -15,6 +15,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::compare::BootstrapConfig;
+use crate::instructions::InstructionConfig;
 use crate::metric::Metric;
 use crate::verdict::Rule;
 
@@ -37,6 +38,9 @@ pub struct BaselineConfig {
     #[serde(default)]
     pub bootstrap: BootstrapConfig,
     pub thresholds: Thresholds,
+    /// The instruction-count check (`[instructions]`).
+    #[serde(default)]
+    pub instructions: InstructionConfig,
 }
 
 /// `[thresholds]`: the minimum effect per metric and how it was measured.
@@ -125,6 +129,10 @@ impl BaselineConfig {
         }
         if !(0.0..=1.0).contains(&cfg.agreement_frac) {
             return Err("agreement_frac must lie in 0..=1".into());
+        }
+        let t = cfg.instructions.threshold_pct;
+        if !(t.is_finite() && t >= 0.0) {
+            return Err(format!("instructions.threshold_pct = {t} is not ≥ 0"));
         }
         let c = cfg.bootstrap.confidence;
         if !(c > 0.0 && c < 1.0) || cfg.bootstrap.resamples < 100 {

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::ab::{load_rounds, run_rounds, AbError, RoundSpec, Rounds};
+use crate::ab::{load_rounds, run_round, run_rounds, AbError, RoundSpec, Rounds, Slot, DELAY_ENV};
 use crate::baseline::{
     baseline_binary, copy_replacing, gate_dir, resolve_commit, BaselineConfig, BaselineError,
 };
 use crate::compare::{aa_spread, compare_all};
+use crate::instructions::{self, InstructionError, InstructionReport};
 use crate::metric::Metric;
 use crate::report::{AaReport, GateReport, GateSetup, ReportError, RoundSummary};
 use crate::round::Side;
@@ -32,6 +33,8 @@ pub enum GateError {
     Rounds(#[from] AbError),
     #[error(transparent)]
     Report(#[from] ReportError),
+    #[error("instruction counts: {0}")]
+    Instructions(#[from] InstructionError),
     #[error("{what} not found at {path}{hint}")]
     Missing {
         what: &'static str,
@@ -40,6 +43,15 @@ pub enum GateError {
     },
     #[error("`{command}` failed: {status}")]
     Build { command: String, status: String },
+    #[error("{path} was not built with {DELAY_FEATURE}: it would ignore {DELAY_ENV}")]
+    NoDelayFeature { path: PathBuf },
+    #[error("--update-baseline pins a commit, but the work tree has uncommitted changes to tracked files: commit them first")]
+    DirtyTree,
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("too few rounds to judge: {baseline} baseline and {candidate} candidate (at least {MIN_ROUNDS_PER_SIDE} each)")]
     TooFewRounds { baseline: usize, candidate: usize },
 }
@@ -59,6 +71,10 @@ pub struct BinaryOptions {
     pub baseline_rtmc: Option<PathBuf>,
     /// Run the candidate's release build first.
     pub build_candidate: bool,
+    /// The candidate side runs an `rtmc` with the test-only broadcast delay
+    /// (`--inject-delay-us`): built from the candidate's tree unless
+    /// `candidate_rtmc` is given.
+    pub delay_feature: bool,
 }
 
 /// The three binaries a session runs.
@@ -74,28 +90,96 @@ pub fn log(line: &str) {
     eprintln!("gate: {line}");
 }
 
-fn cargo_release_build(repo: &Path, target_dir: &Path) -> Result<(), GateError> {
-    // The same selection as ci/common.sh's release_build, so the gate reuses
-    // that build instead of compiling another feature set.
-    let args = ["build", "--locked", "--release", "--workspace", "--bins"];
-    log(&format!("candidate: cargo {}", args.join(" ")));
+/// `cargo ARGS` in `dir` with `CARGO_TARGET_DIR = target_dir`.
+pub fn cargo(dir: &Path, target_dir: &Path, args: &[&str]) -> Result<(), GateError> {
+    let command = format!("cargo {}", args.join(" "));
+    log(&format!("{command} (in {})", dir.display()));
     let status = Command::new("cargo")
-        .current_dir(repo)
+        .current_dir(dir)
         .env("CARGO_TARGET_DIR", target_dir)
         .args(args)
         .status()
         .map_err(|e| GateError::Build {
-            command: "cargo build".into(),
+            command: command.clone(),
             status: e.to_string(),
         })?;
     if status.success() {
         Ok(())
     } else {
         Err(GateError::Build {
-            command: format!("cargo {}", args.join(" ")),
+            command,
             status: status.to_string(),
         })
     }
+}
+
+fn cargo_release_build(repo: &Path, target_dir: &Path) -> Result<(), GateError> {
+    // The same selection as ci/common.sh's release_build, so the gate reuses
+    // that build instead of compiling another feature set.
+    cargo(
+        repo,
+        target_dir,
+        &["build", "--locked", "--release", "--workspace", "--bins"],
+    )
+}
+
+/// The cargo feature that makes `rtmc` read [`DELAY_ENV`].
+pub const DELAY_FEATURE: &str = "rtmc-system/test-broadcast-delay";
+
+/// Whether `bin` was built with the broadcast-delay feature (it then holds
+/// the variable's name; the release build never does).
+pub fn has_delay_feature(bin: &Path) -> bool {
+    std::fs::read(bin).is_ok_and(|bytes| {
+        bytes
+            .windows(DELAY_ENV.len())
+            .any(|w| w == DELAY_ENV.as_bytes())
+    })
+}
+
+/// The candidate's `rtmc` with the test-only broadcast delay compiled in:
+/// `cargo build --locked --release -p rtmc-system --bin rtmc --features
+/// rtmc-system/test-broadcast-delay` in the candidate's tree and target
+/// directory (the baseline build's selection, so the dependencies are
+/// shared), copied to `<target>/gate/rtmc-candidate-delay-<commit>`; then
+/// `target/release/rtmc` is put back to the candidate's release binary
+/// (`staged`). With `build` false only the kept copy is looked up.
+fn delay_candidate(opts: &BinaryOptions, staged: &Path, build: bool) -> Result<PathBuf, GateError> {
+    let tag: String = candidate_commit(&opts.repo)
+        .unwrap_or_else(|| "unknown".into())
+        .replace('+', "-")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    let kept = gate_dir(&opts.target_dir).join(format!("rtmc-candidate-delay-{tag}"));
+    if build {
+        cargo(
+            &opts.repo,
+            &opts.target_dir,
+            &[
+                "build",
+                "--locked",
+                "--release",
+                "-p",
+                "rtmc-system",
+                "--bin",
+                "rtmc",
+                "--features",
+                DELAY_FEATURE,
+            ],
+        )?;
+        let release = opts.target_dir.join("release").join("rtmc");
+        copy_replacing(&release, &kept)?;
+        copy_replacing(staged, &release)?;
+    }
+    let kept = must_exist(
+        "the candidate's rtmc with the broadcast delay",
+        kept,
+        " (drop --no-build, or pass --candidate-rtmc)",
+    )?;
+    if !has_delay_feature(&kept) {
+        return Err(GateError::NoDelayFeature { path: kept });
+    }
+    Ok(kept)
 }
 
 fn must_exist(what: &'static str, path: PathBuf, hint: &'static str) -> Result<PathBuf, GateError> {
@@ -106,12 +190,16 @@ fn must_exist(what: &'static str, path: PathBuf, hint: &'static str) -> Result<P
     }
 }
 
+const BUILD_HINT: &str =
+    " (build it: cargo build --release --workspace --bins, or drop --no-build)";
+
 /// Builds what is missing and returns the binaries. The candidate's `rtmc`
 /// is copied to `<target>/gate/rtmc-candidate` before the baseline is built
 /// into the same target directory (which replaces `target/release/rtmc`);
-/// afterwards `target/release/rtmc` is put back to the candidate's. A/A
-/// (`need_candidate` false) runs the baseline on both sides and needs no
-/// candidate `rtmc`.
+/// afterwards `target/release/rtmc` is put back to the candidate's. The same
+/// holds for the candidate's build with the broadcast delay
+/// (`opts.delay_feature`). A/A (`need_candidate` false) runs the baseline on
+/// both sides and needs no candidate `rtmc`.
 pub fn prepare_binaries(
     opts: &BinaryOptions,
     sha: &str,
@@ -121,8 +209,6 @@ pub fn prepare_binaries(
     if opts.build_candidate {
         cargo_release_build(&opts.repo, &opts.target_dir)?;
     }
-    const BUILD_HINT: &str =
-        " (build it: cargo build --release --workspace --bins, or drop --no-build)";
     let loadgen = must_exist(
         "loadgen",
         opts.loadgen
@@ -158,6 +244,12 @@ pub fn prepare_binaries(
             bin
         }
     };
+    let candidate = match candidate {
+        Some(staged) if opts.delay_feature && opts.candidate_rtmc.is_none() => {
+            Some(delay_candidate(opts, &staged, opts.build_candidate)?)
+        }
+        other => other,
+    };
     Ok(Binaries {
         loadgen,
         candidate_rtmc: candidate.unwrap_or_else(|| baseline_rtmc.clone()),
@@ -190,12 +282,19 @@ pub fn judge_rounds(
     setup: GateSetup,
 ) -> Result<GateReport, GateError> {
     let (na, nb) = (rounds.baseline.len(), rounds.candidate.len());
-    if na < MIN_ROUNDS_PER_SIDE || nb < MIN_ROUNDS_PER_SIDE {
+    if na == 0 || nb == 0 {
         return Err(GateError::TooFewRounds {
             baseline: na,
             candidate: nb,
         });
     }
+    // Fewer rounds are shown (a quick functional run, `--pairs 1`) but
+    // never judged: the verdict is "could not judge".
+    let too_few = (na < MIN_ROUNDS_PER_SIDE || nb < MIN_ROUNDS_PER_SIDE).then(|| {
+        format!(
+            "too few rounds to judge: {na} baseline and {nb} candidate (at least {MIN_ROUNDS_PER_SIDE} each); the values are shown, not judged"
+        )
+    });
     let comparisons = compare_all(&rounds.baseline, &rounds.candidate, &cfg.bootstrap);
     let judgements: Vec<_> = comparisons
         .iter()
@@ -203,7 +302,10 @@ pub fn judge_rounds(
         .collect();
     let baseline_failures = rounds.failures(Side::Baseline);
     let candidate_failures = rounds.failures(Side::Candidate);
-    let verdict = overall(&judgements, &baseline_failures, &candidate_failures);
+    let verdict = match too_few {
+        Some(_) => GateVerdict::Error,
+        None => overall(&judgements, &baseline_failures, &candidate_failures),
+    };
     Ok(GateReport {
         setup: GateSetup {
             thresholds_measured_by: cfg.thresholds.measured_by.clone(),
@@ -220,6 +322,8 @@ pub fn judge_rounds(
         judgements,
         baseline_failures,
         candidate_failures,
+        instructions: None,
+        notes: too_few.into_iter().collect(),
         verdict,
     })
 }
@@ -234,6 +338,22 @@ pub struct RunOptions {
     pub inject_delay_us: Option<u64>,
     pub round_timeout: Duration,
     pub out: PathBuf,
+    /// Whether the instruction-count check runs, alone or with the rounds.
+    pub instructions: InstructionMode,
+    /// Features of the candidate's instruction benches (test-only switches
+    /// such as `rtmc-system/test-codec-overhead`).
+    pub bench_features: Vec<String>,
+}
+
+/// Which checks a run makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstructionMode {
+    /// Latency rounds and instruction counts (the default).
+    Both,
+    /// Latency rounds only (`--no-instructions`).
+    Skip,
+    /// Instruction counts only (`--instructions-only`).
+    Only,
 }
 
 fn now() -> String {
@@ -300,15 +420,112 @@ fn round_spec(
 }
 
 /// `gate`: baseline against candidate, interleaved; writes the reports into
-/// `opts.out`.
+/// `opts.out`. With `opts.instructions` also (or only) the instruction
+/// counts.
 pub fn run_gate(cfg: &BaselineConfig, opts: &RunOptions) -> Result<GateReport, GateError> {
     let sha = baseline_sha(cfg, opts)?;
+    if opts.instructions == InstructionMode::Only {
+        let inst = measure_instructions(cfg, opts, &sha)?;
+        let setup = GateSetup {
+            mode: "instructions".into(),
+            generated_at: now(),
+            baseline_commit: Some(sha.clone()),
+            candidate_commit: candidate_commit(&opts.binaries.repo),
+            ..Default::default()
+        };
+        let report = instructions_only_report(cfg, setup, inst);
+        crate::report::write_gate_files(&opts.out, &report)?;
+        return Ok(report);
+    }
     let bins = prepare_binaries(&opts.binaries, &sha, true)?;
+    if opts.inject_delay_us.is_some() && !has_delay_feature(&bins.candidate_rtmc) {
+        log(&format!(
+            "warning: {} was not built with {DELAY_FEATURE}: it ignores {DELAY_ENV}, so the gate should pass",
+            bins.candidate_rtmc.display()
+        ));
+    }
+    let inst = match opts.instructions {
+        InstructionMode::Both => Some(measure_instructions(cfg, opts, &sha)?),
+        _ => None,
+    };
     let spec = round_spec(opts, &bins, &bins.candidate_rtmc, opts.inject_delay_us)?;
     let rounds = run_rounds(&spec, opts.pairs, &opts.out, &mut |l| log(l))?;
-    let report = judge_rounds(&rounds, cfg, setup_of("run", &sha, opts, &bins))?;
+    let mut report = judge_rounds(&rounds, cfg, setup_of("run", &sha, opts, &bins))?;
+    report.verdict = with_instructions(report.verdict, inst.as_ref());
+    report.instructions = inst;
     crate::report::write_gate_files(&opts.out, &report)?;
     Ok(report)
+}
+
+/// The latency verdict combined with the instruction check: a count beyond
+/// its threshold is a regression (unless nothing could be judged).
+pub fn with_instructions(verdict: GateVerdict, inst: Option<&InstructionReport>) -> GateVerdict {
+    match (verdict, inst) {
+        (GateVerdict::Pass, Some(i)) if !i.regressed().is_empty() => GateVerdict::Regression,
+        (v, _) => v,
+    }
+}
+
+/// A report with the instruction counts alone (`--instructions-only`).
+fn instructions_only_report(
+    cfg: &BaselineConfig,
+    setup: GateSetup,
+    inst: InstructionReport,
+) -> GateReport {
+    GateReport {
+        setup,
+        bootstrap: cfg.bootstrap,
+        agreement_frac: cfg.agreement_frac,
+        rounds: vec![],
+        comparisons: vec![],
+        judgements: vec![],
+        baseline_failures: vec![],
+        candidate_failures: vec![],
+        notes: vec![],
+        verdict: with_instructions(GateVerdict::Pass, Some(&inst)),
+        instructions: Some(inst),
+    }
+}
+
+/// Builds and runs the instruction benches of the baseline commit, then of
+/// the candidate's work tree, both from `<target>/gate/instructions-src`
+/// (the same path, so the same symbol names and layout; module docs of
+/// [`instructions`]), and compares them.
+pub fn measure_instructions(
+    cfg: &BaselineConfig,
+    opts: &RunOptions,
+    sha: &str,
+) -> Result<InstructionReport, GateError> {
+    instructions::check_tools()?;
+    let b = &opts.binaries;
+    let src = gate_dir(&b.target_dir).join("instructions-src");
+    log(&format!(
+        "instructions: baseline {sha} (sources in {})",
+        src.display()
+    ));
+    instructions::fill_from_commit(&b.repo, sha, &src)?;
+    let note = |side: &str| {
+        format!(
+            "the {side} has no {}: the instruction check needs it on both sides (move the baseline forward)",
+            instructions::BENCH_FILE
+        )
+    };
+    if !src.join(instructions::BENCH_FILE).is_file() {
+        return Err(InstructionError::Missing(note("baseline")).into());
+    }
+    let baseline = instructions::measure(&src, &b.target_dir, &[])?;
+    log("instructions: candidate (the work tree)");
+    instructions::fill_from_work_tree(&b.repo, &src)?;
+    if !src.join(instructions::BENCH_FILE).is_file() {
+        return Err(InstructionError::Missing(note("candidate")).into());
+    }
+    let candidate = instructions::measure(&src, &b.target_dir, &opts.bench_features)?;
+    let t = cfg.instructions.threshold_pct;
+    Ok(InstructionReport {
+        threshold_pct: t,
+        candidate_features: opts.bench_features.clone(),
+        benches: instructions::compare(&baseline, &candidate, t),
+    })
 }
 
 /// `gate --compare DIR_A DIR_B`: re-judges saved rounds, runs nothing.
@@ -357,7 +574,11 @@ pub fn run_aa(
         setup.candidate_commit = Some(format!("{sha} (A/A: the baseline again)"));
         let report = judge_rounds(&rounds, cfg, setup)?;
         crate::report::write_gate_files(&dir, &report)?;
-        count_false_alarms(&mut false_alarms, &report);
+        // A repeat that could not be judged (too few rounds, a failed
+        // baseline round) raises no alarm, false or not.
+        if report.verdict != GateVerdict::Error {
+            count_false_alarms(&mut false_alarms, &report);
+        }
         log(&format!("A/A repeat {}: {:?}", k + 1, report.verdict));
         all.push(report.comparisons);
         dirs.push(dir);
@@ -392,4 +613,154 @@ pub fn aa_exit_code(r: &AaReport) -> u8 {
     } else {
         GateVerdict::Regression.exit_code()
     }
+}
+
+/// What `gate --update-baseline` did.
+#[derive(Debug, Clone)]
+pub struct BaselineUpdate {
+    pub commit: String,
+    pub config: PathBuf,
+    /// Where the rounds' reports and histograms were stored.
+    pub stored: PathBuf,
+    pub rounds: Vec<crate::round::Round>,
+}
+
+/// Where `--update-baseline` keeps the pinned commit's histograms, relative
+/// to the repository root.
+pub const STORED_BASELINE_DIR: &str = "ci/gate/baseline";
+
+/// `gate --update-baseline`: pins the candidate's commit (HEAD, which must be
+/// clean) as the baseline in `config_path`, runs `opts.pairs` rounds of its
+/// `rtmc`, and stores each round's `report.json` and `.hgrm` histograms in
+/// `ci/gate/baseline/round-NN/` with a `baseline.json` summary — for reports
+/// and trends; the gate's decision never uses them (it measures the baseline
+/// again every run).
+pub fn update_baseline(config_path: &Path, opts: &RunOptions) -> Result<BaselineUpdate, GateError> {
+    let repo = &opts.binaries.repo;
+    let head = candidate_commit(repo).ok_or_else(|| GateError::Build {
+        command: "git rev-parse HEAD".into(),
+        status: format!("{} is not a git work tree", repo.display()),
+    })?;
+    if head.ends_with("+dirty") {
+        return Err(GateError::DirtyTree);
+    }
+    let b = &opts.binaries;
+    if b.build_candidate {
+        cargo_release_build(repo, &b.target_dir)?;
+    }
+    let release = b.target_dir.join("release");
+    let loadgen = must_exist(
+        "loadgen",
+        b.loadgen.clone().unwrap_or_else(|| release.join("loadgen")),
+        BUILD_HINT,
+    )?;
+    let rtmc = must_exist(
+        "the candidate's rtmc",
+        b.candidate_rtmc
+            .clone()
+            .unwrap_or_else(|| release.join("rtmc")),
+        BUILD_HINT,
+    )?;
+    let staged = gate_dir(&b.target_dir).join("rtmc-candidate");
+    copy_replacing(&rtmc, &staged)?;
+    let spec = RoundSpec {
+        loadgen,
+        profile: must_exist("the gate profile", profile_path(opts), "")?,
+        baseline_rtmc: staged.clone(),
+        candidate_rtmc: staged,
+        inject_delay_us: None,
+        timeout: opts.round_timeout,
+    };
+    let mut rounds = Vec::new();
+    for pair in 0..opts.pairs {
+        log(&format!("baseline round {}/{}", pair + 1, opts.pairs));
+        let slot = Slot {
+            order: pair,
+            pair,
+            side: Side::Baseline,
+        };
+        rounds.push(run_round(&spec, &opts.out, &slot)?);
+    }
+    let stored = repo.join(STORED_BASELINE_DIR);
+    store_rounds(&stored, &head, opts, &rounds)?;
+    pin_commit(config_path, &head)?;
+    Ok(BaselineUpdate {
+        commit: head,
+        config: config_path.to_owned(),
+        stored,
+        rounds,
+    })
+}
+
+fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> GateError {
+    let path = path.to_owned();
+    move |source| GateError::Write { path, source }
+}
+
+/// Replaces `dir` with the rounds' `report.json` and `*.hgrm` files and a
+/// `baseline.json` summary.
+fn store_rounds(
+    dir: &Path,
+    commit: &str,
+    opts: &RunOptions,
+    rounds: &[crate::round::Round],
+) -> Result<(), GateError> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(write_err(dir)(e)),
+    }
+    for r in rounds {
+        let to = dir.join(format!("round-{:02}", r.pair + 1));
+        std::fs::create_dir_all(&to).map_err(write_err(&to))?;
+        let entries = std::fs::read_dir(&r.dir).map_err(write_err(&r.dir))?;
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name == "report.json" || name.ends_with(".hgrm") {
+                std::fs::copy(e.path(), to.join(&*name)).map_err(write_err(&e.path()))?;
+            }
+        }
+    }
+    let summary = serde_json::json!({
+        "commit": commit,
+        "stored_at": now(),
+        "profile": opts.profile,
+        "rounds": rounds.iter().map(RoundSummary::of).collect::<Vec<_>>(),
+        "note": "Histograms of the pinned baseline, for reports and trends. The gate never decides on them: every run measures the baseline again, interleaved with the candidate.",
+    });
+    let path = dir.join("baseline.json");
+    let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
+    std::fs::write(&path, text).map_err(write_err(&path))
+}
+
+/// Rewrites the `commit = "…"` line of the baseline file, keeping the rest
+/// (comments included) as it is.
+pub fn pin_commit(config_path: &Path, sha: &str) -> Result<(), GateError> {
+    let text = std::fs::read_to_string(config_path).map_err(write_err(config_path))?;
+    let mut found = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if !found && l.trim_start().starts_with("commit") && l.contains('=') {
+                found = true;
+                format!("commit = \"{sha}\"")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    if !found {
+        return Err(GateError::Baseline(BaselineError::Invalid {
+            path: config_path.to_owned(),
+            message: "no `commit = ...` line to update".into(),
+        }));
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    BaselineConfig::parse(&out).map_err(|message| BaselineError::Invalid {
+        path: config_path.to_owned(),
+        message,
+    })?;
+    std::fs::write(config_path, out).map_err(write_err(config_path))
 }

@@ -9,6 +9,8 @@
 //! (the interleaved rounds) → [`round`] (one round's report) → [`compare`]
 //! (ratios, bootstrap intervals, A/A spread) → [`verdict`] (the decision) →
 //! [`report`] (table, markdown, JSON, plot); [`gate`] strings them together.
+//! [`instructions`] is the second check: callgrind instruction counts of the
+//! CPU-bound benches, baseline against candidate, at a fixed threshold.
 //! The machine setup and test scripts live beside this crate (`ci/setup.sh`,
 //! `ci/test.sh`, `ci/run.sh`, `ci/stack.sh`).
 
@@ -16,6 +18,7 @@ pub mod ab;
 pub mod baseline;
 pub mod compare;
 pub mod gate;
+pub mod instructions;
 pub mod metric;
 pub mod report;
 pub mod round;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use rtmc_ci::ab::DELAY_ENV;
 use rtmc_ci::baseline::{gate_dir, BaselineConfig};
-use rtmc_ci::gate::{self, BinaryOptions, RunOptions};
+use rtmc_ci::gate::{self, BinaryOptions, InstructionMode, RunOptions};
 use rtmc_ci::report;
 
 #[derive(Parser, Debug)]
@@ -53,21 +53,40 @@ struct Cli {
     /// Do not run the candidate's release build; use the binaries as they are.
     #[arg(long)]
     no_build: bool,
-    /// Run the candidate side with RTMC_TEST_BROADCAST_DELAY_US=N (needs an
-    /// rtmc built with the test-only broadcast-delay feature): checks the
-    /// gate catches a known regression.
+    /// Run the candidate side with RTMC_TEST_BROADCAST_DELAY_US=N, on an
+    /// rtmc built from the candidate's tree with the test-only feature
+    /// rtmc-system/test-broadcast-delay (kept as
+    /// <target>/gate/rtmc-candidate-delay-<commit>; with --candidate-rtmc,
+    /// that binary is used as it is): checks the gate catches a known
+    /// regression.
     #[arg(long, value_name = "N")]
     inject_delay_us: Option<u64>,
+    /// Skip the instruction-count check (latency rounds only).
+    #[arg(long, conflicts_with = "instructions_only")]
+    no_instructions: bool,
+    /// Only the instruction-count check: no rtmc build, no rounds.
+    #[arg(long)]
+    instructions_only: bool,
+    /// Build the candidate's instruction benches with these features, e.g.
+    /// rtmc-system/test-codec-overhead (the test-only +3% in the codec).
+    #[arg(long, value_name = "FEATURES", value_delimiter = ',')]
+    bench_features: Vec<String>,
     /// A round (one loadgen run) that takes longer is stopped; the gate errors.
     #[arg(long, default_value_t = 900)]
     round_timeout_secs: u64,
     /// A/A mode: the baseline against itself `--repeats` times; reports the
     /// spread of every ratio and interval and suggests thresholds.
-    #[arg(long, conflicts_with_all = ["compare", "inject_delay_us"])]
+    #[arg(long, conflicts_with_all = ["compare", "inject_delay_us", "instructions_only"])]
     aa: bool,
     /// A/A repeats (each a full interleaved run).
     #[arg(long, default_value_t = 10, requires = "aa")]
     repeats: usize,
+    /// Pin the current commit (HEAD, clean) as the baseline in the config
+    /// file, run `--pairs` rounds of its rtmc and store their report.json
+    /// and histograms in ci/gate/baseline/ (for reports and trends; the
+    /// decision never uses them). Then commit both.
+    #[arg(long, conflicts_with_all = ["aa", "compare", "inject_delay_us", "instructions_only"])]
+    update_baseline: bool,
     /// Re-judge saved rounds without running anything: DIR_A holds the
     /// baseline's round directories (or is one), DIR_B the candidate's.
     #[arg(long, num_args = 2, value_names = ["DIR_A", "DIR_B"])]
@@ -110,12 +129,21 @@ impl Cli {
                 candidate_rtmc: self.candidate_rtmc.clone(),
                 baseline_rtmc: self.baseline_rtmc.clone(),
                 build_candidate: !self.no_build,
+                delay_feature: self.inject_delay_us.is_some(),
             },
             profile: self.profile.clone().unwrap_or_else(|| cfg.profile.clone()),
             pairs: self.pairs.unwrap_or(cfg.pairs),
             inject_delay_us: self.inject_delay_us,
             round_timeout: Duration::from_secs(self.round_timeout_secs),
             out: self.out(mode),
+            instructions: if self.instructions_only {
+                InstructionMode::Only
+            } else if self.no_instructions || mode != "run" {
+                InstructionMode::Skip
+            } else {
+                InstructionMode::Both
+            },
+            bench_features: self.bench_features.clone(),
         }
     }
 }
@@ -151,6 +179,23 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         print!("{}", report::render_aa(&r));
         print_files(&opts.out, &files);
         return Ok(gate::aa_exit_code(&r));
+    }
+    if cli.update_baseline {
+        let opts = cli.run_options(&cfg, "update-baseline");
+        let config = cli.under_repo(&cli.config);
+        let u = gate::update_baseline(&config, &opts)?;
+        println!(
+            "baseline pinned: commit = \"{}\" in {}",
+            u.commit,
+            u.config.display()
+        );
+        println!(
+            "stored {} rounds' report.json and histograms in {}",
+            u.rounds.len(),
+            u.stored.display()
+        );
+        println!("next: gate --aa --repeats 10 (the noise can change with the code), paste aa-thresholds.toml over [thresholds], commit all three together");
+        return Ok(0);
     }
     let opts = cli.run_options(&cfg, "run");
     if let Some(us) = opts.inject_delay_us {

@@ -15,6 +15,7 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::compare::{AaSpread, BootstrapConfig, MetricComparison, RatioEstimate};
+use crate::instructions::{BenchComparison, InstructionReport};
 use crate::metric::Metric;
 use crate::round::{Round, Side};
 use crate::verdict::{GateVerdict, MetricJudgement, MetricVerdict};
@@ -89,6 +90,13 @@ pub struct GateReport {
     pub judgements: Vec<MetricJudgement>,
     pub baseline_failures: Vec<String>,
     pub candidate_failures: Vec<String>,
+    /// The instruction-count check; absent when it was skipped
+    /// (`--no-instructions`, `--compare`, A/A).
+    #[serde(default)]
+    pub instructions: Option<InstructionReport>,
+    /// Why the gate could not judge, besides failed rounds (too few rounds).
+    #[serde(default)]
+    pub notes: Vec<String>,
     pub verdict: GateVerdict,
 }
 
@@ -166,8 +174,17 @@ pub fn headline(r: &GateReport) -> String {
         .iter()
         .filter(|j| j.verdict.fails())
         .map(|j| j.metric.key().to_owned())
+        .chain(
+            r.instructions
+                .iter()
+                .flat_map(|i| i.regressed())
+                .map(|b| format!("instructions {}", b.bench)),
+        )
         .collect();
     match r.verdict {
+        GateVerdict::Pass if r.rounds.is_empty() => {
+            "PASS — no instruction count grew beyond its threshold (latency rounds not run)".into()
+        }
         GateVerdict::Pass => {
             "PASS — no regression detected at the thresholds below (rounds interleaved, bootstrap intervals)".into()
         }
@@ -176,6 +193,9 @@ pub fn headline(r: &GateReport) -> String {
             r.candidate_failures.join("; ")
         ),
         GateVerdict::Regression => format!("REGRESSION — {}", failing.join(", ")),
+        GateVerdict::Error if r.baseline_failures.is_empty() => {
+            format!("ERROR — {}", r.notes.join("; "))
+        }
         GateVerdict::Error => format!(
             "ERROR — baseline rounds failed loadgen's checks, nothing can be judged: {}",
             r.baseline_failures.join("; ")
@@ -183,11 +203,11 @@ pub fn headline(r: &GateReport) -> String {
     }
 }
 
-/// The stdout table.
-pub fn render_table(r: &GateReport) -> String {
-    let rows = rows(r);
-    let mut widths = HEADERS.map(|h| h.chars().count());
-    for row in &rows {
+/// A plain-text table: the first and last column left-aligned, the others
+/// right-aligned, two spaces between columns.
+fn aligned<const N: usize>(headers: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = headers.map(|h| h.chars().count());
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -195,16 +215,38 @@ pub fn render_table(r: &GateReport) -> String {
     let line = |cells: &[String]| {
         let mut s = String::new();
         for (k, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            let pad = w - cell.chars().count();
-            if k == 0 || k == cells.len() - 1 {
-                let _ = write!(s, "{cell}{}  ", " ".repeat(pad));
+            let pad = " ".repeat(w - cell.chars().count());
+            if k == 0 || k == N - 1 {
+                let _ = write!(s, "{cell}{pad}  ");
             } else {
-                let _ = write!(s, "{}{cell}  ", " ".repeat(pad));
+                let _ = write!(s, "{pad}{cell}  ");
             }
         }
         s.trim_end().to_owned()
     };
+    let mut out = line(&headers.map(String::from));
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row));
+        out.push('\n');
+    }
+    out
+}
+
+/// The stdout table.
+pub fn render_table(r: &GateReport) -> String {
     let mut out = String::new();
+    if !r.rounds.is_empty() {
+        latency_table(&mut out, r);
+    }
+    if let Some(i) = &r.instructions {
+        out.push_str(&render_instructions(i));
+    }
+    let _ = writeln!(out, "RESULT: {}", headline(r));
+    out
+}
+
+fn latency_table(out: &mut String, r: &GateReport) {
     let pct = 100.0 * r.bootstrap.confidence;
     let _ = writeln!(
         out,
@@ -212,10 +254,7 @@ pub fn render_table(r: &GateReport) -> String {
         r.rounds.len(),
         r.comparisons.first().map_or(0, |c| c.raw_pairs.len())
     );
-    let _ = writeln!(out, "{}", line(&HEADERS.map(String::from)));
-    for row in &rows {
-        let _ = writeln!(out, "{}", line(row));
-    }
+    out.push_str(&aligned(HEADERS, &rows(r)));
     for j in &r.judgements {
         if j.verdict != MetricVerdict::NoRegression {
             let _ = writeln!(out, "  {}: {}", j.metric.key(), j.reason);
@@ -224,17 +263,87 @@ pub fn render_table(r: &GateReport) -> String {
     for f in r.baseline_failures.iter().chain(&r.candidate_failures) {
         let _ = writeln!(out, "  round failed: {f}");
     }
-    let _ = writeln!(out, "RESULT: {}", headline(r));
+}
+
+fn count(v: Option<u64>) -> String {
+    v.map_or("—".into(), |n| n.to_string())
+}
+
+fn instruction_rows(i: &InstructionReport) -> Vec<[String; 5]> {
+    i.benches
+        .iter()
+        .map(|b: &BenchComparison| {
+            [
+                b.bench.clone(),
+                count(b.baseline),
+                count(b.candidate),
+                b.ratio.map_or("n/a".into(), change),
+                b.verdict.word().to_owned(),
+            ]
+        })
+        .collect()
+}
+
+const INSTRUCTION_HEADERS: [&str; 5] = ["bench", "baseline (A)", "candidate (B)", "B/A", "verdict"];
+
+/// The instruction-count table (stdout).
+pub fn render_instructions(i: &InstructionReport) -> String {
+    let mut out = String::new();
+    let features = if i.candidate_features.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", candidate built with --features {}",
+            i.candidate_features.join(",")
+        )
+    };
+    let _ = writeln!(
+        out,
+        "instruction counts (callgrind Ir, one run per side, fails beyond +{:.1}%{features})",
+        i.threshold_pct
+    );
+    out.push_str(&aligned(INSTRUCTION_HEADERS, &instruction_rows(i)));
     out
+}
+
+fn markdown_instructions(out: &mut String, i: &InstructionReport) {
+    let _ = writeln!(
+        out,
+        "\n### Instruction counts\n\ncallgrind's instruction count (Ir) of each CPU-bound bench (`benches/benches/instructions.rs`), one run per side, both built from the same source path with one codegen unit; a bench fails beyond **+{:.1}%**.",
+        i.threshold_pct
+    );
+    if !i.candidate_features.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nThe candidate's benches were built with `--features {}` (a test-only switch).",
+            i.candidate_features.join(",")
+        );
+    }
+    let _ = writeln!(out, "\n| {} |", INSTRUCTION_HEADERS.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(INSTRUCTION_HEADERS.len()));
+    for row in instruction_rows(i) {
+        let mut cells = row.clone();
+        if cells[4] == "REGRESSION" {
+            cells[4] = "**REGRESSION**".into();
+        }
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
 }
 
 /// The pull-request report.
 pub fn render_markdown(r: &GateReport) -> String {
     let mut out = String::new();
     markdown_header(&mut out, r);
-    markdown_table(&mut out, r);
-    markdown_method(&mut out, r);
-    markdown_rounds(&mut out, r);
+    if !r.rounds.is_empty() {
+        markdown_table(&mut out, r);
+        markdown_method(&mut out, r);
+    }
+    if let Some(i) = &r.instructions {
+        markdown_instructions(&mut out, i);
+    }
+    if !r.rounds.is_empty() {
+        markdown_rounds(&mut out, r);
+    }
     out
 }
 
@@ -370,6 +479,9 @@ pub fn write_gate_files(dir: &Path, r: &GateReport) -> Result<Vec<PathBuf>, Repo
         write(&dir.join("gate-report.md"), &render_markdown(r))?,
         write(&dir.join("gate-report.txt"), &render_table(r))?,
     ];
+    if r.rounds.is_empty() {
+        return Ok(files);
+    }
     let svg = dir.join("rounds.svg");
     match rounds_plot(&svg, r) {
         Ok(()) => files.push(svg),

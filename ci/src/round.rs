@@ -79,9 +79,24 @@ impl PhaseView {
     }
 }
 
+/// The newest `report.json` shape (`schema_version`) the gate knows; it reads
+/// every older one (1 = files from before the field existed). The fields it
+/// reads have not changed since 1.
+pub const MAX_SCHEMA_VERSION: u32 = 3;
+
+fn schema_v1() -> u32 {
+    1
+}
+
 /// The part of loadgen's `report.json` the gate reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RoundReport {
+    /// loadgen's `SCHEMA_VERSION` (1 when absent: an older loadgen).
+    #[serde(default = "schema_v1")]
+    pub schema_version: u32,
+    /// The loadgen that measured the round (empty before schema 2).
+    #[serde(default)]
+    pub loadgen_version: String,
     #[serde(default)]
     pub run_id: String,
     #[serde(default)]
@@ -153,6 +168,8 @@ pub enum RoundError {
     },
     #[error("{path} is not a loadgen report: {message}")]
     Parse { path: PathBuf, message: String },
+    #[error("{path} has report.json schema {found}, newer than the {MAX_SCHEMA_VERSION} this gate knows: rebuild the gate")]
+    NewerSchema { path: PathBuf, found: u32 },
     #[error("{path} has no rtmc phase (a `loadgen floor` run?)")]
     NoRtmcPhase { path: PathBuf },
     #[error("{path}: {metric} is {value}, not a positive number (empty phase?)")]
@@ -196,6 +213,12 @@ pub fn read_meta(dir: &Path) -> Result<Option<RoundMeta>, RoundError> {
 /// and checks every judged value is a positive number.
 pub fn load_round(dir: &Path, side: Side, pair: usize, order: usize) -> Result<Round, RoundError> {
     let report = read_report(dir)?;
+    if report.schema_version > MAX_SCHEMA_VERSION {
+        return Err(RoundError::NewerSchema {
+            path: dir.to_owned(),
+            found: report.schema_version,
+        });
+    }
     let rtmc = report.rtmc.ok_or_else(|| RoundError::NoRtmcPhase {
         path: dir.to_owned(),
     })?;
@@ -260,6 +283,28 @@ mod tests {
         assert_eq!(r.corrected(Metric::DeliveriesPerSec), Some(0.5));
         let no_floor = Round { floor: None, ..r };
         assert_eq!(no_floor.corrected(Metric::RecvP50), None);
+    }
+
+    #[test]
+    fn old_and_new_report_shapes_are_read_and_a_newer_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.json");
+        let rtmc = serde_json::to_value(phase(5.0, 1000.0)).unwrap();
+        let old = serde_json::json!({"kind": "run", "rtmc": rtmc, "failures": []});
+        std::fs::write(&path, old.to_string()).unwrap();
+        assert_eq!(read_report(dir.path()).unwrap().schema_version, 1);
+        load_round(dir.path(), Side::Baseline, 0, 0).unwrap();
+        let mut new = old.clone();
+        new["schema_version"] = 2.into();
+        new["loadgen_version"] = "0.1.0".into();
+        std::fs::write(&path, new.to_string()).unwrap();
+        let r = read_report(dir.path()).unwrap();
+        assert_eq!((r.schema_version, r.loadgen_version.as_str()), (2, "0.1.0"));
+        load_round(dir.path(), Side::Baseline, 0, 0).unwrap();
+        new["schema_version"] = (MAX_SCHEMA_VERSION + 1).into();
+        std::fs::write(&path, new.to_string()).unwrap();
+        let err = load_round(dir.path(), Side::Baseline, 0, 0).unwrap_err();
+        assert!(matches!(err, RoundError::NewerSchema { .. }), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `loadgen` binary: thin clap subcommands over the library. Exit code 0
 //! when the run passed, 1 when it measured a failure (loss, errors, SLO), 2
-//! when it could not run.
+//! when it could not run, 143 / 130 when SIGTERM / SIGINT stopped it (after
+//! tearing the embedded stack down).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -262,49 +263,92 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Run(a) => load(a.profile()?, Mode::Run).await,
-            Command::Floor(a) => load(a.profile()?, Mode::FloorOnly).await,
-            Command::Ramp {
-                load: a,
-                start_rate,
-                step_rate,
-                factor,
-                max_rate,
-                step_duration_secs,
-            } => {
-                let mut p = a.profile()?;
-                let r = &mut p.ramp;
-                if let Some(v) = start_rate {
-                    r.start_rate_per_sec = v;
-                }
-                if let Some(v) = step_rate {
-                    r.step_rate_per_sec = v;
-                }
-                if factor.is_some() {
-                    r.factor = factor;
-                }
-                if let Some(v) = max_rate {
-                    r.max_rate_per_sec = v;
-                }
-                if let Some(v) = step_duration_secs {
-                    r.step_duration_secs = v;
-                }
-                load(p, Mode::Ramp).await
-            }
-            Command::Merge { dirs, out } => merge(dirs, out).await,
+        let work = async move { command(cli.command).await };
+        // SIGTERM (the gate's round timeout) or Ctrl-C: dropping the run
+        // drops its embedded stack, which stops the rtmc processes and
+        // removes the containers, then loadgen exits non-zero.
+        tokio::select! {
+            r = work => r.map(Outcome::Finished),
+            s = stop_signal() => s.map(Outcome::Stopped),
         }
     });
     // The embedded stack's containers are removed on drop; give the runtime
     // a moment to finish that before exiting.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        Ok(Outcome::Finished(true)) => ExitCode::SUCCESS,
+        Ok(Outcome::Finished(false)) => ExitCode::from(1),
+        Ok(Outcome::Stopped(signal)) => {
+            eprintln!(
+                "loadgen: stopped by {}; the embedded stack was torn down",
+                signal.name
+            );
+            ExitCode::from(signal.exit_code)
+        }
         Err(e) => {
             eprintln!("loadgen: error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// How the process ended.
+enum Outcome {
+    /// The command ran; whether it passed.
+    Finished(bool),
+    /// A signal stopped it.
+    Stopped(StopSignal),
+}
+
+/// A signal that stops loadgen and the exit code it leaves (128 + number).
+struct StopSignal {
+    name: &'static str,
+    exit_code: u8,
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn stop_signal() -> anyhow::Result<StopSignal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(tokio::select! {
+        _ = term.recv() => StopSignal { name: "SIGTERM", exit_code: 143 },
+        _ = int.recv() => StopSignal { name: "SIGINT", exit_code: 130 },
+    })
+}
+
+async fn command(command: Command) -> anyhow::Result<bool> {
+    match command {
+        Command::Run(a) => load(a.profile()?, Mode::Run).await,
+        Command::Floor(a) => load(a.profile()?, Mode::FloorOnly).await,
+        Command::Ramp {
+            load: a,
+            start_rate,
+            step_rate,
+            factor,
+            max_rate,
+            step_duration_secs,
+        } => {
+            let mut p = a.profile()?;
+            let r = &mut p.ramp;
+            if let Some(v) = start_rate {
+                r.start_rate_per_sec = v;
+            }
+            if let Some(v) = step_rate {
+                r.step_rate_per_sec = v;
+            }
+            if factor.is_some() {
+                r.factor = factor;
+            }
+            if let Some(v) = max_rate {
+                r.max_rate_per_sec = v;
+            }
+            if let Some(v) = step_duration_secs {
+                r.step_duration_secs = v;
+            }
+            load(p, Mode::Ramp).await
+        }
+        Command::Merge { dirs, out } => merge(dirs, out).await,
     }
 }
 

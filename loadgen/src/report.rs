@@ -122,9 +122,25 @@ pub struct RampReport {
     pub max_sustainable_deliveries_per_sec: Option<f64>,
 }
 
+/// The shape of `report.json`, for readers of old files (the gate reads
+/// baselines written by older loadgens). 1: files without the field (before
+/// 2026-11-26); 2: `schema_version` and `loadgen_version` added; 3: each
+/// phase's `timing` (when it published and drained).
+pub const SCHEMA_VERSION: u32 = 3;
+
+fn schema_v1() -> u32 {
+    1
+}
+
 /// Everything a run reports (`report.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
+    /// [`SCHEMA_VERSION`] of the loadgen that wrote it (1 when absent).
+    #[serde(default = "schema_v1")]
+    pub schema_version: u32,
+    /// The crate version of the loadgen that wrote it (empty when absent).
+    #[serde(default)]
+    pub loadgen_version: String,
     /// `run`, `ramp`, `floor` or `merge`.
     pub kind: String,
     pub profile: Profile,
@@ -154,6 +170,8 @@ impl RunReport {
         run_id: String,
     ) -> Self {
         Self {
+            schema_version: SCHEMA_VERSION,
+            loadgen_version: env!("CARGO_PKG_VERSION").into(),
             kind: kind.into(),
             profile,
             target_mode,

@@ -24,6 +24,27 @@ fn the_fixture_is_a_current_loadgen_report() {
     assert_eq!(vf.latency.p50_ms, floor.latency.p50_ms);
     assert_eq!(vf.ack_latency.p99_9_ms, floor.ack_latency.p99_9_ms);
     assert_eq!(view.failures, full.failures);
+    // The fixture predates `schema_version`: both read it as shape 1.
+    assert_eq!((full.schema_version, view.schema_version), (1, 1));
+}
+
+#[test]
+fn the_gate_knows_the_shape_loadgen_writes_now() {
+    let now = rtmc_loadgen::report::SCHEMA_VERSION;
+    assert!(
+        now <= rtmc_ci::round::MAX_SCHEMA_VERSION,
+        "loadgen writes report.json schema {now}; teach the gate's round view it"
+    );
+    let fresh = rtmc_loadgen::report::RunReport::new(
+        "run",
+        Default::default(),
+        "embedded".into(),
+        String::new(),
+        "id".into(),
+    );
+    let json = serde_json::to_value(&fresh).unwrap();
+    assert_eq!(json["schema_version"], now);
+    assert_eq!(json["loadgen_version"], env!("CARGO_PKG_VERSION"));
 }
 
 #[test]

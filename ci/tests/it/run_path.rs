@@ -35,13 +35,33 @@ printf '{"kind":"run","run_id":"fake","rtmc":%s,"floor":%s,"failures":[]}\n' "$(
 echo "fake loadgen wrote $out"
 "#;
 
-/// Records its arguments, directory and CARGO_TARGET_DIR, and "builds" the
-/// baseline rtmc: writes "1.0" to $CARGO_TARGET_DIR/release/rtmc.
-const FAKE_CARGO: &str = r#"#!/bin/sh
-echo "cargo $* | cwd=$(pwd) | CARGO_TARGET_DIR=$CARGO_TARGET_DIR" >> "$FAKE_CARGO_LOG"
+/// `cargo bench`: prints one gungraun JSON line whose instruction count is
+/// the number in ./benches/benches/instructions.rs, +3% when built with the
+/// test-only codec overhead.
+const FAKE_CARGO_BENCH: &str = r#"
+case "$*" in
+  bench*)
+    n=$(cat benches/benches/instructions.rs)
+    case "$*" in *test-codec-overhead*) n=$((n * 103 / 100)) ;; esac
+    echo "gungraun log line"
+    printf '{"module_path":"instructions::codec::encode","id":"small","function_name":"encode","profiles":[{"summaries":{"total":{"summary":{"Callgrind":{"Ir":{"metrics":{"Left":%d}}}}}}}]}\n' "$n"
+    printf '{"module_path":"instructions::codec::decode","id":"small","function_name":"decode","profiles":[{"summaries":{"total":{"summary":{"Callgrind":{"Ir":{"metrics":{"Left":254}}}}}}}]}\n'
+    exit 0 ;;
+esac
+"#;
+
+/// Records its arguments, directory and CARGO_TARGET_DIR, and "builds"
+/// rtmc into $CARGO_TARGET_DIR/release/rtmc: "1.0" (the baseline's build),
+/// "1.0 candidate" (the workspace build), "1.0 RTMC_TEST_BROADCAST_DELAY_US"
+/// (the build with the delay feature: the real binary holds that name).
+const FAKE_CARGO_BUILD: &str = r#"
 mkdir -p "$CARGO_TARGET_DIR/release"
 rm -f "$CARGO_TARGET_DIR/release/rtmc"
-echo 1.0 > "$CARGO_TARGET_DIR/release/rtmc"
+case "$*" in
+  *test-broadcast-delay*) echo "1.0 RTMC_TEST_BROADCAST_DELAY_US" > "$CARGO_TARGET_DIR/release/rtmc" ;;
+  *--workspace*) echo "1.0 candidate" > "$CARGO_TARGET_DIR/release/rtmc" ;;
+  *) echo 1.0 > "$CARGO_TARGET_DIR/release/rtmc" ;;
+esac
 "#;
 
 struct Setup {
@@ -81,6 +101,21 @@ fn setup() -> Setup {
 /// `gate` with `config`, the fake loadgen and profile, `--no-build`, the
 /// setup's repo and target dir, output into `out`.
 fn gate_command(s: &Setup, config: &Path, out: &Path) -> Command {
+    let mut cmd = gate_command_building(s, config, out);
+    cmd.arg("--no-build");
+    cmd
+}
+
+/// `gate_command` without `--no-build`; the instruction check is skipped
+/// (the tests of `instructions_*` turn it on).
+fn gate_command_building(s: &Setup, config: &Path, out: &Path) -> Command {
+    let mut cmd = gate_command_measuring(s, config, out);
+    cmd.arg("--no-instructions");
+    cmd
+}
+
+/// `gate` as `gate_command_building`, with the instruction check on.
+fn gate_command_measuring(s: &Setup, config: &Path, out: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_gate"));
     cmd.arg("--config")
         .arg(config)
@@ -92,7 +127,6 @@ fn gate_command(s: &Setup, config: &Path, out: &Path) -> Command {
         .arg(&s.loadgen)
         .arg("--profile")
         .arg(&s.profile)
-        .arg("--no-build")
         .arg("--out")
         .arg(out)
         .env("FAKE_LOADGEN_LOG", &s.log)
@@ -267,50 +301,81 @@ fn a_loadgen_that_cannot_run_is_an_error() {
     );
 }
 
+/// A git repository with a fake `cargo` on `PATH` and a baseline file
+/// pinning its HEAD: the build paths of the gate, without a compiler.
+struct BuildSetup {
+    config: PathBuf,
+    sha: String,
+    cargo_log: PathBuf,
+    path: String,
+}
+
+impl BuildSetup {
+    fn new(s: &Setup) -> Self {
+        init_repo(s);
+        let bin = s.root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        script(
+            &bin.join("cargo"),
+            &format!("#!/bin/sh\necho \"cargo $* | cwd=$(pwd) | CARGO_TARGET_DIR=$CARGO_TARGET_DIR\" >> \"$FAKE_CARGO_LOG\"{FAKE_CARGO_BENCH}{FAKE_CARGO_BUILD}"),
+        );
+        // The instruction check asks these for their version.
+        for tool in ["valgrind", "gungraun-runner"] {
+            script(&bin.join(tool), "#!/bin/sh\necho fake\n");
+        }
+        let config = s.root.join("baseline.toml");
+        let shipped = std::fs::read_to_string(baseline_toml()).unwrap();
+        let commit_line = shipped
+            .lines()
+            .find(|l| l.starts_with("commit = "))
+            .unwrap();
+        std::fs::write(&config, shipped.replace(commit_line, "commit = \"HEAD\"")).unwrap();
+        let sha = String::from_utf8(
+            Command::new("git")
+                .arg("-C")
+                .arg(&s.root)
+                .args(["rev-parse", "HEAD"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_owned();
+        BuildSetup {
+            config,
+            sha,
+            cargo_log: s.root.join("cargo.log"),
+            path: format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        }
+    }
+
+    /// Runs `cmd` with the fake cargo first on `PATH`.
+    fn run(&self, cmd: &mut Command) -> Output {
+        cmd.env("FAKE_CARGO_LOG", &self.cargo_log)
+            .env("PATH", &self.path)
+            .output()
+            .unwrap()
+    }
+
+    fn cargo_calls(&self) -> String {
+        std::fs::read_to_string(&self.cargo_log).unwrap_or_default()
+    }
+}
+
 #[test]
 fn the_baseline_is_built_once_in_a_worktree_and_the_candidate_binary_restored() {
     let s = setup();
-    init_repo(&s);
-    let bin = s.root.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    script(&bin.join("cargo"), FAKE_CARGO);
-    let cargo_log = s.root.join("cargo.log");
+    let b = BuildSetup::new(&s);
+    let sha = &b.sha;
     // The candidate's rtmc where cargo puts it.
     let release = s.target.join("release");
     std::fs::create_dir_all(&release).unwrap();
     std::fs::write(release.join("rtmc"), "1.5").unwrap();
-    let config = s.root.join("baseline.toml");
-    let shipped = std::fs::read_to_string(baseline_toml()).unwrap();
-    let commit_line = shipped
-        .lines()
-        .find(|l| l.starts_with("commit = "))
-        .unwrap();
-    std::fs::write(&config, shipped.replace(commit_line, "commit = \"HEAD\"")).unwrap();
-    let sha = String::from_utf8(
-        Command::new("git")
-            .arg("-C")
-            .arg(&s.root)
-            .args(["rev-parse", "HEAD"])
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .to_owned();
-    let run = || {
-        gate_command(&s, &config, &s.root.join("out"))
-            .env("FAKE_CARGO_LOG", &cargo_log)
-            .env(
-                "PATH",
-                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
-            )
-            .output()
-            .unwrap()
-    };
+    let run = || b.run(&mut gate_command(&s, &b.config, &s.root.join("out")));
     let o = run();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let cargo = std::fs::read_to_string(&cargo_log).unwrap();
+    let cargo = b.cargo_calls();
     let worktree = s.target.join(format!("gate/baseline-{sha}"));
     assert_eq!(
         cargo.trim(),
@@ -336,5 +401,241 @@ fn the_baseline_is_built_once_in_a_worktree_and_the_candidate_binary_restored() 
     // A second run reuses the kept binary: cargo is not called again.
     let o = run();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert_eq!(std::fs::read_to_string(&cargo_log).unwrap(), cargo);
+    assert_eq!(b.cargo_calls(), cargo);
+}
+
+#[test]
+fn an_injected_delay_builds_the_candidate_with_the_feature_and_restores_release_rtmc() {
+    let s = setup();
+    let b = BuildSetup::new(&s);
+    let out = s.root.join("out");
+    let o = b.run(gate_command_building(&s, &b.config, &out).args(["--inject-delay-us", "2000"]));
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("RESULT: REGRESSION"), "{}", text(&o));
+    let calls: Vec<String> = b.cargo_calls().lines().map(str::to_owned).collect();
+    let root = s.root.display();
+    let target = s.target.display();
+    let worktree = s.target.join(format!("gate/baseline-{}", b.sha));
+    assert_eq!(
+        calls,
+        [
+            format!("cargo build --locked --release --workspace --bins | cwd={root} | CARGO_TARGET_DIR={target}"),
+            format!(
+                "cargo build --release --locked -p rtmc-system --bin rtmc | cwd={} | CARGO_TARGET_DIR={target}",
+                worktree.display()
+            ),
+            format!("cargo build --locked --release -p rtmc-system --bin rtmc --features rtmc-system/test-broadcast-delay | cwd={root} | CARGO_TARGET_DIR={target}"),
+        ]
+    );
+    let delayed = s
+        .target
+        .join(format!("gate/rtmc-candidate-delay-{}", b.sha));
+    assert_eq!(
+        std::fs::read_to_string(&delayed).unwrap().trim(),
+        "1.0 RTMC_TEST_BROADCAST_DELAY_US"
+    );
+    // The release binary is the candidate's workspace build again.
+    assert_eq!(
+        std::fs::read_to_string(s.target.join("release/rtmc"))
+            .unwrap()
+            .trim(),
+        "1.0 candidate"
+    );
+    let kept = s.target.join(format!("gate/rtmc-{}", b.sha));
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert_eq!(log.lines().count(), 6);
+    for line in log.lines() {
+        let (bin, delay) = if line.starts_with("candidate") {
+            (&delayed, "DELAY=2000")
+        } else {
+            (&kept, "DELAY=none")
+        };
+        assert!(
+            line.contains(&format!("RTMC_BIN={} ", bin.display())),
+            "{line}"
+        );
+        assert!(line.ends_with(delay), "{line}");
+    }
+    let md = std::fs::read_to_string(out.join("gate-report.md")).unwrap();
+    assert!(md.contains("RTMC_TEST_BROADCAST_DELAY_US=2000"), "{md}");
+}
+
+#[test]
+fn an_injected_delay_without_a_built_delay_binary_is_an_error() {
+    let s = setup();
+    let b = BuildSetup::new(&s);
+    let release = s.target.join("release");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::write(release.join("rtmc"), "1.0").unwrap();
+    let args = [
+        "--baseline-rtmc",
+        &path(&s, "rtmc-a"),
+        "--inject-delay-us",
+        "500",
+    ];
+    // --no-build and nothing kept: the gate says how to get it.
+    let o = b.run(gate_command(&s, &b.config, &s.root.join("out")).args(args));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("rtmc-candidate-delay-"), "{}", text(&o));
+    // A kept binary without the feature would ignore the variable.
+    let kept = s
+        .target
+        .join(format!("gate/rtmc-candidate-delay-{}", b.sha));
+    std::fs::write(&kept, "1.0").unwrap();
+    let o = b.run(gate_command(&s, &b.config, &s.root.join("out")).args(args));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("was not built with rtmc-system/test-broadcast-delay"),
+        "{}",
+        text(&o)
+    );
+    assert!(b.cargo_calls().is_empty());
+}
+
+/// A repository whose instruction "bench" counts `count` at HEAD.
+fn bench_repo(count: u64) -> (Setup, BuildSetup) {
+    let s = setup();
+    let file = s.root.join("benches/benches/instructions.rs");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, count.to_string()).unwrap();
+    let b = BuildSetup::new(&s);
+    (s, b)
+}
+
+fn set_count(s: &Setup, count: u64) {
+    std::fs::write(
+        s.root.join("benches/benches/instructions.rs"),
+        count.to_string(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn instructions_only_compares_both_sides_built_at_one_path() {
+    let (s, b) = bench_repo(1000);
+    let out = s.root.join("out-i");
+    let run = |extra: &[&str]| {
+        b.run(
+            gate_command_measuring(&s, &b.config, &out)
+                .arg("--instructions-only")
+                .args(extra),
+        )
+    };
+    // Unchanged code passes.
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("RESULT: PASS"), "{}", text(&o));
+    let calls = b.cargo_calls();
+    let src = s.target.join("gate/instructions-src");
+    let benches: Vec<&str> = calls
+        .lines()
+        .filter(|l| l.starts_with("cargo bench"))
+        .collect();
+    assert_eq!(benches.len(), 2, "{calls}");
+    for line in &benches {
+        assert!(
+            line.contains(&format!("| cwd={} |", src.display())),
+            "both sides at one path: {line}"
+        );
+        assert!(
+            line.contains("--config profile.bench.package.rtmc-system.codegen-units=1"),
+            "{line}"
+        );
+    }
+    assert!(!calls.contains("cargo build"), "no rtmc build: {calls}");
+    // +2.9% in the work tree (uncommitted) is beyond the 2% threshold.
+    set_count(&s, 1029);
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("REGRESSION — instructions codec::encode::small"),
+        "{t}"
+    );
+    assert!(t.contains("+2.9%"), "{t}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("gate.json")).unwrap()).unwrap();
+    assert_eq!(json["instructions"]["benches"][0]["verdict"], "regression");
+    assert_eq!(json["instructions"]["benches"][1]["verdict"], "ok");
+    assert_eq!(json["verdict"], "regression");
+    let md = std::fs::read_to_string(out.join("gate-report.md")).unwrap();
+    assert!(md.contains("### Instruction counts"), "{md}");
+    assert!(md.contains("**REGRESSION**"), "{md}");
+    // +1.5% is within it.
+    set_count(&s, 1015);
+    assert_eq!(run(&[]).status.code(), Some(0));
+    // The test-only codec overhead on unchanged code is caught.
+    set_count(&s, 1000);
+    let o = run(&["--bench-features", "rtmc-system/test-codec-overhead"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        b.cargo_calls()
+            .lines()
+            .last()
+            .unwrap()
+            .contains("--features rtmc-system/test-codec-overhead"),
+        "only the candidate's bench build gets the feature"
+    );
+}
+
+#[test]
+fn an_instruction_regression_fails_a_full_run_whose_latency_passed() {
+    let (s, b) = bench_repo(1000);
+    set_count(&s, 1100);
+    let out = s.root.join("out-full");
+    let o = b.run(
+        gate_command_measuring(&s, &b.config, &out)
+            .arg("--no-build")
+            .args(["--baseline-rtmc", &path(&s, "rtmc-a")])
+            .args(["--candidate-rtmc", &path(&s, "rtmc-a2")]),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let t = text(&o);
+    assert!(t.contains("publish→receive p50"), "the latency table: {t}");
+    assert!(t.contains("instruction counts"), "{t}");
+    assert!(
+        t.contains("REGRESSION — instructions codec::encode::small"),
+        "{t}"
+    );
+    assert_gate_files(&out);
+}
+
+#[test]
+fn update_baseline_pins_head_and_stores_its_histograms() {
+    let s = setup();
+    let b = BuildSetup::new(&s);
+    let o = b.run(
+        gate_command(&s, &b.config, &s.root.join("out-u"))
+            .args(["--update-baseline", "--pairs", "2"])
+            .args(["--candidate-rtmc", &path(&s, "rtmc-a")]),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let config = std::fs::read_to_string(&b.config).unwrap();
+    assert!(
+        config.contains(&format!("\ncommit = \"{}\"\n", b.sha)),
+        "{config}"
+    );
+    assert!(config.contains("[thresholds]"), "the rest is kept");
+    let stored = s.root.join("ci/gate/baseline");
+    for k in ["round-01", "round-02"] {
+        assert!(stored.join(k).join("report.json").is_file(), "{k}");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stored.join("baseline.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["commit"], b.sha.as_str());
+    assert_eq!(summary["rounds"].as_array().unwrap().len(), 2);
+    // Only the pinned commit's rtmc ran, with no baseline build.
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert_eq!(log.lines().count(), 2);
+    assert!(b.cargo_calls().is_empty());
+    // A dirty work tree cannot be pinned.
+    std::fs::write(s.root.join("profile.toml"), "name = \"changed\"\n").unwrap();
+    let o = b.run(
+        gate_command(&s, &b.config, &s.root.join("out-u2"))
+            .args(["--update-baseline", "--pairs", "1"])
+            .args(["--candidate-rtmc", &path(&s, "rtmc-a")]),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("uncommitted changes"), "{}", text(&o));
 }

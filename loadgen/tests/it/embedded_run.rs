@@ -12,7 +12,7 @@ use rtmc_loadgen::run::{execute, Mode};
 
 /// Builds the `rtmc` binary into this test's target directory (where the
 /// test kit looks for it) with the same profile; fails loudly if it cannot.
-fn build_rtmc() {
+pub(crate) fn build_rtmc() {
     if std::env::var("RTMC_BIN").is_ok() {
         return;
     }

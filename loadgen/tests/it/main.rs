@@ -1,5 +1,7 @@
 //! loadgen's one integration-test binary: a tiny embedded load against the
-//! real stack (containers + the `rtmc` binary as child processes).
+//! real stack (containers + the `rtmc` binary as child processes), and the
+//! `loadgen` binary stopped by a signal.
 
 mod client_faults;
 mod embedded_run;
+mod signals;

@@ -51,6 +51,25 @@ impl Fanout {
     }
 }
 
+/// Where the follower puts what it read: the ring itself, or (test-only,
+/// feature `test-broadcast-delay`) a delay line in front of it.
+pub trait Broadcast {
+    /// The sequence number the next read starts after.
+    fn head(&self) -> u64;
+    /// Hands one framed entry on.
+    fn publish(&mut self, d: Delivery);
+}
+
+impl Broadcast for Fanout {
+    fn head(&self) -> u64 {
+        Fanout::head(self)
+    }
+
+    fn publish(&mut self, d: Delivery) {
+        Fanout::publish(self, d)
+    }
+}
+
 /// How many entries one XREAD returns at most.
 const READ_BATCH: usize = 1024;
 /// XREAD BLOCK bound; only lets the loop notice shutdown, data wakes it at once.
@@ -61,7 +80,7 @@ const BLOCK_MS: u64 = 1_000;
 pub async fn follow(
     redis_url: String,
     keys: RedisKeys,
-    fanout: Fanout,
+    mut fanout: impl Broadcast,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));

@@ -6,6 +6,8 @@
 //! `outbound` and `fanout` (leaves) ← `node` ← `session` ← `cmd` ←
 //! `connection` ← this file.
 
+#[cfg(feature = "test-broadcast-delay")]
+pub mod broadcast_delay;
 mod cmd;
 mod connection;
 pub mod fanout;
@@ -49,7 +51,7 @@ pub async fn run(
     let ctx = Arc::new(NodeContext::connect(cfg.clone()).await?);
     let tasks = TaskTracker::new();
     let background_stop = CancellationToken::new();
-    spawn_background(&tasks, &ctx, &background_stop);
+    spawn_background(&tasks, &ctx, &background_stop)?;
     tracing::info!(addr = %listener.local_addr()?, node = %cfg.node_id, "server listening");
     accept_until(&listener, &ctx, tls, &tasks, &shutdown).await;
     drop(listener);
@@ -66,19 +68,33 @@ pub async fn run(
 }
 
 /// Starts the node's own tasks: the stream follower and the session sweep.
-fn spawn_background(tasks: &TaskTracker, ctx: &NodeContext, stop: &CancellationToken) {
+fn spawn_background(
+    tasks: &TaskTracker,
+    ctx: &NodeContext,
+    stop: &CancellationToken,
+) -> Result<(), StartError> {
     let cfg = &ctx.cfg;
-    tasks.spawn(fanout::follow(
-        cfg.redis.url.expose_secret().clone(),
-        ctx.keys.clone(),
-        ctx.fanout.clone(),
-        stop.clone(),
-    ));
     tasks.spawn(sweep_sessions(
         ctx.presence.clone(),
         Duration::from_millis(cfg.server.heartbeat_interval_ms.max(100)),
         stop.clone(),
     ));
+    let url = cfg.redis.url.expose_secret().clone();
+    // Test-only (compiled out of the release build): a delay line between
+    // the follower and the ring, for the latency gate's injected slowdown.
+    #[cfg(feature = "test-broadcast-delay")]
+    if let Some(delay) = broadcast_delay::delay_from_env()? {
+        let line = broadcast_delay::DelayLine::start(ctx.fanout.clone(), delay)?;
+        tasks.spawn(fanout::follow(url, ctx.keys.clone(), line, stop.clone()));
+        return Ok(());
+    }
+    tasks.spawn(fanout::follow(
+        url,
+        ctx.keys.clone(),
+        ctx.fanout.clone(),
+        stop.clone(),
+    ));
+    Ok(())
 }
 
 /// Accepts connections until `shutdown`, each in its own task, refusing

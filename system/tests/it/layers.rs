@@ -27,7 +27,7 @@ const LAYERS: &[&[&str]] = &[
 /// The modules inside `server/`, by layer; `server/mod.rs` sits above them.
 const SERVER_LAYERS: &[&[&str]] = &[
     &["limits", "outbound", "fanout"],
-    &["node"],
+    &["node", "broadcast_delay"],
     &["session"],
     &["cmd"],
     &["connection"],
