@@ -184,6 +184,56 @@ pub fn resolve_commit(repo: &Path, commit: &str) -> Result<String, BaselineError
         .arg(format!("{commit}^{{commit}}")))
 }
 
+/// The paths whose contents make up the `rtmc` binary: the `system` crate
+/// and the workspace's manifest, lock file and cargo configuration.
+pub const RTMC_SOURCES: &[&str] = &["system", "Cargo.toml", "Cargo.lock", ".cargo"];
+
+/// The paths whose contents make up the instruction benches: `rtmc`'s
+/// sources, loadgen (its wire parser and histograms are benched) and
+/// `benches`.
+pub const BENCH_SOURCES: &[&str] = &[
+    "system",
+    "loadgen",
+    "benches",
+    "Cargo.toml",
+    "Cargo.lock",
+    ".cargo",
+];
+
+/// Whether the work tree of `repo` holds exactly the contents of `sha` under
+/// `paths` (tracked changes, staged or not, and untracked files count). When
+/// it does, a build of the baseline would compile the very same sources, so
+/// the gate uses one build for both sides: the run is then an A/A run, which
+/// is what comparing identical code is.
+pub fn sources_identical(repo: &Path, sha: &str, paths: &[&str]) -> Result<bool, BaselineError> {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["diff", "--quiet", sha, "--"])
+        .args(paths)
+        .status()
+        .map_err(|e| BaselineError::Command {
+            command: "git diff --quiet".into(),
+            message: e.to_string(),
+        })?;
+    match status.code() {
+        Some(0) => {}
+        Some(1) => return Ok(false),
+        _ => {
+            return Err(BaselineError::Command {
+                command: format!("git diff --quiet {sha}"),
+                message: status.to_string(),
+            })
+        }
+    }
+    let untracked = run(Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["ls-files", "--others", "--exclude-standard", "--"])
+        .args(paths))?;
+    Ok(untracked.is_empty())
+}
+
 /// Copies `from` to `to`, replacing `to` without writing through it (a cargo
 /// output is a hard link to its artifact; writing into it would change the
 /// artifact too).

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use crate::ab::{load_rounds, run_round, run_rounds, AbError, RoundSpec, Rounds, Slot, DELAY_ENV};
 use crate::baseline::{
-    baseline_binary, copy_replacing, gate_dir, resolve_commit, BaselineConfig, BaselineError,
+    baseline_binary, copy_replacing, gate_dir, resolve_commit, sources_identical, BaselineConfig,
+    BaselineError, BENCH_SOURCES, RTMC_SOURCES,
 };
 use crate::compare::{aa_spread, compare_all};
 use crate::instructions::{self, InstructionError, InstructionReport};
@@ -229,9 +230,21 @@ pub fn prepare_binaries(
     } else {
         None
     };
-    let baseline_rtmc = match &opts.baseline_rtmc {
-        Some(p) => must_exist("the baseline's rtmc", p.clone(), "")?,
-        None => {
+    let same_sources = candidate.is_some()
+        && opts.baseline_rtmc.is_none()
+        && sources_identical(&opts.repo, sha, RTMC_SOURCES)?;
+    let baseline_rtmc = match (&opts.baseline_rtmc, &candidate) {
+        (Some(p), _) => must_exist("the baseline's rtmc", p.clone(), "")?,
+        (None, Some(staged)) if same_sources => {
+            log(&format!(
+                "baseline {sha}: {} identical to the work tree's, so one rtmc serves both sides (an A/A run)",
+                RTMC_SOURCES.join(", ")
+            ));
+            let kept = gate_dir(&opts.target_dir).join("rtmc-baseline-same-sources");
+            copy_replacing(staged, &kept)?;
+            kept
+        }
+        (None, _) => {
             let built_now = !gate_dir(&opts.target_dir)
                 .join(format!("rtmc-{sha}"))
                 .is_file();
@@ -496,8 +509,21 @@ pub fn measure_instructions(
     opts: &RunOptions,
     sha: &str,
 ) -> Result<InstructionReport, GateError> {
-    instructions::check_tools()?;
     let b = &opts.binaries;
+    if opts.bench_features.is_empty() && sources_identical(&b.repo, sha, BENCH_SOURCES)? {
+        let why = format!(
+            "not measured: {} are identical to the baseline {sha}'s, so every count is too (callgrind counts are deterministic for the same sources and build)",
+            BENCH_SOURCES.join(", ")
+        );
+        log(&format!("instructions: {why}"));
+        return Ok(InstructionReport {
+            threshold_pct: cfg.instructions.threshold_pct,
+            candidate_features: vec![],
+            benches: vec![],
+            skipped: Some(why),
+        });
+    }
+    instructions::check_tools()?;
     let src = gate_dir(&b.target_dir).join("instructions-src");
     log(&format!(
         "instructions: baseline {sha} (sources in {})",
@@ -525,6 +551,7 @@ pub fn measure_instructions(
         threshold_pct: t,
         candidate_features: opts.bench_features.clone(),
         benches: instructions::compare(&baseline, &candidate, t),
+        skipped: None,
     })
 }
 

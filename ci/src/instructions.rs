@@ -329,6 +329,9 @@ pub struct InstructionReport {
     #[serde(default)]
     pub candidate_features: Vec<String>,
     pub benches: Vec<BenchComparison>,
+    /// Why nothing was measured (the benches' sources equal the baseline's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 impl InstructionReport {

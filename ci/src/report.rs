@@ -302,6 +302,10 @@ pub fn render_instructions(i: &InstructionReport) -> String {
         "instruction counts (callgrind Ir, one run per side, fails beyond +{:.1}%{features})",
         i.threshold_pct
     );
+    if let Some(why) = &i.skipped {
+        let _ = writeln!(out, "  {why}");
+        return out;
+    }
     out.push_str(&aligned(INSTRUCTION_HEADERS, &instruction_rows(i)));
     out
 }
@@ -318,6 +322,10 @@ fn markdown_instructions(out: &mut String, i: &InstructionReport) {
             "\nThe candidate's benches were built with `--features {}` (a test-only switch).",
             i.candidate_features.join(",")
         );
+    }
+    if let Some(why) = &i.skipped {
+        let _ = writeln!(out, "\nInstruction counts {why}.");
+        return;
     }
     let _ = writeln!(out, "\n| {} |", INSTRUCTION_HEADERS.join(" | "));
     let _ = writeln!(out, "|{}", "---|".repeat(INSTRUCTION_HEADERS.len()));

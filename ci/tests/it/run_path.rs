@@ -342,6 +342,11 @@ impl BuildSetup {
         .unwrap()
         .trim()
         .to_owned();
+        // The candidate changes rtmc's sources (an untracked file counts; it
+        // does not make the tree dirty for --update-baseline), so the
+        // baseline is built; `same_sources` takes the change back.
+        std::fs::create_dir_all(s.root.join("system")).unwrap();
+        std::fs::write(s.root.join("system/candidate.rs"), "// changed\n").unwrap();
         BuildSetup {
             config,
             sha,
@@ -356,6 +361,11 @@ impl BuildSetup {
             .env("PATH", &self.path)
             .output()
             .unwrap()
+    }
+
+    /// Makes the work tree's sources the baseline commit's again.
+    fn same_sources(&self, s: &Setup) {
+        std::fs::remove_dir_all(s.root.join("system")).unwrap();
     }
 
     fn cargo_calls(&self) -> String {
@@ -402,6 +412,33 @@ fn the_baseline_is_built_once_in_a_worktree_and_the_candidate_binary_restored() 
     let o = run();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert_eq!(b.cargo_calls(), cargo);
+}
+
+#[test]
+fn identical_sources_need_no_baseline_build_and_no_instruction_run() {
+    let s = setup();
+    let b = BuildSetup::new(&s);
+    b.same_sources(&s);
+    let release = s.target.join("release");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::write(release.join("rtmc"), "1.5").unwrap();
+    let o = b.run(&mut gate_command(&s, &b.config, &s.root.join("out")));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("one rtmc serves both sides"),
+        "{}",
+        text(&o)
+    );
+    assert!(text(&o).contains("not measured"), "{}", text(&o));
+    // Neither a baseline build nor an instruction bench ran.
+    assert_eq!(b.cargo_calls(), "");
+    let same = s.target.join("gate/rtmc-baseline-same-sources");
+    assert_eq!(std::fs::read_to_string(&same).unwrap(), "1.5");
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(log
+        .lines()
+        .filter(|l| l.starts_with("baseline"))
+        .all(|l| l.contains(&format!("RTMC_BIN={} ", same.display()))));
 }
 
 #[test]
