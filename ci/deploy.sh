@@ -96,11 +96,14 @@ health() {
   docker inspect -f '{{if eq .State.Status "running"}}{{if .State.Health}}{{.State.Health.Status}}{{else}}running{{end}}{{else}}{{.State.Status}}({{.State.ExitCode}}){{end}}' "$id" 2>/dev/null || echo missing
 }
 
+# why a service is not healthy: its last failed check, else its last log line
 last_health_log() {
-  local id
+  local id why
   id="$(container "$1")"
   [ -n "$id" ] || return 0
-  docker inspect -f '{{range .State.Health.Log}}{{.Output}}{{end}}' "$id" 2>/dev/null | tail -n 3
+  why="$(docker inspect -f '{{range .State.Health.Log}}{{.Output}}{{end}}' "$id" 2>/dev/null | tail -n 1)"
+  [ -n "$why" ] || why="log: $(docker logs --tail 1 "$id" 2>&1 | cut -c1-300)"
+  printf '%s' "$why"
 }
 
 wait_healthy() {
@@ -118,7 +121,7 @@ wait_healthy() {
     [ "${#pending[@]}" = 0 ] && return
     if [ "$SECONDS" -ge "$deadline" ]; then
       for svc in "${pending[@]}"; do
-        log "not healthy after ${WAIT_SECS}s: ${svc%%:*} (${svc#*:}); last check: $(last_health_log "${svc%%:*}")"
+        log "not healthy after ${WAIT_SECS}s: ${svc%%:*} (${svc#*:}); $(last_health_log "${svc%%:*}")"
       done
       die "giving up; see ci/deploy.sh status and ci/deploy.sh logs SERVICE"
     fi
@@ -192,7 +195,7 @@ cmd_up() {
     for svc in "${SERVICES[@]}"; do
       case "$(health "$svc")" in
         healthy | running) ;;
-        *) log "service $svc: $(health "$svc"); last check: $(last_health_log "$svc")" ;;
+        *) log "service $svc: $(health "$svc"); $(last_health_log "$svc")" ;;
       esac
     done
     die "docker-compose up failed or took over ${WAIT_SECS}s (states above); see ci/deploy.sh logs SERVICE"
