@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# End-to-end proof of the compose deployment (ci/deploy.sh). Slow (it starts
+# the whole deployment twice), so it is not part of ci/test.sh; run it by hand:
+#
+#   ci/deploy-e2e.sh [--no-build]      (--no-build: use target/release as is)
+#
+# It removes any previous rtmc-deploy deployment with its volumes, then:
+#  1. `ci/deploy.sh up` (timed from start to every service healthy);
+#  2. two terminal clients (`rtmc client`) log in, alice on server node 1
+#     (with node 2 as failover), a second user on server node 2;
+#  3. alice types a line (TCP publish) and the gateway gets a POST (HTTP
+#     publish); both clients print both messages;
+#  4. server1's container restarts; a message published meanwhile reaches
+#     alice once her client has reconnected and resumed, exactly once, and
+#     a line she types afterwards reaches the other client;
+#  5. PostgreSQL holds every message's row (the sync worker copied them);
+#  6. `ci/deploy.sh down` (volumes kept) and `up` again: the rows and the
+#     user are still there;
+#  7. `ci/deploy.sh down --volumes`.
+# Exit 0 only when every check passed; each failure names what was missing.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+set -a
+# shellcheck disable=SC1091
+source ci/deploy/rtmc.env
+set +a
+BIN="$ROOT/target/release/rtmc"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/rtmc-deploy-e2e.XXXXXX")"
+PIDS=()
+UP_ARGS=("$@")
+
+log() { printf '[deploy-e2e] %s\n' "$*" >&2; }
+fail() {
+  log "FAILED: $*"
+  for f in "$WORK"/*.out "$WORK"/*.err; do
+    [ -f "$f" ] && { echo "--- $f" >&2; tail -n 20 "$f" >&2; }
+  done
+  exit 1
+}
+finish() {
+  local code=$?
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  ci/deploy.sh down --volumes >/dev/null 2>&1 || log "ci/deploy.sh down --volumes failed"
+  rm -rf "$WORK"
+  [ "$code" = 0 ] && log "PASSED" || log "exit $code"
+}
+trap finish EXIT
+
+PG=(psql -h 127.0.0.1 -p "$DEPLOY_POSTGRES_PORT" -U postgres -d "$DEPLOY_DATABASE" -tA)
+sql() { "${PG[@]}" -c "$1"; }
+
+# waits (bounded) until FILE has LINE (a fixed string) $3 times (default 1)
+wait_line() {
+  local file=$1 text=$2 want=${3:-1} secs=${4:-30} n
+  for _ in $(seq 1 $((secs * 5))); do
+    n="$(grep -cF -- "$text" "$file" 2>/dev/null || true)"
+    [ "${n:-0}" -ge "$want" ] && return 0
+    sleep 0.2
+  done
+  fail "$file did not show \"$text\" within ${secs}s"
+}
+
+# starts a terminal client; its stdin is a fifo kept open on fd $4
+start_client() {
+  local name=$1 user=$2 fd=$3
+  shift 3
+  mkfifo "$WORK/$name.in"
+  "$BIN" client "$@" --user "$user" --password "$DEPLOY_PASSWORD" \
+    <"$WORK/$name.in" >"$WORK/$name.out" 2>"$WORK/$name.err" &
+  PIDS+=($!)
+  eval "exec $fd>\"$WORK/$name.in\""
+  for _ in $(seq 1 100); do
+    grep -q "logged in as" "$WORK/$name.err" 2>/dev/null && return 0
+    kill -0 "${PIDS[-1]}" 2>/dev/null || fail "client $name exited"
+    sleep 0.1
+  done
+  fail "client $name did not log in within 10 s"
+}
+
+post() {
+  local code
+  code="$(curl -s -o "$WORK/post.body" -w '%{http_code}' -X POST \
+    "http://127.0.0.1:$DEPLOY_GATEWAY_PORT/v1/messages" -H "X-Api-Key: $DEPLOY_API_KEY" \
+    -H 'content-type: application/json' -d "{\"sender\":\"e2e-http\",\"body\":\"$1\"}")"
+  [ "$code" = 202 ] || fail "POST /v1/messages gave $code: $(cat "$WORK/post.body")"
+}
+
+command -v curl >/dev/null || fail "curl is missing"
+command -v psql >/dev/null || fail "psql is missing (apt-get install postgresql-client)"
+
+log "removing any previous rtmc-deploy deployment (with volumes)"
+ci/deploy.sh down --volumes >/dev/null 2>&1 || true
+
+t0=$SECONDS
+ci/deploy.sh up "${UP_ARGS[@]}" >"$WORK/up.out" 2>"$WORK/up.err" || fail "ci/deploy.sh up failed"
+log "deploy up until healthy: $((SECONDS - t0)) s ($(grep -o 'every service healthy.*' "$WORK/up.err" | head -1))"
+cat "$WORK/up.out"
+[ -x "$BIN" ] || fail "$BIN missing"
+
+tag="e2e-$$-$RANDOM"
+bob="bob-$tag"
+RTMC_POSTGRES__URL="postgres://postgres@127.0.0.1:$DEPLOY_POSTGRES_PORT/$DEPLOY_DATABASE" \
+  "$BIN" user add "$bob" --password "$DEPLOY_PASSWORD" >/dev/null || fail "adding user $bob"
+
+s1="127.0.0.1:$DEPLOY_SERVER1_PORT"
+s2="127.0.0.1:$DEPLOY_SERVER2_PORT"
+start_client alice "$DEPLOY_USER" 5 --addr "$s1" --addr "$s2"
+start_client bob "$bob" 6 --addr "$s2"
+log "alice on $s1, $bob on $s2"
+
+echo "tcp-1 $tag" >&5
+post "http-1 $tag"
+for c in alice bob; do
+  wait_line "$WORK/$c.out" "$DEPLOY_USER: tcp-1 $tag"
+  wait_line "$WORK/$c.out" "e2e-http: http-1 $tag"
+done
+log "both clients saw the TCP and the HTTP message"
+
+# alice's TCP connection (local and peer address), to show it is replaced
+conn_of() { ss -tnpH state established 2>/dev/null | grep "pid=$1," | awk '{print $3 "->" $4}' | head -n 1; }
+alice_pid="${PIDS[0]}"
+before="$(conn_of "$alice_pid")"
+[ -n "$before" ] || fail "no TCP connection of alice's client (pid $alice_pid) found"
+log "restarting server1 (alice's connection: $before)"
+docker-compose -p rtmc-deploy --env-file ci/deploy/rtmc.env -f ci/deploy/docker-compose.yml \
+  restart server1 >/dev/null 2>&1 || fail "restarting server1"
+post "http-2 $tag"
+wait_line "$WORK/alice.out" "e2e-http: http-2 $tag" 1 60
+wait_line "$WORK/bob.out" "e2e-http: http-2 $tag"
+echo "tcp-2 $tag" >&5
+wait_line "$WORK/bob.out" "$DEPLOY_USER: tcp-2 $tag" 1 30
+wait_line "$WORK/alice.out" "$DEPLOY_USER: tcp-2 $tag"
+for m in "tcp-1" "http-1" "http-2" "tcp-2"; do
+  n="$(grep -cF -- "$m $tag" "$WORK/alice.out")"
+  [ "$n" = 1 ] || fail "alice printed \"$m $tag\" $n times (want exactly once)"
+done
+after="$(conn_of "$alice_pid")"
+[ -n "$after" ] && [ "$after" != "$before" ] \
+  || fail "alice's connection was not replaced by the restart (before $before, after ${after:-none})"
+log "alice reconnected ($after) and resumed after server1's restart: every message once"
+
+rows=0
+for _ in $(seq 1 100); do
+  rows="$(sql "SELECT count(*) FROM messages WHERE body LIKE '%$tag'")"
+  [ "$rows" = 4 ] && break
+  sleep 0.2
+done
+[ "$rows" = 4 ] || fail "PostgreSQL holds $rows of the 4 messages after 20 s"
+log "PostgreSQL holds the 4 rows"
+
+for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+PIDS=()
+exec 5>&- 6>&-
+
+log "down (volumes kept), up again"
+ci/deploy.sh down >/dev/null 2>&1 || fail "ci/deploy.sh down"
+ci/deploy.sh up --no-build >"$WORK/up2.out" 2>"$WORK/up2.err" || fail "second ci/deploy.sh up failed"
+rows="$(sql "SELECT count(*) FROM messages WHERE body LIKE '%$tag'")"
+[ "$rows" = 4 ] || fail "after down/up PostgreSQL holds $rows of the 4 rows"
+users="$(sql "SELECT count(*) FROM users WHERE user_id IN ('$DEPLOY_USER', '$bob')")"
+[ "$users" = 2 ] || fail "after down/up $users of the 2 users exist"
+start_client alice2 "$bob" 7 --addr "$s1"
+post "http-3 $tag"
+wait_line "$WORK/alice2.out" "e2e-http: http-3 $tag"
+log "after down/up: rows and users kept, messages flow"
+log "total $((SECONDS - t0)) s"
