@@ -422,7 +422,8 @@ fn identical_sources_need_no_baseline_build_and_no_instruction_run() {
     let release = s.target.join("release");
     std::fs::create_dir_all(&release).unwrap();
     std::fs::write(release.join("rtmc"), "1.5").unwrap();
-    let o = b.run(&mut gate_command(&s, &b.config, &s.root.join("out")));
+    let mut cmd = gate_command_measuring(&s, &b.config, &s.root.join("out"));
+    let o = b.run(cmd.arg("--no-build"));
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
         text(&o).contains("one rtmc serves both sides"),
