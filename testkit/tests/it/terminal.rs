@@ -70,7 +70,12 @@ impl TerminalClient {
 
     /// Reads lines until one satisfies `want`; returns it.
     pub(crate) async fn expect(&mut self, want: impl Fn(&str) -> bool) -> String {
-        let found = tokio::time::timeout(LINE_LIMIT, async {
+        self.expect_within(LINE_LIMIT, want).await
+    }
+
+    /// `expect` with its own bound.
+    async fn expect_within(&mut self, limit: Duration, want: impl Fn(&str) -> bool) -> String {
+        let found = tokio::time::timeout(limit, async {
             loop {
                 match self.stdout.next_line().await {
                     Ok(Some(line)) => {
@@ -225,6 +230,30 @@ async fn a_lost_link_is_announced_and_resumed_on_the_next_node() {
     c.type_line("after the failover").await;
     c.expect(|l| is_message(l, &user, "after the failover"))
         .await;
+    p.shutdown().await;
+}
+
+/// The only node goes away for good: the client keeps trying (its reconnect
+/// policy: 20 attempts with back-off, about 35 s), and a line typed
+/// meanwhile is reported as not sent instead of vanishing, after the notice
+/// that reconnecting failed; then the client exits with a failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_typed_while_the_link_is_lost_for_good_is_reported_not_dropped() {
+    let mut p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let user = p.add_user("gone").await.unwrap();
+    let addrs = [p.server_addr(0)];
+    let mut c = TerminalClient::start(&addrs, &user, None).await;
+    p.stop_server(0).await;
+    c.expect(|l| l.starts_with("-- connection lost")).await;
+    c.type_line("typed into the void").await;
+    let limit = Duration::from_secs(90);
+    c.expect_within(limit, |l| l.starts_with("-- could not reconnect after"))
+        .await;
+    c.expect_within(limit, |l| {
+        l == "-- not sent (connection lost): typed into the void"
+    })
+    .await;
+    assert!(!c.exit_status().await.success());
     p.shutdown().await;
 }
 
