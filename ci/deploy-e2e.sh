@@ -71,7 +71,7 @@ start_client() {
   PIDS+=($!)
   eval "exec $fd>\"$WORK/$name.in\""
   for _ in $(seq 1 100); do
-    grep -q "logged in as" "$WORK/$name.err" 2>/dev/null && return 0
+    grep -qs "logged in as" "$WORK/$name.out" "$WORK/$name.err" && return 0
     kill -0 "${PIDS[-1]}" 2>/dev/null || fail "client $name exited"
     sleep 0.1
   done
@@ -81,9 +81,9 @@ start_client() {
 post() {
   local code
   code="$(curl -s -o "$WORK/post.body" -w '%{http_code}' -X POST \
-    "http://127.0.0.1:$DEPLOY_GATEWAY_PORT/v1/messages" -H "X-Api-Key: $DEPLOY_API_KEY" \
+    "http://127.0.0.1:$DEPLOY_GATEWAY_PORT/v1/service/messages" -H "X-Api-Key: $DEPLOY_API_KEY" \
     -H 'content-type: application/json' -d "{\"sender\":\"e2e-http\",\"body\":\"$1\"}")"
-  [ "$code" = 202 ] || fail "POST /v1/messages gave $code: $(cat "$WORK/post.body")"
+  [ "$code" = 202 ] || fail "POST /v1/service/messages gave $code: $(cat "$WORK/post.body")"
 }
 
 command -v curl >/dev/null || fail "curl is missing"

@@ -163,7 +163,7 @@ print_addresses() {
   echo "  users         : $DEPLOY_USER (password \"$DEPLOY_PASSWORD\")"
   echo
   echo "  chat:    target/release/rtmc client --addr 127.0.0.1:$DEPLOY_SERVER1_PORT --addr 127.0.0.1:$DEPLOY_SERVER2_PORT --user $DEPLOY_USER --password $DEPLOY_PASSWORD"
-  echo "  publish: curl -s -X POST $gw/v1/messages -H 'X-Api-Key: $DEPLOY_API_KEY' -H 'content-type: application/json' -d '{\"sender\":\"curl\",\"body\":\"hello\"}'"
+  echo "  publish: curl -s -X POST $gw/v1/service/messages -H 'X-Api-Key: $DEPLOY_API_KEY' -H 'content-type: application/json' -d '{\"sender\":\"curl\",\"body\":\"hello\"}'"
   echo "ci/deploy.sh status | logs [SERVICE] | down [--volumes]"
 }
 
