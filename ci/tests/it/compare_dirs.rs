@@ -48,7 +48,7 @@ fn an_unchanged_candidate_passes_and_says_so_modestly() {
     let o = compare(&a, &b, &out);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let md = std::fs::read_to_string(out.join("gate-report.md")).unwrap();
-    assert!(md.contains("no regression detected at ±30%"), "{md}");
+    assert!(md.contains("no regression detected at ±25%"), "{md}");
     assert!(!md.contains("no regression\n"), "{md}");
 }
 
