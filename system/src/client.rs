@@ -14,7 +14,7 @@ use tokio_util::codec::Framed;
 
 use crate::backoff::Backoff;
 use crate::protocol::{
-    BroadcastFrame, ClientCommand, ErrorCode, FrameCodec, ProtocolError, ServerFrame,
+    BroadcastFrame, ClientCommand, ErrorCode, FrameCodec, ProtocolError, ServerFrame, SessionToken,
 };
 
 /// Failure seen by a client.
@@ -117,7 +117,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginInfo {
     pub user_id: String,
-    pub session_token: String,
+    pub session_token: SessionToken,
     pub last_seq: u64,
     pub heartbeat_interval_ms: u64,
 }

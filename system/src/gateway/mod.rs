@@ -23,7 +23,7 @@ use crate::broker::{PublishedMessage, Publisher};
 use crate::config::Config;
 use crate::error::StartError;
 use crate::presence::{Presence, SessionKind};
-use crate::protocol::now_us;
+use crate::protocol::{now_us, SessionToken};
 use crate::stream;
 
 /// The OpenAPI 3 description of this gateway, served at `/openapi.json`.
@@ -80,7 +80,7 @@ impl std::fmt::Debug for LoginRequest {
 #[derive(Debug, Deserialize, Serialize)]
 pub struct LoginResponse {
     pub user_id: String,
-    pub session_token: String,
+    pub session_token: SessionToken,
 }
 
 /// An error response.
@@ -432,7 +432,7 @@ async fn login(
     {
         Ok(token) => Json(LoginResponse {
             user_id: req.user_id,
-            session_token: token,
+            session_token: SessionToken::new(token),
         })
         .into_response(),
         Err(e) => fail(

@@ -201,13 +201,37 @@ pub struct BroadcastFrame {
     pub sent_at_us: u64,
 }
 
+/// A session token (`t`/`h` + 64 hex): a bearer credential. On the wire it
+/// is the plain string; `Debug` never shows it, so a logged frame or
+/// `LoginInfo` cannot leak it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    pub fn new(token: String) -> Self {
+        Self(token)
+    }
+
+    /// The token itself, for the one place that needs it (sending it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionToken([redacted])")
+    }
+}
+
 /// Every frame a server sends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum ServerFrame {
     LoginOk {
         user_id: String,
-        session_token: String,
+        session_token: SessionToken,
         /// Highest sequence number assigned when the session started.
         last_seq: u64,
         heartbeat_interval_ms: u64,
@@ -324,6 +348,26 @@ impl ErrorCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_of_a_login_ok_never_shows_the_session_token() {
+        let token = format!("t{}", "ab".repeat(32));
+        let frame = ServerFrame::LoginOk {
+            user_id: "alice".into(),
+            session_token: SessionToken::new(token.clone()),
+            last_seq: 7,
+            heartbeat_interval_ms: 1000,
+            protocol_version: PROTOCOL_VERSION,
+        };
+        let shown = format!("{frame:?} {frame:#?}");
+        assert!(!shown.contains(&token), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        // On the wire it stays the plain string.
+        let json = serde_json::to_value(&frame).unwrap();
+        assert_eq!(json["session_token"], token.as_str());
+        let back: ServerFrame = serde_json::from_value(json).unwrap();
+        assert_eq!(back, frame);
+    }
 
     #[test]
     fn debug_never_shows_a_login_password() {

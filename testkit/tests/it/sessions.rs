@@ -76,7 +76,7 @@ async fn an_abruptly_killed_client_is_cleaned_up() {
         .set_linger(Some(Duration::ZERO))
         .unwrap();
     drop(stream);
-    let took = await_cleanup(&p, &user, &info.session_token, bound()).await;
+    let took = await_cleanup(&p, &user, info.session_token.expose(), bound()).await;
     eprintln!("abrupt disconnect cleaned up in {took:?}");
 }
 
@@ -88,7 +88,7 @@ async fn a_client_that_stops_heartbeating_is_cut_off_and_cleaned_up() {
     let user = p.add_user("h").await.unwrap();
     let (mut c, info) = p.raw_login(0, &user).await.unwrap();
     // Silent from now on (connection open, nothing sent).
-    let took = await_cleanup(&p, &user, &info.session_token, bound()).await;
+    let took = await_cleanup(&p, &user, info.session_token.expose(), bound()).await;
     eprintln!("silent client cleaned up in {took:?}");
     let (code, message) = next_error(&mut c, Duration::from_secs(5)).await;
     assert_eq!(code, ErrorCode::HeartbeatTimeout, "{message}");
@@ -116,7 +116,7 @@ async fn logout_ends_the_session_at_once() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
     let user = p.add_user("l").await.unwrap();
     let c = p.client(0, &user).await.unwrap();
-    let token = c.info.session_token.clone();
+    let token = c.info.session_token.expose().to_owned();
     c.logout().await.unwrap();
     let took = await_cleanup(&p, &user, &token, Duration::from_secs(2)).await;
     assert!(
@@ -131,7 +131,7 @@ async fn a_user_with_two_sessions_stays_online_until_the_last_ends() {
     let user = p.add_user("two").await.unwrap();
     let a = p.client(0, &user).await.unwrap();
     let b = p.client(0, &user).await.unwrap();
-    let token_b = b.info.session_token.clone();
+    let token_b = b.info.session_token.expose().to_owned();
     a.logout().await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (live, status, _) = state(&p, &user).await;
@@ -146,7 +146,13 @@ async fn a_node_shutting_down_ends_its_sessions() {
     let user = p.add_user("n").await.unwrap();
     let (mut c, info) = p.raw_login(0, &user).await.unwrap();
     p.stop_server(0).await;
-    await_cleanup(&p, &user, &info.session_token, Duration::from_secs(2)).await;
+    await_cleanup(
+        &p,
+        &user,
+        info.session_token.expose(),
+        Duration::from_secs(2),
+    )
+    .await;
     let (code, message) = next_error(&mut c, Duration::from_secs(5)).await;
     assert_eq!(code, ErrorCode::ShuttingDown, "{message}");
 }
@@ -165,6 +171,6 @@ async fn a_dead_nodes_sessions_are_swept_by_another_node() {
         .unwrap();
     assert_eq!(state(&p, &user).await.1, "online");
     node.kill();
-    let took = await_cleanup(&p, &user, &info.session_token, bound()).await;
+    let took = await_cleanup(&p, &user, info.session_token.expose(), bound()).await;
     eprintln!("dead node's session swept in {took:?}");
 }

@@ -5,7 +5,7 @@
 use super::resume;
 use crate::auth::{self, LoginRefused};
 use crate::presence::SessionKind;
-use crate::protocol::{ErrorCode, ServerFrame, PROTOCOL_VERSION};
+use crate::protocol::{ErrorCode, ServerFrame, SessionToken, PROTOCOL_VERSION};
 use crate::server::outbound::{frame, Outbound};
 use crate::server::session::{LoggedIn, Next, Session};
 
@@ -53,7 +53,7 @@ pub(super) async fn apply(
     session
         .reply(ServerFrame::LoginOk {
             user_id,
-            session_token: token,
+            session_token: SessionToken::new(token),
             last_seq: head,
             heartbeat_interval_ms: ctx.cfg.server.heartbeat_interval_ms,
             protocol_version: PROTOCOL_VERSION,
