@@ -86,8 +86,15 @@ post() {
   [ "$code" = 202 ] || fail "POST /v1/service/messages gave $code: $(cat "$WORK/post.body")"
 }
 
-command -v curl >/dev/null || fail "curl is missing"
-command -v psql >/dev/null || fail "psql is missing (apt-get install postgresql-client)"
+# The script's own tools, from Debian's packages when missing (as ci/setup.sh does).
+need=()
+command -v curl >/dev/null || need+=(curl)
+command -v psql >/dev/null || need+=(postgresql-client)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null \
+    || fail "could not install ${need[*]} (apt-get install -y ${need[*]})"
+fi
 
 log "removing any previous rtmc-deploy deployment (with volumes)"
 ci/deploy.sh down --volumes >/dev/null 2>&1 || true
