@@ -96,6 +96,42 @@ pub fn remove_orphans() {
     }
 }
 
+/// This process's kit containers, as `docker ps` shows them (name, status,
+/// image), or why they could not be listed.
+pub fn own_containers() -> String {
+    match docker(&[
+        "ps",
+        "-a",
+        "--format",
+        "{{.Names}}\t{{.Status}}\t{{.Image}}",
+        "--filter",
+        &format!("name={CONTAINER_PREFIX}{}-", std::process::id()),
+    ]) {
+        Some(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
+        Some(out) => format!("docker ps failed: {}", String::from_utf8_lossy(&out.stderr)),
+        None => "docker could not be run".into(),
+    }
+}
+
+/// Removes this process's kit containers (before it exits without dropping
+/// them).
+pub fn remove_own_containers() {
+    let Some(out) = docker(&[
+        "ps",
+        "-aq",
+        "--filter",
+        &format!("name={CONTAINER_PREFIX}{}-", std::process::id()),
+    ]) else {
+        return;
+    };
+    let ids = String::from_utf8_lossy(&out.stdout);
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids.lines().filter(|l| !l.is_empty()));
+    if args.len() > 2 {
+        let _ = docker(&args);
+    }
+}
+
 /// A loopback port that was free a moment ago. Ports handed out by this
 /// process are never handed out twice.
 pub fn free_port() -> u16 {

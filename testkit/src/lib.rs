@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod process;
 pub mod raw;
 pub mod services;
+pub mod watchdog;
 
 pub use pipeline::{
     Component, HttpPublisher, PerComponent, Pipeline, PipelineOptions, TEST_PASSWORD,
@@ -30,7 +31,11 @@ pub use services::{shared, Service, Services};
 /// ([`Pipeline::shared`], [`Pipeline::private`]) call it, so suites do not;
 /// a second call does nothing. [`Pipeline::start`] does not: tools that
 /// embed a stack install their own subscriber (or none).
+///
+/// It also puts the calling test under the kit's time limit
+/// ([`watchdog`]): a test that hangs ends the binary with its name.
 pub fn init_test_logs() {
+    watchdog::guard_this_test();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=error"));
     let _ = tracing_subscriber::fmt()

@@ -151,9 +151,9 @@ impl Services {
                 message: e.to_string(),
             })?;
         let (rabbitmq, redis, postgres) = tokio::join!(
-            launch(Kind::RabbitMq),
-            launch(Kind::Redis),
-            launch(Kind::Postgres)
+            launch_retrying(Kind::RabbitMq),
+            launch_retrying(Kind::Redis),
+            launch_retrying(Kind::Postgres)
         );
         Ok(Services {
             rabbitmq: rabbitmq?,
@@ -186,6 +186,24 @@ pub async fn shared() -> Arc<Services> {
         .clone()
 }
 
+/// [`launch`], and once more on fresh ports if that fails: a container that
+/// does not come up (a port taken between being picked and being bound, an
+/// engine call that never returns) should not fail a whole test binary. The
+/// error names both attempts.
+async fn launch_retrying(kind: Kind) -> Result<Service, ServiceError> {
+    let first = match launch(kind).await {
+        Ok(service) => return Ok(service),
+        Err(e) => e,
+    };
+    tracing::warn!(service = kind.name(), error = %first, "service did not come up; one more try on fresh ports");
+    launch(kind)
+        .await
+        .map_err(|second| ServiceError::Container {
+            service: kind.name(),
+            message: format!("two attempts failed: first: {first}; second: {second}"),
+        })
+}
+
 async fn launch(kind: Kind) -> Result<Service, ServiceError> {
     let tag = docker::image_tag();
     let port = docker::free_port();
@@ -216,8 +234,16 @@ async fn launch(kind: Kind) -> Result<Service, ServiceError> {
     }
     .with_network("host")
     .with_container_name(name);
-    let container = tokio::task::spawn_blocking(move || request.start())
-        .await
+    let started = tokio::time::timeout(
+        START_LIMIT,
+        tokio::task::spawn_blocking(move || request.start()),
+    )
+    .await
+    .map_err(|_| ServiceError::Container {
+        service: kind.name(),
+        message: format!("the container did not start within {START_LIMIT:?}"),
+    })?;
+    let container = started
         .map_err(|e| ServiceError::Container {
             service: kind.name(),
             message: e.to_string(),
@@ -235,14 +261,24 @@ async fn launch(kind: Kind) -> Result<Service, ServiceError> {
     Ok(service)
 }
 
+/// How long one readiness check may take.
+const PROBE_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long creating and starting a container may take.
+const START_LIMIT: Duration = Duration::from_secs(180);
+
 /// Polls the service with its real client until it answers.
 pub(crate) async fn wait_ready(kind: Kind, url: &str, limit: Duration) -> Result<(), ServiceError> {
     let started = Instant::now();
     let mut last_error = String::from("not tried");
     while started.elapsed() < limit {
-        match probe(kind, url).await {
-            Ok(()) => return Ok(()),
-            Err(e) => last_error = e.to_string(),
+        // Each attempt is bounded: a port that accepts and then says nothing
+        // (a service half up, a socket connected to itself while nothing
+        // listens) would otherwise hang the check, and the test, for good.
+        match tokio::time::timeout(PROBE_LIMIT, probe(kind, url)).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => last_error = e.to_string(),
+            Err(_) => last_error = format!("no answer within {PROBE_LIMIT:?}"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -18,3 +18,4 @@ mod support;
 mod sync;
 mod terminal;
 mod tls;
+mod watchdog;
