@@ -309,7 +309,7 @@ pub fn judge_rounds(
         )
     });
     let comparisons = compare_all(&rounds.baseline, &rounds.candidate, &cfg.bootstrap);
-    let judgements: Vec<_> = comparisons
+    let mut judgements: Vec<_> = comparisons
         .iter()
         .map(|c| judge(c, cfg.rule(c.metric)))
         .collect();
@@ -319,6 +319,19 @@ pub fn judge_rounds(
         Some(_) => GateVerdict::Error,
         None => overall(&judgements, &baseline_failures, &candidate_failures),
     };
+    // When the gate cannot judge, no metric row may read as a verdict.
+    if verdict == GateVerdict::Error {
+        let why = if too_few.is_some() {
+            "too few rounds"
+        } else {
+            "a baseline round failed"
+        };
+        judgements = judgements
+            .into_iter()
+            .zip(&comparisons)
+            .map(|(j, c)| j.not_judged(c, why))
+            .collect();
+    }
     Ok(GateReport {
         setup: GateSetup {
             thresholds_measured_by: cfg.thresholds.measured_by.clone(),

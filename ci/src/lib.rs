@@ -8,9 +8,11 @@
 //! The map: [`baseline`] (the pinned commit, settings, its binary) → [`ab`]
 //! (the interleaved rounds) → [`round`] (one round's report) → [`compare`]
 //! (ratios, bootstrap intervals, A/A spread) → [`verdict`] (the decision) →
-//! [`report`] (table, markdown, JSON, plot); [`gate`] strings them together.
+//! [`report`] (table, markdown, JSON, plots; [`spectra`] pools each side's
+//! histograms for the overlaid charts); [`gate`] strings them together.
 //! [`instructions`] is the second check: callgrind instruction counts of the
 //! CPU-bound benches, baseline against candidate, at a fixed threshold.
+//! [`lock`] keeps a second gate off a target directory one is using.
 //! The machine setup and test scripts live beside this crate (`ci/setup.sh`,
 //! `ci/test.sh`, `ci/run.sh`, `ci/stack.sh`).
 
@@ -19,7 +21,9 @@ pub mod baseline;
 pub mod compare;
 pub mod gate;
 pub mod instructions;
+pub mod lock;
 pub mod metric;
 pub mod report;
 pub mod round;
+pub mod spectra;
 pub mod verdict;

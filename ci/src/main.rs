@@ -164,6 +164,8 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
         println!("report: {}", out.join("gate-report.md").display());
         return Ok(r.verdict.exit_code());
     }
+    // Every mode below builds or stages binaries in the target directory.
+    let _lock = rtmc_ci::lock::lock_target(&cli.target_dir())?;
     if cli.aa {
         let opts = cli.run_options(&cfg, "aa");
         let r = gate::run_aa(&cfg, &opts, cli.repeats)?;

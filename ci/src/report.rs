@@ -12,12 +12,14 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
+use rtmc_loadgen::plot::PlotResult;
 use serde::{Deserialize, Serialize};
 
 use crate::compare::{AaSpread, BootstrapConfig, MetricComparison, RatioEstimate};
 use crate::instructions::{BenchComparison, InstructionReport};
 use crate::metric::Metric;
 use crate::round::{Round, Side};
+use crate::spectra;
 use crate::verdict::{GateVerdict, MetricJudgement, MetricVerdict};
 
 /// One round as reported.
@@ -127,6 +129,7 @@ fn verdict_word(v: MetricVerdict) -> &'static str {
         MetricVerdict::Improvement => "improved",
         MetricVerdict::MachineDrift => "machine drift",
         MetricVerdict::Inconclusive => "inconclusive",
+        MetricVerdict::NotJudged => "not judged",
     }
 }
 
@@ -338,13 +341,22 @@ fn markdown_instructions(out: &mut String, i: &InstructionReport) {
     }
 }
 
-/// The pull-request report.
+/// The pull-request report, without the spectra (no files read).
 pub fn render_markdown(r: &GateReport) -> String {
+    render_markdown_with(r, None)
+}
+
+/// The pull-request report; `views` adds the pooled percentile spectra of
+/// both sides after the verdict table.
+pub fn render_markdown_with(r: &GateReport, views: Option<&spectra::Views>) -> String {
     let mut out = String::new();
     markdown_header(&mut out, r);
     if !r.rounds.is_empty() {
         markdown_table(&mut out, r);
         markdown_method(&mut out, r);
+    }
+    if let Some(v) = views {
+        out.push_str(&spectra::markdown(v));
     }
     if let Some(i) = &r.instructions {
         markdown_instructions(&mut out, i);
@@ -478,27 +490,37 @@ fn json<T: Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-/// Writes `gate.json`, `gate-report.md`, `gate-report.txt` and `rounds.svg`
+/// Writes `gate.json`, `gate-report.md`, `gate-report.txt`, `rounds.svg`,
+/// and from the rounds' interval logs `spectra.svg` and `over_time.svg`,
 /// into `dir`; returns the files written (a plot that fails is skipped with
 /// a warning on stderr).
 pub fn write_gate_files(dir: &Path, r: &GateReport) -> Result<Vec<PathBuf>, ReportError> {
+    let views = (!r.rounds.is_empty()).then(|| spectra::load(&r.rounds));
     let mut files = vec![
         write(&dir.join("gate.json"), &json(r))?,
-        write(&dir.join("gate-report.md"), &render_markdown(r))?,
+        write(
+            &dir.join("gate-report.md"),
+            &render_markdown_with(r, views.as_ref()),
+        )?,
         write(&dir.join("gate-report.txt"), &render_table(r))?,
     ];
-    if r.rounds.is_empty() {
+    let Some(views) = views else {
         return Ok(files);
-    }
-    let svg = dir.join("rounds.svg");
-    match rounds_plot(&svg, r) {
-        Ok(()) => files.push(svg),
-        Err(e) => eprintln!("gate: rounds.svg skipped: {e}"),
+    };
+    let mut plot = |name: &str, f: &dyn Fn(&Path) -> PlotResult| {
+        let svg = dir.join(name);
+        match f(&svg) {
+            Ok(()) => files.push(svg),
+            Err(e) => eprintln!("gate: {name} skipped: {e}"),
+        }
+    };
+    plot("rounds.svg", &|p| rounds_plot(p, r));
+    if views.complete() {
+        plot("spectra.svg", &|p| spectra::spectra_plot(p, &views));
+        plot("over_time.svg", &|p| spectra::over_time_plot(p, &views));
     }
     Ok(files)
 }
-
-type PlotResult = Result<(), Box<dyn std::error::Error>>;
 
 const BLUE: RGBColor = RGBColor(31, 119, 180);
 const ORANGE: RGBColor = RGBColor(255, 127, 14);

@@ -45,6 +45,9 @@ pub enum MetricVerdict {
     /// rtmc ÷ floor moved beyond the threshold but rtmc itself did not: the
     /// control moved; re-run.
     Inconclusive,
+    /// The gate could not judge any metric (too few rounds, a baseline
+    /// round failed): the values are shown, the verdict is the gate's ERROR.
+    NotJudged,
 }
 
 impl MetricVerdict {
@@ -200,6 +203,7 @@ fn reason(cmp: &MetricComparison, rule: Rule, e: &Evidence, verdict: MetricVerdi
         MetricVerdict::Improvement => {
             format!("improved {raw} beyond {band}, {}", pairs(e.raw_better))
         }
+        MetricVerdict::NotJudged => format!("not judged: B/A {raw}"),
         MetricVerdict::NoRegression => {
             let why = if e.raw_side == Side::Worse {
                 format!(" (interval beyond it, but only {} agree)", pairs(e.raw_worse))
@@ -246,6 +250,16 @@ impl GateVerdict {
             GateVerdict::Regression => 1,
             GateVerdict::Error => 2,
         }
+    }
+}
+
+impl MetricJudgement {
+    /// The same judgement withdrawn, since the gate could not judge (`why`);
+    /// the reason keeps the measured change.
+    pub fn not_judged(mut self, cmp: &MetricComparison, why: &str) -> Self {
+        self.verdict = MetricVerdict::NotJudged;
+        self.reason = format!("not judged ({why}): B/A {}", ci_pct(&cmp.raw));
+        self
     }
 }
 

@@ -337,10 +337,10 @@ fn draw_panel(area: &DrawingArea<Svg<'_>, Shift>, panel: &Panel, shades: &[Shade
 }
 
 /// Latency (ms) by number of nines, -log10(1 - q) capped at 6 (99.9999%),
-/// per histogram; the rtmc one is called `rtmc`.
-fn spectrum_series(hists: &[&(&'static str, &LatencyHistogram)]) -> Vec<Series> {
+/// per named histogram.
+fn spectrum_series(hists: &[(String, &LatencyHistogram)]) -> Vec<Series> {
     let mut all = Vec::new();
-    for (stem, h) in hists {
+    for (name, h) in hists {
         let mut pts = Vec::new();
         for v in h.iter_quantiles(10) {
             let q = v.quantile_iterated_to();
@@ -351,18 +351,39 @@ fn spectrum_series(hists: &[&(&'static str, &LatencyHistogram)]) -> Vec<Series> 
             };
             pts.push((x, (v.value_iterated_to() as f64 / 1000.0).max(0.001)));
         }
-        let name = if *stem == "latency" { "rtmc" } else { stem };
-        all.push((name.to_owned(), pts));
+        all.push((name.clone(), pts));
     }
     all
 }
 
+/// A run's spectra: the rtmc histogram (stem `latency`) is called `rtmc`.
 fn spectrum(path: &Path, hists: &[&(&'static str, &LatencyHistogram)]) -> PlotResult {
+    let named: Vec<(String, &LatencyHistogram)> = hists
+        .iter()
+        .map(|(stem, h)| {
+            let name = if *stem == "latency" { "rtmc" } else { stem };
+            (name.to_owned(), *h)
+        })
+        .collect();
+    spectrum_chart(path, "latency by percentile (whole run)", &named)
+}
+
+/// Latency by percentile of every named histogram, overlaid on one chart
+/// (x: percentile on a "number of nines" axis up to 99.9999%), a distinct
+/// colour and legend entry each. The gate overlays baseline and candidate.
+pub fn spectrum_chart(
+    path: &Path,
+    caption: &str,
+    hists: &[(String, &LatencyHistogram)],
+) -> PlotResult {
     let all = spectrum_series(hists);
+    if all.iter().all(|(_, p)| p.is_empty()) {
+        return Err("nothing to plot".into());
+    }
     let y_max = highest_y(&all, 0.1);
     let root = canvas(path)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("latency by percentile (whole run)", ("sans-serif", 20))
+        .caption(caption, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
@@ -376,10 +397,8 @@ fn spectrum(path: &Path, hists: &[&(&'static str, &LatencyHistogram)]) -> PlotRe
             if *x < 0.5 {
                 "0%".into()
             } else {
-                format!("{pct:.4}%")
-                    .trim_end_matches('0')
-                    .trim_end_matches('.')
-                    .to_string()
+                let digits = format!("{pct:.4}");
+                format!("{}%", digits.trim_end_matches('0').trim_end_matches('.'))
             }
         })
         .draw()?;

@@ -81,4 +81,13 @@ fn a_failed_candidate_round_fails_the_gate_and_too_few_rounds_cannot_be_judged()
     let o = compare(&a, &b, &tmp.path().join("out2"));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("too few rounds"), "{}", text(&o));
+
+    // Too few rounds showing a large change: the rows say "not judged",
+    // never REGRESSION, since the result is ERROR.
+    let (a, b) = write_sides(&tmp.path().join("two-slow"), 2, 1.0, 1.5);
+    let o = compare(&a, &b, &tmp.path().join("out3"));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("not judged"), "{stdout}");
+    assert!(!stdout.contains("REGRESSION"), "{stdout}");
 }

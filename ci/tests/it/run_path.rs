@@ -285,6 +285,26 @@ fn the_same_binary_on_both_sides_passes_and_aa_reports_no_false_alarm() {
 }
 
 #[test]
+fn a_second_gate_on_a_busy_target_directory_is_refused() {
+    let s = setup();
+    let held = rtmc_ci::lock::lock_target(&s.target).unwrap();
+    let (o, _) = ab(&s, "rtmc-a", &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("another gate is using") && text(&o).contains("--target-dir"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        !s.log.exists() || std::fs::read_to_string(&s.log).unwrap().is_empty(),
+        "a refused gate ran loadgen"
+    );
+    drop(held);
+    let (o, _) = ab(&s, "rtmc-a", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
 fn a_loadgen_that_cannot_run_is_an_error() {
     let s = setup();
     let o = gate_command(&s, &baseline_toml(), &s.root.join("out"))
