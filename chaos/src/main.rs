@@ -48,13 +48,13 @@ struct RunArgs {
     /// Draw the schedule from a seed instead of a file.
     #[arg(long)]
     random: bool,
-    /// The seed of --random (printed; random when absent).
+    /// The seed of --random [default: random, printed].
     #[arg(long, requires = "random")]
     seed: Option<u64>,
     /// The load's duration with --random.
     #[arg(long, default_value = "30s", requires = "random")]
     duration: String,
-    /// Report directory (default reports/<unix time>-chaos).
+    /// Report directory [default: reports/<unix time>-chaos].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Print the checked schedule as scenario TOML and exit without running.
@@ -70,11 +70,12 @@ struct ProxyArgs {
     /// Address the HTTP API listens on.
     #[arg(long, default_value = "127.0.0.1:8474")]
     api: String,
-    /// JSON file of proxies to create at start (a /populate body).
+    /// JSON file of proxies to create at start (a /populate body)
+    /// [default: none, start empty].
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Seed for the proxies' randomness (toxicity, jitter, slicing); random
-    /// and logged when absent.
+    /// Seed for the proxies' randomness (toxicity, jitter, slicing)
+    /// [default: random, logged].
     #[arg(long)]
     seed: Option<u64>,
 }
@@ -214,4 +215,17 @@ async fn stop_on_signal(token: CancellationToken) {
     let _ = ctrl_c.await;
     tracing::info!("stopping");
     token.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag says what it is for and, unless it is required or a
+    /// switch, what its default is (the rule `rtmc` and `loadgen` keep).
+    #[test]
+    fn every_argument_has_help_naming_its_default() {
+        rtmc::cli_help::assert_documented(Cli::command());
+    }
 }

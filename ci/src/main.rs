@@ -47,7 +47,8 @@ struct Cli {
     /// The candidate's rtmc [default: <target>/release/rtmc].
     #[arg(long)]
     candidate_rtmc: Option<PathBuf>,
-    /// Use this baseline rtmc instead of building the pinned commit in a worktree.
+    /// Use this baseline rtmc instead of building the pinned commit in a
+    /// worktree [default: the pinned commit, built once].
     #[arg(long)]
     baseline_rtmc: Option<PathBuf>,
     /// Do not run the candidate's release build; use the binaries as they are.
@@ -58,7 +59,7 @@ struct Cli {
     /// rtmc-system/test-broadcast-delay (kept as
     /// <target>/gate/rtmc-candidate-delay-<commit>; with --candidate-rtmc,
     /// that binary is used as it is): checks the gate catches a known
-    /// regression.
+    /// regression [default: none].
     #[arg(long, value_name = "N")]
     inject_delay_us: Option<u64>,
     /// Skip the instruction-count check (latency rounds only).
@@ -68,7 +69,8 @@ struct Cli {
     #[arg(long)]
     instructions_only: bool,
     /// Build the candidate's instruction benches with these features, e.g.
-    /// rtmc-system/test-codec-overhead (the test-only +3% in the codec).
+    /// rtmc-system/test-codec-overhead (the test-only +3% in the codec)
+    /// [default: none].
     #[arg(long, value_name = "FEATURES", value_delimiter = ',')]
     bench_features: Vec<String>,
     /// A round (one loadgen run) that takes longer is stopped; the gate errors.
@@ -88,7 +90,8 @@ struct Cli {
     #[arg(long, conflicts_with_all = ["aa", "compare", "inject_delay_us", "instructions_only"])]
     update_baseline: bool,
     /// Re-judge saved rounds without running anything: DIR_A holds the
-    /// baseline's round directories (or is one), DIR_B the candidate's.
+    /// baseline's round directories (or is one), DIR_B the candidate's
+    /// [default: off, rounds are run].
     #[arg(long, num_args = 2, value_names = ["DIR_A", "DIR_B"])]
     compare: Option<Vec<PathBuf>>,
 }
@@ -225,5 +228,18 @@ fn main() -> ExitCode {
             eprintln!("gate: error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag says what it is for and, unless it is required or a
+    /// switch, what its default is (the rule `rtmc` and `loadgen` keep).
+    #[test]
+    fn every_argument_has_help_naming_its_default() {
+        rtmc::cli_help::assert_documented(Cli::command());
     }
 }

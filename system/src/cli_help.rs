@@ -1,7 +1,21 @@
 //! A check every binary's tests run on its clap command tree: each flag has
 //! a help line, and that line (or clap) names its default unless the flag is
-//! required, positional or a switch. Kept here so `rtmc` and `loadgen` hold
-//! their help to one rule.
+//! required, positional or a switch. Kept here so every binary (`rtmc`,
+//! `loadgen`, `chaos`, `gate`, `rtmc-stack`) holds its help to one rule.
+
+/// The test every binary runs on its command tree: every argument keeps the
+/// rule, and clap's own consistency checks pass.
+///
+/// # Panics
+/// Naming the arguments that break the rule, or on clap's first complaint.
+pub fn assert_documented(cmd: clap::Command) {
+    let missing = args_without_help_or_default(&cmd);
+    assert!(
+        missing.is_empty(),
+        "arguments without help or default: {missing:?}"
+    );
+    cmd.debug_assert();
+}
 
 /// `path --flag` of every argument under `cmd` that breaks the rule.
 pub fn args_without_help_or_default(cmd: &clap::Command) -> Vec<String> {

@@ -100,3 +100,16 @@ async fn main() -> anyhow::Result<()> {
     drop(services);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag says what it is for and, unless it is required or a
+    /// switch, what its default is (the rule `rtmc` and `loadgen` keep).
+    #[test]
+    fn every_argument_has_help_naming_its_default() {
+        rtmc::cli_help::assert_documented(Args::command());
+    }
+}
