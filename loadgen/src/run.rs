@@ -240,16 +240,14 @@ impl Arena<'_> {
     ) -> Result<Contender, RunError> {
         let (fleet, spec) = match kind {
             PhaseKind::Rtmc => {
-                let (fleet, mut spec) = prepare_rtmc(
+                prepare_rtmc(
                     self.profile,
                     self.target,
                     self.shape.clone(),
                     self.run.id,
                     report,
                 )
-                .await?;
-                spec.server_cpu = rtmc_cpu_watches(self.target);
-                (fleet, spec)
+                .await?
             }
             PhaseKind::RedisFloor => {
                 let addr = self.target.floor_redis.ok_or(RunError::NoFloorRedis)?;
@@ -397,7 +395,8 @@ async fn ramp_up(
 }
 
 /// Connects the rtmc fleet and prepares the phase it runs at the profile's
-/// rate: its publishers, and the head probe with the head before publishing.
+/// rate: its publishers, the head probe with the head before publishing,
+/// and the server processes whose CPU it reports.
 async fn prepare_rtmc(
     profile: &Profile,
     target: &Target,
@@ -417,7 +416,8 @@ async fn prepare_rtmc(
         .await
         .unwrap_or(fleet.summary.max_start_after);
     let rtmc_pids = target.rtmc_pids.clone();
-    let spec = PhaseSpec::new("rtmc", profile, channels, shape, probe, head, rtmc_pids);
+    let mut spec = PhaseSpec::new("rtmc", profile, channels, shape, probe, head, rtmc_pids);
+    spec.server_cpu = rtmc_cpu_watches(target);
     Ok((fleet, spec))
 }
 
