@@ -69,7 +69,7 @@ pub async fn connect_floor(
         shape,
         HeadProbe::Published,
         0,
-        Vec::new(),
+        redis.pid.into_iter().collect(),
     );
     spec.server_cpu = vec![match redis.pid {
         Some(pid) => CpuWatch::of("redis-server", vec![pid]),

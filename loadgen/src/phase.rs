@@ -61,7 +61,8 @@ pub struct PhaseSpec {
     pub last: bool,
     /// No live line.
     pub quiet: bool,
-    /// The rtmc processes whose CPU time the self-check reports.
+    /// The server processes whose CPU time the self-check reports (rtmc's;
+    /// the floor's Redis).
     pub rtmc_pids: Vec<u32>,
     /// The server processes whose CPU-seconds per million deliveries the
     /// phase reports (rtmc's nodes, the peer's server); the first is the
