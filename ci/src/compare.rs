@@ -14,6 +14,10 @@
 
 use serde::{Deserialize, Serialize};
 
+// The median and the per-pair ratios are loadgen's too (its interleaved
+// rounds): one implementation, in `rtmc-stats`.
+pub use rtmc_stats::{median, median_in_place, pair_ratios};
+
 use crate::metric::Metric;
 use crate::round::Round;
 
@@ -66,25 +70,6 @@ impl SplitMix64 {
     /// Uniform in [0, 1).
     pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-/// Median of `values` (mean of the middle two for an even count).
-pub fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    median_in_place(&mut v)
-}
-
-fn median_in_place(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
@@ -162,11 +147,6 @@ pub fn ratio_of_medians(a: &[f64], b: &[f64], cfg: &BootstrapConfig, seed: u64) 
             hi: quantile_sorted(&stats, 1.0 - tail),
         },
     }
-}
-
-/// b[i] / a[i] for each A/B pair (the shorter side bounds the pairs).
-pub fn pair_ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
-    a.iter().zip(b).map(|(x, y)| y / x).collect()
 }
 
 /// One metric across all rounds: raw, control-corrected and the control.
@@ -303,12 +283,14 @@ pub fn aa_spread(repeats: &[Vec<MetricComparison>]) -> Vec<AaSpread> {
             let suggested = ((100.0 * reach * AA_MARGIN * 1e6).round() / 1e6)
                 .ceil()
                 .max(AA_FLOOR_PCT);
+            let spread = rtmc_stats::Spread::of(&ratios);
+            let of_spread = |f: fn(&rtmc_stats::Spread) -> f64| spread.as_ref().map_or(f64::NAN, f);
             Some(AaSpread {
                 metric,
                 repeats: runs.len(),
-                ratio_min: ratios.iter().copied().fold(f64::INFINITY, f64::min),
-                ratio_median: median(&ratios),
-                ratio_max: ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                ratio_min: of_spread(|s| s.min),
+                ratio_median: of_spread(|s| s.median),
+                ratio_max: of_spread(|s| s.max),
                 ci_lo_min: runs
                     .iter()
                     .map(|c| c.raw.ci.lo)
@@ -327,13 +309,6 @@ pub fn aa_spread(repeats: &[Vec<MetricComparison>]) -> Vec<AaSpread> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert!(median(&[]).is_nan());
-    }
 
     #[test]
     fn the_generator_is_fixed_by_its_seed() {

@@ -1,17 +1,18 @@
 //! The Redis pub/sub floor, rtmc's yardstick (design.md §7): the same number
 //! of subscribers on one Redis channel and one publisher `PUBLISH`ing at the
 //! same rate payloads byte for byte like rtmc's broadcasts, measured with
-//! the same parser, histograms and accounting.
+//! the same parser, histograms and accounting, and Redis's CPU per delivery.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::clients::{Fleet, FleetError, FleetOptions, Protocol};
+use crate::cpu::CpuWatch;
 use crate::live::LiveStats;
-use crate::phase::{run_phase, HeadProbe, PhaseResult, PhaseSpec};
+use crate::phase::{HeadProbe, PhaseSpec};
 use crate::profile::Profile;
 use crate::publisher::{Channel, MessageShape};
 use crate::report::{ConnectReport, RunReport};
@@ -22,18 +23,22 @@ pub struct FloorRedis {
     pub addr: SocketAddr,
     /// Ours to reconfigure (the embedded stack's), not someone else's.
     pub ours: bool,
+    /// The redis-server process whose CPU the floor reports (the embedded
+    /// container's host pid, or `--floor-redis-pid`).
+    pub pid: Option<u32>,
 }
 
-/// Runs the floor at the profile's load: connects the subscribers, publishes,
-/// and records the connect report, the phase and its notes in `report`.
-pub async fn run_floor(
+/// Connects the floor's subscribers at the profile's load (recording the
+/// connect report in `report`) and returns them with the floor's phase:
+/// one publisher `PUBLISH`ing at the profile's rate, the Redis server's CPU
+/// watched.
+pub async fn connect_floor(
     profile: &Profile,
     redis: FloorRedis,
     shape: Arc<MessageShape>,
     run_id: u32,
-    run_start: Instant,
     report: &mut RunReport,
-) -> Result<PhaseResult, FleetError> {
+) -> Result<(Fleet, PhaseSpec), FleetError> {
     if redis.ours {
         let _ = unlimit_pubsub_buffers(redis.addr).await;
     }
@@ -49,7 +54,7 @@ pub async fn run_floor(
         channel: channel.clone(),
     };
     let opts = FleetOptions::for_load(load, vec![redis.addr], protocol, run_id)?;
-    let mut fleet = Fleet::connect(opts, Arc::new(LiveStats::new())).await;
+    let fleet = Fleet::connect(opts, Arc::new(LiveStats::new())).await;
     let c = ConnectReport::of(load.clients, &fleet.summary);
     report.judge_connect("floor", &c, profile.slo.max_connect_error_pct);
     report.floor_connect = Some(c);
@@ -57,19 +62,20 @@ pub async fn run_floor(
         addr: redis.addr,
         channel,
     }];
-    let spec = PhaseSpec::new(
+    let mut spec = PhaseSpec::new(
         "floor",
         profile,
         channels,
         shape,
         HeadProbe::Published,
         0,
-        Vec::new(),
+        redis.pid.into_iter().collect(),
     );
-    let r = run_phase(&mut fleet, spec, run_start).await;
-    report.note_floor(&r.report);
-    report.floor = Some(r.report.clone());
-    Ok(r)
+    spec.server_cpu = vec![match redis.pid {
+        Some(pid) => CpuWatch::of("redis-server", vec![pid]),
+        None => CpuWatch::not_measured("redis-server", "pid unknown: give --floor-redis-pid"),
+    }];
+    Ok((fleet, spec))
 }
 
 /// Asks our own Redis to never cut a slow subscriber off (the floor must

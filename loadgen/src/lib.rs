@@ -12,8 +12,10 @@
 //! with this engine. The `loadgen` binary is a thin CLI over it.
 
 pub mod accounting;
+pub mod blaster;
 pub mod client_faults;
 pub mod clients;
+pub mod cpu;
 pub mod floor;
 pub mod histogram;
 pub mod live;
@@ -26,6 +28,7 @@ pub mod publisher;
 pub mod ramp;
 pub mod report;
 pub mod resp;
+pub mod rounds;
 pub mod run;
 pub mod selfcheck;
 pub mod stack;

@@ -8,9 +8,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use rtmc_loadgen::blaster::{self, blast, BlasterReport, BlasterSpec};
 use rtmc_loadgen::merge::{merge_dirs, start_time_of};
 use rtmc_loadgen::plot;
 use rtmc_loadgen::profile::{Profile, PublishVia};
+use rtmc_loadgen::publisher::MessageShape;
 use rtmc_loadgen::report::{self, render_text, ReportHistograms};
 use rtmc_loadgen::run::{execute, Mode};
 
@@ -27,8 +29,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// One load test at a fixed rate, then the Redis pub/sub floor at the same load.
-    Run(LoadArgs),
+    /// A load test at a fixed rate and the Redis pub/sub floor at the same load, in interleaved rounds.
+    Run {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// Rounds: rtmc and the floor take turns (rtmc floor, floor rtmc, …) this many times each; medians and min–max reported [default: profile, else 1].
+        #[arg(long)]
+        rounds: Option<usize>,
+        /// After the rounds, blast the same frames to as many plain loopback sockets (one frame per write, then coalesced): the physical reference for server CPU per delivery.
+        #[arg(long)]
+        blaster: bool,
+    },
     /// Step the publish rate up until the p99 SLO or delivery breaks; report the capacity.
     Ramp {
         #[command(flatten)]
@@ -51,6 +62,24 @@ enum Command {
     },
     /// Only the Redis pub/sub floor.
     Floor(LoadArgs),
+    /// Only the raw loopback blaster: rtmc's frames to plain TCP sockets, one per write and coalesced.
+    Blaster {
+        /// Receiving sockets [default: 100].
+        #[arg(long, default_value_t = 100)]
+        sockets: usize,
+        /// Messages, each written to every socket [default: 2000].
+        #[arg(long, default_value_t = 2000)]
+        messages: u64,
+        /// Frames per write of the coalesced blast [default: 16].
+        #[arg(long, default_value_t = 16)]
+        frames_per_write: usize,
+        /// Bytes of each message body [default: 16].
+        #[arg(long, default_value_t = 16)]
+        body_bytes: usize,
+        /// Each blast stops sending after this many seconds [default: 30].
+        #[arg(long, default_value_t = 30.0)]
+        time_limit_secs: f64,
+    },
     /// Merge the report directories of several loadgen processes into one report.
     Merge {
         /// Report directories (each with latency.hlog, and report.json if present).
@@ -120,6 +149,9 @@ struct LoadArgs {
     /// Redis host:port for the floor [default: the embedded stack's].
     #[arg(long)]
     floor_redis: Option<String>,
+    /// pid of the --floor-redis server, for its CPU per delivery [default: the embedded container's; else not measured].
+    #[arg(long)]
+    floor_redis_pid: Option<u32>,
     /// Skip the Redis floor.
     #[arg(long)]
     no_floor: bool,
@@ -185,6 +217,9 @@ impl LoadArgs {
         }
         if self.floor_redis.is_some() {
             p.floor.redis = self.floor_redis.clone();
+        }
+        if self.floor_redis_pid.is_some() {
+            p.floor.redis_pid = self.floor_redis_pid;
         }
         if self.no_floor {
             p.floor.enabled = false;
@@ -319,7 +354,42 @@ async fn stop_signal() -> anyhow::Result<StopSignal> {
 
 async fn command(command: Command) -> anyhow::Result<bool> {
     match command {
-        Command::Run(a) => load(a.profile()?, Mode::Run).await,
+        Command::Run {
+            load: a,
+            rounds,
+            blaster,
+        } => {
+            let mut p = a.profile()?;
+            if let Some(n) = rounds {
+                anyhow::ensure!(n >= 1, "--rounds must be at least 1");
+                p.load.rounds = n;
+            }
+            p.blaster.enabled |= blaster;
+            load(p, Mode::Run).await
+        }
+        Command::Blaster {
+            sockets,
+            messages,
+            frames_per_write,
+            body_bytes,
+            time_limit_secs,
+        } => {
+            let shape = std::sync::Arc::new(MessageShape::new(std::process::id(), body_bytes));
+            let mut report = BlasterReport { runs: Vec::new() };
+            for k in [1, frames_per_write.max(1)] {
+                let spec = BlasterSpec {
+                    sockets,
+                    messages,
+                    frames_per_write: k,
+                    time_limit: std::time::Duration::from_secs_f64(time_limit_secs.max(0.1)),
+                };
+                report.runs.push(blast(spec, shape.clone()).await?);
+            }
+            let mut out = String::new();
+            blaster::text(&mut out, &report);
+            print!("{out}");
+            Ok(true)
+        }
         Command::Floor(a) => load(a.profile()?, Mode::FloorOnly).await,
         Command::Ramp {
             load: a,

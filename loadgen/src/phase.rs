@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 
 use crate::accounting::{acked_not_delivered, union_into, DeliveryTotals};
 use crate::clients::{Fleet, SyncResult};
+use crate::cpu::{self, CpuWatch, ServerCpu};
 use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram, LatencySummary};
 use crate::live::LiveStats;
 use crate::observe::SharedPublishObserver;
@@ -60,8 +61,13 @@ pub struct PhaseSpec {
     pub last: bool,
     /// No live line.
     pub quiet: bool,
-    /// The rtmc processes whose CPU time the self-check reports.
+    /// The server processes whose CPU time the self-check reports (rtmc's;
+    /// the floor's Redis).
     pub rtmc_pids: Vec<u32>,
+    /// The server processes whose CPU-seconds per million deliveries the
+    /// phase reports (rtmc's nodes, the peer's server); the first is the
+    /// headline.
+    pub server_cpu: Vec<CpuWatch>,
     /// Sees every publish attempt (the chaos recorder).
     pub publish_observer: SharedPublishObserver,
 }
@@ -92,13 +98,14 @@ impl PhaseSpec {
             last: true,
             quiet: profile.output.quiet,
             rtmc_pids,
+            server_cpu: Vec::new(),
             publish_observer: None,
         }
     }
 }
 
 /// The outcome of a phase, as reported.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PhaseReport {
     pub label: String,
     pub receivers: usize,
@@ -129,6 +136,10 @@ pub struct PhaseReport {
     pub latency: LatencySummary,
     pub ack_latency: LatencySummary,
     pub selfcheck: SelfCheck,
+    /// CPU-seconds of the server processes over the phase, and per million
+    /// deliveries (absent in reports before schema 4).
+    #[serde(default)]
+    pub server_cpu: Vec<ServerCpu>,
     /// When the phase ran: publishing from/to and drained, in seconds since
     /// the run started and as wall-clock times (absent in older reports).
     #[serde(default)]
@@ -459,6 +470,7 @@ pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -
     let _ = live.take_interval();
     let lag = LagProbe::start();
     let cpu_start = sample_cpu(&spec.rtmc_pids);
+    let server_cpu_start = cpu::read(&spec.server_cpu);
     let (publish_started_secs, publish_started_at) = moment(run_start);
     let mut schedule = Schedule::starting_now(spec.rate_per_sec, spec.duration_secs);
     schedule.seq_base = spec.seq_base;
@@ -484,6 +496,7 @@ pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -
     };
     let _ = recorder.take();
     let cpu_end = sample_cpu(&spec.rtmc_pids);
+    let server_cpu_end = cpu::read(&spec.server_cpu);
     let latency = LatencySummary::of(&recorder.latency);
     let selfcheck = SelfCheck::judge(&cpu_start, &cpu_end, &lag.take(), latency.p99_ms);
 
@@ -520,6 +533,12 @@ pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -
         latency,
         ack_latency: LatencySummary::of(&recorder.ack_latency),
         selfcheck,
+        server_cpu: cpu::spent(
+            &spec.server_cpu,
+            &server_cpu_start,
+            &server_cpu_end,
+            added.deliveries,
+        ),
         timing,
     };
     PhaseResult {

@@ -17,6 +17,7 @@ pub struct Profile {
     pub floor: FloorProfile,
     pub slo: SloProfile,
     pub ramp: RampProfile,
+    pub blaster: BlasterProfile,
     pub output: OutputProfile,
 }
 
@@ -60,6 +61,9 @@ pub struct LoadProfile {
     /// Local source addresses for client sockets (e.g. 127.0.0.2); empty =
     /// the OS's choice, with 127.0.0.2.. as fallback when ports run out.
     pub source_addrs: Vec<String>,
+    /// `run`: interleaved rounds — rtmc and each peer take turns this many
+    /// times each, every fleet connected once (1 = one phase each).
+    pub rounds: usize,
 }
 
 impl Default for LoadProfile {
@@ -77,6 +81,7 @@ impl Default for LoadProfile {
             connect_timeout_ms: 20_000,
             witnesses: 4,
             source_addrs: Vec::new(),
+            rounds: 1,
         }
     }
 }
@@ -123,6 +128,9 @@ pub struct FloorProfile {
     pub redis: Option<String>,
     /// The pub/sub channel.
     pub channel: String,
+    /// The redis-server pid whose CPU the floor reports when the Redis is
+    /// not the embedded one (the embedded container's is found by itself).
+    pub redis_pid: Option<u32>,
 }
 
 impl Default for FloorProfile {
@@ -131,6 +139,7 @@ impl Default for FloorProfile {
             enabled: true,
             redis: None,
             channel: "rtmc-loadgen-floor".into(),
+            redis_pid: None,
         }
     }
 }
@@ -182,6 +191,29 @@ impl Default for RampProfile {
             step_duration_secs: 10.0,
             default_p99_ms: 50.0,
             max_steps: 20,
+        }
+    }
+}
+
+/// The raw loopback blaster, the physical reference for CPU per delivery
+/// (`run --blaster`, `loadgen blaster`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlasterProfile {
+    /// `run`: blast after the rounds, one frame per write and coalesced.
+    pub enabled: bool,
+    /// Frames per write of the coalesced blast.
+    pub frames_per_write: usize,
+    /// Each blast stops sending after this long.
+    pub time_limit_secs: f64,
+}
+
+impl Default for BlasterProfile {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            frames_per_write: 16,
+            time_limit_secs: 30.0,
         }
     }
 }

@@ -9,12 +9,14 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use crate::blaster::{self, BlasterReport};
 use crate::clients::ConnectSummary;
 use crate::histogram::{
     write_hgrm, write_interval_log, Interval, LatencyHistogram, LatencySummary,
 };
 use crate::phase::PhaseReport;
 use crate::profile::Profile;
+use crate::rounds::{self, RoundPhases, RoundsSummary};
 
 /// Connect-time facts of one fleet.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -125,8 +127,10 @@ pub struct RampReport {
 /// The shape of `report.json`, for readers of old files (the gate reads
 /// baselines written by older loadgens). 1: files without the field (before
 /// 2026-11-26); 2: `schema_version` and `loadgen_version` added; 3: each
-/// phase's `timing` (when it published and drained).
-pub const SCHEMA_VERSION: u32 = 3;
+/// phase's `timing` (when it published and drained); 4: interleaved
+/// `rounds` with their `rounds_summary`, each phase's `server_cpu`, and the
+/// blaster `reference`.
+pub const SCHEMA_VERSION: u32 = 4;
 
 fn schema_v1() -> u32 {
     1
@@ -154,6 +158,17 @@ pub struct RunReport {
     pub floor: Option<PhaseReport>,
     pub comparison: Option<FloorComparison>,
     pub ramp: Option<RampReport>,
+    /// `run`'s rounds, each phase kind's phase in the order they ran (one
+    /// round without `--rounds`; `rtmc` and `floor` above are round 1's).
+    #[serde(default)]
+    pub rounds: Vec<RoundPhases>,
+    /// Medians over the rounds with min–max, and rtmc ÷ each peer.
+    #[serde(default)]
+    pub rounds_summary: Option<RoundsSummary>,
+    /// The raw loopback blaster (`--blaster`): the physical reference for
+    /// server CPU per delivery.
+    #[serde(default)]
+    pub reference: Option<BlasterReport>,
     /// Every reason the run failed; empty = passed.
     pub failures: Vec<String>,
     /// Non-fatal remarks (self-check verdicts, floor loss…).
@@ -183,6 +198,9 @@ impl RunReport {
             floor: None,
             comparison: None,
             ramp: None,
+            rounds: Vec::new(),
+            rounds_summary: None,
+            reference: None,
             failures: Vec::new(),
             notes: Vec::new(),
         }
@@ -249,6 +267,28 @@ fn phase_text(out: &mut String, p: &PhaseReport) {
         "self-check: {}  [loadgen {:.2} cores, server {:.2} cores, machine {:.0}% busy, lag p99 {:.2} ms]",
         s.explanation, s.loadgen_cpu_cores, s.server_cpu_cores, s.machine_busy_pct, s.scheduler_lag.p99_ms
     );
+    for c in &p.server_cpu {
+        match (c.cpu_secs, c.cpu_secs_per_million_deliveries) {
+            (Some(secs), Some(per_m)) => {
+                let _ = writeln!(
+                    out,
+                    "server CPU: {} {secs:.2} CPU-s = {per_m:.2} CPU-s per million deliveries",
+                    c.what
+                );
+            }
+            (Some(secs), None) => {
+                let _ = writeln!(
+                    out,
+                    "server CPU: {} {secs:.2} CPU-s (no deliveries)",
+                    c.what
+                );
+            }
+            _ => {
+                let why = c.not_measured.as_deref().unwrap_or("unreadable");
+                let _ = writeln!(out, "server CPU: {} not measured ({why})", c.what);
+            }
+        }
+    }
 }
 
 fn connect_text(out: &mut String, label: &str, c: &ConnectReport) {
@@ -284,20 +324,43 @@ pub fn render_text(r: &RunReport) -> String {
         "rtmc loadgen {} — profile {:?}, {} target, run {} at {}",
         r.kind, r.profile.name, r.target_mode, r.run_id, r.started_at
     );
-    if let Some(c) = &r.connect {
-        connect_text(&mut out, "rtmc", c);
-    }
-    if let Some(p) = &r.rtmc {
-        phase_text(&mut out, p);
-    }
-    if let Some(c) = &r.floor_connect {
-        connect_text(&mut out, "floor", c);
-    }
-    if let Some(p) = &r.floor {
-        phase_text(&mut out, p);
+    if r.rounds.len() > 1 {
+        // Every round's phases in full (each has its own accounting).
+        for (label, c) in [("rtmc", &r.connect), ("floor", &r.floor_connect)] {
+            if let Some(c) = c {
+                connect_text(&mut out, label, c);
+            }
+        }
+        for round in &r.rounds {
+            for p in &round.phases {
+                let _ = writeln!(out, "-- round {} of {} --", round.round, r.rounds.len());
+                phase_text(&mut out, p);
+            }
+        }
+    } else {
+        if let Some(c) = &r.connect {
+            connect_text(&mut out, "rtmc", c);
+        }
+        if let Some(p) = &r.rtmc {
+            phase_text(&mut out, p);
+        }
+        if let Some(c) = &r.floor_connect {
+            connect_text(&mut out, "floor", c);
+        }
+        if let Some(p) = &r.floor {
+            phase_text(&mut out, p);
+        }
     }
     if let Some(c) = &r.comparison {
         comparison_text(&mut out, c);
+    }
+    if let Some(s) = &r.rounds_summary {
+        if r.rounds.len() > 1 {
+            rounds::text(&mut out, &r.rounds, s);
+        }
+    }
+    if let Some(b) = &r.reference {
+        blaster::text(&mut out, b);
     }
     if let Some(ramp) = &r.ramp {
         ramp_text(&mut out, ramp);

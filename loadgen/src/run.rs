@@ -1,17 +1,21 @@
-//! Composes a whole invocation: bring the target up (or resolve it), connect
-//! the rtmc fleet, run its phase at the profile's rate (or hand the fleet to
-//! the [`ramp`](crate::ramp)), run the Redis [`floor`](crate::floor) at the
-//! same load, and write the report directory with its plots.
+//! Composes a whole invocation: bring the target up (or resolve it), run
+//! rtmc and its peers (the Redis [`floor`](crate::floor)) at the profile's
+//! load in interleaved [`rounds`](crate::rounds) — each kind's fleet
+//! connected once — or hand the rtmc fleet to the [`ramp`](crate::ramp);
+//! optionally the [`blaster`](crate::blaster) reference; then write the
+//! report directory with its plots.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::blaster::{blast, BlasterError, BlasterReport, BlasterSpec};
 use crate::clients::{Fleet, FleetError, FleetOptions, Protocol};
-use crate::floor::{run_floor, FloorRedis};
+use crate::cpu::CpuWatch;
+use crate::floor::{connect_floor, FloorRedis};
 use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
 use crate::live::LiveStats;
-use crate::phase::{current_head, run_phase, HeadProbe, PhaseResult, PhaseSpec};
+use crate::phase::{current_head, run_phase, HeadProbe, PhaseReport, PhaseResult, PhaseSpec};
 use crate::plot;
 use crate::profile::{Profile, PublishVia};
 use crate::publisher::{Channel, MessageShape};
@@ -19,12 +23,13 @@ use crate::ramp::run_ramp;
 use crate::report::{
     self, ConnectReport, FloorComparison, ReportError, ReportHistograms, RunReport,
 };
+use crate::rounds::{round_order, Contender, PhaseKind, RoundPhases, RoundsSummary};
 use crate::stack::{self, EmbeddedStack, StackError, Target};
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// One phase at the profile's rate, then the floor.
+    /// rtmc and the floor at the profile's rate, in interleaved rounds.
     Run,
     /// Steps of increasing rate until the SLO or loss is violated.
     Ramp,
@@ -55,6 +60,12 @@ pub enum RunError {
     NoServer,
     #[error("HTTP publishing needs --{0}")]
     HttpNeeds(&'static str),
+    #[error("the floor needs a Redis (give --floor-redis)")]
+    NoFloorRedis,
+    #[error("--rounds keeps every phase kind's fleet connected: about {needed} sockets, but the open-file limit is {limit} (raise it, or lower --clients)")]
+    FdBudget { needed: usize, limit: usize },
+    #[error(transparent)]
+    Blaster(#[from] BlasterError),
 }
 
 /// A finished run: its report and where the files are.
@@ -103,36 +114,34 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
     );
     let shape = Arc::new(MessageShape::new(run.id, profile.load.body_bytes));
     let mut histograms = RunHistograms::default();
-    match mode {
-        Mode::Run => {
-            let r =
-                run_at_profile_rate(&profile, &target, shape.clone(), &run, &mut report).await?;
-            histograms.add_rtmc(&r);
+    if mode == Mode::Ramp {
+        for r in ramp_up(&profile, &target, shape.clone(), &run, &mut report).await? {
+            histograms.add(PhaseKind::Rtmc, &r);
         }
-        Mode::Ramp => {
-            for r in ramp_up(&profile, &target, shape.clone(), &run, &mut report).await? {
-                histograms.add_rtmc(&r);
-            }
-        }
-        Mode::FloorOnly => {}
+    } else {
+        let kinds = phase_kinds(&profile, &target, mode, &mut report);
+        let rounds = match mode {
+            Mode::Run => profile.load.rounds.max(1),
+            _ => 1,
+        };
+        let mut arena = Arena {
+            profile: &profile,
+            target: &target,
+            shape: shape.clone(),
+            run: &run,
+        };
+        arena
+            .interleave(&kinds, rounds, &mut report, &mut histograms)
+            .await?;
     }
-    if mode == Mode::FloorOnly || (mode == Mode::Run && profile.floor.enabled) {
-        match target.floor_redis {
-            Some(addr) => {
-                let redis = FloorRedis {
-                    addr,
-                    ours: target.floor_is_ours,
-                };
-                let r = run_floor(&profile, redis, shape, run.id, run.instant, &mut report).await?;
-                histograms.add_floor(&r);
-            }
-            None => report
-                .notes
-                .push("floor skipped: no Redis to run it against (give --floor-redis)".into()),
-        }
+    if mode == Mode::Run && profile.blaster.enabled {
+        say(&profile, "blaster: the raw loopback reference…");
+        report.reference = Some(reference(&profile, shape).await?);
     }
-    if let (Some(a), Some(b)) = (&report.rtmc, &report.floor) {
-        report.comparison = Some(FloorComparison::of(a, b));
+    if report.rounds.len() <= 1 {
+        if let (Some(a), Some(b)) = (&report.rtmc, &report.floor) {
+            report.comparison = Some(FloorComparison::of(a, b));
+        }
     }
     if let Some(s) = stack {
         s.shutdown().await;
@@ -144,6 +153,202 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
         .unwrap_or_else(|| report::default_dir(mode.name()));
     let files = histograms.write(&dir, &report, run.wall)?;
     Ok(RunOutcome { report, dir, files })
+}
+
+/// The phase kinds of a `run` (rtmc, then its peers) or of `floor`; a peer
+/// that cannot run is noted.
+fn phase_kinds(
+    profile: &Profile,
+    target: &Target,
+    mode: Mode,
+    report: &mut RunReport,
+) -> Vec<PhaseKind> {
+    let mut kinds = Vec::new();
+    if mode == Mode::Run {
+        kinds.push(PhaseKind::Rtmc);
+    }
+    if mode == Mode::FloorOnly || profile.floor.enabled {
+        match target.floor_redis {
+            Some(_) => kinds.push(PhaseKind::RedisFloor),
+            None => report
+                .notes
+                .push("floor skipped: no Redis to run it against (give --floor-redis)".into()),
+        }
+    }
+    kinds
+}
+
+/// What connecting a phase kind's fleet needs: the run's profile, target,
+/// message shape and time anchors.
+struct Arena<'a> {
+    profile: &'a Profile,
+    target: &'a Target,
+    shape: Arc<MessageShape>,
+    run: &'a RunStart,
+}
+
+impl Arena<'_> {
+    /// `rounds` rounds of `kinds` (rounds::round_order: alternating), each
+    /// kind's fleet connected before its first phase and closed after its
+    /// last; every phase judged (rtmc) or noted (a peer) and recorded.
+    async fn interleave(
+        &mut self,
+        kinds: &[PhaseKind],
+        rounds: usize,
+        report: &mut RunReport,
+        histograms: &mut RunHistograms,
+    ) -> Result<(), RunError> {
+        if rounds > 1 {
+            check_fd_budget(self.profile, kinds.len())?;
+        }
+        let mut contenders: Vec<Option<Contender>> = kinds.iter().map(|_| None).collect();
+        for round in 0..rounds {
+            let mut phases = Vec::new();
+            for k in round_order(kinds.len(), round) {
+                let contender = match &mut contenders[k] {
+                    Some(c) => c,
+                    empty => empty.insert(self.connect(kinds[k], report).await?),
+                };
+                if rounds > 1 {
+                    say(
+                        self.profile,
+                        &format!("round {}/{rounds}: {}", round + 1, kinds[k].label()),
+                    );
+                }
+                let spec = contender.spec(round + 1 == rounds);
+                let r = run_phase(&mut contender.fleet, spec, self.run.instant).await;
+                let phase = contender.finished(r.report.clone());
+                judge(self.profile, kinds[k], &phase, round, rounds, report);
+                histograms.add(kinds[k], &r);
+                phases.push(phase);
+            }
+            report.rounds.push(RoundPhases {
+                round: round + 1,
+                phases,
+            });
+        }
+        let labels: Vec<&str> = kinds.iter().map(|k| k.label()).collect();
+        report.rounds_summary = Some(RoundsSummary::of(&report.rounds, &labels));
+        Ok(())
+    }
+
+    /// Connects `kind`'s fleet and prepares its first phase.
+    async fn connect(
+        &self,
+        kind: PhaseKind,
+        report: &mut RunReport,
+    ) -> Result<Contender, RunError> {
+        let (fleet, spec) = match kind {
+            PhaseKind::Rtmc => {
+                prepare_rtmc(
+                    self.profile,
+                    self.target,
+                    self.shape.clone(),
+                    self.run.id,
+                    report,
+                )
+                .await?
+            }
+            PhaseKind::RedisFloor => {
+                let addr = self.target.floor_redis.ok_or(RunError::NoFloorRedis)?;
+                let redis = FloorRedis {
+                    addr,
+                    ours: self.target.floor_is_ours,
+                    pid: self.target.floor_redis_pid,
+                };
+                connect_floor(self.profile, redis, self.shape.clone(), self.run.id, report).await?
+            }
+        };
+        Ok(Contender::new(kind, fleet, spec))
+    }
+}
+
+/// Records a finished phase: round 1's as the report's `rtmc` / `floor`;
+/// rtmc's judged, a peer's problems noted (its loss is the yardstick's).
+fn judge(
+    profile: &Profile,
+    kind: PhaseKind,
+    phase: &PhaseReport,
+    round: usize,
+    rounds: usize,
+    report: &mut RunReport,
+) {
+    let mut named = phase.clone();
+    if rounds > 1 {
+        named.label = format!("{} round {}", phase.label, round + 1);
+    }
+    match kind {
+        PhaseKind::Rtmc => {
+            report.judge_phase(
+                &named,
+                profile.slo.p99_ms,
+                profile.slo.max_publish_error_pct,
+            );
+            report.rtmc.get_or_insert_with(|| phase.clone());
+        }
+        PhaseKind::RedisFloor => {
+            report.note_floor(&named);
+            report.floor.get_or_insert_with(|| phase.clone());
+        }
+    }
+}
+
+/// The rtmc processes whose CPU each rtmc phase reports: the server nodes
+/// (the headline) and every rtmc process of the embedded stack.
+fn rtmc_cpu_watches(target: &Target) -> Vec<CpuWatch> {
+    if target.mode == "embedded" {
+        vec![
+            CpuWatch::of("rtmc server nodes", target.server_node_pids.clone()),
+            CpuWatch::of(
+                "all rtmc processes (server, consumer, sync, gateway)",
+                target.rtmc_pids.clone(),
+            ),
+        ]
+    } else if target.server_node_pids.is_empty() {
+        vec![CpuWatch::not_measured("rtmc server", "give --server-pid")]
+    } else {
+        vec![CpuWatch::of(
+            "rtmc server (--server-pid)",
+            target.server_node_pids.clone(),
+        )]
+    }
+}
+
+/// Kept connected side by side, the fleets of several phase kinds need
+/// their sockets at once: fail before connecting when the fd limit cannot
+/// hold them (RLIMIT_NOFILE, from /proc/self/limits).
+fn check_fd_budget(profile: &Profile, kinds: usize) -> Result<(), RunError> {
+    let load = &profile.load;
+    let per_kind = load.clients + load.tcp_publishers as usize + 2;
+    let needed = kinds * per_kind + 256;
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse::<usize>().ok());
+    match soft {
+        Some(limit) if limit < needed => Err(RunError::FdBudget { needed, limit }),
+        _ => Ok(()),
+    }
+}
+
+/// The blaster at the run's fan-out: as many sockets as clients, as many
+/// messages as one phase publishes; one frame per write, then coalesced.
+async fn reference(profile: &Profile, shape: Arc<MessageShape>) -> Result<BlasterReport, RunError> {
+    let load = &profile.load;
+    let b = &profile.blaster;
+    let mut runs = Vec::new();
+    for frames_per_write in [1, b.frames_per_write.max(1)] {
+        let spec = BlasterSpec {
+            sockets: load.clients,
+            messages: (load.rate_per_sec * load.duration_secs).ceil().max(1.0) as u64,
+            frames_per_write,
+            time_limit: Duration::from_secs_f64(b.time_limit_secs.max(0.1)),
+        };
+        runs.push(blast(spec, shape.clone()).await?);
+    }
+    Ok(BlasterReport { runs })
 }
 
 /// Prints a progress line on stderr unless the profile is quiet.
@@ -172,25 +377,6 @@ async fn bring_up(profile: &Profile) -> Result<(Option<EmbeddedStack>, Target), 
     Ok((stack, target))
 }
 
-/// `loadgen run`'s rtmc side: one phase at the profile's rate, judged.
-async fn run_at_profile_rate(
-    profile: &Profile,
-    target: &Target,
-    shape: Arc<MessageShape>,
-    run: &RunStart,
-    report: &mut RunReport,
-) -> Result<PhaseResult, RunError> {
-    let (mut fleet, spec) = prepare_rtmc(profile, target, shape, run.id, report).await?;
-    let r = run_phase(&mut fleet, spec, run.instant).await;
-    report.judge_phase(
-        &r.report,
-        profile.slo.p99_ms,
-        profile.slo.max_publish_error_pct,
-    );
-    report.rtmc = Some(r.report.clone());
-    Ok(r)
-}
-
 /// `loadgen ramp`: the steps on one fleet; the last step stands for rtmc.
 async fn ramp_up(
     profile: &Profile,
@@ -209,7 +395,8 @@ async fn ramp_up(
 }
 
 /// Connects the rtmc fleet and prepares the phase it runs at the profile's
-/// rate: its publishers, and the head probe with the head before publishing.
+/// rate: its publishers, the head probe with the head before publishing,
+/// and the server processes whose CPU it reports.
 async fn prepare_rtmc(
     profile: &Profile,
     target: &Target,
@@ -229,7 +416,8 @@ async fn prepare_rtmc(
         .await
         .unwrap_or(fleet.summary.max_start_after);
     let rtmc_pids = target.rtmc_pids.clone();
-    let spec = PhaseSpec::new("rtmc", profile, channels, shape, probe, head, rtmc_pids);
+    let mut spec = PhaseSpec::new("rtmc", profile, channels, shape, probe, head, rtmc_pids);
+    spec.server_cpu = rtmc_cpu_watches(target);
     Ok((fleet, spec))
 }
 
@@ -356,14 +544,12 @@ impl SideHistograms {
 }
 
 impl RunHistograms {
-    fn add_rtmc(&mut self, r: &PhaseResult) {
+    fn add(&mut self, kind: PhaseKind, r: &PhaseResult) {
         self.intervals.extend(r.intervals.iter().cloned());
-        self.rtmc.add(r);
-    }
-
-    fn add_floor(&mut self, r: &PhaseResult) {
-        self.intervals.extend(r.intervals.iter().cloned());
-        self.floor.add(r);
+        match kind {
+            PhaseKind::Rtmc => self.rtmc.add(r),
+            PhaseKind::RedisFloor => self.floor.add(r),
+        }
     }
 
     /// Writes the report directory: the report and histogram files, then the plots.

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
+use crate::cpu::{process_cpu_ticks, CLOCK_TICKS_PER_SEC};
 use crate::histogram::{new_histogram, record_us, LatencyHistogram, LatencySummary};
 
-/// Linux reports process CPU time in clock ticks of this length.
-const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 /// The lag probe's period.
 const LAG_PERIOD_MS: u64 = 10;
 
@@ -33,24 +32,14 @@ pub fn sample_cpu(server_pids: &[u32]) -> CpuSample {
     let (machine_busy, machine_total) = machine_jiffies().unwrap_or((0, 0));
     CpuSample {
         at: Instant::now(),
-        self_ticks: process_ticks("self").unwrap_or(0),
+        self_ticks: process_cpu_ticks("self").unwrap_or(0),
         server_ticks: server_pids
             .iter()
-            .filter_map(|p| process_ticks(&p.to_string()))
+            .filter_map(|p| process_cpu_ticks(&p.to_string()))
             .sum(),
         machine_busy,
         machine_total,
     }
-}
-
-fn process_ticks(pid: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
 }
 
 fn machine_jiffies() -> Option<(u64, u64)> {
@@ -110,10 +99,11 @@ impl Drop for LagProbe {
 }
 
 /// Whether the measurement reflects the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// Loadgen had headroom: the figures are the server's.
+    #[default]
     Ok,
     /// Loadgen itself was saturated or late: the figures understate the server.
     LoadgenBound,
@@ -123,7 +113,7 @@ pub enum Verdict {
 }
 
 /// Loadgen's report on itself for one phase.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SelfCheck {
     /// Cores loadgen could use.
     pub available_cores: usize,

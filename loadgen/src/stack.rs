@@ -10,6 +10,7 @@ use rtmc::config::Config;
 use rtmc_testkit::process::rtmc_binary;
 use rtmc_testkit::{NodeProcess, Pipeline, PipelineOptions, Role, Services, TEST_PASSWORD};
 
+use crate::cpu::container_pid;
 use crate::profile::Profile;
 
 /// Failure bringing the target up or resolving it.
@@ -47,6 +48,9 @@ pub struct Target {
     pub mode: String,
     /// Whether the floor Redis is ours to reconfigure.
     pub floor_is_ours: bool,
+    /// The floor Redis's server process, for its CPU (embedded: the
+    /// container's host pid; else `--floor-redis-pid`).
+    pub floor_redis_pid: Option<u32>,
 }
 
 impl Target {
@@ -116,6 +120,7 @@ pub fn external(p: &Profile) -> Result<Target, StackError> {
         max_frame_bytes: rtmc::protocol::DEFAULT_MAX_FRAME_BYTES,
         mode: "target".into(),
         floor_is_ours: false,
+        floor_redis_pid: p.floor.redis_pid,
     })
 }
 
@@ -172,6 +177,10 @@ pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError
         max_frame_bytes: cfg.server.max_frame_bytes,
         mode: "embedded".into(),
         floor_is_ours: p.floor.redis.is_none(),
+        floor_redis_pid: match &p.floor.redis {
+            Some(_) => p.floor.redis_pid,
+            None => container_pid(&services.redis.container_id()).ok(),
+        },
     };
     Ok((
         EmbeddedStack {

@@ -39,11 +39,13 @@ impl RunReport {
     pub fn note_floor(&mut self, p: &PhaseReport) {
         let v = phase_violations(p, None, 100.0);
         if !v.is_empty() {
-            self.notes.push(format!("floor: {}", v.join("; ")));
+            self.notes.push(format!("{}: {}", p.label, v.join("; ")));
         }
         if p.selfcheck.verdict != Verdict::Ok {
-            self.notes
-                .push(format!("floor self-check: {}", p.selfcheck.explanation));
+            self.notes.push(format!(
+                "{} self-check: {}",
+                p.label, p.selfcheck.explanation
+            ));
         }
     }
 

@@ -48,6 +48,47 @@ fn the_gate_knows_the_shape_loadgen_writes_now() {
 }
 
 #[test]
+fn a_report_with_interleaved_rounds_reads_as_its_first_round() {
+    let text = std::fs::read_to_string(fixture_path()).unwrap();
+    let old: rtmc_loadgen::report::RunReport = serde_json::from_str(&text).unwrap();
+    let (rtmc, floor) = (old.rtmc.unwrap(), old.floor.unwrap());
+    let mut now = rtmc_loadgen::report::RunReport::new(
+        "run",
+        Default::default(),
+        "embedded".into(),
+        String::new(),
+        "id".into(),
+    );
+    let mut slower = rtmc.clone();
+    slower.latency.p99_ms *= 3.0;
+    now.rounds = vec![
+        rtmc_loadgen::rounds::RoundPhases {
+            round: 1,
+            phases: vec![rtmc.clone(), floor.clone()],
+        },
+        rtmc_loadgen::rounds::RoundPhases {
+            round: 2,
+            phases: vec![floor.clone(), slower],
+        },
+    ];
+    now.rounds_summary = Some(rtmc_loadgen::rounds::RoundsSummary::of(
+        &now.rounds,
+        &["rtmc", "floor"],
+    ));
+    now.rtmc = Some(rtmc.clone());
+    now.floor = Some(floor.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("report.json"),
+        serde_json::to_string_pretty(&now).unwrap(),
+    )
+    .unwrap();
+    let r = load_round(tmp.path(), Side::Baseline, 0, 0).unwrap();
+    assert_eq!(r.value(Metric::RecvP99), rtmc.latency.p99_ms);
+    assert_eq!(r.control(Metric::RecvP50), Some(floor.latency.p50_ms));
+}
+
+#[test]
 fn a_round_directory_gives_every_metric_and_its_control() {
     let tmp = tempfile::tempdir().unwrap();
     write_round(tmp.path(), 1.0, 1.0);

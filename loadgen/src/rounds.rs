@@ -1,0 +1,472 @@
+//! Interleaved rounds (`loadgen run --rounds N`): the phase kinds — rtmc and
+//! each peer it is compared with (the Redis pub/sub floor; more peers are
+//! more kinds) — take turns, N rounds each, each kind on its own fleet
+//! connected once and kept. A single run on a shared machine is not a
+//! figure (design.md §7); the median of the rounds with its min–max is.
+//!
+//! The order alternates: the kinds as listed in even rounds (rtmc, floor),
+//! reversed in odd ones (floor, rtmc) — the gate's A B B A. A fixed order
+//! would always run rtmc right after the same neighbour and in the same
+//! half of the round, so any effect of position (the previous phase's
+//! backlog still draining in Redis, a linear drift of the machine over the
+//! run) would bias every round the same way; alternating turns it into
+//! spread that the median discards.
+//!
+//! The ratio rtmc ÷ peer is the median of the per-round ratios with their
+//! min–max (`rtmc_stats`' documentation says why pairs): the phases of one
+//! round ran minutes apart at most, on the same machine state.
+
+use serde::{Deserialize, Serialize};
+
+use crate::accounting::DeliveryTotals;
+use crate::clients::Fleet;
+use crate::phase::{HeadProbe, PhaseReport, PhaseSpec};
+use rtmc_stats::Spread;
+
+/// What a round's phase measures. A peer is a yardstick: its loss is a
+/// note, not a failure (Redis pub/sub is at-most-once by design).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PhaseKind {
+    /// rtmc itself.
+    Rtmc,
+    /// The Redis pub/sub floor.
+    RedisFloor,
+}
+
+impl PhaseKind {
+    /// The phase label (`rtmc`, `floor`), also the interval log tag.
+    pub fn label(self) -> &'static str {
+        match self {
+            PhaseKind::Rtmc => "rtmc",
+            PhaseKind::RedisFloor => "floor",
+        }
+    }
+
+    pub fn is_peer(self) -> bool {
+        self != PhaseKind::Rtmc
+    }
+}
+
+/// The positions of `kinds` phase kinds in the run order of `round`
+/// (0-based): as listed in even rounds, reversed in odd ones.
+pub fn round_order(kinds: usize, round: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..kinds).collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
+}
+
+/// A phase kind with its connected fleet and the spec of its next phase.
+pub struct Contender {
+    pub kind: PhaseKind,
+    pub fleet: Fleet,
+    /// The next round's phase: message ids and the head move on each round.
+    next: PhaseSpec,
+    /// The fleet's accounting is cumulative; a round reports its own part.
+    cumulative: DeliveryTotals,
+}
+
+impl Contender {
+    pub fn new(kind: PhaseKind, fleet: Fleet, first: PhaseSpec) -> Self {
+        Self {
+            kind,
+            fleet,
+            next: first,
+            cumulative: DeliveryTotals::default(),
+        }
+    }
+
+    /// The spec of this round's phase; `last` closes the fleet after it.
+    pub fn spec(&self, last: bool) -> PhaseSpec {
+        PhaseSpec {
+            last,
+            ..self.next.clone()
+        }
+    }
+
+    /// Takes a finished phase: moves the next phase past its messages and
+    /// head, and returns its report with its own share of the accounting.
+    pub fn finished(&mut self, mut phase: PhaseReport) -> PhaseReport {
+        let cumulative = phase.accounting;
+        phase.accounting = cumulative.since(&self.cumulative);
+        self.cumulative = cumulative;
+        let next = &mut self.next;
+        next.head_before = phase.head_after;
+        next.seq_base = match next.head {
+            // The floor's payloads carry seq = seq_base + i + 1: the head.
+            HeadProbe::Published => phase.head_after,
+            // rtmc's server numbers messages; the publisher sequence only
+            // keeps message ids unique (as the ramp's steps do).
+            HeadProbe::Rtmc { .. } => {
+                next.seq_base + (next.rate_per_sec * next.duration_secs).ceil() as u64 + 1
+            }
+        };
+        phase
+    }
+}
+
+/// One round: each kind's phase, in the order they ran.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoundPhases {
+    /// 1-based.
+    pub round: usize,
+    pub phases: Vec<PhaseReport>,
+}
+
+/// One figure of a side over the rounds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSpread {
+    /// `recv_p50`, `recv_p99`, `recv_p99_9`, `deliveries_per_sec`,
+    /// `ack_p99`, `server_cpu_secs_per_million_deliveries`.
+    pub metric: String,
+    /// Per round, in round order.
+    pub values: Vec<f64>,
+    /// Median and min–max; `None` when no round measured it.
+    pub spread: Option<Spread>,
+}
+
+impl MetricSpread {
+    fn of(metric: &str, values: Vec<f64>) -> Self {
+        Self {
+            metric: metric.into(),
+            spread: Spread::of(&values),
+            values,
+        }
+    }
+}
+
+/// A phase kind's figures over the rounds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SideSummary {
+    pub label: String,
+    pub metrics: Vec<MetricSpread>,
+}
+
+/// rtmc ÷ one peer, round by round.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerRatios {
+    pub peer: String,
+    /// Each metric's per-round ratios rtmc ÷ peer, their median and min–max.
+    pub metrics: Vec<MetricSpread>,
+}
+
+/// The rounds summarised (`report.json`'s `rounds_summary`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RoundsSummary {
+    pub rounds: usize,
+    /// How the phases were ordered, in words.
+    pub order: String,
+    pub sides: Vec<SideSummary>,
+    pub ratios: Vec<PeerRatios>,
+}
+
+/// A summarised metric: its key, its name in the text, how to read it.
+type RoundMetric = (&'static str, &'static str, fn(&PhaseReport) -> f64);
+
+/// The metrics summarised.
+const METRICS: [RoundMetric; 6] = [
+    ("recv_p50", "p50 ms", |p| p.latency.p50_ms),
+    ("recv_p99", "p99 ms", |p| p.latency.p99_ms),
+    ("recv_p99_9", "p99.9 ms", |p| p.latency.p99_9_ms),
+    ("deliveries_per_sec", "deliveries/s", |p| {
+        p.deliveries_per_sec
+    }),
+    ("ack_p99", "ack p99 ms", |p| p.ack_latency.p99_ms),
+    (
+        "server_cpu_secs_per_million_deliveries",
+        "server CPU-s/M deliv",
+        headline_cpu,
+    ),
+];
+
+/// The phase's headline server CPU-seconds per million deliveries (its
+/// first watch), NaN when not measured.
+fn headline_cpu(p: &PhaseReport) -> f64 {
+    p.server_cpu
+        .first()
+        .and_then(|c| c.cpu_secs_per_million_deliveries)
+        .unwrap_or(f64::NAN)
+}
+
+/// The phases labelled `label`, in round order.
+fn phases_of<'a>(rounds: &'a [RoundPhases], label: &str) -> Vec<&'a PhaseReport> {
+    rounds
+        .iter()
+        .filter_map(|r| r.phases.iter().find(|p| p.label == label))
+        .collect()
+}
+
+impl RoundsSummary {
+    /// Summarises `rounds` of the kinds labelled `labels` (rtmc first, then
+    /// the peers).
+    pub fn of(rounds: &[RoundPhases], labels: &[&str]) -> Self {
+        let values = |label: &str, read: fn(&PhaseReport) -> f64| -> Vec<f64> {
+            phases_of(rounds, label).into_iter().map(read).collect()
+        };
+        let sides = labels
+            .iter()
+            .map(|label| SideSummary {
+                label: (*label).into(),
+                metrics: METRICS
+                    .iter()
+                    .map(|(metric, _, read)| MetricSpread::of(metric, values(label, *read)))
+                    .collect(),
+            })
+            .collect();
+        let ratios = match labels.split_first() {
+            Some((rtmc, peers)) => peers
+                .iter()
+                .map(|peer| PeerRatios {
+                    peer: (*peer).into(),
+                    metrics: METRICS
+                        .iter()
+                        .map(|(metric, _, read)| {
+                            let (ours, theirs) = (values(rtmc, *read), values(peer, *read));
+                            MetricSpread::of(metric, rtmc_stats::pair_ratios(&theirs, &ours))
+                        })
+                        .collect(),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        let first: Vec<&str> = labels.to_vec();
+        let mut second = first.clone();
+        second.reverse();
+        Self {
+            rounds: rounds.len(),
+            order: format!(
+                "alternating: {} | {} | …",
+                first.join(" "),
+                second.join(" ")
+            ),
+            sides,
+            ratios,
+        }
+    }
+}
+
+/// `12.3 [11.0–14.1]`, or `—` when nothing was measured.
+fn spread_text(s: &Option<Spread>, decimals: usize) -> String {
+    match s {
+        Some(s) => format!(
+            "{:.d$} [{:.d$}–{:.d$}]",
+            s.median,
+            s.min,
+            s.max,
+            d = decimals
+        ),
+        None => "—".into(),
+    }
+}
+
+/// Decimals that suit a metric's magnitude.
+fn decimals_of(metric: &str) -> usize {
+    if metric == "deliveries_per_sec" {
+        0
+    } else {
+        2
+    }
+}
+
+/// The rounds' text: one line per phase, then the medians with their
+/// min–max and the ratios.
+pub fn text(out: &mut String, rounds: &[RoundPhases], s: &RoundsSummary) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "== {} interleaved rounds (order {}) ==",
+        s.rounds, s.order
+    );
+    let _ = writeln!(
+        out,
+        "{:>5} {:<7} {:>12} {:>9} {:>9} {:>9} {:>10} {:>8} {:>20}",
+        "round",
+        "phase",
+        "deliv/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "ack p99",
+        "lost",
+        "server CPU-s/M deliv"
+    );
+    for r in rounds {
+        for p in &r.phases {
+            let cpu = headline_cpu(p);
+            let _ = writeln!(
+                out,
+                "{:>5} {:<7} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>10.2} {:>8} {:>20}",
+                r.round,
+                p.label,
+                p.deliveries_per_sec,
+                p.latency.p50_ms,
+                p.latency.p99_ms,
+                p.latency.p99_9_ms,
+                p.ack_latency.p99_ms,
+                p.accounting.lost,
+                if cpu.is_finite() {
+                    format!("{cpu:.2}")
+                } else {
+                    "not measured".into()
+                }
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "== median over {} rounds [min–max]; ratios are the median of the per-round ratios ==",
+        s.rounds
+    );
+    let mut header = format!("{:<22}", "");
+    for side in &s.sides {
+        let _ = write!(header, " {:>26}", side.label);
+    }
+    for peer in &s.ratios {
+        let _ = write!(header, " {:>22}", format!("rtmc÷{}", peer.peer));
+    }
+    let _ = writeln!(out, "{header}");
+    for (i, (metric, name, _)) in METRICS.iter().enumerate() {
+        let d = decimals_of(metric);
+        let mut line = format!("{name:<22}");
+        for side in &s.sides {
+            let _ = write!(line, " {:>26}", spread_text(&side.metrics[i].spread, d));
+        }
+        for peer in &s.ratios {
+            let _ = write!(line, " {:>22}", spread_text(&peer.metrics[i].spread, 2));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_order_alternates_round_by_round() {
+        assert_eq!(round_order(2, 0), [0, 1]);
+        assert_eq!(round_order(2, 1), [1, 0]);
+        assert_eq!(round_order(2, 2), [0, 1]);
+        assert_eq!(round_order(3, 1), [2, 1, 0]);
+        assert_eq!(round_order(1, 1), [0]);
+    }
+
+    fn phase(label: &str, p99_ms: f64, deliveries_per_sec: f64, cpu: Option<f64>) -> PhaseReport {
+        let mut p = PhaseReport {
+            label: label.into(),
+            deliveries_per_sec,
+            ..Default::default()
+        };
+        p.latency.p50_ms = p99_ms / 4.0;
+        p.latency.p99_ms = p99_ms;
+        p.latency.p99_9_ms = p99_ms * 1.5;
+        p.ack_latency.p99_ms = p99_ms * 2.0;
+        p.server_cpu = vec![crate::cpu::ServerCpu {
+            what: "x".into(),
+            pids: vec![],
+            cpu_secs: cpu,
+            cpu_secs_per_million_deliveries: cpu,
+            not_measured: None,
+        }];
+        p
+    }
+
+    fn three_rounds() -> Vec<RoundPhases> {
+        // Round 2 ran the floor first (the alternating order); round 3 was
+        // a busy moment for both.
+        vec![
+            RoundPhases {
+                round: 1,
+                phases: vec![
+                    phase("rtmc", 10.0, 20_000.0, Some(4.0)),
+                    phase("floor", 5.0, 20_000.0, Some(2.0)),
+                ],
+            },
+            RoundPhases {
+                round: 2,
+                phases: vec![
+                    phase("floor", 4.0, 19_000.0, Some(2.0)),
+                    phase("rtmc", 12.0, 19_500.0, None),
+                ],
+            },
+            RoundPhases {
+                round: 3,
+                phases: vec![
+                    phase("rtmc", 40.0, 18_000.0, Some(5.0)),
+                    phase("floor", 20.0, 20_000.0, Some(2.5)),
+                ],
+            },
+        ]
+    }
+
+    fn metric<'a>(m: &'a [MetricSpread], key: &str) -> &'a MetricSpread {
+        m.iter().find(|x| x.metric == key).unwrap()
+    }
+
+    #[test]
+    fn sides_get_medians_and_ranges_and_ratios_are_medians_of_per_round_ratios() {
+        let rounds = three_rounds();
+        let s = RoundsSummary::of(&rounds, &["rtmc", "floor"]);
+        assert_eq!(s.rounds, 3);
+        assert_eq!(s.sides.len(), 2);
+        let rtmc_p99 = metric(&s.sides[0].metrics, "recv_p99");
+        assert_eq!(rtmc_p99.values, [10.0, 12.0, 40.0]);
+        let sp = rtmc_p99.spread.unwrap();
+        assert_eq!((sp.median, sp.min, sp.max), (12.0, 10.0, 40.0));
+        let floor_p99 = metric(&s.sides[1].metrics, "recv_p99");
+        assert_eq!(floor_p99.values, [5.0, 4.0, 20.0]);
+        // Per round: 2, 3, 2 → median 2, range 2–3 (the ratio of medians
+        // would be 12 / 5 = 2.4, no round's ratio).
+        assert_eq!(s.ratios.len(), 1);
+        assert_eq!(s.ratios[0].peer, "floor");
+        let r = metric(&s.ratios[0].metrics, "recv_p99");
+        assert_eq!(r.values, [2.0, 3.0, 2.0]);
+        let rs = r.spread.unwrap();
+        assert_eq!((rs.median, rs.min, rs.max), (2.0, 2.0, 3.0));
+        // A round without a CPU figure is left out of that metric, not zero.
+        let cpu = metric(
+            &s.sides[0].metrics,
+            "server_cpu_secs_per_million_deliveries",
+        );
+        assert_eq!(cpu.spread.unwrap().n, 2);
+        let cpu_ratio = metric(
+            &s.ratios[0].metrics,
+            "server_cpu_secs_per_million_deliveries",
+        );
+        assert_eq!(cpu_ratio.spread.unwrap().median, 2.0);
+        assert!(
+            s.order.starts_with("alternating: rtmc floor | floor rtmc"),
+            "{}",
+            s.order
+        );
+    }
+
+    #[test]
+    fn the_text_shows_every_round_and_the_summary() {
+        let rounds = three_rounds();
+        let s = RoundsSummary::of(&rounds, &["rtmc", "floor"]);
+        let mut out = String::new();
+        text(&mut out, &rounds, &s);
+        assert!(out.contains("3 interleaved rounds"), "{out}");
+        let per_round = |label: &str| {
+            out.lines()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>())
+                .filter(|w| w.len() > 1 && w[0].parse::<usize>().is_ok() && w[1] == label)
+                .count()
+        };
+        assert_eq!((per_round("rtmc"), per_round("floor")), (3, 3), "{out}");
+        assert!(out.contains("not measured"), "{out}");
+        assert!(out.contains("2.00 [2.00–3.00]"), "{out}");
+        assert!(out.contains("rtmc÷floor"), "{out}");
+    }
+
+    #[test]
+    fn a_run_without_peers_has_no_ratios() {
+        let rounds = three_rounds();
+        let s = RoundsSummary::of(&rounds, &["rtmc"]);
+        assert!(s.ratios.is_empty());
+        assert_eq!(s.sides.len(), 1);
+    }
+}
