@@ -81,8 +81,8 @@ impl PhaseView {
 
 /// The newest `report.json` shape (`schema_version`) the gate knows; it reads
 /// every older one (1 = files from before the field existed). The fields it
-/// reads have not changed since 1.
-pub const MAX_SCHEMA_VERSION: u32 = 3;
+/// reads have not changed since 1 (4 added the NATS peers, which it ignores).
+pub const MAX_SCHEMA_VERSION: u32 = 4;
 
 fn schema_v1() -> u32 {
     1

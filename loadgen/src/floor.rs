@@ -67,7 +67,7 @@ pub async fn run_floor(
         Vec::new(),
     );
     let r = run_phase(&mut fleet, spec, run_start).await;
-    report.note_floor(&r.report);
+    report.note_peer(&r.report);
     report.floor = Some(r.report.clone());
     Ok(r)
 }

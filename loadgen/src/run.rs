@@ -1,7 +1,8 @@
 //! Composes a whole invocation: bring the target up (or resolve it), connect
 //! the rtmc fleet, run its phase at the profile's rate (or hand the fleet to
-//! the [`ramp`](crate::ramp)), run the Redis [`floor`](crate::floor) at the
-//! same load, and write the report directory with its plots.
+//! the [`ramp`](crate::ramp)), run the Redis [`floor`](crate::floor) and the
+//! [NATS peers](crate::nats_peer) asked for at the same load, and write the
+//! report directory with its plots.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use crate::clients::{Fleet, FleetError, FleetOptions, Protocol};
 use crate::floor::{run_floor, FloorRedis};
 use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
 use crate::live::LiveStats;
+use crate::nats_peer::{run_nats_peers, NatsPeer, PeerError};
 use crate::phase::{current_head, run_phase, HeadProbe, PhaseResult, PhaseSpec};
 use crate::plot;
 use crate::profile::{Profile, PublishVia};
@@ -51,6 +53,8 @@ pub enum RunError {
     Report(#[from] ReportError),
     #[error(transparent)]
     Fleet(#[from] FleetError),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
     #[error("no server address to connect clients to")]
     NoServer,
     #[error("HTTP publishing needs --{0}")]
@@ -123,12 +127,25 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
                     addr,
                     ours: target.floor_is_ours,
                 };
-                let r = run_floor(&profile, redis, shape, run.id, run.instant, &mut report).await?;
+                let r = run_floor(
+                    &profile,
+                    redis,
+                    shape.clone(),
+                    run.id,
+                    run.instant,
+                    &mut report,
+                )
+                .await?;
                 histograms.add_floor(&r);
             }
             None => report
                 .notes
                 .push("floor skipped: no Redis to run it against (give --floor-redis)".into()),
+        }
+    }
+    if mode == Mode::Run {
+        for (peer, r) in run_nats_peers(&profile, shape, run.id, run.instant, &mut report).await? {
+            histograms.add_peer(peer, &r);
         }
     }
     if let (Some(a), Some(b)) = (&report.rtmc, &report.floor) {
@@ -346,6 +363,8 @@ struct RunHistograms {
     intervals: Vec<Interval>,
     rtmc: SideHistograms,
     floor: SideHistograms,
+    /// The NATS peers', in run order.
+    peers: Vec<(NatsPeer, SideHistograms)>,
 }
 
 impl SideHistograms {
@@ -366,6 +385,13 @@ impl RunHistograms {
         self.floor.add(r);
     }
 
+    fn add_peer(&mut self, peer: NatsPeer, r: &PhaseResult) {
+        self.intervals.extend(r.intervals.iter().cloned());
+        let mut side = SideHistograms::default();
+        side.add(r);
+        self.peers.push((peer, side));
+    }
+
     /// Writes the report directory: the report and histogram files, then the plots.
     fn write(
         &self,
@@ -381,6 +407,10 @@ impl RunHistograms {
         if !self.floor.latency.is_empty() {
             merged.push(("floor", &self.floor.latency));
             merged.push(("floor-ack", &self.floor.ack));
+        }
+        for (peer, side) in &self.peers {
+            merged.push((peer.label(), &side.latency));
+            merged.push((peer.ack_stem(), &side.ack));
         }
         let h = ReportHistograms {
             run_start,
