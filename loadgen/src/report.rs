@@ -384,21 +384,22 @@ fn side_by_side_text(out: &mut String, r: &RunReport) {
     }
     let _ = writeln!(out);
     type Cell = fn(&PhaseReport) -> f64;
-    let rows: [(&str, Cell); 9] = [
-        ("deliveries/s", |p| p.deliveries_per_sec),
-        ("p50 ms", |p| p.latency.p50_ms),
-        ("p99 ms", |p| p.latency.p99_ms),
-        ("p99.9 ms", |p| p.latency.p99_9_ms),
-        ("max ms", |p| p.latency.max_ms),
-        ("ack p50 ms", |p| p.ack_latency.p50_ms),
-        ("ack p99 ms", |p| p.ack_latency.p99_ms),
-        ("lost", |p| p.accounting.lost as f64),
-        ("server cores", |p| p.selfcheck.server_cpu_cores),
+    // (row, decimals, value)
+    let rows: [(&str, usize, Cell); 9] = [
+        ("deliveries/s", 0, |p| p.deliveries_per_sec),
+        ("p50 ms", 2, |p| p.latency.p50_ms),
+        ("p99 ms", 2, |p| p.latency.p99_ms),
+        ("p99.9 ms", 2, |p| p.latency.p99_9_ms),
+        ("max ms", 2, |p| p.latency.max_ms),
+        ("ack p50 ms", 2, |p| p.ack_latency.p50_ms),
+        ("ack p99 ms", 2, |p| p.ack_latency.p99_ms),
+        ("lost", 0, |p| p.accounting.lost as f64),
+        ("server cores", 2, |p| p.selfcheck.server_cpu_cores),
     ];
-    for (name, cell) in rows {
+    for (name, decimals, cell) in rows {
         let _ = write!(out, "{name:<16}");
         for p in &phases {
-            let _ = write!(out, " {:>12.2}", cell(p));
+            let _ = write!(out, " {:>12.decimals$}", cell(p));
         }
         let _ = writeln!(out);
     }
