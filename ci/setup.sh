@@ -2,7 +2,8 @@
 # Prepares a Debian machine for rtmc's tests and stack: installs the Docker
 # engine and debootstrap when missing (as root), starts dockerd when none runs,
 # builds the offline Debian base image when it cannot be pulled, and builds the
-# RabbitMQ, Redis and PostgreSQL images from testkit/images once (reused after).
+# RabbitMQ, Redis and PostgreSQL images, and the nats-server image of loadgen's
+# NATS peers, from testkit/images once (reused after).
 # For the instruction-count benches it installs valgrind and gungraun-runner
 # (built from crates.io, the version of the gungraun crate in Cargo.lock).
 #
@@ -106,7 +107,7 @@ fi
 
 # 4. Service images, built side by side (each is mostly apt downloads).
 pids=()
-for svc in redis rabbitmq postgres; do
+for svc in redis rabbitmq postgres nats; do
   image="rtmc-$svc:$IMAGE_TAG"
   if [ "${RTMC_REBUILD:-0}" != 1 ] && docker image inspect "$image" >/dev/null 2>&1; then
     continue
@@ -128,4 +129,4 @@ if [ -n "$gungraun_pid" ] && ! wait "$gungraun_pid"; then
 fi
 tools=""
 [ "${RTMC_BENCH_TOOLS:-0}" = 1 ] && tools=", gungraun-runner $gungraun_version"
-log "ready: docker engine up, images rtmc-{redis,rabbitmq,postgres}:$IMAGE_TAG present$tools"
+log "ready: docker engine up, images rtmc-{redis,rabbitmq,postgres,nats}:$IMAGE_TAG present$tools"

@@ -83,7 +83,8 @@ impl PhaseView {
 /// every older one (1 = files from before the field existed). The fields it
 /// reads have not changed since 1: schema 4 added loadgen's interleaved
 /// `rounds` (the gate runs one round per loadgen process, whose `rtmc` and
-/// `floor` are that round's; with `--rounds N` they are round 1's).
+/// `floor` are that round's; with `--rounds N` they are round 1's) and the
+/// NATS peers, which it ignores.
 pub const MAX_SCHEMA_VERSION: u32 = 4;
 
 fn schema_v1() -> u32 {

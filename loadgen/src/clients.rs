@@ -1,6 +1,6 @@
 //! The receiving side: thousands of simulated clients, each one light tokio
 //! task that connects (at a ramp rate, from several loopback source addresses
-//! if needed), logs in (or subscribes, for the Redis floor), heartbeats, reads
+//! if needed), logs in (or subscribes, for the Redis floor and the NATS peers), heartbeats, reads
 //! frames straight out of a `BytesMut`, and keeps its delivery accounting.
 //! The [`Fleet`] drives them through measurement steps with a watch channel.
 
@@ -19,6 +19,7 @@ use crate::accounting::{set_bit, DeliveryTotals, SeqAccount};
 use crate::client_faults::{ClientFault, FleetFaults};
 use crate::histogram::{new_histogram, record_us, LatencyHistogram};
 use crate::live::LiveStats;
+use crate::nats_sub;
 use crate::observe::{ClientObserver, SharedFleetObserver};
 use crate::profile::LoadProfile;
 use crate::resp::{self, RespItem};
@@ -40,6 +41,14 @@ pub enum Protocol {
     },
     /// Redis pub/sub: `SUBSCRIBE channel`.
     RedisPubSub { channel: String },
+    /// NATS core: `SUB subject`.
+    Nats { subject: String },
+    /// NATS JetStream: client `i` creates a push consumer on `stream`
+    /// delivering to `<deliver_prefix>.<i>` ([`crate::nats_sub`]).
+    JetStream {
+        stream: String,
+        deliver_prefix: String,
+    },
 }
 
 /// How to bring a fleet up.
@@ -474,6 +483,9 @@ struct Inbox {
     observer: Option<Box<dyn ClientObserver>>,
     /// The `resume_from` of the login whose replay is under way.
     resuming: Option<u64>,
+    /// What the server expects back after a read batch (NATS: `PONG`,
+    /// JetStream flow-control replies).
+    replies: Vec<u8>,
 }
 
 impl Inbox {
@@ -485,6 +497,7 @@ impl Inbox {
             last_error: None,
             observer,
             resuming: None,
+            replies: Vec::new(),
         };
         inbox.connected(start_after, None);
         inbox
@@ -618,7 +631,7 @@ impl ClientTask {
         let observer = self.opts.observer.as_ref().map(|o| {
             let user = match &self.opts.protocol {
                 Protocol::Rtmc { users, .. } => users.get(self.index).cloned(),
-                Protocol::RedisPubSub { .. } => None,
+                _ => None,
             };
             o.client(self.index, &user.unwrap_or_else(|| self.index.to_string()))
         });
@@ -640,17 +653,17 @@ impl ClientTask {
         let _ = self.links.ready.send(why);
     }
 
-    /// The frame size limit when the client speaks rtmc; `None` for Redis.
+    /// The frame size limit when the client speaks rtmc; `None` for the peers.
     fn rtmc_max_frame_bytes(&self) -> Option<usize> {
         match &self.opts.protocol {
             Protocol::Rtmc {
                 max_frame_bytes, ..
             } => Some(*max_frame_bytes),
-            Protocol::RedisPubSub { .. } => None,
+            _ => None,
         }
     }
 
-    /// Logs in (rtmc) or subscribes (Redis); returns the join point and the
+    /// Logs in (rtmc) or subscribes (Redis, NATS); returns the join point and the
     /// heartbeat interval (0 = none).
     async fn handshake(
         &self,
@@ -674,6 +687,18 @@ impl ClientTask {
                 resp::command(&mut out, &[b"SUBSCRIBE", channel.as_bytes()]);
                 writer.write_all(&out).await.map_err(|e| e.to_string())?;
                 read_resp(reader, buf).await?;
+                Ok((0, 0))
+            }
+            Protocol::Nats { subject } => {
+                nats_sub::subscribe_core(reader, writer, buf, subject).await?;
+                Ok((0, 0))
+            }
+            Protocol::JetStream {
+                stream,
+                deliver_prefix,
+            } => {
+                let deliver = format!("{deliver_prefix}.{}", self.index);
+                nats_sub::subscribe_jetstream(reader, writer, buf, stream, &deliver).await?;
                 Ok((0, 0))
             }
         }
@@ -781,6 +806,10 @@ impl ClientTask {
                             if !self.take_batch(&mut c.buf, &mut inbox) {
                                 conn = None;
                                 inbox.disconnected("unparseable stream");
+                            } else if !inbox.replies.is_empty() {
+                                // A failed write shows as a failed read next.
+                                let _ = c.writer.write_all(&inbox.replies).await;
+                                inbox.replies.clear();
                             }
                             self.answer_if_complete(&mut pending, &inbox)
                         }
@@ -852,19 +881,26 @@ impl ClientTask {
         }
     }
 
-    /// Takes every complete frame (or RESP push) in `buf`; false when the
-    /// stream cannot be parsed any more (the client stops reading).
+    /// Takes every complete frame (or RESP push, or NATS message) in `buf`;
+    /// false when the stream cannot be parsed any more (the client stops
+    /// reading). What the server expects back goes to `inbox.replies`.
     fn take_batch(&self, buf: &mut BytesMut, inbox: &mut Inbox) -> bool {
         let now = now_us();
         let run_id = self.opts.run_id;
-        let max_frame_bytes = self.rtmc_max_frame_bytes();
         inbox.batch_latencies_us.clear();
-        let mut take =
-            |p: &[u8]| inbox.take_payload(p, now, run_id, max_frame_bytes.is_some(), &self.live);
-        let used = match max_frame_bytes {
-            Some(max) => wire::for_each_frame(buf, max, &mut take).map_err(|_| ()),
-            None => resp_messages(buf, &mut take),
+        let mut replies = std::mem::take(&mut inbox.replies);
+        let rtmc = self.rtmc_max_frame_bytes().is_some();
+        let mut take = |p: &[u8]| inbox.take_payload(p, now, run_id, rtmc, &self.live);
+        let used = match &self.opts.protocol {
+            Protocol::Rtmc {
+                max_frame_bytes, ..
+            } => wire::for_each_frame(buf, *max_frame_bytes, &mut take).map_err(|_| ()),
+            Protocol::RedisPubSub { .. } => resp_messages(buf, &mut take),
+            Protocol::Nats { .. } | Protocol::JetStream { .. } => {
+                nats_sub::take_messages(buf, &mut take, &mut replies)
+            }
         };
+        inbox.replies = replies;
         let readable = match used {
             Ok(n) => {
                 buf.advance(n);

@@ -3,8 +3,9 @@
 //! open-loop publishers ([`publisher`]), delivery accounting
 //! ([`accounting`]), live counters ([`live`]), latency histograms and their
 //! files ([`histogram`]), measured phases ([`phase`]) composed by [`run`]
-//! into a fixed-rate run, a capacity ramp ([`ramp`]) and the Redis pub/sub
-//! floor ([`floor`]); the verdict ([`verdict`]), reports ([`report`]),
+//! into a fixed-rate run, a capacity ramp ([`ramp`]), the Redis pub/sub
+//! floor ([`floor`]) and the NATS core and JetStream peers ([`nats_peer`],
+//! speaking [`nats_wire`] through [`nats_sub`]); the verdict ([`verdict`]), reports ([`report`]),
 //! plots ([`plot`]), a self-check ([`selfcheck`]), several processes'
 //! reports merged ([`merge`]), profiles ([`profile`]) and the target,
 //! embedded or running ([`stack`]). Client faults ([`client_faults`]) and
@@ -20,6 +21,9 @@ pub mod floor;
 pub mod histogram;
 pub mod live;
 pub mod merge;
+pub mod nats_peer;
+pub mod nats_sub;
+pub mod nats_wire;
 pub mod observe;
 pub mod phase;
 pub mod plot;

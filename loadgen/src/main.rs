@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 use rtmc_loadgen::blaster::{self, blast, BlasterReport, BlasterSpec};
 use rtmc_loadgen::merge::{merge_dirs, start_time_of};
 use rtmc_loadgen::plot;
-use rtmc_loadgen::profile::{Profile, PublishVia};
+use rtmc_loadgen::profile::{Peer, Profile, PublishVia};
 use rtmc_loadgen::publisher::MessageShape;
 use rtmc_loadgen::report::{self, render_text, ReportHistograms};
 use rtmc_loadgen::run::{execute, Mode};
@@ -155,6 +155,13 @@ struct LoadArgs {
     /// Skip the Redis floor.
     #[arg(long)]
     no_floor: bool,
+    /// The yardsticks measured after rtmc at the same load, e.g.
+    /// floor,nats,jetstream (run: in that order) [default: profile, else floor].
+    #[arg(long, value_enum, value_delimiter = ',')]
+    peers: Vec<Peer>,
+    /// nats-server for the NATS peers, nats://host:port [default: profile, else one loadgen starts in a container].
+    #[arg(long)]
+    nats: Option<String>,
     /// p99 SLO in milliseconds [default: profile; ramp: 50].
     #[arg(long)]
     slo_p99_ms: Option<f64>,
@@ -221,8 +228,14 @@ impl LoadArgs {
         if self.floor_redis_pid.is_some() {
             p.floor.redis_pid = self.floor_redis_pid;
         }
+        if !self.peers.is_empty() {
+            p.set_peers(&self.peers);
+        }
         if self.no_floor {
             p.floor.enabled = false;
+        }
+        if self.nats.is_some() {
+            p.nats.url = self.nats.clone();
         }
         if self.slo_p99_ms.is_some() {
             p.slo.p99_ms = self.slo_p99_ms;
@@ -265,6 +278,10 @@ async fn merge(dirs: Vec<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<bool>
         ("ack", "rtmc-ack"),
         ("floor", "floor"),
         ("floor-ack", "floor-ack"),
+        ("nats", "nats"),
+        ("nats-ack", "nats-ack"),
+        ("jetstream", "jetstream"),
+        ("jetstream-ack", "jetstream-ack"),
     ] {
         if let Some(h) = m.by_tag.get(tag) {
             merged.push((stem, h));
@@ -432,5 +449,41 @@ mod tests {
     #[test]
     fn every_argument_has_help_naming_its_default() {
         rtmc::cli_help::assert_documented(Cli::command());
+    }
+
+    #[test]
+    fn peers_are_a_comma_separated_list() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "run",
+            "--peers",
+            "floor,nats,jetstream",
+            "--nats",
+            "nats://127.0.0.1:4222",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("run")
+        };
+        let p = a.profile().unwrap();
+        assert!(p.floor.enabled && p.nats.core && p.nats.jetstream);
+        assert_eq!(p.nats.url.as_deref(), Some("nats://127.0.0.1:4222"));
+        let Command::Run(a) = Cli::try_parse_from(["loadgen", "run", "--peers", "jetstream"])
+            .unwrap()
+            .command
+        else {
+            panic!("run")
+        };
+        let p = a.profile().unwrap();
+        assert!(!p.floor.enabled && !p.nats.core && p.nats.jetstream);
+        let Command::Run(a) = Cli::try_parse_from(["loadgen", "run"]).unwrap().command else {
+            panic!("run")
+        };
+        let p = a.profile().unwrap();
+        assert!(
+            p.floor.enabled && !p.nats.core && !p.nats.jetstream,
+            "the default is unchanged"
+        );
+        assert!(Cli::try_parse_from(["loadgen", "run", "--peers", "floor,kafka"]).is_err());
     }
 }

@@ -15,6 +15,7 @@ pub struct Profile {
     pub load: LoadProfile,
     pub target: TargetProfile,
     pub floor: FloorProfile,
+    pub nats: NatsProfile,
     pub slo: SloProfile,
     pub ramp: RampProfile,
     pub blaster: BlasterProfile,
@@ -141,6 +142,53 @@ impl Default for FloorProfile {
             channel: "rtmc-loadgen-floor".into(),
             redis_pid: None,
         }
+    }
+}
+
+/// A yardstick measured after rtmc at the same load (design.md §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Peer {
+    /// The Redis pub/sub floor.
+    Floor,
+    /// NATS core pub/sub.
+    Nats,
+    /// NATS JetStream: a file-backed stream, publishes awaited for their ack.
+    #[value(name = "jetstream")]
+    JetStream,
+}
+
+/// The NATS peers (loadgen/README.md, "The NATS peers"); off unless asked for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsProfile {
+    /// Run the NATS core pub/sub peer after the floor.
+    pub core: bool,
+    /// Run the NATS JetStream peer after that.
+    pub jetstream: bool,
+    /// `nats://host:port` of a nats-server (with JetStream for that peer);
+    /// unset = loadgen starts one in a container (the test kit's image).
+    pub url: Option<String>,
+    /// Subjects are `<subject>.<run id>.…`; the stream is named after the run.
+    pub subject: String,
+}
+
+impl Default for NatsProfile {
+    fn default() -> Self {
+        Self {
+            core: false,
+            jetstream: false,
+            url: None,
+            subject: "rtmc-loadgen".into(),
+        }
+    }
+}
+
+impl Profile {
+    /// Runs exactly the peers listed (`--peers floor,nats,jetstream`).
+    pub fn set_peers(&mut self, peers: &[Peer]) {
+        self.floor.enabled = peers.contains(&Peer::Floor);
+        self.nats.core = peers.contains(&Peer::Nats);
+        self.nats.jetstream = peers.contains(&Peer::JetStream);
     }
 }
 
@@ -285,6 +333,23 @@ mod tests {
         assert_eq!(p.load.clients, 7);
         assert_eq!(p.load.rate_per_sec, LoadProfile::default().rate_per_sec);
         assert!(p.floor.enabled);
+        assert!(
+            !p.nats.core && !p.nats.jetstream,
+            "the NATS peers are opt-in"
+        );
         assert!(toml::from_str::<Profile>("[load]\nclientz = 7\n").is_err());
+    }
+
+    #[test]
+    fn peers_select_exactly_the_yardsticks_listed() {
+        let mut p: Profile =
+            toml::from_str("[nats]\njetstream = true\nurl = \"nats://127.0.0.1:4222\"\n").unwrap();
+        assert!(p.nats.jetstream && !p.nats.core);
+        assert_eq!(p.nats.url.as_deref(), Some("nats://127.0.0.1:4222"));
+        p.set_peers(&[Peer::Nats, Peer::JetStream]);
+        assert!(!p.floor.enabled && p.nats.core && p.nats.jetstream);
+        p.set_peers(&[Peer::Floor]);
+        assert!(p.floor.enabled && !p.nats.core && !p.nats.jetstream);
+        assert!(toml::from_str::<Profile>("[nats]\ncore = 1\n").is_err());
     }
 }

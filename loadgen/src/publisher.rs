@@ -1,7 +1,9 @@
 //! The publishing side: an open-loop schedule at a fixed aggregate rate
 //! (tick `i` is due at `start + i / rate`, never derived from when the
 //! previous send completed), over pipelined TCP `send`s, HTTP
-//! `POST /v1/service/messages`, or Redis `PUBLISH` for the floor. Every message
+//! `POST /v1/service/messages`, Redis `PUBLISH` for the floor, or NATS `PUB`
+//! (core) and JetStream publishes awaited for their `PubAck` for the NATS
+//! peers. Every message
 //! carries its intended send time, so latency is corrected for coordinated
 //! omission, and a publisher sequence in its message id.
 
@@ -20,6 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::accounting::set_bit;
 use crate::live::LiveStats;
+use crate::nats_wire::{self, NatsOp};
 use crate::observe::SharedPublishObserver;
 use crate::resp::{self, RespItem};
 use crate::wire::{self, MessageOrigin};
@@ -101,6 +104,14 @@ pub enum Channel {
     },
     /// A Redis connection pipelining `PUBLISH channel payload`.
     Redis { addr: SocketAddr, channel: String },
+    /// A NATS connection pipelining `PUB subject payload` + `PING`: core
+    /// NATS acknowledges nothing, so the `PONG` after each message (the
+    /// server has routed it to every subscriber) is its ack, as `PUBLISH`'s
+    /// reply is the floor's.
+    Nats { addr: SocketAddr, subject: String },
+    /// JetStream through async-nats: each publish awaited for its `PubAck`
+    /// (the message is in the stream's file store), many in flight.
+    JetStream { url: String, subject: String },
 }
 
 /// What one channel did.
@@ -152,6 +163,8 @@ pub enum PublishError {
     Login(String),
     #[error("http client: {0}")]
     Http(String),
+    #[error("NATS: {0}")]
+    Nats(String),
 }
 
 /// The shape of every message of the run.
@@ -261,6 +274,8 @@ pub async fn publish(
             concurrency,
         } => publish_http(&base_url, &api_key, concurrency, share).await,
         Channel::Redis { addr, channel } => publish_redis(addr, &channel, share).await,
+        Channel::Nats { addr, subject } => publish_nats(addr, &subject, share).await,
+        Channel::JetStream { url, subject } => publish_jetstream(&url, &subject, share).await,
     }
 }
 
@@ -554,16 +569,54 @@ async fn publish_redis(
             .await
             .0
     });
-    let (mut outcome, replies) = read_replies(&mut reader, &share).await;
+    let (mut outcome, replies) = read_replies(&mut reader, &share, resp_reply).await;
     outcome.published = write.await.unwrap_or(0);
     outcome.unanswered = outcome.published.saturating_sub(replies);
     Ok(outcome)
 }
 
-/// Reads `PUBLISH` replies until one came for every tick or the answers
-/// deadline passes; Redis answers in order, so reply `k` belongs to tick
-/// `k`. Returns the outcome so far and how many replies came.
-async fn read_replies(reader: &mut OwnedReadHalf, share: &ChannelShare) -> (PublishOutcome, u64) {
+/// One answer to a pipelined publish; answers come in publish order.
+enum Reply<'a> {
+    Ack,
+    Refused(&'a [u8]),
+    /// Not an answer (a push, a greeting).
+    Other,
+}
+
+/// Reads the answer at an offset of the buffer: the answer and where the
+/// next starts, `None` while incomplete.
+type NextReply = for<'a> fn(&'a [u8], usize) -> Option<(Reply<'a>, usize)>;
+
+/// Redis: the integer reply to `PUBLISH` (subscribers reached) is the ack.
+fn resp_reply(buf: &[u8], at: usize) -> Option<(Reply<'_>, usize)> {
+    let (item, next) = resp::next_item(buf, at).ok()??;
+    let reply = match item {
+        RespItem::Integer(_) => Reply::Ack,
+        RespItem::Error(e) => Reply::Refused(e),
+        _ => Reply::Other,
+    };
+    Some((reply, next))
+}
+
+/// NATS core: the `PONG` sent after each `PUB` is its ack.
+fn nats_reply(buf: &[u8], at: usize) -> Option<(Reply<'_>, usize)> {
+    let (op, next) = nats_wire::next_op(buf, at).ok()??;
+    let reply = match op {
+        NatsOp::Pong => Reply::Ack,
+        NatsOp::Err(e) => Reply::Refused(e),
+        _ => Reply::Other,
+    };
+    Some((reply, next))
+}
+
+/// Reads the answers to pipelined publishes until one came for every tick
+/// or the answers deadline passes; answer `k` belongs to tick `k`. Returns
+/// the outcome so far and how many answers came.
+async fn read_replies(
+    reader: &mut OwnedReadHalf,
+    share: &ChannelShare,
+    next_reply: NextReply,
+) -> (PublishOutcome, u64) {
     let schedule = share.schedule;
     let live = &share.live;
     let mut outcome = PublishOutcome::default();
@@ -576,21 +629,142 @@ async fn read_replies(reader: &mut OwnedReadHalf, share: &ChannelShare) -> (Publ
         }
         let now = now_us();
         let mut at = 0;
-        while let Ok(Some((item, next))) = resp::next_item(&buf, at) {
+        while let Some((reply, next)) = next_reply(&buf, at) {
             at = next;
-            match item {
-                RespItem::Integer(_) => {
+            match reply {
+                Reply::Ack => {
                     let latency_us = now.saturating_sub(schedule.intended_us(k));
                     outcome.ack(live, latency_us, schedule.seq_base + k);
                 }
-                RespItem::Error(e) => outcome.fail(live, String::from_utf8_lossy(e).into_owned()),
-                _ => continue,
+                Reply::Refused(e) => outcome.fail(live, String::from_utf8_lossy(e).into_owned()),
+                Reply::Other => continue,
             }
             k += 1;
         }
         buf.advance(at);
     }
     (outcome, k)
+}
+
+async fn publish_nats(
+    addr: SocketAddr,
+    subject: &str,
+    share: ChannelShare,
+) -> Result<PublishOutcome, PublishError> {
+    let stream = connect_nodelay(addr).await?;
+    let (mut reader, mut writer) = stream.into_split();
+    let mut hello = Vec::new();
+    nats_wire::connect(&mut hello);
+    writer
+        .write_all(&hello)
+        .await
+        .map_err(|source| PublishError::Connect { addr, source })?;
+    let (schedule, shape, live) = (share.schedule, share.shape.clone(), share.live.clone());
+    let subject = subject.to_owned();
+    // One publisher, like the floor's: it sends every tick.
+    let ticks = (0..schedule.total).peekable();
+    let encode = move |out: &mut Vec<u8>, i: u64| {
+        let payload = shape.floor_payload(schedule.seq_base + i, schedule.intended_us(i));
+        nats_wire::publish(out, subject.as_bytes(), None, &payload);
+        out.extend_from_slice(b"PING\r\n");
+    };
+    let write = tokio::spawn(write_open_loop(writer, ticks, schedule, live, encode));
+    let (mut outcome, replies) = read_replies(&mut reader, &share, nats_reply).await;
+    // The write half stays open until the answers are read: the server
+    // closes a connection whose client closed its side.
+    outcome.published = match write.await {
+        Ok((sent, writer)) => {
+            drop(writer);
+            sent
+        }
+        Err(_) => 0,
+    };
+    outcome.unanswered = outcome.published.saturating_sub(replies);
+    Ok(outcome)
+}
+
+/// JetStream acks awaited at once at most (async-nats's default is 5,000,
+/// with publishes waiting for room): never the publisher's limit.
+const JETSTREAM_MAX_ACKS_IN_FLIGHT: usize = 1 << 20;
+
+async fn publish_jetstream(
+    url: &str,
+    subject: &str,
+    share: ChannelShare,
+) -> Result<PublishOutcome, PublishError> {
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+        .map_err(|e| PublishError::Nats(format!("connect to {url}: {e}")))?;
+    let js = async_nats::jetstream::context::ContextBuilder::new()
+        .timeout(share.ack_timeout)
+        .max_ack_inflight(JETSTREAM_MAX_ACKS_IN_FLIGHT)
+        .build(client);
+    let (schedule, live) = (share.schedule, share.live.clone());
+    let subject = async_nats::Subject::from(subject);
+    let mut outcome = PublishOutcome::default();
+    let mut acks = tokio::task::JoinSet::new();
+    let mut answered = 0u64;
+    // One publisher, like the floor's: it sends every tick, each when due.
+    for i in 0..schedule.total {
+        tokio::time::sleep_until(schedule.due(i)).await;
+        let payload = share
+            .shape
+            .floor_payload(schedule.seq_base + i, schedule.intended_us(i));
+        match js.publish(subject.clone(), payload.into()).await {
+            Ok(ack) => {
+                outcome.published += 1;
+                live.published.fetch_add(1, Ordering::Relaxed);
+                acks.spawn(async move { (i, ack.await) });
+            }
+            Err(e) => outcome.fail(&live, e.to_string()),
+        }
+        while let Some(done) = acks.try_join_next() {
+            answered += count_pub_ack(&mut outcome, &share, done);
+        }
+    }
+    let end = share.answers_deadline();
+    while let Ok(Some(done)) = tokio::time::timeout_at(end, acks.join_next()).await {
+        answered += count_pub_ack(&mut outcome, &share, done);
+    }
+    outcome.unanswered = outcome.published.saturating_sub(answered);
+    Ok(outcome)
+}
+
+/// A finished ack task: the tick and what its `PubAck` future gave.
+type AwaitedAck = Result<
+    (
+        u64,
+        Result<
+            async_nats::jetstream::publish::PublishAck,
+            async_nats::jetstream::context::PublishError,
+        >,
+    ),
+    tokio::task::JoinError,
+>;
+
+/// Counts one awaited `PubAck` (ack or refusal); 1 when it was an answer,
+/// 0 when none came in time.
+fn count_pub_ack(outcome: &mut PublishOutcome, share: &ChannelShare, done: AwaitedAck) -> u64 {
+    use async_nats::jetstream::context::PublishErrorKind;
+    let schedule = share.schedule;
+    match done {
+        Ok((i, Ok(_))) => {
+            let latency_us = now_us().saturating_sub(schedule.intended_us(i));
+            outcome.ack(&share.live, latency_us, schedule.seq_base + i);
+            1
+        }
+        Ok((_, Err(e))) if e.kind() == PublishErrorKind::TimedOut => 0,
+        Ok((_, Err(e))) => {
+            outcome.fail(&share.live, e.to_string());
+            1
+        }
+        Err(e) => {
+            outcome.sample_error(e.to_string());
+            0
+        }
+    }
 }
 
 #[cfg(test)]

@@ -124,12 +124,23 @@ pub struct RampReport {
     pub max_sustainable_deliveries_per_sec: Option<f64>,
 }
 
+/// A NATS peer's bring-up and phase, measured like the floor (design.md §7).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// `nats` or `jetstream` (also the phase's label).
+    pub label: String,
+    /// Where the server ran (`embedded nats-server at …` or the URL given).
+    pub server: String,
+    pub connect: ConnectReport,
+    pub phase: PhaseReport,
+}
+
 /// The shape of `report.json`, for readers of old files (the gate reads
 /// baselines written by older loadgens). 1: files without the field (before
 /// 2026-11-26); 2: `schema_version` and `loadgen_version` added; 3: each
 /// phase's `timing` (when it published and drained); 4: interleaved
-/// `rounds` with their `rounds_summary`, each phase's `server_cpu`, and the
-/// blaster `reference`.
+/// `rounds` with their `rounds_summary`, each phase's `server_cpu`, the
+/// blaster `reference`, and `peers` (the NATS core and JetStream phases).
 pub const SCHEMA_VERSION: u32 = 4;
 
 fn schema_v1() -> u32 {
@@ -157,6 +168,9 @@ pub struct RunReport {
     pub floor_connect: Option<ConnectReport>,
     pub floor: Option<PhaseReport>,
     pub comparison: Option<FloorComparison>,
+    /// The NATS peers after the floor, in run order (absent before schema 4).
+    #[serde(default)]
+    pub peers: Vec<PeerReport>,
     pub ramp: Option<RampReport>,
     /// `run`'s rounds, each phase kind's phase in the order they ran (one
     /// round without `--rounds`; `rtmc` and `floor` above are round 1's).
@@ -197,6 +211,7 @@ impl RunReport {
             floor_connect: None,
             floor: None,
             comparison: None,
+            peers: Vec::new(),
             ramp: None,
             rounds: Vec::new(),
             rounds_summary: None,
@@ -359,6 +374,14 @@ pub fn render_text(r: &RunReport) -> String {
             rounds::text(&mut out, &r.rounds, s);
         }
     }
+    for peer in &r.peers {
+        connect_text(&mut out, &peer.label, &peer.connect);
+        let _ = writeln!(out, "{} server: {}", peer.label, peer.server);
+        phase_text(&mut out, &peer.phase);
+    }
+    if !r.peers.is_empty() {
+        side_by_side_text(&mut out, r);
+    }
     if let Some(b) = &r.reference {
         blaster::text(&mut out, b);
     }
@@ -401,6 +424,59 @@ fn comparison_text(out: &mut String, c: &FloorComparison) {
             "NOT met"
         }
     );
+}
+
+/// rtmc, the floor and each NATS peer in columns (the phases ran one after
+/// another at the same load, with the same client engine).
+fn side_by_side_text(out: &mut String, r: &RunReport) {
+    use std::fmt::Write as _;
+    let phases: Vec<&PhaseReport> = r
+        .rtmc
+        .iter()
+        .chain(r.floor.iter())
+        .chain(r.peers.iter().map(|p| &p.phase))
+        .collect();
+    let _ = writeln!(
+        out,
+        "== side by side (same load, same client engine, one after another) =="
+    );
+    let _ = write!(out, "{:<16}", "");
+    for p in &phases {
+        let _ = write!(out, " {:>12}", p.label);
+    }
+    let _ = writeln!(out);
+    type Cell = fn(&PhaseReport) -> f64;
+    // (row, decimals, value)
+    let rows: [(&str, usize, Cell); 9] = [
+        ("deliveries/s", 0, |p| p.deliveries_per_sec),
+        ("p50 ms", 2, |p| p.latency.p50_ms),
+        ("p99 ms", 2, |p| p.latency.p99_ms),
+        ("p99.9 ms", 2, |p| p.latency.p99_9_ms),
+        ("max ms", 2, |p| p.latency.max_ms),
+        ("ack p50 ms", 2, |p| p.ack_latency.p50_ms),
+        ("ack p99 ms", 2, |p| p.ack_latency.p99_ms),
+        ("lost", 0, |p| p.accounting.lost as f64),
+        ("server cores", 2, |p| p.selfcheck.server_cpu_cores),
+    ];
+    for (name, decimals, cell) in rows {
+        let _ = write!(out, "{name:<16}");
+        for p in &phases {
+            let _ = write!(out, " {:>12.decimals$}", cell(p));
+        }
+        let _ = writeln!(out);
+    }
+    if let Some(rtmc) = &r.rtmc {
+        let _ = write!(out, "{:<16}", "rtmc p99 ÷ this");
+        for p in &phases {
+            let q = if p.latency.p99_ms > 0.0 {
+                rtmc.latency.p99_ms / p.latency.p99_ms
+            } else {
+                f64::NAN
+            };
+            let _ = write!(out, " {q:>12.2}");
+        }
+        let _ = writeln!(out);
+    }
 }
 
 fn ramp_text(out: &mut String, ramp: &RampReport) {

@@ -1,6 +1,7 @@
 //! Composes a whole invocation: bring the target up (or resolve it), run
 //! rtmc and its peers (the Redis [`floor`](crate::floor)) at the profile's
-//! load in interleaved [`rounds`](crate::rounds) — each kind's fleet
+//! load in interleaved [`rounds`](crate::rounds), then the
+//! [NATS peers](crate::nats_peer) asked for (once each, not yet interleaved) — each kind's fleet
 //! connected once — or hand the rtmc fleet to the [`ramp`](crate::ramp);
 //! optionally the [`blaster`](crate::blaster) reference; then write the
 //! report directory with its plots.
@@ -15,6 +16,7 @@ use crate::cpu::CpuWatch;
 use crate::floor::{connect_floor, FloorRedis};
 use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
 use crate::live::LiveStats;
+use crate::nats_peer::{run_nats_peers, NatsPeer, PeerError};
 use crate::phase::{current_head, run_phase, HeadProbe, PhaseReport, PhaseResult, PhaseSpec};
 use crate::plot;
 use crate::profile::{Profile, PublishVia};
@@ -56,6 +58,8 @@ pub enum RunError {
     Report(#[from] ReportError),
     #[error(transparent)]
     Fleet(#[from] FleetError),
+    #[error(transparent)]
+    Peer(#[from] PeerError),
     #[error("no server address to connect clients to")]
     NoServer,
     #[error("HTTP publishing needs --{0}")]
@@ -133,6 +137,13 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
         arena
             .interleave(&kinds, rounds, &mut report, &mut histograms)
             .await?;
+    }
+    if mode == Mode::Run {
+        for (peer, r) in
+            run_nats_peers(&profile, shape.clone(), run.id, run.instant, &mut report).await?
+        {
+            histograms.add_peer(peer, &r);
+        }
     }
     if mode == Mode::Run && profile.blaster.enabled {
         say(&profile, "blaster: the raw loopback reference…");
@@ -287,7 +298,7 @@ fn judge(
             report.rtmc.get_or_insert_with(|| phase.clone());
         }
         PhaseKind::RedisFloor => {
-            report.note_floor(&named);
+            report.note_peer(&named);
             report.floor.get_or_insert_with(|| phase.clone());
         }
     }
@@ -534,6 +545,8 @@ struct RunHistograms {
     intervals: Vec<Interval>,
     rtmc: SideHistograms,
     floor: SideHistograms,
+    /// The NATS peers', in run order.
+    peers: Vec<(NatsPeer, SideHistograms)>,
 }
 
 impl SideHistograms {
@@ -552,6 +565,13 @@ impl RunHistograms {
         }
     }
 
+    fn add_peer(&mut self, peer: NatsPeer, r: &PhaseResult) {
+        self.intervals.extend(r.intervals.iter().cloned());
+        let mut side = SideHistograms::default();
+        side.add(r);
+        self.peers.push((peer, side));
+    }
+
     /// Writes the report directory: the report and histogram files, then the plots.
     fn write(
         &self,
@@ -567,6 +587,10 @@ impl RunHistograms {
         if !self.floor.latency.is_empty() {
             merged.push(("floor", &self.floor.latency));
             merged.push(("floor-ack", &self.floor.ack));
+        }
+        for (peer, side) in &self.peers {
+            merged.push((peer.label(), &side.latency));
+            merged.push((peer.ack_stem(), &side.ack));
         }
         let h = ReportHistograms {
             run_start,

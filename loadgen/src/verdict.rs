@@ -1,7 +1,8 @@
 //! Whether a run passed, and why not, loudly: the failures each phase or
 //! bring-up implies under the profile's thresholds (loss, duplicates,
 //! reordering, errors, an SLO miss), which steps of a ramp were sustainable,
-//! and what the floor only notes (Redis pub/sub is at-most-once by design).
+//! and what the floor and the NATS peers only note (they are yardsticks:
+//! Redis pub/sub and NATS core are at-most-once by design).
 
 use crate::phase::PhaseReport;
 use crate::report::{ConnectReport, RunReport};
@@ -34,9 +35,9 @@ impl RunReport {
         }
     }
 
-    /// Notes what went wrong on the floor: Redis pub/sub is at-most-once,
-    /// so its loss is a fact about the yardstick, not a failure of rtmc.
-    pub fn note_floor(&mut self, p: &PhaseReport) {
+    /// Notes what went wrong on a yardstick (the floor, a NATS peer): its
+    /// loss is a fact about the yardstick, not a failure of rtmc.
+    pub fn note_peer(&mut self, p: &PhaseReport) {
         let v = phase_violations(p, None, 100.0);
         if !v.is_empty() {
             self.notes.push(format!("{}: {}", p.label, v.join("; ")));

@@ -8,6 +8,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
 
+/// The kit's images, `rtmc-<name>:<tag>`, built by `ci/setup.sh`: the three
+/// services of a stack, and nats-server for loadgen's NATS peers.
+pub const IMAGES: [&str; 4] = ["redis", "rabbitmq", "postgres", "nats"];
+
 /// Prefix of every container the kit names; the owning process id follows.
 pub const CONTAINER_PREFIX: &str = "rtmc-kit-";
 
@@ -42,13 +46,13 @@ pub fn ensure_engine_and_images() {
     if !up {
         panic!(
             "rtmc testkit: no Docker engine is reachable. The end-to-end suites run real RabbitMQ, \
-             Redis and PostgreSQL containers. On Debian, as root, run `ci/setup.sh` (it installs \
+             Redis and PostgreSQL containers (and nats-server for loadgen's NATS peers). On Debian, as root, run `ci/setup.sh` (it installs \
              docker.io and debootstrap, starts dockerd and builds the images), or install Docker \
              yourself and start the daemon."
         );
     }
     let tag = image_tag();
-    let missing = ["redis", "rabbitmq", "postgres"].iter().any(|s| {
+    let missing = IMAGES.iter().any(|s| {
         !docker(&["image", "inspect", &format!("rtmc-{s}:{tag}")])
             .is_some_and(|o| o.status.success())
     });

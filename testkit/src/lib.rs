@@ -1,6 +1,7 @@
 //! rtmc's test kit: real RabbitMQ, Redis and PostgreSQL in containers
 //! ([`services`]), and isolated rtmc deployments running in-process on top of
-//! them ([`pipeline`]), with frame-level access to a server node ([`raw`]).
+//! them ([`pipeline`]), with frame-level access to a server node ([`raw`]),
+//! and nats-server for loadgen's NATS peers ([`nats`]).
 //! The end-to-end suites, loadgen and chaos build on it.
 //!
 //! ```no_run
@@ -14,12 +15,14 @@
 //! ```
 
 pub mod docker;
+pub mod nats;
 pub mod pipeline;
 pub mod process;
 pub mod raw;
 pub mod services;
 pub mod watchdog;
 
+pub use nats::Nats;
 pub use pipeline::{
     Component, HttpPublisher, PerComponent, Pipeline, PipelineOptions, TEST_PASSWORD,
 };

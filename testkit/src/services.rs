@@ -144,12 +144,7 @@ pub struct Services {
 impl Services {
     /// Starts a private set of services (the caller may break them).
     pub async fn start() -> Result<Services, ServiceError> {
-        tokio::task::spawn_blocking(docker::ensure_engine_and_images)
-            .await
-            .map_err(|e| ServiceError::Container {
-                service: "docker",
-                message: e.to_string(),
-            })?;
+        ensure_docker().await?;
         let (rabbitmq, redis, postgres) = tokio::join!(
             launch_retrying(Kind::RabbitMq),
             launch_retrying(Kind::Redis),
@@ -170,6 +165,29 @@ impl Services {
     }
     pub fn postgres(&self) -> &Service {
         &self.postgres
+    }
+}
+
+/// [`docker::ensure_engine_and_images`] off the async runtime; its panic
+/// (no engine, an image that cannot be built) becomes the error.
+pub(crate) async fn ensure_docker() -> Result<(), ServiceError> {
+    tokio::task::spawn_blocking(docker::ensure_engine_and_images)
+        .await
+        .map_err(|e| ServiceError::Container {
+            service: "docker",
+            message: panic_text(e),
+        })
+}
+
+/// The message of a panicked task, or what else ended it.
+fn panic_text(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "panicked".into()),
+        Err(e) => e.to_string(),
     }
 }
 
@@ -234,24 +252,7 @@ async fn launch(kind: Kind) -> Result<Service, ServiceError> {
     }
     .with_network("host")
     .with_container_name(name);
-    let started = tokio::time::timeout(
-        START_LIMIT,
-        tokio::task::spawn_blocking(move || request.start()),
-    )
-    .await
-    .map_err(|_| ServiceError::Container {
-        service: kind.name(),
-        message: format!("the container did not start within {START_LIMIT:?}"),
-    })?;
-    let container = started
-        .map_err(|e| ServiceError::Container {
-            service: kind.name(),
-            message: e.to_string(),
-        })?
-        .map_err(|e| ServiceError::Container {
-            service: kind.name(),
-            message: e.to_string(),
-        })?;
+    let container = start_container(kind.name(), request).await?;
     let service = Service {
         kind,
         port,
@@ -267,15 +268,52 @@ const PROBE_LIMIT: Duration = Duration::from_secs(5);
 /// How long creating and starting a container may take.
 const START_LIMIT: Duration = Duration::from_secs(180);
 
+/// Creates and starts a container, bounded by [`START_LIMIT`].
+pub(crate) async fn start_container(
+    service: &'static str,
+    request: testcontainers::core::ContainerRequest<GenericImage>,
+) -> Result<Container<GenericImage>, ServiceError> {
+    let err = |message: String| ServiceError::Container { service, message };
+    let started = tokio::time::timeout(
+        START_LIMIT,
+        tokio::task::spawn_blocking(move || request.start()),
+    )
+    .await
+    .map_err(|_| {
+        err(format!(
+            "the container did not start within {START_LIMIT:?}"
+        ))
+    })?;
+    started
+        .map_err(|e| err(e.to_string()))?
+        .map_err(|e| err(e.to_string()))
+}
+
 /// Polls the service with its real client until it answers.
 pub(crate) async fn wait_ready(kind: Kind, url: &str, limit: Duration) -> Result<(), ServiceError> {
+    poll_ready(kind.name(), limit, || probe(kind, url)).await
+}
+
+/// What a readiness check returns.
+pub(crate) type ProbeResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// Runs `attempt` every 200 ms until it succeeds or `limit` has passed.
+pub(crate) async fn poll_ready<F, Fut>(
+    service: &'static str,
+    limit: Duration,
+    mut attempt: F,
+) -> Result<(), ServiceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ProbeResult>,
+{
     let started = Instant::now();
     let mut last_error = String::from("not tried");
     while started.elapsed() < limit {
         // Each attempt is bounded: a port that accepts and then says nothing
         // (a service half up, a socket connected to itself while nothing
         // listens) would otherwise hang the check, and the test, for good.
-        match tokio::time::timeout(PROBE_LIMIT, probe(kind, url)).await {
+        match tokio::time::timeout(PROBE_LIMIT, attempt()).await {
             Ok(Ok(())) => return Ok(()),
             Ok(Err(e)) => last_error = e.to_string(),
             Err(_) => last_error = format!("no answer within {PROBE_LIMIT:?}"),
@@ -283,7 +321,7 @@ pub(crate) async fn wait_ready(kind: Kind, url: &str, limit: Duration) -> Result
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err(ServiceError::NotReady {
-        service: kind.name(),
+        service,
         waited: limit,
         last_error,
     })
@@ -291,7 +329,7 @@ pub(crate) async fn wait_ready(kind: Kind, url: &str, limit: Duration) -> Result
 
 /// One readiness check: connect with the service's own client and make a
 /// round trip (PING, `SELECT 1`, an AMQP handshake).
-async fn probe(kind: Kind, url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn probe(kind: Kind, url: &str) -> ProbeResult {
     match kind {
         Kind::Redis => {
             let client = redis::Client::open(url)?;

@@ -1,7 +1,9 @@
 //! loadgen's one integration-test binary: a tiny embedded load against the
-//! real stack (containers + the `rtmc` binary as child processes), and the
+//! real stack (containers + the `rtmc` binary as child processes), the same
+//! next to the floor and the NATS peers, and the
 //! `loadgen` binary stopped by a signal.
 
 mod client_faults;
 mod embedded_run;
+mod nats_peers;
 mod signals;

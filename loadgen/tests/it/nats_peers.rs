@@ -1,0 +1,150 @@
+//! The NATS peers end to end: `loadgen run` in-process with rtmc, the Redis
+//! floor, NATS core and JetStream at one small load (20 clients × 50 msg/s
+//! × 2 s), against an embedded stack and an embedded nats-server. Every
+//! peer phase must deliver every message to every subscriber, with its
+//! histograms filled and written. Needs Docker and the `rtmc` binary.
+
+use std::path::PathBuf;
+
+use rtmc_loadgen::histogram::read_interval_log;
+use rtmc_loadgen::phase::PhaseReport;
+use rtmc_loadgen::profile::{Peer, Profile};
+use rtmc_loadgen::report::{render_text, RunReport};
+use rtmc_loadgen::run::{execute, Mode};
+
+use crate::embedded_run::build_rtmc;
+
+const CLIENTS: usize = 20;
+const MESSAGES: u64 = 100;
+
+fn assert_delivered_everything(p: &PhaseReport, acked: bool, text: &str) {
+    let label = &p.label;
+    assert_eq!(p.receivers, CLIENTS, "{label}: receivers\n{text}");
+    assert_eq!(p.published, MESSAGES, "{label}: published\n{text}");
+    if acked {
+        assert_eq!(p.acked, MESSAGES, "{label}: acked\n{text}");
+        assert_eq!(
+            p.ack_latency.count, MESSAGES,
+            "{label}: ack histogram\n{text}"
+        );
+    }
+    let a = &p.accounting;
+    assert_eq!(
+        a.expected,
+        CLIENTS as u64 * MESSAGES,
+        "{label}: expected\n{text}"
+    );
+    assert_eq!(
+        a.received,
+        CLIENTS as u64 * MESSAGES,
+        "{label}: received\n{text}"
+    );
+    assert_eq!(
+        (a.lost, a.duplicates, a.out_of_order),
+        (0, 0, 0),
+        "{label}\n{text}"
+    );
+    assert_eq!(p.bad_frames, 0, "{label}: bad frames\n{text}");
+    assert_eq!(
+        p.latency.count,
+        CLIENTS as u64 * MESSAGES,
+        "{label}: latency histogram\n{text}"
+    );
+    assert!(p.latency.p50_ms > 0.0, "{label}: p50\n{text}");
+}
+
+fn peer<'a>(r: &'a RunReport, label: &str) -> &'a PhaseReport {
+    &r.peers
+        .iter()
+        .find(|p| p.label == label)
+        .unwrap_or_else(|| panic!("no {label} peer in the report"))
+        .phase
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtmc_and_every_peer_deliver_every_message_side_by_side() {
+    build_rtmc();
+    let out: PathBuf =
+        std::env::temp_dir().join(format!("loadgen-e2e-peers-{}", std::process::id()));
+    let mut profile = Profile {
+        name: "e2e-peers".into(),
+        ..Default::default()
+    };
+    profile.load.clients = CLIENTS;
+    profile.load.rate_per_sec = 50.0;
+    profile.load.duration_secs = 2.0;
+    profile.load.drain_timeout_secs = 10.0;
+    profile.output.out = Some(out.clone());
+    profile.output.quiet = true;
+    profile.set_peers(&[Peer::Floor, Peer::Nats, Peer::JetStream]);
+
+    let outcome = execute(profile, Mode::Run)
+        .await
+        .unwrap_or_else(|e| panic!("loadgen could not run (is Docker up?): {e}"));
+    let r = &outcome.report;
+    let text = render_text(r);
+    assert!(r.passed(), "the run failed:\n{text}");
+    assert_delivered_everything(r.rtmc.as_ref().expect("rtmc"), true, &text);
+    assert_delivered_everything(r.floor.as_ref().expect("floor"), true, &text);
+    let labels: Vec<&str> = r.peers.iter().map(|p| p.label.as_str()).collect();
+    assert_eq!(labels, ["nats", "jetstream"], "{text}");
+    // Core NATS: the PONG after each PUB is its ack; JetStream: the PubAck.
+    assert_delivered_everything(peer(r, "nats"), true, &text);
+    assert_delivered_everything(peer(r, "jetstream"), true, &text);
+    for p in &r.peers {
+        assert_eq!(
+            p.connect.connected, CLIENTS,
+            "{}: connected\n{text}",
+            p.label
+        );
+    }
+    assert!(text.contains("== side by side"), "{text}");
+    // The embedded nats-server's CPU time is the peers' server CPU.
+    assert!(
+        peer(r, "jetstream").selfcheck.server_cpu_cores > 0.0,
+        "no server CPU for the embedded nats-server\n{text}"
+    );
+
+    for f in [
+        "nats.hgrm",
+        "nats-ack.hgrm",
+        "jetstream.hgrm",
+        "jetstream-ack.hgrm",
+    ] {
+        let meta = std::fs::metadata(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert!(meta.len() > 0, "{f} is empty");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
+            .expect("report.json parses");
+    assert_eq!(json["schema_version"], rtmc_loadgen::report::SCHEMA_VERSION);
+    assert_eq!(json["peers"][1]["phase"]["label"], "jetstream");
+    let log = std::fs::read(out.join("latency.hlog")).expect("latency.hlog");
+    let intervals = read_interval_log(&log).expect("the interval log reads");
+    for tag in ["nats", "nats-ack", "jetstream", "jetstream-ack"] {
+        let n: u64 = intervals
+            .iter()
+            .filter(|i| i.tag == tag)
+            .map(|i| i.histogram.len())
+            .sum();
+        let want = if tag.ends_with("-ack") {
+            MESSAGES
+        } else {
+            CLIENTS as u64 * MESSAGES
+        };
+        assert_eq!(n, want, "{tag} intervals in latency.hlog");
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// An image that is not there is a failure that says so, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_nats_image_is_a_clear_error() {
+    rtmc_testkit::docker::ensure_engine_and_images();
+    let err = match rtmc_testkit::Nats::start_image("rtmc-nats-does-not-exist", "0").await {
+        Ok(_) => panic!("a container started from an image that does not exist"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.starts_with("nats: container:"), "{err}");
+    assert!(err.contains("rtmc-nats-does-not-exist"), "{err}");
+}
