@@ -462,21 +462,23 @@ mod tests {
             "nats://127.0.0.1:4222",
         ])
         .unwrap();
-        let Command::Run(a) = cli.command else {
+        let Command::Run { load: a, .. } = cli.command else {
             panic!("run")
         };
         let p = a.profile().unwrap();
         assert!(p.floor.enabled && p.nats.core && p.nats.jetstream);
         assert_eq!(p.nats.url.as_deref(), Some("nats://127.0.0.1:4222"));
-        let Command::Run(a) = Cli::try_parse_from(["loadgen", "run", "--peers", "jetstream"])
-            .unwrap()
-            .command
+        let Command::Run { load: a, .. } =
+            Cli::try_parse_from(["loadgen", "run", "--peers", "jetstream"])
+                .unwrap()
+                .command
         else {
             panic!("run")
         };
         let p = a.profile().unwrap();
         assert!(!p.floor.enabled && !p.nats.core && p.nats.jetstream);
-        let Command::Run(a) = Cli::try_parse_from(["loadgen", "run"]).unwrap().command else {
+        let Command::Run { load: a, .. } = Cli::try_parse_from(["loadgen", "run"]).unwrap().command
+        else {
             panic!("run")
         };
         let p = a.profile().unwrap();
