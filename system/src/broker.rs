@@ -1,14 +1,17 @@
 //! RabbitMQ: the durable topology and a publisher that only reports success
 //! once the broker confirmed the message. A broker that is down or slow gives
-//! a bounded, explicit failure, never a hang.
+//! a bounded, explicit failure, never a hang; a publisher that already awaits
+//! `rabbitmq.max_inflight_publishes` confirms refuses the next message at once
+//! (admission control), so an overload is answered, not queued.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::RabbitConfig;
@@ -82,6 +85,10 @@ pub enum BrokerError {
     Timeout(Duration),
     #[error("broker refused the message (nack)")]
     Nacked,
+    /// Admission control: `bound` confirms were awaited already; the
+    /// message was not published. Retrying later may succeed.
+    #[error("overloaded: {bound} messages already await the broker's confirm; not published")]
+    Overloaded { bound: usize },
 }
 
 /// AMQP delivery mode for messages that survive a broker restart.
@@ -154,14 +161,46 @@ pub struct Publisher {
     link: Mutex<LinkState>,
     /// When the last connect attempt failed: publishes fail fast until the back-off passed.
     last_failure: std::sync::Mutex<Option<Instant>>,
+    /// Admission control: one permit per chat message awaiting its confirm.
+    admission: Arc<Semaphore>,
+}
+
+/// A chat message admitted past the in-flight bound; dropping it frees the slot.
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        metrics::gauge!("rtmc_publish_inflight").decrement(1.0);
+    }
 }
 
 impl Publisher {
     pub fn new(cfg: RabbitConfig) -> Self {
         Self {
+            admission: Arc::new(Semaphore::new(cfg.max_inflight_publishes.max(1))),
             cfg,
             link: Mutex::new(LinkState::Down),
             last_failure: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Takes one of the `max_inflight_publishes` slots, or refuses at once
+    /// with [`BrokerError::Overloaded`] (counted in
+    /// `rtmc_publish_overloaded_total`). Never waits.
+    pub fn admit(&self) -> Result<Admitted, BrokerError> {
+        match self.admission.clone().try_acquire_owned() {
+            Ok(permit) => {
+                metrics::gauge!("rtmc_publish_inflight").increment(1.0);
+                Ok(Admitted { _permit: permit })
+            }
+            Err(_) => {
+                metrics::counter!("rtmc_publish_overloaded_total").increment(1);
+                Err(BrokerError::Overloaded {
+                    bound: self.cfg.max_inflight_publishes.max(1),
+                })
+            }
         }
     }
 
@@ -278,8 +317,10 @@ impl Publisher {
         result
     }
 
-    /// Publishes a chat message to the message queue.
+    /// Publishes a chat message to the message queue, if admitted (see
+    /// [`Publisher::admit`]): an overload is refused before anything is sent.
     pub async fn publish(&self, msg: &PublishedMessage) -> Result<(), BrokerError> {
+        let _admitted = self.admit()?;
         let payload = serde_json::to_vec(msg).expect("messages always serialize");
         let started = Instant::now();
         let done = self
