@@ -5,7 +5,8 @@
 //! files ([`histogram`]), measured phases ([`phase`]) composed by [`run`]
 //! into a fixed-rate run, a capacity ramp ([`ramp`]) and the Redis pub/sub
 //! floor ([`floor`]); the verdict ([`verdict`]), reports ([`report`]),
-//! plots ([`plot`]), a self-check ([`selfcheck`]), several processes'
+//! plots ([`plot`]), the ingest path's hops one at a time ([`hops`]), a
+//! self-check ([`selfcheck`]), several processes'
 //! reports merged ([`merge`]), profiles ([`profile`]) and the target,
 //! embedded or running ([`stack`]). Client faults ([`client_faults`]) and
 //! event hooks ([`observe`]) let the chaos runner drive and record a run
@@ -16,6 +17,7 @@ pub mod client_faults;
 pub mod clients;
 pub mod floor;
 pub mod histogram;
+pub mod hops;
 pub mod live;
 pub mod merge;
 pub mod observe;

@@ -4,4 +4,5 @@
 
 mod client_faults;
 mod embedded_run;
+mod hops;
 mod signals;
