@@ -52,6 +52,9 @@ pub struct HopsOptions {
     pub body_bytes: usize,
     /// How long the consumer may take to drain the queue.
     pub drain_timeout_secs: f64,
+    /// `rabbitmq.publisher_channels` of the gateway and the server node
+    /// (`None`: rtmc's default).
+    pub publisher_channels: Option<usize>,
 }
 
 impl Default for HopsOptions {
@@ -66,6 +69,7 @@ impl Default for HopsOptions {
             tcp_window: 128,
             body_bytes: 16,
             drain_timeout_secs: 60.0,
+            publisher_channels: None,
         }
     }
 }
@@ -172,12 +176,15 @@ struct HopsStack {
 }
 
 impl HopsStack {
-    async fn start(tcp_connections: usize) -> anyhow::Result<Self> {
+    async fn start(tcp_connections: usize, channels: Option<usize>) -> anyhow::Result<Self> {
         let binary = rtmc_testkit::process::rtmc_binary()?;
         let services = Services::start().await?;
         let pipeline = crate::stack::namespace_only(&services).await?;
         pipeline.add_users("hops", tcp_connections).await?;
-        let cfg = (*pipeline.cfg).clone();
+        let mut cfg = (*pipeline.cfg).clone();
+        if let Some(n) = channels {
+            cfg.rabbitmq.publisher_channels = n;
+        }
         let gateway = NodeProcess::spawn(Role::Gateway, cfg.clone(), &binary).await?;
         // The hop measures the node's ceiling, not its abuse limits.
         let mut server_cfg = cfg.clone();
@@ -216,7 +223,7 @@ impl HopsStack {
 /// Runs every hop on a stack of its own and names the bottleneck.
 pub async fn run(opts: &HopsOptions, progress: impl Fn(&HopResult)) -> anyhow::Result<HopsReport> {
     anyhow::ensure!(opts.duration_secs > 0.0, "--duration-secs must be positive");
-    let stack = HopsStack::start(opts.tcp_connections.max(1)).await?;
+    let stack = HopsStack::start(opts.tcp_connections.max(1), opts.publisher_channels).await?;
     let outcome = run_on(&stack, opts, &progress).await;
     stack.shutdown().await;
     let results = outcome?;
@@ -437,7 +444,10 @@ async fn gateway_hop(
         .await
         .into_iter()
         .fold(Tally::new(), Tally::merge);
-    let setting = format!("{} concurrent requests", opts.http_concurrency);
+    let setting = format!(
+        "{} concurrent requests, {} publisher channels",
+        opts.http_concurrency, stack.cfg.rabbitmq.publisher_channels
+    );
     Ok(tally.result("gateway", setting, started.elapsed(), 1))
 }
 
@@ -494,8 +504,8 @@ async fn tcp_hop(
         .into_iter()
         .fold(Tally::new(), Tally::merge);
     let setting = format!(
-        "{} connections × {window} pipelined (latency from the window's start)",
-        opts.tcp_connections
+        "{} connections × {window} pipelined (latency from the window's start), {} publisher channels",
+        opts.tcp_connections, stack.cfg.rabbitmq.publisher_channels
     );
     Ok(tally.result("tcp-server", setting, started.elapsed(), 1))
 }

@@ -92,6 +92,9 @@ struct HopsArgs {
     /// Bytes of each message body [default: 16].
     #[arg(long, default_value_t = 16)]
     body_bytes: usize,
+    /// `rabbitmq.publisher_channels` of the gateway and server node [default: rtmc's].
+    #[arg(long)]
+    publisher_channels: Option<usize>,
     /// Also write the report as JSON to this file [default: none].
     #[arg(long)]
     json: Option<PathBuf>,
@@ -107,6 +110,7 @@ async fn hops(a: HopsArgs) -> anyhow::Result<bool> {
         tcp_connections: a.tcp_connections,
         tcp_window: a.tcp_window,
         body_bytes: a.body_bytes,
+        publisher_channels: a.publisher_channels,
         ..Default::default()
     };
     let report = rtmc_loadgen::hops::run(&opts, |r| {

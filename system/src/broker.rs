@@ -4,6 +4,7 @@
 //! `rabbitmq.max_inflight_publishes` confirms refuses the next message at once
 //! (admission control), so an overload is answered, not queued.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -111,21 +112,30 @@ pub async fn declare_topology(channel: &Channel, cfg: &RabbitConfig) -> Result<(
     Ok(())
 }
 
-/// Opens a connection and a channel in confirm mode with the topology declared.
-pub async fn connect_confirming(cfg: &RabbitConfig) -> Result<(Connection, Channel), lapin::Error> {
+/// Opens a connection and `rabbitmq.publisher_channels` channels (at least
+/// one) in confirm mode, with the topology declared.
+pub async fn connect_confirming(cfg: &RabbitConfig) -> Result<Link, lapin::Error> {
     let conn =
         Connection::connect(cfg.url.expose_secret(), ConnectionProperties::default()).await?;
-    let channel = conn.create_channel().await?;
-    declare_topology(&channel, cfg).await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    Ok((conn, channel))
+    let mut channels = Vec::with_capacity(cfg.publisher_channels.max(1));
+    for _ in 0..cfg.publisher_channels.max(1) {
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channels.push(channel);
+    }
+    declare_topology(&channels[0], cfg).await?;
+    Ok(Link {
+        _conn: conn,
+        channels,
+        next: AtomicUsize::new(0),
+    })
 }
 
 /// [`connect_confirming`] bounded by `publish_timeout_ms`, its error as a
 /// publish failure.
-async fn connect_within(cfg: RabbitConfig) -> Result<(Connection, Channel), BrokerError> {
+async fn connect_within(cfg: RabbitConfig) -> Result<Link, BrokerError> {
     let limit = Duration::from_millis(cfg.publish_timeout_ms);
     match tokio::time::timeout(limit, connect_confirming(&cfg)).await {
         Ok(Ok(connected)) => Ok(connected),
@@ -136,10 +146,27 @@ async fn connect_within(cfg: RabbitConfig) -> Result<(Connection, Channel), Brok
     }
 }
 
-struct Link {
-    /// Kept so the connection lives as long as the channel.
+/// One connection with a pool of confirming channels. A channel's confirms
+/// are handled in order by one broker process, so publishes spread over
+/// several channels are confirmed in parallel.
+pub struct Link {
+    /// Kept so the connection lives as long as its channels.
     _conn: Connection,
-    channel: Channel,
+    channels: Vec<Channel>,
+    /// Round robin over `channels`.
+    next: AtomicUsize,
+}
+
+impl Link {
+    /// The next channel of the pool, if every channel is still open (one
+    /// that closed, say after a broker error, makes the link reconnect).
+    fn pick(&self) -> Option<Channel> {
+        if !self.channels.iter().all(|c| c.status().connected()) {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
+        Some(self.channels[i].clone())
+    }
 }
 
 /// The publisher's connection to the broker.
@@ -149,8 +176,8 @@ enum LinkState {
     /// A connect in flight, in a task of its own, bounded by
     /// `publish_timeout_ms`. Publishes wait for it instead of starting
     /// another, and one that gives up leaves it running for the next.
-    Connecting(JoinHandle<Result<(Connection, Channel), BrokerError>>),
-    /// Connected, with a channel in confirm mode.
+    Connecting(JoinHandle<Result<Link, BrokerError>>),
+    /// Connected, with channels in confirm mode.
     Up(Box<Link>),
 }
 
@@ -217,8 +244,8 @@ impl Publisher {
     async fn channel(&self) -> Result<Channel, BrokerError> {
         let mut link = self.link.lock().await;
         if let LinkState::Up(l) = &*link {
-            if l.channel.status().connected() {
-                return Ok(l.channel.clone());
+            if let Some(channel) = l.pick() {
+                return Ok(channel);
             }
             *link = LinkState::Down;
         }
@@ -235,12 +262,10 @@ impl Publisher {
         let connected = connecting.await;
         *link = LinkState::Down;
         match connected {
-            Ok(Ok((conn, channel))) => {
+            Ok(Ok(connected)) => {
                 *self.last_failure.lock().expect("not poisoned") = None;
-                *link = LinkState::Up(Box::new(Link {
-                    _conn: conn,
-                    channel: channel.clone(),
-                }));
+                let channel = connected.channels[0].clone();
+                *link = LinkState::Up(Box::new(connected));
                 metrics::counter!("rtmc_broker_connects_total").increment(1);
                 Ok(channel)
             }

@@ -56,6 +56,9 @@ pub struct RabbitConfig {
     pub prefetch: u16,
     /// Bound on connect + publish + confirm; past it the publish fails.
     pub publish_timeout_ms: u64,
+    /// Confirming channels a publisher (gateway, server node) opens on its
+    /// one connection and spreads its publishes over, round robin. At least 1.
+    pub publisher_channels: usize,
     /// Admission control: chat messages a publisher (one per gateway and per
     /// server node) may have awaiting the broker's confirm at once. A publish
     /// beyond it is refused at once with `overloaded` (HTTP 503 with
@@ -74,6 +77,7 @@ impl Default for RabbitConfig {
             dead_letter_queue: "rtmc.messages.dead".into(),
             prefetch: 512,
             publish_timeout_ms: 2_000,
+            publisher_channels: 4,
             max_inflight_publishes: 1024,
             reconnect_backoff_ms: 200,
         }
