@@ -48,6 +48,9 @@ enum Command {
         /// Seconds per step [default: profile, else 10].
         #[arg(long)]
         step_duration_secs: Option<f64>,
+        /// Go on past the first failing step up to --max-rate (the plateau beyond the knee).
+        #[arg(long)]
+        through: bool,
     },
     /// Only the Redis pub/sub floor.
     Floor(LoadArgs),
@@ -391,6 +394,7 @@ async fn command(command: Command) -> anyhow::Result<bool> {
             factor,
             max_rate,
             step_duration_secs,
+            through,
         } => {
             let mut p = a.profile()?;
             let r = &mut p.ramp;
@@ -409,6 +413,7 @@ async fn command(command: Command) -> anyhow::Result<bool> {
             if let Some(v) = step_duration_secs {
                 r.step_duration_secs = v;
             }
+            r.through |= through;
             load(p, Mode::Ramp).await
         }
         Command::Merge { dirs, out } => merge(dirs, out).await,
