@@ -55,6 +55,8 @@ pub struct HopsOptions {
     /// `rabbitmq.publisher_channels` of the gateway and the server node
     /// (`None`: rtmc's default).
     pub publisher_channels: Option<usize>,
+    /// `rabbitmq.queue_type` of the stack (`None`: rtmc's default).
+    pub queue_type: Option<rtmc::config::QueueType>,
 }
 
 impl Default for HopsOptions {
@@ -70,6 +72,7 @@ impl Default for HopsOptions {
             body_bytes: 16,
             drain_timeout_secs: 60.0,
             publisher_channels: None,
+            queue_type: None,
         }
     }
 }
@@ -176,14 +179,19 @@ struct HopsStack {
 }
 
 impl HopsStack {
-    async fn start(tcp_connections: usize, channels: Option<usize>) -> anyhow::Result<Self> {
+    async fn start(opts: &HopsOptions) -> anyhow::Result<Self> {
         let binary = rtmc_testkit::process::rtmc_binary()?;
         let services = Services::start().await?;
         let pipeline = crate::stack::namespace_only(&services).await?;
-        pipeline.add_users("hops", tcp_connections).await?;
+        pipeline
+            .add_users("hops", opts.tcp_connections.max(1))
+            .await?;
         let mut cfg = (*pipeline.cfg).clone();
-        if let Some(n) = channels {
+        if let Some(n) = opts.publisher_channels {
             cfg.rabbitmq.publisher_channels = n;
+        }
+        if let Some(t) = opts.queue_type {
+            cfg.rabbitmq.queue_type = t;
         }
         let gateway = NodeProcess::spawn(Role::Gateway, cfg.clone(), &binary).await?;
         // The hop measures the node's ceiling, not its abuse limits.
@@ -223,7 +231,7 @@ impl HopsStack {
 /// Runs every hop on a stack of its own and names the bottleneck.
 pub async fn run(opts: &HopsOptions, progress: impl Fn(&HopResult)) -> anyhow::Result<HopsReport> {
     anyhow::ensure!(opts.duration_secs > 0.0, "--duration-secs must be positive");
-    let stack = HopsStack::start(opts.tcp_connections.max(1), opts.publisher_channels).await?;
+    let stack = HopsStack::start(opts).await?;
     let outcome = run_on(&stack, opts, &progress).await;
     stack.shutdown().await;
     let results = outcome?;
@@ -445,8 +453,10 @@ async fn gateway_hop(
         .into_iter()
         .fold(Tally::new(), Tally::merge);
     let setting = format!(
-        "{} concurrent requests, {} publisher channels",
-        opts.http_concurrency, stack.cfg.rabbitmq.publisher_channels
+        "{} concurrent requests, {} publisher channels, {} queue",
+        opts.http_concurrency,
+        stack.cfg.rabbitmq.publisher_channels,
+        stack.cfg.rabbitmq.queue_type.as_str()
     );
     Ok(tally.result("gateway", setting, started.elapsed(), 1))
 }
@@ -504,8 +514,10 @@ async fn tcp_hop(
         .into_iter()
         .fold(Tally::new(), Tally::merge);
     let setting = format!(
-        "{} connections × {window} pipelined (latency from the window's start), {} publisher channels",
-        opts.tcp_connections, stack.cfg.rabbitmq.publisher_channels
+        "{} connections × {window} pipelined (latency from the window's start), {} publisher channels, {} queue",
+        opts.tcp_connections,
+        stack.cfg.rabbitmq.publisher_channels,
+        stack.cfg.rabbitmq.queue_type.as_str()
     );
     Ok(tally.result("tcp-server", setting, started.elapsed(), 1))
 }
@@ -547,8 +559,10 @@ async fn consumer_hop(
     Ok(HopResult {
         hop: "consumer".into(),
         setting: format!(
-            "drain of {queued} queued (prefetch {}, batch {})",
-            stack.cfg.rabbitmq.prefetch, stack.cfg.consumer.batch_max
+            "drain of {queued} queued (prefetch {}, batch {}, {} queue)",
+            stack.cfg.rabbitmq.prefetch,
+            stack.cfg.consumer.batch_max,
+            stack.cfg.rabbitmq.queue_type.as_str()
         ),
         acked: drained,
         errors: 0,

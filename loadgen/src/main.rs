@@ -98,9 +98,20 @@ struct HopsArgs {
     /// `rabbitmq.publisher_channels` of the gateway and server node [default: rtmc's].
     #[arg(long)]
     publisher_channels: Option<usize>,
+    /// `rabbitmq.queue_type` of the stack: classic or quorum [default: rtmc's].
+    #[arg(long, value_parser = parse_queue_type)]
+    queue_type: Option<rtmc::config::QueueType>,
     /// Also write the report as JSON to this file [default: none].
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+fn parse_queue_type(s: &str) -> Result<rtmc::config::QueueType, String> {
+    match s {
+        "classic" => Ok(rtmc::config::QueueType::Classic),
+        "quorum" => Ok(rtmc::config::QueueType::Quorum),
+        other => Err(format!("{other:?}: expected classic or quorum")),
+    }
 }
 
 async fn hops(a: HopsArgs) -> anyhow::Result<bool> {
@@ -114,6 +125,7 @@ async fn hops(a: HopsArgs) -> anyhow::Result<bool> {
         tcp_window: a.tcp_window,
         body_bytes: a.body_bytes,
         publisher_channels: a.publisher_channels,
+        queue_type: a.queue_type,
         ..Default::default()
     };
     let report = rtmc_loadgen::hops::run(&opts, |r| {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::config::RabbitConfig;
+use crate::config::{QueueType, RabbitConfig};
 
 /// A message as it travels through RabbitMQ, before it has a sequence number.
 /// Its JSON is, byte for byte, the tail of the `broadcast` frame.
@@ -95,8 +95,18 @@ pub enum BrokerError {
 /// AMQP delivery mode for messages that survive a broker restart.
 const PERSISTENT: u8 = 2;
 
-/// Declares the durable message queue and its dead-letter queue.
+/// Declares the durable message queue and its dead-letter queue, of
+/// `rabbitmq.queue_type`.
 pub async fn declare_topology(channel: &Channel, cfg: &RabbitConfig) -> Result<(), lapin::Error> {
+    // Classic is declared without the argument, as before it existed, so a
+    // queue an older version declared stays equivalent.
+    let mut args = FieldTable::default();
+    if cfg.queue_type == QueueType::Quorum {
+        args.insert(
+            ShortString::from("x-queue-type"),
+            AMQPValue::LongString(cfg.queue_type.as_str().into()),
+        );
+    }
     for queue in [&cfg.queue, &cfg.dead_letter_queue] {
         channel
             .queue_declare(
@@ -105,7 +115,7 @@ pub async fn declare_topology(channel: &Channel, cfg: &RabbitConfig) -> Result<(
                     durable: true,
                     ..QueueDeclareOptions::default()
                 },
-                FieldTable::default(),
+                args.clone(),
             )
             .await?;
     }

@@ -56,6 +56,12 @@ pub struct RabbitConfig {
     pub prefetch: u16,
     /// Bound on connect + publish + confirm; past it the publish fails.
     pub publish_timeout_ms: u64,
+    /// `classic` or `quorum`: the type both durable queues are declared
+    /// with. It cannot change for a queue that exists (RabbitMQ refuses the
+    /// declare), so switching means new queue names or draining and deleting
+    /// the old ones. Both types keep persistent messages and confirm after
+    /// the write is on disk.
+    pub queue_type: QueueType,
     /// Confirming channels a publisher (gateway, server node) opens on its
     /// one connection and spreads its publishes over, round robin. At least 1.
     pub publisher_channels: usize,
@@ -77,9 +83,29 @@ impl Default for RabbitConfig {
             dead_letter_queue: "rtmc.messages.dead".into(),
             prefetch: 512,
             publish_timeout_ms: 2_000,
+            queue_type: QueueType::Classic,
             publisher_channels: 4,
             max_inflight_publishes: 1024,
             reconnect_backoff_ms: 200,
+        }
+    }
+}
+
+/// RabbitMQ queue type (`x-queue-type`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    #[default]
+    Classic,
+    Quorum,
+}
+
+impl QueueType {
+    /// The value of the `x-queue-type` argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
         }
     }
 }
