@@ -6,7 +6,7 @@
 //! into a fixed-rate run, a capacity ramp ([`ramp`]), the Redis pub/sub
 //! floor ([`floor`]) and the NATS core and JetStream peers ([`nats_peer`],
 //! speaking [`nats_wire`] through [`nats_sub`]); the verdict ([`verdict`]), reports ([`report`]),
-//! plots ([`plot`]), a self-check ([`selfcheck`]), several processes'
+//! plots ([`plot`]), the ingest path's hops one at a time ([`hops`]), a self-check ([`selfcheck`]), several processes'
 //! reports merged ([`merge`]), profiles ([`profile`]) and the target,
 //! embedded or running ([`stack`]). Client faults ([`client_faults`]) and
 //! event hooks ([`observe`]) let the chaos runner drive and record a run
@@ -19,6 +19,7 @@ pub mod clients;
 pub mod cpu;
 pub mod floor;
 pub mod histogram;
+pub mod hops;
 pub mod live;
 pub mod merge;
 pub mod nats_peer;

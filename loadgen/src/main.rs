@@ -59,6 +59,9 @@ enum Command {
         /// Seconds per step [default: profile, else 10].
         #[arg(long)]
         step_duration_secs: Option<f64>,
+        /// Go on past the first failing step up to --max-rate (the plateau beyond the knee).
+        #[arg(long)]
+        through: bool,
     },
     /// Only the Redis pub/sub floor.
     Floor(LoadArgs),
@@ -80,6 +83,9 @@ enum Command {
         #[arg(long, default_value_t = 30.0)]
         time_limit_secs: f64,
     },
+    /// Each ingest hop alone at its ceiling (RabbitMQ, Redis append script,
+    /// gateway, TCP server, consumer) on a stack of its own; names the bottleneck.
+    Hops(HopsArgs),
     /// Merge the report directories of several loadgen processes into one report.
     Merge {
         /// Report directories (each with latency.hlog, and report.json if present).
@@ -89,6 +95,78 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+/// Flags of `loadgen hops`.
+#[derive(Args)]
+struct HopsArgs {
+    /// Seconds each measurement runs [default: 5].
+    #[arg(long, default_value_t = 5.0)]
+    duration_secs: f64,
+    /// RabbitMQ channel counts to try, comma-separated [default: 1,2,4,8].
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4, 8])]
+    channels: Vec<usize>,
+    /// Confirms in flight per RabbitMQ channel [default: 256].
+    #[arg(long, default_value_t = 256)]
+    confirm_window: usize,
+    /// Messages per append-script call to try, comma-separated [default: 1,64,256].
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 64, 256])]
+    batch_sizes: Vec<usize>,
+    /// Concurrent HTTP requests against the gateway [default: 128].
+    #[arg(long, default_value_t = 128)]
+    http_concurrency: usize,
+    /// Publish-only TCP connections [default: 8].
+    #[arg(long, default_value_t = 8)]
+    tcp_connections: usize,
+    /// Sends in flight per TCP connection [default: 64].
+    #[arg(long, default_value_t = 64)]
+    tcp_window: usize,
+    /// Bytes of each message body [default: 16].
+    #[arg(long, default_value_t = 16)]
+    body_bytes: usize,
+    /// `rabbitmq.publisher_channels` of the gateway and server node [default: rtmc's].
+    #[arg(long)]
+    publisher_channels: Option<usize>,
+    /// `rabbitmq.queue_type` of the stack: classic or quorum [default: rtmc's].
+    #[arg(long, value_parser = parse_queue_type)]
+    queue_type: Option<rtmc::config::QueueType>,
+    /// Also write the report as JSON to this file [default: none].
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn parse_queue_type(s: &str) -> Result<rtmc::config::QueueType, String> {
+    match s {
+        "classic" => Ok(rtmc::config::QueueType::Classic),
+        "quorum" => Ok(rtmc::config::QueueType::Quorum),
+        other => Err(format!("{other:?}: expected classic or quorum")),
+    }
+}
+
+async fn hops(a: HopsArgs) -> anyhow::Result<bool> {
+    let opts = rtmc_loadgen::hops::HopsOptions {
+        duration_secs: a.duration_secs,
+        channels: a.channels,
+        confirm_window: a.confirm_window,
+        batch_sizes: a.batch_sizes,
+        http_concurrency: a.http_concurrency,
+        tcp_connections: a.tcp_connections,
+        tcp_window: a.tcp_window,
+        body_bytes: a.body_bytes,
+        publisher_channels: a.publisher_channels,
+        queue_type: a.queue_type,
+        ..Default::default()
+    };
+    let report = rtmc_loadgen::hops::run(&opts, |r| {
+        eprintln!("  {} [{}]: {:.0} msg/s", r.hop, r.setting, r.rate_per_sec)
+    })
+    .await?;
+    print!("{}", rtmc_loadgen::hops::render(&report));
+    if let Some(path) = a.json {
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(true)
 }
 
 /// Flags shared by run, ramp and floor; each overrides the profile.
@@ -415,6 +493,7 @@ async fn command(command: Command) -> anyhow::Result<bool> {
             factor,
             max_rate,
             step_duration_secs,
+            through,
         } => {
             let mut p = a.profile()?;
             let r = &mut p.ramp;
@@ -433,9 +512,11 @@ async fn command(command: Command) -> anyhow::Result<bool> {
             if let Some(v) = step_duration_secs {
                 r.step_duration_secs = v;
             }
+            r.through |= through;
             load(p, Mode::Ramp).await
         }
         Command::Merge { dirs, out } => merge(dirs, out).await,
+        Command::Hops(a) => hops(a).await,
     }
 }
 

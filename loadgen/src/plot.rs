@@ -71,6 +71,7 @@ pub fn write_all(
     if let Some(ramp) = ramp {
         if !ramp.steps.is_empty() {
             attempt("ramp.svg", &|p| ramp_plot(p, ramp));
+            attempt("ramp_ingest.svg", &|p| ingest_plot(p, ramp));
         }
     }
     out
@@ -432,33 +433,44 @@ fn ramp_series(ramp: &RampReport) -> Vec<Series> {
 }
 
 fn ramp_plot(path: &Path, ramp: &RampReport) -> PlotResult {
-    let series = ramp_series(ramp);
+    let caption = format!(
+        "ramp: latency per step (SLO p99 ≤ {} ms); sustainable up to {}",
+        ramp.slo_p99_ms,
+        ramp.max_sustainable_rate_per_sec
+            .map(|r| format!("{r:.0} msg/s"))
+            .unwrap_or_else(|| "none".into())
+    );
+    let axes = ("publish rate (msg/s)", "publish→receive latency (ms)");
+    steps_plot(path, &caption, axes, ramp_series(ramp), ramp, true)
+}
+
+/// One point per ramp step of every series against the step's rate, with
+/// the SLO line when `slo` is set.
+fn steps_plot(
+    path: &Path,
+    caption: &str,
+    (x_desc, y_desc): (&str, &str),
+    series: Vec<Series>,
+    ramp: &RampReport,
+    slo: bool,
+) -> PlotResult {
     let x_max = ramp
         .steps
         .iter()
         .map(|s| s.rate_per_sec)
         .fold(1.0, f64::max);
-    let y_max = highest_y(&series, ramp.slo_p99_ms);
+    let y_max = highest_y(&series, if slo { ramp.slo_p99_ms } else { 1.0 });
     let root = canvas(path)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "ramp: latency per step (SLO p99 ≤ {} ms); sustainable up to {}",
-                ramp.slo_p99_ms,
-                ramp.max_sustainable_rate_per_sec
-                    .map(|r| format!("{r:.0} msg/s"))
-                    .unwrap_or_else(|| "none".into())
-            ),
-            ("sans-serif", 18),
-        )
+        .caption(caption, ("sans-serif", 18))
         .margin(15)
         .x_label_area_size(40)
         .y_label_area_size(60)
         .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max * 1.1)?;
     chart
         .configure_mesh()
-        .x_desc("publish rate (msg/s)")
-        .y_desc("publish→receive latency (ms)")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .draw()?;
     for (k, (name, pts)) in series.into_iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
@@ -470,8 +482,33 @@ fn ramp_plot(path: &Path, ramp: &RampReport) -> PlotResult {
         )?;
         chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
     }
-    draw_slo(&mut chart, ramp, x_max * 1.05)?;
+    if slo {
+        draw_slo(&mut chart, ramp, x_max * 1.05)?;
+    }
     finish(chart, &root)
+}
+
+/// Per step against the offered rate: the acknowledged rate (goodput), the
+/// refused rate, and the offered rate itself as a reference line, so the
+/// knee and the plateau beyond it show.
+fn ingest_series(ramp: &RampReport) -> Vec<Series> {
+    let per_step = |name: &str, y: fn(&crate::report::RampStep) -> f64| {
+        let pts = ramp.steps.iter().map(|s| (s.rate_per_sec, y(s))).collect();
+        (name.to_owned(), pts)
+    };
+    vec![
+        per_step("offered", |s| s.rate_per_sec),
+        per_step("acknowledged", |s| s.acked_per_sec()),
+        per_step("refused", |s| {
+            s.phase.publish_errors as f64 / s.phase.duration_secs.max(1e-9)
+        }),
+    ]
+}
+
+fn ingest_plot(path: &Path, ramp: &RampReport) -> PlotResult {
+    let caption = "ramp: acknowledged and refused rate against the offered rate";
+    let axes = ("offered publish rate (msg/s)", "msg/s");
+    steps_plot(path, caption, axes, ingest_series(ramp), ramp, false)
 }
 
 /// The SLO line, and a cross on every step that failed.

@@ -227,6 +227,9 @@ pub struct RampProfile {
     pub default_p99_ms: f64,
     /// Steps run at most (a bound on the run's length).
     pub max_steps: usize,
+    /// Keep stepping past the first step that fails, up to `max_rate_per_sec`
+    /// (or `max_steps`): an ingest ramp that shows the plateau beyond the knee.
+    pub through: bool,
 }
 
 impl Default for RampProfile {
@@ -239,6 +242,7 @@ impl Default for RampProfile {
             step_duration_secs: 10.0,
             default_p99_ms: 50.0,
             max_steps: 20,
+            through: false,
         }
     }
 }

@@ -1,6 +1,9 @@
 //! The capacity ramp: on one connected fleet, steps of rising publish rate
 //! until a step misses the p99 SLO or loses, duplicates or reorders
-//! anything; the highest sustainable rate is the answer.
+//! anything; the highest sustainable rate is the answer. With `through`
+//! (`--through`) it goes on to the maximum rate, so offered against
+//! acknowledged rate, refusals and ack p99 per step show the knee and the
+//! plateau beyond it (graceful overload).
 
 use std::time::{Duration, Instant};
 
@@ -63,7 +66,7 @@ pub async fn run_ramp(
         let sustainable = step.sustainable;
         steps.push(step);
         results.push(r);
-        if !sustainable {
+        if !sustainable && !ramp.through {
             break;
         }
         rate = next_rate(ramp, rate);

@@ -114,6 +114,13 @@ pub struct RampStep {
     pub violation: Option<String>,
 }
 
+impl RampStep {
+    /// Acknowledged messages per second of the step's publishing time (its goodput).
+    pub fn acked_per_sec(&self) -> f64 {
+        self.phase.acked as f64 / self.phase.duration_secs.max(1e-9)
+    }
+}
+
 /// The ramp's conclusion.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RampReport {
@@ -488,14 +495,27 @@ fn ramp_text(out: &mut String, ramp: &RampReport) {
     );
     let _ = writeln!(
         out,
-        "{:>10} {:>12} {:>10} {:>10} {:>10} {:>8}  verdict",
-        "msg/s", "deliv/s", "p50 ms", "p99 ms", "p99.9 ms", "lost"
+        "{:>10} {:>10} {:>9} {:>9} {:>11} {:>12} {:>10} {:>10} {:>10} {:>8}  verdict",
+        "msg/s",
+        "acked/s",
+        "refused",
+        "unansw.",
+        "ack p99 ms",
+        "deliv/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "lost"
     );
     for s in &ramp.steps {
         let _ = writeln!(
             out,
-            "{:>10.0} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>8}  {}",
+            "{:>10.0} {:>10.0} {:>9} {:>9} {:>11.2} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>8}  {}",
             s.rate_per_sec,
+            s.acked_per_sec(),
+            s.phase.publish_errors,
+            s.phase.unanswered,
+            s.phase.ack_latency.p99_ms,
             s.phase.deliveries_per_sec,
             s.phase.latency.p50_ms,
             s.phase.latency.p99_ms,

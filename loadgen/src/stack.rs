@@ -129,20 +129,9 @@ pub fn external(p: &Profile) -> Result<Target, StackError> {
 pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError> {
     let binary = rtmc_binary().map_err(|e| embedded_err(&e))?;
     let services = Services::start().await.map_err(|e| embedded_err(&e))?;
-    let pipeline = Pipeline::start(
-        &services,
-        PipelineOptions {
-            servers: 0,
-            gateway: false,
-            consumer: false,
-            // The sync worker runs as its own process below, like every
-            // component: nothing of the stack shares loadgen's CPU accounting.
-            sync: false,
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(|e| embedded_err(&e))?;
+    let pipeline = namespace_only(&services)
+        .await
+        .map_err(|e| embedded_err(&e))?;
     let prefix = p.target.user_prefix.clone();
     pipeline
         .add_users(&prefix, users_needed(p))
@@ -190,6 +179,24 @@ pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError
         },
         target,
     ))
+}
+
+/// A pipeline on `services` that starts no component in-process: its
+/// namespace, configuration and helpers only. The components run as `rtmc`
+/// processes (every one, the sync worker too), so nothing of the stack
+/// shares loadgen's CPU accounting.
+pub async fn namespace_only(services: &Services) -> anyhow::Result<Pipeline> {
+    Pipeline::start(
+        services,
+        PipelineOptions {
+            servers: 0,
+            gateway: false,
+            consumer: false,
+            sync: false,
+            ..Default::default()
+        },
+    )
+    .await
 }
 
 fn embedded_err(e: &dyn std::fmt::Display) -> StackError {

@@ -1,17 +1,21 @@
 //! RabbitMQ: the durable topology and a publisher that only reports success
 //! once the broker confirmed the message. A broker that is down or slow gives
-//! a bounded, explicit failure, never a hang.
+//! a bounded, explicit failure, never a hang; a publisher that already awaits
+//! `rabbitmq.max_inflight_publishes` confirms refuses the next message at once
+//! (admission control), so an overload is answered, not queued.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::config::RabbitConfig;
+use crate::config::{QueueType, RabbitConfig};
 
 /// A message as it travels through RabbitMQ, before it has a sequence number.
 /// Its JSON is, byte for byte, the tail of the `broadcast` frame.
@@ -82,13 +86,27 @@ pub enum BrokerError {
     Timeout(Duration),
     #[error("broker refused the message (nack)")]
     Nacked,
+    /// Admission control: `bound` confirms were awaited already; the
+    /// message was not published. Retrying later may succeed.
+    #[error("overloaded: {bound} messages already await the broker's confirm; not published")]
+    Overloaded { bound: usize },
 }
 
 /// AMQP delivery mode for messages that survive a broker restart.
 const PERSISTENT: u8 = 2;
 
-/// Declares the durable message queue and its dead-letter queue.
+/// Declares the durable message queue and its dead-letter queue, of
+/// `rabbitmq.queue_type`.
 pub async fn declare_topology(channel: &Channel, cfg: &RabbitConfig) -> Result<(), lapin::Error> {
+    // Classic is declared without the argument, as before it existed, so a
+    // queue an older version declared stays equivalent.
+    let mut args = FieldTable::default();
+    if cfg.queue_type == QueueType::Quorum {
+        args.insert(
+            ShortString::from("x-queue-type"),
+            AMQPValue::LongString(cfg.queue_type.as_str().into()),
+        );
+    }
     for queue in [&cfg.queue, &cfg.dead_letter_queue] {
         channel
             .queue_declare(
@@ -97,28 +115,37 @@ pub async fn declare_topology(channel: &Channel, cfg: &RabbitConfig) -> Result<(
                     durable: true,
                     ..QueueDeclareOptions::default()
                 },
-                FieldTable::default(),
+                args.clone(),
             )
             .await?;
     }
     Ok(())
 }
 
-/// Opens a connection and a channel in confirm mode with the topology declared.
-pub async fn connect_confirming(cfg: &RabbitConfig) -> Result<(Connection, Channel), lapin::Error> {
+/// Opens a connection and `rabbitmq.publisher_channels` channels (at least
+/// one) in confirm mode, with the topology declared.
+pub async fn connect_confirming(cfg: &RabbitConfig) -> Result<Link, lapin::Error> {
     let conn =
         Connection::connect(cfg.url.expose_secret(), ConnectionProperties::default()).await?;
-    let channel = conn.create_channel().await?;
-    declare_topology(&channel, cfg).await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    Ok((conn, channel))
+    let mut channels = Vec::with_capacity(cfg.publisher_channels.max(1));
+    for _ in 0..cfg.publisher_channels.max(1) {
+        let channel = conn.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        channels.push(channel);
+    }
+    declare_topology(&channels[0], cfg).await?;
+    Ok(Link {
+        _conn: conn,
+        channels,
+        next: AtomicUsize::new(0),
+    })
 }
 
 /// [`connect_confirming`] bounded by `publish_timeout_ms`, its error as a
 /// publish failure.
-async fn connect_within(cfg: RabbitConfig) -> Result<(Connection, Channel), BrokerError> {
+async fn connect_within(cfg: RabbitConfig) -> Result<Link, BrokerError> {
     let limit = Duration::from_millis(cfg.publish_timeout_ms);
     match tokio::time::timeout(limit, connect_confirming(&cfg)).await {
         Ok(Ok(connected)) => Ok(connected),
@@ -129,10 +156,27 @@ async fn connect_within(cfg: RabbitConfig) -> Result<(Connection, Channel), Brok
     }
 }
 
-struct Link {
-    /// Kept so the connection lives as long as the channel.
+/// One connection with a pool of confirming channels. A channel's confirms
+/// are handled in order by one broker process, so publishes spread over
+/// several channels are confirmed in parallel.
+pub struct Link {
+    /// Kept so the connection lives as long as its channels.
     _conn: Connection,
-    channel: Channel,
+    channels: Vec<Channel>,
+    /// Round robin over `channels`.
+    next: AtomicUsize,
+}
+
+impl Link {
+    /// The next channel of the pool, if every channel is still open (one
+    /// that closed, say after a broker error, makes the link reconnect).
+    fn pick(&self) -> Option<Channel> {
+        if !self.channels.iter().all(|c| c.status().connected()) {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.channels.len();
+        Some(self.channels[i].clone())
+    }
 }
 
 /// The publisher's connection to the broker.
@@ -142,8 +186,8 @@ enum LinkState {
     /// A connect in flight, in a task of its own, bounded by
     /// `publish_timeout_ms`. Publishes wait for it instead of starting
     /// another, and one that gives up leaves it running for the next.
-    Connecting(JoinHandle<Result<(Connection, Channel), BrokerError>>),
-    /// Connected, with a channel in confirm mode.
+    Connecting(JoinHandle<Result<Link, BrokerError>>),
+    /// Connected, with channels in confirm mode.
     Up(Box<Link>),
 }
 
@@ -154,14 +198,46 @@ pub struct Publisher {
     link: Mutex<LinkState>,
     /// When the last connect attempt failed: publishes fail fast until the back-off passed.
     last_failure: std::sync::Mutex<Option<Instant>>,
+    /// Admission control: one permit per chat message awaiting its confirm.
+    admission: Arc<Semaphore>,
+}
+
+/// A chat message admitted past the in-flight bound; dropping it frees the slot.
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        metrics::gauge!("rtmc_publish_inflight").decrement(1.0);
+    }
 }
 
 impl Publisher {
     pub fn new(cfg: RabbitConfig) -> Self {
         Self {
+            admission: Arc::new(Semaphore::new(cfg.max_inflight_publishes.max(1))),
             cfg,
             link: Mutex::new(LinkState::Down),
             last_failure: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Takes one of the `max_inflight_publishes` slots, or refuses at once
+    /// with [`BrokerError::Overloaded`] (counted in
+    /// `rtmc_publish_overloaded_total`). Never waits.
+    pub fn admit(&self) -> Result<Admitted, BrokerError> {
+        match self.admission.clone().try_acquire_owned() {
+            Ok(permit) => {
+                metrics::gauge!("rtmc_publish_inflight").increment(1.0);
+                Ok(Admitted { _permit: permit })
+            }
+            Err(_) => {
+                metrics::counter!("rtmc_publish_overloaded_total").increment(1);
+                Err(BrokerError::Overloaded {
+                    bound: self.cfg.max_inflight_publishes.max(1),
+                })
+            }
         }
     }
 
@@ -178,8 +254,8 @@ impl Publisher {
     async fn channel(&self) -> Result<Channel, BrokerError> {
         let mut link = self.link.lock().await;
         if let LinkState::Up(l) = &*link {
-            if l.channel.status().connected() {
-                return Ok(l.channel.clone());
+            if let Some(channel) = l.pick() {
+                return Ok(channel);
             }
             *link = LinkState::Down;
         }
@@ -196,12 +272,10 @@ impl Publisher {
         let connected = connecting.await;
         *link = LinkState::Down;
         match connected {
-            Ok(Ok((conn, channel))) => {
+            Ok(Ok(connected)) => {
                 *self.last_failure.lock().expect("not poisoned") = None;
-                *link = LinkState::Up(Box::new(Link {
-                    _conn: conn,
-                    channel: channel.clone(),
-                }));
+                let channel = connected.channels[0].clone();
+                *link = LinkState::Up(Box::new(connected));
                 metrics::counter!("rtmc_broker_connects_total").increment(1);
                 Ok(channel)
             }
@@ -278,8 +352,10 @@ impl Publisher {
         result
     }
 
-    /// Publishes a chat message to the message queue.
+    /// Publishes a chat message to the message queue, if admitted (see
+    /// [`Publisher::admit`]): an overload is refused before anything is sent.
     pub async fn publish(&self, msg: &PublishedMessage) -> Result<(), BrokerError> {
+        let _admitted = self.admit()?;
         let payload = serde_json::to_vec(msg).expect("messages always serialize");
         let started = Instant::now();
         let done = self

@@ -374,7 +374,7 @@ impl ChatClient {
     /// Publishes and waits for the `send_ack` of this message id; returns
     /// the id. On a lost link it reconnects (resuming) and sends again with
     /// the same id, which the consumer delivers once. A refusal by the server
-    /// (`rate_limited`, `broker_unavailable`, `invalid_field`) is returned.
+    /// (`rate_limited`, `overloaded`, `broker_unavailable`, `invalid_field`) is returned.
     pub async fn send(
         &mut self,
         body: &str,

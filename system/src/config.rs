@@ -56,6 +56,21 @@ pub struct RabbitConfig {
     pub prefetch: u16,
     /// Bound on connect + publish + confirm; past it the publish fails.
     pub publish_timeout_ms: u64,
+    /// `classic` or `quorum`: the type both durable queues are declared
+    /// with. It cannot change for a queue that exists (RabbitMQ refuses the
+    /// declare), so switching means new queue names or draining and deleting
+    /// the old ones. Both types keep persistent messages and confirm after
+    /// the write is on disk.
+    pub queue_type: QueueType,
+    /// Confirming channels a publisher (gateway, server node) opens on its
+    /// one connection and spreads its publishes over, round robin. At least 1.
+    pub publisher_channels: usize,
+    /// Admission control: chat messages a publisher (one per gateway and per
+    /// server node) may have awaiting the broker's confirm at once. A publish
+    /// beyond it is refused at once with `overloaded` (HTTP 503 with
+    /// `Retry-After`), so an overload is answered in microseconds instead of
+    /// queueing until `publish_timeout_ms`. At least 1.
+    pub max_inflight_publishes: usize,
     /// After a failed connect, publishes fail fast for this long.
     pub reconnect_backoff_ms: u64,
 }
@@ -68,7 +83,29 @@ impl Default for RabbitConfig {
             dead_letter_queue: "rtmc.messages.dead".into(),
             prefetch: 512,
             publish_timeout_ms: 2_000,
+            queue_type: QueueType::Classic,
+            publisher_channels: 4,
+            max_inflight_publishes: 1024,
             reconnect_backoff_ms: 200,
+        }
+    }
+}
+
+/// RabbitMQ queue type (`x-queue-type`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    #[default]
+    Classic,
+    Quorum,
+}
+
+impl QueueType {
+    /// The value of the `x-queue-type` argument.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
         }
     }
 }
@@ -143,7 +180,8 @@ pub struct ServerConfig {
     pub write_timeout_ms: u64,
     /// Connections accepted at once; more are refused with `too_many_connections`.
     pub max_connections: usize,
-    /// `send`s a connection may have awaiting broker confirmation.
+    /// `send`s a connection may have awaiting broker confirmation; more are
+    /// refused at once with `overloaded` (with their `message_id`).
     pub max_inflight_sends: usize,
     /// `send`s per second a connection may make (bursts of one second's worth);
     /// more are refused with `rate_limited`.
@@ -183,7 +221,7 @@ impl Default for ServerConfig {
             outbound_queue_frames: 4096,
             write_timeout_ms: 10_000,
             max_connections: 18_000,
-            max_inflight_sends: 64,
+            max_inflight_sends: 256,
             max_sends_per_sec: 1_000,
             max_frames_per_sec: 5_000,
             max_login_failures: 10,

@@ -49,6 +49,8 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("rtmc_publish_confirm_seconds", Kind::Histogram, "From publish to broker confirm (or failure), per message."),
     ("rtmc_publish_confirmed_total", Kind::Counter, "Publishes confirmed by the broker."),
     ("rtmc_publish_failed_total", Kind::Counter, "Publishes that failed or were not confirmed."),
+    ("rtmc_publish_inflight", Kind::Gauge, "Chat messages awaiting the broker's confirm now (bounded by rabbitmq.max_inflight_publishes per publisher)."),
+    ("rtmc_publish_overloaded_total", Kind::Counter, "Chat messages refused at once with `overloaded`: the publisher already awaited rabbitmq.max_inflight_publishes confirms."),
     ("rtmc_rate_limited_total", Kind::Counter, "Requests refused by a rate limit, by kind."),
     ("rtmc_rejected_total", Kind::Counter, "Error frames sent to clients, by code."),
     ("rtmc_resume_replayed_total", Kind::Counter, "Messages replayed to resuming clients."),

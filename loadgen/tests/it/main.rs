@@ -5,5 +5,6 @@
 
 mod client_faults;
 mod embedded_run;
+mod hops;
 mod nats_peers;
 mod signals;

@@ -2,7 +2,9 @@
 //! `POST /v1/service/messages` (a service, with an API key) publish with a
 //! broker confirm and answer 202 only after it; `POST /v1/login` issues session tokens. Every
 //! failure is a JSON `{code, message}` body with a precise status: 400 bad
-//! JSON or fields, 401 no valid credentials, 413 oversized, 503 broker down.
+//! JSON or fields, 401 no valid credentials, 413 oversized, 503 broker down,
+//! and 503 `overloaded` with `Retry-After` at once when the publisher already
+//! awaits `rabbitmq.max_inflight_publishes` confirms.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::LoginRefused;
-use crate::broker::{PublishedMessage, Publisher};
+use crate::broker::{BrokerError, PublishedMessage, Publisher};
 use crate::config::Config;
 use crate::error::StartError;
 use crate::presence::{Presence, SessionKind};
@@ -28,6 +30,10 @@ use crate::stream;
 
 /// The OpenAPI 3 description of this gateway, served at `/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+/// `Retry-After` of an `overloaded` 503, in seconds: confirms in flight
+/// drain within milliseconds, so the next second is a fair time to retry.
+pub const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Clone)]
 struct Gateway {
@@ -388,6 +394,14 @@ async fn post_message(
                 }),
             )
                 .into_response()
+        }
+        Err(e @ BrokerError::Overloaded { .. }) => {
+            let mut refused = fail(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string());
+            refused.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(OVERLOADED_RETRY_AFTER_SECS),
+            );
+            refused
         }
         Err(e) => fail(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -304,6 +304,10 @@ pub enum ErrorCode {
     HeartbeatTimeout,
     /// The broker did not confirm in time; the message was not accepted.
     BrokerUnavailable,
+    /// Admission control: too many sends already await the broker's confirm
+    /// (on this connection, or on the node); refused at once, not published.
+    /// Carries `message_id`; retry later. Connection stays open.
+    Overloaded,
     /// The client did not read fast enough. Connection is closed.
     SlowConsumer,
     /// A limit was hit: a refused `send` (stays open, carries `message_id`),
@@ -335,6 +339,7 @@ impl ErrorCode {
             ErrorCode::LoginTimeout => "login_timeout",
             ErrorCode::HeartbeatTimeout => "heartbeat_timeout",
             ErrorCode::BrokerUnavailable => "broker_unavailable",
+            ErrorCode::Overloaded => "overloaded",
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyConnections => "too_many_connections",
@@ -382,6 +387,7 @@ mod tests {
         for code in [
             ErrorCode::AuthFailed,
             ErrorCode::ResumeUnavailable,
+            ErrorCode::Overloaded,
             ErrorCode::Internal,
         ] {
             assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());

@@ -10,6 +10,7 @@ mod gateway;
 mod limits;
 mod operations;
 mod ops;
+mod overload;
 mod resume;
 mod security;
 mod sessions;

@@ -1,9 +1,11 @@
 //! `send`: checks the message against the limits and the connection's send
 //! rate, then publishes it with a broker confirm in its own task, so the
 //! reader keeps reading; the `send_ack` (or `broker_unavailable`) follows
-//! the confirm. At most `server.max_inflight_sends` await a confirm at once.
+//! the confirm. At most `server.max_inflight_sends` of a connection (and
+//! `rabbitmq.max_inflight_publishes` of the node) await a confirm at once;
+//! a send beyond either is refused at once with `overloaded`.
 
-use crate::broker::{PublishedMessage, Publisher};
+use crate::broker::{BrokerError, PublishedMessage, Publisher};
 use crate::protocol::{now_us, ErrorCode, ServerFrame};
 use crate::server::outbound::{frame, Outbound};
 use crate::server::session::{count_rejection, Next, Session};
@@ -29,10 +31,16 @@ pub(super) async fn apply(
         refuse_over_rate(session, msg.message_id).await;
         return Next::Continue;
     }
-    // Wait for a slot: a client sending faster than the broker confirms
-    // is slowed down here rather than buffered without bound.
-    let Ok(permit) = session.inflight.clone().acquire_owned().await else {
-        return Next::Close;
+    // A client sending faster than the broker confirms is refused at once
+    // rather than buffered: waiting here would stop the reader, and the
+    // client would see silence instead of an answer.
+    let Ok(permit) = session.inflight.clone().try_acquire_owned() else {
+        let bound = limits.max_inflight_sends.max(1);
+        let why = format!(
+            "{bound} sends of this connection already await the broker's confirm; not published"
+        );
+        refuse_overloaded(session, msg.message_id, why).await;
+        return Next::Continue;
     };
     let publisher = session.ctx.publisher.clone();
     let out = session.out.clone();
@@ -58,6 +66,19 @@ async fn refuse_over_rate(session: &Session, message_id: String) {
         .await;
 }
 
+/// Refuses a send with `overloaded`, naming the message.
+async fn refuse_overloaded(session: &Session, message_id: String, message: String) {
+    metrics::counter!("rtmc_sends_total", "result" => "overloaded").increment(1);
+    count_rejection(ErrorCode::Overloaded);
+    session
+        .reply(ServerFrame::Error {
+            code: ErrorCode::Overloaded,
+            message,
+            message_id: Some(message_id),
+        })
+        .await;
+}
+
 /// Publishes and waits for the confirm; the frame that answers the send.
 async fn publish(publisher: &Publisher, msg: PublishedMessage) -> ServerFrame {
     match publisher.publish(&msg).await {
@@ -68,9 +89,16 @@ async fn publish(publisher: &Publisher, msg: PublishedMessage) -> ServerFrame {
             }
         }
         Err(e) => {
-            count_rejection(ErrorCode::BrokerUnavailable);
+            let code = match &e {
+                BrokerError::Overloaded { .. } => {
+                    metrics::counter!("rtmc_sends_total", "result" => "overloaded").increment(1);
+                    ErrorCode::Overloaded
+                }
+                _ => ErrorCode::BrokerUnavailable,
+            };
+            count_rejection(code);
             ServerFrame::Error {
-                code: ErrorCode::BrokerUnavailable,
+                code,
                 message: e.to_string(),
                 message_id: Some(msg.message_id),
             }
