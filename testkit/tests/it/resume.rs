@@ -66,6 +66,17 @@ async fn the_client_library_resumes_automatically_after_a_dropped_link() {
     // Cut the link under the client (as a network failure would): the server
     // sees end of stream and closes; the client notices on its next read.
     c.connection().shutdown().await.unwrap();
+    // Wait for the server's close before publishing: until the session has
+    // ended the node may still deliver to the half-closed link, and a client
+    // that got everything live would have had nothing to resume (CI saw it).
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while c.connection().recv_raw().await.is_ok() {}
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the server never closed the half-closed link"
+    );
     publish(&p, 5..15).await;
     let rest = collect(&mut c, 10, Duration::from_secs(30)).await;
     assert_eq!(ids(&rest), expected(5..15));
