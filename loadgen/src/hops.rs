@@ -321,10 +321,7 @@ async fn rabbitmq_hop(
             deadline,
         )
     });
-    let tally = futures::future::join_all(workers)
-        .await
-        .into_iter()
-        .fold(Tally::new(), Tally::merge);
+    let tally = all_of(workers).await;
     let elapsed = started.elapsed();
     let _ = chans[0]
         .queue_delete(queue.as_str().into(), Default::default())
@@ -448,17 +445,32 @@ async fn gateway_hop(
             tally
         }
     });
-    let tally = futures::future::join_all(workers)
-        .await
-        .into_iter()
-        .fold(Tally::new(), Tally::merge);
+    let tally = all_of(workers).await;
     let setting = format!(
-        "{} concurrent requests, {} publisher channels, {} queue",
+        "{} concurrent requests, {}",
         opts.http_concurrency,
-        stack.cfg.rabbitmq.publisher_channels,
-        stack.cfg.rabbitmq.queue_type.as_str()
+        publisher_setting(stack)
     );
     Ok(tally.result("gateway", setting, started.elapsed(), 1))
+}
+
+/// Every worker's tally, merged.
+async fn all_of(
+    workers: impl IntoIterator<Item = impl std::future::Future<Output = Tally>>,
+) -> Tally {
+    futures::future::join_all(workers)
+        .await
+        .into_iter()
+        .fold(Tally::new(), Tally::merge)
+}
+
+/// The stack's publisher settings, as a hop's setting names them.
+fn publisher_setting(stack: &HopsStack) -> String {
+    format!(
+        "{} publisher channels, {} queue",
+        stack.cfg.rabbitmq.publisher_channels,
+        stack.cfg.rabbitmq.queue_type.as_str()
+    )
 }
 
 /// `tcp_connections` publish-only sessions, each sending a window of
@@ -509,15 +521,11 @@ async fn tcp_hop(
             tally
         }
     });
-    let tally = futures::future::join_all(workers)
-        .await
-        .into_iter()
-        .fold(Tally::new(), Tally::merge);
+    let tally = all_of(workers).await;
     let setting = format!(
-        "{} connections × {window} pipelined (latency from the window's start), {} publisher channels, {} queue",
+        "{} connections × {window} pipelined (latency from the window's start), {}",
         opts.tcp_connections,
-        stack.cfg.rabbitmq.publisher_channels,
-        stack.cfg.rabbitmq.queue_type.as_str()
+        publisher_setting(stack)
     );
     Ok(tally.result("tcp-server", setting, started.elapsed(), 1))
 }
