@@ -189,11 +189,14 @@ pub fn resolve_commit(repo: &Path, commit: &str) -> Result<String, BaselineError
 pub const RTMC_SOURCES: &[&str] = &["system", "Cargo.toml", "Cargo.lock", ".cargo"];
 
 /// The paths whose contents make up the instruction benches: `rtmc`'s
-/// sources, loadgen (its wire parser and histograms are benched) and
-/// `benches`.
+/// sources, loadgen (its wire parser and histograms are benched), the
+/// workspace crates loadgen and the benches link (`stats`, `testkit`) and
+/// `benches`. A test checks this covers every path dependency.
 pub const BENCH_SOURCES: &[&str] = &[
     "system",
     "loadgen",
+    "stats",
+    "testkit",
     "benches",
     "Cargo.toml",
     "Cargo.lock",
@@ -332,6 +335,52 @@ pub fn baseline_binary(
 
 #[cfg(test)]
 mod tests {
+
+    /// The workspace crates `crate_dir` links by path, itself included:
+    /// its own dependencies of every kind (the benches are its targets),
+    /// then their normal and build dependencies (not their dev ones).
+    fn path_closure(root: &Path, crate_dir: &str) -> std::collections::BTreeSet<String> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut todo = vec![crate_dir.to_string()];
+        while let Some(dir) = todo.pop() {
+            if !seen.insert(dir.clone()) {
+                continue;
+            }
+            let text = std::fs::read_to_string(root.join(&dir).join("Cargo.toml")).unwrap();
+            let manifest: toml::Table = toml::from_str(&text).unwrap();
+            let sections: &[&str] = if dir == crate_dir {
+                &["dependencies", "dev-dependencies", "build-dependencies"]
+            } else {
+                &["dependencies", "build-dependencies"]
+            };
+            for section in sections {
+                let Some(deps) = manifest.get(*section).and_then(|d| d.as_table()) else {
+                    continue;
+                };
+                for dep in deps.values() {
+                    if let Some(path) = dep.get("path").and_then(|p| p.as_str()) {
+                        let name = Path::new(path).file_name().unwrap().to_string_lossy();
+                        todo.push(name.into_owned());
+                    }
+                }
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn the_source_lists_cover_every_workspace_crate_the_binaries_link() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for (list, top) in [(RTMC_SOURCES, "system"), (BENCH_SOURCES, "benches")] {
+            for dir in path_closure(root, top) {
+                assert!(
+                    list.contains(&dir.as_str()),
+                    "{dir}/ is linked into {top}'s build but missing from its source list {list:?}: \
+                     a change there would be judged as identical sources"
+                );
+            }
+        }
+    }
     use super::*;
 
     #[test]
