@@ -17,6 +17,8 @@ pub struct LiveStats {
     delivery_shards: Vec<Mutex<LatencyHistogram>>,
     /// Publish→ack latency of the current interval.
     ack: Mutex<LatencyHistogram>,
+    /// Publish→refusal latencies (an explicit `error`/non-202 answer).
+    refusal: Mutex<LatencyHistogram>,
     /// Messages received by all receivers.
     pub deliveries: AtomicU64,
     /// Messages handed to the transport by publishers.
@@ -50,6 +52,7 @@ impl LiveStats {
         Self {
             delivery_shards: (0..SHARDS).map(|_| Mutex::new(new_histogram())).collect(),
             ack: Mutex::new(new_histogram()),
+            refusal: Mutex::new(new_histogram()),
             deliveries: AtomicU64::new(0),
             published: AtomicU64::new(0),
             acked: AtomicU64::new(0),
@@ -87,6 +90,18 @@ impl LiveStats {
         self.acked.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records one publish→refusal latency.
+    pub fn record_refusal(&self, latency_us: u64) {
+        if let Ok(mut h) = self.refusal.lock() {
+            crate::histogram::record_us(&mut h, latency_us);
+        }
+    }
+
+    /// Takes the refusal latencies recorded since the last call.
+    pub fn take_refusals(&self) -> LatencyHistogram {
+        take(&self.refusal)
+    }
+
     /// Takes the delivery and ack histograms of the interval that just ended.
     pub fn take_interval(&self) -> (LatencyHistogram, LatencyHistogram) {
         let mut delivery = new_histogram();
@@ -96,15 +111,7 @@ impl LiveStats {
                 h.reset();
             }
         }
-        let ack = match self.ack.lock() {
-            Ok(mut h) => {
-                let out = h.clone();
-                h.reset();
-                out
-            }
-            Err(_) => new_histogram(),
-        };
-        (delivery, ack)
+        (delivery, take(&self.ack))
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {
@@ -113,5 +120,17 @@ impl LiveStats {
 
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The histogram's contents, leaving it empty.
+fn take(h: &Mutex<LatencyHistogram>) -> LatencyHistogram {
+    match h.lock() {
+        Ok(mut h) => {
+            let out = h.clone();
+            h.reset();
+            out
+        }
+        Err(_) => new_histogram(),
     }
 }

@@ -135,6 +135,10 @@ pub struct PhaseReport {
     pub bad_frames: u64,
     pub latency: LatencySummary,
     pub ack_latency: LatencySummary,
+    /// Publish→refusal latency of the explicit refusals (`overloaded`,
+    /// HTTP 503…), from the intended send time (absent in older reports).
+    #[serde(default)]
+    pub refusal_latency: LatencySummary,
     pub selfcheck: SelfCheck,
     /// CPU-seconds of the server processes over the phase, and per million
     /// deliveries (absent in reports before schema 4).
@@ -468,6 +472,7 @@ pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -
     let live: Arc<LiveStats> = fleet.live.clone();
     let start = Counters::read(&live);
     let _ = live.take_interval();
+    let _ = live.take_refusals();
     let lag = LagProbe::start();
     let cpu_start = sample_cpu(&spec.rtmc_pids);
     let server_cpu_start = cpu::read(&spec.server_cpu);
@@ -532,6 +537,7 @@ pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -
         bad_frames: added.bad_frames,
         latency,
         ack_latency: LatencySummary::of(&recorder.ack_latency),
+        refusal_latency: LatencySummary::of(&live.take_refusals()),
         selfcheck,
         server_cpu: cpu::spent(
             &spec.server_cpu,

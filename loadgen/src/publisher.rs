@@ -137,6 +137,12 @@ impl PublishOutcome {
         self.acked += 1;
     }
 
+    /// Counts an explicit refusal, `latency_us` after its intended send time.
+    fn refuse(&mut self, live: &LiveStats, latency_us: u64, sample: String) {
+        live.record_refusal(latency_us);
+        self.fail(live, sample);
+    }
+
     /// Counts a refused (or failed) publish.
     fn fail(&mut self, live: &LiveStats, sample: String) {
         self.errors += 1;
@@ -435,7 +441,14 @@ async fn read_acks(
                     if let (Some(obs), Some(id)) = (&share.observer, &message_id) {
                         obs.refused(share.index, id, &error_code_name(code));
                     }
-                    if message_id.is_some() || code == ErrorCode::BrokerUnavailable {
+                    let origin = message_id
+                        .as_deref()
+                        .and_then(|id| wire::parse_message_id(id.as_bytes()));
+                    if let Some(o) = origin {
+                        let i = o.publisher_seq.saturating_sub(schedule.seq_base);
+                        answered += 1;
+                        outcome.refuse(live, now.saturating_sub(schedule.intended_us(i)), sample);
+                    } else if message_id.is_some() || code == ErrorCode::BrokerUnavailable {
                         answered += 1;
                         outcome.fail(live, sample);
                     } else {
@@ -534,7 +547,7 @@ async fn post_message(
     };
     match result {
         Ok(r) if r.status().as_u16() == 202 => o.ack(&live, latency_us, seq),
-        Ok(r) => o.fail(&live, format!("HTTP {}", r.status())),
+        Ok(r) => o.refuse(&live, latency_us, format!("HTTP {}", r.status())),
         Err(e) => o.fail(&live, e.to_string()),
     }
     status

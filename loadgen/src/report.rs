@@ -486,6 +486,14 @@ fn side_by_side_text(out: &mut String, r: &RunReport) {
     }
 }
 
+/// `p50/p99/max` of the refusal latency in ms, `-` without refusals.
+fn refusal_cell(l: &LatencySummary) -> String {
+    if l.count == 0 {
+        return "-".into();
+    }
+    format!("{:.1}/{:.1}/{:.1}", l.p50_ms, l.p99_ms, l.max_ms)
+}
+
 fn ramp_text(out: &mut String, ramp: &RampReport) {
     use std::fmt::Write as _;
     let _ = writeln!(
@@ -495,12 +503,13 @@ fn ramp_text(out: &mut String, ramp: &RampReport) {
     );
     let _ = writeln!(
         out,
-        "{:>10} {:>10} {:>9} {:>9} {:>11} {:>12} {:>10} {:>10} {:>10} {:>8}  verdict",
+        "{:>10} {:>10} {:>9} {:>9} {:>11} {:>20} {:>12} {:>10} {:>10} {:>10} {:>8}  verdict",
         "msg/s",
         "acked/s",
         "refused",
         "unansw.",
         "ack p99 ms",
+        "refusal p50/p99/max",
         "deliv/s",
         "p50 ms",
         "p99 ms",
@@ -510,12 +519,13 @@ fn ramp_text(out: &mut String, ramp: &RampReport) {
     for s in &ramp.steps {
         let _ = writeln!(
             out,
-            "{:>10.0} {:>10.0} {:>9} {:>9} {:>11.2} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>8}  {}",
+            "{:>10.0} {:>10.0} {:>9} {:>9} {:>11.2} {:>20} {:>12.0} {:>10.2} {:>10.2} {:>10.2} {:>8}  {}",
             s.rate_per_sec,
             s.acked_per_sec(),
             s.phase.publish_errors,
             s.phase.unanswered,
             s.phase.ack_latency.p99_ms,
+            refusal_cell(&s.phase.refusal_latency),
             s.phase.deliveries_per_sec,
             s.phase.latency.p50_ms,
             s.phase.latency.p99_ms,
@@ -635,4 +645,46 @@ pub fn default_dir(kind: &str) -> PathBuf {
         "{}-{kind}",
         chrono::Local::now().format("%Y%m%d-%H%M%S")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ramp_step_shows_its_refusal_latency_or_a_dash_without_refusals() {
+        let mut refused = RampStep {
+            rate_per_sec: 2000.0,
+            phase: PhaseReport::default(),
+            sustainable: false,
+            violation: Some("refused".into()),
+        };
+        refused.phase.refusal_latency = LatencySummary {
+            count: 3,
+            p50_ms: 1.25,
+            p99_ms: 7.5,
+            max_ms: 9.0,
+            ..Default::default()
+        };
+        let calm = RampStep {
+            rate_per_sec: 1000.0,
+            phase: PhaseReport::default(),
+            sustainable: true,
+            violation: None,
+        };
+        let mut out = String::new();
+        ramp_text(
+            &mut out,
+            &RampReport {
+                slo_p99_ms: 50.0,
+                max_sustainable_rate_per_sec: Some(1000.0),
+                max_sustainable_deliveries_per_sec: Some(0.0),
+                steps: vec![calm, refused],
+            },
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[1].contains("refusal p50/p99/max"), "{out}");
+        assert!(lines[2].contains(" - "), "{out}");
+        assert!(lines[3].contains("1.2/7.5/9.0"), "{out}");
+    }
 }

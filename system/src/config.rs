@@ -244,6 +244,11 @@ pub struct GatewayConfig {
     pub api_keys: Vec<Secret<String>>,
     /// Largest request body in bytes; larger gets 413.
     pub max_request_bytes: usize,
+    /// Admission control: publishing requests (`POST /v1/messages`,
+    /// `/v1/service/messages`) worked on at once; beyond it a post is
+    /// refused at once, 503 `overloaded` with `Retry-After`. Caps the
+    /// queueing inside the gateway at about this many ÷ its throughput.
+    pub max_inflight_requests: usize,
     /// PEM certificate chain; with `tls_key_path`, the gateway serves HTTPS.
     pub tls_cert_path: String,
     /// PEM private key.
@@ -256,6 +261,7 @@ impl Default for GatewayConfig {
             listen: "127.0.0.1:8080".into(),
             api_keys: Vec::new(),
             max_request_bytes: 64 * 1024,
+            max_inflight_requests: 256,
             tls_cert_path: String::new(),
             tls_key_path: String::new(),
         }

@@ -43,6 +43,7 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("rtmc_fanout_lag_seconds", Kind::Histogram, "From a message's sent_at_us to its fan-out by a server node (last entry of each stream read)."),
     ("rtmc_gateway_accepted_total", Kind::Counter, "Messages the gateway published with a broker confirm (202)."),
     ("rtmc_gateway_rejected_total", Kind::Counter, "Gateway requests refused, by error code."),
+    ("rtmc_gateway_shed_total", Kind::Counter, "Publishing requests refused at once because gateway.max_inflight_requests were in flight (503 overloaded)."),
     ("rtmc_http_request_duration_seconds", Kind::Histogram, "HTTP request duration, by route template, method and status."),
     ("rtmc_logins_total", Kind::Counter, "TCP logins, by result."),
     ("rtmc_outbound_queue_frames", Kind::Histogram, "Frames queued to a session when a broadcast is added."),

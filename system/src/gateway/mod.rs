@@ -3,8 +3,11 @@
 //! broker confirm and answer 202 only after it; `POST /v1/login` issues session tokens. Every
 //! failure is a JSON `{code, message}` body with a precise status: 400 bad
 //! JSON or fields, 401 no valid credentials, 413 oversized, 503 broker down,
-//! and 503 `overloaded` with `Retry-After` at once when the publisher already
-//! awaits `rabbitmq.max_inflight_publishes` confirms.
+//! and 503 `overloaded` with `Retry-After` at once when the gateway already
+//! works on `gateway.max_inflight_requests` posts ([`admission`]) or the
+//! publisher already awaits `rabbitmq.max_inflight_publishes` confirms.
+
+mod admission;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,9 +34,7 @@ use crate::stream;
 /// The OpenAPI 3 description of this gateway, served at `/openapi.json`.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
-/// `Retry-After` of an `overloaded` 503, in seconds: confirms in flight
-/// drain within milliseconds, so the next second is a fair time to retry.
-pub const OVERLOADED_RETRY_AFTER_SECS: u64 = 1;
+pub use admission::OVERLOADED_RETRY_AFTER_SECS;
 
 #[derive(Clone)]
 struct Gateway {
@@ -143,9 +144,14 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
                 .map_err(|_| "broker unreachable".to_string())
         })
     });
-    let api = Router::new()
+    let publishing = Router::new()
         .route("/v1/messages", post(post_user_message))
         .route("/v1/service/messages", post(post_service_message))
+        .route_layer(axum::middleware::from_fn_with_state(
+            admission::RequestAdmission::new(cfg.gateway.max_inflight_requests),
+            admission::admit,
+        ));
+    let api = publishing
         .route("/v1/login", post(login))
         .route(
             "/openapi.json",
@@ -395,14 +401,7 @@ async fn post_message(
             )
                 .into_response()
         }
-        Err(e @ BrokerError::Overloaded { .. }) => {
-            let mut refused = fail(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string());
-            refused.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from(OVERLOADED_RETRY_AFTER_SECS),
-            );
-            refused
-        }
+        Err(e @ BrokerError::Overloaded { .. }) => admission::overloaded(e.to_string()),
         Err(e) => fail(
             StatusCode::SERVICE_UNAVAILABLE,
             "broker_unavailable",

@@ -29,6 +29,7 @@ struct HttpAnswer {
     id: String,
     status: u16,
     code: Option<String>,
+    message: Option<String>,
     retry_after: Option<String>,
 }
 
@@ -52,6 +53,7 @@ async fn post_with_id(p: &Pipeline, id: String) -> HttpAnswer {
         id,
         status,
         code: body["code"].as_str().map(str::to_owned),
+        message: body["message"].as_str().map(str::to_owned),
         retry_after,
     }
 }
@@ -72,19 +74,15 @@ async fn assert_stored_exactly(p: &Pipeline, acked: &BTreeSet<String>) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_overload_is_a_503_with_retry_after_and_loses_nothing_acknowledged() {
-    let p = Pipeline::shared(
-        PipelineOptions::default().configure(|c| c.rabbitmq.max_inflight_publishes = 2),
-    )
-    .await
-    .unwrap();
-    let refusals_before = counted("rtmc_gateway_rejected_total", "code=\"overloaded\"");
-    let overloaded_before = counted("rtmc_publish_overloaded_total", "");
-    let (mut acked, mut refused) = (BTreeSet::new(), 0usize);
+/// Bursts of `BURST` concurrent posts `<prefix>-<burst>-<i>` until one is
+/// refused in part (at most `MAX_BURSTS`). Every answer must be a 202 or a
+/// 503 `overloaded` with `Retry-After: 1`; returns the acknowledged ids and
+/// the refusals' messages.
+async fn http_bursts_until_refused(p: &Pipeline, prefix: &str) -> (BTreeSet<String>, Vec<String>) {
+    let (mut acked, mut refused) = (BTreeSet::new(), Vec::new());
     for burst in 0..MAX_BURSTS {
         let answers = futures::future::join_all(
-            (0..BURST).map(|i| post_with_id(&p, format!("ovh-{burst}-{i}"))),
+            (0..BURST).map(|i| post_with_id(p, format!("{prefix}-{burst}-{i}"))),
         )
         .await;
         for a in answers {
@@ -94,25 +92,61 @@ async fn http_overload_is_a_503_with_retry_after_and_loses_nothing_acknowledged(
                 }
                 (503, Some("overloaded")) => {
                     assert_eq!(a.retry_after.as_deref(), Some("1"), "{}", a.id);
-                    refused += 1;
+                    refused.push(a.message.unwrap_or_default());
                 }
                 (s, code) => panic!("{}: unexpected answer {s} {code:?}", a.id),
             }
         }
-        if refused > 0 {
+        if !refused.is_empty() {
             break;
         }
     }
     assert!(
-        refused > 0,
+        !refused.is_empty(),
         "{MAX_BURSTS} bursts of {BURST} concurrent posts against a bound of 2 were never refused"
     );
     assert!(!acked.is_empty(), "nothing was accepted at all");
+    (acked, refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_overload_is_a_503_with_retry_after_and_loses_nothing_acknowledged() {
+    let p = Pipeline::shared(
+        PipelineOptions::default().configure(|c| c.rabbitmq.max_inflight_publishes = 2),
+    )
+    .await
+    .unwrap();
+    let refusals_before = counted("rtmc_gateway_rejected_total", "code=\"overloaded\"");
+    let overloaded_before = counted("rtmc_publish_overloaded_total", "");
+    let (acked, refused) = http_bursts_until_refused(&p, "ovh").await;
+    let refused = refused.len() as f64;
     assert!(
-        counted("rtmc_gateway_rejected_total", "code=\"overloaded\"")
-            >= refusals_before + refused as f64
+        counted("rtmc_gateway_rejected_total", "code=\"overloaded\"") >= refusals_before + refused
     );
-    assert!(counted("rtmc_publish_overloaded_total", "") >= overloaded_before + refused as f64);
+    assert!(counted("rtmc_publish_overloaded_total", "") >= overloaded_before + refused);
+    assert_stored_exactly(&p, &acked).await;
+}
+
+/// The gateway's own bound: with `gateway.max_inflight_requests` reached
+/// (and the publisher's confirm bound far away) a post is refused at once,
+/// before its body is read, with the same 503 `overloaded` and `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_request_bound_sheds_posts_with_503_and_loses_nothing_acknowledged() {
+    let p = Pipeline::shared(PipelineOptions::default().configure(|c| {
+        c.gateway.max_inflight_requests = 2;
+        c.rabbitmq.max_inflight_publishes = 100_000;
+    }))
+    .await
+    .unwrap();
+    let shed_before = counted("rtmc_gateway_shed_total", "");
+    let (acked, refused) = http_bursts_until_refused(&p, "ovg").await;
+    for message in &refused {
+        assert!(
+            message.contains("requests already in flight at this gateway"),
+            "the request bound refuses, not the confirm bound of 100,000: {message}"
+        );
+    }
+    assert!(counted("rtmc_gateway_shed_total", "") >= shed_before + refused.len() as f64);
     assert_stored_exactly(&p, &acked).await;
 }
 
