@@ -13,7 +13,12 @@
 //! - `wire`: loadgen's byte-scan `parse_broadcast`, small and large;
 //! - `token_bucket`: 1000 `TokenBucket::allow_at` decisions (the per-
 //!   connection flood limit, taken on every frame);
-//! - `histogram`: 1000 `record_us` into loadgen's latency histogram.
+//! - `histogram`: 1000 `record_us` into loadgen's latency histogram;
+//! - `fanout`: one message, and a burst of 16 (one XREAD batch), through
+//!   the real `Fanout` ring to 100 sessions' real writers (`outbound::run`)
+//!   writing into counting sinks, on a current-thread runtime: the ring,
+//!   the task wake-ups, the coalescing and the metrics, without the kernel.
+//!   Divide by the deliveries (100, 1,600) for the cost of one.
 //!
 //! Setup (building inputs) is not counted. Needs valgrind and
 //! `gungraun-runner` of the same version as the `gungraun` crate (ci/setup.sh
@@ -30,6 +35,7 @@ use rtmc::server::limits::TokenBucket;
 use rtmc::server::outbound;
 use rtmc::stream::{Delivery, StreamEntry};
 use rtmc_benches::frames::{self, LARGE_BODY_BYTES, SMALL_BODY_BYTES};
+use rtmc_benches::sessions::FanoutSessions;
 use rtmc_loadgen::histogram::{self, LatencyHistogram};
 use rtmc_loadgen::wire::{self, BroadcastFacts};
 use tokio_util::codec::{Decoder, Encoder};
@@ -163,10 +169,49 @@ fn histogram_record(input: (LatencyHistogram, Vec<u64>)) -> LatencyHistogram {
 
 library_benchmark_group!(name = limits_and_histograms; benchmarks = token_bucket, histogram_record);
 
+/// Sessions of the `fanout` group.
+const FANOUT_SESSIONS: usize = 100;
+
+/// A current-thread runtime with `FANOUT_SESSIONS` subscribed writers, one
+/// message already delivered so every writer waits on the ring.
+fn fanout_sessions(_: ()) -> (tokio::runtime::Runtime, FanoutSessions) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let frame = rtmc::protocol::encode_frame(&payload(SMALL_BODY_BYTES));
+    let sessions = rt.block_on(async {
+        let s = FanoutSessions::in_process(FANOUT_SESSIONS, frame).await;
+        s.deliver_one().await;
+        s
+    });
+    (rt, sessions)
+}
+
+#[library_benchmark]
+#[bench::one_message(args = (()), setup = fanout_sessions)]
+fn fanout_one(input: (tokio::runtime::Runtime, FanoutSessions)) {
+    let (rt, sessions) = &input;
+    rt.block_on(black_box(sessions).deliver_one());
+    // Tearing 100 writers down is not the fan-out's cost.
+    std::mem::forget(input);
+}
+
+#[library_benchmark]
+#[bench::burst_of_16(args = (()), setup = fanout_sessions)]
+fn fanout_burst(input: (tokio::runtime::Runtime, FanoutSessions)) {
+    let (rt, sessions) = &input;
+    rt.block_on(black_box(sessions).deliver_burst(16));
+    std::mem::forget(input);
+}
+
+library_benchmark_group!(name = fanout; benchmarks = fanout_one, fanout_burst);
+
 main!(
     library_benchmark_groups = codec,
     broadcast,
     parse,
     loadgen_wire,
-    limits_and_histograms
+    limits_and_histograms,
+    fanout
 );

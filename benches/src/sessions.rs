@@ -202,6 +202,22 @@ impl FanoutSessions {
         });
         self.counter.wait_for(target).await;
     }
+
+    /// Publishes `messages` back to back (as one XREAD batch is), then
+    /// returns when every session has written its copies.
+    pub async fn deliver_burst(&self, messages: u64) {
+        let first = self.last_seq.fetch_add(messages, Ordering::AcqRel) + 1;
+        let per_message = (self.sessions() * self.frame.len()) as u64;
+        let target = (first + messages - 1) * per_message;
+        self.counter.expect(target);
+        for seq in first..first + messages {
+            self.fanout.publish(Delivery {
+                seq,
+                frame: self.frame.clone(),
+            });
+        }
+        self.counter.wait_for(target).await;
+    }
 }
 
 /// A client: reads and counts until the server closes the connection.

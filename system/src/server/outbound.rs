@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -39,6 +39,10 @@ pub struct Subscription {
 
 /// Flush once this much is buffered even if more is queued.
 const COALESCE_BYTES: usize = 64 * 1024;
+/// The coalescing buffer is kept between writes up to this capacity (no
+/// allocation per write) and released above it, so an idle session holds
+/// at most this much.
+const KEEP_BUFFER_BYTES: usize = 4 * 1024;
 
 /// Why the writer stopped.
 #[derive(Debug, PartialEq, Eq)]
@@ -83,19 +87,35 @@ pub async fn run<W: AsyncWrite + Unpin>(
 
 /// Writes `buf` fully within `limit`. On timeout, the part not yet written
 /// is left in `buf`.
-async fn write_within<W: AsyncWrite + Unpin>(
+async fn write_within<W: AsyncWrite + Unpin, B: Buf>(
     sock: &mut W,
-    buf: &mut BytesMut,
+    buf: &mut B,
     limit: Duration,
 ) -> Result<(), WriterEnd> {
-    use bytes::Buf;
     let deadline = tokio::time::Instant::now() + limit;
-    while !buf.is_empty() {
-        match tokio::time::timeout_at(deadline, sock.write(buf)).await {
+    while buf.has_remaining() {
+        match tokio::time::timeout_at(deadline, sock.write(buf.chunk())).await {
             Ok(Ok(0)) | Ok(Err(_)) => return Err(WriterEnd::Io),
             Ok(Ok(n)) => buf.advance(n),
             Err(_) => return Err(WriterEnd::SlowConsumer),
         }
+    }
+    Ok(())
+}
+
+/// Writes the coalescing buffer fully within `limit`, then keeps it for the
+/// next write, or releases it when it grew past `KEEP_BUFFER_BYTES`.
+async fn write_buf<W: AsyncWrite + Unpin>(
+    sock: &mut W,
+    buf: &mut BytesMut,
+    limit: Duration,
+) -> Result<(), WriterEnd> {
+    let capacity = buf.capacity();
+    write_within(sock, buf, limit).await?;
+    if capacity > KEEP_BUFFER_BYTES {
+        *buf = BytesMut::new();
+    } else {
+        buf.clear();
     }
     Ok(())
 }
@@ -115,8 +135,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
         if !pending.backlog.is_empty() {
             // A replay is written in bounded chunks, each under the write timeout.
             pending.take_backlog_chunk();
-            if let Err(end) = write_within(sock, &mut pending.buf, write_timeout).await {
-                *unwritten = pending.buf;
+            if let Err(end) = write_buf(sock, &mut pending.buf, write_timeout).await {
+                *unwritten = std::mem::take(&mut pending.buf);
                 return end;
             }
             continue;
@@ -126,14 +146,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             Ok(closing) => closing,
             Err(end) => return end,
         };
-        if !pending.buf.is_empty() {
-            if let Err(end) = write_within(sock, &mut pending.buf, write_timeout).await {
-                *unwritten = pending.buf;
+        if let Some(mut one) = pending.single.take() {
+            // The only frame pending goes out from the shared frame itself: no copy.
+            if let Err(end) = write_within(sock, &mut one, write_timeout).await {
+                unwritten.extend_from_slice(&one);
                 return end;
             }
-            // Release the buffer: a few allocations per write cost nothing next
-            // to the syscall, and an idle session then holds no buffer at all.
-            pending.buf = BytesMut::new();
+        } else if !pending.buf.is_empty() {
+            if let Err(end) = write_buf(sock, &mut pending.buf, write_timeout).await {
+                *unwritten = std::mem::take(&mut pending.buf);
+                return end;
+            }
         }
         stats.wrote(&pending);
         if closing {
@@ -145,8 +168,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(
 /// What the writer holds between writes.
 #[derive(Default)]
 struct Pending {
-    /// Frames coalesced for the next write. Starts empty and is released
-    /// after each write: an idle session holds no buffer.
+    /// The next write when it is a single frame: written as it is, without
+    /// copying. Only set while `buf` is empty.
+    single: Option<Bytes>,
+    /// Frames coalesced for the next write (two or more, or a replay chunk).
+    /// Kept between writes up to `KEEP_BUFFER_BYTES` of capacity.
     buf: BytesMut,
     /// Replayed frames not written yet; they go before any live frame.
     backlog: VecDeque<Bytes>,
@@ -168,15 +194,33 @@ impl Pending {
     }
 
     fn push_live(&mut self, d: Delivery) {
-        self.buf.extend_from_slice(&d.frame);
+        self.push(d.frame);
         self.delivered += 1;
+    }
+
+    /// Queues one frame for the next write: alone it stays as it is; a
+    /// second one makes both be copied into `buf`.
+    fn push(&mut self, f: Bytes) {
+        if self.buf.is_empty() && self.single.is_none() {
+            self.single = Some(f);
+            return;
+        }
+        if let Some(first) = self.single.take() {
+            self.buf.extend_from_slice(&first);
+        }
+        self.buf.extend_from_slice(&f);
+    }
+
+    /// Bytes queued for the next write.
+    fn len(&self) -> usize {
+        self.single.as_ref().map_or(0, Bytes::len) + self.buf.len()
     }
 
     /// Applies one control message; returns true when the connection must close.
     fn apply(&mut self, m: Outbound) -> bool {
         match m {
             Outbound::Frame(f) => {
-                self.buf.extend_from_slice(&f);
+                self.push(f);
                 false
             }
             Outbound::Subscribe(sub) => {
@@ -193,7 +237,7 @@ impl Pending {
                 false
             }
             Outbound::Close(f) => {
-                self.buf.extend_from_slice(&f);
+                self.push(f);
                 true
             }
         }
@@ -220,7 +264,7 @@ async fn gather(
             false
         }
     };
-    while !closing && pending.backlog.is_empty() && pending.buf.len() < COALESCE_BYTES {
+    while !closing && pending.backlog.is_empty() && pending.len() < COALESCE_BYTES {
         match control.try_recv() {
             Ok(m) => {
                 closing = pending.apply(m);
@@ -316,5 +360,145 @@ fn try_live(
                 return Ok(None);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::{Arc, Mutex};
+    use std::task::{Context, Poll};
+
+    use super::*;
+
+    /// Every write a test sink saw: where the bytes came from and what they were.
+    type Writes = Arc<Mutex<Vec<(usize, Vec<u8>)>>>;
+
+    /// A socket that records each write. `script` says, per call, how many
+    /// bytes to accept (`Some(n)`, at most what is offered) or to block
+    /// (`None`); once the script runs out every write is accepted whole.
+    struct Sink {
+        writes: Writes,
+        script: Vec<Option<usize>>,
+    }
+
+    impl Sink {
+        fn new(script: Vec<Option<usize>>) -> (Self, Writes) {
+            let writes = Writes::default();
+            let mut script = script;
+            script.reverse();
+            (
+                Self {
+                    writes: writes.clone(),
+                    script,
+                },
+                writes,
+            )
+        }
+    }
+
+    impl AsyncWrite for Sink {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            let n = match self.script.pop() {
+                Some(None) => return Poll::Pending,
+                Some(Some(n)) => n.min(buf.len()),
+                None => buf.len(),
+            };
+            let mut writes = self.writes.lock().unwrap();
+            writes.push((buf.as_ptr() as usize, buf[..n].to_vec()));
+            Poll::Ready(Ok(n))
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn frames(writes: &Writes) -> Vec<u8> {
+        writes
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    async fn run_with(sink: Sink, queued: Vec<Outbound>) -> WriterEnd {
+        let (tx, rx) = mpsc::channel(16);
+        for m in queued {
+            tx.send(m).await.unwrap();
+        }
+        drop(tx);
+        run(
+            sink,
+            rx,
+            Duration::from_millis(20),
+            CancellationToken::new(),
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_single_pending_frame_is_written_from_its_own_bytes() {
+        let f = Bytes::from_static(b"\0\0\0\x02hi");
+        let (sink, writes) = Sink::new(vec![]);
+        let end = run_with(sink, vec![Outbound::Frame(f.clone())]).await;
+        assert_eq!(end, WriterEnd::Closed);
+        let writes = writes.lock().unwrap();
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0].0, f.as_ptr() as usize, "the frame was copied");
+        assert_eq!(writes[0].1, f.to_vec());
+    }
+
+    #[tokio::test]
+    async fn queued_frames_are_coalesced_into_one_write_in_order() {
+        let (a, b) = (Bytes::from_static(b"aaa"), Bytes::from_static(b"bb"));
+        let (sink, writes) = Sink::new(vec![]);
+        let end = run_with(sink, vec![Outbound::Frame(a), Outbound::Frame(b)]).await;
+        assert_eq!(end, WriterEnd::Closed);
+        assert_eq!(writes.lock().unwrap().len(), 1);
+        assert_eq!(frames(&writes), b"aaabb");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_single_frame_cut_by_the_write_timeout_is_finished_before_the_reason() {
+        let f = Bytes::from_static(b"0123456789");
+        // 3 bytes go out, then the socket blocks past the write timeout (the
+        // timer's wake polls the write once more before the timeout counts).
+        let (sink, writes) = Sink::new(vec![Some(3), None, None]);
+        let end = run_with(sink, vec![Outbound::Frame(f.clone())]).await;
+        assert_eq!(end, WriterEnd::SlowConsumer);
+        let mut expected = f.to_vec();
+        expected.extend_from_slice(&frame(&ServerFrame::error(
+            ErrorCode::SlowConsumer,
+            "client did not read fast enough; disconnected",
+        )));
+        assert_eq!(frames(&writes), expected);
+    }
+
+    #[tokio::test]
+    async fn the_coalescing_buffer_is_kept_when_small_and_released_when_large() {
+        let (mut sink, _) = Sink::new(vec![]);
+        let mut buf = BytesMut::from(&b"small"[..]);
+        write_buf(&mut sink, &mut buf, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(buf.is_empty());
+        assert!(buf.try_reclaim(5), "kept for the next write");
+        let mut buf = BytesMut::from(&vec![7u8; KEEP_BUFFER_BYTES + 1][..]);
+        write_buf(&mut sink, &mut buf, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(buf.is_empty());
+        assert!(!buf.try_reclaim(5), "released");
     }
 }
