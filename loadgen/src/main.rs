@@ -181,8 +181,8 @@ struct LoadArgs {
     /// Aggregate publish rate, messages per second [default: profile, else 200].
     #[arg(long)]
     rate: Option<f64>,
-    /// Seconds of publishing [default: profile, else 10].
-    #[arg(long)]
+    /// Seconds of publishing, per phase of each round [default: profile, else 10].
+    #[arg(long, visible_alias = "duration")]
     duration_secs: Option<f64>,
     /// Client connections started per second [default: profile, else 1000].
     #[arg(long)]

@@ -43,14 +43,6 @@ impl NatsPeer {
         }
     }
 
-    /// The phase kind that runs this peer.
-    pub fn kind(self) -> crate::rounds::PhaseKind {
-        match self {
-            NatsPeer::Core => crate::rounds::PhaseKind::NatsCore,
-            NatsPeer::JetStream => crate::rounds::PhaseKind::JetStream,
-        }
-    }
-
     /// The peers `profile` asks for, in listed order.
     pub fn wanted(profile: &Profile) -> Vec<NatsPeer> {
         let n = &profile.nats;

@@ -63,15 +63,6 @@ impl PhaseKind {
     pub fn is_peer(self) -> bool {
         self != PhaseKind::Rtmc
     }
-
-    /// The NATS peer this kind runs, if it is one.
-    pub fn nats_peer(self) -> Option<crate::nats_peer::NatsPeer> {
-        match self {
-            PhaseKind::NatsCore => Some(crate::nats_peer::NatsPeer::Core),
-            PhaseKind::JetStream => Some(crate::nats_peer::NatsPeer::JetStream),
-            _ => None,
-        }
-    }
 }
 
 /// The positions of `kinds` phase kinds in the run order of `round`

@@ -136,7 +136,7 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
             _ => 1,
         };
         // One nats-server for the whole run (the container goes with `_nats`).
-        let (nats, _nats) = if kinds.iter().any(|k| k.nats_peer().is_some()) {
+        let (nats, _nats) = if kinds.iter().any(|k| nats_peer_of(*k).is_some()) {
             let (server, container) = start_server(&profile).await?;
             (Some(server), container)
         } else {
@@ -195,9 +195,26 @@ fn phase_kinds(
         }
     }
     if mode == Mode::Run {
-        kinds.extend(NatsPeer::wanted(profile).into_iter().map(NatsPeer::kind));
+        kinds.extend(NatsPeer::wanted(profile).into_iter().map(nats_kind));
     }
     kinds
+}
+
+/// The phase kind that runs a NATS peer.
+fn nats_kind(peer: NatsPeer) -> PhaseKind {
+    match peer {
+        NatsPeer::Core => PhaseKind::NatsCore,
+        NatsPeer::JetStream => PhaseKind::JetStream,
+    }
+}
+
+/// The NATS peer a phase kind runs, if it is one.
+fn nats_peer_of(kind: PhaseKind) -> Option<NatsPeer> {
+    match kind {
+        PhaseKind::NatsCore => Some(NatsPeer::Core),
+        PhaseKind::JetStream => Some(NatsPeer::JetStream),
+        PhaseKind::Rtmc | PhaseKind::RedisFloor => None,
+    }
 }
 
 /// What connecting a phase kind's fleet needs: the run's profile, target,
@@ -330,7 +347,7 @@ impl Arena<'_> {
                 connect_floor(self.profile, redis, self.shape.clone(), self.run.id, report).await?
             }
             PhaseKind::NatsCore | PhaseKind::JetStream => {
-                let peer = kind.nats_peer().expect("a NATS kind");
+                let peer = nats_peer_of(kind).expect("a NATS kind");
                 let run = self.peer_run();
                 let (fleet, spec, connect) = connect_peer(&run, peer, report).await?;
                 return Ok((fleet, spec, Some(connect)));
@@ -341,7 +358,7 @@ impl Arena<'_> {
 
     /// Tears down what connecting `kind` set up, once its fleet is closed.
     async fn disconnect(&self, kind: PhaseKind, report: &mut RunReport) {
-        if let Some(peer) = kind.nats_peer() {
+        if let Some(peer) = nats_peer_of(kind) {
             disconnect_peer(&self.peer_run(), peer, report).await;
         }
     }
@@ -638,7 +655,7 @@ impl SideHistograms {
 impl RunHistograms {
     fn add(&mut self, kind: PhaseKind, r: &PhaseResult) {
         self.intervals.extend(r.intervals.iter().cloned());
-        match kind.nats_peer() {
+        match nats_peer_of(kind) {
             None if kind == PhaseKind::Rtmc => self.rtmc.add(r),
             None => self.floor.add(r),
             Some(peer) => match self.peers.iter_mut().find(|(p, _)| *p == peer) {
