@@ -33,9 +33,12 @@ enum Command {
     Run {
         #[command(flatten)]
         load: LoadArgs,
-        /// Rounds: rtmc and the floor take turns (rtmc floor, floor rtmc, …) this many times each; medians and min–max reported [default: profile, else 1].
+        /// Rounds: rtmc and each peer take turns (the order rotating each round) this many times each; medians and min–max reported [default: profile, else 1].
         #[arg(long)]
         rounds: Option<usize>,
+        /// With --rounds: connect each kind's fleet per phase, not once (done anyway when the open-file limit cannot hold every fleet).
+        #[arg(long)]
+        fleets_per_phase: bool,
         /// After the rounds, blast the same frames to as many plain loopback sockets (one frame per write, then coalesced): the physical reference for server CPU per delivery.
         #[arg(long)]
         blaster: bool,
@@ -452,6 +455,7 @@ async fn command(command: Command) -> anyhow::Result<bool> {
         Command::Run {
             load: a,
             rounds,
+            fleets_per_phase,
             blaster,
         } => {
             let mut p = a.profile()?;
@@ -460,6 +464,7 @@ async fn command(command: Command) -> anyhow::Result<bool> {
                 p.load.rounds = n;
             }
             p.blaster.enabled |= blaster;
+            p.load.fleets_per_phase |= fleets_per_phase;
             load(p, Mode::Run).await
         }
         Command::Blaster {

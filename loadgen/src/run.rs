@@ -303,7 +303,13 @@ impl Arena<'_> {
         let per_kind = fleet_sockets(load.clients, load.tcp_publishers as usize);
         let limit = open_file_limit();
         match plan_fleets(limit, per_kind, kinds) {
-            Ok(FleetPlan::KeepAll) => Ok(false),
+            Ok(FleetPlan::KeepAll) if !load.fleets_per_phase => Ok(false),
+            Ok(FleetPlan::KeepAll) => {
+                let note = "fleets connected per phase (load.fleets_per_phase): each kind's fleet is connected at the start of its phase and closed after it";
+                say(self.profile, note);
+                report.notes.push(note.into());
+                Ok(true)
+            }
             Ok(FleetPlan::PerPhase) => {
                 let note = format!(
                     "fleets connected per phase: {kinds} kinds × about {per_kind} sockets do not fit the open-file limit {}, so each kind's fleet is connected at the start of its phase and closed after it (a peer's payload sequence and a JetStream stream start over with each fleet)",
