@@ -574,4 +574,30 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["loadgen", "run", "--peers", "floor,kafka"]).is_err());
     }
+
+    #[test]
+    fn duration_is_an_alias_and_fleets_per_phase_a_flag() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "run",
+            "--duration",
+            "20",
+            "--rounds",
+            "3",
+            "--fleets-per-phase",
+        ])
+        .unwrap();
+        let Command::Run {
+            load: a,
+            rounds,
+            fleets_per_phase,
+            ..
+        } = cli.command
+        else {
+            panic!("run")
+        };
+        assert_eq!(a.profile().unwrap().load.duration_secs, 20.0);
+        assert_eq!((rounds, fleets_per_phase), (Some(3), true));
+        assert!(Cli::try_parse_from(["loadgen", "run", "--duration", "x"]).is_err());
+    }
 }
