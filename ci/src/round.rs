@@ -84,8 +84,9 @@ impl PhaseView {
 /// reads have not changed since 1: schema 4 added loadgen's interleaved
 /// `rounds` (the gate runs one round per loadgen process, whose `rtmc` and
 /// `floor` are that round's; with `--rounds N` they are round 1's) and the
-/// NATS peers, which it ignores.
-pub const MAX_SCHEMA_VERSION: u32 = 4;
+/// NATS peers, which it ignores; schema 5 made the peers phase kinds of
+/// those rounds (more phases per round, `rtmc` and `floor` unchanged).
+pub const MAX_SCHEMA_VERSION: u32 = 5;
 
 fn schema_v1() -> u32 {
     1
@@ -304,6 +305,23 @@ mod tests {
         let r = read_report(dir.path()).unwrap();
         assert_eq!((r.schema_version, r.loadgen_version.as_str()), (2, "0.1.0"));
         load_round(dir.path(), Side::Baseline, 0, 0).unwrap();
+        // 4 (peers once, after the rounds) and 5 (peers inside the rounds)
+        // read the same: the gate takes `rtmc` and `floor`.
+        for (v, peers_in_rounds) in [(4, false), (5, true)] {
+            let mut phases = vec![rtmc.clone()];
+            if peers_in_rounds {
+                for label in ["nats", "jetstream"] {
+                    let mut p = rtmc.clone();
+                    p["label"] = label.into();
+                    phases.push(p);
+                }
+            }
+            new["schema_version"] = v.into();
+            new["rounds"] = serde_json::json!([{"round": 1, "phases": phases}]);
+            std::fs::write(&path, new.to_string()).unwrap();
+            assert_eq!(read_report(dir.path()).unwrap().schema_version, v);
+            load_round(dir.path(), Side::Baseline, 0, 0).unwrap();
+        }
         new["schema_version"] = (MAX_SCHEMA_VERSION + 1).into();
         std::fs::write(&path, new.to_string()).unwrap();
         let err = load_round(dir.path(), Side::Baseline, 0, 0).unwrap_err();

@@ -33,9 +33,12 @@ enum Command {
     Run {
         #[command(flatten)]
         load: LoadArgs,
-        /// Rounds: rtmc and the floor take turns (rtmc floor, floor rtmc, …) this many times each; medians and min–max reported [default: profile, else 1].
+        /// Rounds: rtmc and each peer take turns (the order rotating each round) this many times each; medians and min–max reported [default: profile, else 1].
         #[arg(long)]
         rounds: Option<usize>,
+        /// With --rounds: connect each kind's fleet per phase, not once (done anyway when the open-file limit cannot hold every fleet).
+        #[arg(long)]
+        fleets_per_phase: bool,
         /// After the rounds, blast the same frames to as many plain loopback sockets (one frame per write, then coalesced): the physical reference for server CPU per delivery.
         #[arg(long)]
         blaster: bool,
@@ -181,8 +184,8 @@ struct LoadArgs {
     /// Aggregate publish rate, messages per second [default: profile, else 200].
     #[arg(long)]
     rate: Option<f64>,
-    /// Seconds of publishing [default: profile, else 10].
-    #[arg(long)]
+    /// Seconds of publishing, per phase of each round [default: profile, else 10].
+    #[arg(long, visible_alias = "duration")]
     duration_secs: Option<f64>,
     /// Client connections started per second [default: profile, else 1000].
     #[arg(long)]
@@ -452,6 +455,7 @@ async fn command(command: Command) -> anyhow::Result<bool> {
         Command::Run {
             load: a,
             rounds,
+            fleets_per_phase,
             blaster,
         } => {
             let mut p = a.profile()?;
@@ -460,6 +464,7 @@ async fn command(command: Command) -> anyhow::Result<bool> {
                 p.load.rounds = n;
             }
             p.blaster.enabled |= blaster;
+            p.load.fleets_per_phase |= fleets_per_phase;
             load(p, Mode::Run).await
         }
         Command::Blaster {
@@ -568,5 +573,31 @@ mod tests {
             "the default is unchanged"
         );
         assert!(Cli::try_parse_from(["loadgen", "run", "--peers", "floor,kafka"]).is_err());
+    }
+
+    #[test]
+    fn duration_is_an_alias_and_fleets_per_phase_a_flag() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "run",
+            "--duration",
+            "20",
+            "--rounds",
+            "3",
+            "--fleets-per-phase",
+        ])
+        .unwrap();
+        let Command::Run {
+            load: a,
+            rounds,
+            fleets_per_phase,
+            ..
+        } = cli.command
+        else {
+            panic!("run")
+        };
+        assert_eq!(a.profile().unwrap().load.duration_secs, 20.0);
+        assert_eq!((rounds, fleets_per_phase), (Some(3), true));
+        assert!(Cli::try_parse_from(["loadgen", "run", "--duration", "x"]).is_err());
     }
 }

@@ -11,7 +11,7 @@ use crate::histogram::{
     LatencySummary,
 };
 use crate::phase::PhaseReport;
-use crate::report::{FloorComparison, RunReport};
+use crate::report::{FloorComparison, PeerReport, RunReport};
 
 /// Failure reading an input directory.
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +194,7 @@ fn merge_reports(
     };
     report.rtmc = rtmc;
     report.floor = floor;
+    report.peers = merge_peers(reports, by_tag);
     for (d, r) in reports {
         for f in &r.failures {
             report.failures.push(format!("{}: {f}", d.display()));
@@ -211,6 +212,41 @@ fn merge_reports(
             .join(", ")
     ));
     report
+}
+
+/// The NATS peers of every run, by label in the order they first appear:
+/// phases summed (latency from the merged `<label>` and `<label>-ack`
+/// histograms), the first run's server and connect report.
+fn merge_peers(
+    reports: &[(PathBuf, RunReport)],
+    by_tag: &BTreeMap<String, LatencyHistogram>,
+) -> Vec<PeerReport> {
+    let mut labels: Vec<&str> = Vec::new();
+    for p in reports.iter().flat_map(|(_, r)| &r.peers) {
+        if !labels.contains(&p.label.as_str()) {
+            labels.push(&p.label);
+        }
+    }
+    labels
+        .into_iter()
+        .filter_map(|label| {
+            let of_label: Vec<&PeerReport> = reports
+                .iter()
+                .flat_map(|(_, r)| &r.peers)
+                .filter(|p| p.label == label)
+                .collect();
+            let phases: Vec<PhaseReport> = of_label.iter().map(|p| p.phase.clone()).collect();
+            let phase = merge_phases(
+                &phases,
+                by_tag.get(label),
+                by_tag.get(&format!("{label}-ack")),
+            )?;
+            Some(PeerReport {
+                phase,
+                ..of_label[0].clone()
+            })
+        })
+        .collect()
 }
 
 /// The start time recorded in a directory's log, for the merged log header.
@@ -282,8 +318,64 @@ mod tests {
         }
         let m = merge_dirs(&dirs).unwrap();
         assert_eq!(m.by_tag["rtmc"].len(), 4);
+        assert!(m.report.peers.is_empty());
         assert!(start_time_of(&dirs[0]).is_some());
         assert!(merge_dirs(&[root.join("missing")]).is_err());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn merge_keeps_the_peers() {
+        let root = std::env::temp_dir().join(format!("lg-merge-peers-{}", std::process::id()));
+        let mut dirs = Vec::new();
+        for (k, vals) in [[1000u64, 2000], [3000, 4000]].iter().enumerate() {
+            let d = root.join(format!("host{k}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let mut buf = Vec::new();
+            let log = [
+                interval("rtmc", 0, vals),
+                interval("nats", 0, vals),
+                interval("nats-ack", 0, &[500]),
+                interval("jetstream", 0, vals),
+            ];
+            write_interval_log(&mut buf, std::time::SystemTime::now(), &log).unwrap();
+            std::fs::write(d.join("latency.hlog"), buf).unwrap();
+            let mut r = RunReport::new(
+                "run",
+                Default::default(),
+                "embedded".into(),
+                "t".into(),
+                format!("{k}"),
+            );
+            for label in ["nats", "jetstream"] {
+                r.peers.push(PeerReport {
+                    label: label.into(),
+                    server: "embedded nats-server".into(),
+                    connect: Default::default(),
+                    phase: PhaseReport {
+                        label: label.into(),
+                        published: 10,
+                        deliveries: 20,
+                        ..Default::default()
+                    },
+                });
+            }
+            std::fs::write(d.join("report.json"), serde_json::to_vec(&r).unwrap()).unwrap();
+            dirs.push(d);
+        }
+        let m = merge_dirs(&dirs).unwrap();
+        let labels: Vec<&str> = m.report.peers.iter().map(|p| p.label.as_str()).collect();
+        assert_eq!(labels, ["nats", "jetstream"]);
+        let nats = &m.report.peers[0].phase;
+        assert_eq!((nats.published, nats.deliveries), (20, 40));
+        // Latency from the merged histograms: both hosts' 4 values.
+        assert!(
+            (nats.latency.max_ms - 4.0).abs() < 0.01,
+            "{:?}",
+            nats.latency
+        );
+        assert!((nats.ack_latency.max_ms - 0.5).abs() < 0.01);
+        assert!(crate::report::render_text(&m.report).contains("== side by side"));
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -1,5 +1,6 @@
-//! The NATS peers (design.md §7): NATS core pub/sub and NATS JetStream, run
-//! after the Redis floor at the same load the way the floor is — the same
+//! The NATS peers (design.md §7): NATS core pub/sub and NATS JetStream,
+//! phase kinds of the interleaved [rounds](crate::rounds) like rtmc and the
+//! Redis floor, at the same load the way the floor is — the same
 //! number of subscribers (fleet clients speaking NATS, [`crate::nats_sub`]),
 //! one publisher at the same rate sending payloads byte for byte like rtmc's
 //! broadcasts, the same parser, histograms and accounting. JetStream is the
@@ -9,11 +10,11 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::clients::{Fleet, FleetError, FleetOptions, Protocol};
+use crate::cpu::CpuWatch;
 use crate::live::LiveStats;
-use crate::phase::{run_phase, HeadProbe, PhaseResult, PhaseSpec};
+use crate::phase::{HeadProbe, PhaseReport, PhaseSpec};
 use crate::profile::Profile;
 use crate::publisher::{Channel, MessageShape};
 use crate::report::{ConnectReport, PeerReport, RunReport};
@@ -42,7 +43,7 @@ impl NatsPeer {
         }
     }
 
-    /// The peers `profile` asks for, in run order.
+    /// The peers `profile` asks for, in listed order.
     pub fn wanted(profile: &Profile) -> Vec<NatsPeer> {
         let n = &profile.nats;
         [(n.core, NatsPeer::Core), (n.jetstream, NatsPeer::JetStream)]
@@ -96,80 +97,67 @@ pub fn parse_nats_url(url: &str) -> Result<SocketAddr, PeerError> {
         .ok_or_else(bad)
 }
 
-/// Runs every NATS peer the profile asks for, in order, against the
-/// profile's server or one started in a container (removed afterwards).
-pub async fn run_nats_peers(
+/// Starts the run's nats-server: the profile's (`--nats URL`), or one in a
+/// container, returned with it (the container goes when it is dropped).
+/// Started once per run, before the rounds.
+pub async fn start_server(
     profile: &Profile,
-    shape: Arc<MessageShape>,
-    run_id: u32,
-    run_start: Instant,
-    report: &mut RunReport,
-) -> Result<Vec<(NatsPeer, PhaseResult)>, PeerError> {
-    let peers = NatsPeer::wanted(profile);
-    if peers.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut embedded = None;
-    let server = match &profile.nats.url {
-        Some(url) => NatsServer {
+) -> Result<(NatsServer, Option<rtmc_testkit::Nats>), PeerError> {
+    if let Some(url) = &profile.nats.url {
+        let server = NatsServer {
             addr: parse_nats_url(url)?,
             pids: Vec::new(),
             description: url.clone(),
-        },
-        None => {
-            if !profile.output.quiet {
-                eprintln!(
-                    "loadgen: starting nats-server (JetStream, file storage) in a container…"
-                );
-            }
-            let nats = rtmc_testkit::Nats::start()
-                .await
-                .map_err(|e| PeerError::Start(e.to_string()))?;
-            let server = NatsServer {
-                addr: nats.addr(),
-                pids: nats.pid().into_iter().collect(),
-                description: format!("embedded nats-server (rtmc-nats image) at {}", nats.addr()),
-            };
-            embedded = Some(nats);
-            server
-        }
-    };
-    let run = PeerRun {
-        profile,
-        server: &server,
-        shape,
-        run_id,
-        run_start,
-    };
-    let mut out = Vec::new();
-    for peer in peers {
-        out.push((peer, run_nats_peer(&run, peer, report).await?));
+        };
+        return Ok((server, None));
     }
-    drop(embedded);
-    Ok(out)
+    if !profile.output.quiet {
+        eprintln!("loadgen: starting nats-server (JetStream, file storage) in a container…");
+    }
+    let nats = rtmc_testkit::Nats::start()
+        .await
+        .map_err(|e| PeerError::Start(e.to_string()))?;
+    let server = NatsServer {
+        addr: nats.addr(),
+        pids: nats.pid().into_iter().collect(),
+        description: format!("embedded nats-server (rtmc-nats image) at {}", nats.addr()),
+    };
+    Ok((server, Some(nats)))
 }
 
-/// What one peer phase needs from the run.
+/// What a NATS peer's fleet needs from the run.
 pub struct PeerRun<'a> {
     pub profile: &'a Profile,
     pub server: &'a NatsServer,
     pub shape: Arc<MessageShape>,
     pub run_id: u32,
-    pub run_start: Instant,
 }
 
-/// Runs `peer` at the profile's load: sets it up (JetStream: the stream),
-/// connects the subscribers, publishes, records the peer in `report`, and
-/// tears the set-up down.
-pub async fn run_nats_peer(
+impl PeerRun<'_> {
+    /// The JetStream stream of the run (one at a time: created when the
+    /// JetStream fleet connects, deleted when it closes).
+    fn stream(&self) -> String {
+        format!("RTMC_LOADGEN_{:08X}", self.run_id)
+    }
+
+    fn base(&self) -> String {
+        format!("{}.{:08x}", self.profile.nats.subject, self.run_id)
+    }
+}
+
+/// Sets `peer` up (JetStream: a fresh stream, so its subscribers' consumers
+/// start empty and the payload sequence starts over with the fleet),
+/// connects its subscribers at the profile's load (judging the connect in
+/// `report`) and returns the fleet with its first phase: one publisher at
+/// the profile's rate, the nats-server's CPU watched.
+pub async fn connect_peer(
     run: &PeerRun<'_>,
     peer: NatsPeer,
     report: &mut RunReport,
-) -> Result<PhaseResult, PeerError> {
+) -> Result<(Fleet, PhaseSpec, ConnectReport), PeerError> {
     let profile = run.profile;
     let load = &profile.load;
-    let base = format!("{}.{:08x}", profile.nats.subject, run.run_id);
-    let stream = format!("RTMC_LOADGEN_{:08X}", run.run_id);
+    let base = run.base();
     let url = run.server.url();
     let (protocol, channel) = match peer {
         NatsPeer::Core => {
@@ -182,9 +170,10 @@ pub async fn run_nats_peer(
         }
         NatsPeer::JetStream => {
             let subject = format!("{base}.js");
+            let stream = run.stream();
             create_stream(&url, &stream, &subject).await?;
             let protocol = Protocol::JetStream {
-                stream: stream.clone(),
+                stream,
                 deliver_prefix: format!("{base}.jsd"),
             };
             (
@@ -206,10 +195,10 @@ pub async fn run_nats_peer(
         );
     }
     let opts = FleetOptions::for_load(load, vec![run.server.addr], protocol, run.run_id)?;
-    let mut fleet = Fleet::connect(opts, Arc::new(LiveStats::new())).await;
+    let fleet = Fleet::connect(opts, Arc::new(LiveStats::new())).await;
     let connect = ConnectReport::of(load.clients, &fleet.summary);
     report.judge_connect(peer.label(), &connect, profile.slo.max_connect_error_pct);
-    let spec = PhaseSpec::new(
+    let mut spec = PhaseSpec::new(
         peer.label(),
         profile,
         vec![channel],
@@ -218,22 +207,44 @@ pub async fn run_nats_peer(
         0,
         run.server.pids.clone(),
     );
-    let r = run_phase(&mut fleet, spec, run.run_start).await;
+    spec.server_cpu = vec![if run.server.pids.is_empty() {
+        CpuWatch::not_measured("nats-server", "given by --nats: pid unknown")
+    } else {
+        CpuWatch::of("nats-server", run.server.pids.clone())
+    }];
+    Ok((fleet, spec, connect))
+}
+
+/// Tears down what [`connect_peer`] set up once its fleet is closed
+/// (JetStream: the stream, its consumers and stored messages); a failure
+/// is a note.
+pub async fn disconnect_peer(run: &PeerRun<'_>, peer: NatsPeer, report: &mut RunReport) {
     if peer == NatsPeer::JetStream {
-        if let Err(e) = delete_stream(&url, &stream).await {
+        let stream = run.stream();
+        if let Err(e) = delete_stream(&run.server.url(), &stream).await {
             report
                 .notes
                 .push(format!("jetstream: stream {stream} not deleted: {e}"));
         }
     }
-    report.note_peer(&r.report);
+}
+
+/// Records round 1's phase of `peer` as the report's `peers` entry.
+pub fn record_peer(
+    report: &mut RunReport,
+    server: &NatsServer,
+    connect: ConnectReport,
+    phase: &PhaseReport,
+) {
+    if report.peers.iter().any(|p| p.label == phase.label) {
+        return;
+    }
     report.peers.push(PeerReport {
-        label: peer.label().into(),
-        server: run.server.description.clone(),
+        label: phase.label.clone(),
+        server: server.description.clone(),
         connect,
-        phase: r.report.clone(),
+        phase: phase.clone(),
     });
-    Ok(r)
 }
 
 async fn jetstream(url: &str) -> Result<async_nats::jetstream::Context, PeerError> {

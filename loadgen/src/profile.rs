@@ -65,6 +65,10 @@ pub struct LoadProfile {
     /// `run`: interleaved rounds — rtmc and each peer take turns this many
     /// times each, every fleet connected once (1 = one phase each).
     pub rounds: usize,
+    /// `run` with rounds: connect each kind's fleet at the start of each of
+    /// its phases and close it after, even when the open-file limit could
+    /// hold every fleet at once (it is done anyway when it cannot).
+    pub fleets_per_phase: bool,
 }
 
 impl Default for LoadProfile {
@@ -83,6 +87,7 @@ impl Default for LoadProfile {
             witnesses: 4,
             source_addrs: Vec::new(),
             rounds: 1,
+            fleets_per_phase: false,
         }
     }
 }

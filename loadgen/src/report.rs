@@ -147,8 +147,11 @@ pub struct PeerReport {
 /// 2026-11-26); 2: `schema_version` and `loadgen_version` added; 3: each
 /// phase's `timing` (when it published and drained); 4: interleaved
 /// `rounds` with their `rounds_summary`, each phase's `server_cpu`, the
-/// blaster `reference`, and `peers` (the NATS core and JetStream phases).
-pub const SCHEMA_VERSION: u32 = 4;
+/// blaster `reference`, and `peers` (the NATS core and JetStream phases);
+/// 5: the NATS peers are phase kinds of the `rounds` (phases labelled
+/// `nats` and `jetstream` in every round, and in `rounds_summary`), the
+/// rounds' order rotates, and `peers` holds round 1's phase of each.
+pub const SCHEMA_VERSION: u32 = 5;
 
 fn schema_v1() -> u32 {
     1
@@ -175,7 +178,9 @@ pub struct RunReport {
     pub floor_connect: Option<ConnectReport>,
     pub floor: Option<PhaseReport>,
     pub comparison: Option<FloorComparison>,
-    /// The NATS peers after the floor, in run order (absent before schema 4).
+    /// The NATS peers' round-1 phases with their first connect, in the
+    /// order listed (absent before schema 4; before 5 they ran once, after
+    /// the rounds).
     #[serde(default)]
     pub peers: Vec<PeerReport>,
     pub ramp: Option<RampReport>,
@@ -381,12 +386,17 @@ pub fn render_text(r: &RunReport) -> String {
             rounds::text(&mut out, &r.rounds, s);
         }
     }
+    let interleaved = r.rounds.len() > 1;
     for peer in &r.peers {
         connect_text(&mut out, &peer.label, &peer.connect);
         let _ = writeln!(out, "{} server: {}", peer.label, peer.server);
-        phase_text(&mut out, &peer.phase);
+        // With rounds, every round's phases are above.
+        if !interleaved {
+            phase_text(&mut out, &peer.phase);
+        }
     }
-    if !r.peers.is_empty() {
+    // With rounds, the rounds' summary is the side-by-side table.
+    if !r.peers.is_empty() && !interleaved {
         side_by_side_text(&mut out, r);
     }
     if let Some(b) = &r.reference {

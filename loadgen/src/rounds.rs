@@ -1,16 +1,26 @@
 //! Interleaved rounds (`loadgen run --rounds N`): the phase kinds — rtmc and
-//! each peer it is compared with (the Redis pub/sub floor; more peers are
-//! more kinds) — take turns, N rounds each, each kind on its own fleet
-//! connected once and kept. A single run on a shared machine is not a
-//! figure (design.md §7); the median of the rounds with its min–max is.
+//! each peer it is compared with (the Redis pub/sub floor, NATS core,
+//! NATS JetStream) — take turns, N rounds each. A single run on a shared
+//! machine is not a figure (design.md §7); the median of the rounds with
+//! its min–max is.
 //!
-//! The order alternates: the kinds as listed in even rounds (rtmc, floor),
-//! reversed in odd ones (floor, rtmc) — the gate's A B B A. A fixed order
-//! would always run rtmc right after the same neighbour and in the same
-//! half of the round, so any effect of position (the previous phase's
-//! backlog still draining in Redis, a linear drift of the machine over the
-//! run) would bias every round the same way; alternating turns it into
-//! spread that the median discards.
+//! The order ([`round_order`]) goes by pairs of rounds: pair m runs the
+//! kinds as listed rotated left by 2m, forward in its first round and
+//! reversed in its second. With two kinds the rotation is always the
+//! identity, so the order is the gate's A B B A (A B, B A, A B, …). With
+//! more kinds, every kind's position over the rounds is spread evenly: the
+//! reversal maps position p to k−1−p, and the rotation by 2m walks the
+//! kinds through the other positions (k rounds put every kind at every
+//! position once when k is even, 2k rounds twice when k is odd), and each
+//! kind's neighbours change from round to round. A fixed order would run a
+//! kind always after the same neighbour and at the same point of the round,
+//! so any effect of position (the previous phase's backlog still draining,
+//! a linear drift of the machine over the run) would bias every round the
+//! same way; rotating turns it into spread that the median discards.
+//!
+//! Fleets are connected once and kept when the open-file limit holds every
+//! kind's fleet at once; otherwise each kind's fleet is connected at the
+//! start of its phase and closed after it ([`plan_fleets`]).
 //!
 //! The ratio rtmc ÷ peer is the median of the per-round ratios with their
 //! min–max (`rtmc_stats`' documentation says why pairs): the phases of one
@@ -32,14 +42,21 @@ pub enum PhaseKind {
     Rtmc,
     /// The Redis pub/sub floor.
     RedisFloor,
+    /// NATS core pub/sub.
+    NatsCore,
+    /// NATS JetStream (file storage).
+    JetStream,
 }
 
 impl PhaseKind {
-    /// The phase label (`rtmc`, `floor`), also the interval log tag.
+    /// The phase label (`rtmc`, `floor`, `nats`, `jetstream`), also the
+    /// interval log tag.
     pub fn label(self) -> &'static str {
         match self {
             PhaseKind::Rtmc => "rtmc",
             PhaseKind::RedisFloor => "floor",
+            PhaseKind::NatsCore => "nats",
+            PhaseKind::JetStream => "jetstream",
         }
     }
 
@@ -49,19 +66,69 @@ impl PhaseKind {
 }
 
 /// The positions of `kinds` phase kinds in the run order of `round`
-/// (0-based): as listed in even rounds, reversed in odd ones.
+/// (0-based): pair of rounds m = round / 2 runs the list rotated left by
+/// 2m, forward in its first round and reversed in its second (the module
+/// documentation says why).
 pub fn round_order(kinds: usize, round: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..kinds).collect();
+    if kinds == 0 {
+        return Vec::new();
+    }
+    let shift = (2 * (round / 2)) % kinds;
+    let mut order: Vec<usize> = (0..kinds).map(|i| (i + shift) % kinds).collect();
     if round % 2 == 1 {
         order.reverse();
     }
     order
 }
 
-/// A phase kind with its connected fleet and the spec of its next phase.
+/// How the rounds hold their fleets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetPlan {
+    /// Every kind's fleet connected once and kept.
+    KeepAll,
+    /// Each kind's fleet connected at the start of its phase and closed
+    /// after it: the limit cannot hold every fleet at once.
+    PerPhase,
+}
+
+/// Sockets one fleet needs: its clients, its publishers, a margin.
+pub fn fleet_sockets(clients: usize, publishers: usize) -> usize {
+    clients + publishers + 2
+}
+
+/// Open files kept for everything else (the process, its logs, probes).
+pub const FD_MARGIN: usize = 256;
+
+/// Decides how `kinds` fleets of `per_kind` sockets fit the open-file
+/// limit (`None` when unknown: assume they fit): all kept when they fit,
+/// else one fleet at a time, else `Err(needed)` — not even one fleet fits.
+/// (The soft limit is not raised: that needs `setrlimit`, unsafe code the
+/// workspace denies; raise it in the shell, `ulimit -n`, up to the hard
+/// limit.)
+pub fn plan_fleets(
+    limit: Option<usize>,
+    per_kind: usize,
+    kinds: usize,
+) -> Result<FleetPlan, usize> {
+    let Some(limit) = limit else {
+        return Ok(FleetPlan::KeepAll);
+    };
+    let one = per_kind + FD_MARGIN;
+    if kinds * per_kind + FD_MARGIN <= limit {
+        Ok(FleetPlan::KeepAll)
+    } else if one <= limit {
+        Ok(FleetPlan::PerPhase)
+    } else {
+        Err(one)
+    }
+}
+
+/// A phase kind with its fleet (while connected) and the spec of its next
+/// phase.
 pub struct Contender {
     pub kind: PhaseKind,
-    pub fleet: Fleet,
+    /// `None` between phases when fleets are connected per phase.
+    pub fleet: Option<Fleet>,
     /// The next round's phase: message ids and the head move on each round.
     next: PhaseSpec,
     /// The fleet's accounting is cumulative; a round reports its own part.
@@ -72,10 +139,24 @@ impl Contender {
     pub fn new(kind: PhaseKind, fleet: Fleet, first: PhaseSpec) -> Self {
         Self {
             kind,
-            fleet,
+            fleet: Some(fleet),
             next: first,
             cumulative: DeliveryTotals::default(),
         }
+    }
+
+    /// Takes a freshly connected fleet with its first spec: its accounting
+    /// starts over, and so does the head of a peer (its new subscribers
+    /// count from the fresh spec's head); rtmc's publisher sequence goes on
+    /// so message ids stay unique in the server's dedupe window.
+    pub fn reconnected(&mut self, fleet: Fleet, fresh: PhaseSpec) {
+        let seq_base = self.next.seq_base;
+        self.next = fresh;
+        if matches!(self.next.head, HeadProbe::Rtmc { .. }) {
+            self.next.seq_base = seq_base;
+        }
+        self.cumulative = DeliveryTotals::default();
+        self.fleet = Some(fleet);
     }
 
     /// The spec of this round's phase; `last` closes the fleet after it.
@@ -95,7 +176,7 @@ impl Contender {
         let next = &mut self.next;
         next.head_before = phase.head_after;
         next.seq_base = match next.head {
-            // The floor's payloads carry seq = seq_base + i + 1: the head.
+            // The peers' payloads carry seq = seq_base + i + 1: the head.
             HeadProbe::Published => phase.head_after,
             // rtmc's server numbers messages; the publisher sequence only
             // keeps message ids unique (as the ramp's steps do).
@@ -231,20 +312,32 @@ impl RoundsSummary {
                 .collect(),
             None => Vec::new(),
         };
-        let first: Vec<&str> = labels.to_vec();
-        let mut second = first.clone();
-        second.reverse();
         Self {
             rounds: rounds.len(),
-            order: format!(
-                "alternating: {} | {} | …",
-                first.join(" "),
-                second.join(" ")
-            ),
+            order: order_text(labels, rounds.len()),
             sides,
             ratios,
         }
     }
+}
+
+/// The order of the first rounds in words: `rotating: rtmc floor | floor
+/// rtmc | …`.
+fn order_text(labels: &[&str], rounds: usize) -> String {
+    let shown = rounds.clamp(2, 4);
+    let orders: Vec<String> = (0..shown)
+        .map(|r| {
+            round_order(labels.len(), r)
+                .into_iter()
+                .map(|k| labels[k])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect();
+    format!(
+        "rotating (pair m of rounds: listed order rotated by 2m, then reversed): {} | …",
+        orders.join(" | ")
+    )
 }
 
 /// `12.3 [11.0–14.1]`, or `—` when nothing was measured.
@@ -345,12 +438,65 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_order_alternates_round_by_round() {
-        assert_eq!(round_order(2, 0), [0, 1]);
-        assert_eq!(round_order(2, 1), [1, 0]);
-        assert_eq!(round_order(2, 2), [0, 1]);
-        assert_eq!(round_order(3, 1), [2, 1, 0]);
+    fn two_kinds_alternate_a_b_b_a() {
+        for r in 0..6 {
+            let want: &[usize] = if r % 2 == 0 { &[0, 1] } else { &[1, 0] };
+            assert_eq!(round_order(2, r), want, "round {r}");
+        }
         assert_eq!(round_order(1, 1), [0]);
+        assert!(round_order(0, 3).is_empty());
+    }
+
+    #[test]
+    fn more_kinds_rotate_so_every_kind_takes_every_position() {
+        assert_eq!(round_order(4, 0), [0, 1, 2, 3]);
+        assert_eq!(round_order(4, 1), [3, 2, 1, 0]);
+        assert_eq!(round_order(4, 2), [2, 3, 0, 1]);
+        assert_eq!(round_order(4, 3), [1, 0, 3, 2]);
+        assert_eq!(round_order(4, 4), [0, 1, 2, 3]);
+        assert_eq!(round_order(3, 2), [2, 0, 1]);
+        // k even: k rounds put each kind at each position once; k odd: 2k
+        // rounds twice.
+        for (k, rounds, times) in [(4, 4, 1), (3, 6, 2), (2, 2, 1)] {
+            let mut seen = vec![vec![0; k]; k];
+            for r in 0..rounds {
+                let order = round_order(k, r);
+                let mut sorted = order.clone();
+                sorted.sort();
+                assert_eq!(sorted, (0..k).collect::<Vec<_>>(), "round {r}");
+                for (pos, kind) in order.into_iter().enumerate() {
+                    seen[kind][pos] += 1;
+                }
+            }
+            assert!(
+                seen.iter().flatten().all(|&n| n == times),
+                "k {k}: {seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn fleets_are_kept_when_the_limit_holds_them_else_connected_per_phase() {
+        let per = fleet_sockets(10_000, 1);
+        // This machine's 20000: four (or even two) 10k fleets cannot be kept.
+        assert_eq!(plan_fleets(Some(20_000), per, 4), Ok(FleetPlan::PerPhase));
+        assert_eq!(plan_fleets(Some(20_000), per, 2), Ok(FleetPlan::PerPhase));
+        assert_eq!(plan_fleets(Some(20_000), per, 1), Ok(FleetPlan::KeepAll));
+        // Four 1k fleets fit, and so do four 4k ones exactly at the margin.
+        let small = fleet_sockets(1000, 1);
+        assert_eq!(plan_fleets(Some(20_000), small, 4), Ok(FleetPlan::KeepAll));
+        let four_k = fleet_sockets(4000, 1);
+        assert_eq!(
+            plan_fleets(Some(4 * four_k + FD_MARGIN), four_k, 4),
+            Ok(FleetPlan::KeepAll)
+        );
+        assert_eq!(
+            plan_fleets(Some(4 * four_k + FD_MARGIN - 1), four_k, 4),
+            Ok(FleetPlan::PerPhase)
+        );
+        assert_eq!(plan_fleets(None, per, 4), Ok(FleetPlan::KeepAll));
+        // Not even one fleet fits: the error says how many it needs.
+        assert_eq!(plan_fleets(Some(4096), per, 2), Err(per + FD_MARGIN));
     }
 
     fn phase(label: &str, p99_ms: f64, deliveries_per_sec: f64, cpu: Option<f64>) -> PhaseReport {
@@ -437,7 +583,7 @@ mod tests {
         );
         assert_eq!(cpu_ratio.spread.unwrap().median, 2.0);
         assert!(
-            s.order.starts_with("alternating: rtmc floor | floor rtmc"),
+            s.order.contains("rtmc floor | floor rtmc | rtmc floor"),
             "{}",
             s.order
         );

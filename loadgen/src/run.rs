@@ -1,8 +1,9 @@
 //! Composes a whole invocation: bring the target up (or resolve it), run
-//! rtmc and its peers (the Redis [`floor`](crate::floor)) at the profile's
-//! load in interleaved [`rounds`](crate::rounds), then the
-//! [NATS peers](crate::nats_peer) asked for (once each, not yet interleaved) — each kind's fleet
-//! connected once — or hand the rtmc fleet to the [`ramp`](crate::ramp);
+//! rtmc and its peers (the Redis [`floor`](crate::floor), the
+//! [NATS peers](crate::nats_peer) against one nats-server for the run) at
+//! the profile's load in interleaved [`rounds`](crate::rounds) — each
+//! kind's fleet connected once, or per phase when the open-file limit
+//! cannot hold them all — or hand the rtmc fleet to the [`ramp`](crate::ramp);
 //! optionally the [`blaster`](crate::blaster) reference; then write the
 //! report directory with its plots.
 
@@ -16,7 +17,10 @@ use crate::cpu::CpuWatch;
 use crate::floor::{connect_floor, FloorRedis};
 use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
 use crate::live::LiveStats;
-use crate::nats_peer::{run_nats_peers, NatsPeer, PeerError};
+use crate::nats_peer::{
+    connect_peer, disconnect_peer, record_peer, start_server, NatsPeer, NatsServer, PeerError,
+    PeerRun,
+};
 use crate::phase::{current_head, run_phase, HeadProbe, PhaseReport, PhaseResult, PhaseSpec};
 use crate::plot;
 use crate::profile::{Profile, PublishVia};
@@ -25,7 +29,10 @@ use crate::ramp::run_ramp;
 use crate::report::{
     self, ConnectReport, FloorComparison, ReportError, ReportHistograms, RunReport,
 };
-use crate::rounds::{round_order, Contender, PhaseKind, RoundPhases, RoundsSummary};
+use crate::rounds::{
+    fleet_sockets, plan_fleets, round_order, Contender, FleetPlan, PhaseKind, RoundPhases,
+    RoundsSummary,
+};
 use crate::stack::{self, EmbeddedStack, StackError, Target};
 
 /// What to do.
@@ -66,7 +73,7 @@ pub enum RunError {
     HttpNeeds(&'static str),
     #[error("the floor needs a Redis (give --floor-redis)")]
     NoFloorRedis,
-    #[error("--rounds keeps every phase kind's fleet connected: about {needed} sockets, but the open-file limit is {limit} (raise it, or lower --clients)")]
+    #[error("one phase kind's fleet needs about {needed} sockets, but the open-file limit is {limit} (raise it, or lower --clients)")]
     FdBudget { needed: usize, limit: usize },
     #[error(transparent)]
     Blaster(#[from] BlasterError),
@@ -128,22 +135,23 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
             Mode::Run => profile.load.rounds.max(1),
             _ => 1,
         };
+        // One nats-server for the whole run (the container goes with `_nats`).
+        let (nats, _nats) = if kinds.iter().any(|k| nats_peer_of(*k).is_some()) {
+            let (server, container) = start_server(&profile).await?;
+            (Some(server), container)
+        } else {
+            (None, None)
+        };
         let mut arena = Arena {
             profile: &profile,
             target: &target,
             shape: shape.clone(),
             run: &run,
+            nats: nats.as_ref(),
         };
         arena
             .interleave(&kinds, rounds, &mut report, &mut histograms)
             .await?;
-    }
-    if mode == Mode::Run {
-        for (peer, r) in
-            run_nats_peers(&profile, shape.clone(), run.id, run.instant, &mut report).await?
-        {
-            histograms.add_peer(peer, &r);
-        }
     }
     if mode == Mode::Run && profile.blaster.enabled {
         say(&profile, "blaster: the raw loopback reference…");
@@ -166,8 +174,8 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
     Ok(RunOutcome { report, dir, files })
 }
 
-/// The phase kinds of a `run` (rtmc, then its peers) or of `floor`; a peer
-/// that cannot run is noted.
+/// The phase kinds of a `run` (rtmc, then its peers: floor, nats,
+/// jetstream) or of `floor`; a peer that cannot run is noted.
 fn phase_kinds(
     profile: &Profile,
     target: &Target,
@@ -186,22 +194,45 @@ fn phase_kinds(
                 .push("floor skipped: no Redis to run it against (give --floor-redis)".into()),
         }
     }
+    if mode == Mode::Run {
+        kinds.extend(NatsPeer::wanted(profile).into_iter().map(nats_kind));
+    }
     kinds
 }
 
+/// The phase kind that runs a NATS peer.
+fn nats_kind(peer: NatsPeer) -> PhaseKind {
+    match peer {
+        NatsPeer::Core => PhaseKind::NatsCore,
+        NatsPeer::JetStream => PhaseKind::JetStream,
+    }
+}
+
+/// The NATS peer a phase kind runs, if it is one.
+fn nats_peer_of(kind: PhaseKind) -> Option<NatsPeer> {
+    match kind {
+        PhaseKind::NatsCore => Some(NatsPeer::Core),
+        PhaseKind::JetStream => Some(NatsPeer::JetStream),
+        PhaseKind::Rtmc | PhaseKind::RedisFloor => None,
+    }
+}
+
 /// What connecting a phase kind's fleet needs: the run's profile, target,
-/// message shape and time anchors.
+/// message shape, time anchors and nats-server.
 struct Arena<'a> {
     profile: &'a Profile,
     target: &'a Target,
     shape: Arc<MessageShape>,
     run: &'a RunStart,
+    nats: Option<&'a NatsServer>,
 }
 
 impl Arena<'_> {
-    /// `rounds` rounds of `kinds` (rounds::round_order: alternating), each
+    /// `rounds` rounds of `kinds` (rounds::round_order: rotating), each
     /// kind's fleet connected before its first phase and closed after its
-    /// last; every phase judged (rtmc) or noted (a peer) and recorded.
+    /// last — or, when the open-file limit cannot hold every fleet at once,
+    /// connected and closed around each of its phases; every phase judged
+    /// (rtmc) or noted (a peer) and recorded.
     async fn interleave(
         &mut self,
         kinds: &[PhaseKind],
@@ -209,28 +240,50 @@ impl Arena<'_> {
         report: &mut RunReport,
         histograms: &mut RunHistograms,
     ) -> Result<(), RunError> {
-        if rounds > 1 {
-            check_fd_budget(self.profile, kinds.len())?;
-        }
+        let per_phase = rounds > 1 && self.fleets_per_phase(kinds.len(), report)?;
         let mut contenders: Vec<Option<Contender>> = kinds.iter().map(|_| None).collect();
+        // A NATS peer's first connect, for the report's `peers` entry.
+        let mut first_connect: Vec<Option<ConnectReport>> = kinds.iter().map(|_| None).collect();
         for round in 0..rounds {
             let mut phases = Vec::new();
             for k in round_order(kinds.len(), round) {
-                let contender = match &mut contenders[k] {
-                    Some(c) => c,
-                    empty => empty.insert(self.connect(kinds[k], report).await?),
-                };
+                let kind = kinds[k];
                 if rounds > 1 {
                     say(
                         self.profile,
-                        &format!("round {}/{rounds}: {}", round + 1, kinds[k].label()),
+                        &format!("round {}/{rounds}: {}", round + 1, kind.label()),
                     );
                 }
-                let spec = contender.spec(round + 1 == rounds);
-                let r = run_phase(&mut contender.fleet, spec, self.run.instant).await;
+                let contender = match &mut contenders[k] {
+                    Some(c) => {
+                        if c.fleet.is_none() {
+                            let (fleet, spec, _) = self.connect(kind, report).await?;
+                            c.reconnected(fleet, spec);
+                        }
+                        c
+                    }
+                    empty => {
+                        let (fleet, spec, connect) = self.connect(kind, report).await?;
+                        first_connect[k] = connect;
+                        empty.insert(Contender::new(kind, fleet, spec))
+                    }
+                };
+                let last = per_phase || round + 1 == rounds;
+                let spec = contender.spec(last);
+                let mut fleet = contender.fleet.take().expect("connected above");
+                let r = run_phase(&mut fleet, spec, self.run.instant).await;
+                if last {
+                    drop(fleet);
+                    self.disconnect(kind, report).await;
+                } else {
+                    contender.fleet = Some(fleet);
+                }
                 let phase = contender.finished(r.report.clone());
-                judge(self.profile, kinds[k], &phase, round, rounds, report);
-                histograms.add(kinds[k], &r);
+                judge(self.profile, kind, &phase, round, rounds, report);
+                if let (Some(server), Some(connect)) = (self.nats, first_connect[k].take()) {
+                    record_peer(report, server, connect, &phase);
+                }
+                histograms.add(kind, &r);
                 phases.push(phase);
             }
             report.rounds.push(RoundPhases {
@@ -243,12 +296,42 @@ impl Arena<'_> {
         Ok(())
     }
 
+    /// Whether the open-file limit makes the rounds connect each kind's
+    /// fleet per phase (said on stderr and in the report's notes).
+    fn fleets_per_phase(&self, kinds: usize, report: &mut RunReport) -> Result<bool, RunError> {
+        let load = &self.profile.load;
+        let per_kind = fleet_sockets(load.clients, load.tcp_publishers as usize);
+        let limit = open_file_limit();
+        match plan_fleets(limit, per_kind, kinds) {
+            Ok(FleetPlan::KeepAll) if !load.fleets_per_phase => Ok(false),
+            Ok(FleetPlan::KeepAll) => {
+                let note = "fleets connected per phase (load.fleets_per_phase): each kind's fleet is connected at the start of its phase and closed after it";
+                say(self.profile, note);
+                report.notes.push(note.into());
+                Ok(true)
+            }
+            Ok(FleetPlan::PerPhase) => {
+                let note = format!(
+                    "fleets connected per phase: {kinds} kinds × about {per_kind} sockets do not fit the open-file limit {}, so each kind's fleet is connected at the start of its phase and closed after it (a peer's payload sequence and a JetStream stream start over with each fleet)",
+                    limit.unwrap_or(0)
+                );
+                say(self.profile, &note);
+                report.notes.push(note);
+                Ok(true)
+            }
+            Err(needed) => Err(RunError::FdBudget {
+                needed,
+                limit: limit.unwrap_or(0),
+            }),
+        }
+    }
+
     /// Connects `kind`'s fleet and prepares its first phase.
     async fn connect(
         &self,
         kind: PhaseKind,
         report: &mut RunReport,
-    ) -> Result<Contender, RunError> {
+    ) -> Result<(Fleet, PhaseSpec, Option<ConnectReport>), RunError> {
         let (fleet, spec) = match kind {
             PhaseKind::Rtmc => {
                 prepare_rtmc(
@@ -269,12 +352,37 @@ impl Arena<'_> {
                 };
                 connect_floor(self.profile, redis, self.shape.clone(), self.run.id, report).await?
             }
+            PhaseKind::NatsCore | PhaseKind::JetStream => {
+                let peer = nats_peer_of(kind).expect("a NATS kind");
+                let run = self.peer_run();
+                let (fleet, spec, connect) = connect_peer(&run, peer, report).await?;
+                return Ok((fleet, spec, Some(connect)));
+            }
         };
-        Ok(Contender::new(kind, fleet, spec))
+        Ok((fleet, spec, None))
+    }
+
+    /// Tears down what connecting `kind` set up, once its fleet is closed.
+    async fn disconnect(&self, kind: PhaseKind, report: &mut RunReport) {
+        if let Some(peer) = nats_peer_of(kind) {
+            disconnect_peer(&self.peer_run(), peer, report).await;
+        }
+    }
+
+    fn peer_run(&self) -> PeerRun<'_> {
+        PeerRun {
+            profile: self.profile,
+            server: self
+                .nats
+                .expect("the run's nats-server is started before the rounds"),
+            shape: self.shape.clone(),
+            run_id: self.run.id,
+        }
     }
 }
 
-/// Records a finished phase: round 1's as the report's `rtmc` / `floor`;
+/// Records a finished phase: round 1's as the report's `rtmc` / `floor`
+/// (a NATS peer's as its `peers` entry, by the caller);
 /// rtmc's judged, a peer's problems noted (its loss is the yardstick's).
 fn judge(
     profile: &Profile,
@@ -301,6 +409,8 @@ fn judge(
             report.note_peer(&named);
             report.floor.get_or_insert_with(|| phase.clone());
         }
+        // Round 1's phase becomes the report's `peers` entry (record_peer).
+        PhaseKind::NatsCore | PhaseKind::JetStream => report.note_peer(&named),
     }
 }
 
@@ -325,23 +435,15 @@ fn rtmc_cpu_watches(target: &Target) -> Vec<CpuWatch> {
     }
 }
 
-/// Kept connected side by side, the fleets of several phase kinds need
-/// their sockets at once: fail before connecting when the fd limit cannot
-/// hold them (RLIMIT_NOFILE, from /proc/self/limits).
-fn check_fd_budget(profile: &Profile, kinds: usize) -> Result<(), RunError> {
-    let load = &profile.load;
-    let per_kind = load.clients + load.tcp_publishers as usize + 2;
-    let needed = kinds * per_kind + 256;
-    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
-    let soft = limits
+/// The process's soft open-file limit (RLIMIT_NOFILE, from
+/// /proc/self/limits), `None` when unreadable.
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    limits
         .lines()
         .find(|l| l.starts_with("Max open files"))
         .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse::<usize>().ok());
-    match soft {
-        Some(limit) if limit < needed => Err(RunError::FdBudget { needed, limit }),
-        _ => Ok(()),
-    }
+        .and_then(|v| v.parse::<usize>().ok())
 }
 
 /// The blaster at the run's fan-out: as many sockets as clients, as many
@@ -545,7 +647,7 @@ struct RunHistograms {
     intervals: Vec<Interval>,
     rtmc: SideHistograms,
     floor: SideHistograms,
-    /// The NATS peers', in run order.
+    /// The NATS peers', in the order they first ran.
     peers: Vec<(NatsPeer, SideHistograms)>,
 }
 
@@ -559,17 +661,18 @@ impl SideHistograms {
 impl RunHistograms {
     fn add(&mut self, kind: PhaseKind, r: &PhaseResult) {
         self.intervals.extend(r.intervals.iter().cloned());
-        match kind {
-            PhaseKind::Rtmc => self.rtmc.add(r),
-            PhaseKind::RedisFloor => self.floor.add(r),
+        match nats_peer_of(kind) {
+            None if kind == PhaseKind::Rtmc => self.rtmc.add(r),
+            None => self.floor.add(r),
+            Some(peer) => match self.peers.iter_mut().find(|(p, _)| *p == peer) {
+                Some((_, side)) => side.add(r),
+                None => {
+                    let mut side = SideHistograms::default();
+                    side.add(r);
+                    self.peers.push((peer, side));
+                }
+            },
         }
-    }
-
-    fn add_peer(&mut self, peer: NatsPeer, r: &PhaseResult) {
-        self.intervals.extend(r.intervals.iter().cloned());
-        let mut side = SideHistograms::default();
-        side.add(r);
-        self.peers.push((peer, side));
     }
 
     /// Writes the report directory: the report and histogram files, then the plots.

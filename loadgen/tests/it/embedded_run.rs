@@ -103,15 +103,18 @@ async fn a_tiny_embedded_load_has_no_loss_and_writes_a_report() {
     let _ = std::fs::remove_dir_all(&out);
 }
 
-/// `run --rounds 3 --blaster` at tiny scale: three phases per side in the
-/// alternating order, each with its own accounting and server CPU, the
-/// summaries and ratios, the blaster reference, and report.json carrying it
-/// all.
+/// `run --rounds 3 --fleets-per-phase --blaster` at tiny scale: three
+/// phases per side in the alternating order, each on a freshly connected
+/// fleet (the path four 5k or 10k fleets take on a 20,000 fd limit) with
+/// its own accounting and server CPU, the summaries and ratios, the
+/// blaster reference, and report.json carrying it all. (Kept fleets: the
+/// NATS peers' test.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_interleaved_rounds_give_three_phases_per_side_and_summaries() {
     build_rtmc();
     let (mut profile, out) = tiny_profile("e2e-rounds", 10, 40.0, 2.0);
     profile.load.rounds = 3;
+    profile.load.fleets_per_phase = true;
     profile.blaster.enabled = true;
     profile.blaster.frames_per_write = 8;
 
@@ -124,6 +127,12 @@ async fn three_interleaved_rounds_give_three_phases_per_side_and_summaries() {
     assert_eq!(r.schema_version, rtmc_loadgen::report::SCHEMA_VERSION);
 
     assert_eq!(r.rounds.len(), 3, "{text}");
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("fleets connected per phase")),
+        "{text}"
+    );
     let order: Vec<Vec<&str>> = r
         .rounds
         .iter()

@@ -1,7 +1,8 @@
-//! The NATS peers end to end: `loadgen run` in-process with rtmc, the Redis
-//! floor, NATS core and JetStream at one small load (20 clients × 50 msg/s
-//! × 2 s), against an embedded stack and an embedded nats-server. Every
-//! peer phase must deliver every message to every subscriber, with its
+//! The NATS peers end to end: `loadgen run --rounds 2` in-process with
+//! rtmc, the Redis floor, NATS core and JetStream as the four phase kinds
+//! of interleaved rounds at one small load (20 clients × 50 msg/s × 2 s),
+//! against an embedded stack and one embedded nats-server. Every phase of
+//! every round must deliver every message to every subscriber, with its
 //! histograms filled and written. Needs Docker and the `rtmc` binary.
 
 use std::path::PathBuf;
@@ -10,12 +11,15 @@ use rtmc_loadgen::histogram::read_interval_log;
 use rtmc_loadgen::phase::PhaseReport;
 use rtmc_loadgen::profile::{Peer, Profile};
 use rtmc_loadgen::report::{render_text, RunReport};
+use rtmc_loadgen::rounds::round_order;
 use rtmc_loadgen::run::{execute, Mode};
 
 use crate::embedded_run::build_rtmc;
 
 const CLIENTS: usize = 20;
 const MESSAGES: u64 = 100;
+const ROUNDS: usize = 2;
+const KINDS: [&str; 4] = ["rtmc", "floor", "nats", "jetstream"];
 
 fn assert_delivered_everything(p: &PhaseReport, acked: bool, text: &str) {
     let label = &p.label;
@@ -76,6 +80,7 @@ async fn rtmc_and_every_peer_deliver_every_message_side_by_side() {
     profile.load.drain_timeout_secs = 10.0;
     profile.output.out = Some(out.clone());
     profile.output.quiet = true;
+    profile.load.rounds = ROUNDS;
     profile.set_peers(&[Peer::Floor, Peer::Nats, Peer::JetStream]);
 
     let outcome = execute(profile, Mode::Run)
@@ -84,6 +89,55 @@ async fn rtmc_and_every_peer_deliver_every_message_side_by_side() {
     let r = &outcome.report;
     let text = render_text(r);
     assert!(r.passed(), "the run failed:\n{text}");
+
+    // Every kind has a phase in every round, in the documented order
+    // (round 2: the listed order reversed), each with its own accounting.
+    assert_eq!(r.rounds.len(), ROUNDS, "{text}");
+    for (i, round) in r.rounds.iter().enumerate() {
+        let order: Vec<&str> = round.phases.iter().map(|p| p.label.as_str()).collect();
+        let want: Vec<&str> = round_order(KINDS.len(), i)
+            .into_iter()
+            .map(|k| KINDS[k])
+            .collect();
+        assert_eq!(order, want, "round {}\n{text}", round.round);
+        for p in &round.phases {
+            assert_delivered_everything(p, true, &text);
+        }
+    }
+    let order2: Vec<&str> = r.rounds[1]
+        .phases
+        .iter()
+        .map(|p| p.label.as_str())
+        .collect();
+    assert_eq!(order2, ["jetstream", "nats", "floor", "rtmc"], "{text}");
+    let s = r.rounds_summary.as_ref().expect("a rounds summary");
+    let sides: Vec<&str> = s.sides.iter().map(|x| x.label.as_str()).collect();
+    assert_eq!(sides, KINDS, "{text}");
+    let ratio_peers: Vec<&str> = s.ratios.iter().map(|x| x.peer.as_str()).collect();
+    assert_eq!(ratio_peers, KINDS[1..], "{text}");
+    for ratios in &s.ratios {
+        let p99 = ratios
+            .metrics
+            .iter()
+            .find(|m| m.metric == "recv_p99")
+            .unwrap();
+        assert_eq!(p99.values.len(), ROUNDS, "rtmc÷{}\n{text}", ratios.peer);
+        assert!(p99.spread.unwrap().median > 0.0, "{p99:?}");
+        let cpu = ratios
+            .metrics
+            .iter()
+            .find(|m| m.metric == "server_cpu_secs_per_million_deliveries")
+            .unwrap();
+        assert_eq!(
+            cpu.spread.map(|s| s.n),
+            Some(ROUNDS),
+            "rtmc÷{} CPU\n{text}",
+            ratios.peer
+        );
+    }
+    for label in ["rtmc÷nats", "rtmc÷jetstream", "2 interleaved rounds"] {
+        assert!(text.contains(label), "{label}\n{text}");
+    }
     assert_delivered_everything(r.rtmc.as_ref().expect("rtmc"), true, &text);
     assert_delivered_everything(r.floor.as_ref().expect("floor"), true, &text);
     let labels: Vec<&str> = r.peers.iter().map(|p| p.label.as_str()).collect();
@@ -98,7 +152,6 @@ async fn rtmc_and_every_peer_deliver_every_message_side_by_side() {
             p.label
         );
     }
-    assert!(text.contains("== side by side"), "{text}");
     // The embedded nats-server's CPU time is the peers' server CPU.
     assert!(
         peer(r, "jetstream").selfcheck.server_cpu_cores > 0.0,
@@ -119,6 +172,7 @@ async fn rtmc_and_every_peer_deliver_every_message_side_by_side() {
             .expect("report.json parses");
     assert_eq!(json["schema_version"], rtmc_loadgen::report::SCHEMA_VERSION);
     assert_eq!(json["peers"][1]["phase"]["label"], "jetstream");
+    assert_eq!(json["rounds"][1]["phases"][0]["label"], "jetstream");
     let log = std::fs::read(out.join("latency.hlog")).expect("latency.hlog");
     let intervals = read_interval_log(&log).expect("the interval log reads");
     for tag in ["nats", "nats-ack", "jetstream", "jetstream-ack"] {
@@ -127,11 +181,12 @@ async fn rtmc_and_every_peer_deliver_every_message_side_by_side() {
             .filter(|i| i.tag == tag)
             .map(|i| i.histogram.len())
             .sum();
-        let want = if tag.ends_with("-ack") {
-            MESSAGES
-        } else {
-            CLIENTS as u64 * MESSAGES
-        };
+        let want = ROUNDS as u64
+            * if tag.ends_with("-ack") {
+                MESSAGES
+            } else {
+                CLIENTS as u64 * MESSAGES
+            };
         assert_eq!(n, want, "{tag} intervals in latency.hlog");
     }
     let _ = std::fs::remove_dir_all(&out);
