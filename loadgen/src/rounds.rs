@@ -374,7 +374,7 @@ pub fn text(out: &mut String, rounds: &[RoundPhases], s: &RoundsSummary) {
     );
     let _ = writeln!(
         out,
-        "{:>5} {:<7} {:>12} {:>9} {:>9} {:>9} {:>10} {:>8} {:>20}",
+        "{:>5} {:<9} {:>12} {:>9} {:>9} {:>9} {:>10} {:>8} {:>20}",
         "round",
         "phase",
         "deliv/s",
@@ -390,7 +390,7 @@ pub fn text(out: &mut String, rounds: &[RoundPhases], s: &RoundsSummary) {
             let cpu = headline_cpu(p);
             let _ = writeln!(
                 out,
-                "{:>5} {:<7} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>10.2} {:>8} {:>20}",
+                "{:>5} {:<9} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>10.2} {:>8} {:>20}",
                 r.round,
                 p.label,
                 p.deliveries_per_sec,

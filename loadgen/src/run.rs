@@ -155,7 +155,17 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
     }
     if mode == Mode::Run && profile.blaster.enabled {
         say(&profile, "blaster: the raw loopback reference…");
-        report.reference = Some(reference(&profile, shape).await?);
+        // The reference is measured after the rounds: its failure (e.g. no
+        // file descriptors left for 2 × clients sockets) must not throw the
+        // rounds' report away, so it becomes a note and the run goes on.
+        match reference(&profile, shape).await {
+            Ok(r) => report.reference = Some(r),
+            Err(e) => {
+                let note = format!("blaster reference not measured: {e}");
+                say(&profile, &note);
+                report.notes.push(note);
+            }
+        }
     }
     if report.rounds.len() <= 1 {
         if let (Some(a), Some(b)) = (&report.rtmc, &report.floor) {
