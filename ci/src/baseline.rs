@@ -203,6 +203,11 @@ pub const BENCH_SOURCES: &[&str] = &[
     ".cargo",
 ];
 
+/// Files under the source paths that no build reads (no crate includes a
+/// markdown file): a README edit must not cost the gate a baseline build
+/// and two instruction-bench builds.
+const NOT_BUILT: &str = ":(exclude,glob)**/*.md";
+
 /// Whether the work tree of `repo` holds exactly the contents of `sha` under
 /// `paths` (tracked changes, staged or not, and untracked files count). When
 /// it does, a build of the baseline would compile the very same sources, so
@@ -214,6 +219,7 @@ pub fn sources_identical(repo: &Path, sha: &str, paths: &[&str]) -> Result<bool,
         .arg(repo)
         .args(["diff", "--quiet", sha, "--"])
         .args(paths)
+        .arg(NOT_BUILT)
         .status()
         .map_err(|e| BaselineError::Command {
             command: "git diff --quiet".into(),
@@ -233,7 +239,8 @@ pub fn sources_identical(repo: &Path, sha: &str, paths: &[&str]) -> Result<bool,
         .arg("-C")
         .arg(repo)
         .args(["ls-files", "--others", "--exclude-standard", "--"])
-        .args(paths))?;
+        .args(paths)
+        .arg(NOT_BUILT))?;
     Ok(untracked.is_empty())
 }
 

@@ -439,6 +439,9 @@ fn identical_sources_need_no_baseline_build_and_no_instruction_run() {
     let s = setup();
     let b = BuildSetup::new(&s);
     b.same_sources(&s);
+    // A markdown file under a source path is read by no build: still identical.
+    std::fs::create_dir_all(s.root.join("system")).unwrap();
+    std::fs::write(s.root.join("system/NOTES.md"), "docs only").unwrap();
     let release = s.target.join("release");
     std::fs::create_dir_all(&release).unwrap();
     std::fs::write(release.join("rtmc"), "1.5").unwrap();
