@@ -299,22 +299,22 @@ mod tests {
         assert!((LatencySummary::of(&by_tag["rtmc"]).max_ms - 4.0).abs() < 0.01);
     }
 
+    /// `root/host<k>/latency.hlog` holding `log`, as one loadgen process writes it.
+    fn host_dir(root: &Path, k: usize, log: &[Interval]) -> PathBuf {
+        let d = root.join(format!("host{k}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let mut buf = Vec::new();
+        write_interval_log(&mut buf, std::time::SystemTime::now(), log).unwrap();
+        std::fs::write(d.join("latency.hlog"), buf).unwrap();
+        d
+    }
+
     #[test]
     fn merges_directories_written_by_runs() {
         let root = std::env::temp_dir().join(format!("lg-merge-{}", std::process::id()));
         let mut dirs = Vec::new();
         for (k, vals) in [[1000u64, 2000], [3000, 4000]].iter().enumerate() {
-            let d = root.join(format!("host{k}"));
-            std::fs::create_dir_all(&d).unwrap();
-            let mut buf = Vec::new();
-            write_interval_log(
-                &mut buf,
-                std::time::SystemTime::now(),
-                &[interval("rtmc", 0, vals)],
-            )
-            .unwrap();
-            std::fs::write(d.join("latency.hlog"), buf).unwrap();
-            dirs.push(d);
+            dirs.push(host_dir(&root, k, &[interval("rtmc", 0, vals)]));
         }
         let m = merge_dirs(&dirs).unwrap();
         assert_eq!(m.by_tag["rtmc"].len(), 4);
@@ -329,17 +329,13 @@ mod tests {
         let root = std::env::temp_dir().join(format!("lg-merge-peers-{}", std::process::id()));
         let mut dirs = Vec::new();
         for (k, vals) in [[1000u64, 2000], [3000, 4000]].iter().enumerate() {
-            let d = root.join(format!("host{k}"));
-            std::fs::create_dir_all(&d).unwrap();
-            let mut buf = Vec::new();
             let log = [
                 interval("rtmc", 0, vals),
                 interval("nats", 0, vals),
                 interval("nats-ack", 0, &[500]),
                 interval("jetstream", 0, vals),
             ];
-            write_interval_log(&mut buf, std::time::SystemTime::now(), &log).unwrap();
-            std::fs::write(d.join("latency.hlog"), buf).unwrap();
+            let d = host_dir(&root, k, &log);
             let mut r = RunReport::new(
                 "run",
                 Default::default(),
