@@ -13,6 +13,10 @@
 //!   readers' syscalls share the same two cores. Sessions are fewer because
 //!   each costs two file descriptors.
 //!
+//! Each runs on both delivery paths (`woken`: every writer task woken per
+//! message; `direct`: the ring's pump writes parked sessions, the server's
+//! default for plain TCP).
+//!
 //! One message is in flight at a time, so this is fan-out latency as much
 //! as throughput; loadgen measures sustained rates with many in flight.
 //! `cargo bench -p rtmc-benches --bench fanout`.
@@ -22,7 +26,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rtmc::protocol::encode_frame;
 use rtmc_benches::frames;
-use rtmc_benches::sessions::FanoutSessions;
+use rtmc_benches::sessions::{FanoutSessions, Path};
 use rtmc_benches::stack::runtime;
 use tokio::runtime::Runtime;
 
@@ -42,27 +46,30 @@ fn fanout(c: &mut Criterion) {
     let frame = encode_frame(&frames::broadcast_json(1, frames::SMALL_BODY_BYTES));
     let mut g = c.benchmark_group("fanout");
     g.sample_size(20);
-    for n in [1_000, 10_000] {
+    for (path, name) in [(Path::Woken, "woken"), (Path::Direct, "direct")] {
+        for n in [1_000, 10_000] {
+            g.throughput(Throughput::Elements(n as u64));
+            // Criterion calls the closure once per sample: sessions are made
+            // once, on the first call, and only if the bench is selected.
+            let mut sessions = None;
+            g.bench_function(BenchmarkId::new(format!("in_process_{name}"), n), |b| {
+                let sessions = sessions.get_or_insert_with(|| {
+                    rt.block_on(FanoutSessions::in_process(n, frame.clone(), path))
+                });
+                b.iter_custom(|iters| deliver(&rt, sessions, iters));
+            });
+        }
+        let n = 1_000;
         g.throughput(Throughput::Elements(n as u64));
-        // Criterion calls the closure once per sample: sessions are made
-        // once, on the first call, and only if the bench is selected.
         let mut sessions = None;
-        g.bench_function(BenchmarkId::new("in_process", n), |b| {
-            let sessions = sessions
-                .get_or_insert_with(|| rt.block_on(FanoutSessions::in_process(n, frame.clone())));
+        g.bench_function(BenchmarkId::new(format!("loopback_tcp_{name}"), n), |b| {
+            let sessions = sessions.get_or_insert_with(|| {
+                rt.block_on(FanoutSessions::over_loopback(n, frame.clone(), path))
+                    .expect("loopback sockets (two file descriptors per session)")
+            });
             b.iter_custom(|iters| deliver(&rt, sessions, iters));
         });
     }
-    let n = 1_000;
-    g.throughput(Throughput::Elements(n as u64));
-    let mut sessions = None;
-    g.bench_function(BenchmarkId::new("loopback_tcp", n), |b| {
-        let sessions = sessions.get_or_insert_with(|| {
-            rt.block_on(FanoutSessions::over_loopback(n, frame.clone()))
-                .expect("loopback sockets (two file descriptors per session)")
-        });
-        b.iter_custom(|iters| deliver(&rt, sessions, iters));
-    });
     g.finish();
 }
 

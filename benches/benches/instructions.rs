@@ -18,7 +18,9 @@
 //!   the real `Fanout` ring to 100 sessions' real writers (`outbound::run`)
 //!   writing into counting sinks, on a current-thread runtime: the ring,
 //!   the task wake-ups, the coalescing and the metrics, without the kernel.
-//!   Divide by the deliveries (100, 1,600) for the cost of one.
+//!   Divide by the deliveries (100, 1,600) for the cost of one. Each on
+//!   both paths: every writer woken per message, and (`_direct`) the
+//!   ring's pump writing the parked writers' sockets itself.
 //!
 //! Setup (building inputs) is not counted. Needs valgrind and
 //! `gungraun-runner` of the same version as the `gungraun` crate (ci/setup.sh
@@ -35,7 +37,7 @@ use rtmc::server::limits::TokenBucket;
 use rtmc::server::outbound;
 use rtmc::stream::{Delivery, StreamEntry};
 use rtmc_benches::frames::{self, LARGE_BODY_BYTES, SMALL_BODY_BYTES};
-use rtmc_benches::sessions::FanoutSessions;
+use rtmc_benches::sessions::{FanoutSessions, Path};
 use rtmc_loadgen::histogram::{self, LatencyHistogram};
 use rtmc_loadgen::wire::{self, BroadcastFacts};
 use tokio_util::codec::{Decoder, Encoder};
@@ -174,14 +176,14 @@ const FANOUT_SESSIONS: usize = 100;
 
 /// A current-thread runtime with `FANOUT_SESSIONS` subscribed writers, one
 /// message already delivered so every writer waits on the ring.
-fn fanout_sessions(_: ()) -> (tokio::runtime::Runtime, FanoutSessions) {
+fn fanout_sessions(path: Path) -> (tokio::runtime::Runtime, FanoutSessions) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("a tokio runtime");
     let frame = rtmc::protocol::encode_frame(&payload(SMALL_BODY_BYTES));
     let sessions = rt.block_on(async {
-        let s = FanoutSessions::in_process(FANOUT_SESSIONS, frame).await;
+        let s = FanoutSessions::in_process(FANOUT_SESSIONS, frame, path).await;
         s.deliver_one().await;
         s
     });
@@ -189,7 +191,8 @@ fn fanout_sessions(_: ()) -> (tokio::runtime::Runtime, FanoutSessions) {
 }
 
 #[library_benchmark]
-#[bench::one_message(args = (()), setup = fanout_sessions)]
+#[bench::one_message(args = (Path::Woken), setup = fanout_sessions)]
+#[bench::one_message_direct(args = (Path::Direct), setup = fanout_sessions)]
 fn fanout_one(input: (tokio::runtime::Runtime, FanoutSessions)) {
     let (rt, sessions) = &input;
     rt.block_on(black_box(sessions).deliver_one());
@@ -198,7 +201,8 @@ fn fanout_one(input: (tokio::runtime::Runtime, FanoutSessions)) {
 }
 
 #[library_benchmark]
-#[bench::burst_of_16(args = (()), setup = fanout_sessions)]
+#[bench::burst_of_16(args = (Path::Woken), setup = fanout_sessions)]
+#[bench::burst_of_16_direct(args = (Path::Direct), setup = fanout_sessions)]
 fn fanout_burst(input: (tokio::runtime::Runtime, FanoutSessions)) {
     let (rt, sessions) = &input;
     rt.block_on(black_box(sessions).deliver_burst(16));

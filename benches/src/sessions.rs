@@ -8,8 +8,12 @@
 //! Every byte that reaches a session's socket (or, over TCP, the client) is
 //! counted in one [`DeliveryCounter`], so a bench knows when the last
 //! session has its copy of a message.
+//!
+//! [`Path`] picks how broadcasts reach the sockets: every writer task woken
+//! per message, or the ring's pump writing parked sessions directly (the
+//! server's default for plain TCP, `server.direct_delivery`).
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +21,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use rtmc::server::direct::{DirectWrite, LaneHandle};
 use rtmc::server::fanout::Fanout;
 use rtmc::server::outbound::{self, Outbound, Subscription};
 use rtmc::stream::Delivery;
@@ -24,6 +29,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Ring capacity: the server's default outbound bound is far above the one
 /// message in flight a bench has.
@@ -108,6 +114,24 @@ impl AsyncWrite for CountingSink {
     }
 }
 
+impl DirectWrite for CountingSink {
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let n: usize = bufs.iter().map(|b| b.len()).sum();
+        self.counter.add(n as u64);
+        Ok(n)
+    }
+}
+
+/// How broadcasts reach the sessions' sockets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// Every session's writer task is woken for every message
+    /// (`server.direct_delivery = false`, and TLS sessions).
+    Woken,
+    /// Idle writers park; the ring's pump writes their sockets directly.
+    Direct,
+}
+
 /// N subscribed sessions on one fan-out ring. Dropping it closes every
 /// session's control channel, which ends its writer.
 pub struct FanoutSessions {
@@ -115,16 +139,27 @@ pub struct FanoutSessions {
     counter: Arc<DeliveryCounter>,
     /// One per session; the writer runs while its sender lives.
     controls: Vec<mpsc::Sender<Outbound>>,
+    /// Over TCP: the server ends' read halves, kept open.
+    keep_open: Vec<tokio::net::tcp::OwnedReadHalf>,
     /// The complete frame every message carries (length prefix included).
     frame: Bytes,
     /// Sequence number of the last message published.
     last_seq: AtomicU64,
+    path: Path,
+    /// Ends the pumps (direct path) when the sessions are dropped.
+    stop: CancellationToken,
+}
+
+impl Drop for FanoutSessions {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl FanoutSessions {
     /// `sessions` writers into counting sinks. Call inside the runtime.
-    pub async fn in_process(sessions: usize, frame: Bytes) -> Self {
-        let mut s = Self::empty(frame);
+    pub async fn in_process(sessions: usize, frame: Bytes, path: Path) -> Self {
+        let mut s = Self::empty(frame, path);
         for _ in 0..sessions {
             let sink = CountingSink {
                 counter: s.counter.clone(),
@@ -137,8 +172,8 @@ impl FanoutSessions {
     /// `sessions` writers into TCP connections on 127.0.0.1, each client end
     /// drained by a reader task. Call inside the runtime. Needs two file
     /// descriptors per session.
-    pub async fn over_loopback(sessions: usize, frame: Bytes) -> io::Result<Self> {
-        let mut s = Self::empty(frame);
+    pub async fn over_loopback(sessions: usize, frame: Bytes, path: Path) -> io::Result<Self> {
+        let mut s = Self::empty(frame, path);
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         for _ in 0..sessions {
@@ -147,30 +182,46 @@ impl FanoutSessions {
             // As the server does for every accepted connection.
             server.set_nodelay(true)?;
             tokio::spawn(drain(client, s.counter.clone()));
-            s.add_session(server).await;
+            // The server's halves: the read half only has to stay open.
+            let (read, write) = server.into_split();
+            s.keep_open.push(read);
+            s.add_session(write).await;
         }
         Ok(s)
     }
 
-    fn empty(frame: Bytes) -> Self {
+    fn empty(frame: Bytes, path: Path) -> Self {
+        let fanout = Fanout::new(RING_CAPACITY, 0);
+        let stop = CancellationToken::new();
+        if path == Path::Direct {
+            fanout.start_direct(&TaskTracker::new(), &stop);
+        }
         Self {
-            fanout: Fanout::new(RING_CAPACITY, 0),
+            fanout,
             counter: Arc::new(DeliveryCounter::default()),
             controls: Vec::new(),
+            keep_open: Vec::new(),
             frame,
             last_seq: AtomicU64::new(0),
+            path,
+            stop,
         }
     }
 
-    /// Starts a session's writer on `sock` and subscribes it to the ring,
-    /// as `login` does.
-    async fn add_session<W: AsyncWrite + Unpin + Send + 'static>(&mut self, sock: W) {
+    /// Starts a session's writer on `sock` (with a lane on the direct path)
+    /// and subscribes it to the ring, as the server and `login` do.
+    async fn add_session<W: DirectWrite + AsyncWrite + Unpin + Send + 'static>(&mut self, sock: W) {
         let (tx, rx) = mpsc::channel(CONTROL_DEPTH);
+        let lane: Option<LaneHandle<W>> = match self.path {
+            Path::Direct => self.fanout.lane(),
+            Path::Woken => None,
+        };
         tokio::spawn(outbound::run(
             sock,
             rx,
             WRITE_TIMEOUT,
             CancellationToken::new(),
+            lane,
         ));
         let (live, up_to) = self.fanout.subscribe();
         let subscription = Subscription {

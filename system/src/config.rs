@@ -178,6 +178,9 @@ pub struct ServerConfig {
     pub outbound_queue_frames: usize,
     /// A single socket write blocked this long cuts the session off as a slow consumer.
     pub write_timeout_ms: u64,
+    /// The fan-out writes broadcasts to idle plain-TCP sessions itself instead of
+    /// waking each session's writer task (one pump per runtime worker).
+    pub direct_delivery: bool,
     /// Connections accepted at once; more are refused with `too_many_connections`.
     pub max_connections: usize,
     /// `send`s a connection may have awaiting broker confirmation; more are
@@ -220,6 +223,7 @@ impl Default for ServerConfig {
             heartbeat_timeout_ms: 30_000,
             outbound_queue_frames: 4096,
             write_timeout_ms: 10_000,
+            direct_delivery: true,
             max_connections: 18_000,
             max_inflight_sends: 256,
             max_sends_per_sec: 1_000,

@@ -17,6 +17,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::cmd;
+use super::direct::LaneHandle;
 use super::limits::TokenBucket;
 use super::node::NodeContext;
 use super::outbound;
@@ -39,6 +40,7 @@ pub(super) async fn handle<R, W>(
     wr: W,
     peer: SocketAddr,
     stop: CancellationToken,
+    lane: Option<LaneHandle<W>>,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -50,6 +52,7 @@ pub(super) async fn handle<R, W>(
         control,
         Duration::from_millis(ctx.cfg.server.write_timeout_ms),
         conn.clone(),
+        lane,
     ));
     let mut session = Session::new(ctx, out, peer);
     read_loop(&mut session, rd, &stop, &conn).await;

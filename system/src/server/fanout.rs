@@ -1,7 +1,8 @@
 //! Follows the Redis message stream with a blocking read and hands each new
 //! message, framed once, to every session through one broadcast ring. The
 //! ring's capacity is each session's outbound queue bound: a session that
-//! falls further behind is lagged and cut off as a slow consumer.
+//! falls further behind is lagged and cut off as a slow consumer. Idle
+//! sessions are written by the ring's pumps directly (`direct`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,7 +10,9 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use super::direct::{Direct, DirectWrite, LaneHandle};
 use crate::backoff::Backoff;
 use crate::stream::{self, Delivery, RedisKeys};
 
@@ -20,6 +23,8 @@ pub struct Fanout {
     tx: broadcast::Sender<Delivery>,
     /// Highest sequence number sent into the ring (stored before sending).
     head: Arc<AtomicU64>,
+    /// Writes to idle sessions without waking them (once started).
+    direct: Arc<Direct>,
 }
 
 impl Fanout {
@@ -28,7 +33,26 @@ impl Fanout {
         Self {
             tx,
             head: Arc::new(AtomicU64::new(start_seq)),
+            direct: Arc::default(),
         }
+    }
+
+    /// Starts direct delivery: one pump per runtime worker, until `stop`.
+    /// Without it every session's writer task is woken for every message.
+    pub fn start_direct(&self, tasks: &TaskTracker, stop: &CancellationToken) {
+        let workers = tokio::runtime::Handle::current().metrics().num_workers();
+        self.direct.start(workers, tasks, stop);
+    }
+
+    /// A lane for a session's writer to park in, or `None` when direct
+    /// delivery is not running.
+    pub fn lane<W: DirectWrite>(&self) -> Option<LaneHandle<W>> {
+        self.direct.register()
+    }
+
+    #[cfg(test)]
+    pub(super) fn direct_for_tests(&self) -> &Direct {
+        &self.direct
     }
 
     /// Subscribes, then reads the head: every message after the returned
@@ -48,6 +72,7 @@ impl Fanout {
     pub fn publish(&self, d: Delivery) {
         self.head.store(d.seq, Ordering::SeqCst);
         let _ = self.tx.send(d);
+        self.direct.notify();
     }
 }
 

@@ -2,14 +2,15 @@
 //! connection, and follows the message stream to broadcast to all of them.
 //! `run` takes an already bound listener so tests and tools bind port 0.
 //!
-//! Inside, each module uses only those listed before it: `limits`,
-//! `outbound` and `fanout` (leaves) ← `node` ← `session` ← `cmd` ←
+//! Inside, each module uses only those listed before it: `limits` and
+//! `direct` (leaves) ← `outbound` and `fanout` ← `node` ← `session` ← `cmd` ←
 //! `connection` ← this file.
 
 #[cfg(feature = "test-broadcast-delay")]
 pub mod broadcast_delay;
 mod cmd;
 mod connection;
+pub mod direct;
 pub mod fanout;
 pub mod limits;
 mod node;
@@ -79,6 +80,9 @@ fn spawn_background(
         Duration::from_millis(cfg.server.heartbeat_interval_ms.max(100)),
         stop.clone(),
     ));
+    if cfg.server.direct_delivery {
+        ctx.fanout.start_direct(tasks, stop);
+    }
     let url = cfg.redis.url.expose_secret().clone();
     // Test-only (compiled out of the release build): a delay line between
     // the follower and the ring, for the latency gate's injected slowdown.
@@ -157,14 +161,15 @@ async fn serve(
     match tls {
         None => {
             let (rd, wr) = sock.into_split();
-            connection::handle(ctx, rd, wr, peer, stop).await;
+            let lane = ctx.fanout.lane();
+            connection::handle(ctx, rd, wr, peer, stop, lane).await;
         }
         Some(acceptor) => {
             let limit = Duration::from_millis(ctx.cfg.server.login_timeout_ms);
             match tokio::time::timeout(limit, acceptor.accept(sock)).await {
                 Ok(Ok(stream)) => {
                     let (rd, wr) = tokio::io::split(stream);
-                    connection::handle(ctx, rd, wr, peer, stop).await;
+                    connection::handle(ctx, rd, wr, peer, stop, None).await;
                 }
                 Ok(Err(e)) => {
                     metrics::counter!("rtmc_tls_handshake_failures_total").increment(1);

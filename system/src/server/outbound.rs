@@ -11,6 +11,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use super::direct::{Lane, LaneHandle};
 use crate::protocol::{encode_frame, ErrorCode, ServerFrame};
 use crate::stream::Delivery;
 
@@ -57,14 +58,42 @@ pub fn frame(f: &ServerFrame) -> Bytes {
 
 /// Writes until the control channel closes, a `Close` is written, or the
 /// client is too slow. Cancels `conn` on the way out so the reader stops too.
+/// With a `lane`, the writer parks there whenever it has nothing to write,
+/// and the fan-out's pump writes broadcasts for it (see `direct`).
 pub async fn run<W: AsyncWrite + Unpin>(
     mut sock: W,
     mut control: mpsc::Receiver<Outbound>,
     write_timeout: Duration,
     conn: CancellationToken,
+    lane: Option<LaneHandle<W>>,
 ) -> WriterEnd {
     let mut unwritten = BytesMut::new();
-    let end = write_loop(&mut sock, &mut control, write_timeout, &mut unwritten).await;
+    let mut pending = Pending::default();
+    let mut stats = WriterStats::new();
+    let end = loop {
+        let may_park = lane.is_some();
+        let step = write_loop(
+            &mut sock,
+            &mut control,
+            write_timeout,
+            &mut unwritten,
+            &mut pending,
+            &mut stats,
+            may_park,
+        )
+        .await;
+        match (step, lane.as_deref()) {
+            (Err(end), _) => break end,
+            (Ok(()), Some(lane)) => {
+                let (back, parked) = park(lane, sock, &mut pending, &mut control).await;
+                sock = back;
+                if let Err(end) = parked {
+                    break end;
+                }
+            }
+            (Ok(()), None) => unreachable!("only a writer with a lane stops to park"),
+        }
+    };
     if end == WriterEnd::SlowConsumer {
         metrics::counter!("rtmc_slow_consumer_disconnects_total").increment(1);
         tracing::info!("slow consumer disconnected");
@@ -79,6 +108,63 @@ pub async fn run<W: AsyncWrite + Unpin>(
     let _ = tokio::time::timeout(Duration::from_millis(500), sock.shutdown()).await;
     conn.cancel();
     end
+}
+
+/// Parks an idle writer's socket and live receiver in its lane and sleeps
+/// until the session has a frame to write or the pump hands the lane back;
+/// then takes both back, with whatever the pump could not write queued
+/// first. Does not park when a broadcast is already queued.
+async fn park<W>(
+    lane: &Lane<W>,
+    sock: W,
+    pending: &mut Pending,
+    control: &mut mpsc::Receiver<Outbound>,
+) -> (W, Result<(), WriterEnd>) {
+    {
+        // Under the lane's lock: a broadcast sent after this check finds
+        // the lane parked, so the pump writes it.
+        let mut st = lane.lock();
+        match try_live(&mut pending.live) {
+            Err(end) => return (sock, Err(end)),
+            Ok(Some(d)) => {
+                pending.push_live(d);
+                return (sock, Ok(()));
+            }
+            Ok(None) => {}
+        }
+        let Some((rx, last)) = pending.live.take() else {
+            return (sock, Ok(()));
+        };
+        st.sock = Some(sock);
+        st.rx = Some(rx);
+        st.last = last;
+    }
+    let msg = tokio::select! {
+        biased;
+        m = control.recv() => Some(m),
+        _ = lane.wake.notified() => None,
+    };
+    let mut st = lane.lock();
+    let sock = st.sock.take().expect("a parked lane holds its socket");
+    let rx = st.rx.take().expect("a parked lane holds its receiver");
+    pending.live = Some((rx, st.last));
+    if let Some(rest) = st.rest.take() {
+        pending.push(rest);
+        pending.delivered += std::mem::take(&mut st.rest_frames);
+    }
+    let lagged = std::mem::take(&mut st.lagged);
+    drop(st);
+    if lagged {
+        return (sock, Err(WriterEnd::SlowConsumer));
+    }
+    match msg {
+        Some(None) => (sock, Err(WriterEnd::Closed)),
+        Some(Some(m)) => {
+            pending.closing |= pending.apply(m);
+            (sock, Ok(()))
+        }
+        None => (sock, Ok(())),
+    }
 }
 
 /// Writes `buf` fully within `limit`. On timeout, the part not yet written
@@ -115,46 +201,51 @@ async fn write_buf<W: AsyncWrite + Unpin>(
 }
 
 /// Writes until the control channel closes, a `Close` is written, or the
-/// client is too slow. On a failed write, what was not written is left in
-/// `unwritten`.
+/// client is too slow (`Err`), or — when `may_park` — until there is
+/// nothing to write and live delivery can go direct (`Ok`). On a failed
+/// write, what was not written is left in `unwritten`.
 async fn write_loop<W: AsyncWrite + Unpin>(
     sock: &mut W,
     control: &mut mpsc::Receiver<Outbound>,
     write_timeout: Duration,
     unwritten: &mut BytesMut,
-) -> WriterEnd {
-    let mut stats = WriterStats::new();
-    let mut pending = Pending::default();
+    pending: &mut Pending,
+    stats: &mut WriterStats,
+    may_park: bool,
+) -> Result<(), WriterEnd> {
     loop {
         if !pending.backlog.is_empty() {
             // A replay is written in bounded chunks, each under the write timeout.
             pending.take_backlog_chunk();
             if let Err(end) = write_buf(sock, &mut pending.buf, write_timeout).await {
                 *unwritten = std::mem::take(&mut pending.buf);
-                return end;
+                return Err(end);
             }
             continue;
         }
-        pending.delivered = 0;
-        let closing = match gather(&mut pending, control).await {
-            Ok(closing) => closing,
-            Err(end) => return end,
-        };
+        if pending.len() == 0 && !pending.closing {
+            if may_park && pending.live.is_some() {
+                return Ok(());
+            }
+            wait(pending, control).await?;
+        }
+        gather(pending, control)?;
         if let Some(mut one) = pending.single.take() {
             // The only frame pending goes out from the shared frame itself: no copy.
             if let Err(end) = write_within(sock, &mut one, write_timeout).await {
                 unwritten.extend_from_slice(&one);
-                return end;
+                return Err(end);
             }
         } else if !pending.buf.is_empty() {
             if let Err(end) = write_buf(sock, &mut pending.buf, write_timeout).await {
                 *unwritten = std::mem::take(&mut pending.buf);
-                return end;
+                return Err(end);
             }
         }
-        stats.wrote(&pending);
-        if closing {
-            return WriterEnd::Closed;
+        stats.wrote(pending);
+        pending.delivered = 0;
+        if pending.closing {
+            return Err(WriterEnd::Closed);
         }
     }
 }
@@ -174,6 +265,8 @@ struct Pending {
     live: Option<(broadcast::Receiver<Delivery>, u64)>,
     /// Deliveries put into `buf` since the last write (for the metric).
     delivered: u64,
+    /// A `Close` was queued: the connection closes after the next write.
+    closing: bool,
 }
 
 impl Pending {
@@ -238,36 +331,39 @@ impl Pending {
     }
 }
 
-/// Waits for the first piece of work, then coalesces whatever else is
-/// already queued, up to one write; a pending replay goes out before any
-/// live frame. `Ok(true)` when the connection closes after this write.
-async fn gather(
+/// Waits for the first piece of work.
+async fn wait(
     pending: &mut Pending,
     control: &mut mpsc::Receiver<Outbound>,
-) -> Result<bool, WriterEnd> {
-    let mut closing = tokio::select! {
+) -> Result<(), WriterEnd> {
+    tokio::select! {
         biased;
         msg = control.recv() => match msg {
             None => return Err(WriterEnd::Closed),
-            Some(m) => pending.apply(m),
+            Some(m) => pending.closing |= pending.apply(m),
         },
         d = recv_live(&mut pending.live) => {
             if let Some(d) = d? {
                 pending.push_live(d);
             }
-            false
         }
-    };
-    while !closing && pending.backlog.is_empty() && pending.len() < COALESCE_BYTES {
+    }
+    Ok(())
+}
+
+/// Coalesces whatever else is already queued, up to one write; a pending
+/// replay goes out before any live frame.
+fn gather(pending: &mut Pending, control: &mut mpsc::Receiver<Outbound>) -> Result<(), WriterEnd> {
+    while !pending.closing && pending.backlog.is_empty() && pending.len() < COALESCE_BYTES {
         match control.try_recv() {
             Ok(m) => {
-                closing = pending.apply(m);
+                pending.closing |= pending.apply(m);
                 continue;
             }
-            Err(mpsc::error::TryRecvError::Disconnected) => closing = true,
+            Err(mpsc::error::TryRecvError::Disconnected) => pending.closing = true,
             Err(mpsc::error::TryRecvError::Empty) => {}
         }
-        if closing {
+        if pending.closing {
             break;
         }
         match try_live(&mut pending.live)? {
@@ -275,7 +371,7 @@ async fn gather(
             None => break,
         }
     }
-    Ok(closing)
+    Ok(())
 }
 
 /// The writer's metrics: deliveries written and, sampled, how far behind
@@ -437,6 +533,7 @@ mod tests {
             rx,
             Duration::from_millis(20),
             CancellationToken::new(),
+            None,
         )
         .await
     }
