@@ -270,6 +270,16 @@ impl Direct {
         }
     }
 
+    /// Lanes registered, all shards together.
+    pub fn lanes(&self) -> usize {
+        self.shards.get().map_or(0, |shards| {
+            shards
+                .iter()
+                .map(|s| s.slots().lanes.iter().flatten().count())
+                .sum()
+        })
+    }
+
     /// A new lane for one session's writer, or `None` when direct delivery
     /// is not running.
     pub fn register<W: DirectWrite>(self: &Arc<Self>) -> Option<LaneHandle<W>> {
@@ -453,6 +463,7 @@ mod tests {
         fanout.start_direct(&TaskTracker::new(), &stop);
         let lane = fanout.lane::<TestSock>();
         assert!(lane.is_some(), "a started fan-out gives lanes");
+        assert_eq!(fanout.direct_lanes(), 1);
         let (control, rx) = mpsc::channel(8);
         let writer = tokio::spawn(outbound::run(
             sock,
@@ -598,15 +609,10 @@ mod tests {
             .expect("the writer ends")
             .unwrap();
         assert_eq!(end, WriterEnd::Closed);
-        {
-            let shards = fanout.direct_for_tests().shards.get().unwrap();
-            let slots = shards[0].slots();
-            assert!(
-                slots.lanes.iter().all(Option::is_none),
-                "the lane was unregistered"
-            );
-            assert_eq!(slots.free.len(), 1);
-        }
+        assert_eq!(fanout.direct_lanes(), 0, "the lane was unregistered");
+        let again = fanout.lane::<TestSock>();
+        assert_eq!(fanout.direct_lanes(), 1, "a new lane reuses the freed slot");
+        drop(again);
         // A publish after the session ended writes nothing anywhere.
         fanout.publish(delivery(1));
         settle().await;

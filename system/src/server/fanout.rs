@@ -50,9 +50,9 @@ impl Fanout {
         self.direct.register()
     }
 
-    #[cfg(test)]
-    pub(super) fn direct_for_tests(&self) -> &Direct {
-        &self.direct
+    /// Sessions registered for direct delivery (parked or not).
+    pub fn direct_lanes(&self) -> usize {
+        self.direct.lanes()
     }
 
     /// Subscribes, then reads the head: every message after the returned

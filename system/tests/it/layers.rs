@@ -26,7 +26,8 @@ const LAYERS: &[&[&str]] = &[
 
 /// The modules inside `server/`, by layer; `server/mod.rs` sits above them.
 const SERVER_LAYERS: &[&[&str]] = &[
-    &["limits", "outbound", "fanout"],
+    &["limits", "direct"],
+    &["outbound", "fanout"],
     &["node", "broadcast_delay"],
     &["session"],
     &["cmd"],
