@@ -337,8 +337,12 @@ fn connect_text(out: &mut String, label: &str, c: &ConnectReport) {
             c.connected
         );
     }
-    for e in &c.error_samples {
-        let _ = writeln!(out, "  e.g. {e}");
+    if !c.error_samples.is_empty() {
+        let _ = writeln!(
+            out,
+            "  e.g. {}",
+            crate::verdict::distinct_samples(&c.error_samples)
+        );
     }
 }
 
