@@ -489,10 +489,7 @@ fn fleets_text(out: &mut String, fleets: &[FleetConnect]) {
         }
         let spread = |read: fn(&ConnectReport) -> f64| {
             let values: Vec<f64> = of.iter().map(|c| read(c)).collect();
-            match rtmc_stats::Spread::of(&values) {
-                Some(s) => format!("{:.2} [{:.2}–{:.2}]", s.median, s.min, s.max),
-                None => "—".into(),
-            }
+            rounds::spread_text(&rtmc_stats::Spread::of(&values), 2)
         };
         let worst = of
             .iter()

@@ -351,7 +351,7 @@ fn order_text(labels: &[&str], rounds: usize) -> String {
 }
 
 /// `12.3 [11.0–14.1]`, or `—` when nothing was measured.
-fn spread_text(s: &Option<Spread>, decimals: usize) -> String {
+pub fn spread_text(s: &Option<Spread>, decimals: usize) -> String {
     match s {
         Some(s) => format!(
             "{:.d$} [{:.d$}–{:.d$}]",
