@@ -19,6 +19,7 @@ use crate::instructions::{self, InstructionError, InstructionReport};
 use crate::metric::Metric;
 use crate::report::{AaReport, GateReport, GateSetup, ReportError, RoundSummary};
 use crate::round::Side;
+use crate::stored::StoredBaseline;
 use crate::verdict::{judge, overall, GateVerdict};
 
 /// Fewer rounds per side than this cannot be judged: one or two values per
@@ -722,7 +723,7 @@ pub fn update_baseline(config_path: &Path, opts: &RunOptions) -> Result<Baseline
         rounds.push(run_round(&spec, &opts.out, &slot)?);
     }
     let stored = repo.join(STORED_BASELINE_DIR);
-    store_rounds(&stored, &head, opts, &rounds)?;
+    store_rounds(&stored, repo, &head, opts, &rounds)?;
     pin_commit(config_path, &head)?;
     Ok(BaselineUpdate {
         commit: head,
@@ -738,9 +739,10 @@ fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> GateError {
 }
 
 /// Replaces `dir` with the rounds' `report.json` and `*.hgrm` files and a
-/// `baseline.json` summary.
+/// `baseline.json` summary (no machine path in it: [`StoredBaseline`]).
 fn store_rounds(
     dir: &Path,
+    repo: &Path,
     commit: &str,
     opts: &RunOptions,
     rounds: &[crate::round::Round],
@@ -751,7 +753,7 @@ fn store_rounds(
         Err(e) => return Err(write_err(dir)(e)),
     }
     for r in rounds {
-        let to = dir.join(format!("round-{:02}", r.pair + 1));
+        let to = dir.join(crate::stored::round_dir_name(r.pair));
         std::fs::create_dir_all(&to).map_err(write_err(&to))?;
         let entries = std::fs::read_dir(&r.dir).map_err(write_err(&r.dir))?;
         for e in entries.filter_map(Result::ok) {
@@ -762,14 +764,8 @@ fn store_rounds(
             }
         }
     }
-    let summary = serde_json::json!({
-        "commit": commit,
-        "stored_at": now(),
-        "profile": opts.profile,
-        "rounds": rounds.iter().map(RoundSummary::of).collect::<Vec<_>>(),
-        "note": "Histograms of the pinned baseline, for reports and trends. The gate never decides on them: every run measures the baseline again, interleaved with the candidate.",
-    });
-    let path = dir.join("baseline.json");
+    let summary = StoredBaseline::of(commit, now(), repo, &opts.profile, rounds);
+    let path = dir.join(crate::stored::SUMMARY_FILE);
     let text = serde_json::to_string_pretty(&summary).unwrap_or_default();
     std::fs::write(&path, text).map_err(write_err(&path))
 }

@@ -12,7 +12,8 @@
 //! histograms for the overlaid charts); [`gate`] strings them together.
 //! [`instructions`] is the second check: callgrind instruction counts of the
 //! CPU-bound benches, baseline against candidate, at a fixed threshold.
-//! [`lock`] keeps a second gate off a target directory one is using.
+//! [`lock`] keeps a second gate off a target directory one is using;
+//! [`stored`] is the committed summary of the pinned baseline's rounds.
 //! The machine setup and test scripts live beside this crate (`ci/setup.sh`,
 //! `ci/test.sh`, `ci/run.sh`, `ci/stack.sh`).
 
@@ -26,4 +27,5 @@ pub mod metric;
 pub mod report;
 pub mod round;
 pub mod spectra;
+pub mod stored;
 pub mod verdict;

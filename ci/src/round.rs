@@ -85,8 +85,10 @@ impl PhaseView {
 /// `rounds` (the gate runs one round per loadgen process, whose `rtmc` and
 /// `floor` are that round's; with `--rounds N` they are round 1's) and the
 /// NATS peers, which it ignores; schema 5 made the peers phase kinds of
-/// those rounds (more phases per round, `rtmc` and `floor` unchanged).
-pub const MAX_SCHEMA_VERSION: u32 = 5;
+/// those rounds (more phases per round, `rtmc` and `floor` unchanged);
+/// schema 6 changed only the connect entries (`connect` is rtmc's first
+/// fleet, `fleet_connects` lists them all), which the gate does not read.
+pub const MAX_SCHEMA_VERSION: u32 = 6;
 
 fn schema_v1() -> u32 {
     1
@@ -322,6 +324,13 @@ mod tests {
             assert_eq!(read_report(dir.path()).unwrap().schema_version, v);
             load_round(dir.path(), Side::Baseline, 0, 0).unwrap();
         }
+        // 6: each fleet's connect in `fleet_connects`; `rtmc` and `floor`
+        // as before.
+        new["schema_version"] = 6.into();
+        new["fleet_connects"] = serde_json::json!([{"label": "rtmc", "round": 1, "connect": {}}]);
+        std::fs::write(&path, new.to_string()).unwrap();
+        assert_eq!(read_report(dir.path()).unwrap().schema_version, 6);
+        load_round(dir.path(), Side::Baseline, 0, 0).unwrap();
         new["schema_version"] = (MAX_SCHEMA_VERSION + 1).into();
         std::fs::write(&path, new.to_string()).unwrap();
         let err = load_round(dir.path(), Side::Baseline, 0, 0).unwrap_err();

@@ -28,8 +28,9 @@ pub struct FloorRedis {
     pub pid: Option<u32>,
 }
 
-/// Connects the floor's subscribers at the profile's load (recording the
-/// connect report in `report`) and returns them with the floor's phase:
+/// Connects the floor's subscribers at the profile's load (judging their
+/// bring-up in `report`) and returns them, their connect report and the
+/// floor's phase:
 /// one publisher `PUBLISH`ing at the profile's rate, the Redis server's CPU
 /// watched.
 pub async fn connect_floor(
@@ -38,7 +39,7 @@ pub async fn connect_floor(
     shape: Arc<MessageShape>,
     run_id: u32,
     report: &mut RunReport,
-) -> Result<(Fleet, PhaseSpec), FleetError> {
+) -> Result<(Fleet, PhaseSpec, ConnectReport), FleetError> {
     if redis.ours {
         let _ = unlimit_pubsub_buffers(redis.addr).await;
     }
@@ -57,7 +58,6 @@ pub async fn connect_floor(
     let fleet = Fleet::connect(opts, Arc::new(LiveStats::new())).await;
     let c = ConnectReport::of(load.clients, &fleet.summary);
     report.judge_connect("floor", &c, profile.slo.max_connect_error_pct);
-    report.floor_connect = Some(c);
     let channels = vec![Channel::Redis {
         addr: redis.addr,
         channel,
@@ -75,7 +75,7 @@ pub async fn connect_floor(
         Some(pid) => CpuWatch::of("redis-server", vec![pid]),
         None => CpuWatch::not_measured("redis-server", "pid unknown: give --floor-redis-pid"),
     }];
-    Ok((fleet, spec))
+    Ok((fleet, spec, c))
 }
 
 /// Asks our own Redis to never cut a slow subscriber off (the floor must

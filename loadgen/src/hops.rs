@@ -14,6 +14,11 @@
 //!
 //! The ingest ceiling over an entry is the lower of the entry's and the
 //! consumer's; the hop that sets it is the bottleneck.
+//!
+//! `--rounds N` measures every hop N times, round after round on the same
+//! stack (a single run on a shared machine is not a figure, design.md §7):
+//! each row then reports the median with its min–max over the rounds, and
+//! the bottlenecks come from the medians.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +33,7 @@ use rtmc::broker::PublishedMessage;
 use rtmc::config::Config;
 use rtmc::protocol::{ClientCommand, ServerFrame};
 use rtmc::stream::{self, RedisKeys};
+use rtmc_stats::Spread;
 use rtmc_testkit::{raw, NodeProcess, Pipeline, Role, Services};
 use serde::Serialize;
 
@@ -57,6 +63,8 @@ pub struct HopsOptions {
     pub publisher_channels: Option<usize>,
     /// `rabbitmq.queue_type` of the stack (`None`: rtmc's default).
     pub queue_type: Option<rtmc::config::QueueType>,
+    /// Times every hop is measured, one round after another (at least 1).
+    pub rounds: usize,
 }
 
 impl Default for HopsOptions {
@@ -73,6 +81,7 @@ impl Default for HopsOptions {
             drain_timeout_secs: 60.0,
             publisher_channels: None,
             queue_type: None,
+            rounds: 1,
         }
     }
 }
@@ -100,11 +109,102 @@ pub struct Bottleneck {
     pub hop: String,
 }
 
+/// One row (hop and setting) over the rounds.
+#[derive(Debug, Clone, Serialize)]
+pub struct HopSpread {
+    pub hop: String,
+    pub setting: String,
+    /// Errors of every round together.
+    pub errors: u64,
+    /// Median and min–max of msg/s over the rounds.
+    pub rate_per_sec: Option<Spread>,
+    /// Median and min–max of the ack p99 (ms) over the rounds.
+    pub ack_p99_ms: Option<Spread>,
+}
+
 /// Every hop's measurements and the bottlenecks they point at.
 #[derive(Debug, Clone, Serialize)]
 pub struct HopsReport {
+    /// Round 1's rows (the only round without `--rounds`).
     pub results: Vec<HopResult>,
+    /// Every round's rows, in round order (one round without `--rounds`).
+    pub rounds: Vec<Vec<HopResult>>,
+    /// Per row, the median and min–max over the rounds (empty for one).
+    pub spreads: Vec<HopSpread>,
+    /// From round 1's rows, or from the medians over the rounds.
     pub bottlenecks: Vec<Bottleneck>,
+}
+
+impl HopsReport {
+    /// The report of `rounds` (each a round's rows, in the same order).
+    pub fn of(rounds: Vec<Vec<HopResult>>) -> Self {
+        let results = rounds.first().cloned().unwrap_or_default();
+        let (spreads, bottlenecks) = if rounds.len() > 1 {
+            let spreads = spreads(&rounds);
+            let medians: Vec<HopResult> = spreads
+                .iter()
+                .filter_map(|s| {
+                    Some(HopResult {
+                        hop: s.hop.clone(),
+                        setting: s.setting.clone(),
+                        rate_per_sec: s.rate_per_sec?.median,
+                        ..row_template()
+                    })
+                })
+                .collect();
+            let b = bottlenecks(&medians);
+            (spreads, b)
+        } else {
+            (Vec::new(), bottlenecks(&results))
+        };
+        Self {
+            results,
+            rounds,
+            spreads,
+            bottlenecks,
+        }
+    }
+}
+
+/// A row with nothing measured.
+fn row_template() -> HopResult {
+    HopResult {
+        hop: String::new(),
+        setting: String::new(),
+        acked: 0,
+        errors: 0,
+        elapsed_secs: 0.0,
+        rate_per_sec: f64::NAN,
+        ack_p50_ms: f64::NAN,
+        ack_p99_ms: f64::NAN,
+    }
+}
+
+/// Per row of round 1 (hop and setting), its figures over every round.
+fn spreads(rounds: &[Vec<HopResult>]) -> Vec<HopSpread> {
+    let Some(first) = rounds.first() else {
+        return Vec::new();
+    };
+    first
+        .iter()
+        .map(|row| {
+            let same: Vec<&HopResult> = rounds
+                .iter()
+                .flatten()
+                .filter(|r| r.hop == row.hop && r.setting == row.setting)
+                .collect();
+            let over = |read: fn(&HopResult) -> f64| {
+                Spread::of(&same.iter().map(|r| read(r)).collect::<Vec<_>>())
+            };
+            HopSpread {
+                hop: row.hop.clone(),
+                setting: row.setting.clone(),
+                errors: same.iter().map(|r| r.errors).sum(),
+                rate_per_sec: over(|r| r.rate_per_sec),
+                ack_p99_ms: over(|r| r.ack_p99_ms),
+            }
+        })
+        .collect()
 }
 
 /// Latency histogram in microseconds, 1 µs to 100 s.
@@ -231,15 +331,22 @@ impl HopsStack {
 /// Runs every hop on a stack of its own and names the bottleneck.
 pub async fn run(opts: &HopsOptions, progress: impl Fn(&HopResult)) -> anyhow::Result<HopsReport> {
     anyhow::ensure!(opts.duration_secs > 0.0, "--duration-secs must be positive");
+    anyhow::ensure!(opts.rounds >= 1, "--rounds must be at least 1");
     let stack = HopsStack::start(opts).await?;
-    let outcome = run_on(&stack, opts, &progress).await;
+    let mut rounds = Vec::new();
+    let mut outcome = Ok(());
+    for _ in 0..opts.rounds {
+        match run_on(&stack, opts, &progress).await {
+            Ok(rows) => rounds.push(rows),
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        }
+    }
     stack.shutdown().await;
-    let results = outcome?;
-    let bottlenecks = bottlenecks(&results);
-    Ok(HopsReport {
-        results,
-        bottlenecks,
-    })
+    outcome?;
+    Ok(HopsReport::of(rounds))
 }
 
 async fn run_on(
@@ -610,8 +717,12 @@ pub fn bottlenecks(results: &[HopResult]) -> Vec<Bottleneck> {
         .collect()
 }
 
-/// The report as text: one row per measurement, then the bottlenecks.
+/// The report as text: one row per measurement (per row the median and
+/// min–max when there were rounds), then the bottlenecks.
 pub fn render(report: &HopsReport) -> String {
+    if report.rounds.len() > 1 {
+        return render_rounds(report);
+    }
     let mut out = String::from(
         "| hop | setting | acked | errors | msg/s | ack p50 ms | ack p99 ms |\n|---|---|---|---|---|---|---|\n",
     );
@@ -637,6 +748,31 @@ pub fn render(report: &HopsReport) -> String {
     for b in &report.bottlenecks {
         out.push_str(&format!(
             "ingest over {}: ceiling ≈ {:.0} msg/s, set by {}\n",
+            b.entry, b.ceiling_per_sec, b.hop
+        ));
+    }
+    out
+}
+
+/// The rounds' text: per row the median [min–max] of msg/s and ack p99.
+fn render_rounds(report: &HopsReport) -> String {
+    let n = report.rounds.len();
+    let mut out = format!(
+        "{n} rounds, one after another on the same stack: median [min–max] over the rounds\n\n| hop | setting | msg/s | ack p99 ms | errors (all rounds) |\n|---|---|---|---|---|\n"
+    );
+    for s in &report.spreads {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} |\n",
+            s.hop,
+            s.setting,
+            crate::rounds::spread_text(&s.rate_per_sec, 0),
+            crate::rounds::spread_text(&s.ack_p99_ms, 1),
+            s.errors
+        ));
+    }
+    for b in &report.bottlenecks {
+        out.push_str(&format!(
+            "ingest over {}: ceiling ≈ {:.0} msg/s (median of {n} rounds), set by {}\n",
             b.entry, b.ceiling_per_sec, b.hop
         ));
     }
@@ -677,10 +813,45 @@ mod tests {
             (b[1].entry.as_str(), b[1].hop.as_str(), b[1].ceiling_per_sec),
             ("tcp-server", "consumer", 9000.0)
         );
-        assert!(render(&HopsReport {
-            results: results.to_vec(),
-            bottlenecks: b
-        })
-        .contains("set by consumer"));
+        assert!(render(&HopsReport::of(vec![results.to_vec()])).contains("set by consumer"));
+    }
+
+    #[test]
+    fn rounds_give_each_row_its_median_and_range_and_bottlenecks_from_medians() {
+        let round = |gateway: f64, consumer: f64| {
+            vec![
+                row("gateway", gateway),
+                row("tcp-server", 12000.0),
+                row("consumer", consumer),
+            ]
+        };
+        // Round 1 alone would say the gateway (5000 < 9000) sets the
+        // gateway's ceiling; over three rounds the consumer's median does.
+        let r = HopsReport::of(vec![
+            round(5000.0, 9000.0),
+            round(8000.0, 3000.0),
+            round(7000.0, 4000.0),
+        ]);
+        assert_eq!(r.results[0].rate_per_sec, 5000.0);
+        assert_eq!(r.rounds.len(), 3);
+        let g = r.spreads[0].rate_per_sec.unwrap();
+        assert_eq!((g.median, g.min, g.max, g.n), (7000.0, 5000.0, 8000.0, 3));
+        assert_eq!(
+            (
+                r.bottlenecks[0].hop.as_str(),
+                r.bottlenecks[0].ceiling_per_sec
+            ),
+            ("consumer", 4000.0)
+        );
+        let text = render(&r);
+        assert!(text.contains("| gateway |  | 7000 [5000–8000] |"), "{text}");
+        assert!(
+            text.contains("(median of 3 rounds), set by consumer"),
+            "{text}"
+        );
+        // One round: no spreads, the plain table.
+        let one = HopsReport::of(vec![round(5000.0, 9000.0)]);
+        assert!(one.spreads.is_empty());
+        assert!(!render(&one).contains("median"));
     }
 }

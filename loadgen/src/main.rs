@@ -133,6 +133,10 @@ struct HopsArgs {
     /// `rabbitmq.queue_type` of the stack: classic or quorum [default: rtmc's].
     #[arg(long, value_parser = parse_queue_type)]
     queue_type: Option<rtmc::config::QueueType>,
+    /// Measure every hop this many times, one round after another; each row
+    /// reports the median and min–max over the rounds [default: 1].
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     /// Also write the report as JSON to this file [default: none].
     #[arg(long)]
     json: Option<PathBuf>,
@@ -158,6 +162,7 @@ async fn hops(a: HopsArgs) -> anyhow::Result<bool> {
         body_bytes: a.body_bytes,
         publisher_channels: a.publisher_channels,
         queue_type: a.queue_type,
+        rounds: a.rounds,
         ..Default::default()
     };
     let report = rtmc_loadgen::hops::run(&opts, |r| {

@@ -1,6 +1,12 @@
 //! `loadgen merge`: several loadgen processes (on one host or several) each
 //! wrote a report directory; this combines their interval logs into one
 //! histogram per measurement and their accounting into one report.
+//!
+//! Reports of `run --rounds N` are not summed but pooled: the processes ran
+//! one after another, so their rounds are rounds of one longer run — every
+//! round of every input in input order, the medians and min–max recomputed
+//! over all of them ([`pool_rounds`]). Inputs of different profiles or
+//! phase kinds cannot be pooled and are refused.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,6 +18,7 @@ use crate::histogram::{
 };
 use crate::phase::PhaseReport;
 use crate::report::{FloorComparison, PeerReport, RunReport};
+use crate::rounds::RoundsSummary;
 
 /// Failure reading an input directory.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +37,12 @@ pub enum MergeError {
     Report { path: PathBuf, message: String },
     #[error("nothing to merge")]
     Empty,
+    #[error("{path}: cannot pool its rounds with {first}'s: {message}")]
+    Incompatible {
+        path: PathBuf,
+        first: PathBuf,
+        message: String,
+    },
 }
 
 /// The merged result.
@@ -125,7 +138,11 @@ pub fn merge_dirs(dirs: &[PathBuf]) -> Result<Merged, MergeError> {
         return Err(MergeError::Empty);
     }
     let (intervals, by_tag) = merge_intervals(&logs);
-    let report = merge_reports(dirs, &reports, &by_tag);
+    let report = if reports.iter().any(|(_, r)| r.rounds.len() > 1) {
+        pool_rounds(dirs, &reports)?
+    } else {
+        merge_reports(dirs, &reports, &by_tag)
+    };
     Ok(Merged {
         report,
         intervals,
@@ -214,6 +231,131 @@ fn merge_reports(
     report
 }
 
+/// The phase kinds of a rounds report (rtmc first, then its peers), as its
+/// summary lists them.
+fn kinds_of(r: &RunReport) -> Vec<String> {
+    r.rounds_summary
+        .as_ref()
+        .map(|s| s.sides.iter().map(|x| x.label.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// Why `r` cannot be pooled with `first`, if it cannot: a report of
+/// another kind or without rounds, other phase kinds, another profile name
+/// or load (the number of rounds and how fleets were held may differ).
+fn incompatibility(first: &RunReport, r: &RunReport) -> Option<String> {
+    if r.kind != "run" || r.rounds.is_empty() {
+        return Some(format!("a `{}` report without rounds", r.kind));
+    }
+    let (a, b) = (kinds_of(first), kinds_of(r));
+    if a != b {
+        return Some(format!("phase kinds {b:?}, not {a:?}"));
+    }
+    if first.profile.name != r.profile.name {
+        return Some(format!(
+            "profile {:?}, not {:?}",
+            r.profile.name, first.profile.name
+        ));
+    }
+    let comparable = |r: &RunReport| crate::profile::LoadProfile {
+        rounds: 1,
+        fleets_per_phase: false,
+        ..r.profile.load.clone()
+    };
+    if comparable(first) != comparable(r) {
+        return Some(format!(
+            "another load ({} clients × {} msg/s for {} s, not {} × {} for {})",
+            r.profile.load.clients,
+            r.profile.load.rate_per_sec,
+            r.profile.load.duration_secs,
+            first.profile.load.clients,
+            first.profile.load.rate_per_sec,
+            first.profile.load.duration_secs
+        ));
+    }
+    None
+}
+
+/// Pools the rounds of `run --rounds` reports (one per directory, all
+/// compatible, else an error naming the odd one): every round of every
+/// input in input order, renumbered, the summary recomputed over all of
+/// them; `rtmc`, `floor`, `peers` and the first fleets are the first
+/// input's round 1, as in any rounds report.
+pub fn pool_rounds(
+    dirs: &[PathBuf],
+    reports: &[(PathBuf, RunReport)],
+) -> Result<RunReport, MergeError> {
+    if let Some(d) = dirs
+        .iter()
+        .find(|d| !reports.iter().any(|(rd, _)| rd == *d))
+    {
+        return Err(MergeError::Report {
+            path: d.clone(),
+            message: "missing: the rounds of `run --rounds` reports are pooled from report.json"
+                .into(),
+        });
+    }
+    let (first_dir, first) = &reports[0];
+    for (d, r) in reports {
+        if let Some(message) = incompatibility(first, r) {
+            return Err(MergeError::Incompatible {
+                path: d.clone(),
+                first: first_dir.clone(),
+                message,
+            });
+        }
+    }
+    let mut report = RunReport::new(
+        "merge",
+        first.profile.clone(),
+        first.target_mode.clone(),
+        first.started_at.clone(),
+        reports
+            .iter()
+            .map(|(_, r)| r.run_id.clone())
+            .collect::<Vec<_>>()
+            .join("+"),
+    );
+    report.connect = first.connect.clone();
+    report.floor_connect = first.floor_connect.clone();
+    report.rtmc = first.rtmc.clone();
+    report.floor = first.floor.clone();
+    report.peers = first.peers.clone();
+    for (d, r) in reports {
+        let offset = report.rounds.len();
+        for round in &r.rounds {
+            let mut round = round.clone();
+            round.round += offset;
+            report.rounds.push(round);
+        }
+        for f in &r.fleet_connects {
+            let mut f = f.clone();
+            f.round += offset;
+            report.fleet_connects.push(f);
+        }
+        for f in &r.failures {
+            report.failures.push(format!("{}: {f}", d.display()));
+        }
+        for n in &r.notes {
+            report.notes.push(format!("{}: {n}", d.display()));
+        }
+    }
+    report.profile.load.rounds = report.rounds.len();
+    let kinds = kinds_of(first);
+    let labels: Vec<&str> = kinds.iter().map(String::as_str).collect();
+    report.rounds_summary = Some(RoundsSummary::of(&report.rounds, &labels));
+    report.notes.push(format!(
+        "pooled the {} rounds of {} runs ({}): medians and min–max over all of them; rtmc, floor and peers are the first run's round 1; the .hgrm histograms pool every round of every run, and latency.hlog sums the runs' intervals by second since each run's start",
+        report.rounds.len(),
+        reports.len(),
+        dirs.iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(report)
+}
+
 /// The NATS peers of every run, by label in the order they first appear:
 /// phases summed (latency from the merged `<label>` and `<label>-ack`
 /// histograms), the first run's server and connect report.
@@ -267,6 +409,7 @@ pub fn start_time_of(dir: &Path) -> Option<std::time::SystemTime> {
 mod tests {
     use super::*;
     use crate::histogram::{record_us, write_interval_log};
+    use crate::rounds::RoundPhases;
 
     fn interval(tag: &str, start_secs: u64, values: &[u64]) -> Interval {
         let mut h = new_histogram();
@@ -321,6 +464,112 @@ mod tests {
         assert!(m.report.peers.is_empty());
         assert!(start_time_of(&dirs[0]).is_some());
         assert!(merge_dirs(&[root.join("missing")]).is_err());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    /// A `run --rounds` report of rtmc and the floor whose rtmc p99 in
+    /// round i is `p99s[i]` (the floor's is 1 ms).
+    fn rounds_report(id: &str, p99s: &[f64]) -> RunReport {
+        let mut r = RunReport::new(
+            "run",
+            Default::default(),
+            "embedded".into(),
+            "t".into(),
+            id.into(),
+        );
+        let phase = |label: &str, p99: f64| {
+            let mut p = PhaseReport {
+                label: label.into(),
+                published: 10,
+                ..Default::default()
+            };
+            p.latency.p99_ms = p99;
+            p
+        };
+        r.rounds = p99s
+            .iter()
+            .enumerate()
+            .map(|(i, p99)| RoundPhases {
+                round: i + 1,
+                phases: vec![phase("rtmc", *p99), phase("floor", 1.0)],
+            })
+            .collect();
+        r.profile.load.rounds = p99s.len();
+        r.rtmc = Some(r.rounds[0].phases[0].clone());
+        r.rounds_summary = Some(RoundsSummary::of(&r.rounds, &["rtmc", "floor"]));
+        r
+    }
+
+    /// `root/<name>` with `r`'s report.json and an rtmc interval log.
+    fn report_dir(root: &Path, name: &str, r: &RunReport) -> PathBuf {
+        let d = root.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        let mut buf = Vec::new();
+        let log = [interval("rtmc", 0, &[1000])];
+        write_interval_log(&mut buf, std::time::SystemTime::now(), &log).unwrap();
+        std::fs::write(d.join("latency.hlog"), buf).unwrap();
+        std::fs::write(d.join("report.json"), serde_json::to_vec(r).unwrap()).unwrap();
+        d
+    }
+
+    #[test]
+    fn rounds_reports_pool_their_rounds_and_recompute_the_spread() {
+        let root = std::env::temp_dir().join(format!("lg-merge-rounds-{}", std::process::id()));
+        let a = report_dir(&root, "a", &rounds_report("a", &[10.0, 30.0, 20.0]));
+        let b = report_dir(&root, "b", &rounds_report("b", &[50.0, 5.0]));
+        let m = merge_dirs(&[a.clone(), b]).unwrap();
+        let r = &m.report;
+        let numbers: Vec<usize> = r.rounds.iter().map(|x| x.round).collect();
+        assert_eq!(numbers, [1, 2, 3, 4, 5]);
+        assert_eq!(r.profile.load.rounds, 5);
+        let s = r.rounds_summary.as_ref().unwrap();
+        assert_eq!(s.rounds, 5);
+        let p99 = s.sides[0]
+            .metrics
+            .iter()
+            .find(|x| x.metric == "recv_p99")
+            .unwrap();
+        assert_eq!(p99.values, [10.0, 30.0, 20.0, 50.0, 5.0]);
+        let sp = p99.spread.unwrap();
+        // Over all five rounds (input a alone: 20 [10–30]).
+        assert_eq!((sp.median, sp.min, sp.max, sp.n), (20.0, 5.0, 50.0, 5));
+        let ratio = s.ratios[0]
+            .metrics
+            .iter()
+            .find(|x| x.metric == "recv_p99")
+            .unwrap();
+        assert_eq!(ratio.values.len(), 5);
+        // round 1 of the first input stands as `rtmc`; nothing is summed.
+        assert_eq!(r.rtmc.as_ref().unwrap().published, 10);
+        assert!(r.comparison.is_none());
+        assert!(r
+            .notes
+            .iter()
+            .any(|n| n.starts_with("pooled the 5 rounds of 2 runs")));
+        let text = crate::report::render_text(r);
+        assert!(text.contains("5 interleaved rounds"), "{text}");
+        // Another load cannot be pooled: the error names the input.
+        let mut other = rounds_report("c", &[1.0, 2.0]);
+        other.profile.load.clients *= 2;
+        let c = report_dir(&root, "c", &other);
+        let err = merge_dirs(&[a.clone(), c.clone()])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("cannot pool") && err.contains("another load"),
+            "{err}"
+        );
+        // Nor other phase kinds.
+        let mut rtmc_only = rounds_report("d", &[1.0, 2.0]);
+        rtmc_only.rounds_summary = Some(RoundsSummary::of(&rtmc_only.rounds, &["rtmc"]));
+        let d = report_dir(&root, "d", &rtmc_only);
+        let err = merge_dirs(&[a.clone(), d]).err().unwrap().to_string();
+        assert!(err.contains("phase kinds"), "{err}");
+        // Nor a directory without report.json.
+        let bare = host_dir(&root, 9, &[interval("rtmc", 0, &[1000])]);
+        let err = merge_dirs(&[a, bare]).err().unwrap().to_string();
+        assert!(err.contains("report.json"), "{err}");
         let _ = std::fs::remove_dir_all(&root);
     }
 

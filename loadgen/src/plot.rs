@@ -104,7 +104,7 @@ where
 
 /// Draws the legend in the upper left corner and writes the file.
 fn finish<'a, 'b: 'a, CT: CoordTranslate>(
-    mut chart: ChartContext<'a, Svg<'b>, CT>,
+    chart: &mut ChartContext<'a, Svg<'b>, CT>,
     root: &DrawingArea<Svg<'b>, Shift>,
 ) -> PlotResult {
     chart
@@ -412,7 +412,7 @@ pub fn spectrum_chart(
             ShapeStyle::from(&color).stroke_width(2),
         )?;
     }
-    finish(chart, &root)
+    finish(&mut chart, &root)
 }
 
 /// p50, p99 and p99.9 (ms) of every step against its rate.
@@ -444,6 +444,14 @@ fn ramp_plot(path: &Path, ramp: &RampReport) -> PlotResult {
     steps_plot(path, &caption, axes, ramp_series(ramp), ramp, true)
 }
 
+/// The highest step rate (at least 1): the x range of the step plots.
+fn highest_rate(ramp: &RampReport) -> f64 {
+    ramp.steps
+        .iter()
+        .map(|s| s.rate_per_sec)
+        .fold(1.0, f64::max)
+}
+
 /// One point per ramp step of every series against the step's rate, with
 /// the SLO line when `slo` is set.
 fn steps_plot(
@@ -454,11 +462,7 @@ fn steps_plot(
     ramp: &RampReport,
     slo: bool,
 ) -> PlotResult {
-    let x_max = ramp
-        .steps
-        .iter()
-        .map(|s| s.rate_per_sec)
-        .fold(1.0, f64::max);
+    let x_max = highest_rate(ramp);
     let y_max = highest_y(&series, if slo { ramp.slo_p99_ms } else { 1.0 });
     let root = canvas(path)?;
     let mut chart = ChartBuilder::on(&root)
@@ -472,20 +476,11 @@ fn steps_plot(
         .x_desc(x_desc)
         .y_desc(y_desc)
         .draw()?;
-    for (k, (name, pts)) in series.into_iter().enumerate() {
-        let color = COLORS[k % COLORS.len()];
-        draw_line(
-            &mut chart,
-            name,
-            pts.clone(),
-            ShapeStyle::from(&color).stroke_width(2),
-        )?;
-        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
-    }
+    draw_steps(&mut chart, series)?;
     if slo {
         draw_slo(&mut chart, ramp, x_max * 1.05)?;
     }
-    finish(chart, &root)
+    finish(&mut chart, &root)
 }
 
 /// Per step against the offered rate: the acknowledged rate (goodput), the
@@ -505,10 +500,79 @@ fn ingest_series(ramp: &RampReport) -> Vec<Series> {
     ]
 }
 
+/// Each series' line in its palette colour, a dot on every step.
+fn draw_steps<'a, 'b: 'a>(chart: &mut LinearChart<'a, 'b>, series: Vec<Series>) -> PlotResult {
+    for (k, (name, pts)) in series.into_iter().enumerate() {
+        let color = COLORS[k % COLORS.len()];
+        draw_line(
+            chart,
+            name,
+            pts.clone(),
+            ShapeStyle::from(&color).stroke_width(2),
+        )?;
+        chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
+    }
+    Ok(())
+}
+
+/// The legend name of the refusal latency series (it reads the right axis).
+const REFUSAL_P99: &str = "refusal p99 (ms, right axis)";
+
+/// The refusal latency's p99 (ms) of every step that refused something; a
+/// step without refusals has no point (it has no refusal latency).
+fn refusal_p99_series(ramp: &RampReport) -> Series {
+    let pts = ramp
+        .steps
+        .iter()
+        .filter(|s| s.phase.refusal_latency.count > 0)
+        .map(|s| (s.rate_per_sec, s.phase.refusal_latency.p99_ms))
+        .collect();
+    (REFUSAL_P99.into(), pts)
+}
+
+/// The rates per step on the left axis (msg/s) and, on the right axis in
+/// its own colour, the refusal p99 (ms): a refusal is only graceful when it
+/// is fast, so the plot that shows the refusals shows how fast they came.
 fn ingest_plot(path: &Path, ramp: &RampReport) -> PlotResult {
-    let caption = "ramp: acknowledged and refused rate against the offered rate";
-    let axes = ("offered publish rate (msg/s)", "msg/s");
-    steps_plot(path, caption, axes, ingest_series(ramp), ramp, false)
+    let caption = "ramp: acknowledged and refused rate, and refusal p99, against the offered rate";
+    let series = ingest_series(ramp);
+    let (refusal_name, refusal) = refusal_p99_series(ramp);
+    let x_max = highest_rate(ramp);
+    let y_max = highest_y(&series, 1.0);
+    let ms_max = refusal.iter().map(|p| p.1).fold(1.0, f64::max);
+    let color = COLORS[series.len() % COLORS.len()];
+    let root = canvas(path)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(caption, ("sans-serif", 18))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .right_y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_max * 1.05, 0.0..y_max * 1.1)?
+        .set_secondary_coord(0.0..x_max * 1.05, 0.0..ms_max * 1.1);
+    chart
+        .configure_mesh()
+        .x_desc("offered publish rate (msg/s)")
+        .y_desc("msg/s")
+        .draw()?;
+    chart
+        .configure_secondary_axes()
+        .y_desc("refusal p99 (ms)")
+        .draw()?;
+    draw_steps(&mut chart, series)?;
+    chart
+        .draw_secondary_series(LineSeries::new(
+            refusal.clone(),
+            ShapeStyle::from(&color).stroke_width(2),
+        ))?
+        .label(refusal_name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    chart.draw_secondary_series(
+        refusal
+            .into_iter()
+            .map(|p| TriangleMarker::new(p, 5, color.filled())),
+    )?;
+    finish(&mut chart, &root)
 }
 
 /// The SLO line, and a cross on every step that failed.
@@ -599,6 +663,56 @@ mod tests {
         }
         let distinct: std::collections::HashSet<_> = COLORS.iter().map(|c| hex(*c)).collect();
         assert_eq!(distinct.len(), COLORS.len(), "palette repeats a colour");
+    }
+
+    fn ramp_step(rate: f64, refused: u64, refusal_p99_ms: f64) -> crate::report::RampStep {
+        let mut phase = crate::phase::PhaseReport {
+            duration_secs: 1.0,
+            acked: rate as u64 - refused,
+            publish_errors: refused,
+            ..Default::default()
+        };
+        phase.refusal_latency.count = refused;
+        phase.refusal_latency.p99_ms = refusal_p99_ms;
+        crate::report::RampStep {
+            rate_per_sec: rate,
+            phase,
+            sustainable: refused == 0,
+            violation: None,
+        }
+    }
+
+    #[test]
+    fn the_ingest_plot_shows_the_refusal_p99_of_the_steps_that_refused() {
+        let ramp = RampReport {
+            slo_p99_ms: 50.0,
+            steps: vec![
+                ramp_step(1000.0, 0, 0.0),
+                ramp_step(2000.0, 400, 3.5),
+                ramp_step(3000.0, 1200, 42.0),
+            ],
+            max_sustainable_rate_per_sec: Some(1000.0),
+            max_sustainable_deliveries_per_sec: Some(1000.0),
+        };
+        let (name, pts) = refusal_p99_series(&ramp);
+        assert_eq!(name, REFUSAL_P99);
+        // The calm step refused nothing: no point, not a zero.
+        assert_eq!(pts, [(2000.0, 3.5), (3000.0, 42.0)]);
+        let path =
+            std::env::temp_dir().join(format!("rtmc-plot-{}-ramp_ingest.svg", std::process::id()));
+        ingest_plot(&path, &ramp).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            has_text(&svg, REFUSAL_P99),
+            "legend lacks the refusal series"
+        );
+        assert!(has_text(&svg, "refusal p99 (ms)"), "no right axis label");
+        // Its own colour, after the three rate series.
+        assert!(svg.contains(&format!("stroke=\"{}\"", hex(COLORS[3]))));
+        for name in ["offered", "acknowledged", "refused"] {
+            assert!(has_text(&svg, name), "legend lacks {name}");
+        }
     }
 
     #[test]

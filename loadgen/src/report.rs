@@ -41,6 +41,10 @@ pub struct ConnectReport {
     /// (after - before) / connected: what one idle client costs the server.
     #[serde(default)]
     pub server_kib_per_client: Option<f64>,
+    /// Why the three memory figures above are null, when they are (a fleet
+    /// that replaced an earlier one, no server pid…); absent before schema 6.
+    #[serde(default)]
+    pub server_memory_not_measured: Option<String>,
 }
 
 impl ConnectReport {
@@ -59,6 +63,7 @@ impl ConnectReport {
             server_rss_kib_before: None,
             server_rss_kib_after: None,
             server_kib_per_client: None,
+            server_memory_not_measured: None,
         }
     }
 }
@@ -131,6 +136,17 @@ pub struct RampReport {
     pub max_sustainable_deliveries_per_sec: Option<f64>,
 }
 
+/// One fleet's bring-up: which kind, for which round. With fleets kept,
+/// each kind connects once (round 1); connected per phase, once per round.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetConnect {
+    /// The phase kind's label: `rtmc`, `floor`, `nats`, `jetstream`.
+    pub label: String,
+    /// The round whose phase the fleet was connected for (1-based).
+    pub round: usize,
+    pub connect: ConnectReport,
+}
+
 /// A NATS peer's bring-up and phase, measured like the floor (design.md §7).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerReport {
@@ -150,8 +166,12 @@ pub struct PeerReport {
 /// blaster `reference`, and `peers` (the NATS core and JetStream phases);
 /// 5: the NATS peers are phase kinds of the `rounds` (phases labelled
 /// `nats` and `jetstream` in every round, and in `rounds_summary`), the
-/// rounds' order rotates, and `peers` holds round 1's phase of each.
-pub const SCHEMA_VERSION: u32 = 5;
+/// rounds' order rotates, and `peers` holds round 1's phase of each;
+/// 6: `connect` and `floor_connect` are each kind's first fleet (round 1's;
+/// before 6, with fleets connected per phase, `connect` was the last rtmc
+/// fleet's), every fleet's bring-up is in `fleet_connects`, and a connect's
+/// `server_memory_not_measured` says why its memory figures are null.
+pub const SCHEMA_VERSION: u32 = 6;
 
 fn schema_v1() -> u32 {
     1
@@ -173,8 +193,10 @@ pub struct RunReport {
     pub target_mode: String,
     pub started_at: String,
     pub run_id: String,
+    /// rtmc's first fleet (round 1's; [`Self::fleet_connects`] has them all).
     pub connect: Option<ConnectReport>,
     pub rtmc: Option<PhaseReport>,
+    /// The floor's first fleet (round 1's).
     pub floor_connect: Option<ConnectReport>,
     pub floor: Option<PhaseReport>,
     pub comparison: Option<FloorComparison>,
@@ -191,6 +213,11 @@ pub struct RunReport {
     /// Medians over the rounds with min–max, and rtmc ÷ each peer.
     #[serde(default)]
     pub rounds_summary: Option<RoundsSummary>,
+    /// Every fleet's bring-up in the order they connected (schema 6): one
+    /// per kind with fleets kept, one per kind and round when connected per
+    /// phase.
+    #[serde(default)]
+    pub fleet_connects: Vec<FleetConnect>,
     /// The raw loopback blaster (`--blaster`): the physical reference for
     /// server CPU per delivery.
     #[serde(default)]
@@ -227,6 +254,7 @@ impl RunReport {
             ramp: None,
             rounds: Vec::new(),
             rounds_summary: None,
+            fleet_connects: Vec::new(),
             reference: None,
             failures: Vec::new(),
             notes: Vec::new(),
@@ -235,6 +263,25 @@ impl RunReport {
 
     pub fn passed(&self) -> bool {
         self.failures.is_empty()
+    }
+
+    /// Records a fleet's bring-up for `round` (1-based): the first of rtmc
+    /// and of the floor also become `connect` and `floor_connect`, so each
+    /// kind's entry is its own first fleet, whichever kind connected last.
+    pub fn record_fleet_connect(&mut self, label: &str, round: usize, connect: ConnectReport) {
+        let first = match label {
+            "rtmc" => Some(&mut self.connect),
+            "floor" => Some(&mut self.floor_connect),
+            _ => None,
+        };
+        if let Some(first) = first {
+            first.get_or_insert_with(|| connect.clone());
+        }
+        self.fleet_connects.push(FleetConnect {
+            label: label.into(),
+            round,
+            connect,
+        });
     }
 }
 
@@ -336,9 +383,18 @@ fn connect_text(out: &mut String, label: &str, c: &ConnectReport) {
             "{label} server memory: {b} KiB before, {a} KiB with {} idle clients = {per:.1} KiB per client",
             c.connected
         );
+    } else if let Some(why) = &c.server_memory_not_measured {
+        let _ = writeln!(
+            out,
+            "{label} server memory per idle client: not measured ({why})"
+        );
     }
-    for e in &c.error_samples {
-        let _ = writeln!(out, "  e.g. {e}");
+    if !c.error_samples.is_empty() {
+        let _ = writeln!(
+            out,
+            "  e.g. {}",
+            crate::verdict::distinct_samples(&c.error_samples)
+        );
     }
 }
 
@@ -358,6 +414,7 @@ pub fn render_text(r: &RunReport) -> String {
                 connect_text(&mut out, label, c);
             }
         }
+        fleets_text(&mut out, &r.fleet_connects);
         for round in &r.rounds {
             for p in &round.phases {
                 let _ = writeln!(out, "-- round {} of {} --", round.round, r.rounds.len());
@@ -407,6 +464,50 @@ pub fn render_text(r: &RunReport) -> String {
     }
     result_text(&mut out, r);
     out
+}
+
+/// With fleets connected per phase, each kind's fleets over the rounds:
+/// how many, the worst bring-up, the errors in all, and the median with
+/// min–max of the connect and login p99 and of the bring-up time (the
+/// `connect` line above a kind is its round-1 fleet's).
+fn fleets_text(out: &mut String, fleets: &[FleetConnect]) {
+    use std::fmt::Write as _;
+    let mut labels: Vec<&str> = Vec::new();
+    for f in fleets {
+        if !labels.contains(&f.label.as_str()) {
+            labels.push(&f.label);
+        }
+    }
+    for label in labels {
+        let of: Vec<&ConnectReport> = fleets
+            .iter()
+            .filter(|f| f.label == label)
+            .map(|f| &f.connect)
+            .collect();
+        if of.len() < 2 {
+            continue;
+        }
+        let spread = |read: fn(&ConnectReport) -> f64| {
+            let values: Vec<f64> = of.iter().map(|c| read(c)).collect();
+            rounds::spread_text(&rtmc_stats::Spread::of(&values), 2)
+        };
+        let worst = of
+            .iter()
+            .min_by_key(|c| c.connected)
+            .expect("two fleets or more");
+        let _ = writeln!(
+            out,
+            "{label} connect, all {} fleets (one per phase; the line above is round 1's): fewest up {}/{}  errors connect {} login {} in all  connect p99 {} ms  login p99 {} ms  bring-up {} s (median [min–max])",
+            of.len(),
+            worst.connected,
+            worst.clients,
+            of.iter().map(|c| c.connect_errors).sum::<usize>(),
+            of.iter().map(|c| c.login_errors).sum::<usize>(),
+            spread(|c| c.connect.p99_ms),
+            spread(|c| c.login.p99_ms),
+            spread(|c| c.ramp_secs),
+        );
+    }
 }
 
 fn comparison_text(out: &mut String, c: &FloorComparison) {
@@ -660,6 +761,85 @@ pub fn default_dir(kind: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fleet(connected: usize, connect_p99_ms: f64, kib_per_client: Option<f64>) -> ConnectReport {
+        let mut c = ConnectReport {
+            clients: 100,
+            connected,
+            server_kib_per_client: kib_per_client,
+            server_rss_kib_before: kib_per_client.map(|_| 1000),
+            server_rss_kib_after: kib_per_client.map(|k| 1000 + (k * connected as f64) as u64),
+            ..Default::default()
+        };
+        c.connect.p99_ms = connect_p99_ms;
+        if kib_per_client.is_none() {
+            c.server_memory_not_measured = Some("a replacement fleet".into());
+        }
+        c
+    }
+
+    #[test]
+    fn each_kind_reports_its_own_first_fleet_and_all_its_fleets() {
+        let mut r = RunReport::new(
+            "run",
+            Profile::default(),
+            "embedded".into(),
+            "t".into(),
+            "1".into(),
+        );
+        // Per-phase fleets over two rounds, the second in reverse order:
+        // rtmc's second fleet and then the floor's connect last.
+        r.record_fleet_connect("rtmc", 1, fleet(100, 1.0, Some(12.5)));
+        r.record_fleet_connect("floor", 1, fleet(100, 0.5, None));
+        r.record_fleet_connect("floor", 2, fleet(100, 0.7, None));
+        r.record_fleet_connect("rtmc", 2, fleet(98, 3.0, None));
+        let rtmc = r.connect.as_ref().unwrap();
+        assert_eq!((rtmc.connected, rtmc.connect.p99_ms), (100, 1.0));
+        assert_eq!(rtmc.server_kib_per_client, Some(12.5));
+        assert_eq!(r.floor_connect.as_ref().unwrap().connect.p99_ms, 0.5);
+        let rounds: Vec<(&str, usize)> = r
+            .fleet_connects
+            .iter()
+            .map(|f| (f.label.as_str(), f.round))
+            .collect();
+        assert_eq!(
+            rounds,
+            [("rtmc", 1), ("floor", 1), ("floor", 2), ("rtmc", 2)]
+        );
+        // The JSON keeps every fleet; the text gives each kind's spread.
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["schema_version"], SCHEMA_VERSION);
+        assert!(json["fleet_connects"][3]["connect"]["server_kib_per_client"].is_null());
+        r.rounds = vec![
+            RoundPhases {
+                round: 1,
+                phases: vec![],
+            },
+            RoundPhases {
+                round: 2,
+                phases: vec![],
+            },
+        ];
+        let text = render_text(&r);
+        assert!(text.contains("12.5 KiB per client"), "{text}");
+        assert!(!text.contains("0.0 KiB"), "{text}");
+        assert!(
+            text.contains("rtmc connect, all 2 fleets") && text.contains("fewest up 98/100"),
+            "{text}"
+        );
+        assert!(text.contains("connect p99 2.00 [1.00–3.00] ms"), "{text}");
+        assert!(text.contains("floor connect, all 2 fleets"), "{text}");
+    }
+
+    #[test]
+    fn a_connect_without_memory_figures_says_why() {
+        let mut out = String::new();
+        connect_text(&mut out, "rtmc", &fleet(100, 1.0, None));
+        assert!(
+            out.contains("rtmc server memory per idle client: not measured (a replacement fleet)"),
+            "{out}"
+        );
+    }
 
     #[test]
     fn a_ramp_step_shows_its_refusal_latency_or_a_dash_without_refusals() {

@@ -202,10 +202,20 @@ pub struct MetricSpread {
     /// `recv_p50`, `recv_p99`, `recv_p99_9`, `deliveries_per_sec`,
     /// `ack_p99`, `server_cpu_secs_per_million_deliveries`.
     pub metric: String,
-    /// Per round, in round order.
+    /// Per round, in round order; NaN (JSON `null`) where the round did not
+    /// measure it (e.g. no server CPU figure).
+    #[serde(deserialize_with = "nan_for_null")]
     pub values: Vec<f64>,
     /// Median and min–max; `None` when no round measured it.
     pub spread: Option<Spread>,
+}
+
+/// Reads a list of numbers in which `null` stands for NaN (serde_json
+/// writes NaN as `null`; without this a report with a round that did not
+/// measure a metric could be written but not read back, e.g. by `merge`).
+fn nan_for_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    let values: Vec<Option<f64>> = Deserialize::deserialize(d)?;
+    Ok(values.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect())
 }
 
 impl MetricSpread {
@@ -341,7 +351,7 @@ fn order_text(labels: &[&str], rounds: usize) -> String {
 }
 
 /// `12.3 [11.0–14.1]`, or `—` when nothing was measured.
-fn spread_text(s: &Option<Spread>, decimals: usize) -> String {
+pub fn spread_text(s: &Option<Spread>, decimals: usize) -> String {
     match s {
         Some(s) => format!(
             "{:.d$} [{:.d$}–{:.d$}]",
@@ -606,6 +616,20 @@ mod tests {
         assert!(out.contains("not measured"), "{out}");
         assert!(out.contains("2.00 [2.00–3.00]"), "{out}");
         assert!(out.contains("rtmc÷floor"), "{out}");
+    }
+
+    #[test]
+    fn a_summary_with_an_unmeasured_round_reads_back() {
+        let s = RoundsSummary::of(&three_rounds(), &["rtmc", "floor"]);
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains("null"), "round 2's CPU is not measured");
+        let back: RoundsSummary = serde_json::from_str(&json).unwrap();
+        let cpu = metric(
+            &back.sides[0].metrics,
+            "server_cpu_secs_per_million_deliveries",
+        );
+        assert!(cpu.values[1].is_nan());
+        assert_eq!(cpu.values[0], 4.0);
     }
 
     #[test]

@@ -251,6 +251,11 @@ impl Arena<'_> {
         histograms: &mut RunHistograms,
     ) -> Result<(), RunError> {
         let per_phase = rounds > 1 && self.fleets_per_phase(kinds.len(), report)?;
+        if per_phase && kinds.contains(&PhaseKind::Rtmc) {
+            report.notes.push(
+                "server memory per idle client: weighed on round 1's rtmc fleet only (the server's first); each later fleet's is null, with the reason in its fleet_connects entry".into(),
+            );
+        }
         let mut contenders: Vec<Option<Contender>> = kinds.iter().map(|_| None).collect();
         // A NATS peer's first connect, for the report's `peers` entry.
         let mut first_connect: Vec<Option<ConnectReport>> = kinds.iter().map(|_| None).collect();
@@ -267,14 +272,20 @@ impl Arena<'_> {
                 let contender = match &mut contenders[k] {
                     Some(c) => {
                         if c.fleet.is_none() {
-                            let (fleet, spec, _) = self.connect(kind, report).await?;
+                            let (fleet, spec, connect) =
+                                self.connect(kind, FleetOrigin::Replacement, report).await?;
+                            report.record_fleet_connect(kind.label(), round + 1, connect);
                             c.reconnected(fleet, spec);
                         }
                         c
                     }
                     empty => {
-                        let (fleet, spec, connect) = self.connect(kind, report).await?;
-                        first_connect[k] = connect;
+                        let (fleet, spec, connect) =
+                            self.connect(kind, FleetOrigin::First, report).await?;
+                        report.record_fleet_connect(kind.label(), round + 1, connect.clone());
+                        if nats_peer_of(kind).is_some() {
+                            first_connect[k] = Some(connect);
+                        }
                         empty.insert(Contender::new(kind, fleet, spec))
                     }
                 };
@@ -336,19 +347,22 @@ impl Arena<'_> {
         }
     }
 
-    /// Connects `kind`'s fleet and prepares its first phase.
+    /// Connects `kind`'s fleet (weighing rtmc's server only for its first)
+    /// and prepares its first phase.
     async fn connect(
         &self,
         kind: PhaseKind,
+        origin: FleetOrigin,
         report: &mut RunReport,
-    ) -> Result<(Fleet, PhaseSpec, Option<ConnectReport>), RunError> {
-        let (fleet, spec) = match kind {
+    ) -> Result<(Fleet, PhaseSpec, ConnectReport), RunError> {
+        Ok(match kind {
             PhaseKind::Rtmc => {
                 prepare_rtmc(
                     self.profile,
                     self.target,
                     self.shape.clone(),
                     self.run.id,
+                    origin,
                     report,
                 )
                 .await?
@@ -364,12 +378,9 @@ impl Arena<'_> {
             }
             PhaseKind::NatsCore | PhaseKind::JetStream => {
                 let peer = nats_peer_of(kind).expect("a NATS kind");
-                let run = self.peer_run();
-                let (fleet, spec, connect) = connect_peer(&run, peer, report).await?;
-                return Ok((fleet, spec, Some(connect)));
+                connect_peer(&self.peer_run(), peer, report).await?
             }
-        };
-        Ok((fleet, spec, None))
+        })
     }
 
     /// Tears down what connecting `kind` set up, once its fleet is closed.
@@ -508,7 +519,9 @@ async fn ramp_up(
     run: &RunStart,
     report: &mut RunReport,
 ) -> Result<Vec<PhaseResult>, RunError> {
-    let (mut fleet, template) = prepare_rtmc(profile, target, shape, run.id, report).await?;
+    let (mut fleet, template, connect) =
+        prepare_rtmc(profile, target, shape, run.id, FleetOrigin::First, report).await?;
+    report.record_fleet_connect("rtmc", 1, connect);
     let ramp = run_ramp(&mut fleet, profile, template, run.instant).await;
     let max_sustainable_rate_per_sec = ramp.report.max_sustainable_rate_per_sec;
     report.rtmc = ramp.report.steps.last().map(|s| s.phase.clone());
@@ -525,10 +538,11 @@ async fn prepare_rtmc(
     target: &Target,
     shape: Arc<MessageShape>,
     run_id: u32,
+    origin: FleetOrigin,
     report: &mut RunReport,
-) -> Result<(Fleet, PhaseSpec), RunError> {
+) -> Result<(Fleet, PhaseSpec, ConnectReport), RunError> {
     let load = &profile.load;
-    let fleet = connect_rtmc_fleet(profile, target, run_id, report).await?;
+    let (fleet, connect) = connect_rtmc_fleet(profile, target, run_id, origin, report).await?;
     let channels = publish_channels(profile, target)?;
     let probe = HeadProbe::Rtmc {
         addr: target.servers[0],
@@ -541,17 +555,66 @@ async fn prepare_rtmc(
     let rtmc_pids = target.rtmc_pids.clone();
     let mut spec = PhaseSpec::new("rtmc", profile, channels, shape, probe, head, rtmc_pids);
     spec.server_cpu = rtmc_cpu_watches(target);
-    Ok((fleet, spec))
+    Ok((fleet, spec, connect))
 }
 
-/// Connects and logs in the receivers, judges the bring-up, and weighs the
-/// server nodes before and after (memory per idle client).
+/// Which of a kind's fleets is connecting; it decides whether rtmc's server
+/// is weighed (memory per idle client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FleetOrigin {
+    /// The kind's first fleet of the run: rtmc's server is weighed before
+    /// and after the bring-up.
+    First,
+    /// A fleet that replaces a closed one (fleets connected per phase): not
+    /// weighed, see [`RECONNECT_NOT_WEIGHED`].
+    Replacement,
+}
+
+/// Why a fleet that replaced a closed one is not weighed.
+pub const RECONNECT_NOT_WEIGHED: &str = "this fleet replaced a closed one (fleets connected per phase): the server keeps the memory the closed fleet freed, so its resident memory before and after this bring-up does not weigh an idle client; round 1's fleet, the server's first, is the one weighed";
+
+/// The memory per idle client from the server's resident memory `before`
+/// and `after` a bring-up of `connected` clients, or why it was not
+/// measured.
+pub fn weigh_clients(
+    origin: FleetOrigin,
+    before: Option<u64>,
+    after: Option<u64>,
+    connected: usize,
+    c: &mut ConnectReport,
+) {
+    if origin == FleetOrigin::Replacement {
+        c.server_memory_not_measured = Some(RECONNECT_NOT_WEIGHED.into());
+        return;
+    }
+    match (before, after) {
+        (Some(b), Some(a)) if connected > 0 => {
+            c.server_rss_kib_before = Some(b);
+            c.server_rss_kib_after = Some(a);
+            c.server_kib_per_client = Some(a.saturating_sub(b) as f64 / connected as f64);
+        }
+        (Some(_), Some(_)) => {
+            c.server_memory_not_measured = Some("no client connected".into());
+        }
+        _ => {
+            c.server_memory_not_measured = Some(
+                "the server processes' memory is unreadable here (a running deployment needs --server-pid)"
+                    .into(),
+            );
+        }
+    }
+}
+
+/// Connects and logs in the receivers, judges the bring-up, and (as
+/// `origin` allows) weighs the server nodes before and after (memory per idle
+/// client).
 async fn connect_rtmc_fleet(
     profile: &Profile,
     target: &Target,
     run_id: u32,
+    origin: FleetOrigin,
     report: &mut RunReport,
-) -> Result<Fleet, RunError> {
+) -> Result<(Fleet, ConnectReport), RunError> {
     let load = &profile.load;
     if target.servers.is_empty() {
         return Err(RunError::NoServer);
@@ -576,17 +639,13 @@ async fn connect_rtmc_fleet(
     let mut c = ConnectReport::of(load.clients, &fleet.summary);
     // Let the server settle (login bursts free their transient buffers),
     // then weigh it with every client connected and idle.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = rss_kib(&target.server_node_pids);
-    if let (Some(b), Some(a)) = (rss_before, rss_after) {
-        c.server_rss_kib_before = Some(b);
-        c.server_rss_kib_after = Some(a);
-        c.server_kib_per_client =
-            (c.connected > 0).then(|| a.saturating_sub(b) as f64 / c.connected as f64);
+    if origin == FleetOrigin::First {
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let rss_after = rss_kib(&target.server_node_pids);
+    weigh_clients(origin, rss_before, rss_after, c.connected, &mut c);
     report.judge_connect("rtmc", &c, profile.slo.max_connect_error_pct);
-    report.connect = Some(c);
-    Ok(fleet)
+    Ok((fleet, c))
 }
 
 /// Summed resident memory (VmRSS) of `pids` in KiB; `None` if any is unreadable.
@@ -718,5 +777,40 @@ impl RunHistograms {
             report.ramp.as_ref(),
         ));
         Ok(files)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_kinds_first_fleet_weighs_the_server() {
+        let mut first = ConnectReport::default();
+        weigh_clients(FleetOrigin::First, Some(1000), Some(3000), 100, &mut first);
+        assert_eq!(first.server_kib_per_client, Some(20.0));
+        assert_eq!(first.server_memory_not_measured, None);
+        // A replacement after the server held a fleet: RSS hardly moves
+        // (the freed memory is kept), which read as "0.0 KiB per client".
+        let mut again = ConnectReport::default();
+        weigh_clients(
+            FleetOrigin::Replacement,
+            Some(3000),
+            Some(3000),
+            100,
+            &mut again,
+        );
+        assert_eq!(again.server_kib_per_client, None);
+        assert_eq!(again.server_rss_kib_after, None);
+        assert_eq!(
+            again.server_memory_not_measured.as_deref(),
+            Some(RECONNECT_NOT_WEIGHED)
+        );
+        let mut blind = ConnectReport::default();
+        weigh_clients(FleetOrigin::First, None, None, 100, &mut blind);
+        assert!(blind
+            .server_memory_not_measured
+            .unwrap()
+            .contains("--server-pid"));
     }
 }

@@ -686,6 +686,12 @@ fn update_baseline_pins_head_and_stores_its_histograms() {
             .unwrap();
     assert_eq!(summary["commit"], b.sha.as_str());
     assert_eq!(summary["rounds"].as_array().unwrap().len(), 2);
+    // No machine path in the committed summary: the stored copies' names.
+    assert_eq!(summary["rounds"][1]["dir"], "round-02");
+    assert!(
+        !summary.to_string().contains(&*s.root.to_string_lossy()),
+        "{summary}"
+    );
     // Only the pinned commit's rtmc ran, with no baseline build.
     let log = std::fs::read_to_string(&s.log).unwrap();
     assert_eq!(log.lines().count(), 2);

@@ -133,6 +133,36 @@ async fn three_interleaved_rounds_give_three_phases_per_side_and_summaries() {
             .any(|n| n.starts_with("fleets connected per phase")),
         "{text}"
     );
+    // Each kind's fleets, by round; rtmc's `connect` is its round-1 fleet,
+    // the only one that weighs the server (a replacement would read ~0 KiB).
+    let fleets: Vec<(&str, usize)> = r
+        .fleet_connects
+        .iter()
+        .map(|f| (f.label.as_str(), f.round))
+        .collect();
+    assert_eq!(
+        fleets,
+        [
+            ("rtmc", 1),
+            ("floor", 1),
+            ("floor", 2),
+            ("rtmc", 2),
+            ("rtmc", 3),
+            ("floor", 3)
+        ],
+        "{text}"
+    );
+    let first = r.connect.as_ref().expect("rtmc's connect");
+    assert!(first.server_kib_per_client.is_some(), "{first:?}");
+    for f in r
+        .fleet_connects
+        .iter()
+        .filter(|f| f.label == "rtmc" && f.round > 1)
+    {
+        assert!(f.connect.server_kib_per_client.is_none(), "{f:?}");
+        assert!(f.connect.server_memory_not_measured.is_some(), "{f:?}");
+    }
+    assert!(text.contains("rtmc connect, all 3 fleets"), "{text}");
     let order: Vec<Vec<&str>> = r
         .rounds
         .iter()
