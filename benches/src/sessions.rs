@@ -115,6 +115,11 @@ impl AsyncWrite for CountingSink {
 }
 
 impl DirectWrite for CountingSink {
+    fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.counter.add(buf.len() as u64);
+        Ok(buf.len())
+    }
+
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         let n: usize = bufs.iter().map(|b| b.len()).sum();
         self.counter.add(n as u64);
@@ -194,7 +199,7 @@ impl FanoutSessions {
         let fanout = Fanout::new(RING_CAPACITY, 0);
         let stop = CancellationToken::new();
         if path == Path::Direct {
-            fanout.start_direct(&TaskTracker::new(), &stop);
+            fanout.start_direct(1, &TaskTracker::new(), &stop);
         }
         Self {
             fanout,

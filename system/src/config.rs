@@ -181,6 +181,9 @@ pub struct ServerConfig {
     /// The fan-out writes broadcasts to idle plain-TCP sessions itself instead of
     /// waking each session's writer task (one pump per runtime worker).
     pub direct_delivery: bool,
+    /// Pump tasks of direct delivery (the sessions split between them); 0 = one
+    /// per runtime worker.
+    pub direct_pumps: usize,
     /// Connections accepted at once; more are refused with `too_many_connections`.
     pub max_connections: usize,
     /// `send`s a connection may have awaiting broker confirmation; more are
@@ -224,6 +227,7 @@ impl Default for ServerConfig {
             outbound_queue_frames: 4096,
             write_timeout_ms: 10_000,
             direct_delivery: true,
+            direct_pumps: 1,
             max_connections: 18_000,
             max_inflight_sends: 256,
             max_sends_per_sec: 1_000,

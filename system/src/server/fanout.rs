@@ -37,11 +37,15 @@ impl Fanout {
         }
     }
 
-    /// Starts direct delivery: one pump per runtime worker, until `stop`.
-    /// Without it every session's writer task is woken for every message.
-    pub fn start_direct(&self, tasks: &TaskTracker, stop: &CancellationToken) {
-        let workers = tokio::runtime::Handle::current().metrics().num_workers();
-        self.direct.start(workers, tasks, stop);
+    /// Starts direct delivery with `pumps` pump tasks (0: one per runtime
+    /// worker), until `stop`. Without it every session's writer task is
+    /// woken for every message.
+    pub fn start_direct(&self, pumps: usize, tasks: &TaskTracker, stop: &CancellationToken) {
+        let pumps = match pumps {
+            0 => tokio::runtime::Handle::current().metrics().num_workers(),
+            n => n,
+        };
+        self.direct.start(pumps, tasks, stop);
     }
 
     /// A lane for a session's writer to park in, or `None` when direct

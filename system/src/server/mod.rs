@@ -81,7 +81,8 @@ fn spawn_background(
         stop.clone(),
     ));
     if cfg.server.direct_delivery {
-        ctx.fanout.start_direct(tasks, stop);
+        ctx.fanout
+            .start_direct(cfg.server.direct_pumps, tasks, stop);
     }
     let url = cfg.redis.url.expose_secret().clone();
     // Test-only (compiled out of the release build): a delay line between
