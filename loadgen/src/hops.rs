@@ -491,7 +491,13 @@ async fn redis_hop(
     duration: Duration,
 ) -> anyhow::Result<HopResult> {
     let mut conn = stream::managed_connection(cfg.redis.url.expose_secret()).await?;
-    let keys = RedisKeys::new(&format!("{}-hops-b{batch}", cfg.redis.key_prefix));
+    // Keys of this measurement alone: a later round must append, not find
+    // its ids already seen (the script's dedupe path is far cheaper).
+    let keys = RedisKeys::new(&format!(
+        "{}-hops-b{batch}-{}",
+        cfg.redis.key_prefix,
+        run_tag()
+    ));
     let mut tally = Tally::new();
     let started = Instant::now();
     let mut n = 0u64;
@@ -530,15 +536,19 @@ async fn gateway_hop(
     let url = format!("{}/v1/service/messages", stack.gateway_url);
     let started = Instant::now();
     let deadline = started + duration;
+    // Ids unique to this measurement: the consumer drops ids it has seen,
+    // so a later round reusing them would queue entries never appended.
+    let run = run_tag();
     let workers = (0..opts.http_concurrency.max(1)).map(|w| {
         let (http, url, key) = (http.clone(), url.clone(), stack.api_key.clone());
+        let run = run.clone();
         let body = "x".repeat(opts.body_bytes.max(1));
         async move {
             let mut tally = Tally::new();
             let mut i = 0u64;
             while Instant::now() < deadline {
                 i += 1;
-                let req = serde_json::json!({"sender": "hops", "body": body, "message_id": format!("hg-{w}-{i}")});
+                let req = serde_json::json!({"sender": "hops", "body": body, "message_id": format!("hg-{run}-{w}-{i}")});
                 let sent = Instant::now();
                 let answer = http.post(&url).header("x-api-key", &key).json(&req).send().await;
                 match answer {
@@ -596,8 +606,10 @@ async fn tcp_hop(
     let started = Instant::now();
     let deadline = started + duration;
     let window = opts.tcp_window.max(1);
+    let run = run_tag();
     let workers = conns.into_iter().enumerate().map(|(w, mut c)| {
         let body = "x".repeat(opts.body_bytes.max(1));
+        let run = run.clone();
         async move {
             let mut tally = Tally::new();
             let mut i = 0u64;
@@ -607,7 +619,7 @@ async fn tcp_hop(
                     i += 1;
                     let send = ClientCommand::Send {
                         body: body.clone(),
-                        message_id: Some(format!("ht-{w}-{i}")),
+                        message_id: Some(format!("ht-{run}-{w}-{i}")),
                         sent_at_us: None,
                     };
                     if c.send(&send).await.is_err() {
@@ -637,6 +649,11 @@ async fn tcp_hop(
     Ok(tally.result("tcp-server", setting, started.elapsed(), 1))
 }
 
+/// A short tag unique to one measurement, for its message ids.
+fn run_tag() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_string()
+}
+
 /// Starts a consumer on the queue the entries filled (`queued` messages)
 /// and times how fast it appends them to Redis, from its first append.
 async fn consumer_hop(
@@ -646,17 +663,20 @@ async fn consumer_hop(
 ) -> anyhow::Result<HopResult> {
     let mut redis = stream::managed_connection(stack.cfg.redis.url.expose_secret()).await?;
     let keys = RedisKeys::new(&stack.cfg.redis.key_prefix);
+    // Earlier rounds' entries are in the stream already: count from here.
+    let start = stream::head(&mut redis, &keys).await?;
+    let target = start + queued;
     let consumer = NodeProcess::spawn(Role::Consumer, stack.cfg.clone(), &stack.binary).await?;
     let limit = Duration::from_secs_f64(drain_timeout_secs);
     let spawned = Instant::now();
     let mut first: Option<(Instant, u64)> = None;
-    let mut head = 0;
+    let mut head = start;
     while spawned.elapsed() < limit {
         head = stream::head(&mut redis, &keys).await?;
-        if head > 0 && first.is_none() {
+        if head > start && first.is_none() {
             first = Some((Instant::now(), head));
         }
-        if head >= queued {
+        if head >= target {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -666,15 +686,18 @@ async fn consumer_hop(
         anyhow::bail!("the consumer appended nothing within {limit:?}");
     };
     anyhow::ensure!(
-        head >= queued,
-        "the consumer appended {head} of {queued} within {limit:?}"
+        head >= target,
+        "the consumer appended {} of {queued} within {limit:?}",
+        head - start
     );
     let elapsed = t0.elapsed();
     let drained = head - h0;
     Ok(HopResult {
         hop: "consumer".into(),
+        // The same setting every round (the count queued varies), so the
+        // rounds' rows of this hop meet in one spread.
         setting: format!(
-            "drain of {queued} queued (prefetch {}, batch {}, {} queue)",
+            "drain of the queued entries (prefetch {}, batch {}, {} queue)",
             stack.cfg.rabbitmq.prefetch,
             stack.cfg.consumer.batch_max,
             stack.cfg.rabbitmq.queue_type.as_str()
@@ -761,8 +784,15 @@ fn render_rounds(report: &HopsReport) -> String {
         "{n} rounds, one after another on the same stack: median [min–max] over the rounds\n\n| hop | setting | msg/s | ack p99 ms | errors (all rounds) |\n|---|---|---|---|---|\n"
     );
     for s in &report.spreads {
+        // A round that measured nothing is left out of the spread: say so.
+        let measured = s.rate_per_sec.map_or(0, |r| r.n);
+        let short = if measured < n {
+            format!(" ({measured} of {n} rounds)")
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {}{short} | {} | {} |\n",
             s.hop,
             s.setting,
             crate::rounds::spread_text(&s.rate_per_sec, 0),
@@ -848,6 +878,13 @@ mod tests {
         assert!(
             text.contains("(median of 3 rounds), set by consumer"),
             "{text}"
+        );
+        // A row a round measured nothing for says how many rounds it has.
+        let short = HopsReport::of(vec![round(5000.0, 9000.0), round(6000.0, f64::NAN)]);
+        assert!(
+            render(&short).contains("| 9000 [9000–9000] (1 of 2 rounds) |"),
+            "{}",
+            render(&short)
         );
         // One round: no spreads, the plain table.
         let one = HopsReport::of(vec![round(5000.0, 9000.0)]);

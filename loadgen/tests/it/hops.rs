@@ -17,6 +17,9 @@ async fn every_hop_is_measured_and_a_bottleneck_named() {
         http_concurrency: 4,
         tcp_connections: 2,
         tcp_window: 8,
+        // Two rounds on one stack: the second starts with the first's
+        // entries in the stream and must still measure every hop.
+        rounds: 2,
         ..Default::default()
     };
     let report = hops::run(&opts, |_| {})
@@ -40,13 +43,25 @@ async fn every_hop_is_measured_and_a_bottleneck_named() {
         ],
         "{text}"
     );
-    for r in &report.results {
-        assert!(
-            r.acked > 0 && r.rate_per_sec > 0.0,
-            "{} measured nothing:\n{text}",
-            r.hop
+    assert_eq!(report.rounds.len(), 2, "{text}");
+    for (i, round) in report.rounds.iter().enumerate() {
+        for r in round {
+            assert!(
+                r.acked > 0 && r.rate_per_sec > 0.0,
+                "{} measured nothing in round {}:\n{text}",
+                r.hop,
+                i + 1
+            );
+            assert_eq!(r.errors, 0, "{} had errors:\n{text}", r.hop);
+        }
+    }
+    for s in &report.spreads {
+        let n = s.rate_per_sec.map_or(0, |r| r.n);
+        assert_eq!(
+            n, 2,
+            "{} {}: a row of only {n} round(s):\n{text}",
+            s.hop, s.setting
         );
-        assert_eq!(r.errors, 0, "{} had errors:\n{text}", r.hop);
     }
     let queued: u64 = report
         .results

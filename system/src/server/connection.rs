@@ -56,7 +56,7 @@ pub(super) async fn handle<R, W>(
     ));
     let mut session = Session::new(ctx, out, peer);
     read_loop(&mut session, rd, &stop, &conn).await;
-    session.end().await;
+    Box::pin(session.end()).await;
     drop(session);
     let _ = tokio::time::timeout(WRITER_FLUSH_LIMIT, writer).await;
     tracing::debug!(%peer, "connection closed");
@@ -147,7 +147,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             return;
         }
         if liveness.heard(session.logged_in.is_some()) {
-            refresh(session).await;
+            Box::pin(refresh(session)).await;
         }
         if let Next::Close = run_frame(session, payload).await {
             return;
@@ -199,7 +199,10 @@ async fn refresh(session: &Session) {
 /// command is answered with an error and the connection stays open.
 async fn run_frame(session: &mut Session, payload: Bytes) -> Next {
     match ClientCommand::parse(&payload) {
-        Ok(cmd) => cmd::dispatch(session, cmd).await,
+        // Boxed: a command's future (login's queries above all) is far
+        // larger than the idle reader; inline, every idle connection's task
+        // would carry its size (design.md §7's memory per idle client).
+        Ok(cmd) => Box::pin(cmd::dispatch(session, cmd)).await,
         Err(e) => {
             count_rejection(e.code());
             session

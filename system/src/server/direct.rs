@@ -4,13 +4,15 @@
 //! A session's writer that has nothing to write parks: it moves its socket's
 //! write half and its ring receiver into its [`Lane`] and sleeps on its
 //! control channel and the lane's wake-up. After each broadcast the fan-out
-//! wakes one pump task per shard (a few shards per runtime worker); the
-//! pump walks its lanes and, for every parked one, drains the receiver and
-//! writes the new frames with one non-blocking write (`send`, or `writev`
-//! for several) — no task wake-up, no copy, one syscall per session. A write the kernel does not take whole (a
-//! full socket buffer), a lag past the ring, or a failed write hands the lane
-//! back: what was not written goes to the writer, which finishes it under the
-//! write timeout (the slow-consumer rule is the writer's, as before).
+//! wakes its pump task(s) (`server.direct_pumps`, each with its shard of the
+//! sessions; one by default, see ARCHITECTURE.md "Fan-out cost"). A pump
+//! walks its lanes and, for every parked one, drains the receiver and writes
+//! the new frames with one non-blocking write (`send`, or `writev` for
+//! several): no task wake-up, no copy, one syscall per session. A write the
+//! kernel does not take whole (a full socket buffer), a lag past the ring,
+//! or a failed write hands the lane back: what was not written goes to the
+//! writer, which finishes it under the write timeout (the slow-consumer rule
+//! is the writer's, as before).
 //!
 //! Order holds because a lane is written by one side at a time: the pump
 //! only while the socket is parked in it, the writer only after taking it
@@ -377,7 +379,7 @@ mod tests {
     use std::task::{Context, Poll};
     use std::time::Duration;
 
-    use tokio::io::AsyncWrite;
+    use tokio::io::{AsyncReadExt, AsyncWrite};
     use tokio::sync::mpsc;
 
     use super::super::fanout::Fanout;
@@ -474,18 +476,19 @@ mod tests {
         stop: CancellationToken,
     }
 
-    async fn setup(sock: TestSock, ring: usize) -> Setup {
-        let fanout = Fanout::new(ring, 0);
-        let stop = CancellationToken::new();
-        fanout.start_direct(1, &TaskTracker::new(), &stop);
-        let lane = fanout.lane::<TestSock>();
-        assert!(lane.is_some(), "a started fan-out gives lanes");
-        assert_eq!(fanout.direct_lanes(), 1);
+    /// A session's writer on `sock` (parking in `lane` if any), subscribed
+    /// to the ring as `login` does.
+    async fn subscribed_writer<W: AsyncWrite + Unpin + Send + 'static>(
+        fanout: Fanout,
+        sock: W,
+        write_timeout: Duration,
+        lane: Option<LaneHandle<W>>,
+    ) -> (mpsc::Sender<Outbound>, tokio::task::JoinHandle<WriterEnd>) {
         let (control, rx) = mpsc::channel(8);
         let writer = tokio::spawn(outbound::run(
             sock,
             rx,
-            Duration::from_secs(5),
+            write_timeout,
             CancellationToken::new(),
             lane,
         ));
@@ -500,6 +503,18 @@ mod tests {
             .send(Outbound::Subscribe(Box::new(sub)))
             .await
             .unwrap();
+        (control, writer)
+    }
+
+    async fn setup(sock: TestSock, ring: usize) -> Setup {
+        let fanout = Fanout::new(ring, 0);
+        let stop = CancellationToken::new();
+        fanout.start_direct(1, &TaskTracker::new(), &stop);
+        let lane = fanout.lane::<TestSock>();
+        assert!(lane.is_some(), "a started fan-out gives lanes");
+        assert_eq!(fanout.direct_lanes(), 1);
+        let (control, writer) =
+            subscribed_writer(fanout.clone(), sock, Duration::from_secs(5), lane).await;
         settle().await;
         Setup {
             fanout,
@@ -641,5 +656,123 @@ mod tests {
     fn without_start_there_are_no_lanes() {
         let fanout = Fanout::new(16, 0);
         assert!(fanout.lane::<TestSock>().is_none());
+    }
+
+    /// A session over real loopback TCP: the server end's writer (with a
+    /// lane when `direct`), and the client end.
+    async fn tcp_session(
+        fanout: &Fanout,
+        direct: bool,
+        write_timeout: Duration,
+    ) -> (
+        mpsc::Sender<Outbound>,
+        tokio::task::JoinHandle<WriterEnd>,
+        tokio::net::TcpStream,
+        tokio::net::tcp::OwnedReadHalf,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, accepted) =
+            tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
+        let (server, _) = accepted.unwrap();
+        server.set_nodelay(true).unwrap();
+        let (read, write) = server.into_split();
+        let lane = if direct { fanout.lane() } else { None };
+        assert_eq!(lane.is_some(), direct);
+        let (control, writer) = subscribed_writer(fanout.clone(), write, write_timeout, lane).await;
+        (control, writer, client.unwrap(), read)
+    }
+
+    /// A frame of `seq` whose size varies from a few bytes to a few KiB.
+    fn sized(seq: u64) -> Delivery {
+        let body = format!("<{seq}:{}>", "x".repeat((seq as usize * 37) % 3000));
+        Delivery {
+            seq,
+            frame: Bytes::from(body),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn real_sockets_get_every_broadcast_in_order_on_both_paths() {
+        const SESSIONS: usize = 8;
+        const MESSAGES: u64 = 400;
+        for direct in [true, false] {
+            let fanout = Fanout::new(4096, 0);
+            let stop = CancellationToken::new();
+            fanout.start_direct(1, &TaskTracker::new(), &stop);
+            let mut sessions = Vec::new();
+            for _ in 0..SESSIONS {
+                sessions.push(tcp_session(&fanout, direct, Duration::from_secs(10)).await);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let want: Vec<u8> = (1..=MESSAGES)
+                .flat_map(|s| sized(s).frame.to_vec())
+                .collect();
+            for seq in 1..=MESSAGES {
+                fanout.publish(sized(seq));
+                if seq % 50 == 0 {
+                    // Let some messages go out alone, some in bursts.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+            for (i, (_, _, client, _)) in sessions.iter_mut().enumerate() {
+                let mut got = vec![0u8; want.len()];
+                tokio::time::timeout(Duration::from_secs(10), client.read_exact(&mut got))
+                    .await
+                    .unwrap_or_else(|_| panic!("session {i} (direct {direct}) got everything"))
+                    .unwrap();
+                assert!(got == want, "session {i} (direct {direct}): bytes differ");
+            }
+            stop.cancel();
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_real_client_that_stops_reading_is_handed_back_and_cut_off() {
+        let fanout = Fanout::new(4096, 0);
+        let stop = CancellationToken::new();
+        fanout.start_direct(1, &TaskTracker::new(), &stop);
+        let (_stuck_control, stuck_writer, _stuck_client, _r1) =
+            tcp_session(&fanout, true, Duration::from_millis(300)).await;
+        let (_control, _writer, mut reader, _r2) =
+            tcp_session(&fanout, true, Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // 64 KiB frames: the stuck client's socket buffers fill within a
+        // few, the pump hands its lane back, its writer's write times out.
+        let frame = Bytes::from(vec![b'y'; 64 * 1024]);
+        let messages = 200u64;
+        let read_all = tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut total = 0usize;
+            while total < 64 * 1024 * messages as usize {
+                match reader.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+            total
+        });
+        for seq in 1..=messages {
+            fanout.publish(Delivery {
+                seq,
+                frame: frame.clone(),
+            });
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let end = tokio::time::timeout(Duration::from_secs(10), stuck_writer)
+            .await
+            .expect("the stuck session is cut off")
+            .unwrap();
+        assert_eq!(end, WriterEnd::SlowConsumer);
+        let total = tokio::time::timeout(Duration::from_secs(10), read_all)
+            .await
+            .expect("the reading client gets everything")
+            .unwrap();
+        assert_eq!(
+            total,
+            64 * 1024 * messages as usize,
+            "the other session lost nothing"
+        );
+        stop.cancel();
     }
 }
