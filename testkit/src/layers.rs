@@ -139,7 +139,7 @@ fn paths_at(rest: &str) -> Vec<ModPath> {
             .split(',')
             .map(str::trim)
             .filter(|item| !item.is_empty())
-            .flat_map(|item| paths_at(item))
+            .flat_map(paths_at)
             .collect();
     }
     let first = ident_at(rest);
