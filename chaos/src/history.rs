@@ -18,6 +18,7 @@
 //! 49 days) so that a delivery stays at 16 bytes; the checker orders
 //! deliveries and session events by their recorded positions, never by time.
 
+pub mod hooks;
 pub mod recorder;
 
 use std::collections::HashSet;

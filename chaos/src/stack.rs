@@ -4,7 +4,7 @@
 //! components reach their services through those proxies — only the
 //! components of that link: [`Link::ConsumerRedis`] reroutes the consumer's
 //! Redis URL and leaves the server nodes' alone. Outages of its containers
-//! and of rtmc processes ([`crate::outage`]) are recorded in one log.
+//! and of rtmc processes ([`crate::stack::outage`]) are recorded in one log.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -22,6 +22,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod outage;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,8 +34,8 @@ use rtmc::secret::Secret;
 use rtmc_testkit::services::Kind;
 use rtmc_testkit::{Pipeline, PipelineOptions, Role, Services, TEST_PASSWORD};
 
-use crate::outage::{self, Container, OutageLog, Process, ProcessFault, ServiceFault};
-use crate::proxy::{FaultProxy, ProxyConfig};
+use crate::proxy::fault_proxy::{FaultProxy, ProxyConfig};
+use crate::stack::outage::{Container, OutageLog, Process, ProcessFault, ServiceFault};
 
 /// A connection between two parts of the stack that a proxy can sit on.
 /// The variants name the component (client side) first, the service second.

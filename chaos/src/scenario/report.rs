@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checker::Verdict;
 use crate::history::{History, Outcome};
-use crate::timeline::FaultWindow;
+use crate::scenario::timeline::FaultWindow;
 
 /// The `schema_version` of `report.json` this code writes.
 pub const SCHEMA_VERSION: u32 = 1;

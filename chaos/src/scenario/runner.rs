@@ -1,7 +1,7 @@
 //! `chaos run`: one scenario end to end. Brings up a [`ChaosStack`] with a
 //! proxy on every link the scenario faults, drives the load with loadgen's
 //! client engine (its fleet and publishers, observed into a [`Recording`]),
-//! runs the faults on their timeline ([`crate::timeline`]), drains, reads
+//! runs the faults on their timeline ([`crate::scenario::timeline`]), drains, reads
 //! PostgreSQL's rows, runs the history checker, and writes the report
 //! directory: `report.txt`, `report.json`, `chaos.svg`, `history.json`
 //! and `scenario.toml` (the schedule, replayable as a file).
@@ -19,12 +19,12 @@ use rtmc_loadgen::profile::Profile;
 use rtmc_loadgen::publisher::{Channel, MessageShape};
 use rtmc_testkit::{PipelineOptions, Services, TEST_PASSWORD};
 
+use crate::history::hooks::{FleetRecorder, PublishRecorder};
 use crate::history::{History, Recording};
-use crate::recorder_hooks::{FleetRecorder, PublishRecorder};
-use crate::report::{self, ChaosReport, FaultOutcome, SCHEMA_VERSION};
-use crate::scenario::{PublishPath, Scenario};
+use crate::scenario::file::{PublishPath, Scenario};
+use crate::scenario::report::{self, ChaosReport, FaultOutcome, SCHEMA_VERSION};
+use crate::scenario::timeline::{self, FaultWindow};
 use crate::stack::{ChaosStack, StackOptions};
-use crate::timeline::{self, FaultWindow};
 
 /// How long receivers may take to get everything after publishing ends.
 const DRAIN: Duration = Duration::from_secs(60);

@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::FaultError;
+use crate::proxy::error::FaultError;
 
 /// `n` milliseconds; reads well in fault code: `proxy.latency(ms(200))`.
 pub fn ms(n: u64) -> Duration {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::toxic::{Toxic, ToxicKind};
+use crate::proxy::toxics::{Toxic, ToxicKind};
 
 /// How a toxic ends a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -388,7 +388,7 @@ pub(crate) fn slice_sizes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::toxic::{ms, Bandwidth, Latency, LimitData};
+    use crate::proxy::toxics::{ms, Bandwidth, Latency, LimitData};
     use rand::SeedableRng;
 
     fn rng() -> StdRng {
