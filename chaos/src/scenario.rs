@@ -1,8 +1,10 @@
 //! Scenarios: faults on a timeline while loadgen's client engine drives a
-//! load. The file format ([`file`]), the faults applied on schedule
-//! ([`timeline`]), `chaos run` ([`runner`]) and its report ([`report`]).
+//! load. The file format ([`file`]), the load driver ([`load`]), the faults
+//! applied on schedule ([`timeline`]), `chaos run` ([`runner`]) and its
+//! report ([`report`]).
 
 pub mod file;
+pub mod load;
 pub mod report;
 pub mod runner;
 pub mod timeline;

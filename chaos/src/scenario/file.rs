@@ -374,82 +374,110 @@ fn parse_direction(d: Option<&str>) -> Result<Option<Direction>, String> {
 impl FaultFile {
     /// The typed fault, for a stack with `servers` server nodes.
     fn spec(&self, servers: usize) -> Result<FaultSpec, String> {
-        let target = || {
-            self.target
-                .as_deref()
-                .ok_or_else(|| format!("{} needs a target", self.fault))
-        };
-        let link = || {
-            let name = self
-                .link
-                .as_deref()
-                .ok_or_else(|| format!("{} needs a link", self.fault))?;
-            parse_link(name, servers)
-        };
-        let outage = |outage| {
-            Ok(FaultSpec::Outage {
-                service: parse_service(target()?)?,
-                outage,
-            })
-        };
-        let on_link = |fault| {
-            Ok(FaultSpec::Link {
-                link: link()?,
-                fault,
-            })
-        };
-        let fraction = || {
-            if target()? != "clients" {
-                return Err(format!("{} needs target = \"clients\"", self.fault));
-            }
-            let f = self.fraction.unwrap_or(0.5);
-            if !(f > 0.0 && f <= 1.0) {
-                return Err(format!("fraction {f} is not in (0, 1]"));
-            }
-            Ok(f)
-        };
-        let need = |v: Option<u64>, name: &str| {
-            v.filter(|&v| v > 0)
-                .ok_or_else(|| format!("{} needs {name} > 0", self.fault))
-        };
-        match self.fault.as_str() {
-            "sigkill" => outage(Outage::Sigkill),
-            "stop" => outage(Outage::Stop),
-            "pause" => outage(Outage::Pause),
-            "latency" => on_link(LinkFault::Latency {
-                latency_ms: need(self.latency_ms, "latency_ms")?,
-                jitter_ms: self.jitter_ms.unwrap_or(0),
-            }),
-            "bandwidth" => on_link(LinkFault::Bandwidth {
-                rate_kb_per_sec: need(self.rate_kb_per_sec, "rate_kb_per_sec")?,
-            }),
-            "black_hole" => on_link(LinkFault::BlackHole),
-            "down" => on_link(LinkFault::Down),
-            "hold" => on_link(LinkFault::Hold {
-                direction: parse_direction(self.direction.as_deref())?,
-            }),
-            "partition" => on_link(LinkFault::Partition {
-                direction: parse_direction(self.direction.as_deref())?,
-            }),
-            "slicer" => on_link(LinkFault::Slicer {
-                average_size_bytes: self.average_size_bytes.unwrap_or(1),
-            }),
-            "disconnect_storm" => Ok(FaultSpec::Clients(ClientFaultSpec::DisconnectStorm {
-                fraction: fraction()?,
-                resume: self.resume.unwrap_or(true),
-            })),
-            "half_open" => Ok(FaultSpec::Clients(ClientFaultSpec::HalfOpen {
-                fraction: fraction()?,
-            })),
-            "slow_readers" => Ok(FaultSpec::Clients(ClientFaultSpec::SlowReaders {
-                fraction: fraction()?,
-                bytes_per_sec: need(self.bytes_per_sec, "bytes_per_sec")?,
-            })),
-            other => Err(format!(
-                "unknown fault {other:?}; faults: {}",
-                FAULT_NAMES.join(", ")
-            )),
+        if let Some(outage) = self.outage() {
+            let service = parse_service(self.target()?)?;
+            return Ok(FaultSpec::Outage { service, outage });
         }
+        if let Some(fault) = self.link_fault()? {
+            let link = self.link(servers)?;
+            return Ok(FaultSpec::Link { link, fault });
+        }
+        if let Some(fault) = self.client_fault()? {
+            return Ok(FaultSpec::Clients(fault));
+        }
+        Err(format!(
+            "unknown fault {:?}; faults: {}",
+            self.fault,
+            FAULT_NAMES.join(", ")
+        ))
+    }
+
+    /// The outage this fault names, if it names one.
+    fn outage(&self) -> Option<Outage> {
+        match self.fault.as_str() {
+            "sigkill" => Some(Outage::Sigkill),
+            "stop" => Some(Outage::Stop),
+            "pause" => Some(Outage::Pause),
+            _ => None,
+        }
+    }
+
+    /// The proxy fault this fault names with its parameters, if it names one.
+    fn link_fault(&self) -> Result<Option<LinkFault>, String> {
+        let fault = match self.fault.as_str() {
+            "latency" => LinkFault::Latency {
+                latency_ms: self.positive(self.latency_ms, "latency_ms")?,
+                jitter_ms: self.jitter_ms.unwrap_or(0),
+            },
+            "bandwidth" => LinkFault::Bandwidth {
+                rate_kb_per_sec: self.positive(self.rate_kb_per_sec, "rate_kb_per_sec")?,
+            },
+            "black_hole" => LinkFault::BlackHole,
+            "down" => LinkFault::Down,
+            "hold" => LinkFault::Hold {
+                direction: parse_direction(self.direction.as_deref())?,
+            },
+            "partition" => LinkFault::Partition {
+                direction: parse_direction(self.direction.as_deref())?,
+            },
+            "slicer" => LinkFault::Slicer {
+                average_size_bytes: self.average_size_bytes.unwrap_or(1),
+            },
+            _ => return Ok(None),
+        };
+        Ok(Some(fault))
+    }
+
+    /// The client fault this fault names with its parameters, if it names one.
+    fn client_fault(&self) -> Result<Option<ClientFaultSpec>, String> {
+        let fault = match self.fault.as_str() {
+            "disconnect_storm" => ClientFaultSpec::DisconnectStorm {
+                fraction: self.fraction()?,
+                resume: self.resume.unwrap_or(true),
+            },
+            "half_open" => ClientFaultSpec::HalfOpen {
+                fraction: self.fraction()?,
+            },
+            "slow_readers" => ClientFaultSpec::SlowReaders {
+                fraction: self.fraction()?,
+                bytes_per_sec: self.positive(self.bytes_per_sec, "bytes_per_sec")?,
+            },
+            _ => return Ok(None),
+        };
+        Ok(Some(fault))
+    }
+
+    fn target(&self) -> Result<&str, String> {
+        self.target
+            .as_deref()
+            .ok_or_else(|| format!("{} needs a target", self.fault))
+    }
+
+    fn link(&self, servers: usize) -> Result<Link, String> {
+        let name = self
+            .link
+            .as_deref()
+            .ok_or_else(|| format!("{} needs a link", self.fault))?;
+        parse_link(name, servers)
+    }
+
+    /// The fraction of clients a client fault hits (0.5 when not given).
+    fn fraction(&self) -> Result<f64, String> {
+        if self.target()? != "clients" {
+            return Err(format!("{} needs target = \"clients\"", self.fault));
+        }
+        let f = self.fraction.unwrap_or(0.5);
+        if !(f > 0.0 && f <= 1.0) {
+            return Err(format!("fraction {f} is not in (0, 1]"));
+        }
+        Ok(f)
+    }
+
+    /// A parameter that must be given and above zero.
+    fn positive(&self, value: Option<u64>, name: &str) -> Result<u64, String> {
+        value
+            .filter(|&v| v > 0)
+            .ok_or_else(|| format!("{} needs {name} > 0", self.fault))
     }
 }
 

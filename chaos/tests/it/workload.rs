@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rtmc::client::{ChatClient, ClientError};
-use rtmc::protocol::ErrorCode;
 use rtmc_chaos::history::OpId;
 use rtmc_chaos::{ChaosStack, ClientLog, History, PublishLog, Recording, Verdict};
 use rtmc_testkit::{HttpPublisher, Pipeline, TEST_PASSWORD};
@@ -301,7 +300,7 @@ async fn publish_tcp(
             Ok(_) => Outcome::Acked,
             Err(ClientError::Server { code, .. }) => Outcome::Refused {
                 status: 0,
-                code: error_code_name(code),
+                code: code.as_str().to_owned(),
             },
             Err(e) => Outcome::Unknown(e.to_string()),
         };
@@ -311,14 +310,6 @@ async fn publish_tcp(
             _ = tokio::time::sleep(every) => {}
         }
     }
-}
-
-/// The wire name of `code` (`broker_unavailable`).
-fn error_code_name(code: ErrorCode) -> String {
-    serde_json::to_value(code)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{code:?}"))
 }
 
 /// Reads broadcasts into `log` and `history` until stopped, heartbeating
@@ -383,7 +374,7 @@ async fn read(
 /// A reader's disconnect reason: the error code, or what failed.
 fn error_reason(e: &ClientError) -> String {
     match e {
-        ClientError::Server { code, .. } => error_code_name(*code),
+        ClientError::Server { code, .. } => code.as_str().to_owned(),
         other => other.to_string(),
     }
 }
