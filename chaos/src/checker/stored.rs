@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use super::messages::Status;
 use super::seq_table::{SeqTable, SeqWindow};
 use super::verdict::{Anomaly, AnomalyKind, StoredCounts};
-use super::Judgement;
+use super::judgement::Judgement;
 use crate::history::{History, StoredRow};
 
 /// Judges the stored rows, given in the table's insertion order.

@@ -6,7 +6,7 @@
 //! cancellation token ([`FaultProxy::run`], [`FaultProxy::spawn`]), or in one
 //! call for tests ([`FaultProxy::start`]). A handle controls it; the verbs that
 //! read like the faults (`proxy.latency(ms(200))`, `proxy.down()`) are in
-//! [`crate::proxy::faults`].
+//! `faults`.
 //!
 //! Disabling a proxy closes its listener (new clients are refused) and its
 //! connections. With `refuse_when_upstream_down` the proxy also closes its
