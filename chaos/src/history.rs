@@ -28,3 +28,6 @@ pub use record::{
     PublisherHistory, SessionEvent, SessionEventKind, StoredRow, HISTORY_FORMAT,
 };
 pub use recorder::{ClientLog, OpId, PublishLog, Recording};
+
+#[cfg(test)]
+mod tests;

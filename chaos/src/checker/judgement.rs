@@ -3,7 +3,9 @@
 //! PostgreSQL, and how it becomes the [`Verdict`].
 
 use super::messages::{Messages, Status};
-use super::verdict::{Anomalies, AnomalyKind, ClientCounts, Seconds, StoredCounts, Totals, Verdict};
+use super::verdict::{
+    Anomalies, AnomalyKind, ClientCounts, Seconds, StoredCounts, Totals, Verdict,
+};
 use crate::history::{ClientHistory, History, MessageIx};
 
 /// The state of one check, shared by its steps.
@@ -75,7 +77,11 @@ impl Judgement<'_> {
         }
     }
 
-    pub(super) fn verdict(self, clients: Vec<ClientCounts>, stored: Option<StoredCounts>) -> Verdict {
+    pub(super) fn verdict(
+        self,
+        clients: Vec<ClientCounts>,
+        stored: Option<StoredCounts>,
+    ) -> Verdict {
         let totals = self.totals(&clients);
         let ids = |keep: &dyn Fn(MessageIx) -> bool| -> Vec<String> {
             let all = self.messages.all().filter(|&m| keep(m));

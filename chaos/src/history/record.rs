@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-
 /// The `format` of histories this code writes and reads.
 pub const HISTORY_FORMAT: &str = "rtmc-history/1";
 
@@ -361,6 +360,3 @@ impl History {
         Ok(())
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 use std::thread;
 
 use super::*;
-use crate::history::recorder::Recording;
 
 /// A history with every kind of record in it.
 fn sample() -> History {
