@@ -10,9 +10,13 @@
 
 use std::time::{Duration, Instant};
 
+use rtmc_chaos::scenario::load::RecordedLoad;
 use rtmc_chaos::{ms, ChaosStack, Link, StackOptions};
 
-use crate::workload::{readers, readers_at, recovery, report, Outcome, Workload};
+use crate::workload::{
+    assert_valid, light_load, logins, readers, readers_at, recovery, report, report_recovery,
+    Outcome, Workload,
+};
 
 const READERS: usize = 8;
 const RATE_PER_SEC: u32 = 10;
@@ -170,29 +174,41 @@ async fn latency_between_consumer_and_redis_delays_but_delivers_in_order() {
 }
 
 /// A client ↔ server link held for 2 s (turmoil's `hold`: bytes buffered,
-/// nothing lost, nothing closed) and then released: readers behind it get
+/// nothing lost, nothing closed) and then released: clients behind it get
 /// the whole backlog at once, in gap-free order, without reconnecting.
+/// The load is `chaos run`'s driver (loadgen's clients, recorded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_client_link_delivers_the_backlog_in_order_on_release() {
     let stack = ChaosStack::shared(StackOptions::default().link(Link::ClientServer(0)))
         .await
         .unwrap();
-    let clients = readers(&stack, "hold", 4, 0).await;
-    let load = Workload::start(&stack, clients, "hold", RATE_PER_SEC);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    stack.link(Link::ClientServer(0)).hold();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stack.link(Link::ClientServer(0)).release();
-    let released_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut run = load.finish(Duration::from_secs(30)).await;
-    report("client link hold", &run, &recovery(&run, released_at));
-    run.check(stack.pipeline()).await;
-    assert!(
-        run.readers.iter().all(|r| r.reconnects == 0),
-        "a held link closed a connection"
-    );
+    let load = light_load(4, RATE_PER_SEC, Duration::from_secs(4));
+    let mut driver = RecordedLoad::connect(&stack, "hold", &load, true)
+        .await
+        .expect("every client logs in");
+    let recording = driver.recording().clone();
+    let hold_then_release = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stack.link(Link::ClientServer(0)).hold();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stack.link(Link::ClientServer(0)).release();
+        recording.now_us()
+    };
+    let (phase, released_at_us) = tokio::join!(driver.publish(Instant::now()), hold_then_release);
+    let history = driver
+        .finish(&stack, phase.report.head_after)
+        .await
+        .expect("every log handed back");
+    report_recovery("client link hold", &history, released_at_us);
+    assert_valid(&history, 4);
+    for client in history.clients() {
+        assert_eq!(
+            logins(client),
+            1,
+            "a held link closed {}'s connection",
+            client.name
+        );
+    }
 }
 
 /// Half the readers dropped at once: the four behind the client link's
@@ -248,10 +264,11 @@ async fn half_the_readers_dropped_at_once_resume_without_a_gap() {
 }
 
 /// Every byte between clients and their server node in its own piece
-/// (a `slicer` of 1-byte pieces both ways, from before the readers log in):
+/// (a `slicer` of 1-byte pieces both ways, from before the clients log in):
 /// the framing on both sides reassembles logins, heartbeats and broadcasts
 /// from any split. Guarantee: the protocol does not depend on how TCP
 /// segments the stream — everything arrives, in order, with no reconnect.
+/// The load is `chaos run`'s driver (loadgen's clients, recorded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_byte_slices_between_clients_and_server_lose_nothing() {
     let stack = ChaosStack::shared(StackOptions::default().link(Link::ClientServer(0)))
@@ -265,19 +282,25 @@ async fn one_byte_slices_between_clients_and_server_lose_nothing() {
             .slicer(1)
             .delay(Duration::from_micros(10)),
     ];
-    let clients = readers(&stack, "slice", READERS, 0).await;
-    let load = Workload::start(&stack, clients, "slice", RATE_PER_SEC);
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    let load = light_load(READERS, RATE_PER_SEC, Duration::from_secs(6));
+    let mut driver = RecordedLoad::connect(&stack, "slice", &load, true)
+        .await
+        .expect("every client logs in through the slicer");
+    let phase = driver.publish(Instant::now()).await;
     slices.into_iter().for_each(|t| t.remove());
-    let repaired_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut run = load.finish(Duration::from_secs(30)).await;
-    report("1-byte slices", &run, &recovery(&run, repaired_at));
-    let verdict = run.check(stack.pipeline()).await;
-    assert!(
-        run.readers.iter().all(|r| r.reconnects == 0),
-        "slicing cost a connection"
-    );
+    let history = driver
+        .finish(&stack, phase.report.head_after)
+        .await
+        .expect("every log handed back");
+    let verdict = assert_valid(&history, READERS);
+    for client in history.clients() {
+        assert_eq!(
+            logins(client),
+            1,
+            "slicing cost {} a connection",
+            client.name
+        );
+    }
     assert!(
         verdict.clients.iter().all(|c| c.ok >= 50),
         "too little got through the slicer to show anything: {verdict}"

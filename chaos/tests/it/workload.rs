@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rtmc::client::{ChatClient, ClientError};
-use rtmc_chaos::history::OpId;
+use rtmc_chaos::history::{ClientHistory, OpId, SessionEventKind};
+use rtmc_chaos::scenario::{Load, PublishPath};
 use rtmc_chaos::{ChaosStack, ClientLog, History, PublishLog, Recording, Verdict};
 use rtmc_testkit::{HttpPublisher, Pipeline, TEST_PASSWORD};
 use tokio::task::{JoinHandle, JoinSet};
@@ -561,4 +562,57 @@ pub fn report(suite: &str, run: &Run, lines: &[(&str, Option<Duration>)]) {
             None => println!("[{suite}] {what}: never"),
         }
     }
+}
+
+/// A light load for [`RecordedLoad`]: `clients` on server node 0,
+/// `rate_per_sec` publishes over the gateway for `duration`.
+pub fn light_load(clients: usize, rate_per_sec: u32, duration: Duration) -> Load {
+    Load {
+        clients,
+        rate_per_sec: f64::from(rate_per_sec),
+        duration,
+        publish: PublishPath::Http,
+        servers: 1,
+        body_bytes: 100,
+    }
+}
+
+/// Asserts the history checker's verdict on a recorded load: valid, with
+/// every one of its `clients` checked. Returns the verdict.
+pub fn assert_valid(history: &History, clients: usize) -> Verdict {
+    let verdict = history.check();
+    println!("{verdict}");
+    assert!(
+        verdict.valid,
+        "the history checker failed the run:\n{verdict}"
+    );
+    assert_eq!(
+        verdict.totals.clients, clients as u64,
+        "every client checked"
+    );
+    verdict
+}
+
+/// How many times `client` logged in (1: it never reconnected).
+pub fn logins(client: &ClientHistory) -> usize {
+    client
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, SessionEventKind::Connected { .. }))
+        .count()
+}
+
+/// Prints the two recovery times of a recorded load, measured from
+/// `repaired_at_us` on its recording's clock.
+pub fn report_recovery(suite: &str, history: &History, repaired_at_us: u64) {
+    let (first_ack, caught_up) = rtmc_chaos::scenario::report::recovery(history, repaired_at_us);
+    let shown = |secs: Option<f64>| secs.map_or("never".to_owned(), |s| format!("{s:.2} s"));
+    println!(
+        "[{suite}] first acknowledged publish after the fault ended: {}",
+        shown(first_ack)
+    );
+    println!(
+        "[{suite}] last client caught up after the fault ended: {}",
+        shown(caught_up)
+    );
 }
