@@ -1,14 +1,32 @@
-//! Light load on a [`ChaosStack`] while a fault runs, and the checks every
-//! stack suite makes afterwards. Publishing is open-loop over the gateway
-//! (each publish its own task, so a hung one never delays the next) plus
-//! an optional closed-loop TCP publisher; every attempt is recorded with
-//! its outcome and times. Each reader client records what it received and
-//! when, and its reconnects (each a login resuming from its last seq).
-//! Everything also goes into an `rtmc_chaos::Recording`; [`Run::check`]
-//! adds PostgreSQL's rows once the run drained and asserts the history
-//! checker's verdict (design §8: nothing acknowledged lost, nothing
-//! unexpected, no gap, no order violation, PostgreSQL clean), and [`Run`]
-//! measures recovery times from the timed records.
+//! The stack suites' load, in two kinds. Most suites drive theirs with
+//! `chaos run`'s driver, [`RecordedLoad`](rtmc_chaos::scenario::load::RecordedLoad)
+//! (loadgen's clients and publishers recorded into a `History`), and judge
+//! it with the helpers at the end of this file ([`light_load`],
+//! [`assert_valid`], [`logins`], [`report_recovery`]).
+//!
+//! [`Workload`] remains for what loadgen's engine does not record or let a
+//! suite choose:
+//! - the error code in a refused HTTP publish's body: the engine records
+//!   `http_503`, the broker suites assert `broker_unavailable`;
+//! - message ids chosen in advance: `checker_e2e` makes the consumer drop
+//!   `drop-h-15`, the engine names messages after its run id;
+//! - which reader logs in where: the node and half-dropped suites put some
+//!   readers behind a proxy or on a doomed node and others elsewhere, the
+//!   engine spreads its clients over the stack's nodes itself;
+//! - publishing until the suite stops it: outages end when the service is
+//!   back (a restarted RabbitMQ takes 3–10 s), not at a time known when
+//!   the load starts, as the engine's phases need.
+//!
+//! Its publishing is open-loop over the gateway (each publish its own
+//! task, so a hung one never delays the next) plus an optional closed-loop
+//! TCP publisher; every attempt is recorded with its outcome and times.
+//! Each reader client records what it received and when, and its
+//! reconnects (each a login resuming from its last seq). Everything also
+//! goes into an `rtmc_chaos::Recording`; [`Run::check`] adds PostgreSQL's
+//! rows once the run drained and asserts the history checker's verdict
+//! (design §8: nothing acknowledged lost, nothing unexpected, no gap, no
+//! order violation, PostgreSQL clean), and [`Run`] measures recovery times
+//! from the timed records.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
