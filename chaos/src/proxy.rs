@@ -1,6 +1,6 @@
 //! The fault proxy, split as Toxiproxy splits itself: the proxy and its
-//! accept loop ([`fault_proxy`]), one proxied connection ([`connection`]),
-//! one direction of it ([`link`]), the toxics and their byte-stream effects
+//! accept loop ([`fault_proxy`]), one proxied connection (`connection`),
+//! one direction of it (`link`), the toxics and their byte-stream effects
 //! ([`toxics`]), and the verbs a test injects faults with ([`faults`]).
 
 mod connection;

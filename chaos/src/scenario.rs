@@ -1,5 +1,5 @@
 //! Scenarios: faults on a timeline while loadgen's client engine drives a
-//! load. The file format ([`file`]), the load driver ([`load`]), the faults
+//! load. The file format ([`file`](mod@file)), the load driver ([`load`]), the faults
 //! applied on schedule ([`timeline`]), `chaos run` ([`runner`]) and its
 //! report ([`report`]).
 

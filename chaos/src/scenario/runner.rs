@@ -1,6 +1,6 @@
 //! `chaos run`: one scenario end to end. Brings up a [`ChaosStack`] with a
 //! proxy on every link the scenario faults, drives the load with loadgen's
-//! client engine (its fleet and publishers, observed into a [`Recording`]),
+//! client engine (its fleet and publishers, observed into a [`Recording`](crate::history::Recording)),
 //! runs the faults on their timeline ([`crate::scenario::timeline`]), drains, reads
 //! PostgreSQL's rows, runs the history checker, and writes the report
 //! directory: `report.txt`, `report.json`, `chaos.svg`, `history.json`
