@@ -10,6 +10,10 @@
 //! with an optional body `{"stream": "upstream"|"downstream"}` (both
 //! streams when absent), each answering the proxy.
 
+pub mod collection;
+pub mod request;
+pub mod toxiproxy_client;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -24,11 +28,11 @@ use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::collection::ProxyCollection;
-use crate::error::FaultError;
-use crate::proxy::{FaultProxy, ProxyInfo};
-use crate::request::{self, ToxicHead};
-use crate::toxic::{Direction, ToxicInfo};
+use crate::api::collection::ProxyCollection;
+use crate::api::request::ToxicHead;
+use crate::proxy::error::FaultError;
+use crate::proxy::fault_proxy::{FaultProxy, ProxyInfo};
+use crate::proxy::toxics::{Direction, ToxicInfo};
 
 /// What `GET /version` reports: the Toxiproxy release whose API this
 /// follows, and this crate's version as build metadata.

@@ -5,10 +5,10 @@
 //! atomically, and turmoil's hold/release and one-way partitions.
 //!
 //! In-process, a test starts a [`FaultProxy`] and injects faults with its
-//! verbs ([`faults`]); across processes, `chaos proxy` serves the [`api`] and
+//! verbs ([`proxy::faults`]); across processes, `chaos proxy` serves the [`api`] and
 //! [`ToxiproxyClient`] drives it. A [`ChaosStack`] puts proxies on the links
 //! of a whole rtmc stack ([`stack`]) and drives real outages of its
-//! containers and processes ([`outage`]).
+//! containers and processes ([`stack::outage`]).
 //!
 //! The history checker (design §8) proves that nothing acknowledged was lost:
 //! a run records its publishes and every client's sessions and deliveries
@@ -16,41 +16,28 @@
 //! ([`history`], [`checker`]).
 //!
 //! Scenarios ([`scenario`]) put faults on a timeline while loadgen's client
-//! engine drives a load: `chaos run FILE` ([`runner`]) applies them on
-//! schedule ([`timeline`]), records the history through loadgen's hooks
-//! ([`recorder_hooks`]), checks it and reports recovery times with a plot
-//! ([`report`]).
+//! engine drives a load: `chaos run FILE` ([`scenario::runner`]) applies them on
+//! schedule ([`scenario::timeline`]), records the history through loadgen's hooks
+//! ([`history::hooks`]), checks it and reports recovery times with a plot
+//! ([`scenario::report`]).
 
 pub mod api;
 pub mod checker;
-pub mod client;
-pub mod collection;
-mod connection;
-pub mod error;
-pub mod faults;
 pub mod history;
-mod link;
-pub mod outage;
 pub mod proxy;
-pub mod recorder_hooks;
-pub mod report;
-pub mod request;
-pub mod runner;
 pub mod scenario;
 pub mod stack;
-pub mod timeline;
-pub mod toxic;
 
+pub use api::collection::ProxyCollection;
+pub use api::toxiproxy_client::{ClientError, NewProxy, ToxiproxyClient};
 pub use checker::{Anomaly, AnomalyKind, Checker, Verdict};
-pub use client::{ClientError, NewProxy, ToxiproxyClient};
-pub use collection::ProxyCollection;
-pub use error::FaultError;
-pub use faults::{StreamFaults, ToxicHandle};
 pub use history::{ClientLog, History, HistoryError, PublishLog, Recording};
-pub use outage::{Action, Fault, OutageError, OutageLog, ProcessFault, ServiceFault, Step};
-pub use proxy::{FaultProxy, ProxyConfig, ProxyInfo, ProxyUpdate};
-pub use stack::{ChaosStack, Link, StackOptions};
-pub use toxic::{
+pub use proxy::error::FaultError;
+pub use proxy::faults::{StreamFaults, ToxicHandle};
+pub use proxy::toxics::{
     ms, Bandwidth, Direction, Latency, LimitData, LimitTime, ResetPeer, Slicer, SlowClose, Timeout,
     Toxic, ToxicInfo, ToxicKind,
 };
+pub use proxy::{FaultProxy, ProxyConfig, ProxyInfo, ProxyUpdate};
+pub use stack::outage::{Action, Fault, OutageError, OutageLog, ProcessFault, ServiceFault, Step};
+pub use stack::{ChaosStack, Link, StackOptions};

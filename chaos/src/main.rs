@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use rtmc_chaos::runner::{run_scenario, RunOptions};
+use rtmc_chaos::api::{self, request};
+use rtmc_chaos::scenario::runner::{run_scenario, RunOptions};
 use rtmc_chaos::scenario::{parse_span, Scenario};
-use rtmc_chaos::{api, request, ProxyCollection};
+use rtmc_chaos::ProxyCollection;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -158,7 +159,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         quiet: args.quiet,
     };
     let outcome = run_scenario(&scenario, &opts).await?;
-    print!("{}", rtmc_chaos::report::render_text(&outcome.report));
+    print!(
+        "{}",
+        rtmc_chaos::scenario::report::render_text(&outcome.report)
+    );
     println!("report: {}", outcome.dir.display());
     Ok(if outcome.report.passed() {
         ExitCode::SUCCESS

@@ -4,7 +4,7 @@
 //! components reach their services through those proxies — only the
 //! components of that link: [`Link::ConsumerRedis`] reroutes the consumer's
 //! Redis URL and leaves the server nodes' alone. Outages of its containers
-//! and of rtmc processes ([`crate::outage`]) are recorded in one log.
+//! and of rtmc processes ([`crate::stack::outage`]) are recorded in one log.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -22,6 +22,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod outage;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,8 +34,8 @@ use rtmc::secret::Secret;
 use rtmc_testkit::services::Kind;
 use rtmc_testkit::{Pipeline, PipelineOptions, Role, Services, TEST_PASSWORD};
 
-use crate::outage::{self, Container, OutageLog, Process, ProcessFault, ServiceFault};
-use crate::proxy::{FaultProxy, ProxyConfig};
+use crate::proxy::fault_proxy::{FaultProxy, ProxyConfig};
+use crate::stack::outage::{Container, OutageLog, Process, ProcessFault, ServiceFault};
 
 /// A connection between two parts of the stack that a proxy can sit on.
 /// The variants name the component (client side) first, the service second.
@@ -129,6 +131,9 @@ pub struct StackOptions {
     pub pipeline: PipelineOptions,
     /// The links that get a fault proxy.
     pub links: Vec<Link>,
+    /// Whether the stack may crash, stop or pause its service containers:
+    /// only when the services are its own (no other test uses them).
+    pub service_outages_allowed: bool,
 }
 
 impl StackOptions {
@@ -150,6 +155,13 @@ impl StackOptions {
     pub fn links(self, links: impl IntoIterator<Item = Link>) -> Self {
         links.into_iter().fold(self, Self::link)
     }
+
+    /// The services are the stack's own: [`ChaosStack::rabbitmq`] and its
+    /// siblings may crash, stop or pause them.
+    pub fn allow_service_outages(mut self) -> Self {
+        self.service_outages_allowed = true;
+        self
+    }
 }
 
 /// One rtmc deployment with fault proxies on the requested links and
@@ -160,7 +172,7 @@ pub struct ChaosStack {
     proxies: BTreeMap<Link, FaultProxy>,
     services: Arc<Services>,
     /// Whether the services are this stack's own (outages allowed).
-    private: bool,
+    service_outages_allowed: bool,
     log: OutageLog,
     /// Processes spawned so far (they are named `<role>-p<n>`).
     spawned: AtomicUsize,
@@ -171,45 +183,30 @@ impl ChaosStack {
     /// the services must be left alone. Sets up the test logs.
     pub async fn shared(opts: StackOptions) -> anyhow::Result<ChaosStack> {
         rtmc_testkit::init_test_logs();
-        Self::start(rtmc_testkit::shared().await, false, opts).await
+        let opts = StackOptions {
+            service_outages_allowed: false,
+            ..opts
+        };
+        Self::start(rtmc_testkit::shared().await, opts).await
     }
 
     /// A stack on services of its own, for a test that crashes, stops or
     /// pauses them ([`ChaosStack::rabbitmq`], …). Sets up the test logs.
     pub async fn private(opts: StackOptions) -> anyhow::Result<ChaosStack> {
         rtmc_testkit::init_test_logs();
-        Self::start(Arc::new(Services::start().await?), true, opts).await
+        let opts = opts.allow_service_outages();
+        Self::start(Arc::new(Services::start().await?), opts).await
     }
 
     /// Starts the proxies on `services`, then the pipeline routed through
-    /// them, then a proxy in front of each requested server node. `private`
-    /// allows outages of the services. Installs no log subscriber (tools).
+    /// them, then a proxy in front of each requested server node. Outages of
+    /// the services only with [`StackOptions::allow_service_outages`].
+    /// Installs no log subscriber (tools).
     pub async fn start(
         services: Arc<Services>,
-        private: bool,
         mut opts: StackOptions,
     ) -> anyhow::Result<ChaosStack> {
-        let mut proxies = BTreeMap::new();
-        let mut routes = Vec::new();
-        for &link in &opts.links {
-            let (Some(role), Some(kind)) = (link.component(), link.service()) else {
-                continue;
-            };
-            let upstream = format!("127.0.0.1:{}", outage::service(&services, kind).port);
-            let proxy = FaultProxy::start_with(
-                // A stopped service refuses through the proxy as it would without it.
-                ProxyConfig::new(link.name()).refuse_when_upstream_down(true),
-                upstream.clone(),
-            )
-            .await?;
-            routes.push(Route {
-                role,
-                kind,
-                service: upstream,
-                proxy: proxy.addr().to_string(),
-            });
-            proxies.insert(link, proxy);
-        }
+        let (mut proxies, routes) = proxy_service_links(&services, &opts.links).await?;
         let routes = Arc::new(routes);
         let theirs = opts.pipeline.per_component.clone();
         let ours = routes.clone();
@@ -221,14 +218,7 @@ impl ChaosStack {
         });
         let pipeline = Pipeline::start(&services, opts.pipeline).await?;
         for route in routes.iter() {
-            let mut cfg = pipeline.config_for(route.role);
-            let url = service_url(&mut cfg, route.kind);
-            anyhow::ensure!(
-                url.expose_secret().contains(&route.proxy),
-                "the {} link is not proxied: its URL does not name 127.0.0.1:{} (changed by `configure`?)",
-                route.role.name(),
-                route.service
-            );
+            route.check(&pipeline)?;
         }
         for &link in &opts.links {
             if let Link::ClientServer(i) = link {
@@ -248,7 +238,7 @@ impl ChaosStack {
             pipeline,
             proxies,
             services,
-            private,
+            service_outages_allowed: opts.service_outages_allowed,
             log: OutageLog::default(),
             spawned: AtomicUsize::new(0),
         })
@@ -315,7 +305,7 @@ impl ChaosStack {
 
     fn container(&self, kind: Kind) -> ServiceFault {
         assert!(
-            self.private,
+            self.service_outages_allowed,
             "outages of {} need a stack of its own: ChaosStack::private",
             outage::service_name(kind)
         );
@@ -351,6 +341,36 @@ impl ChaosStack {
     }
 }
 
+/// A fault proxy in front of the service of each component ↔ service link
+/// in `links`, and the route that points the component at it.
+async fn proxy_service_links(
+    services: &Services,
+    links: &[Link],
+) -> anyhow::Result<(BTreeMap<Link, FaultProxy>, Vec<Route>)> {
+    let mut proxies = BTreeMap::new();
+    let mut routes = Vec::new();
+    for &link in links {
+        let (Some(role), Some(kind)) = (link.component(), link.service()) else {
+            continue;
+        };
+        let upstream = format!("127.0.0.1:{}", outage::service(services, kind).port);
+        let proxy = FaultProxy::start_with(
+            // A stopped service refuses through the proxy as it would without it.
+            ProxyConfig::new(link.name()).refuse_when_upstream_down(true),
+            upstream.clone(),
+        )
+        .await?;
+        routes.push(Route {
+            role,
+            kind,
+            service: upstream,
+            proxy: proxy.addr().to_string(),
+        });
+        proxies.insert(link, proxy);
+    }
+    Ok((proxies, routes))
+}
+
 /// One rerouted component ↔ service connection.
 struct Route {
     role: Role,
@@ -366,6 +386,19 @@ impl Route {
     fn apply(&self, cfg: &mut Config) {
         let url = service_url(cfg, self.kind);
         *url = replace_authority(url.expose_secret(), &self.service, &self.proxy).into();
+    }
+
+    /// Fails when `pipeline` does not reach the service through the proxy.
+    fn check(&self, pipeline: &Pipeline) -> anyhow::Result<()> {
+        let mut cfg = pipeline.config_for(self.role);
+        let url = service_url(&mut cfg, self.kind);
+        anyhow::ensure!(
+            url.expose_secret().contains(&self.proxy),
+            "the {} link is not proxied: its URL does not name 127.0.0.1:{} (changed by `configure`?)",
+            self.role.name(),
+            self.service
+        );
+        Ok(())
     }
 }
 

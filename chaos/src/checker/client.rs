@@ -4,10 +4,10 @@
 //! unexpected, recovered, and gaps.
 
 use super::coverage::{Coverage, CoverageBuilder};
+use super::judgement::Judgement;
 use super::messages::Status;
 use super::seq_table::SeqTable;
 use super::verdict::{AnomalyKind, ClientCounts};
-use super::Judgement;
 use crate::history::{ClientHistory, Delivery, MessageIx, SessionEvent, SessionEventKind};
 
 /// Per-client working memory, reused from one client to the next.

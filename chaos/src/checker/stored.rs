@@ -5,10 +5,10 @@
 
 use std::collections::HashSet;
 
+use super::judgement::Judgement;
 use super::messages::Status;
 use super::seq_table::{SeqTable, SeqWindow};
 use super::verdict::{Anomaly, AnomalyKind, StoredCounts};
-use super::Judgement;
 use crate::history::{History, StoredRow};
 
 /// Judges the stored rows, given in the table's insertion order.

@@ -8,7 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// What kind of thing an [`Anomaly`] reports. Each kind is defined in
-/// [`crate::checker`]. Ordered as reports list them: the kinds that make a
+/// the `checker` module. Ordered as reports list them: the kinds that make a
 /// run invalid first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -245,7 +245,7 @@ impl Anomalies {
 }
 
 /// One receiving client's counts. Message counts are of distinct message
-/// ids; see [`crate::checker`] for each definition.
+/// ids; see the `checker` module for each definition.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientCounts {
     /// The client's name.

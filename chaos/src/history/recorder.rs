@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Instant;
 
-use super::{
+use super::record::{
     ClientHistory, CodeIx, Delivery, History, HistoryError, MessageIx, Outcome, Publish,
     PublisherHistory, SessionEvent, SessionEventKind, StoredRow, HISTORY_FORMAT,
 };

@@ -8,11 +8,19 @@
 //! violation, PostgreSQL holding each acknowledged message once) and prints
 //! how long recovery took.
 
+use std::collections::HashMap;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use rtmc_chaos::history::{MessageIx, Outcome as PublishOutcome};
+use rtmc_chaos::scenario::load::RecordedLoad;
+use rtmc_chaos::History;
 use rtmc_chaos::{ms, ChaosStack, Link, StackOptions};
 
-use crate::workload::{readers, readers_at, recovery, report, Outcome, Workload};
+use crate::workload::{
+    assert_valid, light_load, logins, readers, readers_at, recovery, report, report_recovery,
+    Outcome, Workload,
+};
 
 const READERS: usize = 8;
 const RATE_PER_SEC: u32 = 10;
@@ -105,63 +113,54 @@ async fn a_black_holed_broker_link_gives_bounded_503s_then_recovers() {
 }
 
 /// 200 ms of latency each way on the consumer ↔ Redis link slows every
-/// append, but everything is still delivered, in order, to every reader,
+/// append, but everything is still delivered, in order, to every client,
 /// and stored once. The end-to-end delay during the fault shows the
 /// consumer really went through the proxy (and the others did not need to).
+/// The load is `chaos run`'s driver (loadgen's clients, recorded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn latency_between_consumer_and_redis_delays_but_delivers_in_order() {
     let stack = ChaosStack::shared(StackOptions::default().link(Link::ConsumerRedis))
         .await
         .unwrap();
-    let clients = readers(&stack, "lat", READERS, 0).await;
-    let load = Workload::start(&stack, clients, "lat", RATE_PER_SEC);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let link = stack.link(Link::ConsumerRedis);
-    let slow = [
-        link.upstream().latency(ms(200)),
-        link.downstream().latency(ms(200)),
-    ];
-    let fault_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    slow.into_iter().for_each(|t| t.remove());
-    let repaired_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut run = load.finish(Duration::from_secs(30)).await;
+    let load = light_load(READERS, RATE_PER_SEC, Duration::from_secs(8));
+    let mut driver = RecordedLoad::connect(&stack, "lat", &load, true)
+        .await
+        .expect("every client logs in");
+    let recording = driver.recording().clone();
+    let slow_for_5_s = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let link = stack.link(Link::ConsumerRedis);
+        let slow = [
+            link.upstream().latency(ms(200)),
+            link.downstream().latency(ms(200)),
+        ];
+        let fault_at_us = recording.now_us();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        slow.into_iter().for_each(|t| t.remove());
+        (fault_at_us, recording.now_us())
+    };
+    let (phase, (fault_at_us, repaired_at_us)) =
+        tokio::join!(driver.publish(Instant::now()), slow_for_5_s);
+    let history = driver
+        .finish(&stack, phase.report.head_after)
+        .await
+        .expect("every log handed back");
 
     // Publish → first delivery for messages published well inside the
     // fault (removing a toxic lets what it delayed go at once: the last
     // second before the repair is not inside).
-    let first_seen = |id: &str| {
-        run.readers
-            .iter()
-            .filter_map(|r| r.deliveries.iter().find(|d| d.id == id))
-            .map(|d| d.at)
-            .min()
-    };
-    let delays: Vec<Duration> = run
-        .invoked_between(fault_at + ms(500), repaired_at - Duration::from_secs(1))
-        .iter()
-        .filter(|p| p.outcome == Outcome::Acked)
-        .filter_map(|p| Some(first_seen(&p.id)?.duration_since(p.invoked_at)))
-        .collect();
+    let inside = fault_at_us + 500_000..repaired_at_us.saturating_sub(1_000_000);
+    let delays = delays_to_first_delivery(&history, inside);
     let fastest = delays.iter().min().copied();
-    report(
-        "consumer-redis latency",
-        &run,
-        &[
-            ("fastest publish → delivery during the fault", fastest),
-            (
-                "first acknowledged publish after repair",
-                run.first_ack_after(repaired_at),
-            ),
-            (
-                "last reader caught up after repair",
-                Some(run.caught_up_after(repaired_at)),
-            ),
-        ],
-    );
-    run.check(stack.pipeline()).await;
+    match fastest {
+        Some(d) => println!(
+            "[consumer-redis latency] fastest publish → delivery during the fault: {:.2} s",
+            d.as_secs_f64()
+        ),
+        None => println!("[consumer-redis latency] nothing delivered during the fault"),
+    }
+    report_recovery("consumer-redis latency", &history, repaired_at_us);
+    assert_valid(&history, READERS);
     assert!(!delays.is_empty(), "nothing acknowledged during the fault");
     assert!(
         fastest.is_some_and(|d| d >= ms(200)),
@@ -169,30 +168,64 @@ async fn latency_between_consumer_and_redis_delays_but_delivers_in_order() {
     );
 }
 
+/// For each acknowledged publish invoked within `invoked` (µs on the
+/// recording's clock): from its invocation to its first delivery anywhere.
+fn delays_to_first_delivery(history: &History, invoked: Range<u64>) -> Vec<Duration> {
+    let mut first_ms: HashMap<MessageIx, u32> = HashMap::new();
+    for d in history.clients().iter().flat_map(|c| &c.deliveries) {
+        let at = first_ms.entry(d.message).or_insert(d.received_at_ms);
+        *at = (*at).min(d.received_at_ms);
+    }
+    history
+        .publishers()
+        .iter()
+        .flat_map(|p| &p.publishes)
+        .filter(|p| p.outcome == PublishOutcome::Ok && invoked.contains(&p.invoked_at_us))
+        .filter_map(|p| {
+            let delivered_us = u64::from(*first_ms.get(&p.message)?) * 1000;
+            Some(Duration::from_micros(
+                delivered_us.saturating_sub(p.invoked_at_us),
+            ))
+        })
+        .collect()
+}
+
 /// A client ↔ server link held for 2 s (turmoil's `hold`: bytes buffered,
-/// nothing lost, nothing closed) and then released: readers behind it get
+/// nothing lost, nothing closed) and then released: clients behind it get
 /// the whole backlog at once, in gap-free order, without reconnecting.
+/// The load is `chaos run`'s driver (loadgen's clients, recorded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_client_link_delivers_the_backlog_in_order_on_release() {
     let stack = ChaosStack::shared(StackOptions::default().link(Link::ClientServer(0)))
         .await
         .unwrap();
-    let clients = readers(&stack, "hold", 4, 0).await;
-    let load = Workload::start(&stack, clients, "hold", RATE_PER_SEC);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    stack.link(Link::ClientServer(0)).hold();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stack.link(Link::ClientServer(0)).release();
-    let released_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut run = load.finish(Duration::from_secs(30)).await;
-    report("client link hold", &run, &recovery(&run, released_at));
-    run.check(stack.pipeline()).await;
-    assert!(
-        run.readers.iter().all(|r| r.reconnects == 0),
-        "a held link closed a connection"
-    );
+    let load = light_load(4, RATE_PER_SEC, Duration::from_secs(4));
+    let mut driver = RecordedLoad::connect(&stack, "hold", &load, true)
+        .await
+        .expect("every client logs in");
+    let recording = driver.recording().clone();
+    let hold_then_release = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stack.link(Link::ClientServer(0)).hold();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stack.link(Link::ClientServer(0)).release();
+        recording.now_us()
+    };
+    let (phase, released_at_us) = tokio::join!(driver.publish(Instant::now()), hold_then_release);
+    let history = driver
+        .finish(&stack, phase.report.head_after)
+        .await
+        .expect("every log handed back");
+    report_recovery("client link hold", &history, released_at_us);
+    assert_valid(&history, 4);
+    for client in history.clients() {
+        assert_eq!(
+            logins(client),
+            1,
+            "a held link closed {}'s connection",
+            client.name
+        );
+    }
 }
 
 /// Half the readers dropped at once: the four behind the client link's
@@ -248,10 +281,11 @@ async fn half_the_readers_dropped_at_once_resume_without_a_gap() {
 }
 
 /// Every byte between clients and their server node in its own piece
-/// (a `slicer` of 1-byte pieces both ways, from before the readers log in):
+/// (a `slicer` of 1-byte pieces both ways, from before the clients log in):
 /// the framing on both sides reassembles logins, heartbeats and broadcasts
 /// from any split. Guarantee: the protocol does not depend on how TCP
 /// segments the stream — everything arrives, in order, with no reconnect.
+/// The load is `chaos run`'s driver (loadgen's clients, recorded).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_byte_slices_between_clients_and_server_lose_nothing() {
     let stack = ChaosStack::shared(StackOptions::default().link(Link::ClientServer(0)))
@@ -265,19 +299,25 @@ async fn one_byte_slices_between_clients_and_server_lose_nothing() {
             .slicer(1)
             .delay(Duration::from_micros(10)),
     ];
-    let clients = readers(&stack, "slice", READERS, 0).await;
-    let load = Workload::start(&stack, clients, "slice", RATE_PER_SEC);
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    let load = light_load(READERS, RATE_PER_SEC, Duration::from_secs(6));
+    let mut driver = RecordedLoad::connect(&stack, "slice", &load, true)
+        .await
+        .expect("every client logs in through the slicer");
+    let phase = driver.publish(Instant::now()).await;
     slices.into_iter().for_each(|t| t.remove());
-    let repaired_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut run = load.finish(Duration::from_secs(30)).await;
-    report("1-byte slices", &run, &recovery(&run, repaired_at));
-    let verdict = run.check(stack.pipeline()).await;
-    assert!(
-        run.readers.iter().all(|r| r.reconnects == 0),
-        "slicing cost a connection"
-    );
+    let history = driver
+        .finish(&stack, phase.report.head_after)
+        .await
+        .expect("every log handed back");
+    let verdict = assert_valid(&history, READERS);
+    for client in history.clients() {
+        assert_eq!(
+            logins(client),
+            1,
+            "slicing cost {} a connection",
+            client.name
+        );
+    }
     assert!(
         verdict.clients.iter().all(|c| c.ok >= 50),
         "too little got through the slicer to show anything: {verdict}"

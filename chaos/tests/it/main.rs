@@ -11,6 +11,7 @@ mod api;
 mod checker_e2e;
 mod client;
 mod faults;
+mod layers;
 mod links;
 mod outages;
 mod scenario_run;

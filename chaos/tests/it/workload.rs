@@ -1,22 +1,40 @@
-//! Light load on a [`ChaosStack`] while a fault runs, and the checks every
-//! stack suite makes afterwards. Publishing is open-loop over the gateway
-//! (each publish its own task, so a hung one never delays the next) plus
-//! an optional closed-loop TCP publisher; every attempt is recorded with
-//! its outcome and times. Each reader client records what it received and
-//! when, and its reconnects (each a login resuming from its last seq).
-//! Everything also goes into an `rtmc_chaos::Recording`; [`Run::check`]
-//! adds PostgreSQL's rows once the run drained and asserts the history
-//! checker's verdict (design §8: nothing acknowledged lost, nothing
-//! unexpected, no gap, no order violation, PostgreSQL clean), and [`Run`]
-//! measures recovery times from the timed records.
+//! The stack suites' load, in two kinds. Most suites drive theirs with
+//! `chaos run`'s driver, [`RecordedLoad`](rtmc_chaos::scenario::load::RecordedLoad)
+//! (loadgen's clients and publishers recorded into a `History`), and judge
+//! it with the helpers at the end of this file ([`light_load`],
+//! [`assert_valid`], [`logins`], [`report_recovery`]).
+//!
+//! [`Workload`] remains for what loadgen's engine does not record or let a
+//! suite choose:
+//! - the error code in a refused HTTP publish's body: the engine records
+//!   `http_503`, the broker suites assert `broker_unavailable`;
+//! - message ids chosen in advance: `checker_e2e` makes the consumer drop
+//!   `drop-h-15`, the engine names messages after its run id;
+//! - which reader logs in where: the node and half-dropped suites put some
+//!   readers behind a proxy or on a doomed node and others elsewhere, the
+//!   engine spreads its clients over the stack's nodes itself;
+//! - publishing until the suite stops it: outages end when the service is
+//!   back (a restarted RabbitMQ takes 3–10 s), not at a time known when
+//!   the load starts, as the engine's phases need.
+//!
+//! Its publishing is open-loop over the gateway (each publish its own
+//! task, so a hung one never delays the next) plus an optional closed-loop
+//! TCP publisher; every attempt is recorded with its outcome and times.
+//! Each reader client records what it received and when, and its
+//! reconnects (each a login resuming from its last seq). Everything also
+//! goes into an `rtmc_chaos::Recording`; [`Run::check`] adds PostgreSQL's
+//! rows once the run drained and asserts the history checker's verdict
+//! (design §8: nothing acknowledged lost, nothing unexpected, no gap, no
+//! order violation, PostgreSQL clean), and [`Run`] measures recovery times
+//! from the timed records.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rtmc::client::{ChatClient, ClientError};
-use rtmc::protocol::ErrorCode;
-use rtmc_chaos::history::OpId;
+use rtmc_chaos::history::{ClientHistory, OpId, SessionEventKind};
+use rtmc_chaos::scenario::{Load, PublishPath};
 use rtmc_chaos::{ChaosStack, ClientLog, History, PublishLog, Recording, Verdict};
 use rtmc_testkit::{HttpPublisher, Pipeline, TEST_PASSWORD};
 use tokio::task::{JoinHandle, JoinSet};
@@ -301,7 +319,7 @@ async fn publish_tcp(
             Ok(_) => Outcome::Acked,
             Err(ClientError::Server { code, .. }) => Outcome::Refused {
                 status: 0,
-                code: error_code_name(code),
+                code: code.as_str().to_owned(),
             },
             Err(e) => Outcome::Unknown(e.to_string()),
         };
@@ -311,14 +329,6 @@ async fn publish_tcp(
             _ = tokio::time::sleep(every) => {}
         }
     }
-}
-
-/// The wire name of `code` (`broker_unavailable`).
-fn error_code_name(code: ErrorCode) -> String {
-    serde_json::to_value(code)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("{code:?}"))
 }
 
 /// Reads broadcasts into `log` and `history` until stopped, heartbeating
@@ -383,7 +393,7 @@ async fn read(
 /// A reader's disconnect reason: the error code, or what failed.
 fn error_reason(e: &ClientError) -> String {
     match e {
-        ClientError::Server { code, .. } => error_code_name(*code),
+        ClientError::Server { code, .. } => code.as_str().to_owned(),
         other => other.to_string(),
     }
 }
@@ -570,4 +580,57 @@ pub fn report(suite: &str, run: &Run, lines: &[(&str, Option<Duration>)]) {
             None => println!("[{suite}] {what}: never"),
         }
     }
+}
+
+/// A light load for [`RecordedLoad`]: `clients` on server node 0,
+/// `rate_per_sec` publishes over the gateway for `duration`.
+pub fn light_load(clients: usize, rate_per_sec: u32, duration: Duration) -> Load {
+    Load {
+        clients,
+        rate_per_sec: f64::from(rate_per_sec),
+        duration,
+        publish: PublishPath::Http,
+        servers: 1,
+        body_bytes: 100,
+    }
+}
+
+/// Asserts the history checker's verdict on a recorded load: valid, with
+/// every one of its `clients` checked. Returns the verdict.
+pub fn assert_valid(history: &History, clients: usize) -> Verdict {
+    let verdict = history.check();
+    println!("{verdict}");
+    assert!(
+        verdict.valid,
+        "the history checker failed the run:\n{verdict}"
+    );
+    assert_eq!(
+        verdict.totals.clients, clients as u64,
+        "every client checked"
+    );
+    verdict
+}
+
+/// How many times `client` logged in (1: it never reconnected).
+pub fn logins(client: &ClientHistory) -> usize {
+    client
+        .events
+        .iter()
+        .filter(|e| matches!(e.kind, SessionEventKind::Connected { .. }))
+        .count()
+}
+
+/// Prints the two recovery times of a recorded load, measured from
+/// `repaired_at_us` on its recording's clock.
+pub fn report_recovery(suite: &str, history: &History, repaired_at_us: u64) {
+    let (first_ack, caught_up) = rtmc_chaos::scenario::report::recovery(history, repaired_at_us);
+    let shown = |secs: Option<f64>| secs.map_or("never".to_owned(), |s| format!("{s:.2} s"));
+    println!(
+        "[{suite}] first acknowledged publish after the fault ended: {}",
+        shown(first_ack)
+    );
+    println!(
+        "[{suite}] last client caught up after the fault ended: {}",
+        shown(caught_up)
+    );
 }

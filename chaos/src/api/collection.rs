@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::FaultError;
-use crate::proxy::{FaultProxy, ProxyConfig};
-use crate::request::ProxySpec;
+use crate::api::request::ProxySpec;
+use crate::proxy::error::FaultError;
+use crate::proxy::fault_proxy::{FaultProxy, ProxyConfig};
 
 /// Proxies by name.
 pub struct ProxyCollection {

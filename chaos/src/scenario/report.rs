@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checker::Verdict;
 use crate::history::{History, Outcome};
-use crate::timeline::FaultWindow;
+use crate::scenario::timeline::FaultWindow;
 
 /// The `schema_version` of `report.json` this code writes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -157,6 +157,39 @@ pub fn plot(
     t0_us: u64,
     windows: &[FaultWindow],
 ) -> PlotResult {
+    let shades: Vec<Shade> = windows
+        .iter()
+        .map(|w| Shade {
+            label: format!("{}. {}", w.index, w.label),
+            start_secs: w.started_secs.unwrap_or(w.planned_start_secs),
+            end_secs: w.ended_secs.unwrap_or(w.planned_end_secs),
+        })
+        .collect();
+    let panels = [
+        Panel {
+            title: "publish→receive latency (1 s intervals)".into(),
+            y_desc: "latency (ms, log)".into(),
+            log_y: true,
+            series: latency_series(intervals),
+        },
+        Panel {
+            title: "throughput".into(),
+            y_desc: "per second".into(),
+            log_y: false,
+            series: throughput_series(history, t0_us),
+        },
+    ];
+    time_panels(
+        path,
+        "chaos run: latency and throughput, fault windows shaded",
+        &panels,
+        &shades,
+    )
+}
+
+/// p50, p99 and max publish→receive latency (ms) of each loadgen interval,
+/// at the interval's end.
+fn latency_series(intervals: &[Interval]) -> Vec<(String, Vec<(f64, f64)>)> {
     let mut latency = Vec::new();
     for (q, name) in [(0.5, "p50"), (0.99, "p99"), (1.0, "max")] {
         let pts = intervals
@@ -173,40 +206,32 @@ pub fn plot(
             .collect();
         latency.push((name.to_owned(), pts));
     }
-    let last_us = history
-        .clients()
-        .iter()
-        .flat_map(|c| {
+    latency
+}
+
+/// Deliveries, acks, refusals and unanswered publishes per second from
+/// `t0_us` to the history's last event.
+fn throughput_series(history: &History, t0_us: u64) -> Vec<(String, Vec<(f64, f64)>)> {
+    let deliveries_us = || {
+        history.clients().iter().flat_map(|c| {
             c.deliveries
                 .iter()
                 .map(|d| u64::from(d.received_at_ms) * 1000)
         })
-        .chain(
-            history
-                .publishers()
-                .iter()
-                .flat_map(|p| p.publishes.iter().filter_map(|o| o.completed_at_us)),
-        )
+    };
+    let publishes = || history.publishers().iter().flat_map(|p| &p.publishes);
+    let last_us = deliveries_us()
+        .chain(publishes().filter_map(|o| o.completed_at_us))
         .max()
         .unwrap_or(t0_us);
     let secs = (last_us.saturating_sub(t0_us) / 1_000_000 + 1) as usize;
-    let publishes = || history.publishers().iter().flat_map(|p| &p.publishes);
     let answered = |want: fn(&Outcome) -> bool| {
         publishes()
             .filter(move |p| want(&p.outcome))
             .filter_map(|p| p.completed_at_us)
     };
-    let throughput = vec![
-        per_second(
-            "deliveries/s",
-            history.clients().iter().flat_map(|c| {
-                c.deliveries
-                    .iter()
-                    .map(|d| u64::from(d.received_at_ms) * 1000)
-            }),
-            t0_us,
-            secs,
-        ),
+    vec![
+        per_second("deliveries/s", deliveries_us(), t0_us, secs),
         per_second("acks/s", answered(|o| *o == Outcome::Ok), t0_us, secs),
         per_second(
             "refused/s",
@@ -220,33 +245,5 @@ pub fn plot(
             t0_us,
             secs,
         ),
-    ];
-    let shades: Vec<Shade> = windows
-        .iter()
-        .map(|w| Shade {
-            label: format!("{}. {}", w.index, w.label),
-            start_secs: w.started_secs.unwrap_or(w.planned_start_secs),
-            end_secs: w.ended_secs.unwrap_or(w.planned_end_secs),
-        })
-        .collect();
-    let panels = [
-        Panel {
-            title: "publish→receive latency (1 s intervals)".into(),
-            y_desc: "latency (ms, log)".into(),
-            log_y: true,
-            series: latency,
-        },
-        Panel {
-            title: "throughput".into(),
-            y_desc: "per second".into(),
-            log_y: false,
-            series: throughput,
-        },
-    ];
-    time_panels(
-        path,
-        "chaos run: latency and throughput, fault windows shaded",
-        &panels,
-        &shades,
-    )
+    ]
 }

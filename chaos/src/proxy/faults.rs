@@ -25,9 +25,9 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::error::FaultError;
-use crate::proxy::{Condition, FaultProxy};
-use crate::toxic::{
+use crate::proxy::error::FaultError;
+use crate::proxy::fault_proxy::{Condition, FaultProxy};
+use crate::proxy::toxics::{
     Bandwidth, Direction, Latency, LimitData, LimitTime, ResetPeer, Slicer, SlowClose, Timeout,
     Toxic, ToxicAttributes, ToxicKind,
 };

@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 
 use rtmc_loadgen::observe::{ClientObserver, FleetObserver, PublishObserver};
 
-use crate::history::{ClientLog, OpId, PublishLog, Recording};
+use crate::history::recorder::{ClientLog, OpId, PublishLog, Recording};
 
 /// The publish side: one log per channel, attempts found by message id.
 pub struct PublishRecorder {

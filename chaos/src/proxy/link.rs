@@ -26,8 +26,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::toxic::stage::{CloseKind, Item, Piece, Stage};
-use crate::toxic::Toxic;
+use crate::proxy::toxics::stage::{CloseKind, Item, Piece, Stage};
+use crate::proxy::toxics::Toxic;
 
 /// Items read ahead of the chain: Toxiproxy's latency buffer.
 const READ_AHEAD_ITEMS: usize = 1024;

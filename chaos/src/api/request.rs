@@ -6,9 +6,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::error::FaultError;
-use crate::proxy::ProxyUpdate;
-use crate::toxic::{Direction, Toxic, ToxicKind};
+use crate::proxy::error::FaultError;
+use crate::proxy::fault_proxy::ProxyUpdate;
+use crate::proxy::toxics::{Direction, Toxic, ToxicKind};
 
 /// A proxy to create (`POST /proxies`, an element of `/populate`).
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! Toxics: the faults a proxy applies to the bytes of a connection, as typed
 //! Rust values and as Toxiproxy's JSON (`{name, type, stream, toxicity,
 //! attributes}`). What each one does to a byte stream, per connection, lives in
-//! [`stage`].
+//! `stage`.
 //!
 //! Attribute names, units and defaults are Toxiproxy's (`toxics/*.go`): times
 //! in milliseconds except `slicer.delay` (microseconds), `bandwidth.rate` in
@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::FaultError;
+use crate::proxy::error::FaultError;
 
 /// `n` milliseconds; reads well in fault code: `proxy.latency(ms(200))`.
 pub fn ms(n: u64) -> Duration {

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::toxic::{Toxic, ToxicKind};
+use crate::proxy::toxics::{LimitData, Slicer, Toxic, ToxicKind};
 
 /// How a toxic ends a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -206,55 +206,82 @@ impl Stage {
             (ToxicKind::Timeout(_), Item::Data { .. }) => {}
             (ToxicKind::ResetPeer(r), item) => self.arm_reset(r.timeout, item, now, out),
             (ToxicKind::Slicer(s), Item::Data { bytes, stamp }) => {
-                let start = self.free_at(now);
-                let sizes = slice_sizes(
-                    bytes.len(),
-                    s.average_size_bytes,
-                    s.size_variation_bytes,
-                    rng,
-                );
-                let mut offset = 0;
-                let mut due = start;
-                for size in sizes {
-                    out.push(Piece {
-                        due,
-                        item: Item::Data {
-                            bytes: bytes.slice(offset..offset + size),
-                            stamp,
-                        },
-                    });
-                    offset += size;
-                    due = later(due, s.delay);
-                }
-                self.memory = Memory::FreeAt(due);
+                self.slice(s, bytes, stamp, now, rng, out)
             }
             (ToxicKind::LimitData(l), Item::Data { bytes, stamp }) => {
-                let Memory::Passed {
-                    bytes: passed,
-                    closed,
-                } = &mut self.memory
-                else {
-                    return;
-                };
-                if *closed {
-                    return;
-                }
-                let room = usize::try_from(l.bytes.saturating_sub(*passed)).unwrap_or(usize::MAX);
-                let bytes = if bytes.len() > room {
-                    bytes.slice(..room)
-                } else {
-                    bytes
-                };
-                *passed += bytes.len() as u64;
-                if !bytes.is_empty() {
-                    out.push(Piece::now(Item::Data { bytes, stamp }, now));
-                }
-                if *passed >= l.bytes {
-                    *closed = true;
-                    out.push(Piece::now(Item::Close(CloseKind::Graceful), now));
-                }
+                self.limit_data(l, bytes, stamp, now, out)
             }
             (_, item) => out.push(Piece::now(item, now)),
+        }
+    }
+
+    /// Slicer: `bytes` cut into pieces of about `average_size_bytes`, `delay`
+    /// apart, starting when the previous chunk's pieces are out.
+    fn slice(
+        &mut self,
+        s: Slicer,
+        bytes: Bytes,
+        stamp: Instant,
+        now: Instant,
+        rng: &mut StdRng,
+        out: &mut Vec<Piece>,
+    ) {
+        let start = self.free_at(now);
+        let sizes = slice_sizes(
+            bytes.len(),
+            s.average_size_bytes,
+            s.size_variation_bytes,
+            rng,
+        );
+        let mut offset = 0;
+        let mut due = start;
+        for size in sizes {
+            out.push(Piece {
+                due,
+                item: Item::Data {
+                    bytes: bytes.slice(offset..offset + size),
+                    stamp,
+                },
+            });
+            offset += size;
+            due = later(due, s.delay);
+        }
+        self.memory = Memory::FreeAt(due);
+    }
+
+    /// Limit data: bytes pass until `l.bytes` have, then the connection
+    /// closes.
+    fn limit_data(
+        &mut self,
+        l: LimitData,
+        bytes: Bytes,
+        stamp: Instant,
+        now: Instant,
+        out: &mut Vec<Piece>,
+    ) {
+        let Memory::Passed {
+            bytes: passed,
+            closed,
+        } = &mut self.memory
+        else {
+            return;
+        };
+        if *closed {
+            return;
+        }
+        let room = usize::try_from(l.bytes.saturating_sub(*passed)).unwrap_or(usize::MAX);
+        let bytes = if bytes.len() > room {
+            bytes.slice(..room)
+        } else {
+            bytes
+        };
+        *passed += bytes.len() as u64;
+        if !bytes.is_empty() {
+            out.push(Piece::now(Item::Data { bytes, stamp }, now));
+        }
+        if *passed >= l.bytes {
+            *closed = true;
+            out.push(Piece::now(Item::Close(CloseKind::Graceful), now));
         }
     }
 
@@ -388,7 +415,7 @@ pub(crate) fn slice_sizes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::toxic::{ms, Bandwidth, Latency, LimitData};
+    use crate::proxy::toxics::{ms, Bandwidth, Latency, LimitData};
     use rand::SeedableRng;
 
     fn rng() -> StdRng {

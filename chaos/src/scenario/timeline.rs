@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::outage::ServiceFault;
-use crate::proxy::FaultProxy;
-use crate::scenario::{ClientFaultSpec, FaultSpec, LinkFault, Outage, TimedFault};
+use crate::proxy::fault_proxy::FaultProxy;
+use crate::proxy::toxics::{ms, Direction};
+use crate::scenario::file::{ClientFaultSpec, FaultSpec, LinkFault, Outage, TimedFault};
+use crate::stack::outage::ServiceFault;
 use crate::stack::ChaosStack;
-use crate::toxic::{ms, Direction};
 
 /// When one fault was in effect, in seconds since publishing started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::proxy::{null_as_empty, ProxyInfo};
-use crate::toxic::{Direction, Toxic, ToxicInfo};
+use crate::proxy::fault_proxy::{null_as_empty, ProxyInfo};
+use crate::proxy::toxics::{Direction, Toxic, ToxicInfo};
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]

@@ -13,8 +13,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::link::{self, Chain, Closer};
-use crate::toxic::stage::CloseKind;
+use crate::proxy::link::{self, Chain, Closer};
+use crate::proxy::toxics::stage::CloseKind;
 
 /// The connections a proxy accepted since it was last told to close them all.
 #[derive(Debug)]

@@ -1,0 +1,150 @@
+//! The state of one check (the history, its per-message facts, the
+//! anomalies found so far), shared by the steps that judge each client and
+//! PostgreSQL, and how it becomes the [`Verdict`].
+
+use super::messages::{Messages, Status};
+use super::verdict::{
+    Anomalies, AnomalyKind, ClientCounts, Seconds, StoredCounts, Totals, Verdict,
+};
+use crate::history::{ClientHistory, History, MessageIx};
+
+/// The state of one check, shared by its steps.
+pub(super) struct Judgement<'h> {
+    pub(super) history: &'h History,
+    pub(super) messages: Messages,
+    pub(super) anomalies: Anomalies,
+    /// Per message: lost somewhere.
+    pub(super) lost: Vec<bool>,
+    /// Per message: some client was owed it.
+    pub(super) owed: Vec<bool>,
+}
+
+impl Judgement<'_> {
+    /// Reports an anomaly about a whole message (at a client, or not).
+    /// `note` is added to the detail.
+    pub(super) fn report_message(
+        &mut self,
+        kind: AnomalyKind,
+        client: Option<&ClientHistory>,
+        m: MessageIx,
+        note: &str,
+    ) {
+        let (history, messages) = (self.history, &self.messages);
+        self.anomalies.report(kind, |mut a| {
+            if let Some(client) = client {
+                a = a.client(&client.name);
+            }
+            a = a.message(history.message_id(m));
+            if let Some(seq) = messages.seqs(m).next() {
+                a = a.seq(seq);
+            }
+            let invoked = messages.first_invoked_at_us[m.index()];
+            if invoked != u64::MAX {
+                a = a.invoked_at(invoked);
+            }
+            let acked = messages.acked_at_us[m.index()];
+            let acked = acked.map(|at| format!("acknowledged at {}", Seconds(at)));
+            let detail = acked
+                .into_iter()
+                .chain((!note.is_empty()).then(|| note.to_owned()));
+            a.detail(detail.collect::<Vec<_>>().join("; "))
+        });
+    }
+
+    /// Acknowledged messages nobody was owed and nobody observed (when no
+    /// stored rows can speak for them), and recovered messages.
+    pub(super) fn report_unobserved_and_recovered(&mut self, stored_recorded: bool) {
+        for m in self.messages.all() {
+            let observed = self.messages.observed(m);
+            match self.messages.status[m.index()] {
+                Status::Acknowledged if !observed && !self.owed[m.index()] && !stored_recorded => {
+                    self.lost[m.index()] = true;
+                    let note = "observed nowhere: no client received it, no stored rows";
+                    self.report_message(AnomalyKind::Lost, None, m, note);
+                }
+                Status::Failed(code) if observed => {
+                    let history = self.history;
+                    self.anomalies.report(AnomalyKind::RecoveredFail, |a| {
+                        a.message(history.message_id(m))
+                            .detail(format!("failed with {}", history.code(code)))
+                    });
+                }
+                Status::Unknown if observed => {
+                    self.report_message(AnomalyKind::RecoveredUnknown, None, m, "");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn verdict(
+        self,
+        clients: Vec<ClientCounts>,
+        stored: Option<StoredCounts>,
+    ) -> Verdict {
+        let totals = self.totals(&clients);
+        let ids = |keep: &dyn Fn(MessageIx) -> bool| -> Vec<String> {
+            let all = self.messages.all().filter(|&m| keep(m));
+            all.map(|m| self.history.message_id(m).to_owned()).collect()
+        };
+        let lost = ids(&|m| self.lost[m.index()]);
+        let unexpected = ids(&|m| self.is_unexpected(m));
+        let (anomalies, anomaly_counts) = self.anomalies.into_parts();
+        let valid = anomaly_counts
+            .iter()
+            .all(|(kind, &n)| n == 0 || !kind.invalidates());
+        Verdict {
+            valid,
+            totals,
+            clients,
+            stored,
+            lost,
+            unexpected,
+            anomalies,
+            anomaly_counts,
+        }
+    }
+
+    fn is_unexpected(&self, m: MessageIx) -> bool {
+        self.messages.status[m.index()] == Status::NotAttempted && self.messages.observed(m)
+    }
+
+    fn totals(&self, clients: &[ClientCounts]) -> Totals {
+        let mut t = Totals {
+            attempts: self.messages.attempts,
+            clients: clients.len() as u64,
+            seq_conflicts: self.messages.seq_conflicts(),
+            ..Totals::default()
+        };
+        for m in self.messages.all() {
+            let status = self.messages.status[m.index()];
+            let observed = u64::from(self.messages.observed(m));
+            t.attempted += u64::from(status != Status::NotAttempted);
+            t.ok += u64::from(status != Status::NotAttempted) * observed;
+            t.lost += u64::from(self.lost[m.index()]);
+            t.unexpected += u64::from(self.is_unexpected(m));
+            match status {
+                Status::Acknowledged => t.acknowledged += 1,
+                Status::Failed(_) => {
+                    t.failed += 1;
+                    t.recovered_fail += observed;
+                }
+                Status::Unknown => {
+                    t.unknown += 1;
+                    t.recovered_unknown += observed;
+                }
+                Status::NotAttempted => {}
+            }
+        }
+        for c in clients {
+            t.deliveries += c.deliveries;
+            t.lost_deliveries += c.lost;
+            t.duplicated_in_transit += c.duplicated_in_transit;
+            t.duplicated_after_dedupe += c.duplicated_after_dedupe;
+            t.gaps += c.gaps;
+            t.gap_seqs += c.gap_seqs;
+            t.order_violations += c.order_violations;
+        }
+        t
+    }
+}
