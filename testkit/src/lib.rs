@@ -1,6 +1,7 @@
 //! rtmc's test kit: real RabbitMQ, Redis and PostgreSQL in containers
 //! ([`services`]), and isolated rtmc deployments running in-process on top of
-//! them ([`pipeline`]), with frame-level access to a server node ([`raw`]),
+//! them ([`pipeline`]), a 3-node RabbitMQ cluster for the high-availability
+//! suites ([`cluster`]), with frame-level access to a server node ([`raw`]),
 //! and nats-server for loadgen's NATS peers ([`nats`]).
 //! The end-to-end suites, loadgen and chaos build on it.
 //!
@@ -14,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cluster;
 pub mod docker;
 pub mod layers;
 pub mod nats;
@@ -23,27 +25,11 @@ pub mod raw;
 pub mod services;
 pub mod watchdog;
 
+pub use cluster::{QuorumQueue, RabbitCluster};
 pub use nats::Nats;
 pub use pipeline::{
     Component, HttpPublisher, PerComponent, Pipeline, PipelineOptions, TEST_PASSWORD,
 };
 pub use process::{NodeProcess, Role};
 pub use services::{shared, Service, Services};
-
-/// Logs for tests: captured per test by the harness (shown for failures),
-/// `RUST_LOG` filters (default warn). The test entry points
-/// ([`Pipeline::shared`], [`Pipeline::private`]) call it, so suites do not;
-/// a second call does nothing. [`Pipeline::start`] does not: tools that
-/// embed a stack install their own subscriber (or none).
-///
-/// It also puts the calling test under the kit's time limit
-/// ([`watchdog`]): a test that hangs ends the binary with its name.
-pub fn init_test_logs() {
-    watchdog::guard_this_test();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
-}
+pub use watchdog::init_test_logs;

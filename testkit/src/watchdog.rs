@@ -139,6 +139,24 @@ fn monitor(limit: Duration) -> ! {
     }
 }
 
+/// Logs for tests: captured per test by the harness (shown for failures),
+/// `RUST_LOG` filters (default warn). The test entry points
+/// ([`Pipeline::shared`], [`Pipeline::private`]) call it, so suites do not;
+/// a second call does nothing. [`Pipeline::start`] does not: tools that
+/// embed a stack install their own subscriber (or none).
+///
+/// It also puts the calling test under the kit's time limit
+/// (this module): a test that hangs ends the binary with its name.
+pub fn init_test_logs() {
+    guard_this_test();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
