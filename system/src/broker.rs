@@ -470,9 +470,11 @@ impl Publisher {
             Err(e) => {
                 metrics::counter!("rtmc_publish_failed_total").increment(1);
                 tracing::warn!(error = %e, "publish failed");
-                if !matches!(e, BrokerError::Nacked) {
-                    self.drop_link();
-                }
+                // A nack drops the link too: after the leader of a quorum
+                // queue died, a channel on a surviving node kept nacking
+                // every publish for as long as we looked (10 s, RabbitMQ
+                // 3.10) while a new link published at once.
+                self.drop_link();
             }
         }
         result

@@ -13,6 +13,7 @@ mod operations;
 mod ops;
 mod overload;
 mod rabbit_cluster;
+mod rabbit_failover;
 mod resume;
 mod security;
 mod sessions;
