@@ -24,6 +24,7 @@ pub mod gate;
 pub mod instructions;
 pub mod lock;
 pub mod metric;
+pub mod pin;
 pub mod report;
 pub mod round;
 pub mod spectra;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use rtmc_ci::ab::DELAY_ENV;
+use rtmc_ci::ab::{CPU_ENV, DELAY_ENV};
 use rtmc_ci::baseline::{gate_dir, BaselineConfig};
 use rtmc_ci::gate::{self, BinaryOptions, InstructionMode, RunOptions};
 use rtmc_ci::report;
@@ -62,6 +62,22 @@ struct Cli {
     /// regression [default: none].
     #[arg(long, value_name = "N")]
     inject_delay_us: Option<u64>,
+    /// The upstream main the baseline pin must be on (and HEAD, for
+    /// --update-baseline) [default: the first of origin/main, main that
+    /// exists; none: that check is skipped].
+    #[arg(long, value_name = "REF")]
+    landed_ref: Option<String>,
+    /// Run the candidate side with RTMC_TEST_FANOUT_CPU_PCT=N, on an rtmc
+    /// built from the candidate's tree with the test-only feature
+    /// rtmc-system/test-fanout-cpu (busy work of about N% of a delivery's
+    /// CPU in the fan-out): checks the gate catches a known CPU regression
+    /// [default: none].
+    #[arg(long, value_name = "N")]
+    inject_cpu_pct: Option<u64>,
+    /// Discarded warm-up rounds of the baseline before the A/B schedule
+    /// [default: `warmup_rounds` in the baseline file].
+    #[arg(long, value_name = "N")]
+    warmup_rounds: Option<usize>,
     /// Skip the instruction-count check (latency rounds only).
     #[arg(long, conflicts_with = "instructions_only")]
     no_instructions: bool,
@@ -78,7 +94,7 @@ struct Cli {
     round_timeout_secs: u64,
     /// A/A mode: the baseline against itself `--repeats` times; reports the
     /// spread of every ratio and interval and suggests thresholds.
-    #[arg(long, conflicts_with_all = ["compare", "inject_delay_us", "instructions_only"])]
+    #[arg(long, conflicts_with_all = ["compare", "inject_delay_us", "inject_cpu_pct", "instructions_only"])]
     aa: bool,
     /// A/A repeats (each a full interleaved run).
     #[arg(long, default_value_t = 10, requires = "aa")]
@@ -87,7 +103,7 @@ struct Cli {
     /// file, run `--pairs` rounds of its rtmc and store their report.json
     /// and histograms in ci/gate/baseline/ (for reports and trends; the
     /// decision never uses them). Then commit both.
-    #[arg(long, conflicts_with_all = ["aa", "compare", "inject_delay_us", "instructions_only"])]
+    #[arg(long, conflicts_with_all = ["aa", "compare", "inject_delay_us", "inject_cpu_pct", "instructions_only"])]
     update_baseline: bool,
     /// Re-judge saved rounds without running anything: DIR_A holds the
     /// baseline's round directories (or is one), DIR_B the candidate's
@@ -133,10 +149,13 @@ impl Cli {
                 baseline_rtmc: self.baseline_rtmc.clone(),
                 build_candidate: !self.no_build,
                 delay_feature: self.inject_delay_us.is_some(),
+                cpu_feature: self.inject_cpu_pct.is_some(),
             },
             profile: self.profile.clone().unwrap_or_else(|| cfg.profile.clone()),
             pairs: self.pairs.unwrap_or(cfg.pairs),
             inject_delay_us: self.inject_delay_us,
+            inject_cpu_pct: self.inject_cpu_pct,
+            warmup_rounds: self.warmup_rounds.unwrap_or(cfg.warmup_rounds),
             round_timeout: Duration::from_secs(self.round_timeout_secs),
             out: self.out(mode),
             instructions: if self.instructions_only {
@@ -147,6 +166,8 @@ impl Cli {
                 InstructionMode::Both
             },
             bench_features: self.bench_features.clone(),
+            config_path: Some(self.under_repo(&self.config)),
+            landed_ref: self.landed_ref.clone(),
         }
     }
 }
@@ -205,6 +226,9 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     let opts = cli.run_options(&cfg, "run");
     if let Some(us) = opts.inject_delay_us {
         gate::log(&format!("candidate side runs with {DELAY_ENV}={us}"));
+    }
+    if let Some(pct) = opts.inject_cpu_pct {
+        gate::log(&format!("candidate side runs with {CPU_ENV}={pct}"));
     }
     let r = gate::run_gate(&cfg, &opts)?;
     print!("{}", report::render_table(&r));

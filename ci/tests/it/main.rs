@@ -5,6 +5,7 @@
 mod compare_dirs;
 mod fixtures;
 mod loadgen_report;
+mod pin;
 mod run_path;
 mod statistics;
 mod synthetic;
