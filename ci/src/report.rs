@@ -18,59 +18,12 @@ use serde::{Deserialize, Serialize};
 use crate::compare::{AaSpread, BootstrapConfig, MetricComparison, RatioEstimate};
 use crate::instructions::{BenchComparison, InstructionReport};
 use crate::metric::Metric;
-use crate::round::{Round, Side};
+pub use crate::round::RoundSummary;
+use crate::round::Side;
 use crate::spectra;
 use crate::verdict::{GateVerdict, MetricJudgement, MetricVerdict};
 
-/// One round as reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RoundSummary {
-    pub side: Side,
-    pub pair: usize,
-    pub order: usize,
-    pub dir: PathBuf,
-    /// rtmc's value per metric key.
-    pub rtmc: BTreeMap<Metric, f64>,
-    /// The floor's value per metric key (the control), if it ran.
-    pub floor: Option<BTreeMap<Metric, f64>>,
-    pub failures: Vec<String>,
-}
-
-impl RoundSummary {
-    pub fn of(r: &Round) -> Self {
-        Self {
-            side: r.side,
-            pair: r.pair,
-            order: r.order,
-            dir: r.dir.clone(),
-            // A metric the round lacks (NaN) is left out: JSON has no NaN.
-            rtmc: Metric::ALL
-                .iter()
-                .map(|m| (*m, r.value(*m)))
-                .filter(|(_, v)| v.is_finite())
-                .collect(),
-            floor: r.floor.as_ref().map(|_| {
-                Metric::ALL
-                    .iter()
-                    .filter_map(|m| Some((*m, r.control(*m)?)))
-                    .collect()
-            }),
-            failures: r.failures.clone(),
-        }
-    }
-
-    fn value(&self, m: Metric) -> f64 {
-        lookup(&self.rtmc, m)
-    }
-
-    fn control(&self, m: Metric) -> Option<f64> {
-        self.floor.as_ref().and_then(|f| f.get(&m).copied())
-    }
-}
-
-fn lookup(values: &BTreeMap<Metric, f64>, m: Metric) -> f64 {
-    values.get(&m).copied().unwrap_or(f64::NAN)
-}
+use crate::round::lookup;
 
 /// Where the numbers came from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 //! loadgen refactor that adds fields or moves types does not break the gate;
 //! a contract test parses the same fixture with loadgen's own type.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -215,6 +216,60 @@ impl Round {
     pub fn corrected(&self, metric: Metric) -> Option<f64> {
         self.control(metric).map(|c| self.value(metric) / c)
     }
+}
+
+/// One round as reported (in `gate.json`, the plots and the spectra): the
+/// judged values by metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundSummary {
+    pub side: Side,
+    pub pair: usize,
+    pub order: usize,
+    pub dir: PathBuf,
+    /// rtmc's value per metric key.
+    pub rtmc: BTreeMap<Metric, f64>,
+    /// The floor's value per metric key (the control), if it ran.
+    pub floor: Option<BTreeMap<Metric, f64>>,
+    pub failures: Vec<String>,
+}
+
+impl RoundSummary {
+    pub fn of(r: &Round) -> Self {
+        Self {
+            side: r.side,
+            pair: r.pair,
+            order: r.order,
+            dir: r.dir.clone(),
+            // A metric the round lacks (NaN) is left out: JSON has no NaN.
+            rtmc: Metric::ALL
+                .iter()
+                .map(|m| (*m, r.value(*m)))
+                .filter(|(_, v)| v.is_finite())
+                .collect(),
+            floor: r.floor.as_ref().map(|_| {
+                Metric::ALL
+                    .iter()
+                    .filter_map(|m| Some((*m, r.control(*m)?)))
+                    .collect()
+            }),
+            failures: r.failures.clone(),
+        }
+    }
+
+    /// rtmc's value of `m`, NaN when the round lacks it.
+    pub fn value(&self, m: Metric) -> f64 {
+        lookup(&self.rtmc, m)
+    }
+
+    /// The floor's value of `m`, if any.
+    pub fn control(&self, m: Metric) -> Option<f64> {
+        self.floor.as_ref().and_then(|f| f.get(&m).copied())
+    }
+}
+
+/// The value of `m` in `values`, NaN when absent.
+pub fn lookup(values: &BTreeMap<Metric, f64>, m: Metric) -> f64 {
+    values.get(&m).copied().unwrap_or(f64::NAN)
 }
 
 /// A round directory that cannot be judged.

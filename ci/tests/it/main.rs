@@ -2,6 +2,7 @@
 //! rounds, loadgen's real report format, `--compare` on saved rounds, and
 //! the whole run path with fake `loadgen`, `rtmc` and `cargo` scripts.
 
+mod build_selection;
 mod compare_dirs;
 mod fixtures;
 mod loadgen_report;

@@ -28,7 +28,7 @@ const LAYERS: &[&[&str]] = &[
 const SERVER_LAYERS: &[&[&str]] = &[
     &["limits", "direct"],
     &["outbound", "fanout"],
-    &["node", "broadcast_delay"],
+    &["node", "broadcast_delay", "fanout_cpu"],
     &["session"],
     &["cmd"],
     &["connection"],
