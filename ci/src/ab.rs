@@ -240,7 +240,7 @@ pub fn warmup_dir(out: &Path, k: usize) -> PathBuf {
 }
 
 /// Runs one round into `dir` and reads it back.
-fn run_round_in(spec: &RoundSpec, dir: &Path, slot: &Slot) -> Result<Round, AbError> {
+pub fn run_round_in(spec: &RoundSpec, dir: &Path, slot: &Slot) -> Result<Round, AbError> {
     let dir = dir.to_owned();
     std::fs::create_dir_all(&dir).map_err(write_err(&dir))?;
     let log_path = dir.join("loadgen.log");

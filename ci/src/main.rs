@@ -110,6 +110,24 @@ struct Cli {
     /// [default: off, rounds are run].
     #[arg(long, num_args = 2, value_names = ["DIR_A", "DIR_B"])]
     compare: Option<Vec<PathBuf>>,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// The short profile over the last N landed commits that changed
+    /// measured code, interleaved in one job: trend.md, trend.svg,
+    /// trend.json in --out.
+    Trend {
+        /// Commits to measure (first-parent history of the landed main).
+        #[arg(long, default_value_t = 8)]
+        commits: usize,
+        /// Rounds per commit (passes over the commits, alternating
+        /// direction).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 impl Cli {
@@ -190,6 +208,20 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     }
     // Every mode below builds or stages binaries in the target directory.
     let _lock = rtmc_ci::lock::lock_target(&cli.target_dir())?;
+    if let Some(Sub::Trend { commits, rounds }) = &cli.command {
+        let opts = cli.run_options(&cfg, "trend");
+        let landed = opts
+            .landed_ref
+            .clone()
+            .or_else(|| rtmc_ci::pin::landed_ref(&cli.repo))
+            .ok_or_else(|| {
+                anyhow::anyhow!("no landed main (origin/main, main): give --landed-ref")
+            })?;
+        let r = rtmc_ci::trend::run_trend(&cfg, &opts, &landed, *commits, *rounds)?;
+        print!("{}", rtmc_ci::trend::render_markdown(&r));
+        println!("report: {}", opts.out.join("trend.md").display());
+        return Ok(0);
+    }
     if cli.aa {
         let opts = cli.run_options(&cfg, "aa");
         let r = gate::run_aa(&cfg, &opts, cli.repeats)?;

@@ -5,6 +5,7 @@
 mod build_selection;
 mod compare_dirs;
 mod fixtures;
+mod layers;
 mod loadgen_report;
 mod pin;
 mod run_path;

@@ -161,17 +161,21 @@ fn path(s: &Setup, name: &str) -> String {
     s.root.join(name).display().to_string()
 }
 
+/// `git ARGS` in `root` as a test user; asserts success, returns stdout.
+fn git_in(root: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["-c", "user.name=gate", "-c", "user.email=gate@localhost"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "git {args:?}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
 fn init_repo(s: &Setup) {
-    let git = |args: &[&str]| {
-        let o = Command::new("git")
-            .arg("-C")
-            .arg(&s.root)
-            .args(["-c", "user.name=gate", "-c", "user.email=gate@localhost"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {}", text(&o));
-    };
+    let git = |args: &[&str]| git_in(&s.root, args);
     git(&["init", "-q"]);
     std::fs::write(s.root.join(".gitignore"), "target/\nout-*/\n*.log\n").unwrap();
     git(&["add", "."]);
@@ -734,16 +738,7 @@ fn update_baseline_pins_head_and_stores_its_histograms() {
 fn update_baseline_refuses_a_head_that_is_not_on_the_landed_main() {
     let s = setup();
     let b = BuildSetup::new(&s);
-    let git = |args: &[&str]| {
-        let o = Command::new("git")
-            .arg("-C")
-            .arg(&s.root)
-            .args(["-c", "user.name=gate", "-c", "user.email=gate@localhost"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {}", text(&o));
-    };
+    let git = |args: &[&str]| git_in(&s.root, args);
     git(&["checkout", "-q", "-b", "work"]);
     git(&["add", "system"]);
     git(&["commit", "-q", "-m", "the submission's own change"]);
@@ -762,17 +757,7 @@ fn update_baseline_refuses_a_head_that_is_not_on_the_landed_main() {
 fn a_pin_that_is_not_an_ancestor_of_head_stops_the_gate_before_any_round() {
     let s = setup();
     let b = BuildSetup::new(&s);
-    let git = |args: &[&str]| {
-        let o = Command::new("git")
-            .arg("-C")
-            .arg(&s.root)
-            .args(["-c", "user.name=gate", "-c", "user.email=gate@localhost"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {}", text(&o));
-        String::from_utf8_lossy(&o.stdout).trim().to_owned()
-    };
+    let git = |args: &[&str]| git_in(&s.root, args);
     git(&["checkout", "-q", "-b", "elsewhere"]);
     git(&["add", "system"]);
     git(&["commit", "-q", "-m", "a line HEAD does not contain"]);
@@ -788,4 +773,38 @@ fn a_pin_that_is_not_an_ancestor_of_head_stops_the_gate_before_any_round() {
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("not an ancestor of HEAD"), "{}", text(&o));
     assert!(!s.log.exists(), "no round ran");
+}
+
+#[test]
+fn trend_measures_each_landed_change_once_built_in_interleaved_passes() {
+    let s = setup();
+    let b = BuildSetup::new(&s);
+    let git = |args: &[&str]| git_in(&s.root, args);
+    git(&["add", "system"]);
+    git(&["commit", "-q", "-m", "a measured change"]);
+    std::fs::write(s.root.join("notes.md"), "not measured\n").unwrap();
+    git(&["add", "notes.md"]);
+    git(&["commit", "-q", "-m", "docs only"]);
+    std::fs::write(s.root.join("system/candidate.rs"), "// again\n").unwrap();
+    git(&["commit", "-q", "-am", "another measured change"]);
+    let out = s.root.join("out-trend");
+    let o = b.run(
+        gate_command(&s, &b.config, &out)
+            .args(["--landed-ref", "main"])
+            .args(["trend", "--commits", "5", "--rounds", "2"]),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Two commits changed system/ (the root commit has no predecessor and
+    // the docs commit changed nothing measured): 2 builds, 2 × 2 rounds,
+    // the second pass in reverse order.
+    let builds = b.cargo_calls();
+    assert_eq!(builds.lines().count(), 2, "{builds}");
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert_eq!(log.lines().count(), 4, "{log}");
+    let md = std::fs::read_to_string(out.join("trend.md")).unwrap();
+    assert!(md.contains("a measured change"), "{md}");
+    assert!(md.contains("another measured change"), "{md}");
+    assert!(!md.contains("docs only"), "{md}");
+    assert!(out.join("trend.svg").is_file());
+    assert!(out.join("trend.json").is_file());
 }
