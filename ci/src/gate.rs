@@ -328,6 +328,16 @@ pub fn candidate_commit(repo: &Path) -> Option<String> {
     Some(if dirty { format!("{head}+dirty") } else { head })
 }
 
+/// Fewer rounds are shown (a quick functional run, `--pairs 1`) but never
+/// judged: the verdict is "could not judge", for this reason.
+fn too_few_rounds(na: usize, nb: usize) -> Option<String> {
+    (na < MIN_ROUNDS_PER_SIDE || nb < MIN_ROUNDS_PER_SIDE).then(|| {
+        format!(
+            "too few rounds to judge: {na} baseline and {nb} candidate (at least {MIN_ROUNDS_PER_SIDE} each); the values are shown, not judged"
+        )
+    })
+}
+
 /// Compares and judges `rounds` under `cfg`'s rules.
 pub fn judge_rounds(
     rounds: &Rounds,
@@ -341,13 +351,7 @@ pub fn judge_rounds(
             candidate: nb,
         });
     }
-    // Fewer rounds are shown (a quick functional run, `--pairs 1`) but
-    // never judged: the verdict is "could not judge".
-    let too_few = (na < MIN_ROUNDS_PER_SIDE || nb < MIN_ROUNDS_PER_SIDE).then(|| {
-        format!(
-            "too few rounds to judge: {na} baseline and {nb} candidate (at least {MIN_ROUNDS_PER_SIDE} each); the values are shown, not judged"
-        )
-    });
+    let too_few = too_few_rounds(na, nb);
     let comparisons = compare_all(&rounds.baseline, &rounds.candidate, &cfg.bootstrap);
     let mut judgements: Vec<_> = comparisons
         .iter()

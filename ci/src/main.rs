@@ -209,51 +209,13 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     // Every mode below builds or stages binaries in the target directory.
     let _lock = rtmc_ci::lock::lock_target(&cli.target_dir())?;
     if let Some(Sub::Trend { commits, rounds }) = &cli.command {
-        let opts = cli.run_options(&cfg, "trend");
-        let landed = opts
-            .landed_ref
-            .clone()
-            .or_else(|| rtmc_ci::pin::landed_ref(&cli.repo))
-            .ok_or_else(|| {
-                anyhow::anyhow!("no landed main (origin/main, main): give --landed-ref")
-            })?;
-        let r = rtmc_ci::trend::run_trend(&cfg, &opts, &landed, *commits, *rounds)?;
-        print!("{}", rtmc_ci::trend::render_markdown(&r));
-        println!("report: {}", opts.out.join("trend.md").display());
-        return Ok(0);
+        return run_trend(cli, &cfg, *commits, *rounds);
     }
     if cli.aa {
-        let opts = cli.run_options(&cfg, "aa");
-        let r = gate::run_aa(&cfg, &opts, cli.repeats)?;
-        let measured_by = format!(
-            "gate --aa --repeats {} --pairs {} --profile {} ({}, load average {})",
-            cli.repeats,
-            opts.pairs,
-            opts.profile.display(),
-            chrono::Local::now().format("%Y-%m-%d"),
-            load_average()
-        );
-        let files = report::write_aa_files(&opts.out, &r, &measured_by)?;
-        print!("{}", report::render_aa(&r));
-        print_files(&opts.out, &files);
-        return Ok(gate::aa_exit_code(&r));
+        return run_aa(cli, &cfg);
     }
     if cli.update_baseline {
-        let opts = cli.run_options(&cfg, "update-baseline");
-        let config = cli.under_repo(&cli.config);
-        let u = gate::update_baseline(&config, &opts)?;
-        println!(
-            "baseline pinned: commit = \"{}\" in {}",
-            u.commit,
-            u.config.display()
-        );
-        println!(
-            "stored {} rounds' report.json and histograms in {}",
-            u.rounds.len(),
-            u.stored.display()
-        );
-        println!("next: gate --aa --repeats 10 (the noise can change with the code), paste aa-thresholds.toml over [thresholds], commit all three together");
-        return Ok(0);
+        return update_baseline(cli, &cfg);
     }
     let opts = cli.run_options(&cfg, "run");
     if let Some(us) = opts.inject_delay_us {
@@ -266,6 +228,57 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     print!("{}", report::render_table(&r));
     println!("report: {}", opts.out.join("gate-report.md").display());
     Ok(r.verdict.exit_code())
+}
+
+/// `gate trend`.
+fn run_trend(cli: &Cli, cfg: &BaselineConfig, commits: usize, rounds: usize) -> anyhow::Result<u8> {
+    let opts = cli.run_options(cfg, "trend");
+    let landed = opts
+        .landed_ref
+        .clone()
+        .or_else(|| rtmc_ci::pin::landed_ref(&cli.repo))
+        .ok_or_else(|| anyhow::anyhow!("no landed main (origin/main, main): give --landed-ref"))?;
+    let r = rtmc_ci::trend::run_trend(cfg, &opts, &landed, commits, rounds)?;
+    print!("{}", rtmc_ci::trend::render_markdown(&r));
+    println!("report: {}", opts.out.join("trend.md").display());
+    Ok(0)
+}
+
+/// `gate --aa`.
+fn run_aa(cli: &Cli, cfg: &BaselineConfig) -> anyhow::Result<u8> {
+    let opts = cli.run_options(cfg, "aa");
+    let r = gate::run_aa(cfg, &opts, cli.repeats)?;
+    let measured_by = format!(
+        "gate --aa --repeats {} --pairs {} --profile {} ({}, load average {})",
+        cli.repeats,
+        opts.pairs,
+        opts.profile.display(),
+        chrono::Local::now().format("%Y-%m-%d"),
+        load_average()
+    );
+    let files = report::write_aa_files(&opts.out, &r, &measured_by)?;
+    print!("{}", report::render_aa(&r));
+    print_files(&opts.out, &files);
+    Ok(gate::aa_exit_code(&r))
+}
+
+/// `gate --update-baseline`.
+fn update_baseline(cli: &Cli, cfg: &BaselineConfig) -> anyhow::Result<u8> {
+    let opts = cli.run_options(cfg, "update-baseline");
+    let config = cli.under_repo(&cli.config);
+    let u = gate::update_baseline(&config, &opts)?;
+    println!(
+        "baseline pinned: commit = \"{}\" in {}",
+        u.commit,
+        u.config.display()
+    );
+    println!(
+        "stored {} rounds' report.json and histograms in {}",
+        u.rounds.len(),
+        u.stored.display()
+    );
+    println!("next: gate --aa --repeats 10 (the noise can change with the code), paste aa-thresholds.toml over [thresholds], commit all three together");
+    Ok(0)
 }
 
 /// The 1-minute load average, for the record of an A/A measurement.
