@@ -15,8 +15,7 @@ use rtmc_loadgen::histogram::{
 };
 use rtmc_loadgen::plot::{spectrum_chart, time_panels, Panel, PlotResult, Series};
 
-use crate::report::RoundSummary;
-use crate::round::Side;
+use crate::round::{RoundSummary, Side};
 
 /// The interval log's tags for rtmc's publish→receive and publish→ack.
 const RECV_TAG: &str = "rtmc";
