@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use rtmc_loadgen::clients::{Fleet, FleetOptions, Protocol};
-use rtmc_loadgen::live::LiveStats;
-use rtmc_loadgen::phase::{current_head, run_phase, HeadProbe, PhaseSpec};
+use rtmc_loadgen::engine::fleet::{Fleet, FleetOptions, Protocol};
+use rtmc_loadgen::engine::live::LiveStats;
+use rtmc_loadgen::engine::phase::{current_head, run_phase, HeadProbe, PhaseSpec};
 use rtmc_loadgen::profile::Profile;
-use rtmc_loadgen::publisher::{Channel, MessageShape};
+use rtmc_loadgen::engine::publisher::{Channel, MessageShape};
 use rtmc_testkit::{PipelineOptions, Services, TEST_PASSWORD};
 
 use crate::history::{History, Recording};
@@ -237,7 +237,7 @@ fn write_dir(
     report: &ChaosReport,
     history: &History,
     t0_us: u64,
-    intervals: &[rtmc_loadgen::histogram::Interval],
+    intervals: &[rtmc_loadgen::measure::histogram::Interval],
     windows: &[FaultWindow],
 ) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {dir:?}"))?;

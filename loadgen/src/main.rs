@@ -8,13 +8,13 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use rtmc_loadgen::blaster::{self, blast, BlasterReport, BlasterSpec};
-use rtmc_loadgen::merge::{merge_dirs, start_time_of};
-use rtmc_loadgen::plot;
+use rtmc_loadgen::engine::publisher::MessageShape;
 use rtmc_loadgen::profile::{Peer, Profile, PublishVia};
-use rtmc_loadgen::publisher::MessageShape;
+use rtmc_loadgen::report::merge::{merge_dirs, start_time_of};
+use rtmc_loadgen::report::plot;
 use rtmc_loadgen::report::{self, render_text, ReportHistograms};
 use rtmc_loadgen::run::{execute, Mode};
+use rtmc_loadgen::yardstick::blaster::{self, blast, BlasterReport, BlasterSpec};
 
 #[derive(Parser)]
 #[command(
@@ -151,7 +151,7 @@ fn parse_queue_type(s: &str) -> Result<rtmc::config::QueueType, String> {
 }
 
 async fn hops(a: HopsArgs) -> anyhow::Result<bool> {
-    let opts = rtmc_loadgen::hops::HopsOptions {
+    let opts = rtmc_loadgen::run::hops::HopsOptions {
         duration_secs: a.duration_secs,
         channels: a.channels,
         confirm_window: a.confirm_window,
@@ -165,11 +165,11 @@ async fn hops(a: HopsArgs) -> anyhow::Result<bool> {
         rounds: a.rounds,
         ..Default::default()
     };
-    let report = rtmc_loadgen::hops::run(&opts, |r| {
+    let report = rtmc_loadgen::run::hops::run(&opts, |r| {
         eprintln!("  {} [{}]: {:.0} msg/s", r.hop, r.setting, r.rate_per_sec)
     })
     .await?;
-    print!("{}", rtmc_loadgen::hops::render(&report));
+    print!("{}", rtmc_loadgen::run::hops::render(&report));
     if let Some(path) = a.json {
         std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;

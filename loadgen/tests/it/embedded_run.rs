@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use rtmc_loadgen::histogram::read_interval_log;
+use rtmc_loadgen::measure::histogram::read_interval_log;
 use rtmc_loadgen::profile::Profile;
 use rtmc_loadgen::report::render_text;
 use rtmc_loadgen::run::{execute, Mode};

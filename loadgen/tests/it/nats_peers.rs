@@ -7,11 +7,11 @@
 
 use std::path::PathBuf;
 
-use rtmc_loadgen::histogram::read_interval_log;
-use rtmc_loadgen::phase::PhaseReport;
+use rtmc_loadgen::engine::phase::PhaseReport;
+use rtmc_loadgen::measure::histogram::read_interval_log;
 use rtmc_loadgen::profile::{Peer, Profile};
 use rtmc_loadgen::report::{render_text, RunReport};
-use rtmc_loadgen::rounds::round_order;
+use rtmc_loadgen::run::rounds::round_order;
 use rtmc_loadgen::run::{execute, Mode};
 
 use crate::embedded_run::build_rtmc;

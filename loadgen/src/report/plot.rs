@@ -14,7 +14,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::histogram::{Interval, LatencyHistogram};
+use crate::measure::histogram::{Interval, LatencyHistogram};
 use crate::report::RampReport;
 
 const SIZE: (u32, u32) = (1000, 600);
@@ -417,7 +417,7 @@ pub fn spectrum_chart(
 
 /// p50, p99 and p99.9 (ms) of every step against its rate.
 fn ramp_series(ramp: &RampReport) -> Vec<Series> {
-    let per_step = |name: &str, ms: fn(&crate::histogram::LatencySummary) -> f64| {
+    let per_step = |name: &str, ms: fn(&crate::measure::histogram::LatencySummary) -> f64| {
         let pts = ramp
             .steps
             .iter()
@@ -603,7 +603,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::histogram::{new_histogram, record_us};
+    use crate::measure::histogram::{new_histogram, record_us};
 
     fn svg_of(name: &str, panels: &[Panel], shades: &[Shade]) -> String {
         let dir = std::env::temp_dir().join(format!("rtmc-plot-{}-{name}", std::process::id()));
@@ -666,7 +666,7 @@ mod tests {
     }
 
     fn ramp_step(rate: f64, refused: u64, refusal_p99_ms: f64) -> crate::report::RampStep {
-        let mut phase = crate::phase::PhaseReport {
+        let mut phase = crate::engine::phase::PhaseReport {
             duration_secs: 1.0,
             acked: rate as u64 - refused,
             publish_errors: refused,

@@ -10,17 +10,19 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use crate::accounting::{acked_not_delivered, union_into, DeliveryTotals};
-use crate::clients::{Fleet, SyncResult};
-use crate::cpu::{self, CpuWatch, ServerCpu};
-use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram, LatencySummary};
-use crate::live::LiveStats;
-use crate::observe::SharedPublishObserver;
-use crate::profile::Profile;
-use crate::publisher::{
+use crate::engine::accounting::{acked_not_delivered, union_into, DeliveryTotals};
+use crate::engine::fleet::{Fleet, SyncResult};
+use crate::engine::live::LiveStats;
+use crate::engine::publisher::{
     publish, Channel, ChannelShare, MessageShape, PublishError, PublishOutcome, Schedule,
 };
-use crate::selfcheck::{sample_cpu, LagProbe, SelfCheck};
+use crate::measure::cpu::{self, CpuWatch, ServerCpu};
+use crate::measure::histogram::{
+    merge_into, new_histogram, Interval, LatencyHistogram, LatencySummary,
+};
+use crate::measure::observe::SharedPublishObserver;
+use crate::measure::selfcheck::{sample_cpu, LagProbe, SelfCheck};
+use crate::profile::Profile;
 
 /// How long a publisher waits for the answers after its last tick.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);

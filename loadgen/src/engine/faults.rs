@@ -2,7 +2,7 @@
 //! a load runs: disconnect storms (a fraction dropped at once), half-open
 //! clients that stop reading with their socket left open, slow readers, and
 //! reconnect floods that resume from the last seq each client holds. A
-//! [`FleetFaults`] handle (from [`crate::clients::Fleet::faults`]) is cheap
+//! [`FleetFaults`] handle (from [`crate::engine::fleet::Fleet::faults`]) is cheap
 //! to clone and can be used from another task while the phase runs.
 
 use std::sync::Arc;

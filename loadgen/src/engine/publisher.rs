@@ -20,12 +20,12 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::accounting::set_bit;
-use crate::live::LiveStats;
-use crate::nats_wire::{self, NatsOp};
-use crate::observe::SharedPublishObserver;
-use crate::resp::{self, RespItem};
-use crate::wire::{self, MessageOrigin};
+use crate::engine::accounting::set_bit;
+use crate::engine::live::LiveStats;
+use crate::measure::observe::SharedPublishObserver;
+use crate::wire::nats::{self, NatsOp};
+use crate::wire::resp::{self, RespItem};
+use crate::wire::rtmc_frames::{self, MessageOrigin};
 
 /// Error messages kept as samples for the report, per channel.
 const ERROR_SAMPLES: usize = 5;
@@ -203,7 +203,7 @@ impl MessageShape {
     fn send_command(&self, channel: u32, seq: u64, sent_at_us: u64) -> ClientCommand {
         ClientCommand::Send {
             body: self.body.clone(),
-            message_id: Some(wire::message_id(self.origin(channel, seq))),
+            message_id: Some(rtmc_frames::message_id(self.origin(channel, seq))),
             sent_at_us: Some(sent_at_us),
         }
     }
@@ -213,7 +213,7 @@ impl MessageShape {
         serde_json::json!({
             "sender": self.sender,
             "body": self.body,
-            "message_id": wire::message_id(self.origin(channel, seq)),
+            "message_id": rtmc_frames::message_id(self.origin(channel, seq)),
             "sent_at_us": sent_at_us,
         })
     }
@@ -223,7 +223,7 @@ impl MessageShape {
     pub fn floor_payload(&self, i: u64, sent_at_us: u64) -> Vec<u8> {
         ServerFrame::Broadcast(rtmc::protocol::BroadcastFrame {
             seq: i + 1,
-            message_id: wire::message_id(self.origin(0, i)),
+            message_id: rtmc_frames::message_id(self.origin(0, i)),
             from: self.sender.clone(),
             body: self.body.clone(),
             sent_at_us,
@@ -380,7 +380,7 @@ async fn publish_tcp(
             {
                 o.invoked(index, id);
             }
-            wire::put_frame(out, &cmd.to_json());
+            rtmc_frames::put_frame(out, &cmd.to_json());
         },
     ));
     let (mut outcome, answered) = read_acks(&mut reader, &share, mine).await;
@@ -416,8 +416,8 @@ async fn read_acks(
             break;
         }
         let now = now_us();
-        let used = wire::for_each_frame(&buf, PUBLISHER_MAX_FRAME_BYTES, |p| {
-            if wire::is_broadcast(p) {
+        let used = rtmc_frames::for_each_frame(&buf, PUBLISHER_MAX_FRAME_BYTES, |p| {
+            if rtmc_frames::is_broadcast(p) {
                 return;
             }
             match ServerFrame::parse(p) {
@@ -425,7 +425,7 @@ async fn read_acks(
                     if let Some(obs) = &share.observer {
                         obs.acked(share.index, &message_id);
                     }
-                    if let Some(o) = wire::parse_message_id(message_id.as_bytes()) {
+                    if let Some(o) = rtmc_frames::parse_message_id(message_id.as_bytes()) {
                         let i = o.publisher_seq.saturating_sub(schedule.seq_base);
                         let latency_us = now.saturating_sub(schedule.intended_us(i));
                         outcome.ack(live, latency_us, o.publisher_seq);
@@ -443,7 +443,7 @@ async fn read_acks(
                     }
                     let origin = message_id
                         .as_deref()
-                        .and_then(|id| wire::parse_message_id(id.as_bytes()));
+                        .and_then(|id| rtmc_frames::parse_message_id(id.as_bytes()));
                     if let Some(o) = origin {
                         let i = o.publisher_seq.saturating_sub(schedule.seq_base);
                         answered += 1;
@@ -499,7 +499,7 @@ async fn publish_http(
         let intended_us = schedule.intended_us(i);
         let (live, outcome) = (share.live.clone(), outcome.clone());
         let observed = share.observer.clone().map(|o| {
-            let id = wire::message_id(share.shape.origin(share.index, seq));
+            let id = rtmc_frames::message_id(share.shape.origin(share.index, seq));
             o.invoked(share.index, &id);
             (o, share.index, id)
         });
@@ -613,7 +613,7 @@ fn resp_reply(buf: &[u8], at: usize) -> Option<(Reply<'_>, usize)> {
 
 /// NATS core: the `PONG` sent after each `PUB` is its ack.
 fn nats_reply(buf: &[u8], at: usize) -> Option<(Reply<'_>, usize)> {
-    let (op, next) = nats_wire::next_op(buf, at).ok()??;
+    let (op, next) = nats::next_op(buf, at).ok()??;
     let reply = match op {
         NatsOp::Pong => Reply::Ack,
         NatsOp::Err(e) => Reply::Refused(e),
@@ -667,7 +667,7 @@ async fn publish_nats(
     let stream = connect_nodelay(addr).await?;
     let (mut reader, mut writer) = stream.into_split();
     let mut hello = Vec::new();
-    nats_wire::connect(&mut hello);
+    nats::connect(&mut hello);
     writer
         .write_all(&hello)
         .await
@@ -678,7 +678,7 @@ async fn publish_nats(
     let ticks = (0..schedule.total).peekable();
     let encode = move |out: &mut Vec<u8>, i: u64| {
         let payload = shape.floor_payload(schedule.seq_base + i, schedule.intended_us(i));
-        nats_wire::publish(out, subject.as_bytes(), None, &payload);
+        nats::publish(out, subject.as_bytes(), None, &payload);
         out.extend_from_slice(b"PING\r\n");
     };
     let write = tokio::spawn(write_open_loop(writer, ticks, schedule, live, encode));
@@ -819,7 +819,7 @@ mod tests {
     fn floor_payload_is_a_broadcast() {
         let shape = MessageShape::new(7, 16);
         let p = shape.floor_payload(4, 123);
-        let f = wire::parse_broadcast(&p).unwrap();
+        let f = rtmc_frames::parse_broadcast(&p).unwrap();
         assert_eq!((f.seq, f.sent_at_us), (5, 123));
         assert_eq!(f.origin.unwrap().publisher_seq, 4);
     }

@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::histogram::{
+use crate::engine::phase::PhaseReport;
+use crate::measure::histogram::{
     merge_into, new_histogram, read_interval_log, HistogramFileError, Interval, LatencyHistogram,
     LatencySummary,
 };
-use crate::phase::PhaseReport;
 use crate::report::{FloorComparison, PeerReport, RunReport};
-use crate::rounds::RoundsSummary;
+use crate::run::rounds::RoundsSummary;
 
 /// Failure reading an input directory.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +109,7 @@ pub fn merge_phases(
         m.disconnects += p.disconnects;
         m.slow_consumer_disconnects += p.slow_consumer_disconnects;
         m.bad_frames += p.bad_frames;
-        if p.selfcheck.verdict != crate::selfcheck::Verdict::Ok {
+        if p.selfcheck.verdict != crate::measure::selfcheck::Verdict::Ok {
             m.selfcheck = p.selfcheck.clone();
         }
         m.publish_error_samples
@@ -408,8 +408,8 @@ pub fn start_time_of(dir: &Path) -> Option<std::time::SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::histogram::{record_us, write_interval_log};
-    use crate::rounds::RoundPhases;
+    use crate::measure::histogram::{record_us, write_interval_log};
+    use crate::run::rounds::RoundPhases;
 
     fn interval(tag: &str, start_secs: u64, values: &[u64]) -> Interval {
         let mut h = new_histogram();

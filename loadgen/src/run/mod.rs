@@ -1,39 +1,45 @@
 //! Composes a whole invocation: bring the target up (or resolve it), run
-//! rtmc and its peers (the Redis [`floor`](crate::floor), the
-//! [NATS peers](crate::nats_peer) against one nats-server for the run) at
-//! the profile's load in interleaved [`rounds`](crate::rounds) — each
+//! rtmc and its peers (the Redis [`floor`](crate::yardstick::floor), the
+//! [NATS peers](crate::yardstick::nats_peer) against one nats-server for the run) at
+//! the profile's load in interleaved [`rounds`](crate::run::rounds) — each
 //! kind's fleet connected once, or per phase when the open-file limit
-//! cannot hold them all — or hand the rtmc fleet to the [`ramp`](crate::ramp);
-//! optionally the [`blaster`](crate::blaster) reference; then write the
+//! cannot hold them all — or hand the rtmc fleet to the [`ramp`](crate::run::ramp);
+//! optionally the [`blaster`](crate::yardstick::blaster) reference; then write the
 //! report directory with its plots.
+
+pub mod hops;
+pub mod ramp;
+pub mod rounds;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::blaster::{blast, BlasterError, BlasterReport, BlasterSpec};
-use crate::clients::{Fleet, FleetError, FleetOptions, Protocol};
-use crate::cpu::CpuWatch;
-use crate::floor::{connect_floor, FloorRedis};
-use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
-use crate::live::LiveStats;
-use crate::nats_peer::{
-    connect_peer, disconnect_peer, record_peer, start_server, NatsPeer, NatsServer, PeerError,
-    PeerRun,
+use crate::engine::fleet::{Fleet, FleetError, FleetOptions, Protocol};
+use crate::engine::live::LiveStats;
+use crate::engine::phase::{
+    current_head, run_phase, HeadProbe, PhaseReport, PhaseResult, PhaseSpec,
 };
-use crate::phase::{current_head, run_phase, HeadProbe, PhaseReport, PhaseResult, PhaseSpec};
-use crate::plot;
+use crate::engine::publisher::{Channel, MessageShape};
+use crate::measure::cpu::CpuWatch;
+use crate::measure::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
 use crate::profile::{Profile, PublishVia};
-use crate::publisher::{Channel, MessageShape};
-use crate::ramp::run_ramp;
+use crate::report::plot;
 use crate::report::{
     self, ConnectReport, FloorComparison, ReportError, ReportHistograms, RunReport,
 };
-use crate::rounds::{
+use crate::run::ramp::run_ramp;
+use crate::run::rounds::{
     fleet_sockets, plan_fleets, round_order, Contender, FleetPlan, PhaseKind, RoundPhases,
     RoundsSummary,
 };
 use crate::stack::{self, EmbeddedStack, StackError, Target};
+use crate::yardstick::blaster::{blast, BlasterError, BlasterReport, BlasterSpec};
+use crate::yardstick::floor::{connect_floor, FloorRedis};
+use crate::yardstick::nats_peer::{
+    connect_peer, disconnect_peer, record_peer, start_server, NatsPeer, NatsServer, PeerError,
+    PeerRun,
+};
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,11 @@
 //! What a run tells people: the report's types (`report.json` is
 //! [`RunReport`]), the text report, and the report directory with the
-//! histogram files. Whether a run passed is decided in [`crate::verdict`];
-//! the plots are drawn by [`crate::plot`].
+//! histogram files. Whether a run passed is decided in [`crate::report::verdict`];
+//! the plots are drawn by [`crate::report::plot`].
+
+pub mod merge;
+pub mod plot;
+pub mod verdict;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,14 +13,14 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use crate::blaster::{self, BlasterReport};
-use crate::clients::ConnectSummary;
-use crate::histogram::{
+use crate::engine::fleet::ConnectSummary;
+use crate::engine::phase::PhaseReport;
+use crate::measure::histogram::{
     write_hgrm, write_interval_log, Interval, LatencyHistogram, LatencySummary,
 };
-use crate::phase::PhaseReport;
 use crate::profile::Profile;
-use crate::rounds::{self, RoundPhases, RoundsSummary};
+use crate::run::rounds::{self, RoundPhases, RoundsSummary};
+use crate::yardstick::blaster::{self, BlasterReport};
 
 /// Connect-time facts of one fleet.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -393,7 +397,7 @@ fn connect_text(out: &mut String, label: &str, c: &ConnectReport) {
         let _ = writeln!(
             out,
             "  e.g. {}",
-            crate::verdict::distinct_samples(&c.error_samples)
+            crate::report::verdict::distinct_samples(&c.error_samples)
         );
     }
 }
@@ -713,7 +717,7 @@ fn write_file(
 }
 
 /// Writes report.txt, report.json, latency.hlog and the .hgrm files (the
-/// caller adds the plots: [`crate::plot::write_all`]).
+/// caller adds the plots: [`crate::report::plot::write_all`]).
 pub fn write_dir(
     dir: &Path,
     r: &RunReport,

@@ -15,15 +15,15 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{mpsc, watch};
 
-use crate::accounting::{set_bit, DeliveryTotals, SeqAccount};
-use crate::client_faults::{ClientFault, FleetFaults};
-use crate::histogram::{new_histogram, record_us, LatencyHistogram};
-use crate::live::LiveStats;
-use crate::nats_sub;
-use crate::observe::{ClientObserver, SharedFleetObserver};
+use crate::engine::accounting::{set_bit, DeliveryTotals, SeqAccount};
+use crate::engine::faults::{ClientFault, FleetFaults};
+use crate::engine::live::LiveStats;
+use crate::engine::nats_sub;
+use crate::measure::histogram::{new_histogram, record_us, LatencyHistogram};
+use crate::measure::observe::{ClientObserver, SharedFleetObserver};
 use crate::profile::LoadProfile;
-use crate::resp::{self, RespItem};
-use crate::wire::{self, parse_broadcast};
+use crate::wire::resp::{self, RespItem};
+use crate::wire::rtmc_frames::{self, parse_broadcast};
 
 /// Past this many clients one source address runs out of ephemeral ports.
 const ONE_SOURCE_ADDR_MAX_CLIENTS: usize = 25_000;
@@ -44,7 +44,7 @@ pub enum Protocol {
     /// NATS core: `SUB subject`.
     Nats { subject: String },
     /// NATS JetStream: client `i` creates a push consumer on `stream`
-    /// delivering to `<deliver_prefix>.<i>` ([`crate::nats_sub`]).
+    /// delivering to `<deliver_prefix>.<i>` ([`crate::engine::nats_sub`]).
     JetStream {
         stream: String,
         deliver_prefix: String,
@@ -383,7 +383,7 @@ struct ClientTask {
 /// The `heartbeat` command as one ready frame.
 fn heartbeat_frame() -> Vec<u8> {
     let mut out = Vec::new();
-    wire::put_frame(&mut out, &ClientCommand::Heartbeat {}.to_json());
+    rtmc_frames::put_frame(&mut out, &ClientCommand::Heartbeat {}.to_json());
     out
 }
 
@@ -434,7 +434,7 @@ async fn read_frame(
 ) -> Result<Vec<u8>, String> {
     loop {
         let mut first = None;
-        wire::for_each_frame(buf, max_frame_bytes, |p| {
+        rtmc_frames::for_each_frame(buf, max_frame_bytes, |p| {
             if first.is_none() {
                 first = Some(p.to_vec());
             }
@@ -894,7 +894,7 @@ impl ClientTask {
         let used = match &self.opts.protocol {
             Protocol::Rtmc {
                 max_frame_bytes, ..
-            } => wire::for_each_frame(buf, *max_frame_bytes, &mut take).map_err(|_| ()),
+            } => rtmc_frames::for_each_frame(buf, *max_frame_bytes, &mut take).map_err(|_| ()),
             Protocol::RedisPubSub { .. } => resp_messages(buf, &mut take),
             Protocol::Nats { .. } | Protocol::JetStream { .. } => {
                 nats_sub::take_messages(buf, &mut take, &mut replies)
@@ -979,7 +979,7 @@ async fn login(
         resume_from,
         subscribe: true,
     };
-    wire::put_frame(&mut out, &login.to_json());
+    rtmc_frames::put_frame(&mut out, &login.to_json());
     writer.write_all(&out).await.map_err(|e| e.to_string())?;
     loop {
         let payload = read_frame(reader, buf, max_frame_bytes).await?;

@@ -28,9 +28,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::accounting::DeliveryTotals;
-use crate::clients::Fleet;
-use crate::phase::{HeadProbe, PhaseReport, PhaseSpec};
+use crate::engine::accounting::DeliveryTotals;
+use crate::engine::fleet::Fleet;
+use crate::engine::phase::{HeadProbe, PhaseReport, PhaseSpec};
 use rtmc_stats::Spread;
 
 /// What a round's phase measures. A peer is a yardstick: its loss is a
@@ -519,7 +519,7 @@ mod tests {
         p.latency.p99_ms = p99_ms;
         p.latency.p99_9_ms = p99_ms * 1.5;
         p.ack_latency.p99_ms = p99_ms * 2.0;
-        p.server_cpu = vec![crate::cpu::ServerCpu {
+        p.server_cpu = vec![crate::measure::cpu::ServerCpu {
             what: "x".into(),
             pids: vec![],
             cpu_secs: cpu,

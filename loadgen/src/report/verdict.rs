@@ -4,9 +4,9 @@
 //! and what the floor and the NATS peers only note (they are yardsticks:
 //! Redis pub/sub and NATS core are at-most-once by design).
 
-use crate::phase::PhaseReport;
+use crate::engine::phase::PhaseReport;
+use crate::measure::selfcheck::Verdict;
 use crate::report::{ConnectReport, RunReport};
-use crate::selfcheck::Verdict;
 
 impl RunReport {
     /// Adds the failures a phase implies under the profile's thresholds.

@@ -17,8 +17,8 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::cpu::{per_million, thread_cpu_secs};
-use crate::publisher::MessageShape;
+use crate::engine::publisher::MessageShape;
+use crate::measure::cpu::{per_million, thread_cpu_secs};
 
 /// What to blast.
 #[derive(Debug, Clone, Copy, PartialEq)]
