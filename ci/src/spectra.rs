@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use rtmc_loadgen::measure::histogram::{
     merge_into, new_histogram, read_interval_log, Interval, LatencyHistogram,
 };
-use rtmc_loadgen::report::plot::{spectrum_chart, time_panels, Panel, PlotResult, Series};
+use rtmc_loadgen::report::plots::{spectrum_chart, time_panels, Panel, PlotResult, Series};
 
 use crate::report::RoundSummary;
 use crate::round::Side;

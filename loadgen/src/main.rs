@@ -10,9 +10,11 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use rtmc_loadgen::engine::publisher::MessageShape;
 use rtmc_loadgen::profile::{Peer, Profile, PublishVia};
+use rtmc_loadgen::report::files;
+use rtmc_loadgen::report::files::ReportHistograms;
 use rtmc_loadgen::report::merge::{merge_dirs, start_time_of};
-use rtmc_loadgen::report::plot;
-use rtmc_loadgen::report::{self, render_text, ReportHistograms};
+use rtmc_loadgen::report::plots;
+use rtmc_loadgen::report::text::render_text;
 use rtmc_loadgen::run::{execute, Mode};
 use rtmc_loadgen::yardstick::blaster::{self, blast, BlasterReport, BlasterSpec};
 
@@ -353,7 +355,7 @@ async fn load(profile: Profile, mode: Mode) -> anyhow::Result<bool> {
 
 async fn merge(dirs: Vec<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<bool> {
     let m = merge_dirs(&dirs).context("merging report directories")?;
-    let out = out.unwrap_or_else(|| report::default_dir("merge"));
+    let out = out.unwrap_or_else(|| files::default_dir("merge"));
     let start = dirs
         .first()
         .and_then(|d| start_time_of(d))
@@ -378,8 +380,8 @@ async fn merge(dirs: Vec<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<bool>
         intervals: &m.intervals,
         merged,
     };
-    let mut files = report::write_dir(&out, &m.report, &h)?;
-    files.extend(plot::write_all(&out, h.intervals, &h.merged, None));
+    let mut files = files::write_dir(&out, &m.report, &h)?;
+    files.extend(plots::write_all(&out, h.intervals, &h.merged, None));
     print!("{}", render_text(&m.report));
     println!("merged report: {}", out.display());
     for f in &files {

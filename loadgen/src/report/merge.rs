@@ -17,7 +17,7 @@ use crate::measure::histogram::{
     merge_into, new_histogram, read_interval_log, HistogramFileError, Interval, LatencyHistogram,
     LatencySummary,
 };
-use crate::report::{FloorComparison, PeerReport, RunReport};
+use crate::report::types::{FloorComparison, PeerReport, RunReport};
 use crate::run::rounds::RoundsSummary;
 
 /// Failure reading an input directory.
@@ -546,7 +546,7 @@ mod tests {
             .notes
             .iter()
             .any(|n| n.starts_with("pooled the 5 rounds of 2 runs")));
-        let text = crate::report::render_text(r);
+        let text = crate::report::text::render_text(r);
         assert!(text.contains("5 interleaved rounds"), "{text}");
         // Another load cannot be pooled: the error names the input.
         let mut other = rounds_report("c", &[1.0, 2.0]);
@@ -620,7 +620,7 @@ mod tests {
             nats.latency
         );
         assert!((nats.ack_latency.max_ms - 0.5).abs() < 0.01);
-        assert!(crate::report::render_text(&m.report).contains("== side by side"));
+        assert!(crate::report::text::render_text(&m.report).contains("== side by side"));
         let _ = std::fs::remove_dir_all(&root);
     }
 }

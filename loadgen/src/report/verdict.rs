@@ -6,7 +6,7 @@
 
 use crate::engine::phase::PhaseReport;
 use crate::measure::selfcheck::Verdict;
-use crate::report::{ConnectReport, RunReport};
+use crate::report::types::{ConnectReport, RunReport};
 
 impl RunReport {
     /// Adds the failures a phase implies under the profile's thresholds.

@@ -24,10 +24,10 @@ use crate::engine::publisher::{Channel, MessageShape};
 use crate::measure::cpu::CpuWatch;
 use crate::measure::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
 use crate::profile::{Profile, PublishVia};
-use crate::report::plot;
-use crate::report::{
-    self, ConnectReport, FloorComparison, ReportError, ReportHistograms, RunReport,
-};
+use crate::report::files;
+use crate::report::files::{ReportError, ReportHistograms};
+use crate::report::plots;
+use crate::report::types::{ConnectReport, FloorComparison, RunReport};
 use crate::run::ramp::run_ramp;
 use crate::run::rounds::{
     fleet_sockets, plan_fleets, round_order, Contender, FleetPlan, PhaseKind, RoundPhases,
@@ -185,7 +185,7 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
         .output
         .out
         .clone()
-        .unwrap_or_else(|| report::default_dir(mode.name()));
+        .unwrap_or_else(|| files::default_dir(mode.name()));
     let files = histograms.write(&dir, &report, run.wall)?;
     Ok(RunOutcome { report, dir, files })
 }
@@ -775,8 +775,8 @@ impl RunHistograms {
             intervals: &self.intervals,
             merged,
         };
-        let mut files = report::write_dir(dir, report, &h)?;
-        files.extend(plot::write_all(
+        let mut files = files::write_dir(dir, report, &h)?;
+        files.extend(plots::write_all(
             dir,
             h.intervals,
             &h.merged,

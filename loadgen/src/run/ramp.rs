@@ -11,8 +11,8 @@ use crate::engine::accounting::DeliveryTotals;
 use crate::engine::fleet::Fleet;
 use crate::engine::phase::{run_phase, PhaseResult, PhaseSpec};
 use crate::profile::{Profile, RampProfile};
+use crate::report::types::{RampReport, RampStep};
 use crate::report::verdict::phase_violations;
-use crate::report::{RampReport, RampStep};
 
 /// A finished ramp: its report and every step's histograms.
 pub struct RampOutcome {

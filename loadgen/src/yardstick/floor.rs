@@ -15,7 +15,7 @@ use crate::engine::phase::{HeadProbe, PhaseSpec};
 use crate::engine::publisher::{Channel, MessageShape};
 use crate::measure::cpu::CpuWatch;
 use crate::profile::Profile;
-use crate::report::{ConnectReport, RunReport};
+use crate::report::types::{ConnectReport, RunReport};
 
 /// The Redis the floor runs against.
 #[derive(Debug, Clone, Copy)]

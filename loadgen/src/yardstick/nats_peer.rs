@@ -17,7 +17,7 @@ use crate::engine::phase::{HeadProbe, PhaseReport, PhaseSpec};
 use crate::engine::publisher::{Channel, MessageShape};
 use crate::measure::cpu::CpuWatch;
 use crate::profile::Profile;
-use crate::report::{ConnectReport, PeerReport, RunReport};
+use crate::report::types::{ConnectReport, PeerReport, RunReport};
 
 /// Which NATS peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::measure::histogram::{Interval, LatencyHistogram};
-use crate::report::RampReport;
+use crate::report::types::RampReport;
 
 const SIZE: (u32, u32) = (1000, 600);
 /// Series colours (Tableau 10): a chart gives its series distinct ones
@@ -487,7 +487,7 @@ fn steps_plot(
 /// refused rate, and the offered rate itself as a reference line, so the
 /// knee and the plateau beyond it show.
 fn ingest_series(ramp: &RampReport) -> Vec<Series> {
-    let per_step = |name: &str, y: fn(&crate::report::RampStep) -> f64| {
+    let per_step = |name: &str, y: fn(&crate::report::types::RampStep) -> f64| {
         let pts = ramp.steps.iter().map(|s| (s.rate_per_sec, y(s))).collect();
         (name.to_owned(), pts)
     };
@@ -665,7 +665,7 @@ mod tests {
         assert_eq!(distinct.len(), COLORS.len(), "palette repeats a colour");
     }
 
-    fn ramp_step(rate: f64, refused: u64, refusal_p99_ms: f64) -> crate::report::RampStep {
+    fn ramp_step(rate: f64, refused: u64, refusal_p99_ms: f64) -> crate::report::types::RampStep {
         let mut phase = crate::engine::phase::PhaseReport {
             duration_secs: 1.0,
             acked: rate as u64 - refused,
@@ -674,7 +674,7 @@ mod tests {
         };
         phase.refusal_latency.count = refused;
         phase.refusal_latency.p99_ms = refusal_p99_ms;
-        crate::report::RampStep {
+        crate::report::types::RampStep {
             rate_per_sec: rate,
             phase,
             sustainable: refused == 0,
