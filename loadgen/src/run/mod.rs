@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::engine::fleet::{Fleet, FleetError, FleetOptions, Protocol};
+use crate::engine::fleet::Fleet;
+use crate::engine::fleet_options::{FleetError, FleetOptions, Protocol};
 use crate::engine::live::LiveStats;
 use crate::engine::phase::{
     current_head, run_phase, HeadProbe, PhaseReport, PhaseResult, PhaseSpec,

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::engine::fleet::{Fleet, FleetError, FleetOptions, Protocol};
+use crate::engine::fleet::Fleet;
+use crate::engine::fleet_options::{FleetError, FleetOptions, Protocol};
 use crate::engine::live::LiveStats;
 use crate::engine::phase::{HeadProbe, PhaseSpec};
 use crate::engine::publisher::{Channel, MessageShape};

@@ -11,7 +11,8 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
-use crate::engine::fleet::{Fleet, FleetError, FleetOptions, Protocol};
+use crate::engine::fleet::Fleet;
+use crate::engine::fleet_options::{FleetError, FleetOptions, Protocol};
 use crate::engine::live::LiveStats;
 use crate::engine::phase::{HeadProbe, PhaseReport, PhaseSpec};
 use crate::engine::publisher::{Channel, MessageShape};

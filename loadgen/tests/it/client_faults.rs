@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rtmc_loadgen::engine::faults::FleetFaults;
-use rtmc_loadgen::engine::fleet::{Fleet, FleetOptions, Protocol};
+use rtmc_loadgen::engine::fleet::Fleet;
+use rtmc_loadgen::engine::fleet_options::{FleetOptions, Protocol};
 use rtmc_loadgen::engine::live::LiveStats;
 use rtmc_loadgen::engine::phase::{run_phase, HeadProbe, PhaseResult, PhaseSpec};
 use rtmc_loadgen::engine::publisher::{Channel, MessageShape};
