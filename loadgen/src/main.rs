@@ -14,9 +14,11 @@ use rtmc_loadgen::report::files;
 use rtmc_loadgen::report::files::ReportHistograms;
 use rtmc_loadgen::report::merge::{merge_dirs, start_time_of};
 use rtmc_loadgen::report::plots;
+use rtmc_loadgen::report::text::blaster_text;
 use rtmc_loadgen::report::text::render_text;
+use rtmc_loadgen::report::types::BlasterReport;
 use rtmc_loadgen::run::{execute, Mode};
-use rtmc_loadgen::yardstick::blaster::{self, blast, BlasterReport, BlasterSpec};
+use rtmc_loadgen::yardstick::blaster::{blast, BlasterSpec};
 
 #[derive(Parser)]
 #[command(
@@ -493,7 +495,7 @@ async fn command(command: Command) -> anyhow::Result<bool> {
                 report.runs.push(blast(spec, shape.clone()).await?);
             }
             let mut out = String::new();
-            blaster::text(&mut out, &report);
+            blaster_text(&mut out, &report);
             print!("{out}");
             Ok(true)
         }

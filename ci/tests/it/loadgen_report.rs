@@ -62,16 +62,16 @@ fn a_report_with_interleaved_rounds_reads_as_its_first_round() {
     let mut slower = rtmc.clone();
     slower.latency.p99_ms *= 3.0;
     now.rounds = vec![
-        rtmc_loadgen::run::rounds::RoundPhases {
+        rtmc_loadgen::report::rounds::RoundPhases {
             round: 1,
             phases: vec![rtmc.clone(), floor.clone()],
         },
-        rtmc_loadgen::run::rounds::RoundPhases {
+        rtmc_loadgen::report::rounds::RoundPhases {
             round: 2,
             phases: vec![floor.clone(), slower],
         },
     ];
-    now.rounds_summary = Some(rtmc_loadgen::run::rounds::RoundsSummary::of(
+    now.rounds_summary = Some(rtmc_loadgen::report::rounds::RoundsSummary::of(
         &now.rounds,
         &["rtmc", "floor"],
     ));

@@ -17,8 +17,8 @@ use crate::measure::histogram::{
     merge_into, new_histogram, read_interval_log, HistogramFileError, Interval, LatencyHistogram,
     LatencySummary,
 };
+use crate::report::rounds::RoundsSummary;
 use crate::report::types::{FloorComparison, PeerReport, RunReport};
-use crate::run::rounds::RoundsSummary;
 
 /// Failure reading an input directory.
 #[derive(Debug, thiserror::Error)]
@@ -409,7 +409,7 @@ pub fn start_time_of(dir: &Path) -> Option<std::time::SystemTime> {
 mod tests {
     use super::*;
     use crate::measure::histogram::{record_us, write_interval_log};
-    use crate::run::rounds::RoundPhases;
+    use crate::report::rounds::RoundPhases;
 
     fn interval(tag: &str, start_secs: u64, values: &[u64]) -> Interval {
         let mut h = new_histogram();

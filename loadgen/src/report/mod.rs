@@ -7,6 +7,7 @@
 pub mod files;
 pub mod merge;
 pub mod plots;
+pub mod rounds;
 pub mod text;
 pub mod types;
 pub mod verdict;

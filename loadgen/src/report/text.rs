@@ -3,9 +3,10 @@
 
 use crate::engine::phase::PhaseReport;
 use crate::measure::histogram::LatencySummary;
-use crate::report::types::{ConnectReport, FleetConnect, FloorComparison, RampReport, RunReport};
-use crate::run::rounds;
-use crate::yardstick::blaster;
+use crate::report::rounds;
+use crate::report::types::{
+    BlasterReport, ConnectReport, FleetConnect, FloorComparison, RampReport, RunReport,
+};
 
 fn phase_text(out: &mut String, p: &PhaseReport) {
     use std::fmt::Write as _;
@@ -112,11 +113,7 @@ fn connect_text(out: &mut String, label: &str, c: &ConnectReport) {
         );
     }
     if !c.error_samples.is_empty() {
-        let _ = writeln!(
-            out,
-            "  e.g. {}",
-            crate::report::verdict::distinct_samples(&c.error_samples)
-        );
+        let _ = writeln!(out, "  e.g. {}", distinct_samples(&c.error_samples));
     }
 }
 
@@ -179,7 +176,7 @@ pub fn render_text(r: &RunReport) -> String {
         side_by_side_text(&mut out, r);
     }
     if let Some(b) = &r.reference {
-        blaster::text(&mut out, b);
+        blaster_text(&mut out, b);
     }
     if let Some(ramp) = &r.ramp {
         ramp_text(&mut out, ramp);
@@ -405,12 +402,68 @@ pub fn write_result(out: &mut String, failures: &[String]) {
     }
 }
 
+/// The blasts as text: one line each.
+pub fn blaster_text(out: &mut String, r: &BlasterReport) {
+    use std::fmt::Write as _;
+    for b in &r.runs {
+        let _ = writeln!(
+            out,
+            "blaster ({} frame{} per write): {} sockets × {} messages, {:.0}-byte frames, {} writes: {:.0} deliveries/s, sender {:.3} CPU-s = {} CPU-s per million deliveries",
+            b.frames_per_write,
+            if b.frames_per_write == 1 { "" } else { "s" },
+            b.sockets,
+            b.messages,
+            b.frame_bytes,
+            b.writes,
+            b.deliveries_per_sec,
+            b.sender_cpu_secs,
+            b.cpu_secs_per_million_deliveries
+                .map_or("—".into(), |v| format!("{v:.2}"))
+        );
+    }
+}
+
+/// Error samples with each distinct text once, in the order first seen,
+/// with how many of the samples carried it: `text (×3 of 10 samples)`. A
+/// refusal storm fills every sample with the same text; repeating it ten
+/// times hid the other texts and said nothing the count does not.
+pub fn distinct_samples(samples: &[String]) -> String {
+    let mut distinct: Vec<(&str, usize)> = Vec::new();
+    for s in samples {
+        match distinct.iter_mut().find(|(t, _)| *t == s.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => distinct.push((s, 1)),
+        }
+    }
+    distinct
+        .iter()
+        .map(|(t, n)| match n {
+            1 => (*t).to_owned(),
+            n => format!("{t} (×{n} of {} samples)", samples.len()),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_error_sample_is_said_once_with_its_count() {
+        let mut samples = vec!["error overloaded: broker_unavailable".to_string(); 9];
+        samples.insert(3, "timeout".into());
+        let text = distinct_samples(&samples);
+        assert_eq!(
+            text,
+            "error overloaded: broker_unavailable (×9 of 10 samples); timeout"
+        );
+        assert_eq!(distinct_samples(&[]), "");
+    }
+
     use crate::profile::Profile;
+    use crate::report::rounds::RoundPhases;
     use crate::report::types::{ConnectReport, RampReport, RampStep, RunReport, SCHEMA_VERSION};
-    use crate::run::rounds::RoundPhases;
 
     fn fleet(connected: usize, connect_p99_ms: f64, kib_per_client: Option<f64>) -> ConnectReport {
         let mut c = ConnectReport {

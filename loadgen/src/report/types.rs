@@ -8,8 +8,7 @@ use crate::engine::fleet::ConnectSummary;
 use crate::engine::phase::PhaseReport;
 use crate::measure::histogram::LatencySummary;
 use crate::profile::Profile;
-use crate::run::rounds::{RoundPhases, RoundsSummary};
-use crate::yardstick::blaster::BlasterReport;
+use crate::report::rounds::{RoundPhases, RoundsSummary};
 /// Connect-time facts of one fleet.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ConnectReport {
@@ -275,4 +274,31 @@ impl RunReport {
             connect,
         });
     }
+}
+
+/// One blast, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlasterRun {
+    pub sockets: usize,
+    pub frames_per_write: usize,
+    /// Messages sent to every socket (fewer than asked when the time limit hit).
+    pub messages: u64,
+    /// Bytes of one frame (prefix included) on average.
+    pub frame_bytes: f64,
+    /// `write` calls the sender made.
+    pub writes: u64,
+    /// Frames the receivers counted.
+    pub deliveries: u64,
+    /// From the first write until every receiver had everything.
+    pub secs: f64,
+    pub deliveries_per_sec: f64,
+    /// CPU-seconds of the sending thread alone.
+    pub sender_cpu_secs: f64,
+    pub cpu_secs_per_million_deliveries: Option<f64>,
+}
+
+/// The blasts of one run (`report.json`'s `reference`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlasterReport {
+    pub runs: Vec<BlasterRun>,
 }

@@ -28,14 +28,13 @@ use crate::profile::{Profile, PublishVia};
 use crate::report::files;
 use crate::report::files::{ReportError, ReportHistograms};
 use crate::report::plots;
+use crate::report::rounds::{round_order, RoundPhases, RoundsSummary};
+use crate::report::types::BlasterReport;
 use crate::report::types::{ConnectReport, FloorComparison, RunReport};
 use crate::run::ramp::run_ramp;
-use crate::run::rounds::{
-    fleet_sockets, plan_fleets, round_order, Contender, FleetPlan, PhaseKind, RoundPhases,
-    RoundsSummary,
-};
+use crate::run::rounds::{fleet_sockets, plan_fleets, Contender, FleetPlan, PhaseKind};
 use crate::stack::{self, EmbeddedStack, StackError, Target};
-use crate::yardstick::blaster::{blast, BlasterError, BlasterReport, BlasterSpec};
+use crate::yardstick::blaster::{blast, BlasterError, BlasterSpec};
 use crate::yardstick::floor::{connect_floor, FloorRedis};
 use crate::yardstick::nats_peer::{
     connect_peer, disconnect_peer, record_peer, start_server, NatsPeer, NatsServer, PeerError,

@@ -10,9 +10,9 @@ use std::path::PathBuf;
 use rtmc_loadgen::engine::phase::PhaseReport;
 use rtmc_loadgen::measure::histogram::read_interval_log;
 use rtmc_loadgen::profile::{Peer, Profile};
+use rtmc_loadgen::report::rounds::round_order;
 use rtmc_loadgen::report::text::render_text;
 use rtmc_loadgen::report::types::RunReport;
-use rtmc_loadgen::run::rounds::round_order;
 use rtmc_loadgen::run::{execute, Mode};
 
 use crate::embedded_run::build_rtmc;
