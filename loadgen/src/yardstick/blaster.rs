@@ -12,6 +12,7 @@ use std::net::TcpStream as StdTcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rtmc::protocol::now_us;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -178,12 +179,6 @@ fn send(
         bytes_per_socket: bytes,
         cpu_secs,
     })
-}
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
 }
 
 #[cfg(test)]
