@@ -114,6 +114,41 @@ pub(super) async fn read_some(
     }
 }
 
+/// What a receiving client holds between reads.
+struct Receiving {
+    conn: Option<Conn>,
+    inbox: Inbox,
+    /// A sync request not yet answered.
+    pending: Option<Control>,
+    reading: Reading,
+    /// When a slow reader may read next.
+    next_read_at: tokio::time::Instant,
+}
+
+impl Receiving {
+    /// Whether the client may read now, and at most how many bytes.
+    fn may_read(&self, now: tokio::time::Instant) -> (bool, Option<usize>) {
+        match self.reading {
+            Reading::Normal => (true, None),
+            Reading::Stopped => (false, None),
+            Reading::Slow { bytes_per_sec } => (
+                now >= self.next_read_at,
+                Some((bytes_per_sec / 20).max(1) as usize),
+            ),
+        }
+    }
+}
+
+/// Heartbeats every `heartbeat_ms`, the first one period from now; a late
+/// tick delays the next.
+fn heartbeat_interval(heartbeat_ms: u64) -> tokio::time::Interval {
+    let hb_period = Duration::from_millis(heartbeat_ms.max(1));
+    let mut heartbeat =
+        tokio::time::interval_at(tokio::time::Instant::now() + hb_period, hb_period);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat
+}
+
 impl ClientTask {
     pub(super) async fn run(self) {
         let t0 = Instant::now();
@@ -280,127 +315,150 @@ impl ClientTask {
     /// Reads until the fleet lets the client go: accounts every delivery,
     /// heartbeats, acts out faults, and answers each sync once it is
     /// complete or due.
-    pub(super) async fn receive(mut self, conn: Conn, mut inbox: Inbox, heartbeat_ms: u64) {
-        let mut conn = Some(conn);
+    pub(super) async fn receive(mut self, conn: Conn, inbox: Inbox, heartbeat_ms: u64) {
+        let mut st = Receiving {
+            conn: Some(conn),
+            inbox,
+            pending: None,
+            reading: Reading::Normal,
+            next_read_at: tokio::time::Instant::now(),
+        };
         let mut control = self.links.control.clone();
-        let mut pending: Option<Control> = None;
-        let mut reading = Reading::Normal;
-        let mut next_read_at = tokio::time::Instant::now();
         let mut faults_open = true;
-        let hb_period = Duration::from_millis(heartbeat_ms.max(1));
-        let mut heartbeat =
-            tokio::time::interval_at(tokio::time::Instant::now() + hb_period, hb_period);
-        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut heartbeat = heartbeat_interval(heartbeat_ms);
         let hb_frame = heartbeat_frame();
         let heartbeats = self.rtmc_max_frame_bytes().is_some() && heartbeat_ms > 0;
         loop {
-            let deadline = pending
+            let deadline = st
+                .pending
                 .map(|p| p.deadline)
                 .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-            let now = tokio::time::Instant::now();
-            let (may_read, limit) = match reading {
-                Reading::Normal => (true, None),
-                Reading::Stopped => (false, None),
-                Reading::Slow { bytes_per_sec } => (
-                    now >= next_read_at,
-                    Some((bytes_per_sec / 20).max(1) as usize),
-                ),
-            };
-            let up = conn.is_some();
-            tokio::select! {
-                r = read_some(conn.as_mut(), limit), if up && may_read => {
-                    let done = match r {
-                        Ok(0) | Err(_) => {
-                            conn = None;
-                            let reason = match inbox.last_error {
-                                Some(code) => format!("{code:?}"),
-                                None => "eof".to_owned(),
-                            };
-                            inbox.disconnected(&reason);
-                            self.on_closed(&mut pending, &inbox)
-                        }
-                        Ok(n) => {
-                            if let Reading::Slow { bytes_per_sec } = reading {
-                                next_read_at = tokio::time::Instant::now()
-                                    + Duration::from_secs_f64(n as f64 / bytes_per_sec.max(1) as f64);
-                            }
-                            let c = conn.as_mut().expect("read from a connection");
-                            if !self.take_batch(&mut c.buf, &mut inbox) {
-                                conn = None;
-                                inbox.disconnected("unparseable stream");
-                            } else if !inbox.replies.is_empty() {
-                                // A failed write shows as a failed read next.
-                                let _ = c.writer.write_all(&inbox.replies).await;
-                                inbox.replies.clear();
-                            }
-                            self.answer_if_complete(&mut pending, &inbox)
-                        }
-                    };
-                    if done { return; }
-                }
-                _ = tokio::time::sleep_until(next_read_at), if up && !may_read && matches!(reading, Reading::Slow { .. }) => {}
+            let (may_read, limit) = st.may_read(tokio::time::Instant::now());
+            let up = st.conn.is_some();
+            let slow = matches!(st.reading, Reading::Slow { .. });
+            let done = tokio::select! {
+                r = read_some(st.conn.as_mut(), limit), if up && may_read => self.on_read(&mut st, r).await,
+                _ = tokio::time::sleep_until(st.next_read_at), if up && !may_read && slow => false,
                 _ = heartbeat.tick(), if up && heartbeats => {
-                    if let Some(c) = conn.as_mut() {
+                    if let Some(c) = st.conn.as_mut() {
                         // A failed write shows as a failed read next.
                         let _ = c.writer.write_all(&hb_frame).await;
                     }
+                    false
                 }
-                fault = self.faults.recv(), if faults_open => {
-                    let Some(fault) = fault else {
+                fault = self.faults.recv(), if faults_open => match fault {
+                    Some(fault) => self.on_fault(&mut st, fault).await,
+                    None => {
                         faults_open = false;
-                        continue;
-                    };
-                    match fault {
-                        ClientFault::Drop => {
-                            if conn.take().is_some() {
-                                inbox.disconnected("chaos: dropped");
-                                if self.on_closed(&mut pending, &inbox) { return; }
-                            }
-                        }
-                        ClientFault::StopReading => reading = Reading::Stopped,
-                        ClientFault::SlowRead { bytes_per_sec } => {
-                            reading = Reading::Slow { bytes_per_sec };
-                            next_read_at = tokio::time::Instant::now();
-                        }
-                        ClientFault::ReadNormally => reading = Reading::Normal,
-                        ClientFault::Reconnect { resume } => {
-                            if conn.take().is_some() {
-                                inbox.disconnected("chaos: reconnecting");
-                                if self.on_closed(&mut pending, &inbox) { return; }
-                            }
-                            match self.reconnect(&mut inbox, resume).await {
-                                Ok(c) => conn = Some(c),
-                                Err(_) => LiveStats::bump(&self.live.connect_errors),
-                            }
-                        }
+                        false
+                    }
+                },
+                changed = control.changed() => match changed {
+                    Ok(()) => {
+                        let c = *control.borrow_and_update();
+                        self.on_sync(&mut st, c)
+                    }
+                    Err(_) => true,
+                },
+                _ = tokio::time::sleep_until(deadline), if st.pending.is_some() => {
+                    match st.pending.take() {
+                        Some(p) => self.answer_and_close(&mut st, &p),
+                        None => false,
                     }
                 }
-                changed = control.changed() => {
-                    if changed.is_err() { return; }
-                    let c = *control.borrow_and_update();
-                    if inbox.account.complete_up_to(c.target_head) || conn.is_none() {
-                        if self.answer(&c, &inbox) {
-                            if conn.is_some() {
-                                inbox.disconnected("closed by the fleet");
-                            }
-                            return;
-                        }
-                    } else {
-                        pending = Some(c);
+            };
+            if done {
+                return;
+            }
+        }
+    }
+
+    /// After a read of `r` bytes (0 or an error: the connection is gone):
+    /// takes the batch, writes what the server expects back; true when the
+    /// client is done.
+    async fn on_read(&self, st: &mut Receiving, r: std::io::Result<usize>) -> bool {
+        match r {
+            Ok(0) | Err(_) => {
+                st.conn = None;
+                let reason = match st.inbox.last_error {
+                    Some(code) => format!("{code:?}"),
+                    None => "eof".to_owned(),
+                };
+                st.inbox.disconnected(&reason);
+                self.on_closed(&mut st.pending, &st.inbox)
+            }
+            Ok(n) => {
+                if let Reading::Slow { bytes_per_sec } = st.reading {
+                    st.next_read_at = tokio::time::Instant::now()
+                        + Duration::from_secs_f64(n as f64 / bytes_per_sec.max(1) as f64);
+                }
+                let c = st.conn.as_mut().expect("read from a connection");
+                if !self.take_batch(&mut c.buf, &mut st.inbox) {
+                    st.conn = None;
+                    st.inbox.disconnected("unparseable stream");
+                } else if !st.inbox.replies.is_empty() {
+                    // A failed write shows as a failed read next.
+                    let _ = c.writer.write_all(&st.inbox.replies).await;
+                    st.inbox.replies.clear();
+                }
+                self.answer_if_complete(&mut st.pending, &st.inbox)
+            }
+        }
+    }
+
+    /// Acts out one fault; true when the client is done.
+    async fn on_fault(&self, st: &mut Receiving, fault: ClientFault) -> bool {
+        match fault {
+            ClientFault::Drop => {
+                if st.conn.take().is_some() {
+                    st.inbox.disconnected("chaos: dropped");
+                    return self.on_closed(&mut st.pending, &st.inbox);
+                }
+            }
+            ClientFault::StopReading => st.reading = Reading::Stopped,
+            ClientFault::SlowRead { bytes_per_sec } => {
+                st.reading = Reading::Slow { bytes_per_sec };
+                st.next_read_at = tokio::time::Instant::now();
+            }
+            ClientFault::ReadNormally => st.reading = Reading::Normal,
+            ClientFault::Reconnect { resume } => {
+                if st.conn.take().is_some() {
+                    st.inbox.disconnected("chaos: reconnecting");
+                    if self.on_closed(&mut st.pending, &st.inbox) {
+                        return true;
                     }
                 }
-                _ = tokio::time::sleep_until(deadline), if pending.is_some() => {
-                    if let Some(p) = pending.take() {
-                        if self.answer(&p, &inbox) {
-                            if conn.is_some() {
-                                inbox.disconnected("closed by the fleet");
-                            }
-                            return;
-                        }
-                    }
+                match self.reconnect(&mut st.inbox, resume).await {
+                    Ok(c) => st.conn = Some(c),
+                    Err(_) => LiveStats::bump(&self.live.connect_errors),
                 }
             }
         }
+        false
+    }
+
+    /// A sync request from the fleet: answered now when everything up to
+    /// its head is here (or the client is down), else once it is or at its
+    /// deadline. True when the client is done.
+    fn on_sync(&self, st: &mut Receiving, c: Control) -> bool {
+        if st.inbox.account.complete_up_to(c.target_head) || st.conn.is_none() {
+            self.answer_and_close(st, &c)
+        } else {
+            st.pending = Some(c);
+            false
+        }
+    }
+
+    /// Answers `c`; when it was the last, says the connection closed. True
+    /// when the client is done.
+    fn answer_and_close(&self, st: &mut Receiving, c: &Control) -> bool {
+        if !self.answer(c, &st.inbox) {
+            return false;
+        }
+        if st.conn.is_some() {
+            st.inbox.disconnected("closed by the fleet");
+        }
+        true
     }
 
     /// Takes every complete frame (or RESP push, or NATS message) in `buf`;
