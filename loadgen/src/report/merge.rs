@@ -285,26 +285,8 @@ pub fn pool_rounds(
     dirs: &[PathBuf],
     reports: &[(PathBuf, RunReport)],
 ) -> Result<RunReport, MergeError> {
-    if let Some(d) = dirs
-        .iter()
-        .find(|d| !reports.iter().any(|(rd, _)| rd == *d))
-    {
-        return Err(MergeError::Report {
-            path: d.clone(),
-            message: "missing: the rounds of `run --rounds` reports are pooled from report.json"
-                .into(),
-        });
-    }
-    let (first_dir, first) = &reports[0];
-    for (d, r) in reports {
-        if let Some(message) = incompatibility(first, r) {
-            return Err(MergeError::Incompatible {
-                path: d.clone(),
-                first: first_dir.clone(),
-                message,
-            });
-        }
-    }
+    check_poolable(dirs, reports)?;
+    let first = &reports[0].1;
     let mut report = RunReport::new(
         "merge",
         first.profile.clone(),
@@ -354,6 +336,32 @@ pub fn pool_rounds(
             .join(", ")
     ));
     Ok(report)
+}
+
+/// Every directory has a report.json and every report can be pooled with
+/// the first; else an error naming the odd one.
+fn check_poolable(dirs: &[PathBuf], reports: &[(PathBuf, RunReport)]) -> Result<(), MergeError> {
+    if let Some(d) = dirs
+        .iter()
+        .find(|d| !reports.iter().any(|(rd, _)| rd == *d))
+    {
+        return Err(MergeError::Report {
+            path: d.clone(),
+            message: "missing: the rounds of `run --rounds` reports are pooled from report.json"
+                .into(),
+        });
+    }
+    let (first_dir, first) = &reports[0];
+    for (d, r) in reports {
+        if let Some(message) = incompatibility(first, r) {
+            return Err(MergeError::Incompatible {
+                path: d.clone(),
+                first: first_dir.clone(),
+                message,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The NATS peers of every run, by label in the order they first appear:

@@ -64,6 +64,13 @@ fn phase_text(out: &mut String, p: &PhaseReport) {
         "self-check: {}  [loadgen {:.2} cores, server {:.2} cores, machine {:.0}% busy, lag p99 {:.2} ms]",
         s.explanation, s.loadgen_cpu_cores, s.server_cpu_cores, s.machine_busy_pct, s.scheduler_lag.p99_ms
     );
+    server_cpu_text(out, p);
+}
+
+/// The server's CPU lines of a phase: CPU-seconds and per million
+/// deliveries, or why they were not measured.
+fn server_cpu_text(out: &mut String, p: &PhaseReport) {
+    use std::fmt::Write as _;
     for c in &p.server_cpu {
         match (c.cpu_secs, c.cpu_secs_per_million_deliveries) {
             (Some(secs), Some(per_m)) => {

@@ -141,22 +141,15 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
             Mode::Run => profile.load.rounds.max(1),
             _ => 1,
         };
-        // One nats-server for the whole run (the container goes with `_nats`).
-        let (nats, _nats) = if kinds.iter().any(|k| nats_peer_of(*k).is_some()) {
-            let (server, container) = start_server(&profile).await?;
-            (Some(server), container)
-        } else {
-            (None, None)
-        };
-        let mut arena = Arena {
+        let arena = Arena {
             profile: &profile,
             target: &target,
             shape: shape.clone(),
             run: &run,
-            nats: nats.as_ref(),
+            nats: None,
         };
         arena
-            .interleave(&kinds, rounds, &mut report, &mut histograms)
+            .with_nats_if_needed(&kinds, rounds, &mut report, &mut histograms)
             .await?;
     }
     if mode == Mode::Run && profile.blaster.enabled {
@@ -244,6 +237,25 @@ struct Arena<'a> {
 }
 
 impl Arena<'_> {
+    /// Starts one nats-server for the whole run when a kind needs it (the
+    /// container goes at the end), then runs the interleaved rounds.
+    async fn with_nats_if_needed(
+        mut self,
+        kinds: &[PhaseKind],
+        rounds: usize,
+        report: &mut RunReport,
+        histograms: &mut RunHistograms,
+    ) -> Result<(), RunError> {
+        let (nats, _nats) = if kinds.iter().any(|k| nats_peer_of(*k).is_some()) {
+            let (server, container) = start_server(self.profile).await?;
+            (Some(server), container)
+        } else {
+            (None, None)
+        };
+        self.nats = nats.as_ref();
+        self.interleave(kinds, rounds, report, histograms).await
+    }
+
     /// `rounds` rounds of `kinds` (rounds::round_order: rotating), each
     /// kind's fleet connected before its first phase and closed after its
     /// last — or, when the open-file limit cannot hold every fleet at once,
@@ -275,26 +287,15 @@ impl Arena<'_> {
                         &format!("round {}/{rounds}: {}", round + 1, kind.label()),
                     );
                 }
-                let contender = match &mut contenders[k] {
-                    Some(c) => {
-                        if c.fleet.is_none() {
-                            let (fleet, spec, connect) =
-                                self.connect(kind, FleetOrigin::Replacement, report).await?;
-                            report.record_fleet_connect(kind.label(), round + 1, connect);
-                            c.reconnected(fleet, spec);
-                        }
-                        c
-                    }
-                    empty => {
-                        let (fleet, spec, connect) =
-                            self.connect(kind, FleetOrigin::First, report).await?;
-                        report.record_fleet_connect(kind.label(), round + 1, connect.clone());
-                        if nats_peer_of(kind).is_some() {
-                            first_connect[k] = Some(connect);
-                        }
-                        empty.insert(Contender::new(kind, fleet, spec))
-                    }
-                };
+                let contender = self
+                    .ready_contender(
+                        &mut contenders[k],
+                        kind,
+                        round,
+                        &mut first_connect[k],
+                        report,
+                    )
+                    .await?;
                 let last = per_phase || round + 1 == rounds;
                 let spec = contender.spec(last);
                 let mut fleet = contender.fleet.take().expect("connected above");
@@ -321,6 +322,38 @@ impl Arena<'_> {
         let labels: Vec<&str> = kinds.iter().map(|k| k.label()).collect();
         report.rounds_summary = Some(RoundsSummary::of(&report.rounds, &labels));
         Ok(())
+    }
+
+    /// A kind's contender with its fleet connected: its first fleet (kept
+    /// for a NATS peer's `peers` entry in `first_connect`), or a
+    /// replacement when the last phase closed it; each bring-up recorded.
+    async fn ready_contender<'c>(
+        &mut self,
+        slot: &'c mut Option<Contender>,
+        kind: PhaseKind,
+        round: usize,
+        first_connect: &mut Option<ConnectReport>,
+        report: &mut RunReport,
+    ) -> Result<&'c mut Contender, RunError> {
+        Ok(match slot {
+            Some(c) => {
+                if c.fleet.is_none() {
+                    let (fleet, spec, connect) =
+                        self.connect(kind, FleetOrigin::Replacement, report).await?;
+                    report.record_fleet_connect(kind.label(), round + 1, connect);
+                    c.reconnected(fleet, spec);
+                }
+                c
+            }
+            empty => {
+                let (fleet, spec, connect) = self.connect(kind, FleetOrigin::First, report).await?;
+                report.record_fleet_connect(kind.label(), round + 1, connect.clone());
+                if nats_peer_of(kind).is_some() {
+                    *first_connect = Some(connect);
+                }
+                empty.insert(Contender::new(kind, fleet, spec))
+            }
+        })
     }
 
     /// Whether the open-file limit makes the rounds connect each kind's
