@@ -267,6 +267,7 @@ struct LoadArgs {
 }
 
 impl LoadArgs {
+    // Over 60 lines: one line per flag that overrides the profile, in flag order.
     fn profile(&self) -> anyhow::Result<Profile> {
         let mut p = match &self.profile {
             Some(path) => Profile::load(path)?,
@@ -459,6 +460,7 @@ async fn stop_signal() -> anyhow::Result<StopSignal> {
     })
 }
 
+// Over 60 lines: one arm per subcommand, each a few calls into the library.
 async fn command(command: Command) -> anyhow::Result<bool> {
     match command {
         Command::Run {

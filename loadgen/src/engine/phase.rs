@@ -541,6 +541,7 @@ struct Drained {
     timing: PhaseTiming,
 }
 
+// Over 60 lines: most of it is the report's one struct literal, field by field.
 /// Ends a drained phase: the last interval, CPU and self-check, and the
 /// phase's report from what the counters added since `begun`.
 fn finish(
