@@ -252,6 +252,13 @@ pub fn text(out: &mut String, rounds: &[RoundPhases], s: &RoundsSummary) {
             );
         }
     }
+    summary_table(out, s);
+}
+
+/// The summary table: per metric, each side's median [min–max] and rtmc ÷
+/// each peer.
+fn summary_table(out: &mut String, s: &RoundsSummary) {
+    use std::fmt::Write as _;
     let _ = writeln!(
         out,
         "== median over {} rounds [min–max]; ratios are the median of the per-round ratios ==",

@@ -133,34 +133,7 @@ pub fn render_text(r: &RunReport) -> String {
         "rtmc loadgen {} — profile {:?}, {} target, run {} at {}",
         r.kind, r.profile.name, r.target_mode, r.run_id, r.started_at
     );
-    if r.rounds.len() > 1 {
-        // Every round's phases in full (each has its own accounting).
-        for (label, c) in [("rtmc", &r.connect), ("floor", &r.floor_connect)] {
-            if let Some(c) = c {
-                connect_text(&mut out, label, c);
-            }
-        }
-        fleets_text(&mut out, &r.fleet_connects);
-        for round in &r.rounds {
-            for p in &round.phases {
-                let _ = writeln!(out, "-- round {} of {} --", round.round, r.rounds.len());
-                phase_text(&mut out, p);
-            }
-        }
-    } else {
-        if let Some(c) = &r.connect {
-            connect_text(&mut out, "rtmc", c);
-        }
-        if let Some(p) = &r.rtmc {
-            phase_text(&mut out, p);
-        }
-        if let Some(c) = &r.floor_connect {
-            connect_text(&mut out, "floor", c);
-        }
-        if let Some(p) = &r.floor {
-            phase_text(&mut out, p);
-        }
-    }
+    phases_text(&mut out, r);
     if let Some(c) = &r.comparison {
         comparison_text(&mut out, c);
     }
@@ -190,6 +163,40 @@ pub fn render_text(r: &RunReport) -> String {
     }
     result_text(&mut out, r);
     out
+}
+
+/// The fleets and phases of a run: every round's in full (each has its own
+/// accounting), or rtmc's and the floor's.
+fn phases_text(out: &mut String, r: &RunReport) {
+    use std::fmt::Write as _;
+    if r.rounds.len() > 1 {
+        // Every round's phases in full (each has its own accounting).
+        for (label, c) in [("rtmc", &r.connect), ("floor", &r.floor_connect)] {
+            if let Some(c) = c {
+                connect_text(out, label, c);
+            }
+        }
+        fleets_text(out, &r.fleet_connects);
+        for round in &r.rounds {
+            for p in &round.phases {
+                let _ = writeln!(out, "-- round {} of {} --", round.round, r.rounds.len());
+                phase_text(out, p);
+            }
+        }
+    } else {
+        if let Some(c) = &r.connect {
+            connect_text(out, "rtmc", c);
+        }
+        if let Some(p) = &r.rtmc {
+            phase_text(out, p);
+        }
+        if let Some(c) = &r.floor_connect {
+            connect_text(out, "floor", c);
+        }
+        if let Some(p) = &r.floor {
+            phase_text(out, p);
+        }
+    }
 }
 
 /// With fleets connected per phase, each kind's fleets over the rounds:

@@ -71,8 +71,6 @@ pub(super) async fn read_acks(
     share: &ChannelShare,
     mine: u64,
 ) -> (PublishOutcome, u64) {
-    let schedule = share.schedule;
-    let live = &share.live;
     let mut outcome = PublishOutcome::default();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut answered = 0u64;
@@ -83,46 +81,7 @@ pub(super) async fn read_acks(
         }
         let now = now_us();
         let used = rtmc_frames::for_each_frame(&buf, PUBLISHER_MAX_FRAME_BYTES, |p| {
-            if rtmc_frames::is_broadcast(p) {
-                return;
-            }
-            match ServerFrame::parse(p) {
-                Ok(ServerFrame::SendAck { message_id }) => {
-                    if let Some(obs) = &share.observer {
-                        obs.acked(share.index, &message_id);
-                    }
-                    if let Some(o) = rtmc_frames::parse_message_id(message_id.as_bytes()) {
-                        let i = o.publisher_seq.saturating_sub(schedule.seq_base);
-                        let latency_us = now.saturating_sub(schedule.intended_us(i));
-                        outcome.ack(live, latency_us, o.publisher_seq);
-                        answered += 1;
-                    }
-                }
-                Ok(ServerFrame::Error {
-                    code,
-                    message,
-                    message_id,
-                }) => {
-                    let sample = format!("{code:?}: {message}");
-                    if let (Some(obs), Some(id)) = (&share.observer, &message_id) {
-                        obs.refused(share.index, id, code.as_str());
-                    }
-                    let origin = message_id
-                        .as_deref()
-                        .and_then(|id| rtmc_frames::parse_message_id(id.as_bytes()));
-                    if let Some(o) = origin {
-                        let i = o.publisher_seq.saturating_sub(schedule.seq_base);
-                        answered += 1;
-                        outcome.refuse(live, now.saturating_sub(schedule.intended_us(i)), sample);
-                    } else if message_id.is_some() || code == ErrorCode::BrokerUnavailable {
-                        answered += 1;
-                        outcome.fail(live, sample);
-                    } else {
-                        outcome.sample_error(sample);
-                    }
-                }
-                _ => {}
-            }
+            answered += count_answer(p, share, now, &mut outcome);
         })
         .unwrap_or(buf.len());
         buf.advance(used);
@@ -131,4 +90,53 @@ pub(super) async fn read_acks(
         }
     }
     (outcome, answered)
+}
+
+/// Counts one frame read at `now` (µs) on a publisher connection: an ack or
+/// a refusal matched by message id; broadcasts and other frames are
+/// skipped. 1 when it answered a publish.
+fn count_answer(p: &[u8], share: &ChannelShare, now: u64, outcome: &mut PublishOutcome) -> u64 {
+    if rtmc_frames::is_broadcast(p) {
+        return 0;
+    }
+    let (schedule, live) = (share.schedule, &share.live);
+    match ServerFrame::parse(p) {
+        Ok(ServerFrame::SendAck { message_id }) => {
+            if let Some(obs) = &share.observer {
+                obs.acked(share.index, &message_id);
+            }
+            if let Some(o) = rtmc_frames::parse_message_id(message_id.as_bytes()) {
+                let i = o.publisher_seq.saturating_sub(schedule.seq_base);
+                let latency_us = now.saturating_sub(schedule.intended_us(i));
+                outcome.ack(live, latency_us, o.publisher_seq);
+                return 1;
+            }
+            0
+        }
+        Ok(ServerFrame::Error {
+            code,
+            message,
+            message_id,
+        }) => {
+            let sample = format!("{code:?}: {message}");
+            if let (Some(obs), Some(id)) = (&share.observer, &message_id) {
+                obs.refused(share.index, id, code.as_str());
+            }
+            let origin = message_id
+                .as_deref()
+                .and_then(|id| rtmc_frames::parse_message_id(id.as_bytes()));
+            if let Some(o) = origin {
+                let i = o.publisher_seq.saturating_sub(schedule.seq_base);
+                outcome.refuse(live, now.saturating_sub(schedule.intended_us(i)), sample);
+                1
+            } else if message_id.is_some() || code == ErrorCode::BrokerUnavailable {
+                outcome.fail(live, sample);
+                1
+            } else {
+                outcome.sample_error(sample);
+                0
+            }
+        }
+        _ => 0,
+    }
 }
