@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use rtmc_loadgen::measure::histogram::Interval;
 use rtmc_loadgen::engine::phase::PhaseReport;
+use rtmc_loadgen::measure::histogram::Interval;
 use rtmc_loadgen::report::plots::{time_panels, Panel, PlotResult, Series, Shade};
 use serde::{Deserialize, Serialize};
 

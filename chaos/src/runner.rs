@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use rtmc_loadgen::engine::fleet::{Fleet};
+use rtmc_loadgen::engine::fleet::Fleet;
 use rtmc_loadgen::engine::fleet_options::{FleetOptions, Protocol};
 use rtmc_loadgen::engine::live::LiveStats;
 use rtmc_loadgen::engine::phase::{current_head, run_phase, HeadProbe, PhaseSpec};
-use rtmc_loadgen::profile::Profile;
 use rtmc_loadgen::engine::publisher::{Channel, MessageShape};
+use rtmc_loadgen::profile::Profile;
 use rtmc_testkit::{PipelineOptions, Services, TEST_PASSWORD};
 
 use crate::history::{History, Recording};

@@ -1,4 +1,4 @@
-//! Client faults (issue 9 item 3), acted out by loadgen's own clients while
+//! Client faults, acted out by loadgen's own clients while
 //! a load runs: disconnect storms (a fraction dropped at once), half-open
 //! clients that stop reading with their socket left open, slow readers, and
 //! reconnect floods that resume from the last seq each client holds. A
