@@ -7,7 +7,7 @@
 use rtmc::broker::PublishedMessage;
 use rtmc::protocol::{BroadcastFrame, ClientCommand, ServerFrame, UserStatus};
 use rtmc::stream::StreamEntry;
-use rtmc_loadgen::wire::{message_id, MessageOrigin};
+use rtmc_loadgen::wire::rtmc_frames::{message_id, MessageOrigin};
 
 /// Body of the small frames: the 64-byte payloads of the design's floor
 /// measurements (design §7).
@@ -149,12 +149,12 @@ mod tests {
         for (_, len) in BODY_SIZES {
             let json = broadcast_json(1, len);
             assert!(json.len() > len && json.len() < len + 200);
-            assert!(rtmc_loadgen::wire::parse_broadcast(&json)
+            assert!(rtmc_loadgen::wire::rtmc_frames::parse_broadcast(&json)
                 .unwrap()
                 .origin
                 .is_some());
             let foreign = foreign_broadcast_json(1, len);
-            assert!(rtmc_loadgen::wire::parse_broadcast(&foreign)
+            assert!(rtmc_loadgen::wire::rtmc_frames::parse_broadcast(&foreign)
                 .unwrap()
                 .origin
                 .is_none());

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
-use rtmc_loadgen::plot::PlotResult;
+use rtmc_loadgen::report::plots::PlotResult;
 use serde::{Deserialize, Serialize};
 
 use crate::compare::{AaSpread, BootstrapConfig, MetricComparison, RatioEstimate};

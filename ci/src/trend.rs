@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use plotters::prelude::*;
-use rtmc_loadgen::plot::PlotResult;
+use rtmc_loadgen::report::plots::PlotResult;
 use serde::{Deserialize, Serialize};
 
 use crate::ab::{run_round_in, AbError, RoundSpec, Slot};

@@ -10,7 +10,7 @@ use rtmc::config::Config;
 use rtmc_testkit::process::rtmc_binary;
 use rtmc_testkit::{NodeProcess, Pipeline, PipelineOptions, Role, Services, TEST_PASSWORD};
 
-use crate::cpu::container_pid;
+use crate::measure::cpu::container_pid;
 use crate::profile::Profile;
 
 /// Failure bringing the target up or resolving it.

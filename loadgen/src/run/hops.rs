@@ -795,8 +795,8 @@ fn render_rounds(report: &HopsReport) -> String {
             "| {} | {} | {}{short} | {} | {} |\n",
             s.hop,
             s.setting,
-            crate::rounds::spread_text(&s.rate_per_sec, 0),
-            crate::rounds::spread_text(&s.ack_p99_ms, 1),
+            crate::report::rounds::spread_text(&s.rate_per_sec, 0),
+            crate::report::rounds::spread_text(&s.ack_p99_ms, 1),
             s.errors
         ));
     }

@@ -13,7 +13,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
-use crate::nats_wire::{self, NatsOp};
+use crate::wire::nats::{self, NatsOp};
 
 /// The delivery subscription's sid.
 const DELIVER_SID: u64 = 1;
@@ -38,7 +38,7 @@ async fn read_until<T>(
         let mut ping = false;
         let mut at = 0;
         while answer.is_none() {
-            let Some((op, next)) = nats_wire::next_op(buf, at).map_err(|e| e.to_string())? else {
+            let Some((op, next)) = nats::next_op(buf, at).map_err(|e| e.to_string())? else {
                 break;
             };
             at = next;
@@ -73,8 +73,8 @@ pub async fn subscribe_core(
     subject: &str,
 ) -> Result<(), String> {
     let mut out = Vec::new();
-    nats_wire::connect(&mut out);
-    nats_wire::sub(&mut out, subject, DELIVER_SID);
+    nats::connect(&mut out);
+    nats::sub(&mut out, subject, DELIVER_SID);
     out.extend_from_slice(b"PING\r\n");
     writer.write_all(&out).await.map_err(|e| e.to_string())?;
     read_until(reader, writer, buf, |op| {
@@ -94,12 +94,12 @@ pub async fn subscribe_jetstream(
 ) -> Result<(), String> {
     let inbox = format!("{deliver}.api");
     let mut out = Vec::new();
-    nats_wire::connect(&mut out);
-    nats_wire::sub(&mut out, deliver, DELIVER_SID);
-    nats_wire::sub(&mut out, &inbox, API_SID);
+    nats::connect(&mut out);
+    nats::sub(&mut out, deliver, DELIVER_SID);
+    nats::sub(&mut out, &inbox, API_SID);
     let create = format!("$JS.API.CONSUMER.CREATE.{stream}");
     let request = consumer_request(stream, deliver);
-    nats_wire::publish(
+    nats::publish(
         &mut out,
         create.as_bytes(),
         Some(inbox.as_bytes()),
@@ -162,7 +162,7 @@ pub(crate) fn take_messages(
 ) -> Result<usize, ()> {
     let mut at = 0;
     loop {
-        match nats_wire::next_op(buf, at) {
+        match nats::next_op(buf, at) {
             Ok(Some((op, next))) => {
                 at = next;
                 match op {
@@ -173,9 +173,9 @@ pub(crate) fn take_messages(
                         payload,
                         ..
                     } => {
-                        if let Some(to) = nats_wire::status_reply(headers, reply) {
-                            nats_wire::publish(replies, to, None, b"");
-                        } else if !nats_wire::is_status(headers) {
+                        if let Some(to) = nats::status_reply(headers, reply) {
+                            nats::publish(replies, to, None, b"");
+                        } else if !nats::is_status(headers) {
                             f(payload);
                         }
                     }

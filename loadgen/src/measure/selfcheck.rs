@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 
-use crate::cpu::{process_cpu_ticks, CLOCK_TICKS_PER_SEC};
-use crate::histogram::{new_histogram, record_us, LatencyHistogram, LatencySummary};
+use crate::measure::cpu::{process_cpu_ticks, CLOCK_TICKS_PER_SEC};
+use crate::measure::histogram::{new_histogram, record_us, LatencyHistogram, LatencySummary};
 
 /// The lag probe's period.
 const LAG_PERIOD_MS: u64 = 10;

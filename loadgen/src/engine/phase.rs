@@ -10,17 +10,19 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
-use crate::accounting::{acked_not_delivered, union_into, DeliveryTotals};
-use crate::clients::{Fleet, SyncResult};
-use crate::cpu::{self, CpuWatch, ServerCpu};
-use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram, LatencySummary};
-use crate::live::LiveStats;
-use crate::observe::SharedPublishObserver;
-use crate::profile::Profile;
-use crate::publisher::{
+use crate::engine::accounting::{acked_not_delivered, union_into, DeliveryTotals};
+use crate::engine::fleet::{Fleet, SyncResult};
+use crate::engine::live::LiveStats;
+use crate::engine::publisher::{
     publish, Channel, ChannelShare, MessageShape, PublishError, PublishOutcome, Schedule,
 };
-use crate::selfcheck::{sample_cpu, LagProbe, SelfCheck};
+use crate::measure::cpu::{self, CpuReading, CpuWatch, ServerCpu};
+use crate::measure::histogram::{
+    merge_into, new_histogram, Interval, LatencyHistogram, LatencySummary,
+};
+use crate::measure::observe::SharedPublishObserver;
+use crate::measure::selfcheck::{sample_cpu, CpuSample, LagProbe, SelfCheck};
+use crate::profile::Profile;
 
 /// How long a publisher waits for the answers after its last tick.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -470,18 +472,13 @@ async fn await_head(
 /// Runs one phase on `fleet`. `run_start` anchors interval timestamps.
 pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -> PhaseResult {
     let live: Arc<LiveStats> = fleet.live.clone();
-    let start = Counters::read(&live);
-    let _ = live.take_interval();
-    let _ = live.take_refusals();
-    let lag = LagProbe::start();
-    let cpu_start = sample_cpu(&spec.rtmc_pids);
-    let server_cpu_start = cpu::read(&spec.server_cpu);
+    let begun = PhaseStart::now(&live, &spec);
     let (publish_started_secs, publish_started_at) = moment(run_start);
     let mut schedule = Schedule::starting_now(spec.rate_per_sec, spec.duration_secs);
     schedule.seq_base = spec.seq_base;
     let publishers = spawn_publishers(&spec, schedule, &live);
     let mut recorder = IntervalRecorder::new(&live, &spec.label, run_start);
-    let publishing = watch_publishers(publishers, &spec, &start, &mut recorder).await;
+    let publishing = watch_publishers(publishers, &spec, &begun.counters, &mut recorder).await;
     let (publish_ended_secs, publish_ended_at) = moment(run_start);
 
     let drain_deadline = tokio::time::Instant::now() + spec.drain;
@@ -491,31 +488,94 @@ pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -
         .max(Duration::from_secs(1));
     let sync = fleet.sync(head_after, left, spec.last).await;
     let (drained_secs, drained_at) = moment(run_start);
-    let timing = PhaseTiming {
-        publish_started_secs,
-        publish_ended_secs,
-        drained_secs,
-        publish_started_at,
-        publish_ended_at,
-        drained_at,
+    let drained = Drained {
+        receivers: fleet.summary.connected,
+        head_after,
+        sync,
+        timing: PhaseTiming {
+            publish_started_secs,
+            publish_ended_secs,
+            drained_secs,
+            publish_started_at,
+            publish_ended_at,
+            drained_at,
+        },
     };
+    finish(
+        &live, &spec, &schedule, begun, publishing, drained, recorder,
+    )
+}
+
+/// What a phase reads before it publishes, to tell what it added.
+struct PhaseStart {
+    counters: Counters,
+    lag: LagProbe,
+    cpu: CpuSample,
+    server_cpu: CpuReading,
+}
+
+impl PhaseStart {
+    /// Reads the counters, empties the interval and refusal histograms and
+    /// starts the CPU and scheduler-lag watches.
+    fn now(live: &LiveStats, spec: &PhaseSpec) -> Self {
+        let counters = Counters::read(live);
+        let _ = live.take_interval();
+        let _ = live.take_refusals();
+        let lag = LagProbe::start();
+        let cpu = sample_cpu(&spec.rtmc_pids);
+        let server_cpu = cpu::read(&spec.server_cpu);
+        PhaseStart {
+            counters,
+            lag,
+            cpu,
+            server_cpu,
+        }
+    }
+}
+
+/// What the drain ended with.
+struct Drained {
+    receivers: usize,
+    head_after: u64,
+    sync: SyncResult,
+    timing: PhaseTiming,
+}
+
+// Over 60 lines: most of it is the report's one struct literal, field by field.
+/// Ends a drained phase: the last interval, CPU and self-check, and the
+/// phase's report from what the counters added since `begun`.
+fn finish(
+    live: &LiveStats,
+    spec: &PhaseSpec,
+    schedule: &Schedule,
+    begun: PhaseStart,
+    publishing: Publishing,
+    drained: Drained,
+    mut recorder: IntervalRecorder<'_>,
+) -> PhaseResult {
     let _ = recorder.take();
     let cpu_end = sample_cpu(&spec.rtmc_pids);
     let server_cpu_end = cpu::read(&spec.server_cpu);
     let latency = LatencySummary::of(&recorder.latency);
-    let selfcheck = SelfCheck::judge(&cpu_start, &cpu_end, &lag.take(), latency.p99_ms);
+    let selfcheck = SelfCheck::judge(&begun.cpu, &cpu_end, &begun.lag.take(), latency.p99_ms);
 
     let acked_set = publishing.acked_set();
-    let added = Counters::read(&live).since(&start);
+    let added = Counters::read(live).since(&begun.counters);
     // Deliveries per second over the window from the first scheduled publish
     // to the last delivery (at least the publishing duration): a server that
     // falls behind delivers over a longer window, and gets a lower rate.
     let last_delivery_secs =
         LiveStats::get(&live.last_delivery_us).saturating_sub(schedule.start_wall_us) as f64 / 1e6;
     let window_secs = spec.duration_secs.max(last_delivery_secs).max(1e-3);
+    let Drained {
+        receivers,
+        head_after,
+        sync,
+        timing,
+    } = drained;
     let report = PhaseReport {
         label: spec.label.clone(),
-        receivers: fleet.summary.connected,
+        receivers,
         rate_per_sec: spec.rate_per_sec,
         duration_secs: spec.duration_secs,
         published: added.published,
@@ -541,7 +601,7 @@ pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -
         selfcheck,
         server_cpu: cpu::spent(
             &spec.server_cpu,
-            &server_cpu_start,
+            &begun.server_cpu,
             &server_cpu_end,
             added.deliveries,
         ),

@@ -8,14 +8,15 @@
 //! legend entry per series, and optional shaded windows ([`Shade`]) that the
 //! chaos report uses for its fault windows.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::histogram::{Interval, LatencyHistogram};
-use crate::report::RampReport;
+use crate::measure::histogram::{Interval, LatencyHistogram};
+use crate::report::types::RampReport;
 
 const SIZE: (u32, u32) = (1000, 600);
 /// Series colours (Tableau 10): a chart gives its series distinct ones
@@ -252,70 +253,29 @@ const SHADE_COLORS: [RGBColor; 4] = [
 const LOG_FLOOR_MS: f64 = 0.01;
 
 fn draw_panel(area: &DrawingArea<Svg<'_>, Shift>, panel: &Panel, shades: &[Shade]) -> PlotResult {
-    let y = |v: f64| {
-        if panel.log_y {
-            v.max(LOG_FLOOR_MS).log10()
-        } else {
-            v
-        }
-    };
-    let x_max = panel
-        .series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|v| v.0))
-        .chain(shades.iter().map(|s| s.end_secs))
-        .fold(1.0f64, f64::max);
-    let x_min = shades.iter().map(|s| s.start_secs).fold(0.0f64, f64::min);
-    // Headroom above the data for the legend (upper right).
-    let rows = (panel.series.len() + shades.len()) as f64;
-    let high = highest_y(&panel.series, if panel.log_y { 0.1 } else { 1.0 });
-    let y_top = if panel.log_y {
-        y(high) + 0.5 + 0.18 * rows
-    } else {
-        high * (1.3 + 0.08 * rows)
-    };
-    let y_bottom = if panel.log_y { y(LOG_FLOOR_MS) } else { 0.0 };
+    let (x_range, y_range) = panel_ranges(panel, shades);
+    let (y_bottom, y_top) = (y_range.start, y_range.end);
     let mut chart = ChartBuilder::on(area)
         .caption(&panel.title, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(x_min..x_max * 1.02, y_bottom..y_top)?;
+        .build_cartesian_2d(x_range, y_range)?;
     let log_y = panel.log_y;
     chart
         .configure_mesh()
         .x_desc("seconds since publishing started")
         .y_desc(panel.y_desc.as_str())
-        .y_label_formatter(&|v| {
-            if log_y {
-                let ms = 10f64.powf(*v);
-                if ms >= 1.0 {
-                    format!("{ms:.0}")
-                } else {
-                    format!("{ms:.2}")
-                }
-            } else {
-                format!("{v:.0}")
-            }
-        })
+        .y_label_formatter(&|v| y_tick_label(log_y, *v))
         .draw()?;
-    for (k, s) in shades.iter().enumerate() {
-        let color = SHADE_COLORS[k % SHADE_COLORS.len()];
-        let rect = [(s.start_secs, y_bottom), (s.end_secs, y_top)];
-        chart
-            .draw_series(std::iter::once(Rectangle::new(
-                rect,
-                color.mix(0.25).filled(),
-            )))?
-            .label(s.label.clone())
-            .legend(move |(x, y)| {
-                Rectangle::new([(x, y - 6), (x + 20, y + 6)], color.mix(0.4).filled())
-            });
-    }
+    draw_shades(&mut chart, shades, y_bottom, y_top)?;
     for (k, (name, pts)) in panel.series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
         let style = ShapeStyle::from(&color).stroke_width(2);
-        let pts: Vec<(f64, f64)> = pts.iter().map(|&(px, py)| (px, y(py))).collect();
+        let pts: Vec<(f64, f64)> = pts
+            .iter()
+            .map(|&(px, py)| (px, panel_y(log_y, py)))
+            .collect();
         let mut runs = unbroken_runs(&pts).into_iter();
         draw_line(
             &mut chart,
@@ -334,6 +294,77 @@ fn draw_panel(area: &DrawingArea<Svg<'_>, Shift>, panel: &Panel, shades: &[Shade
         .label_font(("sans-serif", 15))
         .position(SeriesLabelPosition::UpperRight)
         .draw()?;
+    Ok(())
+}
+
+/// A value as a panel plots it: log10 of the ms (floored) on a log axis.
+fn panel_y(log_y: bool, v: f64) -> f64 {
+    if log_y {
+        v.max(LOG_FLOOR_MS).log10()
+    } else {
+        v
+    }
+}
+
+/// A panel's x range (its series and shades) and y range, with headroom
+/// above the data for the legend (upper right).
+fn panel_ranges(panel: &Panel, shades: &[Shade]) -> (Range<f64>, Range<f64>) {
+    let x_max = panel
+        .series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|v| v.0))
+        .chain(shades.iter().map(|s| s.end_secs))
+        .fold(1.0f64, f64::max);
+    let x_min = shades.iter().map(|s| s.start_secs).fold(0.0f64, f64::min);
+    let rows = (panel.series.len() + shades.len()) as f64;
+    let high = highest_y(&panel.series, if panel.log_y { 0.1 } else { 1.0 });
+    let y_top = if panel.log_y {
+        panel_y(true, high) + 0.5 + 0.18 * rows
+    } else {
+        high * (1.3 + 0.08 * rows)
+    };
+    let y_bottom = if panel.log_y {
+        panel_y(true, LOG_FLOOR_MS)
+    } else {
+        0.0
+    };
+    (x_min..x_max * 1.02, y_bottom..y_top)
+}
+
+/// A y tick: ms (from log10 on a log axis), two decimals below 1 ms.
+fn y_tick_label(log_y: bool, v: f64) -> String {
+    if log_y {
+        let ms = 10f64.powf(v);
+        if ms >= 1.0 {
+            format!("{ms:.0}")
+        } else {
+            format!("{ms:.2}")
+        }
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+/// The shaded windows, full height, each with its legend entry.
+fn draw_shades(
+    chart: &mut LinearChart<'_, '_>,
+    shades: &[Shade],
+    y_bottom: f64,
+    y_top: f64,
+) -> PlotResult {
+    for (k, s) in shades.iter().enumerate() {
+        let color = SHADE_COLORS[k % SHADE_COLORS.len()];
+        let rect = [(s.start_secs, y_bottom), (s.end_secs, y_top)];
+        chart
+            .draw_series(std::iter::once(Rectangle::new(
+                rect,
+                color.mix(0.25).filled(),
+            )))?
+            .label(s.label.clone())
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 6), (x + 20, y + 6)], color.mix(0.4).filled())
+            });
+    }
     Ok(())
 }
 
@@ -417,7 +448,7 @@ pub fn spectrum_chart(
 
 /// p50, p99 and p99.9 (ms) of every step against its rate.
 fn ramp_series(ramp: &RampReport) -> Vec<Series> {
-    let per_step = |name: &str, ms: fn(&crate::histogram::LatencySummary) -> f64| {
+    let per_step = |name: &str, ms: fn(&crate::measure::histogram::LatencySummary) -> f64| {
         let pts = ramp
             .steps
             .iter()
@@ -487,7 +518,7 @@ fn steps_plot(
 /// refused rate, and the offered rate itself as a reference line, so the
 /// knee and the plateau beyond it show.
 fn ingest_series(ramp: &RampReport) -> Vec<Series> {
-    let per_step = |name: &str, y: fn(&crate::report::RampStep) -> f64| {
+    let per_step = |name: &str, y: fn(&crate::report::types::RampStep) -> f64| {
         let pts = ramp.steps.iter().map(|s| (s.rate_per_sec, y(s))).collect();
         (name.to_owned(), pts)
     };
@@ -603,7 +634,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::histogram::{new_histogram, record_us};
+    use crate::measure::histogram::{new_histogram, record_us};
 
     fn svg_of(name: &str, panels: &[Panel], shades: &[Shade]) -> String {
         let dir = std::env::temp_dir().join(format!("rtmc-plot-{}-{name}", std::process::id()));
@@ -665,8 +696,8 @@ mod tests {
         assert_eq!(distinct.len(), COLORS.len(), "palette repeats a colour");
     }
 
-    fn ramp_step(rate: f64, refused: u64, refusal_p99_ms: f64) -> crate::report::RampStep {
-        let mut phase = crate::phase::PhaseReport {
+    fn ramp_step(rate: f64, refused: u64, refusal_p99_ms: f64) -> crate::report::types::RampStep {
+        let mut phase = crate::engine::phase::PhaseReport {
             duration_secs: 1.0,
             acked: rate as u64 - refused,
             publish_errors: refused,
@@ -674,7 +705,7 @@ mod tests {
         };
         phase.refusal_latency.count = refused;
         phase.refusal_latency.p99_ms = refusal_p99_ms;
-        crate::report::RampStep {
+        crate::report::types::RampStep {
             rate_per_sec: rate,
             phase,
             sustainable: refused == 0,

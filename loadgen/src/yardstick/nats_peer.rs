@@ -1,7 +1,7 @@
 //! The NATS peers (design.md §7): NATS core pub/sub and NATS JetStream,
-//! phase kinds of the interleaved [rounds](crate::rounds) like rtmc and the
+//! phase kinds of the interleaved [rounds](crate::run::rounds) like rtmc and the
 //! Redis floor, at the same load the way the floor is — the same
-//! number of subscribers (fleet clients speaking NATS, [`crate::nats_sub`]),
+//! number of subscribers (fleet clients speaking NATS, [`crate::engine::nats_sub`]),
 //! one publisher at the same rate sending payloads byte for byte like rtmc's
 //! broadcasts, the same parser, histograms and accounting. JetStream is the
 //! durable analogue of rtmc: a file-backed stream, each publish awaited for
@@ -11,13 +11,14 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
-use crate::clients::{Fleet, FleetError, FleetOptions, Protocol};
-use crate::cpu::CpuWatch;
-use crate::live::LiveStats;
-use crate::phase::{HeadProbe, PhaseReport, PhaseSpec};
+use crate::engine::fleet::Fleet;
+use crate::engine::fleet_options::{FleetError, FleetOptions, Protocol};
+use crate::engine::live::LiveStats;
+use crate::engine::phase::{HeadProbe, PhaseReport, PhaseSpec};
+use crate::engine::publisher::{Channel, MessageShape};
+use crate::measure::cpu::CpuWatch;
 use crate::profile::Profile;
-use crate::publisher::{Channel, MessageShape};
-use crate::report::{ConnectReport, PeerReport, RunReport};
+use crate::report::types::{ConnectReport, PeerReport, RunReport};
 
 /// Which NATS peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

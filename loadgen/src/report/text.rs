@@ -1,289 +1,12 @@
-//! What a run tells people: the report's types (`report.json` is
-//! [`RunReport`]), the text report, and the report directory with the
-//! histogram files. Whether a run passed is decided in [`crate::verdict`];
-//! the plots are drawn by [`crate::plot`].
+//! The human report (`report.txt`, also printed): the phases, the fleets,
+//! rtmc next to its peers, the ramp table and the result lines.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
-
-use serde::{Deserialize, Serialize};
-
-use crate::blaster::{self, BlasterReport};
-use crate::clients::ConnectSummary;
-use crate::histogram::{
-    write_hgrm, write_interval_log, Interval, LatencyHistogram, LatencySummary,
+use crate::engine::phase::PhaseReport;
+use crate::measure::histogram::LatencySummary;
+use crate::report::rounds;
+use crate::report::types::{
+    BlasterReport, ConnectReport, FleetConnect, FloorComparison, RampReport, RunReport,
 };
-use crate::phase::PhaseReport;
-use crate::profile::Profile;
-use crate::rounds::{self, RoundPhases, RoundsSummary};
-
-/// Connect-time facts of one fleet.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ConnectReport {
-    pub clients: usize,
-    pub connected: usize,
-    pub connect_errors: usize,
-    pub login_errors: usize,
-    pub error_samples: Vec<String>,
-    /// TCP connect time.
-    pub connect: LatencySummary,
-    /// Connect start → logged in / subscribed.
-    pub login: LatencySummary,
-    /// Wall time of the whole bring-up.
-    pub ramp_secs: f64,
-    /// Resident memory of the server node processes before the clients
-    /// connected and once they were all connected and idle (KiB).
-    #[serde(default)]
-    pub server_rss_kib_before: Option<u64>,
-    #[serde(default)]
-    pub server_rss_kib_after: Option<u64>,
-    /// (after - before) / connected: what one idle client costs the server.
-    #[serde(default)]
-    pub server_kib_per_client: Option<f64>,
-    /// Why the three memory figures above are null, when they are (a fleet
-    /// that replaced an earlier one, no server pid…); absent before schema 6.
-    #[serde(default)]
-    pub server_memory_not_measured: Option<String>,
-}
-
-impl ConnectReport {
-    /// The report of a fleet of `clients` after bring-up; the server memory
-    /// figures are filled in by whoever can weigh the server.
-    pub fn of(clients: usize, s: &ConnectSummary) -> Self {
-        Self {
-            clients,
-            connected: s.connected,
-            connect_errors: s.connect_errors,
-            login_errors: s.login_errors,
-            error_samples: s.error_samples.clone(),
-            connect: LatencySummary::of(&s.connect_hist),
-            login: LatencySummary::of(&s.login_hist),
-            ramp_secs: s.ramp_secs,
-            server_rss_kib_before: None,
-            server_rss_kib_after: None,
-            server_kib_per_client: None,
-            server_memory_not_measured: None,
-        }
-    }
-}
-
-/// rtmc next to the Redis floor at the same load.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FloorComparison {
-    pub rtmc_deliveries_per_sec: f64,
-    pub floor_deliveries_per_sec: f64,
-    pub rtmc_p50_ms: f64,
-    pub floor_p50_ms: f64,
-    pub rtmc_p99_ms: f64,
-    pub floor_p99_ms: f64,
-    pub rtmc_p99_9_ms: f64,
-    pub floor_p99_9_ms: f64,
-    /// rtmc / floor.
-    pub p50_ratio: f64,
-    pub p99_ratio: f64,
-    pub p99_9_ratio: f64,
-    pub deliveries_ratio: f64,
-    /// design.md §7: rtmc's p99 ≤ 0.5 × the floor's p99.
-    pub meets_half_floor_p99: bool,
-}
-
-impl FloorComparison {
-    pub fn of(rtmc: &PhaseReport, floor: &PhaseReport) -> Self {
-        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-        Self {
-            rtmc_deliveries_per_sec: rtmc.deliveries_per_sec,
-            floor_deliveries_per_sec: floor.deliveries_per_sec,
-            rtmc_p50_ms: rtmc.latency.p50_ms,
-            floor_p50_ms: floor.latency.p50_ms,
-            rtmc_p99_ms: rtmc.latency.p99_ms,
-            floor_p99_ms: floor.latency.p99_ms,
-            rtmc_p99_9_ms: rtmc.latency.p99_9_ms,
-            floor_p99_9_ms: floor.latency.p99_9_ms,
-            p50_ratio: ratio(rtmc.latency.p50_ms, floor.latency.p50_ms),
-            p99_ratio: ratio(rtmc.latency.p99_ms, floor.latency.p99_ms),
-            p99_9_ratio: ratio(rtmc.latency.p99_9_ms, floor.latency.p99_9_ms),
-            deliveries_ratio: ratio(rtmc.deliveries_per_sec, floor.deliveries_per_sec),
-            meets_half_floor_p99: rtmc.latency.p99_ms <= 0.5 * floor.latency.p99_ms,
-        }
-    }
-}
-
-/// One step of a ramp.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RampStep {
-    pub rate_per_sec: f64,
-    pub phase: PhaseReport,
-    pub sustainable: bool,
-    /// Why not, when not.
-    pub violation: Option<String>,
-}
-
-impl RampStep {
-    /// Acknowledged messages per second of the step's publishing time (its goodput).
-    pub fn acked_per_sec(&self) -> f64 {
-        self.phase.acked as f64 / self.phase.duration_secs.max(1e-9)
-    }
-}
-
-/// The ramp's conclusion.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RampReport {
-    pub slo_p99_ms: f64,
-    pub steps: Vec<RampStep>,
-    /// Highest rate that met the SLO with no loss (None: not even the first).
-    pub max_sustainable_rate_per_sec: Option<f64>,
-    pub max_sustainable_deliveries_per_sec: Option<f64>,
-}
-
-/// One fleet's bring-up: which kind, for which round. With fleets kept,
-/// each kind connects once (round 1); connected per phase, once per round.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FleetConnect {
-    /// The phase kind's label: `rtmc`, `floor`, `nats`, `jetstream`.
-    pub label: String,
-    /// The round whose phase the fleet was connected for (1-based).
-    pub round: usize,
-    pub connect: ConnectReport,
-}
-
-/// A NATS peer's bring-up and phase, measured like the floor (design.md §7).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PeerReport {
-    /// `nats` or `jetstream` (also the phase's label).
-    pub label: String,
-    /// Where the server ran (`embedded nats-server at …` or the URL given).
-    pub server: String,
-    pub connect: ConnectReport,
-    pub phase: PhaseReport,
-}
-
-/// The shape of `report.json`, for readers of old files (the gate reads
-/// baselines written by older loadgens). 1: files without the field (before
-/// 2026-11-26); 2: `schema_version` and `loadgen_version` added; 3: each
-/// phase's `timing` (when it published and drained); 4: interleaved
-/// `rounds` with their `rounds_summary`, each phase's `server_cpu`, the
-/// blaster `reference`, and `peers` (the NATS core and JetStream phases);
-/// 5: the NATS peers are phase kinds of the `rounds` (phases labelled
-/// `nats` and `jetstream` in every round, and in `rounds_summary`), the
-/// rounds' order rotates, and `peers` holds round 1's phase of each;
-/// 6: `connect` and `floor_connect` are each kind's first fleet (round 1's;
-/// before 6, with fleets connected per phase, `connect` was the last rtmc
-/// fleet's), every fleet's bring-up is in `fleet_connects`, and a connect's
-/// `server_memory_not_measured` says why its memory figures are null.
-pub const SCHEMA_VERSION: u32 = 6;
-
-fn schema_v1() -> u32 {
-    1
-}
-
-/// Everything a run reports (`report.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RunReport {
-    /// [`SCHEMA_VERSION`] of the loadgen that wrote it (1 when absent).
-    #[serde(default = "schema_v1")]
-    pub schema_version: u32,
-    /// The crate version of the loadgen that wrote it (empty when absent).
-    #[serde(default)]
-    pub loadgen_version: String,
-    /// `run`, `ramp`, `floor` or `merge`.
-    pub kind: String,
-    pub profile: Profile,
-    /// `embedded` or `target`.
-    pub target_mode: String,
-    pub started_at: String,
-    pub run_id: String,
-    /// rtmc's first fleet (round 1's; [`Self::fleet_connects`] has them all).
-    pub connect: Option<ConnectReport>,
-    pub rtmc: Option<PhaseReport>,
-    /// The floor's first fleet (round 1's).
-    pub floor_connect: Option<ConnectReport>,
-    pub floor: Option<PhaseReport>,
-    pub comparison: Option<FloorComparison>,
-    /// The NATS peers' round-1 phases with their first connect, in the
-    /// order listed (absent before schema 4; before 5 they ran once, after
-    /// the rounds).
-    #[serde(default)]
-    pub peers: Vec<PeerReport>,
-    pub ramp: Option<RampReport>,
-    /// `run`'s rounds, each phase kind's phase in the order they ran (one
-    /// round without `--rounds`; `rtmc` and `floor` above are round 1's).
-    #[serde(default)]
-    pub rounds: Vec<RoundPhases>,
-    /// Medians over the rounds with min–max, and rtmc ÷ each peer.
-    #[serde(default)]
-    pub rounds_summary: Option<RoundsSummary>,
-    /// Every fleet's bring-up in the order they connected (schema 6): one
-    /// per kind with fleets kept, one per kind and round when connected per
-    /// phase.
-    #[serde(default)]
-    pub fleet_connects: Vec<FleetConnect>,
-    /// The raw loopback blaster (`--blaster`): the physical reference for
-    /// server CPU per delivery.
-    #[serde(default)]
-    pub reference: Option<BlasterReport>,
-    /// Every reason the run failed; empty = passed.
-    pub failures: Vec<String>,
-    /// Non-fatal remarks (self-check verdicts, floor loss…).
-    pub notes: Vec<String>,
-}
-
-impl RunReport {
-    /// A report of `kind` with nothing measured yet.
-    pub fn new(
-        kind: &str,
-        profile: Profile,
-        target_mode: String,
-        started_at: String,
-        run_id: String,
-    ) -> Self {
-        Self {
-            schema_version: SCHEMA_VERSION,
-            loadgen_version: env!("CARGO_PKG_VERSION").into(),
-            kind: kind.into(),
-            profile,
-            target_mode,
-            started_at,
-            run_id,
-            connect: None,
-            rtmc: None,
-            floor_connect: None,
-            floor: None,
-            comparison: None,
-            peers: Vec::new(),
-            ramp: None,
-            rounds: Vec::new(),
-            rounds_summary: None,
-            fleet_connects: Vec::new(),
-            reference: None,
-            failures: Vec::new(),
-            notes: Vec::new(),
-        }
-    }
-
-    pub fn passed(&self) -> bool {
-        self.failures.is_empty()
-    }
-
-    /// Records a fleet's bring-up for `round` (1-based): the first of rtmc
-    /// and of the floor also become `connect` and `floor_connect`, so each
-    /// kind's entry is its own first fleet, whichever kind connected last.
-    pub fn record_fleet_connect(&mut self, label: &str, round: usize, connect: ConnectReport) {
-        let first = match label {
-            "rtmc" => Some(&mut self.connect),
-            "floor" => Some(&mut self.floor_connect),
-            _ => None,
-        };
-        if let Some(first) = first {
-            first.get_or_insert_with(|| connect.clone());
-        }
-        self.fleet_connects.push(FleetConnect {
-            label: label.into(),
-            round,
-            connect,
-        });
-    }
-}
 
 fn phase_text(out: &mut String, p: &PhaseReport) {
     use std::fmt::Write as _;
@@ -341,6 +64,13 @@ fn phase_text(out: &mut String, p: &PhaseReport) {
         "self-check: {}  [loadgen {:.2} cores, server {:.2} cores, machine {:.0}% busy, lag p99 {:.2} ms]",
         s.explanation, s.loadgen_cpu_cores, s.server_cpu_cores, s.machine_busy_pct, s.scheduler_lag.p99_ms
     );
+    server_cpu_text(out, p);
+}
+
+/// The server's CPU lines of a phase: CPU-seconds and per million
+/// deliveries, or why they were not measured.
+fn server_cpu_text(out: &mut String, p: &PhaseReport) {
+    use std::fmt::Write as _;
     for c in &p.server_cpu {
         match (c.cpu_secs, c.cpu_secs_per_million_deliveries) {
             (Some(secs), Some(per_m)) => {
@@ -390,11 +120,7 @@ fn connect_text(out: &mut String, label: &str, c: &ConnectReport) {
         );
     }
     if !c.error_samples.is_empty() {
-        let _ = writeln!(
-            out,
-            "  e.g. {}",
-            crate::verdict::distinct_samples(&c.error_samples)
-        );
+        let _ = writeln!(out, "  e.g. {}", distinct_samples(&c.error_samples));
     }
 }
 
@@ -407,34 +133,7 @@ pub fn render_text(r: &RunReport) -> String {
         "rtmc loadgen {} — profile {:?}, {} target, run {} at {}",
         r.kind, r.profile.name, r.target_mode, r.run_id, r.started_at
     );
-    if r.rounds.len() > 1 {
-        // Every round's phases in full (each has its own accounting).
-        for (label, c) in [("rtmc", &r.connect), ("floor", &r.floor_connect)] {
-            if let Some(c) = c {
-                connect_text(&mut out, label, c);
-            }
-        }
-        fleets_text(&mut out, &r.fleet_connects);
-        for round in &r.rounds {
-            for p in &round.phases {
-                let _ = writeln!(out, "-- round {} of {} --", round.round, r.rounds.len());
-                phase_text(&mut out, p);
-            }
-        }
-    } else {
-        if let Some(c) = &r.connect {
-            connect_text(&mut out, "rtmc", c);
-        }
-        if let Some(p) = &r.rtmc {
-            phase_text(&mut out, p);
-        }
-        if let Some(c) = &r.floor_connect {
-            connect_text(&mut out, "floor", c);
-        }
-        if let Some(p) = &r.floor {
-            phase_text(&mut out, p);
-        }
-    }
+    phases_text(&mut out, r);
     if let Some(c) = &r.comparison {
         comparison_text(&mut out, c);
     }
@@ -457,13 +156,47 @@ pub fn render_text(r: &RunReport) -> String {
         side_by_side_text(&mut out, r);
     }
     if let Some(b) = &r.reference {
-        blaster::text(&mut out, b);
+        blaster_text(&mut out, b);
     }
     if let Some(ramp) = &r.ramp {
         ramp_text(&mut out, ramp);
     }
     result_text(&mut out, r);
     out
+}
+
+/// The fleets and phases of a run: every round's in full (each has its own
+/// accounting), or rtmc's and the floor's.
+fn phases_text(out: &mut String, r: &RunReport) {
+    use std::fmt::Write as _;
+    if r.rounds.len() > 1 {
+        // Every round's phases in full (each has its own accounting).
+        for (label, c) in [("rtmc", &r.connect), ("floor", &r.floor_connect)] {
+            if let Some(c) = c {
+                connect_text(out, label, c);
+            }
+        }
+        fleets_text(out, &r.fleet_connects);
+        for round in &r.rounds {
+            for p in &round.phases {
+                let _ = writeln!(out, "-- round {} of {} --", round.round, r.rounds.len());
+                phase_text(out, p);
+            }
+        }
+    } else {
+        if let Some(c) = &r.connect {
+            connect_text(out, "rtmc", c);
+        }
+        if let Some(p) = &r.rtmc {
+            phase_text(out, p);
+        }
+        if let Some(c) = &r.floor_connect {
+            connect_text(out, "floor", c);
+        }
+        if let Some(p) = &r.floor {
+            phase_text(out, p);
+        }
+    }
 }
 
 /// With fleets connected per phase, each kind's fleets over the rounds:
@@ -683,84 +416,68 @@ pub fn write_result(out: &mut String, failures: &[String]) {
     }
 }
 
-/// Histograms that go into the report directory.
-pub struct ReportHistograms<'a> {
-    pub run_start: SystemTime,
-    pub intervals: &'a [Interval],
-    /// (file stem, histogram): e.g. ("latency", rtmc), ("floor", …), ("ack", …).
-    pub merged: Vec<(&'static str, &'a LatencyHistogram)>,
-}
-
-/// Failure writing the report directory.
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    #[error("writing {path}: {message}")]
-    Write { path: PathBuf, message: String },
-}
-
-fn write_file(
-    path: &Path,
-    f: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<(), String>,
-) -> Result<(), ReportError> {
-    let err = |message: String| ReportError::Write {
-        path: path.to_owned(),
-        message,
-    };
-    let file = std::fs::File::create(path).map_err(|e| err(e.to_string()))?;
-    let mut w = std::io::BufWriter::new(file);
-    f(&mut w).map_err(err)?;
-    w.flush().map_err(|e| err(e.to_string()))
-}
-
-/// Writes report.txt, report.json, latency.hlog and the .hgrm files (the
-/// caller adds the plots: [`crate::plot::write_all`]).
-pub fn write_dir(
-    dir: &Path,
-    r: &RunReport,
-    h: &ReportHistograms,
-) -> Result<Vec<PathBuf>, ReportError> {
-    std::fs::create_dir_all(dir).map_err(|e| ReportError::Write {
-        path: dir.to_owned(),
-        message: e.to_string(),
-    })?;
-    let mut files = Vec::new();
-    let p = dir.join("report.txt");
-    write_file(&p, |w| {
-        w.write_all(render_text(r).as_bytes())
-            .map_err(|e| e.to_string())
-    })?;
-    files.push(p);
-    let p = dir.join("report.json");
-    write_file(&p, |w| {
-        serde_json::to_writer_pretty(w, r).map_err(|e| e.to_string())
-    })?;
-    files.push(p);
-    if !h.intervals.is_empty() {
-        let p = dir.join("latency.hlog");
-        write_file(&p, |w| {
-            write_interval_log(w, h.run_start, h.intervals).map_err(|e| e.to_string())
-        })?;
-        files.push(p);
+/// The blasts as text: one line each.
+pub fn blaster_text(out: &mut String, r: &BlasterReport) {
+    use std::fmt::Write as _;
+    for b in &r.runs {
+        let _ = writeln!(
+            out,
+            "blaster ({} frame{} per write): {} sockets × {} messages, {:.0}-byte frames, {} writes: {:.0} deliveries/s, sender {:.3} CPU-s = {} CPU-s per million deliveries",
+            b.frames_per_write,
+            if b.frames_per_write == 1 { "" } else { "s" },
+            b.sockets,
+            b.messages,
+            b.frame_bytes,
+            b.writes,
+            b.deliveries_per_sec,
+            b.sender_cpu_secs,
+            b.cpu_secs_per_million_deliveries
+                .map_or("—".into(), |v| format!("{v:.2}"))
+        );
     }
-    for (stem, hist) in &h.merged {
-        let p = dir.join(format!("{stem}.hgrm"));
-        write_file(&p, |w| write_hgrm(w, hist).map_err(|e| e.to_string()))?;
-        files.push(p);
-    }
-    Ok(files)
 }
 
-/// `reports/<timestamp>` under the current directory.
-pub fn default_dir(kind: &str) -> PathBuf {
-    PathBuf::from("reports").join(format!(
-        "{}-{kind}",
-        chrono::Local::now().format("%Y%m%d-%H%M%S")
-    ))
+/// Error samples with each distinct text once, in the order first seen,
+/// with how many of the samples carried it: `text (×3 of 10 samples)`. A
+/// refusal storm fills every sample with the same text; repeating it ten
+/// times hid the other texts and said nothing the count does not.
+pub fn distinct_samples(samples: &[String]) -> String {
+    let mut distinct: Vec<(&str, usize)> = Vec::new();
+    for s in samples {
+        match distinct.iter_mut().find(|(t, _)| *t == s.as_str()) {
+            Some((_, n)) => *n += 1,
+            None => distinct.push((s, 1)),
+        }
+    }
+    distinct
+        .iter()
+        .map(|(t, n)| match n {
+            1 => (*t).to_owned(),
+            n => format!("{t} (×{n} of {} samples)", samples.len()),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_error_sample_is_said_once_with_its_count() {
+        let mut samples = vec!["error overloaded: broker_unavailable".to_string(); 9];
+        samples.insert(3, "timeout".into());
+        let text = distinct_samples(&samples);
+        assert_eq!(
+            text,
+            "error overloaded: broker_unavailable (×9 of 10 samples); timeout"
+        );
+        assert_eq!(distinct_samples(&[]), "");
+    }
+
+    use crate::profile::Profile;
+    use crate::report::rounds::RoundPhases;
+    use crate::report::types::{ConnectReport, RampReport, RampStep, RunReport, SCHEMA_VERSION};
 
     fn fleet(connected: usize, connect_p99_ms: f64, kib_per_client: Option<f64>) -> ConnectReport {
         let mut c = ConnectReport {

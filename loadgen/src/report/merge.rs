@@ -12,13 +12,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::histogram::{
+use crate::engine::phase::PhaseReport;
+use crate::measure::histogram::{
     merge_into, new_histogram, read_interval_log, HistogramFileError, Interval, LatencyHistogram,
     LatencySummary,
 };
-use crate::phase::PhaseReport;
-use crate::report::{FloorComparison, PeerReport, RunReport};
-use crate::rounds::RoundsSummary;
+use crate::report::rounds::RoundsSummary;
+use crate::report::types::{FloorComparison, PeerReport, RunReport};
 
 /// Failure reading an input directory.
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +109,7 @@ pub fn merge_phases(
         m.disconnects += p.disconnects;
         m.slow_consumer_disconnects += p.slow_consumer_disconnects;
         m.bad_frames += p.bad_frames;
-        if p.selfcheck.verdict != crate::selfcheck::Verdict::Ok {
+        if p.selfcheck.verdict != crate::measure::selfcheck::Verdict::Ok {
             m.selfcheck = p.selfcheck.clone();
         }
         m.publish_error_samples
@@ -285,26 +285,8 @@ pub fn pool_rounds(
     dirs: &[PathBuf],
     reports: &[(PathBuf, RunReport)],
 ) -> Result<RunReport, MergeError> {
-    if let Some(d) = dirs
-        .iter()
-        .find(|d| !reports.iter().any(|(rd, _)| rd == *d))
-    {
-        return Err(MergeError::Report {
-            path: d.clone(),
-            message: "missing: the rounds of `run --rounds` reports are pooled from report.json"
-                .into(),
-        });
-    }
-    let (first_dir, first) = &reports[0];
-    for (d, r) in reports {
-        if let Some(message) = incompatibility(first, r) {
-            return Err(MergeError::Incompatible {
-                path: d.clone(),
-                first: first_dir.clone(),
-                message,
-            });
-        }
-    }
+    check_poolable(dirs, reports)?;
+    let first = &reports[0].1;
     let mut report = RunReport::new(
         "merge",
         first.profile.clone(),
@@ -354,6 +336,32 @@ pub fn pool_rounds(
             .join(", ")
     ));
     Ok(report)
+}
+
+/// Every directory has a report.json and every report can be pooled with
+/// the first; else an error naming the odd one.
+fn check_poolable(dirs: &[PathBuf], reports: &[(PathBuf, RunReport)]) -> Result<(), MergeError> {
+    if let Some(d) = dirs
+        .iter()
+        .find(|d| !reports.iter().any(|(rd, _)| rd == *d))
+    {
+        return Err(MergeError::Report {
+            path: d.clone(),
+            message: "missing: the rounds of `run --rounds` reports are pooled from report.json"
+                .into(),
+        });
+    }
+    let (first_dir, first) = &reports[0];
+    for (d, r) in reports {
+        if let Some(message) = incompatibility(first, r) {
+            return Err(MergeError::Incompatible {
+                path: d.clone(),
+                first: first_dir.clone(),
+                message,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The NATS peers of every run, by label in the order they first appear:
@@ -408,8 +416,8 @@ pub fn start_time_of(dir: &Path) -> Option<std::time::SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::histogram::{record_us, write_interval_log};
-    use crate::rounds::RoundPhases;
+    use crate::measure::histogram::{record_us, write_interval_log};
+    use crate::report::rounds::RoundPhases;
 
     fn interval(tag: &str, start_secs: u64, values: &[u64]) -> Interval {
         let mut h = new_histogram();
@@ -546,7 +554,7 @@ mod tests {
             .notes
             .iter()
             .any(|n| n.starts_with("pooled the 5 rounds of 2 runs")));
-        let text = crate::report::render_text(r);
+        let text = crate::report::text::render_text(r);
         assert!(text.contains("5 interleaved rounds"), "{text}");
         // Another load cannot be pooled: the error names the input.
         let mut other = rounds_report("c", &[1.0, 2.0]);
@@ -620,7 +628,7 @@ mod tests {
             nats.latency
         );
         assert!((nats.ack_latency.max_ms - 0.5).abs() < 0.01);
-        assert!(crate::report::render_text(&m.report).contains("== side by side"));
+        assert!(crate::report::text::render_text(&m.report).contains("== side by side"));
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -7,12 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-use crate::accounting::DeliveryTotals;
-use crate::clients::Fleet;
-use crate::phase::{run_phase, PhaseResult, PhaseSpec};
+use crate::engine::accounting::DeliveryTotals;
+use crate::engine::fleet::Fleet;
+use crate::engine::phase::{run_phase, PhaseResult, PhaseSpec};
 use crate::profile::{Profile, RampProfile};
-use crate::report::{RampReport, RampStep};
-use crate::verdict::phase_violations;
+use crate::report::types::{RampReport, RampStep};
+use crate::report::verdict::phase_violations;
 
 /// A finished ramp: its report and every step's histograms.
 pub struct RampOutcome {

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::clients::{Fleet, FleetError, FleetOptions, Protocol};
-use crate::cpu::CpuWatch;
-use crate::live::LiveStats;
-use crate::phase::{HeadProbe, PhaseSpec};
+use crate::engine::fleet::Fleet;
+use crate::engine::fleet_options::{FleetError, FleetOptions, Protocol};
+use crate::engine::live::LiveStats;
+use crate::engine::phase::{HeadProbe, PhaseSpec};
+use crate::engine::publisher::{Channel, MessageShape};
+use crate::measure::cpu::CpuWatch;
 use crate::profile::Profile;
-use crate::publisher::{Channel, MessageShape};
-use crate::report::{ConnectReport, RunReport};
+use crate::report::types::{ConnectReport, RunReport};
 
 /// The Redis the floor runs against.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +84,7 @@ pub async fn connect_floor(
 async fn unlimit_pubsub_buffers(addr: SocketAddr) -> std::io::Result<()> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     let mut out = Vec::new();
-    crate::resp::command(
+    crate::wire::resp::command(
         &mut out,
         &[
             b"CONFIG",

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::histogram::{merge_into, new_histogram, LatencyHistogram};
+use crate::measure::histogram::{merge_into, new_histogram, LatencyHistogram};
 
 /// Number of delivery-latency shards; receivers pick one by index.
 const SHARDS: usize = 64;
@@ -75,7 +75,7 @@ impl LiveStats {
         self.last_delivery_us.fetch_max(now_us, Ordering::Relaxed);
         if let Ok(mut h) = self.delivery_shards[client % SHARDS].lock() {
             for &us in latencies_us {
-                crate::histogram::record_us(&mut h, us);
+                crate::measure::histogram::record_us(&mut h, us);
             }
         }
         self.deliveries
@@ -85,7 +85,7 @@ impl LiveStats {
     /// Records one publish→ack latency.
     pub fn record_ack(&self, latency_us: u64) {
         if let Ok(mut h) = self.ack.lock() {
-            crate::histogram::record_us(&mut h, latency_us);
+            crate::measure::histogram::record_us(&mut h, latency_us);
         }
         self.acked.fetch_add(1, Ordering::Relaxed);
     }
@@ -93,7 +93,7 @@ impl LiveStats {
     /// Records one publish→refusal latency.
     pub fn record_refusal(&self, latency_us: u64) {
         if let Ok(mut h) = self.refusal.lock() {
-            crate::histogram::record_us(&mut h, latency_us);
+            crate::measure::histogram::record_us(&mut h, latency_us);
         }
     }
 

@@ -4,9 +4,10 @@
 //! and what the floor and the NATS peers only note (they are yardsticks:
 //! Redis pub/sub and NATS core are at-most-once by design).
 
-use crate::phase::PhaseReport;
-use crate::report::{ConnectReport, RunReport};
-use crate::selfcheck::Verdict;
+use crate::engine::phase::PhaseReport;
+use crate::measure::selfcheck::Verdict;
+use crate::report::text::distinct_samples;
+use crate::report::types::{ConnectReport, RunReport};
 
 impl RunReport {
     /// Adds the failures a phase implies under the profile's thresholds.
@@ -137,28 +138,6 @@ fn publish_violations(p: &PhaseReport, max_pub_err_pct: f64) -> Vec<String> {
     out
 }
 
-/// Error samples with each distinct text once, in the order first seen,
-/// with how many of the samples carried it: `text (×3 of 10 samples)`. A
-/// refusal storm fills every sample with the same text; repeating it ten
-/// times hid the other texts and said nothing the count does not.
-pub fn distinct_samples(samples: &[String]) -> String {
-    let mut distinct: Vec<(&str, usize)> = Vec::new();
-    for s in samples {
-        match distinct.iter_mut().find(|(t, _)| *t == s.as_str()) {
-            Some((_, n)) => *n += 1,
-            None => distinct.push((s, 1)),
-        }
-    }
-    distinct
-        .iter()
-        .map(|(t, n)| match n {
-            1 => (*t).to_owned(),
-            n => format!("{t} (×{n} of {} samples)", samples.len()),
-        })
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
 /// `part` in percent of `whole` (0 when there is no whole).
 fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 {
@@ -171,18 +150,6 @@ fn percent(part: u64, whole: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_repeated_error_sample_is_said_once_with_its_count() {
-        let mut samples = vec!["error overloaded: broker_unavailable".to_string(); 9];
-        samples.insert(3, "timeout".into());
-        let text = distinct_samples(&samples);
-        assert_eq!(
-            text,
-            "error overloaded: broker_unavailable (×9 of 10 samples); timeout"
-        );
-        assert_eq!(distinct_samples(&[]), "");
-    }
 
     #[test]
     fn a_ramp_steps_violation_names_each_distinct_error_once() {

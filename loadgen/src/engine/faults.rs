@@ -1,8 +1,8 @@
-//! Client faults (issue 9 item 3), acted out by loadgen's own clients while
+//! Client faults, acted out by loadgen's own clients while
 //! a load runs: disconnect storms (a fraction dropped at once), half-open
 //! clients that stop reading with their socket left open, slow readers, and
 //! reconnect floods that resume from the last seq each client holds. A
-//! [`FleetFaults`] handle (from [`crate::clients::Fleet::faults`]) is cheap
+//! [`FleetFaults`] handle (from [`crate::engine::fleet::Fleet::faults`]) is cheap
 //! to clone and can be used from another task while the phase runs.
 
 use std::sync::Arc;

@@ -12,13 +12,14 @@ use std::net::TcpStream as StdTcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use rtmc::protocol::now_us;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::cpu::{per_million, thread_cpu_secs};
-use crate::publisher::MessageShape;
+use crate::engine::publisher::MessageShape;
+use crate::measure::cpu::{per_million, thread_cpu_secs};
+use crate::report::types::BlasterRun;
 
 /// What to blast.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,33 +32,6 @@ pub struct BlasterSpec {
     pub frames_per_write: usize,
     /// The sender stops sending when this has passed.
     pub time_limit: Duration,
-}
-
-/// One blast, as reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BlasterRun {
-    pub sockets: usize,
-    pub frames_per_write: usize,
-    /// Messages sent to every socket (fewer than asked when the time limit hit).
-    pub messages: u64,
-    /// Bytes of one frame (prefix included) on average.
-    pub frame_bytes: f64,
-    /// `write` calls the sender made.
-    pub writes: u64,
-    /// Frames the receivers counted.
-    pub deliveries: u64,
-    /// From the first write until every receiver had everything.
-    pub secs: f64,
-    pub deliveries_per_sec: f64,
-    /// CPU-seconds of the sending thread alone.
-    pub sender_cpu_secs: f64,
-    pub cpu_secs_per_million_deliveries: Option<f64>,
-}
-
-/// The blasts of one run (`report.json`'s `reference`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BlasterReport {
-    pub runs: Vec<BlasterRun>,
 }
 
 /// Failure setting up the sockets.
@@ -205,33 +179,6 @@ fn send(
         bytes_per_socket: bytes,
         cpu_secs,
     })
-}
-
-fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
-/// The blasts as text: one line each.
-pub fn text(out: &mut String, r: &BlasterReport) {
-    use std::fmt::Write as _;
-    for b in &r.runs {
-        let _ = writeln!(
-            out,
-            "blaster ({} frame{} per write): {} sockets × {} messages, {:.0}-byte frames, {} writes: {:.0} deliveries/s, sender {:.3} CPU-s = {} CPU-s per million deliveries",
-            b.frames_per_write,
-            if b.frames_per_write == 1 { "" } else { "s" },
-            b.sockets,
-            b.messages,
-            b.frame_bytes,
-            b.writes,
-            b.deliveries_per_sec,
-            b.sender_cpu_secs,
-            b.cpu_secs_per_million_deliveries
-                .map_or("—".into(), |v| format!("{v:.2}"))
-        );
-    }
 }
 
 #[cfg(test)]

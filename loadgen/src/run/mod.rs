@@ -1,39 +1,45 @@
 //! Composes a whole invocation: bring the target up (or resolve it), run
-//! rtmc and its peers (the Redis [`floor`](crate::floor), the
-//! [NATS peers](crate::nats_peer) against one nats-server for the run) at
-//! the profile's load in interleaved [`rounds`](crate::rounds) — each
+//! rtmc and its peers (the Redis [`floor`](crate::yardstick::floor), the
+//! [NATS peers](crate::yardstick::nats_peer) against one nats-server for the run) at
+//! the profile's load in interleaved [`rounds`](crate::run::rounds) — each
 //! kind's fleet connected once, or per phase when the open-file limit
-//! cannot hold them all — or hand the rtmc fleet to the [`ramp`](crate::ramp);
-//! optionally the [`blaster`](crate::blaster) reference; then write the
+//! cannot hold them all — or hand the rtmc fleet to the [`ramp`](crate::run::ramp);
+//! optionally the [`blaster`](crate::yardstick::blaster) reference; then write the
 //! report directory with its plots.
+
+pub mod hops;
+pub mod ramp;
+pub mod rounds;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::blaster::{blast, BlasterError, BlasterReport, BlasterSpec};
-use crate::clients::{Fleet, FleetError, FleetOptions, Protocol};
-use crate::cpu::CpuWatch;
-use crate::floor::{connect_floor, FloorRedis};
-use crate::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
-use crate::live::LiveStats;
-use crate::nats_peer::{
+use crate::engine::fleet::Fleet;
+use crate::engine::fleet_options::{FleetError, FleetOptions, Protocol};
+use crate::engine::live::LiveStats;
+use crate::engine::phase::{
+    current_head, run_phase, HeadProbe, PhaseReport, PhaseResult, PhaseSpec,
+};
+use crate::engine::publisher::{Channel, MessageShape};
+use crate::measure::cpu::CpuWatch;
+use crate::measure::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
+use crate::profile::{Profile, PublishVia};
+use crate::report::files;
+use crate::report::files::{ReportError, ReportHistograms};
+use crate::report::plots;
+use crate::report::rounds::{round_order, RoundPhases, RoundsSummary};
+use crate::report::types::BlasterReport;
+use crate::report::types::{ConnectReport, FloorComparison, RunReport};
+use crate::run::ramp::run_ramp;
+use crate::run::rounds::{fleet_sockets, plan_fleets, Contender, FleetPlan, PhaseKind};
+use crate::stack::{self, EmbeddedStack, StackError, Target};
+use crate::yardstick::blaster::{blast, BlasterError, BlasterSpec};
+use crate::yardstick::floor::{connect_floor, FloorRedis};
+use crate::yardstick::nats_peer::{
     connect_peer, disconnect_peer, record_peer, start_server, NatsPeer, NatsServer, PeerError,
     PeerRun,
 };
-use crate::phase::{current_head, run_phase, HeadProbe, PhaseReport, PhaseResult, PhaseSpec};
-use crate::plot;
-use crate::profile::{Profile, PublishVia};
-use crate::publisher::{Channel, MessageShape};
-use crate::ramp::run_ramp;
-use crate::report::{
-    self, ConnectReport, FloorComparison, ReportError, ReportHistograms, RunReport,
-};
-use crate::rounds::{
-    fleet_sockets, plan_fleets, round_order, Contender, FleetPlan, PhaseKind, RoundPhases,
-    RoundsSummary,
-};
-use crate::stack::{self, EmbeddedStack, StackError, Target};
 
 /// What to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,22 +141,15 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
             Mode::Run => profile.load.rounds.max(1),
             _ => 1,
         };
-        // One nats-server for the whole run (the container goes with `_nats`).
-        let (nats, _nats) = if kinds.iter().any(|k| nats_peer_of(*k).is_some()) {
-            let (server, container) = start_server(&profile).await?;
-            (Some(server), container)
-        } else {
-            (None, None)
-        };
-        let mut arena = Arena {
+        let arena = Arena {
             profile: &profile,
             target: &target,
             shape: shape.clone(),
             run: &run,
-            nats: nats.as_ref(),
+            nats: None,
         };
         arena
-            .interleave(&kinds, rounds, &mut report, &mut histograms)
+            .with_nats_if_needed(&kinds, rounds, &mut report, &mut histograms)
             .await?;
     }
     if mode == Mode::Run && profile.blaster.enabled {
@@ -179,7 +178,7 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
         .output
         .out
         .clone()
-        .unwrap_or_else(|| report::default_dir(mode.name()));
+        .unwrap_or_else(|| files::default_dir(mode.name()));
     let files = histograms.write(&dir, &report, run.wall)?;
     Ok(RunOutcome { report, dir, files })
 }
@@ -238,6 +237,25 @@ struct Arena<'a> {
 }
 
 impl Arena<'_> {
+    /// Starts one nats-server for the whole run when a kind needs it (the
+    /// container goes at the end), then runs the interleaved rounds.
+    async fn with_nats_if_needed(
+        mut self,
+        kinds: &[PhaseKind],
+        rounds: usize,
+        report: &mut RunReport,
+        histograms: &mut RunHistograms,
+    ) -> Result<(), RunError> {
+        let (nats, _nats) = if kinds.iter().any(|k| nats_peer_of(*k).is_some()) {
+            let (server, container) = start_server(self.profile).await?;
+            (Some(server), container)
+        } else {
+            (None, None)
+        };
+        self.nats = nats.as_ref();
+        self.interleave(kinds, rounds, report, histograms).await
+    }
+
     /// `rounds` rounds of `kinds` (rounds::round_order: rotating), each
     /// kind's fleet connected before its first phase and closed after its
     /// last — or, when the open-file limit cannot hold every fleet at once,
@@ -269,26 +287,15 @@ impl Arena<'_> {
                         &format!("round {}/{rounds}: {}", round + 1, kind.label()),
                     );
                 }
-                let contender = match &mut contenders[k] {
-                    Some(c) => {
-                        if c.fleet.is_none() {
-                            let (fleet, spec, connect) =
-                                self.connect(kind, FleetOrigin::Replacement, report).await?;
-                            report.record_fleet_connect(kind.label(), round + 1, connect);
-                            c.reconnected(fleet, spec);
-                        }
-                        c
-                    }
-                    empty => {
-                        let (fleet, spec, connect) =
-                            self.connect(kind, FleetOrigin::First, report).await?;
-                        report.record_fleet_connect(kind.label(), round + 1, connect.clone());
-                        if nats_peer_of(kind).is_some() {
-                            first_connect[k] = Some(connect);
-                        }
-                        empty.insert(Contender::new(kind, fleet, spec))
-                    }
-                };
+                let contender = self
+                    .ready_contender(
+                        &mut contenders[k],
+                        kind,
+                        round,
+                        &mut first_connect[k],
+                        report,
+                    )
+                    .await?;
                 let last = per_phase || round + 1 == rounds;
                 let spec = contender.spec(last);
                 let mut fleet = contender.fleet.take().expect("connected above");
@@ -315,6 +322,38 @@ impl Arena<'_> {
         let labels: Vec<&str> = kinds.iter().map(|k| k.label()).collect();
         report.rounds_summary = Some(RoundsSummary::of(&report.rounds, &labels));
         Ok(())
+    }
+
+    /// A kind's contender with its fleet connected: its first fleet (kept
+    /// for a NATS peer's `peers` entry in `first_connect`), or a
+    /// replacement when the last phase closed it; each bring-up recorded.
+    async fn ready_contender<'c>(
+        &mut self,
+        slot: &'c mut Option<Contender>,
+        kind: PhaseKind,
+        round: usize,
+        first_connect: &mut Option<ConnectReport>,
+        report: &mut RunReport,
+    ) -> Result<&'c mut Contender, RunError> {
+        Ok(match slot {
+            Some(c) => {
+                if c.fleet.is_none() {
+                    let (fleet, spec, connect) =
+                        self.connect(kind, FleetOrigin::Replacement, report).await?;
+                    report.record_fleet_connect(kind.label(), round + 1, connect);
+                    c.reconnected(fleet, spec);
+                }
+                c
+            }
+            empty => {
+                let (fleet, spec, connect) = self.connect(kind, FleetOrigin::First, report).await?;
+                report.record_fleet_connect(kind.label(), round + 1, connect.clone());
+                if nats_peer_of(kind).is_some() {
+                    *first_connect = Some(connect);
+                }
+                empty.insert(Contender::new(kind, fleet, spec))
+            }
+        })
     }
 
     /// Whether the open-file limit makes the rounds connect each kind's
@@ -769,8 +808,8 @@ impl RunHistograms {
             intervals: &self.intervals,
             merged,
         };
-        let mut files = report::write_dir(dir, report, &h)?;
-        files.extend(plot::write_all(
+        let mut files = files::write_dir(dir, report, &h)?;
+        files.extend(plots::write_all(
             dir,
             h.intervals,
             &h.merged,
