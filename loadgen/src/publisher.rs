@@ -226,6 +226,7 @@ impl MessageShape {
             message_id: wire::message_id(self.origin(0, i)),
             from: self.sender.clone(),
             body: self.body.clone(),
+            received_at_us: sent_at_us,
             sent_at_us,
         })
         .to_json()
@@ -436,6 +437,7 @@ async fn read_acks(
                     code,
                     message,
                     message_id,
+                    ..
                 }) => {
                     let sample = format!("{code:?}: {message}");
                     if let (Some(obs), Some(id)) = (&share.observer, &message_id) {

@@ -30,9 +30,14 @@ pub fn validate(
     max_body_bytes: usize,
     max_frame_bytes: usize,
 ) -> Result<PublishedMessage, String> {
-    let msg: PublishedMessage =
+    let mut msg: PublishedMessage =
         serde_json::from_slice(raw).map_err(|e| format!("not a valid message: {e}"))?;
     msg.check_limits(max_body_bytes, max_frame_bytes)?;
+    // A message published without a receive time (by an older publisher)
+    // gets the consumer's: every stored message carries a server's clock.
+    if msg.received_at_us == 0 {
+        msg.received_at_us = crate::protocol::now_us();
+    }
     Ok(msg)
 }
 
@@ -236,6 +241,7 @@ mod tests {
             message_id: "m1".into(),
             from: "alice".into(),
             body: "quote \" and \\ and \u{1F600}".into(),
+            received_at_us: 43,
             sent_at_us: 42,
         };
         let mut frame = br#"{"command":"broadcast","seq":9,"#.to_vec();

@@ -39,6 +39,24 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
     Ok(())
 }
 
+/// The id the deployment keeps for `stream` (made once, then read back by
+/// every node): `login_ok.stream.id`. PostgreSQL keeps it across a loss of
+/// Redis, so a client can tell "the same deployment lost its history" (a new
+/// epoch) from "another deployment".
+pub async fn stream_id(pool: &PgPool, stream: &str) -> Result<String, DbError> {
+    let fresh = uuid::Uuid::new_v4().simple().to_string();
+    sqlx::query("INSERT INTO stream_identity (stream, id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(stream)
+        .bind(&fresh)
+        .execute(pool)
+        .await?;
+    let (id,): (String,) = sqlx::query_as("SELECT id FROM stream_identity WHERE stream = $1")
+        .bind(stream)
+        .fetch_one(pool)
+        .await?;
+    Ok(id)
+}
+
 /// Cost of the argon2id hash stored for a new user. The verifier reads the
 /// parameters from the stored hash, so users of different costs coexist.
 #[derive(Debug, Clone, Copy)]

@@ -24,6 +24,8 @@ pub(super) struct NodeContext {
     pub pg: PgPool,
     pub redis: ConnectionManager,
     pub keys: RedisKeys,
+    /// The deployment's stream id (`login_ok.stream.id`).
+    pub stream_id: String,
     pub publisher: Arc<Publisher>,
     pub presence: Presence,
     pub fanout: Fanout,
@@ -41,7 +43,9 @@ impl NodeContext {
         let mut redis = stream::managed_connection(cfg.redis.url.expose_secret()).await?;
         let keys = RedisKeys::new(&cfg.redis.key_prefix);
         let start = stream::head(&mut redis, &keys).await?;
+        let stream_id = crate::db::stream_id(&pg, &keys.stream()).await?;
         Ok(Self {
+            stream_id,
             fanout: Fanout::new(cfg.server.outbound_queue_frames, start),
             presence: Presence::from_config(&cfg, redis.clone(), pg.clone()),
             publisher: Arc::new(Publisher::new(cfg.rabbitmq.clone())),
