@@ -15,6 +15,7 @@
 //! ```
 
 pub mod docker;
+pub mod layers;
 pub mod nats;
 pub mod pipeline;
 pub mod process;
