@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::broker::{declare_topology, PublishedMessage, Publisher};
 use crate::config::Config;
+use crate::error::StartError;
 use crate::stream::{self, Appended, RedisKeys};
 
 #[cfg(feature = "test-consumer-drop")]
@@ -51,9 +52,13 @@ pub fn broadcast_tail(msg: &PublishedMessage) -> Vec<u8> {
 
 /// Consumes until `shutdown`, reconnecting to the broker with back-off.
 /// The batch in hand when shutdown comes is finished and acked first.
-pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), redis::RedisError> {
+pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), StartError> {
     crate::telemetry::metrics();
-    let redis = stream::managed_connection(cfg.redis.url.expose_secret()).await?;
+    let redis_url = cfg.redis.url.expose_secret();
+    let redis = stream::managed_connection(redis_url)
+        .await
+        .map_err(|e| StartError::connect("Redis", redis_url, e))?;
+    let broker = crate::config::service_address(cfg.rabbitmq.url.expose_secret());
     let keys = RedisKeys::new(&cfg.redis.key_prefix);
     let dead_letters = Publisher::new(cfg.rabbitmq.clone());
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
@@ -61,7 +66,7 @@ pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), re
         let attach = || consume(&cfg, &redis, &keys, &dead_letters, &shutdown);
         let on_error = |e: &lapin::Error, _| {
             metrics::counter!("rtmc_consumer_broker_errors_total").increment(1);
-            tracing::warn!(error = %e, "consumer lost the broker; reconnecting");
+            tracing::warn!(error = %e, "consumer: no connection to RabbitMQ at {broker}; reconnecting");
         };
         backoff.retry(&shutdown, attach, on_error).await;
     }

@@ -25,11 +25,25 @@ pub enum DbError {
 
 /// Connects a pool and applies pending migrations.
 pub async fn connect(cfg: &PostgresConfig) -> Result<PgPool, DbError> {
-    let pool = PgPoolOptions::new()
+    let url = cfg.url.expose_secret();
+    let pool = match PgPoolOptions::new()
         .max_connections(cfg.max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        .connect(cfg.url.expose_secret())
-        .await?;
+        .connect(url)
+        .await
+    {
+        Ok(pool) => pool,
+        // The pool only says it timed out; one direct attempt says why
+        // (connection refused, authentication, no such database).
+        Err(sqlx::Error::PoolTimedOut) => {
+            use sqlx::Connection;
+            return Err(match sqlx::PgConnection::connect(url).await {
+                Err(e) => e.into(),
+                Ok(_) => sqlx::Error::PoolTimedOut.into(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
     migrate(&pool).await?;
     Ok(pool)
 }

@@ -207,7 +207,12 @@ pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), Sy
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let connect = || SyncWorker::connect(&cfg);
     let on_error = |e: &SyncError, _| {
-        tracing::warn!(error = %e, "sync worker cannot start yet; retrying");
+        tracing::warn!(
+            error = %e,
+            "sync worker cannot start yet (PostgreSQL at {}, Redis at {}); retrying",
+            crate::config::service_address(cfg.postgres.url.expose_secret()),
+            crate::config::service_address(cfg.redis.url.expose_secret())
+        );
     };
     let Some(mut worker) = backoff.retry(&shutdown, connect, on_error).await else {
         return Ok(());

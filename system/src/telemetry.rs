@@ -266,8 +266,12 @@ fn sample_key(line: &str) -> (String, u8) {
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,lapin=warn,sqlx=warn"));
+    // Colours only for a person at a terminal: a log file or a pipe gets
+    // plain text, without escape codes.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("RTMC_LOG_JSON").is_ok_and(|v| v == "1") {
         let _ = builder.json().try_init();

@@ -158,8 +158,14 @@ async fn refuse_declared_oversize(
 /// Builds the gateway's routes (also the ops routes) against live dependencies.
 pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
     crate::telemetry::metrics();
-    let pg = crate::db::connect(&cfg.postgres).await?;
-    let redis = stream::managed_connection(cfg.redis.url.expose_secret()).await?;
+    let pg_url = cfg.postgres.url.expose_secret();
+    let pg = crate::db::connect(&cfg.postgres)
+        .await
+        .map_err(|e| StartError::connect("PostgreSQL", pg_url, e))?;
+    let redis_url = cfg.redis.url.expose_secret();
+    let redis = stream::managed_connection(redis_url)
+        .await
+        .map_err(|e| StartError::connect("Redis", redis_url, e))?;
     let presence = Presence::from_config(&cfg, redis, pg.clone());
     let publisher = Arc::new(Publisher::new(cfg.rabbitmq.clone()));
     let state = Gateway {
