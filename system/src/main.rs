@@ -61,7 +61,7 @@ enum Command {
         /// Password (also RTMC_PASSWORD; its value is never shown) [default: prompted without echo].
         #[arg(long, env = "RTMC_PASSWORD", hide_env_values = true)]
         password: Option<String>,
-        /// Directory of the last-seen-seq files (one per user and server), so a restarted
+        /// Directory of the last-seen-seq files (one per user and deployment), so a restarted
         /// client resumes where it left off [default: $XDG_STATE_HOME/rtmc or ~/.local/state/rtmc].
         #[arg(long, env = "RTMC_STATE_DIR")]
         state_dir: Option<PathBuf>,
