@@ -47,6 +47,7 @@ pub fn broadcast(seq: u64, body_bytes: usize) -> BroadcastFrame {
         message_id: loadgen_message_id(seq),
         from: "bench-user-0".into(),
         body: body(body_bytes),
+        received_at_us: SENT_AT_US,
         sent_at_us: SENT_AT_US,
     }
 }
@@ -123,6 +124,7 @@ pub fn published_message(message_id: &str, body_bytes: usize) -> Vec<u8> {
         message_id: message_id.to_owned(),
         from: "bench-user-0".into(),
         body: body(body_bytes),
+        received_at_us: SENT_AT_US,
         sent_at_us: SENT_AT_US,
     })
     .expect("messages always serialize")

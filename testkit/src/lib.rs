@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod credentials;
 pub mod docker;
 pub mod layers;
 pub mod nats;
@@ -23,27 +24,9 @@ pub mod raw;
 pub mod services;
 pub mod watchdog;
 
+pub use credentials::TEST_PASSWORD;
 pub use nats::Nats;
-pub use pipeline::{
-    Component, HttpPublisher, PerComponent, Pipeline, PipelineOptions, TEST_PASSWORD,
-};
+pub use pipeline::{Component, HttpPublisher, PerComponent, Pipeline, PipelineOptions};
 pub use process::{NodeProcess, Role};
 pub use services::{shared, Service, Services};
-
-/// Logs for tests: captured per test by the harness (shown for failures),
-/// `RUST_LOG` filters (default warn). The test entry points
-/// ([`Pipeline::shared`], [`Pipeline::private`]) call it, so suites do not;
-/// a second call does nothing. [`Pipeline::start`] does not: tools that
-/// embed a stack install their own subscriber (or none).
-///
-/// It also puts the calling test under the kit's time limit
-/// ([`watchdog`]): a test that hangs ends the binary with its name.
-pub fn init_test_logs() {
-    watchdog::guard_this_test();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,lapin=error"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_test_writer()
-        .try_init();
-}
+pub use watchdog::init_test_logs;

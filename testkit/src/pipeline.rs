@@ -126,8 +126,7 @@ pub struct Pipeline {
     per_component: PerComponent,
 }
 
-/// Password of every user the kit creates.
-pub const TEST_PASSWORD: &str = "correct horse battery staple";
+pub use crate::credentials::TEST_PASSWORD;
 
 impl Pipeline {
     /// Starts a pipeline on `services` with a fresh namespace.
@@ -192,7 +191,7 @@ impl Pipeline {
     /// Starts a pipeline on the test binary's shared services: the entry
     /// point of every test that leaves the services alone.
     pub async fn shared(opts: PipelineOptions) -> anyhow::Result<Pipeline> {
-        crate::init_test_logs();
+        crate::watchdog::init_test_logs();
         let services = crate::services::shared().await;
         let mut p = Self::start(&services, opts).await?;
         p.services = Some(services);
@@ -202,7 +201,7 @@ impl Pipeline {
     /// Starts a pipeline on a private set of services: the entry point of a
     /// test that stops, kills or pauses a service ([`Pipeline::services`]).
     pub async fn private(opts: PipelineOptions) -> anyhow::Result<Pipeline> {
-        crate::init_test_logs();
+        crate::watchdog::init_test_logs();
         let services = Arc::new(Services::start().await?);
         let mut p = Self::start(&services, opts).await?;
         p.services = Some(services);

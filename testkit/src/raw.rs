@@ -10,7 +10,7 @@ use std::time::Duration;
 use rtmc::client::{ClientError, Connection, LoginInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::pipeline::TEST_PASSWORD;
+use crate::credentials::TEST_PASSWORD;
 
 /// Largest frame a raw connection accepts from the server (well above the
 /// server's own limit, so oversized replies are the server's fault).

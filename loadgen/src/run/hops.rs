@@ -261,6 +261,7 @@ fn message(id: String, body_bytes: usize) -> PublishedMessage {
         message_id: id,
         from: "service:hops".into(),
         body: "x".repeat(body_bytes.max(1)),
+        received_at_us: rtmc::protocol::now_us(),
         sent_at_us: rtmc::protocol::now_us(),
     }
 }

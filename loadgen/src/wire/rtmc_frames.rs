@@ -175,6 +175,7 @@ mod tests {
             message_id: id.into(),
             from: from.into(),
             body: body.into(),
+            received_at_us: sent_at_us,
             sent_at_us,
         })
         .to_json()

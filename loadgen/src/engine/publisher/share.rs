@@ -181,6 +181,7 @@ impl MessageShape {
             message_id: rtmc_frames::message_id(self.origin(0, i)),
             from: self.sender.clone(),
             body: self.body.clone(),
+            received_at_us: sent_at_us,
             sent_at_us,
         })
         .to_json()

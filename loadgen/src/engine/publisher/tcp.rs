@@ -117,6 +117,7 @@ fn count_answer(p: &[u8], share: &ChannelShare, now: u64, outcome: &mut PublishO
             code,
             message,
             message_id,
+            ..
         }) => {
             let sample = format!("{code:?}: {message}");
             if let (Some(obs), Some(id)) = (&share.observer, &message_id) {

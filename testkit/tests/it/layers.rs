@@ -1,0 +1,55 @@
+//! Keeps the module layering of the test kit true (ARCHITECTURE.md,
+//! "`testkit/`"): a module uses only modules of lower layers, so no two of
+//! them depend on each other (the pipeline logs users in through `raw`, and
+//! both take the users' password from the `credentials` leaf); and keeps
+//! ARCHITECTURE.md's code map of `testkit/` true.
+
+use std::path::Path;
+
+use rtmc_testkit::layers::{assert_code_map_section, assert_layers, layer_violations, Layering};
+
+/// The kit's modules by layer, leaves first.
+const LAYERS: &[Layering] = &[Layering {
+    scope: "",
+    layers: &[
+        &["docker", "credentials", "layers"],
+        &["services", "process", "watchdog"],
+        &["nats", "raw"],
+        &["pipeline"],
+    ],
+}];
+
+fn crate_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn modules_use_only_lower_layers() {
+    assert_layers(&crate_dir().join("src"), LAYERS);
+}
+
+#[test]
+fn the_layering_rejects_the_old_cycle_between_pipeline_and_raw() {
+    // The password back in `pipeline`, which `raw` then used: the cycle this
+    // layering was written to keep out must fail it.
+    let dir = std::env::temp_dir().join(format!("rtmc-testkit-layers-{}", std::process::id()));
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).expect("temp dir");
+    std::fs::write(src.join("raw.rs"), "use crate::pipeline::TEST_PASSWORD;\n").expect("write");
+    std::fs::write(src.join("pipeline.rs"), "use crate::raw;\n").expect("write");
+    let v = layer_violations(&src, LAYERS);
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    assert_eq!(v.len(), 1, "{v:#?}");
+    assert!(v[0].contains("raw") && v[0].contains("pipeline"), "{v:#?}");
+}
+
+#[test]
+fn architecture_code_map_of_testkit_is_true() {
+    let root = crate_dir().parent().expect("workspace root");
+    assert_code_map_section(
+        &root.join("ARCHITECTURE.md"),
+        "### `testkit/`",
+        root,
+        &crate_dir().join("src"),
+    );
+}
