@@ -25,6 +25,15 @@ pub enum DbError {
 
 /// Connects a pool and applies pending migrations.
 pub async fn connect(cfg: &PostgresConfig) -> Result<PgPool, DbError> {
+    let pool = connect_unmigrated(cfg).await?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+/// Connects a pool and leaves the schema as it is: for a harness that lets
+/// the `rtmc` binary under test (`rtmc migrate`) own the schema, so a test
+/// kit built from newer sources never migrates an older binary's database.
+pub async fn connect_unmigrated(cfg: &PostgresConfig) -> Result<PgPool, DbError> {
     let url = cfg.url.expose_secret();
     let pool = match PgPoolOptions::new()
         .max_connections(cfg.max_connections)
@@ -44,12 +53,19 @@ pub async fn connect(cfg: &PostgresConfig) -> Result<PgPool, DbError> {
         }
         Err(e) => return Err(e.into()),
     };
-    migrate(&pool).await?;
     Ok(pool)
 }
 
+/// Applies this build's pending migrations. A database already migrated by
+/// a newer rtmc (a rolling upgrade, where old nodes still run beside new
+/// ones; or the latency gate running an older build) is accepted: this
+/// build's own migrations are checked and applied, newer ones are left
+/// alone. Migrations are additive (new tables, columns with defaults) so
+/// that an older build keeps working on a newer schema.
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    sqlx::migrate!("./migrations").run(pool).await?;
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
     Ok(())
 }
 

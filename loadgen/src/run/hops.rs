@@ -283,7 +283,7 @@ impl HopsStack {
     async fn start(opts: &HopsOptions) -> anyhow::Result<Self> {
         let binary = rtmc_testkit::process::rtmc_binary()?;
         let services = Services::start().await?;
-        let pipeline = crate::stack::namespace_only(&services).await?;
+        let pipeline = crate::stack::namespace_only(&services, None).await?;
         pipeline
             .add_users("hops", opts.tcp_connections.max(1))
             .await?;

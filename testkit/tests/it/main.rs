@@ -13,6 +13,7 @@ mod operations;
 mod ops;
 mod overload;
 mod resume;
+mod schema;
 mod security;
 mod sessions;
 mod status;
