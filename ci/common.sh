@@ -57,4 +57,8 @@ release_has_no_test_hooks() {
     echo "[ci] $bin contains the test-only broadcast delay (feature test-broadcast-delay): a Cargo.toml enables it" >&2
     exit 1
   fi
+  if grep -aq RTMC_TEST_FANOUT_CPU_PCT "$bin"; then
+    echo "[ci] $bin contains the test-only fan-out CPU work (feature test-fanout-cpu): a Cargo.toml enables it" >&2
+    exit 1
+  fi
 }

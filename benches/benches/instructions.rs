@@ -38,8 +38,8 @@ use rtmc::server::outbound;
 use rtmc::stream::{Delivery, StreamEntry};
 use rtmc_benches::frames::{self, LARGE_BODY_BYTES, SMALL_BODY_BYTES};
 use rtmc_benches::sessions::{FanoutSessions, Path};
-use rtmc_loadgen::histogram::{self, LatencyHistogram};
-use rtmc_loadgen::wire::{self, BroadcastFacts};
+use rtmc_loadgen::measure::histogram::{self, LatencyHistogram};
+use rtmc_loadgen::wire::rtmc_frames::{self, BroadcastFacts};
 use tokio_util::codec::{Decoder, Encoder};
 
 /// Decisions per token-bucket and histogram bench: enough that the
@@ -126,7 +126,7 @@ library_benchmark_group!(name = parse; benchmarks = client_command);
 #[bench::small(args = (SMALL_BODY_BYTES), setup = payload)]
 #[bench::large(args = (LARGE_BODY_BYTES), setup = payload)]
 fn parse_broadcast(payload: Vec<u8>) -> Option<BroadcastFacts> {
-    wire::parse_broadcast(black_box(&payload))
+    rtmc_frames::parse_broadcast(black_box(&payload))
 }
 
 library_benchmark_group!(name = loadgen_wire; benchmarks = parse_broadcast);

@@ -1,10 +1,10 @@
-//! Whether loadgen's byte-scan broadcast parser (`rtmc_loadgen::wire`) is
+//! Whether loadgen's byte-scan broadcast parser (`rtmc_loadgen::wire::rtmc_frames`) is
 //! worth its special case: at a million deliveries per second, parsing is
 //! loadgen's own CPU budget, and a loadgen that cannot keep up reports the
 //! server slower than it is. Each frame is read three ways into the same
 //! `BroadcastFacts` (seq, send time, origin):
 //!
-//! - `byte_scan`: `wire::parse_broadcast`, what loadgen runs per delivery;
+//! - `byte_scan`: `rtmc_frames::parse_broadcast`, what loadgen runs per delivery;
 //! - `serde_frame`: `ServerFrame::parse`, the full typed decode (owned
 //!   strings) loadgen falls back to, and any ordinary client would use;
 //! - `serde_lean`: the best plain serde can do, a borrowed struct with only
@@ -13,7 +13,7 @@
 //! Frames: a small and a large body, with loadgen's message id and with a
 //! foreign one (scanned over as a JSON string). `split_and_scan` is
 //! loadgen's read loop: 64 small frames split out of one read buffer
-//! (`wire::for_each_frame`) and scanned.
+//! (`rtmc_frames::for_each_frame`) and scanned.
 //!
 //! `cargo bench -p rtmc-benches --bench wire`.
 
@@ -23,7 +23,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rtmc::protocol::{ServerFrame, DEFAULT_MAX_FRAME_BYTES};
 use rtmc_benches::frames;
-use rtmc_loadgen::wire::{self, BroadcastFacts};
+use rtmc_loadgen::wire::rtmc_frames::{self, BroadcastFacts};
 use serde::Deserialize;
 
 /// The fields loadgen measures with, borrowed from the payload.
@@ -40,7 +40,7 @@ fn serde_frame(payload: &[u8]) -> Option<BroadcastFacts> {
         ServerFrame::Broadcast(b) => Some(BroadcastFacts {
             seq: b.seq,
             sent_at_us: b.sent_at_us,
-            origin: wire::parse_message_id(b.message_id.as_bytes()),
+            origin: rtmc_frames::parse_message_id(b.message_id.as_bytes()),
         }),
         _ => None,
     }
@@ -51,14 +51,14 @@ fn serde_lean(payload: &[u8]) -> Option<BroadcastFacts> {
     Some(BroadcastFacts {
         seq: b.seq,
         sent_at_us: b.sent_at_us,
-        origin: wire::parse_message_id(b.message_id.as_bytes()),
+        origin: rtmc_frames::parse_message_id(b.message_id.as_bytes()),
     })
 }
 
 type Parser = fn(&[u8]) -> Option<BroadcastFacts>;
 
 const PARSERS: [(&str, Parser); 3] = [
-    ("byte_scan", wire::parse_broadcast),
+    ("byte_scan", rtmc_frames::parse_broadcast),
     ("serde_frame", serde_frame),
     ("serde_lean", serde_lean),
 ];
@@ -88,7 +88,7 @@ fn split_and_scan(c: &mut Criterion) {
     const FRAMES: u64 = 64;
     let mut buf = Vec::new();
     for seq in 1..=FRAMES {
-        wire::put_frame(
+        rtmc_frames::put_frame(
             &mut buf,
             &frames::broadcast_json(seq, frames::SMALL_BODY_BYTES),
         );
@@ -98,8 +98,8 @@ fn split_and_scan(c: &mut Criterion) {
     g.bench_function("split_and_scan", |b| {
         b.iter(|| {
             let mut last_seq = 0;
-            let used = wire::for_each_frame(black_box(&buf), DEFAULT_MAX_FRAME_BYTES, |p| {
-                if let Some(f) = wire::parse_broadcast(p) {
+            let used = rtmc_frames::for_each_frame(black_box(&buf), DEFAULT_MAX_FRAME_BYTES, |p| {
+                if let Some(f) = rtmc_frames::parse_broadcast(p) {
                     last_seq = f.seq;
                 }
             })

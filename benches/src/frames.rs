@@ -7,7 +7,7 @@
 use rtmc::broker::PublishedMessage;
 use rtmc::protocol::{BroadcastFrame, ClientCommand, ServerFrame, UserStatus};
 use rtmc::stream::StreamEntry;
-use rtmc_loadgen::wire::{message_id, MessageOrigin};
+use rtmc_loadgen::wire::rtmc_frames::{message_id, MessageOrigin};
 
 /// Body of the small frames: the 64-byte payloads of the design's floor
 /// measurements (design §7).
@@ -47,6 +47,7 @@ pub fn broadcast(seq: u64, body_bytes: usize) -> BroadcastFrame {
         message_id: loadgen_message_id(seq),
         from: "bench-user-0".into(),
         body: body(body_bytes),
+        received_at_us: SENT_AT_US,
         sent_at_us: SENT_AT_US,
     }
 }
@@ -123,6 +124,7 @@ pub fn published_message(message_id: &str, body_bytes: usize) -> Vec<u8> {
         message_id: message_id.to_owned(),
         from: "bench-user-0".into(),
         body: body(body_bytes),
+        received_at_us: SENT_AT_US,
         sent_at_us: SENT_AT_US,
     })
     .expect("messages always serialize")
@@ -149,12 +151,12 @@ mod tests {
         for (_, len) in BODY_SIZES {
             let json = broadcast_json(1, len);
             assert!(json.len() > len && json.len() < len + 200);
-            assert!(rtmc_loadgen::wire::parse_broadcast(&json)
+            assert!(rtmc_loadgen::wire::rtmc_frames::parse_broadcast(&json)
                 .unwrap()
                 .origin
                 .is_some());
             let foreign = foreign_broadcast_json(1, len);
-            assert!(rtmc_loadgen::wire::parse_broadcast(&foreign)
+            assert!(rtmc_loadgen::wire::rtmc_frames::parse_broadcast(&foreign)
                 .unwrap()
                 .origin
                 .is_none());

@@ -18,6 +18,10 @@ use crate::round::{load_round, read_meta, Round, RoundError, RoundMeta, Side};
 /// `rtmc` built with the test-only broadcast-delay feature).
 pub const DELAY_ENV: &str = "RTMC_TEST_BROADCAST_DELAY_US";
 
+/// The variable the candidate side gets with `--inject-cpu-pct` (read by
+/// `rtmc` built with the test-only fan-out CPU feature).
+pub const CPU_ENV: &str = "RTMC_TEST_FANOUT_CPU_PCT";
+
 /// One slot of the schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
@@ -57,6 +61,11 @@ pub struct RoundSpec {
     pub candidate_rtmc: PathBuf,
     /// `RTMC_TEST_BROADCAST_DELAY_US` for the candidate side only.
     pub inject_delay_us: Option<u64>,
+    /// `RTMC_TEST_FANOUT_CPU_PCT` for the candidate side only.
+    pub inject_cpu_pct: Option<u64>,
+    /// Rounds of the baseline run first into `<out>/rounds/warmup/` and
+    /// never judged (the first round of a job runs cold).
+    pub warmup_rounds: usize,
     /// A round that runs longer is stopped and the gate errors.
     pub timeout: Duration,
 }
@@ -173,11 +182,15 @@ fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> AbError {
     move |source| AbError::Write { path, source }
 }
 
-/// The side's `rtmc` and injected delay.
-fn side_env(spec: &RoundSpec, side: Side) -> (&Path, Option<u64>) {
+/// The side's `rtmc` and injected delay and CPU cost.
+fn side_env(spec: &RoundSpec, side: Side) -> (&Path, Option<u64>, Option<u64>) {
     match side {
-        Side::Baseline => (&spec.baseline_rtmc, None),
-        Side::Candidate => (&spec.candidate_rtmc, spec.inject_delay_us),
+        Side::Baseline => (&spec.baseline_rtmc, None, None),
+        Side::Candidate => (
+            &spec.candidate_rtmc,
+            spec.inject_delay_us,
+            spec.inject_cpu_pct,
+        ),
     }
 }
 
@@ -191,7 +204,7 @@ fn loadgen_command(
 ) -> Result<Command, AbError> {
     let log = std::fs::File::create(log_path).map_err(write_err(log_path))?;
     let log2 = log.try_clone().map_err(write_err(log_path))?;
-    let (rtmc_bin, delay) = side_env(spec, side);
+    let (rtmc_bin, delay, cpu) = side_env(spec, side);
     let mut cmd = Command::new(&spec.loadgen);
     cmd.arg("run")
         .arg("--profile")
@@ -201,18 +214,34 @@ fn loadgen_command(
         .arg("--quiet")
         .env("RTMC_BIN", rtmc_bin)
         .env_remove(DELAY_ENV)
+        .env_remove(CPU_ENV)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
     if let Some(us) = delay {
         cmd.env(DELAY_ENV, us.to_string());
     }
+    if let Some(pct) = cpu {
+        cmd.env(CPU_ENV, pct.to_string());
+    }
     Ok(cmd)
 }
 
 /// Runs one round into its directory and reads it back.
 pub fn run_round(spec: &RoundSpec, out: &Path, slot: &Slot) -> Result<Round, AbError> {
-    let dir = round_dir(out, slot);
+    run_round_in(spec, &round_dir(out, slot), slot)
+}
+
+/// `<out>/rounds/warmup/round-NN`: a discarded round.
+pub fn warmup_dir(out: &Path, k: usize) -> PathBuf {
+    out.join("rounds")
+        .join("warmup")
+        .join(format!("round-{:02}", k + 1))
+}
+
+/// Runs one round into `dir` and reads it back.
+pub fn run_round_in(spec: &RoundSpec, dir: &Path, slot: &Slot) -> Result<Round, AbError> {
+    let dir = dir.to_owned();
     std::fs::create_dir_all(&dir).map_err(write_err(&dir))?;
     let log_path = dir.join("loadgen.log");
     let started = Instant::now();
@@ -230,13 +259,14 @@ pub fn run_round(spec: &RoundSpec, out: &Path, slot: &Slot) -> Result<Round, AbE
             log: log_path,
         });
     };
-    let (rtmc_bin, delay) = side_env(spec, slot.side);
+    let (rtmc_bin, delay, cpu) = side_env(spec, slot.side);
     let meta = RoundMeta {
         side: slot.side,
         pair: slot.pair,
         order: slot.order,
         rtmc_bin: rtmc_bin.to_owned(),
         inject_delay_us: delay,
+        inject_cpu_pct: cpu,
         loadgen_exit_code: status.code(),
         wall_secs: started.elapsed().as_secs_f64(),
     };
@@ -264,6 +294,19 @@ pub fn run_rounds(
     log: &mut dyn FnMut(&str),
 ) -> Result<Rounds, AbError> {
     let mut rounds = Rounds::default();
+    for k in 0..spec.warmup_rounds {
+        log(&format!(
+            "warm-up round {}/{} (baseline, discarded)",
+            k + 1,
+            spec.warmup_rounds
+        ));
+        let slot = Slot {
+            order: k,
+            pair: k,
+            side: Side::Baseline,
+        };
+        run_round_in(spec, &warmup_dir(out, k), &slot)?;
+    }
     let slots = schedule(pairs);
     for slot in &slots {
         log(&format!(

@@ -35,6 +35,10 @@ pub struct BaselineConfig {
     /// Share of pairs that must move in the bad direction before a metric fails.
     #[serde(default = "default_agreement")]
     pub agreement_frac: f64,
+    /// Rounds run before the A/B schedule and discarded: the first round of
+    /// a job runs cold (page cache, containers, CPU frequency).
+    #[serde(default)]
+    pub warmup_rounds: usize,
     #[serde(default)]
     pub bootstrap: BootstrapConfig,
     pub thresholds: Thresholds,
@@ -50,6 +54,10 @@ pub struct Thresholds {
     /// The command, date and load that measured them.
     #[serde(default)]
     pub measured_by: String,
+    /// Keys (`<metric>_pct`) whose value is a placeholder, not yet set from
+    /// A/A runs: reported as such.
+    #[serde(default)]
+    pub placeholder: Vec<String>,
     /// `<metric key>_pct = percent of the baseline's median`.
     #[serde(flatten)]
     pub pct: BTreeMap<String, f64>,
@@ -152,6 +160,7 @@ impl BaselineConfig {
                 .unwrap_or(0.0)
                 / 100.0,
             agreement_frac: self.agreement_frac,
+            placeholder: self.thresholds.placeholder.contains(&threshold_key(metric)),
         }
     }
 }
@@ -264,16 +273,72 @@ pub fn copy_replacing(from: &Path, to: &Path) -> Result<(), BaselineError> {
     std::fs::copy(from, to).map(|_| ()).map_err(err)
 }
 
+/// Copies of the executables in `<target>/release`, taken before a build
+/// that replaces them (the baseline's, a test-only feature build) and put
+/// back after it, so `target/release/*` stay the candidate's release build
+/// (`loadgen`, the instrument of both sides, included). Copies, never hard
+/// links: a cargo output is a hard link to its artifact.
+#[derive(Debug)]
+pub struct ReleaseSnapshot {
+    release: PathBuf,
+    kept: PathBuf,
+    names: Vec<std::ffi::OsString>,
+}
+
+impl ReleaseSnapshot {
+    /// Copies every executable file of `<target>/release` into
+    /// `<target>/gate/release-snapshot/`.
+    pub fn take(target_dir: &Path) -> Result<Self, BaselineError> {
+        use std::os::unix::fs::PermissionsExt;
+        let release = target_dir.join("release");
+        let kept = gate_dir(target_dir).join("release-snapshot");
+        let mut names = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&release) {
+            for e in entries.filter_map(Result::ok) {
+                let executable = e
+                    .metadata()
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+                if executable {
+                    copy_replacing(&e.path(), &kept.join(e.file_name()))?;
+                    names.push(e.file_name());
+                }
+            }
+        }
+        Ok(Self {
+            release,
+            kept,
+            names,
+        })
+    }
+
+    /// Puts every copied executable back into `<target>/release`.
+    pub fn restore(&self) -> Result<(), BaselineError> {
+        for name in &self.names {
+            copy_replacing(&self.kept.join(name), &self.release.join(name))?;
+        }
+        Ok(())
+    }
+}
+
 /// Where the gate keeps its worktrees and binaries: `<target>/gate`.
 pub fn gate_dir(target_dir: &Path) -> PathBuf {
     target_dir.join("gate")
 }
 
+/// The shared release build (`ci/common.sh`'s selection): every gate build
+/// uses exactly these arguments (plus, for a test-only build, `--features`
+/// of `rtmc-system` that enable no dependency feature), so the dependencies
+/// compiled for one are fresh for all and only workspace crates rebuild.
+pub const RELEASE_BUILD: &[&str] = &["build", "--locked", "--release", "--workspace", "--bins"];
+
 /// The baseline's `rtmc`, built on first use: a detached worktree of `sha`
-/// under `<target>/gate/baseline-<sha>`, `cargo build --release --locked -p
-/// rtmc-system --bin rtmc` there with `CARGO_TARGET_DIR = target_dir`, the
+/// under `<target>/gate/baseline-<sha>`, [`RELEASE_BUILD`] there with
+/// `CARGO_TARGET_DIR = target_dir` (the same selection, features and profile
+/// as the candidate's build, so only the workspace crates compile), the
 /// binary copied to `<target>/gate/rtmc-<sha>`. Reused when that file
-/// exists. `log` receives progress lines.
+/// exists. The build replaces every binary in `<target>/release`: the
+/// caller puts the candidate's back ([`ReleaseSnapshot`]). `log` receives
+/// progress lines.
 pub fn baseline_binary(
     repo: &Path,
     target_dir: &Path,
@@ -309,30 +374,23 @@ pub fn baseline_binary(
             .arg(&worktree)
             .arg(sha))?;
     }
+    let command = format!("cargo {}", RELEASE_BUILD.join(" "));
     log(&format!(
-        "baseline {sha}: cargo build --release --locked -p rtmc-system --bin rtmc (CARGO_TARGET_DIR={})",
+        "baseline {sha}: {command} (CARGO_TARGET_DIR={})",
         target_dir.display()
     ));
     let status = Command::new("cargo")
         .current_dir(&worktree)
         .env("CARGO_TARGET_DIR", target_dir)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "-p",
-            "rtmc-system",
-            "--bin",
-            "rtmc",
-        ])
+        .args(RELEASE_BUILD)
         .status()
         .map_err(|e| BaselineError::Command {
-            command: "cargo build (baseline)".into(),
+            command: command.clone(),
             message: e.to_string(),
         })?;
     if !status.success() {
         return Err(BaselineError::Command {
-            command: format!("cargo build in {}", worktree.display()),
+            command: format!("{command} in {}", worktree.display()),
             message: status.to_string(),
         });
     }

@@ -222,7 +222,8 @@ pub fn compare_metric(
     }
 }
 
-/// Every metric, in report order.
+/// Every metric, in report order; an optional metric (server CPU, memory)
+/// only when every round of both sides has it.
 pub fn compare_all(
     baseline: &[Round],
     candidate: &[Round],
@@ -230,6 +231,7 @@ pub fn compare_all(
 ) -> Vec<MetricComparison> {
     Metric::ALL
         .into_iter()
+        .filter(|m| !m.optional() || baseline.iter().chain(candidate).all(|r| r.has(*m)))
         .map(|m| compare_metric(baseline, candidate, m, cfg))
         .collect()
 }

@@ -9,14 +9,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::ab::{load_rounds, run_round, run_rounds, AbError, RoundSpec, Rounds, Slot, DELAY_ENV};
+use crate::ab::{
+    load_rounds, run_round, run_rounds, AbError, RoundSpec, Rounds, Slot, CPU_ENV, DELAY_ENV,
+};
 use crate::baseline::{
     baseline_binary, copy_replacing, gate_dir, resolve_commit, sources_identical, BaselineConfig,
-    BaselineError, BENCH_SOURCES, RTMC_SOURCES,
+    BaselineError, ReleaseSnapshot, BENCH_SOURCES, RELEASE_BUILD, RTMC_SOURCES,
 };
 use crate::compare::{aa_spread, compare_all};
 use crate::instructions::{self, InstructionError, InstructionReport};
 use crate::metric::Metric;
+use crate::pin::{self, PinError, PinnedBy};
 use crate::report::{AaReport, GateReport, GateSetup, ReportError, RoundSummary};
 use crate::round::Side;
 use crate::stored::StoredBaseline;
@@ -45,8 +48,11 @@ pub enum GateError {
     },
     #[error("`{command}` failed: {status}")]
     Build { command: String, status: String },
-    #[error("{path} was not built with {DELAY_FEATURE}: it would ignore {DELAY_ENV}")]
-    NoDelayFeature { path: PathBuf },
+    #[error("{path} was not built with {feature}: it would ignore the injection")]
+    NoTestFeature {
+        path: PathBuf,
+        feature: &'static str,
+    },
     #[error("--update-baseline pins a commit, but the work tree has uncommitted changes to tracked files: commit them first")]
     DirtyTree,
     #[error("writing {path}: {source}")]
@@ -54,6 +60,12 @@ pub enum GateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Pin(#[from] PinError),
+    #[error("--update-baseline pins HEAD, which is not on the landed main ({landed_ref}): a submission never pins its own commit. Run it on a clean checkout of the landed main")]
+    PinNotLanded { landed_ref: String },
+    #[error("--update-baseline pins only a commit of the landed main, and no upstream main ({refs}) is known here: fetch it first")]
+    NoLandedRef { refs: String },
     #[error("too few rounds to judge: {baseline} baseline and {candidate} candidate (at least {MIN_ROUNDS_PER_SIDE} each)")]
     TooFewRounds { baseline: usize, candidate: usize },
 }
@@ -77,6 +89,9 @@ pub struct BinaryOptions {
     /// (`--inject-delay-us`): built from the candidate's tree unless
     /// `candidate_rtmc` is given.
     pub delay_feature: bool,
+    /// The candidate side runs an `rtmc` with the test-only fan-out CPU work
+    /// (`--inject-cpu-pct`), built alike.
+    pub cpu_feature: bool,
 }
 
 /// The three binaries a session runs.
@@ -118,68 +133,92 @@ pub fn cargo(dir: &Path, target_dir: &Path, args: &[&str]) -> Result<(), GateErr
 fn cargo_release_build(repo: &Path, target_dir: &Path) -> Result<(), GateError> {
     // The same selection as ci/common.sh's release_build, so the gate reuses
     // that build instead of compiling another feature set.
-    cargo(
-        repo,
-        target_dir,
-        &["build", "--locked", "--release", "--workspace", "--bins"],
-    )
+    cargo(repo, target_dir, RELEASE_BUILD)
 }
 
 /// The cargo feature that makes `rtmc` read [`DELAY_ENV`].
 pub const DELAY_FEATURE: &str = "rtmc-system/test-broadcast-delay";
 
+/// The cargo feature that makes `rtmc` read [`CPU_ENV`].
+pub const CPU_FEATURE: &str = "rtmc-system/test-fanout-cpu";
+
+/// Whether `bin` holds `name` (a feature's variable name: the release build
+/// never does).
+fn holds_name(bin: &Path, name: &str) -> bool {
+    std::fs::read(bin).is_ok_and(|bytes| bytes.windows(name.len()).any(|w| w == name.as_bytes()))
+}
+
 /// Whether `bin` was built with the broadcast-delay feature (it then holds
 /// the variable's name; the release build never does).
 pub fn has_delay_feature(bin: &Path) -> bool {
-    std::fs::read(bin).is_ok_and(|bytes| {
-        bytes
-            .windows(DELAY_ENV.len())
-            .any(|w| w == DELAY_ENV.as_bytes())
-    })
+    holds_name(bin, DELAY_ENV)
 }
 
-/// The candidate's `rtmc` with the test-only broadcast delay compiled in:
-/// `cargo build --locked --release -p rtmc-system --bin rtmc --features
-/// rtmc-system/test-broadcast-delay` in the candidate's tree and target
-/// directory (the baseline build's selection, so the dependencies are
-/// shared), copied to `<target>/gate/rtmc-candidate-delay-<commit>`; then
-/// `target/release/rtmc` is put back to the candidate's release binary
-/// (`staged`). With `build` false only the kept copy is looked up.
-fn delay_candidate(opts: &BinaryOptions, staged: &Path, build: bool) -> Result<PathBuf, GateError> {
+/// Whether `bin` was built with the fan-out CPU feature.
+pub fn has_cpu_feature(bin: &Path) -> bool {
+    holds_name(bin, CPU_ENV)
+}
+
+/// The test-only features the candidate's `rtmc` needs, with the variable
+/// each makes it read.
+fn test_features(opts: &BinaryOptions) -> Vec<(&'static str, &'static str)> {
+    let mut f = Vec::new();
+    if opts.delay_feature {
+        f.push((DELAY_FEATURE, DELAY_ENV));
+    }
+    if opts.cpu_feature {
+        f.push((CPU_FEATURE, CPU_ENV));
+    }
+    f
+}
+
+/// The candidate's `rtmc` with test-only features compiled in: the shared
+/// release build ([`RELEASE_BUILD`], the same package selection and profile,
+/// so no dependency rebuilds: the features enable none) plus `--features`,
+/// in the candidate's tree and target directory, copied to
+/// `<target>/gate/rtmc-candidate-<features>-<commit>`; then every binary of
+/// `target/release` is put back. With `build` false only the kept copy is
+/// looked up.
+fn test_feature_candidate(opts: &BinaryOptions, build: bool) -> Result<PathBuf, GateError> {
+    let features = test_features(opts);
     let tag: String = candidate_commit(&opts.repo)
         .unwrap_or_else(|| "unknown".into())
         .replace('+', "-")
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
-    let kept = gate_dir(&opts.target_dir).join(format!("rtmc-candidate-delay-{tag}"));
+    let names: Vec<&str> = features
+        .iter()
+        .map(|(f, _)| f.trim_start_matches("rtmc-system/test-"))
+        .collect();
+    let kept = gate_dir(&opts.target_dir).join(format!("rtmc-candidate-{}-{tag}", names.join("-")));
     if build {
-        cargo(
-            &opts.repo,
-            &opts.target_dir,
-            &[
-                "build",
-                "--locked",
-                "--release",
-                "-p",
-                "rtmc-system",
-                "--bin",
-                "rtmc",
-                "--features",
-                DELAY_FEATURE,
-            ],
-        )?;
-        let release = opts.target_dir.join("release").join("rtmc");
-        copy_replacing(&release, &kept)?;
-        copy_replacing(staged, &release)?;
+        let list = features
+            .iter()
+            .map(|(f, _)| *f)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut args = RELEASE_BUILD.to_vec();
+        args.extend(["--features", &list]);
+        let snapshot = ReleaseSnapshot::take(&opts.target_dir)?;
+        let built = cargo(&opts.repo, &opts.target_dir, &args);
+        let copied = built.and_then(|()| {
+            let release = opts.target_dir.join("release").join("rtmc");
+            copy_replacing(&release, &kept).map_err(GateError::from)
+        });
+        snapshot.restore()?;
+        copied?;
     }
     let kept = must_exist(
-        "the candidate's rtmc with the broadcast delay",
+        "the candidate's rtmc with the test-only features",
         kept,
         " (drop --no-build, or pass --candidate-rtmc)",
     )?;
-    if !has_delay_feature(&kept) {
-        return Err(GateError::NoDelayFeature { path: kept });
+    if let Some((feature, _)) = features.iter().find(|(_, env)| !holds_name(&kept, env)) {
+        return Err(GateError::NoTestFeature {
+            path: kept,
+            feature,
+        });
     }
     Ok(kept)
 }
@@ -195,13 +234,40 @@ fn must_exist(what: &'static str, path: PathBuf, hint: &'static str) -> Result<P
 const BUILD_HINT: &str =
     " (build it: cargo build --release --workspace --bins, or drop --no-build)";
 
+/// The baseline's `rtmc`: given, the candidate's when the sources are
+/// identical, else built from the pinned commit (its build replaces every
+/// binary of `target/release`; they are put back).
+fn baseline_rtmc(
+    opts: &BinaryOptions,
+    sha: &str,
+    candidate: Option<&Path>,
+) -> Result<PathBuf, GateError> {
+    if let Some(p) = &opts.baseline_rtmc {
+        return must_exist("the baseline's rtmc", p.clone(), "");
+    }
+    if let Some(staged) = candidate {
+        if sources_identical(&opts.repo, sha, RTMC_SOURCES)? {
+            log(&format!(
+                "baseline {sha}: {} identical to the work tree's, so one rtmc serves both sides (an A/A run)",
+                RTMC_SOURCES.join(", ")
+            ));
+            let kept = gate_dir(&opts.target_dir).join("rtmc-baseline-same-sources");
+            copy_replacing(staged, &kept)?;
+            return Ok(kept);
+        }
+    }
+    let snapshot = ReleaseSnapshot::take(&opts.target_dir)?;
+    let bin = baseline_binary(&opts.repo, &opts.target_dir, sha, &mut |l| log(l));
+    snapshot.restore()?;
+    Ok(bin?)
+}
+
 /// Builds what is missing and returns the binaries. The candidate's `rtmc`
-/// is copied to `<target>/gate/rtmc-candidate` before the baseline is built
-/// into the same target directory (which replaces `target/release/rtmc`);
-/// afterwards `target/release/rtmc` is put back to the candidate's. The same
-/// holds for the candidate's build with the broadcast delay
-/// (`opts.delay_feature`). A/A (`need_candidate` false) runs the baseline on
-/// both sides and needs no candidate `rtmc`.
+/// and `loadgen` are copied to `<target>/gate/` before anything else is
+/// built into the same target directory; the baseline's build and a
+/// test-only feature build (`--inject-delay-us`, `--inject-cpu-pct`) put
+/// `target/release` back afterwards. A/A (`need_candidate` false) runs the
+/// baseline on both sides and needs no candidate `rtmc`.
 pub fn prepare_binaries(
     opts: &BinaryOptions,
     sha: &str,
@@ -218,49 +284,22 @@ pub fn prepare_binaries(
             .unwrap_or_else(|| release.join("loadgen")),
         BUILD_HINT,
     )?;
-    let default_candidate = release.join("rtmc");
     let candidate_src = opts
         .candidate_rtmc
         .clone()
-        .unwrap_or_else(|| default_candidate.clone());
+        .unwrap_or_else(|| release.join("rtmc"));
     let staged = gate_dir(&opts.target_dir).join("rtmc-candidate");
     let candidate = if need_candidate || candidate_src.is_file() {
-        let src = must_exist("the candidate's rtmc", candidate_src.clone(), BUILD_HINT)?;
+        let src = must_exist("the candidate's rtmc", candidate_src, BUILD_HINT)?;
         copy_replacing(&src, &staged)?;
         Some(staged)
     } else {
         None
     };
-    let same_sources = candidate.is_some()
-        && opts.baseline_rtmc.is_none()
-        && sources_identical(&opts.repo, sha, RTMC_SOURCES)?;
-    let baseline_rtmc = match (&opts.baseline_rtmc, &candidate) {
-        (Some(p), _) => must_exist("the baseline's rtmc", p.clone(), "")?,
-        (None, Some(staged)) if same_sources => {
-            log(&format!(
-                "baseline {sha}: {} identical to the work tree's, so one rtmc serves both sides (an A/A run)",
-                RTMC_SOURCES.join(", ")
-            ));
-            let kept = gate_dir(&opts.target_dir).join("rtmc-baseline-same-sources");
-            copy_replacing(staged, &kept)?;
-            kept
-        }
-        (None, _) => {
-            let built_now = !gate_dir(&opts.target_dir)
-                .join(format!("rtmc-{sha}"))
-                .is_file();
-            let bin = baseline_binary(&opts.repo, &opts.target_dir, sha, &mut |l| log(l))?;
-            if let Some(staged) = candidate.as_ref().filter(|_| built_now) {
-                if candidate_src == default_candidate {
-                    copy_replacing(staged, &default_candidate)?;
-                }
-            }
-            bin
-        }
-    };
+    let baseline_rtmc = baseline_rtmc(opts, sha, candidate.as_deref())?;
     let candidate = match candidate {
-        Some(staged) if opts.delay_feature && opts.candidate_rtmc.is_none() => {
-            Some(delay_candidate(opts, &staged, opts.build_candidate)?)
+        Some(_) if !test_features(opts).is_empty() && opts.candidate_rtmc.is_none() => {
+            Some(test_feature_candidate(opts, opts.build_candidate)?)
         }
         other => other,
     };
@@ -289,6 +328,16 @@ pub fn candidate_commit(repo: &Path) -> Option<String> {
     Some(if dirty { format!("{head}+dirty") } else { head })
 }
 
+/// Fewer rounds are shown (a quick functional run, `--pairs 1`) but never
+/// judged: the verdict is "could not judge", for this reason.
+fn too_few_rounds(na: usize, nb: usize) -> Option<String> {
+    (na < MIN_ROUNDS_PER_SIDE || nb < MIN_ROUNDS_PER_SIDE).then(|| {
+        format!(
+            "too few rounds to judge: {na} baseline and {nb} candidate (at least {MIN_ROUNDS_PER_SIDE} each); the values are shown, not judged"
+        )
+    })
+}
+
 /// Compares and judges `rounds` under `cfg`'s rules.
 pub fn judge_rounds(
     rounds: &Rounds,
@@ -302,13 +351,7 @@ pub fn judge_rounds(
             candidate: nb,
         });
     }
-    // Fewer rounds are shown (a quick functional run, `--pairs 1`) but
-    // never judged: the verdict is "could not judge".
-    let too_few = (na < MIN_ROUNDS_PER_SIDE || nb < MIN_ROUNDS_PER_SIDE).then(|| {
-        format!(
-            "too few rounds to judge: {na} baseline and {nb} candidate (at least {MIN_ROUNDS_PER_SIDE} each); the values are shown, not judged"
-        )
-    });
+    let too_few = too_few_rounds(na, nb);
     let comparisons = compare_all(&rounds.baseline, &rounds.candidate, &cfg.bootstrap);
     let mut judgements: Vec<_> = comparisons
         .iter()
@@ -362,7 +405,10 @@ pub struct RunOptions {
     /// Profile, absolute or relative to the repository.
     pub profile: PathBuf,
     pub pairs: usize,
+    /// Discarded rounds before the schedule.
+    pub warmup_rounds: usize,
     pub inject_delay_us: Option<u64>,
+    pub inject_cpu_pct: Option<u64>,
     pub round_timeout: Duration,
     pub out: PathBuf,
     /// Whether the instruction-count check runs, alone or with the rounds.
@@ -370,6 +416,12 @@ pub struct RunOptions {
     /// Features of the candidate's instruction benches (test-only switches
     /// such as `rtmc-system/test-codec-overhead`).
     pub bench_features: Vec<String>,
+    /// The baseline file the pin was read from (the pin check searches its
+    /// history); `None` skips the check.
+    pub config_path: Option<PathBuf>,
+    /// The upstream main a pin must be on; `None` = the first of
+    /// [`pin::LANDED_REFS`] that exists.
+    pub landed_ref: Option<String>,
 }
 
 /// Which checks a run makes.
@@ -401,7 +453,48 @@ fn setup_of(mode: &str, sha: &str, opts: &RunOptions, bins: &Binaries) -> GateSe
         profile: Some(opts.profile.clone()),
         inject_delay_us: opts.inject_delay_us,
         thresholds_measured_by: String::new(),
+        baseline_landed: None,
+        inject_cpu_pct: opts.inject_cpu_pct,
     }
+}
+
+/// The pin check (ci/README.md, "The pin"): the baseline must be an ancestor
+/// of HEAD, a strict ancestor of the change that pinned it, and on the
+/// landed main. Returns the landed commit as a person reads it, logged at
+/// the start and put in the report. Skipped (`None`) without a config path
+/// or when the pin is not a commit of this repository (`--baseline-rtmc`).
+pub fn check_pin(
+    cfg: &BaselineConfig,
+    opts: &RunOptions,
+    sha: &str,
+) -> Result<Option<String>, GateError> {
+    let repo = &opts.binaries.repo;
+    let Some(config) = &opts.config_path else {
+        return Ok(None);
+    };
+    if resolve_commit(repo, sha).is_err() {
+        return Ok(None);
+    }
+    let Some(rel) = pin::path_in_repo(repo, config) else {
+        log(&format!(
+            "pin check: {} lies outside the repository, so only ancestry is checked",
+            config.display()
+        ));
+        return Ok(None);
+    };
+    let landed = opts.landed_ref.clone().or_else(|| pin::landed_ref(repo));
+    let check = pin::check_pin(repo, &rel, &cfg.commit, sha, landed.as_deref())?;
+    let by = match &check.pinned_by {
+        PinnedBy::Commit(c) => format!("pinned by {c}"),
+        PinnedBy::WorkTree => "pinned in the work tree (uncommitted)".into(),
+    };
+    let on = check
+        .landed_ref
+        .as_deref()
+        .map_or("no upstream main known here".into(), |r| format!("on {r}"));
+    let line = format!("{} — {by}; {on}", check.baseline);
+    log(&format!("measuring against the landed commit {line}"));
+    Ok(Some(line))
 }
 
 /// The baseline's full sha. With `--baseline-rtmc` the binary is given, so
@@ -434,14 +527,16 @@ fn round_spec(
     opts: &RunOptions,
     bins: &Binaries,
     b_side: &Path,
-    inject_delay_us: Option<u64>,
+    inject: bool,
 ) -> Result<RoundSpec, GateError> {
     Ok(RoundSpec {
         loadgen: bins.loadgen.clone(),
         profile: must_exist("the gate profile", profile_path(opts), "")?,
         baseline_rtmc: bins.baseline_rtmc.clone(),
         candidate_rtmc: b_side.to_owned(),
-        inject_delay_us,
+        inject_delay_us: opts.inject_delay_us.filter(|_| inject),
+        inject_cpu_pct: opts.inject_cpu_pct.filter(|_| inject),
+        warmup_rounds: opts.warmup_rounds,
         timeout: opts.round_timeout,
     })
 }
@@ -451,6 +546,7 @@ fn round_spec(
 /// counts.
 pub fn run_gate(cfg: &BaselineConfig, opts: &RunOptions) -> Result<GateReport, GateError> {
     let sha = baseline_sha(cfg, opts)?;
+    let landed = check_pin(cfg, opts, &sha)?;
     if opts.instructions == InstructionMode::Only {
         let inst = measure_instructions(cfg, opts, &sha)?;
         let setup = GateSetup {
@@ -458,6 +554,7 @@ pub fn run_gate(cfg: &BaselineConfig, opts: &RunOptions) -> Result<GateReport, G
             generated_at: now(),
             baseline_commit: Some(sha.clone()),
             candidate_commit: candidate_commit(&opts.binaries.repo),
+            baseline_landed: landed,
             ..Default::default()
         };
         let report = instructions_only_report(cfg, setup, inst);
@@ -471,13 +568,21 @@ pub fn run_gate(cfg: &BaselineConfig, opts: &RunOptions) -> Result<GateReport, G
             bins.candidate_rtmc.display()
         ));
     }
+    if opts.inject_cpu_pct.is_some() && !has_cpu_feature(&bins.candidate_rtmc) {
+        log(&format!(
+            "warning: {} was not built with {CPU_FEATURE}: it ignores {CPU_ENV}, so the gate should pass",
+            bins.candidate_rtmc.display()
+        ));
+    }
     let inst = match opts.instructions {
         InstructionMode::Both => Some(measure_instructions(cfg, opts, &sha)?),
         _ => None,
     };
-    let spec = round_spec(opts, &bins, &bins.candidate_rtmc, opts.inject_delay_us)?;
+    let spec = round_spec(opts, &bins, &bins.candidate_rtmc, true)?;
     let rounds = run_rounds(&spec, opts.pairs, &opts.out, &mut |l| log(l))?;
-    let mut report = judge_rounds(&rounds, cfg, setup_of("run", &sha, opts, &bins))?;
+    let mut setup = setup_of("run", &sha, opts, &bins);
+    setup.baseline_landed = landed;
+    let mut report = judge_rounds(&rounds, cfg, setup)?;
     report.verdict = with_instructions(report.verdict, inst.as_ref());
     report.instructions = inst;
     crate::report::write_gate_files(&opts.out, &report)?;
@@ -599,7 +704,7 @@ pub fn run_aa(
 ) -> Result<AaReport, GateError> {
     let sha = baseline_sha(cfg, opts)?;
     let bins = prepare_binaries(&opts.binaries, &sha, false)?;
-    let spec = round_spec(opts, &bins, &bins.baseline_rtmc, None)?;
+    let spec = round_spec(opts, &bins, &bins.baseline_rtmc, false)?;
     let mut all = Vec::new();
     let mut dirs = Vec::new();
     let mut false_alarms: BTreeMap<Metric, usize> = Metric::ALL.iter().map(|m| (*m, 0)).collect();
@@ -685,6 +790,7 @@ pub fn update_baseline(config_path: &Path, opts: &RunOptions) -> Result<Baseline
     if head.ends_with("+dirty") {
         return Err(GateError::DirtyTree);
     }
+    require_landed_head(repo, opts)?;
     let b = &opts.binaries;
     if b.build_candidate {
         cargo_release_build(repo, &b.target_dir)?;
@@ -710,6 +816,8 @@ pub fn update_baseline(config_path: &Path, opts: &RunOptions) -> Result<Baseline
         baseline_rtmc: staged.clone(),
         candidate_rtmc: staged,
         inject_delay_us: None,
+        inject_cpu_pct: None,
+        warmup_rounds: 0,
         timeout: opts.round_timeout,
     };
     let mut rounds = Vec::new();
@@ -731,6 +839,27 @@ pub fn update_baseline(config_path: &Path, opts: &RunOptions) -> Result<Baseline
         stored,
         rounds,
     })
+}
+
+/// `--update-baseline` pins HEAD, so HEAD must already be on the landed
+/// main: pinning one's own work would make every later gate compare the
+/// submission with itself.
+fn require_landed_head(repo: &Path, opts: &RunOptions) -> Result<(), GateError> {
+    let landed = opts
+        .landed_ref
+        .clone()
+        .or_else(|| pin::landed_ref(repo))
+        .ok_or_else(|| GateError::NoLandedRef {
+            refs: pin::LANDED_REFS.join(", "),
+        })?;
+    if pin::is_ancestor(repo, "HEAD", &landed)? {
+        log(&format!(
+            "pinning HEAD, which is on the landed main {landed}"
+        ));
+        Ok(())
+    } else {
+        Err(GateError::PinNotLanded { landed_ref: landed })
+    }
 }
 
 fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> GateError {

@@ -13,7 +13,9 @@
 //! [`instructions`] is the second check: callgrind instruction counts of the
 //! CPU-bound benches, baseline against candidate, at a fixed threshold.
 //! [`lock`] keeps a second gate off a target directory one is using;
-//! [`stored`] is the committed summary of the pinned baseline's rounds.
+//! [`stored`] is the committed summary of the pinned baseline's rounds;
+//! [`pin`] checks that the pin names landed code older than the change that
+//! set it; [`trend`] measures the landed history (`gate trend`).
 //! The machine setup and test scripts live beside this crate (`ci/setup.sh`,
 //! `ci/test.sh`, `ci/run.sh`, `ci/stack.sh`).
 
@@ -24,8 +26,10 @@ pub mod gate;
 pub mod instructions;
 pub mod lock;
 pub mod metric;
+pub mod pin;
 pub mod report;
 pub mod round;
 pub mod spectra;
 pub mod stored;
+pub mod trend;
 pub mod verdict;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use rtmc_ci::ab::DELAY_ENV;
+use rtmc_ci::ab::{CPU_ENV, DELAY_ENV};
 use rtmc_ci::baseline::{gate_dir, BaselineConfig};
 use rtmc_ci::gate::{self, BinaryOptions, InstructionMode, RunOptions};
 use rtmc_ci::report;
@@ -62,6 +62,22 @@ struct Cli {
     /// regression [default: none].
     #[arg(long, value_name = "N")]
     inject_delay_us: Option<u64>,
+    /// The upstream main the baseline pin must be on (and HEAD, for
+    /// --update-baseline) [default: the first of origin/main, main that
+    /// exists; none: that check is skipped].
+    #[arg(long, value_name = "REF")]
+    landed_ref: Option<String>,
+    /// Run the candidate side with RTMC_TEST_FANOUT_CPU_PCT=N, on an rtmc
+    /// built from the candidate's tree with the test-only feature
+    /// rtmc-system/test-fanout-cpu (busy work of about N% of a delivery's
+    /// CPU in the fan-out): checks the gate catches a known CPU regression
+    /// [default: none].
+    #[arg(long, value_name = "N")]
+    inject_cpu_pct: Option<u64>,
+    /// Discarded warm-up rounds of the baseline before the A/B schedule
+    /// [default: `warmup_rounds` in the baseline file].
+    #[arg(long, value_name = "N")]
+    warmup_rounds: Option<usize>,
     /// Skip the instruction-count check (latency rounds only).
     #[arg(long, conflicts_with = "instructions_only")]
     no_instructions: bool,
@@ -78,7 +94,7 @@ struct Cli {
     round_timeout_secs: u64,
     /// A/A mode: the baseline against itself `--repeats` times; reports the
     /// spread of every ratio and interval and suggests thresholds.
-    #[arg(long, conflicts_with_all = ["compare", "inject_delay_us", "instructions_only"])]
+    #[arg(long, conflicts_with_all = ["compare", "inject_delay_us", "inject_cpu_pct", "instructions_only"])]
     aa: bool,
     /// A/A repeats (each a full interleaved run).
     #[arg(long, default_value_t = 10, requires = "aa")]
@@ -87,13 +103,31 @@ struct Cli {
     /// file, run `--pairs` rounds of its rtmc and store their report.json
     /// and histograms in ci/gate/baseline/ (for reports and trends; the
     /// decision never uses them). Then commit both.
-    #[arg(long, conflicts_with_all = ["aa", "compare", "inject_delay_us", "instructions_only"])]
+    #[arg(long, conflicts_with_all = ["aa", "compare", "inject_delay_us", "inject_cpu_pct", "instructions_only"])]
     update_baseline: bool,
     /// Re-judge saved rounds without running anything: DIR_A holds the
     /// baseline's round directories (or is one), DIR_B the candidate's
     /// [default: off, rounds are run].
     #[arg(long, num_args = 2, value_names = ["DIR_A", "DIR_B"])]
     compare: Option<Vec<PathBuf>>,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Sub {
+    /// The short profile over the last N landed commits that changed
+    /// measured code, interleaved in one job: trend.md, trend.svg,
+    /// trend.json in --out.
+    Trend {
+        /// Commits to measure (first-parent history of the landed main).
+        #[arg(long, default_value_t = 8)]
+        commits: usize,
+        /// Rounds per commit (passes over the commits, alternating
+        /// direction).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
 }
 
 impl Cli {
@@ -133,10 +167,13 @@ impl Cli {
                 baseline_rtmc: self.baseline_rtmc.clone(),
                 build_candidate: !self.no_build,
                 delay_feature: self.inject_delay_us.is_some(),
+                cpu_feature: self.inject_cpu_pct.is_some(),
             },
             profile: self.profile.clone().unwrap_or_else(|| cfg.profile.clone()),
             pairs: self.pairs.unwrap_or(cfg.pairs),
             inject_delay_us: self.inject_delay_us,
+            inject_cpu_pct: self.inject_cpu_pct,
+            warmup_rounds: self.warmup_rounds.unwrap_or(cfg.warmup_rounds),
             round_timeout: Duration::from_secs(self.round_timeout_secs),
             out: self.out(mode),
             instructions: if self.instructions_only {
@@ -147,6 +184,8 @@ impl Cli {
                 InstructionMode::Both
             },
             bench_features: self.bench_features.clone(),
+            config_path: Some(self.under_repo(&self.config)),
+            landed_ref: self.landed_ref.clone(),
         }
     }
 }
@@ -169,47 +208,77 @@ fn run(cli: &Cli) -> anyhow::Result<u8> {
     }
     // Every mode below builds or stages binaries in the target directory.
     let _lock = rtmc_ci::lock::lock_target(&cli.target_dir())?;
+    if let Some(Sub::Trend { commits, rounds }) = &cli.command {
+        return run_trend(cli, &cfg, *commits, *rounds);
+    }
     if cli.aa {
-        let opts = cli.run_options(&cfg, "aa");
-        let r = gate::run_aa(&cfg, &opts, cli.repeats)?;
-        let measured_by = format!(
-            "gate --aa --repeats {} --pairs {} --profile {} ({}, load average {})",
-            cli.repeats,
-            opts.pairs,
-            opts.profile.display(),
-            chrono::Local::now().format("%Y-%m-%d"),
-            load_average()
-        );
-        let files = report::write_aa_files(&opts.out, &r, &measured_by)?;
-        print!("{}", report::render_aa(&r));
-        print_files(&opts.out, &files);
-        return Ok(gate::aa_exit_code(&r));
+        return run_aa(cli, &cfg);
     }
     if cli.update_baseline {
-        let opts = cli.run_options(&cfg, "update-baseline");
-        let config = cli.under_repo(&cli.config);
-        let u = gate::update_baseline(&config, &opts)?;
-        println!(
-            "baseline pinned: commit = \"{}\" in {}",
-            u.commit,
-            u.config.display()
-        );
-        println!(
-            "stored {} rounds' report.json and histograms in {}",
-            u.rounds.len(),
-            u.stored.display()
-        );
-        println!("next: gate --aa --repeats 10 (the noise can change with the code), paste aa-thresholds.toml over [thresholds], commit all three together");
-        return Ok(0);
+        return update_baseline(cli, &cfg);
     }
     let opts = cli.run_options(&cfg, "run");
     if let Some(us) = opts.inject_delay_us {
         gate::log(&format!("candidate side runs with {DELAY_ENV}={us}"));
     }
+    if let Some(pct) = opts.inject_cpu_pct {
+        gate::log(&format!("candidate side runs with {CPU_ENV}={pct}"));
+    }
     let r = gate::run_gate(&cfg, &opts)?;
     print!("{}", report::render_table(&r));
     println!("report: {}", opts.out.join("gate-report.md").display());
     Ok(r.verdict.exit_code())
+}
+
+/// `gate trend`.
+fn run_trend(cli: &Cli, cfg: &BaselineConfig, commits: usize, rounds: usize) -> anyhow::Result<u8> {
+    let opts = cli.run_options(cfg, "trend");
+    let landed = opts
+        .landed_ref
+        .clone()
+        .or_else(|| rtmc_ci::pin::landed_ref(&cli.repo))
+        .ok_or_else(|| anyhow::anyhow!("no landed main (origin/main, main): give --landed-ref"))?;
+    let r = rtmc_ci::trend::run_trend(cfg, &opts, &landed, commits, rounds)?;
+    print!("{}", rtmc_ci::trend::render_markdown(&r));
+    println!("report: {}", opts.out.join("trend.md").display());
+    Ok(0)
+}
+
+/// `gate --aa`.
+fn run_aa(cli: &Cli, cfg: &BaselineConfig) -> anyhow::Result<u8> {
+    let opts = cli.run_options(cfg, "aa");
+    let r = gate::run_aa(cfg, &opts, cli.repeats)?;
+    let measured_by = format!(
+        "gate --aa --repeats {} --pairs {} --profile {} ({}, load average {})",
+        cli.repeats,
+        opts.pairs,
+        opts.profile.display(),
+        chrono::Local::now().format("%Y-%m-%d"),
+        load_average()
+    );
+    let files = report::write_aa_files(&opts.out, &r, &measured_by)?;
+    print!("{}", report::render_aa(&r));
+    print_files(&opts.out, &files);
+    Ok(gate::aa_exit_code(&r))
+}
+
+/// `gate --update-baseline`.
+fn update_baseline(cli: &Cli, cfg: &BaselineConfig) -> anyhow::Result<u8> {
+    let opts = cli.run_options(cfg, "update-baseline");
+    let config = cli.under_repo(&cli.config);
+    let u = gate::update_baseline(&config, &opts)?;
+    println!(
+        "baseline pinned: commit = \"{}\" in {}",
+        u.commit,
+        u.config.display()
+    );
+    println!(
+        "stored {} rounds' report.json and histograms in {}",
+        u.rounds.len(),
+        u.stored.display()
+    );
+    println!("next: gate --aa --repeats 10 (the noise can change with the code), paste aa-thresholds.toml over [thresholds], commit all three together");
+    Ok(0)
 }
 
 /// The 1-minute load average, for the record of an A/A measurement.

@@ -35,11 +35,18 @@ pub enum Metric {
     AckP99_9,
     /// Deliveries per second over the publish window.
     DeliveriesPerSec,
+    /// Server CPU-seconds (user + system, every server node) per million
+    /// deliveries: what a delivery costs, far steadier than latency.
+    #[serde(rename = "server_cpu_secs_per_million_deliveries")]
+    ServerCpuSecsPerMillion,
+    /// Server resident memory per idle client (KiB), from the first fleet's
+    /// bring-up.
+    ServerKibPerIdleClient,
 }
 
 impl Metric {
     /// Every metric, in report order.
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 9] = [
         Metric::RecvP50,
         Metric::RecvP99,
         Metric::RecvP99_9,
@@ -47,6 +54,8 @@ impl Metric {
         Metric::AckP99,
         Metric::AckP99_9,
         Metric::DeliveriesPerSec,
+        Metric::ServerCpuSecsPerMillion,
+        Metric::ServerKibPerIdleClient,
     ];
 
     /// The name in `gate.json`; `baseline.toml` keys its threshold `<key>_pct`.
@@ -59,6 +68,8 @@ impl Metric {
             Metric::AckP99 => "ack_p99",
             Metric::AckP99_9 => "ack_p99_9",
             Metric::DeliveriesPerSec => "deliveries_per_sec",
+            Metric::ServerCpuSecsPerMillion => "server_cpu_secs_per_million_deliveries",
+            Metric::ServerKibPerIdleClient => "server_kib_per_idle_client",
         }
     }
 
@@ -72,7 +83,19 @@ impl Metric {
             Metric::AckP99 => "publish→ack p99 ms",
             Metric::AckP99_9 => "publish→ack p99.9 ms",
             Metric::DeliveriesPerSec => "deliveries/s",
+            Metric::ServerCpuSecsPerMillion => "server CPU-s per M deliveries",
+            Metric::ServerKibPerIdleClient => "server KiB per idle client",
         }
+    }
+
+    /// Whether a round may lack the metric (older reports, a server loadgen
+    /// cannot weigh): the gate then leaves it out rather than refusing the
+    /// round. The latency and throughput metrics are always there.
+    pub fn optional(self) -> bool {
+        matches!(
+            self,
+            Metric::ServerCpuSecsPerMillion | Metric::ServerKibPerIdleClient
+        )
     }
 
     pub fn better(self) -> Better {

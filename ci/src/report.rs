@@ -12,58 +12,18 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
-use rtmc_loadgen::plot::PlotResult;
+use rtmc_loadgen::report::plots::PlotResult;
 use serde::{Deserialize, Serialize};
 
 use crate::compare::{AaSpread, BootstrapConfig, MetricComparison, RatioEstimate};
 use crate::instructions::{BenchComparison, InstructionReport};
 use crate::metric::Metric;
-use crate::round::{Round, Side};
+pub use crate::round::RoundSummary;
+use crate::round::Side;
 use crate::spectra;
 use crate::verdict::{GateVerdict, MetricJudgement, MetricVerdict};
 
-/// One round as reported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RoundSummary {
-    pub side: Side,
-    pub pair: usize,
-    pub order: usize,
-    pub dir: PathBuf,
-    /// rtmc's value per metric key.
-    pub rtmc: BTreeMap<Metric, f64>,
-    /// The floor's value per metric key (the control), if it ran.
-    pub floor: Option<BTreeMap<Metric, f64>>,
-    pub failures: Vec<String>,
-}
-
-impl RoundSummary {
-    pub fn of(r: &Round) -> Self {
-        Self {
-            side: r.side,
-            pair: r.pair,
-            order: r.order,
-            dir: r.dir.clone(),
-            rtmc: Metric::ALL.iter().map(|m| (*m, r.value(*m))).collect(),
-            floor: r
-                .floor
-                .as_ref()
-                .map(|f| Metric::ALL.iter().map(|m| (*m, f.value(*m))).collect()),
-            failures: r.failures.clone(),
-        }
-    }
-
-    fn value(&self, m: Metric) -> f64 {
-        lookup(&self.rtmc, m)
-    }
-
-    fn control(&self, m: Metric) -> Option<f64> {
-        self.floor.as_ref().map(|f| lookup(f, m))
-    }
-}
-
-fn lookup(values: &BTreeMap<Metric, f64>, m: Metric) -> f64 {
-    values.get(&m).copied().unwrap_or(f64::NAN)
-}
+use crate::round::lookup;
 
 /// Where the numbers came from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -79,6 +39,13 @@ pub struct GateSetup {
     pub profile: Option<PathBuf>,
     pub inject_delay_us: Option<u64>,
     pub thresholds_measured_by: String,
+    /// The landed commit measured against, as a person reads it (sha, date,
+    /// subject), with which change pinned it (the pin check).
+    #[serde(default)]
+    pub baseline_landed: Option<String>,
+    /// `RTMC_TEST_FANOUT_CPU_PCT` given to the candidate side, if any.
+    #[serde(default)]
+    pub inject_cpu_pct: Option<u64>,
 }
 
 /// `gate.json`: everything one judgement used and concluded.
@@ -149,7 +116,15 @@ fn rows(r: &GateReport) -> Vec<[String; 10]> {
                 c.corrected
                     .map_or("n/a".into(), |e| format!("{} {}", change(e.ratio), ci(&e))),
                 c.control.map_or("n/a".into(), |e| change(e.ratio)),
-                format!("±{:.0}%", 100.0 * j.rule.threshold_frac),
+                format!(
+                    "±{:.0}%{}",
+                    100.0 * j.rule.threshold_frac,
+                    if j.rule.placeholder {
+                        " (placeholder)"
+                    } else {
+                        ""
+                    }
+                ),
                 format!("{}/{n}", (j.raw_agreement_frac * n as f64).round() as usize),
                 verdict_word(j.verdict).to_owned(),
             ]
@@ -239,6 +214,9 @@ fn aligned<const N: usize>(headers: [&str; N], rows: &[[String; N]]) -> String {
 /// The stdout table.
 pub fn render_table(r: &GateReport) -> String {
     let mut out = String::new();
+    if let Some(landed) = &r.setup.baseline_landed {
+        let _ = writeln!(out, "baseline: the landed commit {landed}");
+    }
     if !r.rounds.is_empty() {
         latency_table(&mut out, r);
     }
@@ -384,6 +362,15 @@ fn markdown_header(out: &mut String, r: &GateReport) {
         order_letters(r),
         s.generated_at
     );
+    if let Some(landed) = &s.baseline_landed {
+        let _ = writeln!(out, "\nMeasured against the landed commit {landed}.");
+    }
+    if let Some(pct) = s.inject_cpu_pct {
+        let _ = writeln!(
+            out,
+            "\nThe candidate ran with `RTMC_TEST_FANOUT_CPU_PCT={pct}` (injected CPU work per delivery: this run checks that the gate catches it)."
+        );
+    }
     if let Some(us) = s.inject_delay_us {
         let _ = writeln!(
             out,
@@ -526,15 +513,16 @@ const BLUE: RGBColor = RGBColor(31, 119, 180);
 const ORANGE: RGBColor = RGBColor(255, 127, 14);
 
 /// One panel per metric: x = run order, y = value; A blue, B orange; rtmc
-/// filled, the floor (control) hollow. The eighth panel is the legend.
+/// filled, the floor (control) hollow. The panel after the metrics is the
+/// legend.
 pub fn rounds_plot(path: &Path, r: &GateReport) -> PlotResult {
-    let root = SVGBackend::new(path, (1400, 700)).into_drawing_area();
+    let root = SVGBackend::new(path, (1750, 700)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(
         "latency gate: every round (A = baseline blue, B = candidate orange; filled = rtmc, hollow = floor)",
         ("sans-serif", 18),
     )?;
-    let panels = root.split_evenly((2, 4));
+    let panels = root.split_evenly((2, 5));
     for (panel, metric) in panels.iter().zip(Metric::ALL) {
         metric_panel(panel, r, metric)?;
     }
@@ -674,14 +662,31 @@ pub fn render_thresholds_toml(r: &AaReport, measured_by: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "[thresholds]");
     let _ = writeln!(out, "measured_by = {}", toml_string(measured_by));
-    for s in &r.spreads {
-        let _ = writeln!(
-            out,
-            "{} = {:.1}   # widest A/A reach ±{:.1}%",
-            crate::baseline::threshold_key(s.metric),
-            s.suggested_threshold_pct,
-            s.widest_reach_pct
-        );
+    let mut unmeasured = Vec::new();
+    for m in Metric::ALL {
+        let key = crate::baseline::threshold_key(m);
+        match r.spreads.iter().find(|s| s.metric == m) {
+            Some(s) => {
+                let _ = writeln!(
+                    out,
+                    "{key} = {:.1}   # widest A/A reach ±{:.1}%",
+                    s.suggested_threshold_pct, s.widest_reach_pct
+                );
+            }
+            // Not in these rounds (a loadgen that did not weigh the server):
+            // the current threshold stays, still a placeholder.
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{key} = {:.1}   # not measured by these A/A runs: kept",
+                    lookup(&r.thresholds_pct, m)
+                );
+                unmeasured.push(toml_string(&key));
+            }
+        }
+    }
+    if !unmeasured.is_empty() {
+        let _ = writeln!(out, "placeholder = [{}]", unmeasured.join(", "));
     }
     out
 }

@@ -7,6 +7,7 @@
 //! loadgen refactor that adds fields or moves types does not break the gate;
 //! a contract test parses the same fixture with loadgen's own type.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -62,6 +63,27 @@ pub struct PhaseView {
     pub latency: PercentilesView,
     /// publish→ack.
     pub ack_latency: PercentilesView,
+    /// The server processes' CPU over the phase (schema ≥ 4); the first
+    /// entry is the server under test.
+    #[serde(default)]
+    pub server_cpu: Vec<ServerCpuView>,
+}
+
+/// One entry of a phase's `server_cpu`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerCpuView {
+    #[serde(default)]
+    pub what: String,
+    #[serde(default)]
+    pub cpu_secs_per_million_deliveries: Option<f64>,
+}
+
+/// The part of a fleet's connect report the gate reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConnectView {
+    /// (RSS after − before the bring-up) / connected clients, KiB.
+    #[serde(default)]
+    pub server_kib_per_client: Option<f64>,
 }
 
 impl PhaseView {
@@ -75,6 +97,13 @@ impl PhaseView {
             Metric::AckP99 => self.ack_latency.p99_ms,
             Metric::AckP99_9 => self.ack_latency.p99_9_ms,
             Metric::DeliveriesPerSec => self.deliveries_per_sec,
+            Metric::ServerCpuSecsPerMillion => self
+                .server_cpu
+                .first()
+                .and_then(|c| c.cpu_secs_per_million_deliveries)
+                .unwrap_or(f64::NAN),
+            // Memory is weighed per fleet, not per phase: see `Round::value`.
+            Metric::ServerKibPerIdleClient => f64::NAN,
         }
     }
 }
@@ -111,6 +140,9 @@ pub struct RoundReport {
     pub rtmc: Option<PhaseView>,
     /// The Redis pub/sub floor of the same run: the control workload.
     pub floor: Option<PhaseView>,
+    /// rtmc's first fleet bring-up (memory per idle client).
+    #[serde(default)]
+    pub connect: Option<ConnectView>,
     /// Why loadgen failed the run (loss, errors…); empty = passed.
     #[serde(default)]
     pub failures: Vec<String>,
@@ -128,6 +160,9 @@ pub struct RoundMeta {
     pub rtmc_bin: PathBuf,
     /// `RTMC_TEST_BROADCAST_DELAY_US` given to the round, if any.
     pub inject_delay_us: Option<u64>,
+    /// `RTMC_TEST_FANOUT_CPU_PCT` given to the round, if any.
+    #[serde(default)]
+    pub inject_cpu_pct: Option<u64>,
     /// loadgen's exit code (0 passed, 1 measured a failure, 2 could not run).
     pub loadgen_exit_code: Option<i32>,
     /// Wall time of the round.
@@ -144,24 +179,97 @@ pub struct Round {
     pub rtmc: PhaseView,
     /// None when the run had no floor phase (then there is no control).
     pub floor: Option<PhaseView>,
+    /// rtmc's server memory per idle client (KiB), when loadgen weighed it.
+    pub kib_per_idle_client: Option<f64>,
     pub failures: Vec<String>,
 }
 
 impl Round {
     /// The rtmc phase's value of `metric`.
     pub fn value(&self, metric: Metric) -> f64 {
-        self.rtmc.value(metric)
+        match metric {
+            Metric::ServerKibPerIdleClient => self.kib_per_idle_client.unwrap_or(f64::NAN),
+            _ => self.rtmc.value(metric),
+        }
     }
 
-    /// The floor phase's value of `metric` (the control).
+    /// Whether the round holds a usable value of `metric` (a positive
+    /// number; an optional metric may be missing).
+    pub fn has(&self, metric: Metric) -> bool {
+        let v = self.value(metric);
+        v.is_finite() && v > 0.0
+    }
+
+    /// The floor phase's value of `metric` (the control); none for memory,
+    /// which loadgen weighs for rtmc only, or when the floor lacks it.
     pub fn control(&self, metric: Metric) -> Option<f64> {
-        self.floor.as_ref().map(|f| f.value(metric))
+        if metric == Metric::ServerKibPerIdleClient {
+            return None;
+        }
+        self.floor
+            .as_ref()
+            .map(|f| f.value(metric))
+            .filter(|v| v.is_finite() && *v > 0.0)
     }
 
     /// rtmc ÷ floor of the same round: the control-corrected value.
     pub fn corrected(&self, metric: Metric) -> Option<f64> {
         self.control(metric).map(|c| self.value(metric) / c)
     }
+}
+
+/// One round as reported (in `gate.json`, the plots and the spectra): the
+/// judged values by metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundSummary {
+    pub side: Side,
+    pub pair: usize,
+    pub order: usize,
+    pub dir: PathBuf,
+    /// rtmc's value per metric key.
+    pub rtmc: BTreeMap<Metric, f64>,
+    /// The floor's value per metric key (the control), if it ran.
+    pub floor: Option<BTreeMap<Metric, f64>>,
+    pub failures: Vec<String>,
+}
+
+impl RoundSummary {
+    pub fn of(r: &Round) -> Self {
+        Self {
+            side: r.side,
+            pair: r.pair,
+            order: r.order,
+            dir: r.dir.clone(),
+            // A metric the round lacks (NaN) is left out: JSON has no NaN.
+            rtmc: Metric::ALL
+                .iter()
+                .map(|m| (*m, r.value(*m)))
+                .filter(|(_, v)| v.is_finite())
+                .collect(),
+            floor: r.floor.as_ref().map(|_| {
+                Metric::ALL
+                    .iter()
+                    .filter_map(|m| Some((*m, r.control(*m)?)))
+                    .collect()
+            }),
+            failures: r.failures.clone(),
+        }
+    }
+
+    /// rtmc's value of `m`, NaN when the round lacks it.
+    pub fn value(&self, m: Metric) -> f64 {
+        lookup(&self.rtmc, m)
+    }
+
+    /// The floor's value of `m`, if any.
+    pub fn control(&self, m: Metric) -> Option<f64> {
+        self.floor.as_ref().and_then(|f| f.get(&m).copied())
+    }
+}
+
+/// The value of `m` in `values`, NaN when absent.
+pub fn lookup(values: &BTreeMap<Metric, f64>, m: Metric) -> f64 {
+    values.get(&m).copied().unwrap_or(f64::NAN)
 }
 
 /// A round directory that cannot be judged.
@@ -235,9 +343,10 @@ pub fn load_round(dir: &Path, side: Side, pair: usize, order: usize) -> Result<R
         dir: dir.to_owned(),
         rtmc,
         floor: report.floor,
+        kib_per_idle_client: report.connect.and_then(|c| c.server_kib_per_client),
         failures: report.failures,
     };
-    for metric in Metric::ALL {
+    for metric in Metric::ALL.into_iter().filter(|m| !m.optional()) {
         let mut values = vec![round.value(metric)];
         values.extend(round.control(metric));
         if let Some(&value) = values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
@@ -271,6 +380,7 @@ mod tests {
                 p99_ms: 2.0 * p50_ms,
                 p99_9_ms: 3.0 * p50_ms,
             },
+            server_cpu: vec![],
         }
     }
 
@@ -283,6 +393,7 @@ mod tests {
             dir: PathBuf::new(),
             rtmc: phase(10.0, 1000.0),
             floor: Some(phase(5.0, 2000.0)),
+            kib_per_idle_client: None,
             failures: vec![],
         };
         assert_eq!(r.corrected(Metric::RecvP99), Some(2.0));

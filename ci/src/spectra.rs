@@ -10,13 +10,12 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use rtmc_loadgen::histogram::{
+use rtmc_loadgen::measure::histogram::{
     merge_into, new_histogram, read_interval_log, Interval, LatencyHistogram,
 };
-use rtmc_loadgen::plot::{spectrum_chart, time_panels, Panel, PlotResult, Series};
+use rtmc_loadgen::report::plots::{spectrum_chart, time_panels, Panel, PlotResult, Series};
 
-use crate::report::RoundSummary;
-use crate::round::Side;
+use crate::round::{RoundSummary, Side};
 
 /// The interval log's tags for rtmc's publish→receive and publish→ack.
 const RECV_TAG: &str = "rtmc";
@@ -244,7 +243,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::{Duration, SystemTime};
 
-    use rtmc_loadgen::histogram::{record_us, write_interval_log};
+    use rtmc_loadgen::measure::histogram::{record_us, write_interval_log};
 
     use super::*;
 

@@ -27,6 +27,9 @@ pub struct Rule {
     pub threshold_frac: f64,
     /// Share of A/B pairs that must move in the bad direction (0.8).
     pub agreement_frac: f64,
+    /// The threshold is a placeholder, not yet set from A/A runs.
+    #[serde(default)]
+    pub placeholder: bool,
 }
 
 /// What one metric did.
@@ -308,6 +311,7 @@ mod tests {
     const RULE: Rule = Rule {
         threshold_frac: 0.05,
         agreement_frac: 0.8,
+        placeholder: false,
     };
 
     #[test]

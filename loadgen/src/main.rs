@@ -8,13 +8,17 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use rtmc_loadgen::blaster::{self, blast, BlasterReport, BlasterSpec};
-use rtmc_loadgen::merge::{merge_dirs, start_time_of};
-use rtmc_loadgen::plot;
+use rtmc_loadgen::engine::publisher::MessageShape;
 use rtmc_loadgen::profile::{Peer, Profile, PublishVia};
-use rtmc_loadgen::publisher::MessageShape;
-use rtmc_loadgen::report::{self, render_text, ReportHistograms};
+use rtmc_loadgen::report::files;
+use rtmc_loadgen::report::files::ReportHistograms;
+use rtmc_loadgen::report::merge::{merge_dirs, start_time_of};
+use rtmc_loadgen::report::plots;
+use rtmc_loadgen::report::text::blaster_text;
+use rtmc_loadgen::report::text::render_text;
+use rtmc_loadgen::report::types::BlasterReport;
 use rtmc_loadgen::run::{execute, Mode};
+use rtmc_loadgen::yardstick::blaster::{blast, BlasterSpec};
 
 #[derive(Parser)]
 #[command(
@@ -70,19 +74,19 @@ enum Command {
     Floor(LoadArgs),
     /// Only the raw loopback blaster: rtmc's frames to plain TCP sockets, one per write and coalesced.
     Blaster {
-        /// Receiving sockets [default: 100].
+        /// Receiving sockets.
         #[arg(long, default_value_t = 100)]
         sockets: usize,
-        /// Messages, each written to every socket [default: 2000].
+        /// Messages, each written to every socket.
         #[arg(long, default_value_t = 2000)]
         messages: u64,
-        /// Frames per write of the coalesced blast [default: 16].
+        /// Frames per write of the coalesced blast.
         #[arg(long, default_value_t = 16)]
         frames_per_write: usize,
-        /// Bytes of each message body [default: 16].
+        /// Bytes of each message body.
         #[arg(long, default_value_t = 16)]
         body_bytes: usize,
-        /// Each blast stops sending after this many seconds [default: 30].
+        /// Each blast stops sending after this many seconds.
         #[arg(long, default_value_t = 30.0)]
         time_limit_secs: f64,
     },
@@ -103,28 +107,28 @@ enum Command {
 /// Flags of `loadgen hops`.
 #[derive(Args)]
 struct HopsArgs {
-    /// Seconds each measurement runs [default: 5].
+    /// Seconds each measurement runs.
     #[arg(long, default_value_t = 5.0)]
     duration_secs: f64,
-    /// RabbitMQ channel counts to try, comma-separated [default: 1,2,4,8].
+    /// RabbitMQ channel counts to try, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2, 4, 8])]
     channels: Vec<usize>,
-    /// Confirms in flight per RabbitMQ channel [default: 256].
+    /// Confirms in flight per RabbitMQ channel.
     #[arg(long, default_value_t = 256)]
     confirm_window: usize,
-    /// Messages per append-script call to try, comma-separated [default: 1,64,256].
+    /// Messages per append-script call to try, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 64, 256])]
     batch_sizes: Vec<usize>,
-    /// Concurrent HTTP requests against the gateway [default: 128].
+    /// Concurrent HTTP requests against the gateway.
     #[arg(long, default_value_t = 128)]
     http_concurrency: usize,
-    /// Publish-only TCP connections [default: 8].
+    /// Publish-only TCP connections.
     #[arg(long, default_value_t = 8)]
     tcp_connections: usize,
-    /// Sends in flight per TCP connection [default: 64].
+    /// Sends in flight per TCP connection.
     #[arg(long, default_value_t = 64)]
     tcp_window: usize,
-    /// Bytes of each message body [default: 16].
+    /// Bytes of each message body.
     #[arg(long, default_value_t = 16)]
     body_bytes: usize,
     /// `rabbitmq.publisher_channels` of the gateway and server node [default: rtmc's].
@@ -134,7 +138,7 @@ struct HopsArgs {
     #[arg(long, value_parser = parse_queue_type)]
     queue_type: Option<rtmc::config::QueueType>,
     /// Measure every hop this many times, one round after another; each row
-    /// reports the median and min–max over the rounds [default: 1].
+    /// reports the median and min–max over the rounds.
     #[arg(long, default_value_t = 1)]
     rounds: usize,
     /// Also write the report as JSON to this file [default: none].
@@ -151,7 +155,7 @@ fn parse_queue_type(s: &str) -> Result<rtmc::config::QueueType, String> {
 }
 
 async fn hops(a: HopsArgs) -> anyhow::Result<bool> {
-    let opts = rtmc_loadgen::hops::HopsOptions {
+    let opts = rtmc_loadgen::run::hops::HopsOptions {
         duration_secs: a.duration_secs,
         channels: a.channels,
         confirm_window: a.confirm_window,
@@ -165,11 +169,11 @@ async fn hops(a: HopsArgs) -> anyhow::Result<bool> {
         rounds: a.rounds,
         ..Default::default()
     };
-    let report = rtmc_loadgen::hops::run(&opts, |r| {
+    let report = rtmc_loadgen::run::hops::run(&opts, |r| {
         eprintln!("  {} [{}]: {:.0} msg/s", r.hop, r.setting, r.rate_per_sec)
     })
     .await?;
-    print!("{}", rtmc_loadgen::hops::render(&report));
+    print!("{}", rtmc_loadgen::run::hops::render(&report));
     if let Some(path) = a.json {
         std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -263,6 +267,7 @@ struct LoadArgs {
 }
 
 impl LoadArgs {
+    // Over 60 lines: one line per flag that overrides the profile, in flag order.
     fn profile(&self) -> anyhow::Result<Profile> {
         let mut p = match &self.profile {
             Some(path) => Profile::load(path)?,
@@ -353,7 +358,7 @@ async fn load(profile: Profile, mode: Mode) -> anyhow::Result<bool> {
 
 async fn merge(dirs: Vec<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<bool> {
     let m = merge_dirs(&dirs).context("merging report directories")?;
-    let out = out.unwrap_or_else(|| report::default_dir("merge"));
+    let out = out.unwrap_or_else(|| files::default_dir("merge"));
     let start = dirs
         .first()
         .and_then(|d| start_time_of(d))
@@ -378,8 +383,8 @@ async fn merge(dirs: Vec<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<bool>
         intervals: &m.intervals,
         merged,
     };
-    let mut files = report::write_dir(&out, &m.report, &h)?;
-    files.extend(plot::write_all(&out, h.intervals, &h.merged, None));
+    let mut files = files::write_dir(&out, &m.report, &h)?;
+    files.extend(plots::write_all(&out, h.intervals, &h.merged, None));
     print!("{}", render_text(&m.report));
     println!("merged report: {}", out.display());
     for f in &files {
@@ -455,6 +460,7 @@ async fn stop_signal() -> anyhow::Result<StopSignal> {
     })
 }
 
+// Over 60 lines: one arm per subcommand, each a few calls into the library.
 async fn command(command: Command) -> anyhow::Result<bool> {
     match command {
         Command::Run {
@@ -491,7 +497,7 @@ async fn command(command: Command) -> anyhow::Result<bool> {
                 report.runs.push(blast(spec, shape.clone()).await?);
             }
             let mut out = String::new();
-            blaster::text(&mut out, &report);
+            blaster_text(&mut out, &report);
             print!("{out}");
             Ok(true)
         }
@@ -540,6 +546,58 @@ mod tests {
     #[test]
     fn every_argument_has_help_naming_its_default() {
         rtmc::cli_help::assert_documented(Cli::command());
+    }
+
+    /// The help of each argument of `help`, one entry per flag or
+    /// positional (its lines joined).
+    fn argument_entries(help: &str) -> Vec<String> {
+        let mut entries: Vec<String> = Vec::new();
+        for line in help.lines() {
+            let t = line.trim_start();
+            let starts_entry = line.starts_with("  ") && (t.starts_with('-') || t.starts_with('<'));
+            match entries.last_mut() {
+                Some(e) if !starts_entry && line.starts_with(' ') => e.push_str(t),
+                _ if starts_entry => entries.push(t.to_owned()),
+                _ => {}
+            }
+        }
+        entries
+    }
+
+    /// clap appends `[default: …]` itself for a default it knows; a doc
+    /// comment that says it too printed it twice.
+    #[test]
+    fn no_help_prints_a_default_twice() {
+        let mut cli = Cli::command();
+        cli.build();
+        let names: Vec<String> = cli
+            .get_subcommands()
+            .map(|c| c.get_name().to_owned())
+            .collect();
+        assert!(names.len() >= 6, "{names:?}");
+        let mut doubled = Vec::new();
+        for name in &names {
+            let sub = cli.find_subcommand_mut(name).expect("listed subcommand");
+            let help = sub.render_help().to_string();
+            for entry in argument_entries(&help) {
+                if entry.matches("[default:").count() > 1 {
+                    doubled.push(format!("{name}: {entry}"));
+                }
+            }
+        }
+        assert!(
+            doubled.is_empty(),
+            "defaults said twice:\n{}",
+            doubled.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_help_check_sees_a_doubled_default() {
+        let help = "Options:\n      --rounds <ROUNDS>\n          Rounds [default: 5] [default: 5]\n      --quiet\n          No line\n";
+        let entries = argument_entries(help);
+        assert_eq!(entries.len(), 2, "{entries:?}");
+        assert_eq!(entries[0].matches("[default:").count(), 2);
     }
 
     #[test]

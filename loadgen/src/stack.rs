@@ -4,13 +4,13 @@
 //! addresses of a running deployment.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rtmc::config::Config;
 use rtmc_testkit::process::rtmc_binary;
 use rtmc_testkit::{NodeProcess, Pipeline, PipelineOptions, Role, Services, TEST_PASSWORD};
 
-use crate::cpu::container_pid;
+use crate::measure::cpu::container_pid;
 use crate::profile::Profile;
 
 /// Failure bringing the target up or resolving it.
@@ -129,7 +129,7 @@ pub fn external(p: &Profile) -> Result<Target, StackError> {
 pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError> {
     let binary = rtmc_binary().map_err(|e| embedded_err(&e))?;
     let services = Services::start().await.map_err(|e| embedded_err(&e))?;
-    let pipeline = namespace_only(&services)
+    let pipeline = namespace_only(&services, Some(binary.clone()))
         .await
         .map_err(|e| embedded_err(&e))?;
     let prefix = p.target.user_prefix.clone();
@@ -185,7 +185,13 @@ pub async fn embedded(p: &Profile) -> Result<(EmbeddedStack, Target), StackError
 /// namespace, configuration and helpers only. The components run as `rtmc`
 /// processes (every one, the sync worker too), so nothing of the stack
 /// shares loadgen's CPU accounting.
-pub async fn namespace_only(services: &Services) -> anyhow::Result<Pipeline> {
+/// `schema_from`: the `rtmc` binary that creates the schema (the one the
+/// stack runs, so a newer loadgen never migrates an older rtmc's database);
+/// `None`: loadgen's own `rtmc` library does.
+pub async fn namespace_only(
+    services: &Services,
+    schema_from: Option<PathBuf>,
+) -> anyhow::Result<Pipeline> {
     Pipeline::start(
         services,
         PipelineOptions {
@@ -193,6 +199,7 @@ pub async fn namespace_only(services: &Services) -> anyhow::Result<Pipeline> {
             gateway: false,
             consumer: false,
             sync: false,
+            schema_from,
             ..Default::default()
         },
     )

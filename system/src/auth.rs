@@ -37,8 +37,8 @@ pub fn api_key_matches<'a>(presented: &str, keys: impl IntoIterator<Item = &'a s
 pub enum LoginRefused {
     /// Too many recent failures for this user from this address, or from
     /// this address at all; the password was not checked.
-    #[error("too many failed logins from this address; try again later")]
-    Throttled,
+    #[error("too many failed logins from this address; try again in {retry_after_secs} s")]
+    Throttled { retry_after_secs: u64 },
     /// Unknown user or wrong password; counted towards the throttle.
     #[error("wrong user id or password")]
     WrongPassword,
@@ -61,10 +61,10 @@ pub async fn check_password(
     source: IpAddr,
 ) -> Result<(), LoginRefused> {
     match presence.login_throttled(user_id, source, limits).await {
-        Ok(false) => {}
-        Ok(true) => {
+        Ok(None) => {}
+        Ok(Some(retry_after_secs)) => {
             metrics::counter!("rtmc_rate_limited_total", "kind" => "login").increment(1);
-            return Err(LoginRefused::Throttled);
+            return Err(LoginRefused::Throttled { retry_after_secs });
         }
         Err(e) => return Err(LoginRefused::ThrottleUnavailable(e)),
     }

@@ -28,6 +28,10 @@ pub struct PublishedMessage {
     pub message_id: String,
     pub from: String,
     pub body: String,
+    /// The taking server's or gateway's receive time, by its own clock.
+    #[serde(default)]
+    pub received_at_us: u64,
+    /// The sender's claimed send time (its field only; see [`crate::protocol::BroadcastFrame`]).
     pub sent_at_us: u64,
 }
 

@@ -44,6 +44,53 @@ fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
     }
 }
 
+/// Renders the help of `cmd` and of every subcommand under it, as
+/// `--help` prints it, and panics naming each argument whose entry shows
+/// `[default: …]` more than once (a default written in the help text and
+/// given to clap as well).
+pub fn assert_no_default_twice(cmd: clap::Command) {
+    let twice = defaults_shown_twice(cmd);
+    assert!(
+        twice.is_empty(),
+        "help entries naming a default twice: {twice:#?}"
+    );
+}
+
+/// `path: entry` of every help entry under `cmd` that names a default twice.
+pub fn defaults_shown_twice(mut cmd: clap::Command) -> Vec<String> {
+    cmd.build();
+    let mut found = Vec::new();
+    collect_twice(&mut cmd, &mut found);
+    found
+}
+
+fn collect_twice(cmd: &mut clap::Command, found: &mut Vec<String>) {
+    let path = cmd.get_bin_name().unwrap_or(cmd.get_name()).to_owned();
+    let help = cmd.render_long_help().to_string();
+    // An entry starts at a line that begins (after its indent) with `-` or
+    // `<`; its help runs on until the next entry or heading.
+    let mut entries: Vec<String> = Vec::new();
+    for line in help.lines() {
+        let t = line.trim_start();
+        if t.starts_with('-') || t.starts_with('<') || !line.starts_with(' ') || entries.is_empty()
+        {
+            entries.push(String::new());
+        }
+        if let Some(e) = entries.last_mut() {
+            e.push_str(t);
+            e.push(' ');
+        }
+    }
+    for e in entries {
+        if e.matches("[default:").count() > 1 {
+            found.push(format!("{path}: {}", e.trim()));
+        }
+    }
+    for sub in cmd.get_subcommands_mut() {
+        collect_twice(sub, found);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +115,26 @@ mod tests {
             args_without_help_or_default(&cmd),
             ["x --bare", "x --vague"]
         );
+    }
+
+    #[test]
+    fn finds_a_default_named_twice_in_a_subcommands_help() {
+        let sub = clap::Command::new("sub")
+            .arg(
+                clap::Arg::new("rounds")
+                    .long("rounds")
+                    .help("rounds [default: 5]")
+                    .default_value("5"),
+            )
+            .arg(
+                clap::Arg::new("once")
+                    .long("once")
+                    .help("said once")
+                    .default_value("1"),
+            );
+        let cmd = clap::Command::new("x").subcommand(sub);
+        let twice = defaults_shown_twice(cmd);
+        assert_eq!(twice.len(), 1, "{twice:#?}");
+        assert!(twice[0].contains("--rounds"), "{twice:#?}");
     }
 }

@@ -15,6 +15,7 @@ use tokio_util::codec::Framed;
 use crate::backoff::Backoff;
 use crate::protocol::{
     BroadcastFrame, ClientCommand, ErrorCode, FrameCodec, ProtocolError, ServerFrame, SessionToken,
+    StreamPosition,
 };
 
 /// Failure seen by a client.
@@ -120,6 +121,9 @@ pub struct LoginInfo {
     pub session_token: SessionToken,
     pub last_seq: u64,
     pub heartbeat_interval_ms: u64,
+    /// The deployment's message log and its epoch (`None` from a server
+    /// that does not name it): sequence numbers belong to it.
+    pub stream: Option<StreamPosition>,
 }
 
 impl ClientError {
@@ -176,6 +180,10 @@ pub enum LinkEvent {
     Reconnected { addr: String, replayed: u64 },
     /// Every attempt failed; the last error is returned to the caller.
     GaveUp { attempts: u32 },
+    /// Logged in again, but the deployment's message log is another one (a
+    /// new epoch: it lost its history, or another deployment): what was
+    /// missed cannot be recovered; delivery goes on from `from_seq`.
+    HistoryLost { from_seq: u64 },
 }
 
 /// Called with each [`LinkEvent`] as it happens.
@@ -291,6 +299,7 @@ impl ChatClient {
         let mut conn = Connection::connect(self.addr(), self.max_frame_bytes).await?;
         // Resume after what the caller has, including buffered broadcasts.
         let resume = self.pending.back().map(|b| b.seq).unwrap_or(self.last_seq);
+        let before = self.info.stream.clone();
         self.info = login(
             &mut conn,
             &self.user_id,
@@ -306,7 +315,49 @@ impl ChatClient {
             addr: self.addr().to_owned(),
             replayed,
         });
+        if before.is_some() && before != self.info.stream {
+            // The seqs we hold mean nothing in this log: its replay is not
+            // ours, so skip it and go on from its head.
+            self.pending.clear();
+            self.last_seq = self.info.last_seq;
+            self.tell(LinkEvent::HistoryLost {
+                from_seq: self.info.last_seq + 1,
+            });
+        }
         Ok(())
+    }
+
+    /// Replays everything after `after` on this session (the `resume`
+    /// command), then live traffic goes on; returns how many messages the
+    /// replay holds (they come first from [`ChatClient::next_broadcast`]).
+    /// Every broadcast that arrives before `resume_done` is either in the
+    /// replay or comes again after it, so they are gathered, ordered and
+    /// deduped by seq. `resume_unavailable` is returned as the server's error.
+    pub async fn resume_after(&mut self, after: u64) -> Result<u64, ClientError> {
+        self.conn
+            .send(&ClientCommand::Resume { last_seq: after })
+            .await?;
+        self.pending.clear();
+        self.last_seq = after;
+        let mut gathered = Vec::new();
+        let deadline = tokio::time::Instant::now() + self.reply_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.conn.recv_timeout(left).await? {
+                ServerFrame::Broadcast(b) => gathered.push(b),
+                ServerFrame::ResumeDone { .. } => break,
+                ServerFrame::Error { code, message, .. } => {
+                    return Err(ClientError::Server { code, message })
+                }
+                _ => {}
+            }
+        }
+        gathered.sort_by_key(|b| b.seq);
+        gathered.dedup_by_key(|b| b.seq);
+        gathered.retain(|b| b.seq > after);
+        let replayed = gathered.len() as u64;
+        self.pending.extend(gathered);
+        Ok(replayed)
     }
 
     /// Reconnects with back-off along the address list, per the policy, if
@@ -409,11 +460,13 @@ impl ChatClient {
                     code,
                     message,
                     message_id: Some(m),
+                    ..
                 } if m == id => return Err(ClientError::Server { code, message }),
                 ServerFrame::Error {
                     code,
                     message,
                     message_id: None,
+                    ..
                 } => return Err(ClientError::Server { code, message }),
                 ServerFrame::Broadcast(b) => self.accept(b),
                 // Late acks or errors of earlier sends, heartbeat acks: not ours.
@@ -553,12 +606,14 @@ async fn login_with<S: AsyncRead + AsyncWrite + Unpin>(
             session_token,
             last_seq,
             heartbeat_interval_ms,
+            stream,
             ..
         } => Ok(LoginInfo {
             user_id,
             session_token,
             last_seq,
             heartbeat_interval_ms,
+            stream,
         }),
         ServerFrame::Error { code, message, .. } => Err(ClientError::Server { code, message }),
         other => Err(ClientError::Unexpected(Box::new(other))),

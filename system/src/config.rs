@@ -12,6 +12,29 @@ use serde::{Deserialize, Serialize};
 use crate::protocol::DEFAULT_MAX_FRAME_BYTES;
 use crate::secret::Secret;
 
+/// `host:port` of a service URL (`redis://:pw@127.0.0.1:6379/0` →
+/// `127.0.0.1:6379`), without credentials, path or query, with the
+/// scheme's default port when the URL names none: what an error may show.
+pub fn service_address(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let has_port = host_port
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    if has_port || host_port.is_empty() {
+        return host_port.to_owned();
+    }
+    let default_port = match url.split_once("://").map(|(s, _)| s) {
+        Some("amqp") => 5672,
+        Some("amqps") => 5671,
+        Some("redis") | Some("rediss") => 6379,
+        Some("postgres") | Some("postgresql") => 5432,
+        _ => return host_port.to_owned(),
+    };
+    format!("{host_port}:{default_port}")
+}
+
 /// Configuration shared by every component. Sections a component does not
 /// use are ignored by it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -411,6 +434,19 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_service_address_leaves_credentials_out() {
+        assert_eq!(
+            service_address("amqp://guest:guest@127.0.0.1:5672/%2f"),
+            "127.0.0.1:5672"
+        );
+        assert_eq!(service_address("redis://:pw@10.0.0.2/0"), "10.0.0.2:6379");
+        assert_eq!(
+            service_address("postgres://rtmc:pw@db.example:5433/rtmc?sslmode=disable"),
+            "db.example:5433"
+        );
+    }
 
     #[test]
     fn layers_override_in_order() {

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::broker::{declare_topology, BrokerAddresses, PublishedMessage, Publisher};
 use crate::config::Config;
+use crate::error::StartError;
 use crate::stream::{self, Appended, RedisKeys};
 
 #[cfg(feature = "test-consumer-drop")]
@@ -30,9 +31,14 @@ pub fn validate(
     max_body_bytes: usize,
     max_frame_bytes: usize,
 ) -> Result<PublishedMessage, String> {
-    let msg: PublishedMessage =
+    let mut msg: PublishedMessage =
         serde_json::from_slice(raw).map_err(|e| format!("not a valid message: {e}"))?;
     msg.check_limits(max_body_bytes, max_frame_bytes)?;
+    // A message published without a receive time (by an older publisher)
+    // gets the consumer's: every stored message carries a server's clock.
+    if msg.received_at_us == 0 {
+        msg.received_at_us = crate::protocol::now_us();
+    }
     Ok(msg)
 }
 
@@ -47,9 +53,13 @@ pub fn broadcast_tail(msg: &PublishedMessage) -> Vec<u8> {
 /// Consumes until `shutdown`, reconnecting to the broker with back-off: to
 /// the next of `rabbitmq.urls` when a node refuses or the connection is lost.
 /// The batch in hand when shutdown comes is finished and acked first.
-pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), redis::RedisError> {
+pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), StartError> {
     crate::telemetry::metrics();
-    let redis = stream::managed_connection(cfg.redis.url.expose_secret()).await?;
+    let redis_url = cfg.redis.url.expose_secret();
+    let redis = stream::managed_connection(redis_url)
+        .await
+        .map_err(|e| StartError::connect("Redis", redis_url, e))?;
+    let broker = crate::config::service_address(cfg.rabbitmq.url.expose_secret());
     let keys = RedisKeys::new(&cfg.redis.key_prefix);
     let dead_letters = Publisher::new(cfg.rabbitmq.clone());
     let addresses = BrokerAddresses::new(&cfg.rabbitmq);
@@ -58,7 +68,7 @@ pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), re
         let attach = || consume(&cfg, &addresses, &redis, &keys, &dead_letters, &shutdown);
         let on_error = |e: &lapin::Error, _| {
             metrics::counter!("rtmc_consumer_broker_errors_total").increment(1);
-            tracing::warn!(error = %e, "consumer lost the broker; reconnecting");
+            tracing::warn!(error = %e, "consumer: no connection to RabbitMQ at {broker}; reconnecting");
         };
         backoff.retry(&shutdown, attach, on_error).await;
     }
@@ -267,6 +277,7 @@ mod tests {
             message_id: "m1".into(),
             from: "alice".into(),
             body: "quote \" and \\ and \u{1F600}".into(),
+            received_at_us: 43,
             sent_at_us: 42,
         };
         let mut frame = br#"{"command":"broadcast","seq":9,"#.to_vec();

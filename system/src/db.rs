@@ -25,18 +25,66 @@ pub enum DbError {
 
 /// Connects a pool and applies pending migrations.
 pub async fn connect(cfg: &PostgresConfig) -> Result<PgPool, DbError> {
-    let pool = PgPoolOptions::new()
-        .max_connections(cfg.max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(cfg.url.expose_secret())
-        .await?;
+    let pool = connect_unmigrated(cfg).await?;
     migrate(&pool).await?;
     Ok(pool)
 }
 
+/// Connects a pool and leaves the schema as it is: for a harness that lets
+/// the `rtmc` binary under test (`rtmc migrate`) own the schema, so a test
+/// kit built from newer sources never migrates an older binary's database.
+pub async fn connect_unmigrated(cfg: &PostgresConfig) -> Result<PgPool, DbError> {
+    let url = cfg.url.expose_secret();
+    let pool = match PgPoolOptions::new()
+        .max_connections(cfg.max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+    {
+        Ok(pool) => pool,
+        // The pool only says it timed out; one direct attempt says why
+        // (connection refused, authentication, no such database).
+        Err(sqlx::Error::PoolTimedOut) => {
+            use sqlx::Connection;
+            return Err(match sqlx::PgConnection::connect(url).await {
+                Err(e) => e.into(),
+                Ok(_) => sqlx::Error::PoolTimedOut.into(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(pool)
+}
+
+/// Applies this build's pending migrations. A database already migrated by
+/// a newer rtmc (a rolling upgrade, where old nodes still run beside new
+/// ones; or the latency gate running an older build) is accepted: this
+/// build's own migrations are checked and applied, newer ones are left
+/// alone. Migrations are additive (new tables, columns with defaults) so
+/// that an older build keeps working on a newer schema.
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
-    sqlx::migrate!("./migrations").run(pool).await?;
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator.run(pool).await?;
     Ok(())
+}
+
+/// The id the deployment keeps for `stream` (made once, then read back by
+/// every node): `login_ok.stream.id`. PostgreSQL keeps it across a loss of
+/// Redis, so a client can tell "the same deployment lost its history" (a new
+/// epoch) from "another deployment".
+pub async fn stream_id(pool: &PgPool, stream: &str) -> Result<String, DbError> {
+    let fresh = uuid::Uuid::new_v4().simple().to_string();
+    sqlx::query("INSERT INTO stream_identity (stream, id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(stream)
+        .bind(&fresh)
+        .execute(pool)
+        .await?;
+    let (id,): (String,) = sqlx::query_as("SELECT id FROM stream_identity WHERE stream = $1")
+        .bind(stream)
+        .fetch_one(pool)
+        .await?;
+    Ok(id)
 }
 
 /// Cost of the argon2id hash stored for a new user. The verifier reads the

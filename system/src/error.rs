@@ -8,6 +8,13 @@
 /// could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    /// A dependency could not be reached at start-up: which one, where.
+    #[error("could not connect to {service} at {addr}: {reason}")]
+    Connect {
+        service: &'static str,
+        addr: String,
+        reason: String,
+    },
     #[error("postgres: {0}")]
     Db(#[from] crate::db::DbError),
     #[error("redis: {0}")]
@@ -16,4 +23,16 @@ pub enum StartError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+}
+
+impl StartError {
+    /// `service` (as people name it: "PostgreSQL") at the address of `url`
+    /// (credentials left out) failed with `reason`.
+    pub fn connect(service: &'static str, url: &str, reason: impl std::fmt::Display) -> Self {
+        StartError::Connect {
+            service,
+            addr: crate::config::service_address(url),
+            reason: reason.to_string(),
+        }
+    }
 }

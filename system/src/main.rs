@@ -61,7 +61,7 @@ enum Command {
         /// Password (also RTMC_PASSWORD; its value is never shown) [default: prompted without echo].
         #[arg(long, env = "RTMC_PASSWORD", hide_env_values = true)]
         password: Option<String>,
-        /// Directory of the last-seen-seq files (one per user and server), so a restarted
+        /// Directory of the last-seen-seq files (one per user and deployment), so a restarted
         /// client resumes where it left off [default: $XDG_STATE_HOME/rtmc or ~/.local/state/rtmc].
         #[arg(long, env = "RTMC_STATE_DIR")]
         state_dir: Option<PathBuf>,
@@ -222,7 +222,12 @@ async fn sync(cfg: Arc<Config>, shutdown: CancellationToken) -> anyhow::Result<(
     Ok(())
 }
 
-/// The terminal client ([`rtmc::terminal`]); errors say what to do.
+/// Passwords asked for at most, when the first one was wrong.
+const PASSWORD_TRIES: u32 = 3;
+
+/// The terminal client ([`rtmc::terminal`]); errors say what to do. A
+/// wrong password asks again (when it was typed at the prompt, or stdin is
+/// a terminal), up to [`PASSWORD_TRIES`] times.
 async fn client(
     addrs: Vec<String>,
     user: String,
@@ -230,12 +235,15 @@ async fn client(
     state_dir: Option<PathBuf>,
     no_state: bool,
 ) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
     for a in &addrs {
         check_addr(a)?;
     }
-    let password = match password {
+    let ask = || rtmc::terminal::prompt_password(&format!("password for {user}: "));
+    let may_ask_again = password.is_none() || std::io::stdin().is_terminal();
+    let mut password = match password {
         Some(p) => p,
-        None => rtmc::terminal::prompt_password(&format!("password for {user}: "))?,
+        None => ask()?,
     };
     let state_dir = if no_state {
         None
@@ -243,16 +251,31 @@ async fn client(
         state_dir.or_else(rtmc::terminal::SeqState::default_dir)
     };
     let first = addrs[0].clone();
-    let opts = rtmc::terminal::TerminalOptions {
-        addrs,
-        user,
-        password,
-        state_dir,
-    };
-    match rtmc::terminal::run(opts).await {
-        Ok(()) => Ok(()),
-        Err(e) => Err(anyhow::anyhow!(explain(&e, &first))),
+    for attempt in 1.. {
+        let opts = rtmc::terminal::TerminalOptions {
+            addrs: addrs.clone(),
+            user: user.clone(),
+            password: password.clone(),
+            state_dir: state_dir.clone(),
+        };
+        let e = match rtmc::terminal::run(opts).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let wrong = matches!(
+            e,
+            ClientError::Server {
+                code: rtmc::protocol::ErrorCode::AuthFailed,
+                ..
+            }
+        );
+        if !(wrong && may_ask_again && attempt < PASSWORD_TRIES) {
+            return Err(anyhow::anyhow!(explain(&e, &first)));
+        }
+        eprintln!("wrong user id or password; try again");
+        password = ask()?;
     }
+    unreachable!("the loop returns")
 }
 
 /// Refuses an address without a port before trying it.
@@ -303,6 +326,13 @@ mod tests {
     #[test]
     fn every_argument_has_help_naming_its_default() {
         rtmc::cli_help::assert_documented(Cli::command());
+    }
+
+    /// The help of `rtmc` and of every subcommand, as printed, names each
+    /// default once.
+    #[test]
+    fn no_help_names_a_default_twice() {
+        rtmc::cli_help::assert_no_default_twice(Cli::command());
     }
 
     #[test]

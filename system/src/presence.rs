@@ -195,22 +195,37 @@ impl Presence {
     /// too many failures for that pair (`max_login_failures`), or from that
     /// address for all users (`max_login_failures_per_source`). A limit of 0
     /// disables its check. No per-user count exists, so nobody can lock a
-    /// user out by failing logins for them from elsewhere.
+    /// user out by failing logins for them from elsewhere. `Some(secs)`
+    /// when refused: seconds until the counts that refuse it expire (at
+    /// least 1).
     pub async fn login_throttled(
         &self,
         user_id: &str,
         source: std::net::IpAddr,
         limits: &crate::config::ServerConfig,
-    ) -> Result<bool, PresenceError> {
+    ) -> Result<Option<u64>, PresenceError> {
         let mut r = self.redis.clone();
-        let (pair, from): (Option<u32>, Option<u32>) = redis::pipe()
-            .get(self.keys.login_failures(user_id, source))
-            .get(self.keys.login_failures_from(source))
+        let (pair_key, from_key) = (
+            self.keys.login_failures(user_id, source),
+            self.keys.login_failures_from(source),
+        );
+        let (pair, from, pair_ttl, from_ttl): (Option<u32>, Option<u32>, i64, i64) = redis::pipe()
+            .get(&pair_key)
+            .get(&from_key)
+            .ttl(&pair_key)
+            .ttl(&from_key)
             .query_async(&mut r)
             .await?;
         let over = |n: Option<u32>, max: u32| max > 0 && n.unwrap_or(0) >= max;
-        Ok(over(pair, limits.max_login_failures)
-            || over(from, limits.max_login_failures_per_source))
+        let waits = [
+            (over(pair, limits.max_login_failures), pair_ttl),
+            (over(from, limits.max_login_failures_per_source), from_ttl),
+        ];
+        Ok(waits
+            .iter()
+            .filter(|(refused, _)| *refused)
+            .map(|&(_, ttl)| ttl.max(1) as u64)
+            .max())
     }
 
     /// Counts a failed login for `user_id` from `source` in the current

@@ -6,7 +6,7 @@
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
-use crate::protocol::{encode_frame, BroadcastFrame, ServerFrame};
+use crate::protocol::{BroadcastFrame, ServerFrame};
 use crate::stream::{self, Delivery, RedisKeys};
 
 /// Why a replay could not be produced.
@@ -60,24 +60,25 @@ async fn from_postgres(
     up_to: u64,
     out: &mut Vec<Delivery>,
 ) -> Result<(), ReplayError> {
-    let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
-        "SELECT seq, message_id, sender, body, sent_at_us FROM messages WHERE seq > $1 AND seq <= $2 ORDER BY seq",
+    let rows: Vec<(i64, String, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT seq, message_id, sender, body, sent_at_us, received_at_us FROM messages WHERE seq > $1 AND seq <= $2 ORDER BY seq",
     )
     .bind(after as i64)
     .bind(up_to as i64)
     .fetch_all(pg)
     .await?;
-    for (seq, message_id, from, body, sent_at_us) in rows {
+    for (seq, message_id, from, body, sent_at_us, received_at_us) in rows {
         let f = ServerFrame::Broadcast(BroadcastFrame {
             seq: seq as u64,
             message_id,
             from,
             body,
             sent_at_us: sent_at_us as u64,
+            received_at_us: received_at_us as u64,
         });
         out.push(Delivery {
             seq: seq as u64,
-            frame: encode_frame(&f.to_json()),
+            frame: f.to_frame(),
         });
     }
     Ok(())

@@ -30,6 +30,11 @@ impl RedisKeys {
     pub fn seq(&self) -> String {
         format!("{}:seq", self.prefix)
     }
+    /// The stream's epoch: made once, and made anew when Redis lost its data
+    /// (and so the stream's history and sequence counter).
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
     /// Prefix of the per-message-id dedupe keys (value: the assigned seq).
     pub fn dedupe_prefix(&self) -> String {
         format!("{}:dedupe:", self.prefix)
@@ -153,6 +158,23 @@ pub async fn append_batch<C: ConnectionLike>(
 }
 
 /// The last assigned sequence number (0 when none yet).
+/// The stream's epoch, made (a random id) by the first caller that finds
+/// none: one `SET NX GET`, so every node of a deployment reads the same one.
+pub async fn epoch<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &RedisKeys,
+) -> redis::RedisResult<String> {
+    let fresh = uuid::Uuid::new_v4().simple().to_string();
+    let before: Option<String> = redis::cmd("SET")
+        .arg(keys.epoch())
+        .arg(&fresh)
+        .arg("NX")
+        .arg("GET")
+        .query_async(conn)
+        .await?;
+    Ok(before.unwrap_or(fresh))
+}
+
 pub async fn head<C: ConnectionLike>(conn: &mut C, keys: &RedisKeys) -> redis::RedisResult<u64> {
     let v: Option<u64> = redis::cmd("GET").arg(keys.seq()).query_async(conn).await?;
     Ok(v.unwrap_or(0))

@@ -119,7 +119,8 @@ impl SyncWorker {
 
     async fn copy(&mut self, entries: &[StreamEntry]) -> Result<u64, SyncError> {
         let n = entries.len();
-        let (mut seqs, mut ids, mut senders, mut bodies, mut times) = (
+        let (mut seqs, mut ids, mut senders, mut bodies, mut times, mut received) = (
+            Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
             Vec::with_capacity(n),
@@ -133,13 +134,14 @@ impl SyncWorker {
             senders.push(b.from);
             bodies.push(b.body);
             times.push(b.sent_at_us as i64);
+            received.push(b.received_at_us as i64);
         }
         let last = entries.last().map(|e| e.seq).unwrap_or(0);
         let started = std::time::Instant::now();
         let mut tx = self.pg.begin().await?;
         let inserted = sqlx::query(
-            "INSERT INTO messages (seq, message_id, sender, body, sent_at_us) \
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
+            "INSERT INTO messages (seq, message_id, sender, body, sent_at_us, received_at_us) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[]) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&seqs)
@@ -147,6 +149,7 @@ impl SyncWorker {
         .bind(&senders)
         .bind(&bodies)
         .bind(&times)
+        .bind(&received)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -204,7 +207,12 @@ pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), Sy
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let connect = || SyncWorker::connect(&cfg);
     let on_error = |e: &SyncError, _| {
-        tracing::warn!(error = %e, "sync worker cannot start yet; retrying");
+        tracing::warn!(
+            error = %e,
+            "sync worker cannot start yet (PostgreSQL at {}, Redis at {}); retrying",
+            crate::config::service_address(cfg.postgres.url.expose_secret()),
+            crate::config::service_address(cfg.redis.url.expose_secret())
+        );
     };
     let Some(mut worker) = backoff.retry(&shutdown, connect, on_error).await else {
         return Ok(());

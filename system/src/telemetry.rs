@@ -40,7 +40,7 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("rtmc_consumer_redelivered_total", Kind::Counter, "Deliveries flagged as redelivered by RabbitMQ."),
     ("rtmc_consumer_redis_retries_total", Kind::Counter, "Failed Redis appends retried with back-off."),
     ("rtmc_deliveries_total", Kind::Counter, "Broadcast frames queued to sessions."),
-    ("rtmc_fanout_lag_seconds", Kind::Histogram, "From a message's sent_at_us to its fan-out by a server node (last entry of each stream read)."),
+    ("rtmc_fanout_lag_seconds", Kind::Histogram, "From a server's receipt of a message (received_at_us, its own clock) to its fan-out by a server node (last entry of each stream read)."),
     ("rtmc_gateway_accepted_total", Kind::Counter, "Messages the gateway published with a broker confirm (202)."),
     ("rtmc_gateway_rejected_total", Kind::Counter, "Gateway requests refused, by error code."),
     ("rtmc_gateway_shed_total", Kind::Counter, "Publishing requests refused at once because gateway.max_inflight_requests were in flight (503 overloaded)."),
@@ -70,6 +70,78 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("rtmc_tls_handshake_failures_total", Kind::Counter, "TLS handshakes that failed or timed out."),
 ];
 
+/// The label values each labelled counter starts with at 0 (so a dashboard
+/// finds the series before the first event): one label, its known values.
+/// Counters without labels start at 0 without being listed here.
+pub const LABELLED_COUNTERS: &[(&str, &str, &[&str])] = &[
+    (
+        "rtmc_commands_total",
+        "command",
+        &[
+            "login",
+            "heartbeat",
+            "send",
+            "resume",
+            "status",
+            "get_status",
+            "logout",
+        ],
+    ),
+    (
+        "rtmc_gateway_rejected_total",
+        "code",
+        &[
+            "auth_failed",
+            "bad_json",
+            "broker_unavailable",
+            "invalid_field",
+            "login_unavailable",
+            "method_not_allowed",
+            "not_found",
+            "overloaded",
+            "payload_too_large",
+            "rate_limited",
+            "session_store_unavailable",
+            "unauthorized",
+        ],
+    ),
+    (
+        "rtmc_logins_total",
+        "result",
+        &["ok", "auth_failed", "throttled", "error"],
+    ),
+    (
+        "rtmc_rate_limited_total",
+        "kind",
+        &["frames", "login", "login_connection", "send"],
+    ),
+    (
+        "rtmc_rejected_total",
+        "code",
+        &[
+            "bad_frame",
+            "frame_too_large",
+            "unknown_command",
+            "invalid_field",
+            "not_logged_in",
+            "auth_failed",
+            "already_logged_in",
+            "login_timeout",
+            "heartbeat_timeout",
+            "broker_unavailable",
+            "overloaded",
+            "slow_consumer",
+            "rate_limited",
+            "too_many_connections",
+            "shutting_down",
+            "resume_unavailable",
+            "internal",
+        ],
+    ),
+    ("rtmc_sends_total", "result", &["ack", "overloaded"]),
+    ("rtmc_status_cache_total", "result", &["hit", "miss"]),
+];
+
 /// The Prometheus recorder, installed on first use. Every component in the
 /// process reports into it; `/metrics` renders it through [`render`].
 pub fn metrics() -> &'static PrometheusHandle {
@@ -93,12 +165,25 @@ pub fn metrics() -> &'static PrometheusHandle {
     })
 }
 
+/// Describes every metric and registers every counter at 0: a counter is
+/// exported from start-up, not only once it first counts.
 fn describe() {
     for &(name, kind, help) in METRICS {
         match kind {
             Kind::Counter => metrics::describe_counter!(name, help),
             Kind::Gauge => metrics::describe_gauge!(name, help),
             Kind::Histogram => metrics::describe_histogram!(name, help),
+        }
+        if kind != Kind::Counter {
+            continue;
+        }
+        match LABELLED_COUNTERS.iter().find(|c| c.0 == name) {
+            Some(&(_, label, values)) => {
+                for &value in values {
+                    metrics::counter!(name, label => value).increment(0);
+                }
+            }
+            None => metrics::counter!(name).increment(0),
         }
     }
 }
@@ -181,8 +266,12 @@ fn sample_key(line: &str) -> (String, u8) {
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,lapin=warn,sqlx=warn"));
+    // Colours only for a person at a terminal: a log file or a pipe gets
+    // plain text, without escape codes.
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("RTMC_LOG_JSON").is_ok_and(|v| v == "1") {
         let _ = builder.json().try_init();
@@ -213,6 +302,30 @@ h_seconds_bucket{r=\"x\",le=\"0.5\"} 2\nh_seconds_bucket{r=\"x\",le=\"+Inf\"} 2\
         assert_eq!(lines[9], "h_seconds_count{r=\"x\"} 2");
         assert_eq!(lines[10], "h_seconds_bucket{r=\"y\",le=\"0.5\"} 1");
         assert_eq!(sort_series(&sorted), sorted);
+    }
+
+    #[test]
+    fn every_declared_counter_is_exported_from_the_start() {
+        let text = render();
+        for &(name, kind, _) in METRICS {
+            if kind != Kind::Counter {
+                continue;
+            }
+            let sample = text
+                .lines()
+                .any(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']));
+            assert!(sample, "{name} has no series in a fresh scrape:\n{text}");
+        }
+        assert!(
+            text.contains("rtmc_consumer_dead_letters_total 0"),
+            "{text}"
+        );
+        for &(name, _, _) in LABELLED_COUNTERS {
+            assert!(
+                METRICS.iter().any(|m| m.0 == name && m.1 == Kind::Counter),
+                "{name}"
+            );
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use crate::client::{ChatClient, ClientError, LinkEvent};
 use crate::display::visible;
-use crate::protocol::{BroadcastFrame, ClientCommand, ServerFrame, UserStatus};
+use crate::protocol::{BroadcastFrame, ClientCommand, ServerFrame, StreamPosition, UserStatus};
 
 /// The help shown by `/help` (and at start).
 pub const HELP: &str = "type a line and Enter to send it; commands:
@@ -78,32 +78,86 @@ pub fn parse_line(line: &str) -> Input {
     }
 }
 
-/// `HH:MM:SS` (UTC) of a timestamp in microseconds since the Unix epoch.
-pub fn clock(us: u64) -> String {
-    let secs = (us / 1_000_000) % 86_400;
-    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+/// When a message was taken, as shown (UTC): `HH:MM:SS` for a time of the
+/// day `now_us` falls in, `YYYY-MM-DD HH:MM:SS` for any other day. Both are
+/// microseconds since the Unix epoch.
+pub fn clock(us: u64, now_us: u64) -> String {
+    const DAY_US: u64 = 86_400_000_000;
+    let Some(t) = chrono::DateTime::from_timestamp_micros(us.min(i64::MAX as u64) as i64) else {
+        return "??:??:??".into();
+    };
+    if us / DAY_US == now_us / DAY_US {
+        t.format("%H:%M:%S").to_string()
+    } else {
+        t.format("%Y-%m-%d %H:%M:%S").to_string()
+    }
 }
 
 /// One message as one line: `HH:MM:SS #seq from: body`, every part visible.
-pub fn message_line(b: &BroadcastFrame) -> String {
+/// The time is the server's (`received_at_us`), never the sender's claim;
+/// a message stored before servers stamped it shows its `sent_at_us`.
+pub fn message_line(b: &BroadcastFrame, now_us: u64) -> String {
+    let at = if b.received_at_us > 0 {
+        b.received_at_us
+    } else {
+        b.sent_at_us
+    };
     format!(
         "{} #{} {}: {}",
-        clock(b.sent_at_us),
+        clock(at, now_us),
         b.seq,
         visible(&b.from),
         visible(&b.body)
     )
 }
 
-/// Where a user's last seen sequence number on one server is kept.
+/// What a [`SeqState`] file holds: the last seq shown, and the epoch of
+/// the stream it belongs to (`None` in a file written before epochs, or for
+/// a server that names none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedSeq {
+    pub seq: u64,
+    pub epoch: Option<String>,
+}
+
+/// What to do with a saved seq against the stream the server names now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumePlan {
+    /// Nothing saved: start with new messages.
+    Fresh,
+    /// The same stream and epoch: replay after this seq.
+    After(u64),
+    /// The stream lost its history since (another epoch): what was missed
+    /// cannot be recovered; start with new messages and say so.
+    HistoryLost,
+}
+
+impl ResumePlan {
+    /// Compares what was saved with the server's stream position now.
+    pub fn new(saved: Option<SavedSeq>, now: Option<&StreamPosition>) -> Self {
+        match (saved, now) {
+            (None, _) => ResumePlan::Fresh,
+            (Some(s), Some(now)) if s.epoch.as_deref() != Some(now.epoch.as_str()) => {
+                ResumePlan::HistoryLost
+            }
+            (Some(s), _) => ResumePlan::After(s.seq),
+        }
+    }
+}
+
+/// Where a user's last seen sequence number in one deployment's message log
+/// is kept. The file is named by the stream id the server gives in
+/// `login_ok` (the same on every node), so a restart against another node of
+/// the deployment resumes from the same point.
 #[derive(Debug, Clone)]
 pub struct SeqState {
     path: PathBuf,
 }
 
 impl SeqState {
-    /// The state file for `user` on `server` under `dir`.
-    pub fn new(dir: &Path, user: &str, server: &str) -> Self {
+    /// The state file for `user` in `stream` (the deployment's stream id, or,
+    /// for a server that names none, its address) under `dir`.
+    pub fn new(dir: &Path, user: &str, stream: &str) -> Self {
         let safe = |s: &str| -> String {
             s.chars()
                 .map(|c| {
@@ -115,7 +169,7 @@ impl SeqState {
                 })
                 .collect()
         };
-        let name = format!("{}@{}.seq", safe(user), safe(server));
+        let name = format!("{}@{}.seq", safe(user), safe(stream));
         Self {
             path: dir.join(name),
         }
@@ -136,22 +190,28 @@ impl SeqState {
         &self.path
     }
 
-    /// The stored seq; `None` when there is no (readable) file.
-    pub fn load(&self) -> Option<u64> {
-        std::fs::read_to_string(&self.path)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+    /// The stored seq and epoch (`seq epoch`); `None` when there is no
+    /// (readable) file.
+    pub fn load(&self) -> Option<SavedSeq> {
+        let text = std::fs::read_to_string(&self.path).ok()?;
+        let mut words = text.split_whitespace();
+        let seq = words.next()?.parse().ok()?;
+        let epoch = words.next().map(str::to_owned);
+        Some(SavedSeq { seq, epoch })
     }
 
-    /// Stores `seq` (write to a temporary file, then rename: never torn).
-    pub fn store(&self, seq: u64) -> std::io::Result<()> {
+    /// Stores `seq` of `epoch` (write to a temporary file, then rename:
+    /// never torn).
+    pub fn store(&self, seq: u64, epoch: Option<&str>) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = self.path.with_extension("seq.tmp");
-        std::fs::write(&tmp, format!("{seq}\n"))?;
+        let line = match epoch {
+            Some(e) => format!("{seq} {e}\n"),
+            None => format!("{seq}\n"),
+        };
+        std::fs::write(&tmp, line)?;
         std::fs::rename(&tmp, &self.path)
     }
 }
@@ -165,11 +225,7 @@ pub struct Printer(Arc<Mutex<LineSink>>);
 
 impl Printer {
     fn stdout() -> Self {
-        Self(Arc::new(Mutex::new(Box::new(|line: String| {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-        }))))
+        Self(Arc::new(Mutex::new(Box::new(print_now))))
     }
 
     pub fn line(&self, line: impl Into<String>) {
@@ -184,6 +240,13 @@ impl Printer {
     }
 }
 
+/// Writes a line to stdout at once.
+fn print_now(line: String) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 /// A typed line, or the end of typing.
 enum Typed {
     Line(String),
@@ -191,13 +254,60 @@ enum Typed {
     Interrupt,
 }
 
+/// The line editor's side of the client: whether it is reading a line
+/// now (its prompt on screen, the terminal in raw mode), and the terminal
+/// mode to give back when the client ends.
+struct EditorState {
+    editing: bool,
+    /// Set when the client ends: lines go straight to stdout from then on.
+    finished: bool,
+    saved_mode: Option<rustix::termios::Termios>,
+}
+
+/// The client's hold on the line editor: it prompts again only when told,
+/// so after `/quit` no prompt follows the closing line.
+struct EditorControl {
+    next_prompt: std::sync::mpsc::Sender<()>,
+    state: Arc<Mutex<EditorState>>,
+}
+
+impl EditorControl {
+    /// Lets the editor read the next line.
+    fn prompt_again(&self) {
+        let _ = self.next_prompt.send(());
+    }
+
+    /// Ends the editor's part: no prompt any more, the terminal back in the
+    /// mode it had, and every later line printed at once (so the closing
+    /// lines are on screen before the process exits).
+    fn finish(self) {
+        let Ok(mut st) = self.state.lock() else {
+            return;
+        };
+        st.finished = true;
+        if st.editing {
+            // Blocked reading a line: take its prompt off the screen.
+            if let Some(mode) = &st.saved_mode {
+                let _ = rustix::termios::tcsetattr(
+                    std::io::stdin(),
+                    rustix::termios::OptionalActions::Now,
+                    mode,
+                );
+            }
+            print!("\r\x1b[2K");
+            let _ = std::io::stdout().flush();
+        }
+    }
+}
+
 /// Starts reading typed lines: with a line editor on a terminal, plain
-/// lines otherwise. Returns the lines and the printer to use meanwhile.
-fn start_input() -> (mpsc::Receiver<Typed>, Printer) {
+/// lines otherwise. Returns the lines, the printer to use meanwhile and,
+/// with the editor, its control.
+fn start_input() -> (mpsc::Receiver<Typed>, Printer, Option<EditorControl>) {
     let (tx, rx) = mpsc::channel(16);
     if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
-        if let Some(printer) = start_editor(tx.clone()) {
-            return (rx, printer);
+        if let Some((printer, control)) = start_editor(tx.clone()) {
+            return (rx, printer, Some(control));
         }
     }
     tokio::spawn(async move {
@@ -209,26 +319,62 @@ fn start_input() -> (mpsc::Receiver<Typed>, Printer) {
             }
         }
     });
-    (rx, Printer::stdout())
+    (rx, Printer::stdout(), None)
 }
 
 /// The rustyline editor on its own thread; `None` if it cannot start.
-fn start_editor(tx: mpsc::Sender<Typed>) -> Option<Printer> {
-    use rustyline::error::ReadlineError;
+/// Lines go above the prompt while it reads, straight to stdout otherwise.
+fn start_editor(tx: mpsc::Sender<Typed>) -> Option<(Printer, EditorControl)> {
     use rustyline::ExternalPrinter;
     let mut editor = rustyline::DefaultEditor::new().ok()?;
     let mut external = editor.create_external_printer().ok()?;
-    let printer = Printer(Arc::new(Mutex::new(Box::new(move |line: String| {
-        let _ = external.print(format!("{line}\n"));
-    }))));
-    std::thread::spawn(move || loop {
-        match editor.readline("> ") {
+    let state = Arc::new(Mutex::new(EditorState {
+        editing: false,
+        finished: false,
+        saved_mode: rustix::termios::tcgetattr(std::io::stdin()).ok(),
+    }));
+    let seen = state.clone();
+    let printer = Printer(Arc::new(Mutex::new(Box::new(
+        move |line: String| match seen.lock() {
+            Ok(st) if st.editing && !st.finished => {
+                let _ = external.print(format!("{line}\n"));
+            }
+            Ok(st) if st.finished => print_now(format!("\r\x1b[2K{line}")),
+            _ => print_now(line),
+        },
+    ))));
+    let (next_prompt, prompts) = std::sync::mpsc::channel();
+    let edited = state.clone();
+    std::thread::spawn(move || edit_lines(editor, tx, prompts, edited));
+    Some((printer, EditorControl { next_prompt, state }))
+}
+
+/// The editor thread: reads a line, hands it over, and waits to be told
+/// to prompt again.
+fn edit_lines(
+    mut editor: rustyline::DefaultEditor,
+    tx: mpsc::Sender<Typed>,
+    prompts: std::sync::mpsc::Receiver<()>,
+    state: Arc<Mutex<EditorState>>,
+) {
+    use rustyline::error::ReadlineError;
+    let set_editing = |on: bool| match state.lock() {
+        Ok(mut st) if !st.finished => {
+            st.editing = on;
+            true
+        }
+        _ => false,
+    };
+    while set_editing(true) {
+        let read = editor.readline("> ");
+        set_editing(false);
+        match read {
             Ok(line) => {
                 let _ = editor.add_history_entry(line.as_str());
                 // The sent line comes back as a message: show it once.
                 print!("\x1b[1A\x1b[2K");
                 let _ = std::io::stdout().flush();
-                if tx.blocking_send(Typed::Line(line)).is_err() {
+                if tx.blocking_send(Typed::Line(line)).is_err() || prompts.recv().is_err() {
                     break;
                 }
             }
@@ -238,8 +384,7 @@ fn start_editor(tx: mpsc::Sender<Typed>) -> Option<Printer> {
             }
             Err(_) => break,
         }
-    });
-    Some(printer)
+    }
 }
 
 /// How the terminal client runs.
@@ -253,77 +398,144 @@ pub struct TerminalOptions {
     pub state_dir: Option<PathBuf>,
 }
 
+/// What the link observer saw, for the main loop.
+#[derive(Default)]
+struct LinkSeen {
+    /// Between a lost link and the next reconnect.
+    down: bool,
+    /// Attempts made when reconnecting failed for good.
+    gave_up: Option<u32>,
+}
+
 /// Runs the client until `/quit`, Ctrl-C or the end of input (logging
 /// out), or until the link is lost for good (an error).
 pub async fn run(opts: TerminalOptions) -> Result<(), ClientError> {
     let first = opts.addrs[0].clone();
-    let state = opts
-        .state_dir
-        .as_deref()
-        .map(|d| SeqState::new(d, &opts.user, &first));
-    let resume = state.as_ref().and_then(SeqState::load);
-    let chat = ChatClient::connect_from(&first, &opts.user, &opts.password, resume).await?;
+    let chat = ChatClient::connect_from(&first, &opts.user, &opts.password, None).await?;
     let mut chat = chat.with_failover(opts.addrs[1..].iter().cloned());
     // Ctrl-C is ours from here on (registered now, before any notice).
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| ClientError::Protocol(e.into()))?;
-    let (mut typed, out) = start_input();
-    let notices = out.clone();
-    chat.on_link_event(move |e| match e {
-        LinkEvent::Lost { cause } => {
-            notices.notice(format!("connection lost ({cause}), reconnecting…"))
-        }
-        LinkEvent::Reconnected { addr, replayed } => {
-            notices.notice(format!("reconnected to {addr}, replayed {replayed}"))
-        }
-        LinkEvent::GaveUp { attempts } => {
-            notices.notice(format!("could not reconnect after {attempts} attempts"))
-        }
+    let (mut typed, out, editor) = start_input();
+    let state = opts.state_dir.as_deref().map(|d| {
+        let stream = chat.info.stream.as_ref().map_or(first.as_str(), |s| &s.id);
+        SeqState::new(d, &opts.user, stream)
     });
+    let start = resume_saved(&mut chat, state.as_ref()).await;
     out.notice(format!(
-        "logged in as {} at {first}; {} — /help for commands",
+        "logged in as {} at {first}; {start} — /help for commands",
         visible(&chat.info.user_id),
-        match resume {
-            Some(seq) => format!("resuming after #{seq}"),
-            None => format!("new messages from #{}", chat.info.last_seq + 1),
-        }
     ));
+    let link = watch_link(&mut chat, &out);
     let every = Duration::from_millis(chat.info.heartbeat_interval_ms.max(100));
     let mut heartbeat = tokio::time::interval(every);
     heartbeat.tick().await;
-    loop {
+    let ended = loop {
         tokio::select! {
-            _ = interrupt.recv() => break,
+            _ = interrupt.recv() => break Ok(()),
             t = typed.recv() => match t {
-                None | Some(Typed::Interrupt) => break,
+                None | Some(Typed::Interrupt) => break Ok(()),
                 Some(Typed::Line(line)) => {
-                    if !act(&mut chat, &out, parse_line(&line)).await? {
-                        break;
+                    let queued = link.lock().is_ok_and(|l| l.down);
+                    match act(&mut chat, &out, parse_line(&line), queued).await {
+                        Ok(true) => editor.iter().for_each(EditorControl::prompt_again),
+                        Ok(false) => break Ok(()),
+                        Err(e) => break Err(e),
                     }
                 }
             },
             _ = heartbeat.tick() => {
                 if let Err(e) = chat.heartbeat_or_reconnect().await {
-                    out.notice(format!("connection lost for good: {e}"));
-                    return Err(e);
+                    break Err(e);
                 }
             }
             b = chat.next_broadcast(every) => match b {
-                Ok(b) => {
-                    out.line(message_line(&b));
-                    if let Some(s) = &state {
-                        if let Err(e) = s.store(b.seq) {
-                            out.notice(format!("cannot keep the last seq in {}: {e}", s.path().display()));
-                        }
-                    }
-                }
+                Ok(b) => show(&out, &b, state.as_ref(), &chat),
                 Err(ClientError::Timeout(_)) => {}
-                Err(e) => {
-                    out.notice(format!("connection lost for good: {e}"));
-                    return Err(e);
-                }
+                Err(e) => break Err(e),
             },
         }
+    };
+    if let Some(editor) = editor {
+        editor.finish();
+    }
+    close(chat, &out, &link, ended).await
+}
+
+/// Resumes after the saved seq when it belongs to the stream the server
+/// names now; says what the session starts with.
+async fn resume_saved(chat: &mut ChatClient, state: Option<&SeqState>) -> String {
+    let saved = state.and_then(SeqState::load);
+    let from_now = format!("new messages from #{}", chat.info.last_seq + 1);
+    match ResumePlan::new(saved, chat.info.stream.as_ref()) {
+        ResumePlan::Fresh => from_now,
+        ResumePlan::HistoryLost => format!(
+            "the server lost its message history since you last ran: messages sent meanwhile \
+             cannot be recovered; {from_now}"
+        ),
+        ResumePlan::After(seq) => match chat.resume_after(seq).await {
+            Ok(_) => format!("resuming after #{seq}"),
+            Err(e) => format!(
+                "could not replay what was missed after #{seq} ({}); {from_now}",
+                refusal(&e)
+            ),
+        },
+    }
+}
+
+/// Tells the user about the link (lost, back, history lost) as it happens,
+/// and keeps what the main loop needs to know.
+fn watch_link(chat: &mut ChatClient, out: &Printer) -> Arc<Mutex<LinkSeen>> {
+    let link = Arc::new(Mutex::new(LinkSeen::default()));
+    let (seen, notices) = (link.clone(), out.clone());
+    chat.on_link_event(move |e| {
+        let Ok(mut l) = seen.lock() else { return };
+        match e {
+            LinkEvent::Lost { cause } => {
+                l.down = true;
+                notices.notice(format!("connection lost ({cause}), reconnecting…"))
+            }
+            LinkEvent::Reconnected { addr, replayed } => {
+                l.down = false;
+                notices.notice(format!("reconnected to {addr}, replayed {replayed}"))
+            }
+            LinkEvent::HistoryLost { from_seq } => notices.notice(format!(
+                "the server lost its message history: messages sent while the link was down \
+                 cannot be recovered; new messages from #{from_seq}"
+            )),
+            LinkEvent::GaveUp { attempts } => l.gave_up = Some(*attempts),
+        }
+    });
+    link
+}
+
+/// Shows one message and keeps its seq (with the stream's epoch).
+fn show(out: &Printer, b: &BroadcastFrame, state: Option<&SeqState>, chat: &ChatClient) {
+    out.line(message_line(b, crate::protocol::now_us()));
+    if let Some(s) = state {
+        let epoch = chat.info.stream.as_ref().map(|p| p.epoch.as_str());
+        if let Err(e) = s.store(b.seq, epoch) {
+            out.notice(format!(
+                "cannot keep the last seq in {}: {e}",
+                s.path().display()
+            ));
+        }
+    }
+}
+
+/// The closing line, always printed: logged out, or why the link ended.
+async fn close(
+    chat: ChatClient,
+    out: &Printer,
+    link: &Mutex<LinkSeen>,
+    ended: Result<(), ClientError>,
+) -> Result<(), ClientError> {
+    if let Err(e) = ended {
+        match link.lock().ok().and_then(|l| l.gave_up) {
+            Some(n) => out.notice(format!("could not reconnect after {n} attempts ({e})")),
+            None => out.notice(format!("connection lost for good: {e}")),
+        }
+        return Err(e);
     }
     match tokio::time::timeout(Duration::from_secs(5), chat.logout()).await {
         Ok(Ok(())) => out.notice("logged out"),
@@ -335,20 +547,23 @@ pub async fn run(opts: TerminalOptions) -> Result<(), ClientError> {
 /// Carries out one typed line; `false` to quit. A refused line is reported
 /// and the session goes on; a line that cannot be sent because the link is
 /// gone for good is reported, then the error ends the client.
-async fn act(chat: &mut ChatClient, out: &Printer, input: Input) -> Result<bool, ClientError> {
+async fn act(
+    chat: &mut ChatClient,
+    out: &Printer,
+    input: Input,
+    link_down: bool,
+) -> Result<bool, ClientError> {
     match input {
         Input::Nothing => {}
         Input::Quit => return Ok(false),
         Input::Help => out.line(HELP),
         Input::Invalid(why) => out.notice(why),
-        Input::Send(text) => match chat.send(&text, None).await {
-            Ok(_) => {}
-            Err(e) if e.is_transport() => {
-                out.notice(format!("not sent (connection lost): {}", preview(&text)));
-                return Err(e);
-            }
-            Err(e) => out.notice(format!("not sent: {}", refusal(&e))),
-        },
+        Input::Send(text) if link_down => {
+            // Said at once: the send waits for the reconnect.
+            out.notice(format!("queued until reconnected: {}", preview(&text)));
+            send_line(chat, out, &text).await?;
+        }
+        Input::Send(text) => send_line(chat, out, &text).await?,
         Input::Status(user) => {
             let asked = chat
                 .request_status(ClientCommand::GetStatus { user_id: user })
@@ -366,6 +581,22 @@ async fn act(chat: &mut ChatClient, out: &Printer, input: Input) -> Result<bool,
         }
     }
     Ok(true)
+}
+
+/// Sends one typed line (reconnecting if need be); a refusal is reported
+/// and the session goes on, a link gone for good ends it.
+async fn send_line(chat: &mut ChatClient, out: &Printer, text: &str) -> Result<(), ClientError> {
+    match chat.send(text, None).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_transport() => {
+            out.notice(format!("not sent (connection lost): {}", preview(text)));
+            Err(e)
+        }
+        Err(e) => {
+            out.notice(format!("not sent: {}", refusal(&e)));
+            Ok(())
+        }
+    }
 }
 
 fn show_status(out: &Printer, r: Result<ServerFrame, ClientError>) -> Result<(), ClientError> {
@@ -450,14 +681,16 @@ mod tests {
 
     #[test]
     fn a_message_is_one_visible_line_with_its_time() {
+        let at = (13 * 3600 + 4 * 60 + 5) * 1_000_000 + 999;
         let b = BroadcastFrame {
             seq: 7,
             message_id: "m".into(),
             from: "service:bot".into(),
             body: "\u{1b}[2J\n[99] bob: I never said this".into(),
-            sent_at_us: (13 * 3600 + 4 * 60 + 5) * 1_000_000 + 999,
+            received_at_us: at,
+            sent_at_us: at,
         };
-        let line = message_line(&b);
+        let line = message_line(&b, at + 1);
         assert_eq!(
             line,
             "13:04:05 #7 service:bot: \\u{1b}[2J\\n[99] bob: I never said this"
@@ -465,23 +698,71 @@ mod tests {
     }
 
     #[test]
-    fn the_seq_state_survives_a_restart_and_is_per_user_and_server() {
+    fn the_time_shown_is_the_servers_with_a_date_when_not_today() {
+        // 2026-12-07 10:00:00 UTC, as the server received it; the sender
+        // claimed the Unix epoch.
+        let received = 1_796_637_600_000_000;
+        let b = BroadcastFrame {
+            seq: 1,
+            message_id: "m".into(),
+            from: "bob".into(),
+            body: "hi".into(),
+            received_at_us: received,
+            sent_at_us: 0,
+        };
+        let same_day = received + 3_600_000_000;
+        assert_eq!(message_line(&b, same_day), "10:00:00 #1 bob: hi");
+        let next_day = received + 86_400_000_000;
+        assert_eq!(message_line(&b, next_day), "2026-12-07 10:00:00 #1 bob: hi");
+    }
+
+    #[test]
+    fn the_seq_state_survives_a_restart_and_is_per_user_and_stream() {
         let dir = std::env::temp_dir().join(format!("rtmc-state-{}", uuid::Uuid::new_v4()));
-        let a = SeqState::new(&dir, "alice", "127.0.0.1:7000");
-        let b = SeqState::new(&dir, "alice", "127.0.0.1:7002");
+        let a = SeqState::new(&dir, "alice", "stream-a");
+        let b = SeqState::new(&dir, "alice", "stream-b");
         assert_eq!(a.load(), None);
-        a.store(41).unwrap();
-        a.store(42).unwrap();
+        a.store(41, Some("e1")).unwrap();
+        a.store(42, Some("e1")).unwrap();
+        let saved = SeqState::new(&dir, "alice", "stream-a").load();
         assert_eq!(
-            SeqState::new(&dir, "alice", "127.0.0.1:7000").load(),
-            Some(42)
+            saved,
+            Some(SavedSeq {
+                seq: 42,
+                epoch: Some("e1".into())
+            })
         );
         assert_eq!(b.load(), None);
-        assert_ne!(
-            a.path(),
-            SeqState::new(&dir, "../x", "127.0.0.1:7000").path()
-        );
+        assert_ne!(a.path(), SeqState::new(&dir, "../x", "stream-a").path());
         assert!(SeqState::new(&dir, "../x", "h:1").path().starts_with(&dir));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_saved_seq_of_another_epoch_is_not_resumed() {
+        let now = StreamPosition {
+            id: "s".into(),
+            epoch: "e2".into(),
+        };
+        let saved = |epoch: Option<&str>| {
+            Some(SavedSeq {
+                seq: 9,
+                epoch: epoch.map(str::to_owned),
+            })
+        };
+        assert_eq!(ResumePlan::new(None, Some(&now)), ResumePlan::Fresh);
+        assert_eq!(
+            ResumePlan::new(saved(Some("e2")), Some(&now)),
+            ResumePlan::After(9)
+        );
+        assert_eq!(
+            ResumePlan::new(saved(Some("e1")), Some(&now)),
+            ResumePlan::HistoryLost
+        );
+        assert_eq!(
+            ResumePlan::new(saved(None), Some(&now)),
+            ResumePlan::HistoryLost
+        );
+        assert_eq!(ResumePlan::new(saved(None), None), ResumePlan::After(9));
     }
 }

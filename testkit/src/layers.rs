@@ -270,6 +270,9 @@ fn names_a_path(span: &str) -> bool {
         && !s.contains("://")
         && !s.contains(['*', '<', '>', '{', '$', '…', '(', '='])
         && !s.starts_with(['-', '/', '~', '.'])
+        // Build and run outputs are not part of the tree.
+        && !s.starts_with("target/")
+        && !s.starts_with("reports/")
         && (s.ends_with(".rs") || s.contains('/'))
 }
 
@@ -330,8 +333,9 @@ fn map_violations(doc: &Path, text: &str, root: &Path, src: &Path) -> Vec<String
     for span in spans.iter().map(|s| s.trim()).filter(|s| names_a_path(s)) {
         let rel = span.split(':').next().unwrap_or(span);
         // A bullet under `server/` may name `cmd/` or `node.rs` alone:
-        // then any folder of `src` may hold it.
-        let found = bases.iter().any(|base| base.join(rel).exists()) || exists_below(src, rel);
+        // then any folder of the crate may hold it.
+        let found = bases.iter().any(|base| base.join(rel).exists())
+            || exists_below(src.parent().unwrap_or(src), rel);
         if !found {
             out.push(format!(
                 "{}: names `{rel}`, which does not exist",

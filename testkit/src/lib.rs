@@ -16,6 +16,7 @@
 //! ```
 
 pub mod cluster;
+pub mod credentials;
 pub mod docker;
 pub mod layers;
 pub mod nats;
@@ -26,10 +27,9 @@ pub mod services;
 pub mod watchdog;
 
 pub use cluster::{QuorumQueue, RabbitCluster};
+pub use credentials::TEST_PASSWORD;
 pub use nats::Nats;
-pub use pipeline::{
-    Component, HttpPublisher, PerComponent, Pipeline, PipelineOptions, TEST_PASSWORD,
-};
+pub use pipeline::{Component, HttpPublisher, PerComponent, Pipeline, PipelineOptions};
 pub use process::{NodeProcess, Role};
 pub use services::{shared, Service, Services};
 pub use watchdog::init_test_logs;

@@ -10,6 +10,7 @@
 //! waits until they have stopped.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,11 @@ pub struct PipelineOptions {
     pub configure: Box<dyn FnOnce(&mut Config) + Send>,
     /// Applied to each component's own copy of the configuration.
     pub per_component: PerComponent,
+    /// The `rtmc` binary whose `rtmc migrate` creates the schema; `None`:
+    /// the kit's own `rtmc` library migrates it. A harness that runs a
+    /// given binary (loadgen's embedded stack, which the latency gate runs
+    /// with an older build) lets that binary own its schema.
+    pub schema_from: Option<PathBuf>,
 }
 
 impl Default for PipelineOptions {
@@ -81,6 +87,7 @@ impl Default for PipelineOptions {
             sync: true,
             configure: Box::new(|_| {}),
             per_component: Arc::new(|_, _| {}),
+            schema_from: None,
         }
     }
 }
@@ -88,6 +95,13 @@ impl Default for PipelineOptions {
 impl PipelineOptions {
     pub fn servers(mut self, n: usize) -> Self {
         self.servers = n;
+        self
+    }
+
+    /// The schema is created by `binary migrate`, never by the kit's own
+    /// migrations (see [`PipelineOptions::schema_from`]).
+    pub fn schema_from(mut self, binary: PathBuf) -> Self {
+        self.schema_from = Some(binary);
         self
     }
 
@@ -126,7 +140,7 @@ pub struct Pipeline {
     per_component: PerComponent,
 }
 
-pub use crate::raw::TEST_PASSWORD;
+pub use crate::credentials::TEST_PASSWORD;
 
 impl Pipeline {
     /// Starts a pipeline on `services` with a fresh namespace.
@@ -157,7 +171,13 @@ impl Pipeline {
         cfg.gateway.api_keys = vec![format!("{ns}-key").into()];
         (opts.configure)(&mut cfg);
         let cfg = Arc::new(cfg);
-        let pg = rtmc::db::connect(&cfg.postgres).await?;
+        let pg = match &opts.schema_from {
+            Some(binary) => {
+                crate::process::run_migrate(binary, &cfg).await?;
+                rtmc::db::connect_unmigrated(&cfg.postgres).await?
+            }
+            None => rtmc::db::connect(&cfg.postgres).await?,
+        };
         let mut p = Pipeline {
             cfg,
             pg,

@@ -47,6 +47,35 @@ impl Role {
     }
 }
 
+/// Runs `binary migrate` with `cfg` and waits for it: the binary under test
+/// creates (or updates) the schema of the database `cfg.postgres` names.
+pub async fn run_migrate(binary: &Path, cfg: &Config) -> anyhow::Result<()> {
+    let config_file = std::env::temp_dir().join(format!(
+        "rtmc-migrate-{}-{}.toml",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    std::fs::write(&config_file, toml::to_string(cfg)?)?;
+    let out = tokio::process::Command::new(binary)
+        .arg("migrate")
+        .arg("--config")
+        .arg(&config_file)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    let _ = std::fs::remove_file(&config_file);
+    let out = out.map_err(|e| anyhow::anyhow!("running {} migrate: {e}", binary.display()))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{} migrate failed ({}): {}",
+        binary.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
+}
+
 /// Finds the `rtmc` binary: `$RTMC_BIN`, else next to the running executable
 /// (same cargo target directory, or its parent for test binaries in deps/).
 pub fn rtmc_binary() -> anyhow::Result<PathBuf> {

@@ -10,9 +10,7 @@ use std::time::Duration;
 use rtmc::client::{ClientError, Connection, LoginInfo};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// Password of every user the kit creates (here, below the pipeline that
-/// creates them, so logging in needs nothing above this module).
-pub const TEST_PASSWORD: &str = "correct horse battery staple";
+use crate::credentials::TEST_PASSWORD;
 
 /// Largest frame a raw connection accepts from the server (well above the
 /// server's own limit, so oversized replies are the server's fault).

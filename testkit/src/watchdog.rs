@@ -1,7 +1,7 @@
 //! A time limit per stack test. libtest has none: a test that hangs (a
 //! service that never answers, a lost wake-up) keeps `cargo test` running
 //! until CI's own limit kills it, with no word on which test or why. Every
-//! test that starts a stack goes through [`crate::init_test_logs`], which
+//! test that starts a stack goes through [`init_test_logs`], which
 //! calls [`guard_this_test`]: past `RTMC_TEST_TIMEOUT_S` seconds (default
 //! [`DEFAULT_LIMIT_S`]) the test binary prints the test's name and the
 //! kit's containers, removes them, and exits with status 101 (a failed run).
@@ -141,8 +141,8 @@ fn monitor(limit: Duration) -> ! {
 
 /// Logs for tests: captured per test by the harness (shown for failures),
 /// `RUST_LOG` filters (default warn). The test entry points
-/// ([`Pipeline::shared`], [`Pipeline::private`]) call it, so suites do not;
-/// a second call does nothing. [`Pipeline::start`] does not: tools that
+/// ([`crate::Pipeline::shared`], [`crate::Pipeline::private`]) call it, so suites do not;
+/// a second call does nothing. [`crate::Pipeline::start`] does not: tools that
 /// embed a stack install their own subscriber (or none).
 ///
 /// It also puts the calling test under the kit's time limit

@@ -1,4 +1,4 @@
-//! loadgen's event hooks ([`rtmc_loadgen::observe`]) written into a
+//! loadgen's event hooks ([`rtmc_loadgen::measure::observe`]) written into a
 //! [`Recording`]: each publish channel gets a [`PublishLog`], each receiving
 //! client a [`ClientLog`], so a run driven by loadgen's own client engine
 //! leaves the history the checker reads.
@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use rtmc_loadgen::observe::{ClientObserver, FleetObserver, PublishObserver};
+use rtmc_loadgen::measure::observe::{ClientObserver, FleetObserver, PublishObserver};
 
 use crate::history::recorder::{ClientLog, OpId, PublishLog, Recording};
 

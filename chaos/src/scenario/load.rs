@@ -8,12 +8,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtmc_loadgen::client_faults::FleetFaults;
-use rtmc_loadgen::clients::{Fleet, FleetOptions, Protocol};
-use rtmc_loadgen::live::LiveStats;
-use rtmc_loadgen::phase::{current_head, run_phase, HeadProbe, PhaseResult, PhaseSpec};
+use rtmc_loadgen::engine::faults::FleetFaults;
+use rtmc_loadgen::engine::fleet::Fleet;
+use rtmc_loadgen::engine::fleet_options::{FleetOptions, Protocol};
+use rtmc_loadgen::engine::live::LiveStats;
+use rtmc_loadgen::engine::phase::{current_head, run_phase, HeadProbe, PhaseResult, PhaseSpec};
+use rtmc_loadgen::engine::publisher::{Channel, MessageShape};
 use rtmc_loadgen::profile::Profile;
-use rtmc_loadgen::publisher::{Channel, MessageShape};
 use rtmc_testkit::TEST_PASSWORD;
 
 use crate::history::hooks::{FleetRecorder, PublishRecorder};

@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use rtmc_loadgen::histogram::Interval;
-use rtmc_loadgen::phase::PhaseReport;
-use rtmc_loadgen::plot::{time_panels, Panel, PlotResult, Series, Shade};
+use rtmc_loadgen::engine::phase::PhaseReport;
+use rtmc_loadgen::measure::histogram::Interval;
+use rtmc_loadgen::report::plots::{time_panels, Panel, PlotResult, Series, Shade};
 use serde::{Deserialize, Serialize};
 
 use crate::checker::Verdict;
@@ -125,7 +125,7 @@ pub fn render_text(r: &ChaosReport) -> String {
         );
     }
     let _ = write!(out, "{}", r.verdict);
-    rtmc_loadgen::report::write_result(&mut out, &r.failures);
+    rtmc_loadgen::report::text::write_result(&mut out, &r.failures);
     out
 }
 

@@ -141,7 +141,7 @@ fn write_dir(
     report: &ChaosReport,
     history: &History,
     t0_us: u64,
-    intervals: &[rtmc_loadgen::histogram::Interval],
+    intervals: &[rtmc_loadgen::measure::histogram::Interval],
     windows: &[FaultWindow],
 ) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {dir:?}"))?;

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtmc_loadgen::client_faults::FleetFaults;
+use rtmc_loadgen::engine::faults::FleetFaults;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::Instant;

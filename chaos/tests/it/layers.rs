@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rtmc_testkit::layers::{assert_code_map, assert_layers, Layering};
+use rtmc_testkit::layers::{assert_code_map, assert_code_map_section, assert_layers, Layering};
 
 /// Each scope's modules by layer, leaves first.
 const LAYERINGS: &[Layering] = &[
@@ -69,6 +69,18 @@ fn chaos_modules_use_only_lower_layers() {
 fn the_readme_code_map_names_what_exists() {
     let dir = crate_dir();
     assert_code_map(&dir.join("README.md"), &dir, &dir.join("src"));
+}
+
+#[test]
+fn the_architecture_code_map_of_chaos_names_what_exists() {
+    let dir = crate_dir();
+    let root = dir.parent().expect("workspace root");
+    assert_code_map_section(
+        &root.join("ARCHITECTURE.md"),
+        "### `chaos/`",
+        root,
+        &dir.join("src"),
+    );
 }
 
 #[test]

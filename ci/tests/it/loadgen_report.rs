@@ -9,7 +9,7 @@ use crate::fixtures::{fixture_path, write_round};
 #[test]
 fn the_fixture_is_a_current_loadgen_report() {
     let text = std::fs::read_to_string(fixture_path()).unwrap();
-    let full: rtmc_loadgen::report::RunReport = serde_json::from_str(&text).unwrap();
+    let full: rtmc_loadgen::report::types::RunReport = serde_json::from_str(&text).unwrap();
     assert_eq!(full.kind, "run");
     // The gate reads a directory; the fixture file is loaded through one.
     let tmp = tempfile::tempdir().unwrap();
@@ -30,12 +30,12 @@ fn the_fixture_is_a_current_loadgen_report() {
 
 #[test]
 fn the_gate_knows_the_shape_loadgen_writes_now() {
-    let now = rtmc_loadgen::report::SCHEMA_VERSION;
+    let now = rtmc_loadgen::report::types::SCHEMA_VERSION;
     assert!(
         now <= rtmc_ci::round::MAX_SCHEMA_VERSION,
         "loadgen writes report.json schema {now}; teach the gate's round view it"
     );
-    let fresh = rtmc_loadgen::report::RunReport::new(
+    let fresh = rtmc_loadgen::report::types::RunReport::new(
         "run",
         Default::default(),
         "embedded".into(),
@@ -50,9 +50,9 @@ fn the_gate_knows_the_shape_loadgen_writes_now() {
 #[test]
 fn a_report_with_interleaved_rounds_reads_as_its_first_round() {
     let text = std::fs::read_to_string(fixture_path()).unwrap();
-    let old: rtmc_loadgen::report::RunReport = serde_json::from_str(&text).unwrap();
+    let old: rtmc_loadgen::report::types::RunReport = serde_json::from_str(&text).unwrap();
     let (rtmc, floor) = (old.rtmc.unwrap(), old.floor.unwrap());
-    let mut now = rtmc_loadgen::report::RunReport::new(
+    let mut now = rtmc_loadgen::report::types::RunReport::new(
         "run",
         Default::default(),
         "embedded".into(),
@@ -62,16 +62,16 @@ fn a_report_with_interleaved_rounds_reads_as_its_first_round() {
     let mut slower = rtmc.clone();
     slower.latency.p99_ms *= 3.0;
     now.rounds = vec![
-        rtmc_loadgen::rounds::RoundPhases {
+        rtmc_loadgen::report::rounds::RoundPhases {
             round: 1,
             phases: vec![rtmc.clone(), floor.clone()],
         },
-        rtmc_loadgen::rounds::RoundPhases {
+        rtmc_loadgen::report::rounds::RoundPhases {
             round: 2,
             phases: vec![floor.clone(), slower],
         },
     ];
-    now.rounds_summary = Some(rtmc_loadgen::rounds::RoundsSummary::of(
+    now.rounds_summary = Some(rtmc_loadgen::report::rounds::RoundsSummary::of(
         &now.rounds,
         &["rtmc", "floor"],
     ));

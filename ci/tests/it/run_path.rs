@@ -51,17 +51,22 @@ esac
 "#;
 
 /// Records its arguments, directory and CARGO_TARGET_DIR, and "builds"
-/// rtmc into $CARGO_TARGET_DIR/release/rtmc: "1.0" (the baseline's build),
-/// "1.0 candidate" (the workspace build), "1.0 RTMC_TEST_BROADCAST_DELAY_US"
-/// (the build with the delay feature: the real binary holds that name).
+/// rtmc into $CARGO_TARGET_DIR/release/rtmc: "1.0" (the baseline's build in
+/// its worktree, which also replaces release/loadgen), "1.0 candidate" (the
+/// workspace build), "1.0 RTMC_TEST_BROADCAST_DELAY_US" (the build with the
+/// delay feature: the real binary holds that name), likewise for the CPU
+/// feature. Every build has the shared release build's selection.
 const FAKE_CARGO_BUILD: &str = r#"
 mkdir -p "$CARGO_TARGET_DIR/release"
 rm -f "$CARGO_TARGET_DIR/release/rtmc"
-case "$*" in
+case "$(pwd) $*" in
+  */gate/baseline-*) echo 1.0 > "$CARGO_TARGET_DIR/release/rtmc"; echo baseline > "$CARGO_TARGET_DIR/release/loadgen" ;;
+  *test-broadcast-delay*test-fanout-cpu*) echo "1.0 RTMC_TEST_BROADCAST_DELAY_US RTMC_TEST_FANOUT_CPU_PCT" > "$CARGO_TARGET_DIR/release/rtmc" ;;
   *test-broadcast-delay*) echo "1.0 RTMC_TEST_BROADCAST_DELAY_US" > "$CARGO_TARGET_DIR/release/rtmc" ;;
+  *test-fanout-cpu*) echo "1.0 RTMC_TEST_FANOUT_CPU_PCT" > "$CARGO_TARGET_DIR/release/rtmc" ;;
   *--workspace*) echo "1.0 candidate" > "$CARGO_TARGET_DIR/release/rtmc" ;;
-  *) echo 1.0 > "$CARGO_TARGET_DIR/release/rtmc" ;;
 esac
+chmod +x "$CARGO_TARGET_DIR/release/rtmc"
 "#;
 
 struct Setup {
@@ -156,21 +161,27 @@ fn path(s: &Setup, name: &str) -> String {
     s.root.join(name).display().to_string()
 }
 
+/// `git ARGS` in `root` as a test user; asserts success, returns stdout.
+fn git_in(root: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["-c", "user.name=gate", "-c", "user.email=gate@localhost"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "git {args:?}: {}", text(&o));
+    String::from_utf8_lossy(&o.stdout).trim().to_owned()
+}
+
 fn init_repo(s: &Setup) {
-    let git = |args: &[&str]| {
-        let o = Command::new("git")
-            .arg("-C")
-            .arg(&s.root)
-            .args(["-c", "user.name=gate", "-c", "user.email=gate@localhost"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {}", text(&o));
-    };
+    let git = |args: &[&str]| git_in(&s.root, args);
     git(&["init", "-q"]);
     std::fs::write(s.root.join(".gitignore"), "target/\nout-*/\n*.log\n").unwrap();
     git(&["add", "."]);
     git(&["commit", "-q", "-m", "baseline"]);
+    // The landed main a pin must be on (the pin check).
+    git(&["checkout", "-q", "-B", "main"]);
 }
 
 #[test]
@@ -184,6 +195,7 @@ fn rounds_interleave_abba_with_each_sides_rtmc_and_the_files_land() {
     assert_eq!(
         rounds,
         [
+            "warmup/round-01",
             "baseline/pair-01",
             "candidate/pair-01",
             "candidate/pair-02",
@@ -194,7 +206,8 @@ fn rounds_interleave_abba_with_each_sides_rtmc_and_the_files_land() {
     );
     let staged = s.target.join("gate/rtmc-candidate");
     for line in log.lines() {
-        let bin = if line.starts_with("baseline") {
+        // The warm-up round runs the baseline.
+        let bin = if line.starts_with("baseline") || line.starts_with("warmup") {
             path(&s, "rtmc-a")
         } else {
             staged.display().to_string()
@@ -234,7 +247,8 @@ fn an_injected_delay_reaches_only_the_candidate_and_is_caught() {
     let (o, _) = ab(&s, "rtmc-a2", &["--inject-delay-us", "400", "--pairs", "4"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let log = std::fs::read_to_string(&s.log).unwrap();
-    assert_eq!(log.lines().count(), 8);
+    // A warm-up round, then 4 pairs.
+    assert_eq!(log.lines().count(), 9);
     for line in log.lines() {
         let expected = if line.starts_with("candidate") {
             "DELAY=400"
@@ -275,10 +289,10 @@ fn the_same_binary_on_both_sides_passes_and_aa_reports_no_false_alarm() {
         .thresholds
         .measured_by
         .starts_with("gate --aa --repeats 2"));
-    // Only rtmc-a ran: 2 repeats × 6 rounds.
+    // Only rtmc-a ran: 2 repeats × (a warm-up round + 6 rounds).
     let log = std::fs::read_to_string(&s.log).unwrap();
-    let aa: Vec<&str> = log.lines().skip(6).collect();
-    assert_eq!(aa.len(), 12);
+    let aa: Vec<&str> = log.lines().skip(7).collect();
+    assert_eq!(aa.len(), 14);
     assert!(aa
         .iter()
         .all(|l| l.contains(&format!("RTMC_BIN={} ", path(&s, "rtmc-a")))));
@@ -401,7 +415,8 @@ fn the_baseline_is_built_once_in_a_worktree_and_the_candidate_binary_restored() 
     // The candidate's rtmc where cargo puts it.
     let release = s.target.join("release");
     std::fs::create_dir_all(&release).unwrap();
-    std::fs::write(release.join("rtmc"), "1.5").unwrap();
+    script(&release.join("rtmc"), "1.5");
+    script(&release.join("loadgen"), "candidate");
     let run = || b.run(&mut gate_command(&s, &b.config, &s.root.join("out")));
     let o = run();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -410,7 +425,7 @@ fn the_baseline_is_built_once_in_a_worktree_and_the_candidate_binary_restored() 
     assert_eq!(
         cargo.trim(),
         format!(
-            "cargo build --release --locked -p rtmc-system --bin rtmc | cwd={} | CARGO_TARGET_DIR={}",
+            "cargo build --locked --release --workspace --bins | cwd={} | CARGO_TARGET_DIR={}",
             worktree.display(),
             s.target.display()
         )
@@ -418,10 +433,15 @@ fn the_baseline_is_built_once_in_a_worktree_and_the_candidate_binary_restored() 
     assert!(worktree.join(".gitignore").is_file(), "a checkout of {sha}");
     let kept = s.target.join(format!("gate/rtmc-{sha}"));
     assert_eq!(std::fs::read_to_string(&kept).unwrap().trim(), "1.0");
-    // target/release/rtmc is the candidate's again.
+    // target/release/rtmc (and every other binary the baseline's
+    // workspace build replaced) is the candidate's again.
     assert_eq!(
         std::fs::read_to_string(release.join("rtmc")).unwrap(),
         "1.5"
+    );
+    assert_eq!(
+        std::fs::read_to_string(release.join("loadgen")).unwrap(),
+        "candidate"
     );
     let log = std::fs::read_to_string(&s.log).unwrap();
     assert!(log
@@ -482,15 +502,16 @@ fn an_injected_delay_builds_the_candidate_with_the_feature_and_restores_release_
         [
             format!("cargo build --locked --release --workspace --bins | cwd={root} | CARGO_TARGET_DIR={target}"),
             format!(
-                "cargo build --release --locked -p rtmc-system --bin rtmc | cwd={} | CARGO_TARGET_DIR={target}",
+                "cargo build --locked --release --workspace --bins | cwd={} | CARGO_TARGET_DIR={target}",
                 worktree.display()
             ),
-            format!("cargo build --locked --release -p rtmc-system --bin rtmc --features rtmc-system/test-broadcast-delay | cwd={root} | CARGO_TARGET_DIR={target}"),
+            // The shared build's selection: only workspace crates rebuild.
+            format!("cargo build --locked --release --workspace --bins --features rtmc-system/test-broadcast-delay | cwd={root} | CARGO_TARGET_DIR={target}"),
         ]
     );
     let delayed = s
         .target
-        .join(format!("gate/rtmc-candidate-delay-{}", b.sha));
+        .join(format!("gate/rtmc-candidate-broadcast-delay-{}", b.sha));
     assert_eq!(
         std::fs::read_to_string(&delayed).unwrap().trim(),
         "1.0 RTMC_TEST_BROADCAST_DELAY_US"
@@ -504,7 +525,9 @@ fn an_injected_delay_builds_the_candidate_with_the_feature_and_restores_release_
     );
     let kept = s.target.join(format!("gate/rtmc-{}", b.sha));
     let log = std::fs::read_to_string(&s.log).unwrap();
-    assert_eq!(log.lines().count(), 6);
+    // One discarded warm-up round of the baseline, then three pairs.
+    assert_eq!(log.lines().count(), 7);
+    assert!(log.starts_with("warmup/round-01 "), "{log}");
     for line in log.lines() {
         let (bin, delay) = if line.starts_with("candidate") {
             (&delayed, "DELAY=2000")
@@ -537,11 +560,15 @@ fn an_injected_delay_without_a_built_delay_binary_is_an_error() {
     // --no-build and nothing kept: the gate says how to get it.
     let o = b.run(gate_command(&s, &b.config, &s.root.join("out")).args(args));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("rtmc-candidate-delay-"), "{}", text(&o));
+    assert!(
+        text(&o).contains("rtmc-candidate-broadcast-delay-"),
+        "{}",
+        text(&o)
+    );
     // A kept binary without the feature would ignore the variable.
     let kept = s
         .target
-        .join(format!("gate/rtmc-candidate-delay-{}", b.sha));
+        .join(format!("gate/rtmc-candidate-broadcast-delay-{}", b.sha));
     std::fs::write(&kept, "1.0").unwrap();
     let o = b.run(gate_command(&s, &b.config, &s.root.join("out")).args(args));
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -705,4 +732,79 @@ fn update_baseline_pins_head_and_stores_its_histograms() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("uncommitted changes"), "{}", text(&o));
+}
+
+#[test]
+fn update_baseline_refuses_a_head_that_is_not_on_the_landed_main() {
+    let s = setup();
+    let b = BuildSetup::new(&s);
+    let git = |args: &[&str]| git_in(&s.root, args);
+    git(&["checkout", "-q", "-b", "work"]);
+    git(&["add", "system"]);
+    git(&["commit", "-q", "-m", "the submission's own change"]);
+    let o = b.run(
+        gate_command(&s, &b.config, &s.root.join("out-u"))
+            .args(["--update-baseline", "--pairs", "1"])
+            .args(["--candidate-rtmc", &path(&s, "rtmc-a")]),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not on the landed main"), "{}", text(&o));
+    let config = std::fs::read_to_string(&b.config).unwrap();
+    assert!(config.contains("commit = \"HEAD\""), "the pin is unchanged");
+}
+
+#[test]
+fn a_pin_that_is_not_an_ancestor_of_head_stops_the_gate_before_any_round() {
+    let s = setup();
+    let b = BuildSetup::new(&s);
+    let git = |args: &[&str]| git_in(&s.root, args);
+    git(&["checkout", "-q", "-b", "elsewhere"]);
+    git(&["add", "system"]);
+    git(&["commit", "-q", "-m", "a line HEAD does not contain"]);
+    let stranger = git(&["rev-parse", "HEAD"]);
+    git(&["checkout", "-q", "main"]);
+    let config = std::fs::read_to_string(&b.config).unwrap();
+    std::fs::write(
+        &b.config,
+        config.replace("commit = \"HEAD\"", &format!("commit = \"{stranger}\"")),
+    )
+    .unwrap();
+    let o = b.run(&mut gate_command(&s, &b.config, &s.root.join("out")));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("not an ancestor of HEAD"), "{}", text(&o));
+    assert!(!s.log.exists(), "no round ran");
+}
+
+#[test]
+fn trend_measures_each_landed_change_once_built_in_interleaved_passes() {
+    let s = setup();
+    let b = BuildSetup::new(&s);
+    let git = |args: &[&str]| git_in(&s.root, args);
+    git(&["add", "system"]);
+    git(&["commit", "-q", "-m", "a measured change"]);
+    std::fs::write(s.root.join("notes.md"), "not measured\n").unwrap();
+    git(&["add", "notes.md"]);
+    git(&["commit", "-q", "-m", "docs only"]);
+    std::fs::write(s.root.join("system/candidate.rs"), "// again\n").unwrap();
+    git(&["commit", "-q", "-am", "another measured change"]);
+    let out = s.root.join("out-trend");
+    let o = b.run(
+        gate_command(&s, &b.config, &out)
+            .args(["--landed-ref", "main"])
+            .args(["trend", "--commits", "5", "--rounds", "2"]),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Two commits changed system/ (the root commit has no predecessor and
+    // the docs commit changed nothing measured): 2 builds, 2 × 2 rounds,
+    // the second pass in reverse order.
+    let builds = b.cargo_calls();
+    assert_eq!(builds.lines().count(), 2, "{builds}");
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert_eq!(log.lines().count(), 4, "{log}");
+    let md = std::fs::read_to_string(out.join("trend.md")).unwrap();
+    assert!(md.contains("a measured change"), "{md}");
+    assert!(md.contains("another measured change"), "{md}");
+    assert!(!md.contains("docs only"), "{md}");
+    assert!(out.join("trend.svg").is_file());
+    assert!(out.join("trend.json").is_file());
 }

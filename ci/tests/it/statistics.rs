@@ -19,6 +19,7 @@ fn rule(threshold_frac: f64) -> Rule {
     Rule {
         threshold_frac,
         agreement_frac: 0.8,
+        placeholder: false,
     }
 }
 

@@ -52,6 +52,7 @@ fn phase(scale_latency: f64, scale_throughput: f64) -> PhaseView {
         deliveries_per_sec: 50_000.0 * scale_throughput,
         latency: p(5.0),
         ack_latency: p(4.0),
+        server_cpu: vec![],
     }
 }
 
@@ -79,6 +80,7 @@ pub fn round(model: &Model, rng: &mut SplitMix64, side: Side, pair: usize) -> Ro
         dir: PathBuf::new(),
         rtmc: phase(rtmc_scale, 1.0 / rtmc_scale),
         floor: Some(phase(floor_scale, 1.0 / floor_scale)),
+        kib_per_idle_client: None,
         failures: vec![],
     }
 }

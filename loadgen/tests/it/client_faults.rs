@@ -6,13 +6,14 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rtmc_loadgen::client_faults::FleetFaults;
-use rtmc_loadgen::clients::{Fleet, FleetOptions, Protocol};
-use rtmc_loadgen::live::LiveStats;
-use rtmc_loadgen::observe::{ClientObserver, FleetObserver};
-use rtmc_loadgen::phase::{run_phase, HeadProbe, PhaseResult, PhaseSpec};
+use rtmc_loadgen::engine::faults::FleetFaults;
+use rtmc_loadgen::engine::fleet::Fleet;
+use rtmc_loadgen::engine::fleet_options::{FleetOptions, Protocol};
+use rtmc_loadgen::engine::live::LiveStats;
+use rtmc_loadgen::engine::phase::{run_phase, HeadProbe, PhaseResult, PhaseSpec};
+use rtmc_loadgen::engine::publisher::{Channel, MessageShape};
+use rtmc_loadgen::measure::observe::{ClientObserver, FleetObserver};
 use rtmc_loadgen::profile::Profile;
-use rtmc_loadgen::publisher::{Channel, MessageShape};
 use rtmc_testkit::{Pipeline, PipelineOptions, TEST_PASSWORD};
 
 /// Session events of every client, as `(client, event)`, and how many

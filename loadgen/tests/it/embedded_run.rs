@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use rtmc_loadgen::histogram::read_interval_log;
+use rtmc_loadgen::measure::histogram::read_interval_log;
 use rtmc_loadgen::profile::Profile;
-use rtmc_loadgen::report::render_text;
+use rtmc_loadgen::report::text::render_text;
 use rtmc_loadgen::run::{execute, Mode};
 
 /// Builds the `rtmc` binary into this test's target directory (where the
@@ -124,7 +124,10 @@ async fn three_interleaved_rounds_give_three_phases_per_side_and_summaries() {
     let r = &outcome.report;
     let text = render_text(r);
     assert!(r.passed(), "the run failed:\n{text}");
-    assert_eq!(r.schema_version, rtmc_loadgen::report::SCHEMA_VERSION);
+    assert_eq!(
+        r.schema_version,
+        rtmc_loadgen::report::types::SCHEMA_VERSION
+    );
 
     assert_eq!(r.rounds.len(), 3, "{text}");
     assert!(
@@ -248,7 +251,7 @@ async fn three_interleaved_rounds_give_three_phases_per_side_and_summaries() {
     }
 
     let json = std::fs::read_to_string(out.join("report.json")).unwrap();
-    let back: rtmc_loadgen::report::RunReport = serde_json::from_str(&json).unwrap();
+    let back: rtmc_loadgen::report::types::RunReport = serde_json::from_str(&json).unwrap();
     assert_eq!(back.rounds.len(), 3);
     assert!(back.rounds_summary.is_some() && back.reference.is_some());
     let _ = std::fs::remove_dir_all(&out);

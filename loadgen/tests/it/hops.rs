@@ -2,7 +2,7 @@
 //! stack acknowledges something without errors, the consumer drains what the
 //! entries queued, and the report names a bottleneck per entry.
 
-use rtmc_loadgen::hops::{self, HopsOptions};
+use rtmc_loadgen::run::hops::{self, HopsOptions};
 
 use crate::embedded_run::build_rtmc;
 

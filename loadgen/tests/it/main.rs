@@ -6,5 +6,6 @@
 mod client_faults;
 mod embedded_run;
 mod hops;
+mod layers;
 mod nats_peers;
 mod signals;

@@ -7,11 +7,12 @@
 
 use std::path::PathBuf;
 
-use rtmc_loadgen::histogram::read_interval_log;
-use rtmc_loadgen::phase::PhaseReport;
+use rtmc_loadgen::engine::phase::PhaseReport;
+use rtmc_loadgen::measure::histogram::read_interval_log;
 use rtmc_loadgen::profile::{Peer, Profile};
-use rtmc_loadgen::report::{render_text, RunReport};
-use rtmc_loadgen::rounds::round_order;
+use rtmc_loadgen::report::rounds::round_order;
+use rtmc_loadgen::report::text::render_text;
+use rtmc_loadgen::report::types::RunReport;
 use rtmc_loadgen::run::{execute, Mode};
 
 use crate::embedded_run::build_rtmc;
@@ -170,7 +171,10 @@ async fn rtmc_and_every_peer_deliver_every_message_side_by_side() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
             .expect("report.json parses");
-    assert_eq!(json["schema_version"], rtmc_loadgen::report::SCHEMA_VERSION);
+    assert_eq!(
+        json["schema_version"],
+        rtmc_loadgen::report::types::SCHEMA_VERSION
+    );
     assert_eq!(json["peers"][1]["phase"]["label"], "jetstream");
     assert_eq!(json["rounds"][1]["phases"][0]["label"], "jetstream");
     let log = std::fs::read(out.join("latency.hlog")).expect("latency.hlog");

@@ -123,11 +123,49 @@ fn json_rejection(e: JsonRejection) -> Response {
     }
 }
 
+/// Refuses a request whose `Content-Length` already exceeds
+/// `gateway.max_request_bytes`, before its body is read: hyper sends
+/// `100 Continue` only when the body is read, so a client that waits for it
+/// gets the 413 instead and never sends the body. The connection is closed
+/// after the answer (the unread body would otherwise follow on it).
+async fn refuse_declared_oversize(
+    State(max_request_bytes): State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(len) if len > max_request_bytes as u64 => {
+            let mut refused = fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the request body ({len} bytes) exceeds {max_request_bytes} bytes"),
+            );
+            refused.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            refused
+        }
+        _ => next.run(req).await,
+    }
+}
+
 /// Builds the gateway's routes (also the ops routes) against live dependencies.
 pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
     crate::telemetry::metrics();
-    let pg = crate::db::connect(&cfg.postgres).await?;
-    let redis = stream::managed_connection(cfg.redis.url.expose_secret()).await?;
+    let pg_url = cfg.postgres.url.expose_secret();
+    let pg = crate::db::connect(&cfg.postgres)
+        .await
+        .map_err(|e| StartError::connect("PostgreSQL", pg_url, e))?;
+    let redis_url = cfg.redis.url.expose_secret();
+    let redis = stream::managed_connection(redis_url)
+        .await
+        .map_err(|e| StartError::connect("Redis", redis_url, e))?;
     let presence = Presence::from_config(&cfg, redis, pg.clone());
     let publisher = Arc::new(Publisher::new(cfg.rabbitmq.clone()));
     let state = Gateway {
@@ -158,7 +196,11 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
             get(|| async { ([("content-type", "application/json")], OPENAPI_JSON) }),
         )
         .with_state(state)
-        .layer(DefaultBodyLimit::max(cfg.gateway.max_request_bytes));
+        .layer(DefaultBodyLimit::max(cfg.gateway.max_request_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            cfg.gateway.max_request_bytes,
+            refuse_declared_oversize,
+        ));
     Ok(crate::ops::timed(api.merge(crate::ops::routes(ready)))
         .fallback(|| async { fail(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -371,13 +413,15 @@ async fn post_message(
         Ok(from) => from,
         Err(why) => return fail(StatusCode::BAD_REQUEST, "invalid_field", why),
     };
+    let received_at_us = now_us();
     let msg = PublishedMessage {
         message_id: req
             .message_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         from,
         body: req.body,
-        sent_at_us: req.sent_at_us.unwrap_or_else(now_us),
+        sent_at_us: req.sent_at_us.unwrap_or(received_at_us),
+        received_at_us,
     };
     let limits = &g.cfg.server;
     if msg.body.len() > limits.max_body_bytes {
@@ -460,7 +504,14 @@ async fn login(
 fn refuse_login(refused: LoginRefused) -> Response {
     let message = refused.to_string();
     match refused {
-        LoginRefused::Throttled => fail(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message),
+        LoginRefused::Throttled { retry_after_secs } => {
+            let mut refused = fail(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+            refused.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_after_secs),
+            );
+            refused
+        }
         LoginRefused::WrongPassword => fail(StatusCode::UNAUTHORIZED, "auth_failed", message),
         LoginRefused::ThrottleUnavailable(_) | LoginRefused::DatabaseUnavailable(_) => fail(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -197,8 +197,27 @@ pub struct BroadcastFrame {
     /// User id (or API sender) that published the message.
     pub from: String,
     pub body: String,
-    /// The publisher's send time, microseconds since the Unix epoch.
+    /// When the server or gateway that took the message received it, by its
+    /// own clock (microseconds since the Unix epoch); 0 for messages stored
+    /// before the field existed. What clients show and metrics use.
+    #[serde(default)]
+    pub received_at_us: u64,
+    /// The sender's own clock at sending, microseconds since the Unix epoch,
+    /// as the sender claimed it (or the server's receive time when it gave
+    /// none): the sender's field, never used by the server. Kept
+    /// last: loadgen reads it from the end of the frame.
     pub sent_at_us: u64,
+}
+
+/// Which message log a session reads: `id` names the deployment's stream
+/// (the same on every node of it, kept across restarts), `epoch` changes
+/// when the log lost its history, so sequence numbers of another epoch mean
+/// nothing here. A client keys its saved last `seq` by `id` and compares
+/// `epoch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamPosition {
+    pub id: String,
+    pub epoch: String,
 }
 
 /// A session token (`t`/`h` + 64 hex): a bearer credential. On the wire it
@@ -236,6 +255,10 @@ pub enum ServerFrame {
         last_seq: u64,
         heartbeat_interval_ms: u64,
         protocol_version: u32,
+        /// The deployment's message log (an additive v1 field; absent from
+        /// servers that predate it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stream: Option<StreamPosition>,
     },
     HeartbeatAck {},
     /// The broker confirmed the message; it will be delivered.
@@ -258,12 +281,28 @@ pub enum ServerFrame {
         /// Set when the error concerns one `send`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_id: Option<String>,
+        /// On a throttled `login` (`rate_limited`): seconds until a new
+        /// attempt may be taken (an additive v1 field).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_secs: Option<u64>,
     },
 }
 
 impl ServerFrame {
     pub fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("frames always serialize")
+    }
+
+    /// The frame ready for the wire (length prefix included), serialized
+    /// straight behind the prefix: one buffer, no copy of the payload.
+    pub fn to_frame(&self) -> bytes::Bytes {
+        use super::FRAME_HEADER_BYTES;
+        let mut buf = Vec::with_capacity(FRAME_HEADER_BYTES + 128);
+        buf.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
+        serde_json::to_writer(&mut buf, self).expect("frames always serialize");
+        let len = (buf.len() - FRAME_HEADER_BYTES) as u32;
+        buf[..FRAME_HEADER_BYTES].copy_from_slice(&len.to_be_bytes());
+        bytes::Bytes::from(buf)
     }
 
     pub fn parse(payload: &[u8]) -> Result<Self, ProtocolError> {
@@ -275,6 +314,17 @@ impl ServerFrame {
             code,
             message: message.into(),
             message_id: None,
+            retry_after_secs: None,
+        }
+    }
+
+    /// An `error` about one `send`, naming its message id.
+    pub fn send_error(code: ErrorCode, message: impl Into<String>, message_id: String) -> Self {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            message_id: Some(message_id),
+            retry_after_secs: None,
         }
     }
 }
@@ -363,6 +413,10 @@ mod tests {
             last_seq: 7,
             heartbeat_interval_ms: 1000,
             protocol_version: PROTOCOL_VERSION,
+            stream: Some(StreamPosition {
+                id: "s".into(),
+                epoch: "e".into(),
+            }),
         };
         let shown = format!("{frame:?} {frame:#?}");
         assert!(!shown.contains(&token), "{shown}");
@@ -436,13 +490,16 @@ mod tests {
             message_id: "m".into(),
             from: "u".into(),
             body: "hi".into(),
+            received_at_us: 2,
             sent_at_us: 1,
         })
         .to_json();
         assert_eq!(
             std::str::from_utf8(&json).unwrap(),
-            r#"{"command":"broadcast","seq":7,"message_id":"m","from":"u","body":"hi","sent_at_us":1}"#
+            r#"{"command":"broadcast","seq":7,"message_id":"m","from":"u","body":"hi","received_at_us":2,"sent_at_us":1}"#
         );
+        let framed = ServerFrame::parse(&json).unwrap().to_frame();
+        assert_eq!(&framed[..], &super::super::encode_frame(&json)[..]);
         assert_eq!(
             ClientCommand::parse(br#"{"command":"heartbeat"}"#).unwrap(),
             ClientCommand::Heartbeat {}

@@ -6,8 +6,8 @@ mod error;
 mod frame;
 
 pub use command::{
-    BroadcastFrame, ClientCommand, ErrorCode, ServerFrame, SessionToken, UserStatus,
-    PROTOCOL_VERSION,
+    BroadcastFrame, ClientCommand, ErrorCode, ServerFrame, SessionToken, StreamPosition,
+    UserStatus, PROTOCOL_VERSION,
 };
 pub use error::ProtocolError;
 pub use frame::{encode_frame, FrameCodec, DEFAULT_MAX_FRAME_BYTES, FRAME_HEADER_BYTES};

@@ -157,16 +157,22 @@ pub async fn follow(
     }
 }
 
-/// Records how long after its `sent_at_us` the newest entry of a read is
-/// fanned out (one parse per read, not per entry).
+/// Records how long after a server received it the newest entry of a read
+/// is fanned out (one parse per read, not per entry). Only the servers' own
+/// `received_at_us` counts: the sender's `sent_at_us` is whatever it
+/// claimed, and an entry without a receive time is not measured.
 fn record_lag(newest: Option<&stream::StreamEntry>) {
     #[derive(serde::Deserialize)]
-    struct SentAt {
-        sent_at_us: u64,
+    struct ReceivedAt {
+        #[serde(default)]
+        received_at_us: u64,
     }
     let Some(e) = newest else { return };
-    if let Ok(SentAt { sent_at_us }) = serde_json::from_slice(&e.payload) {
-        let lag_us = crate::protocol::now_us().saturating_sub(sent_at_us);
+    if let Ok(ReceivedAt { received_at_us }) = serde_json::from_slice(&e.payload) {
+        if received_at_us == 0 {
+            return;
+        }
+        let lag_us = crate::protocol::now_us().saturating_sub(received_at_us);
         metrics::histogram!("rtmc_fanout_lag_seconds").record(lag_us as f64 / 1e6);
     }
 }

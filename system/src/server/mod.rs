@@ -12,6 +12,8 @@ mod cmd;
 mod connection;
 pub mod direct;
 pub mod fanout;
+#[cfg(feature = "test-fanout-cpu")]
+pub mod fanout_cpu;
 pub mod limits;
 mod node;
 pub mod outbound;
@@ -87,6 +89,14 @@ fn spawn_background(
     let url = cfg.redis.url.expose_secret().clone();
     // Test-only (compiled out of the release build): a delay line between
     // the follower and the ring, for the latency gate's injected slowdown.
+    // Test-only (compiled out too): busy work in the fan-out, for the gate's
+    // injected CPU cost per delivery.
+    #[cfg(feature = "test-fanout-cpu")]
+    if let Some(pct) = fanout_cpu::pct_from_env()? {
+        let burner = fanout_cpu::CpuBurner::new(ctx.fanout.clone(), pct);
+        tasks.spawn(fanout::follow(url, ctx.keys.clone(), burner, stop.clone()));
+        return Ok(());
+    }
     #[cfg(feature = "test-broadcast-delay")]
     if let Some(delay) = broadcast_delay::delay_from_env()? {
         let line = broadcast_delay::DelayLine::start(ctx.fanout.clone(), delay)?;

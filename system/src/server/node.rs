@@ -24,6 +24,8 @@ pub(super) struct NodeContext {
     pub pg: PgPool,
     pub redis: ConnectionManager,
     pub keys: RedisKeys,
+    /// The deployment's stream id (`login_ok.stream.id`).
+    pub stream_id: String,
     pub publisher: Arc<Publisher>,
     pub presence: Presence,
     pub fanout: Fanout,
@@ -37,11 +39,19 @@ impl NodeContext {
     /// Connects to PostgreSQL and Redis and starts the fan-out ring at the
     /// stream's current head. The broker is connected lazily, on first use.
     pub async fn connect(cfg: Arc<Config>) -> Result<Self, StartError> {
-        let pg = crate::db::connect(&cfg.postgres).await?;
-        let mut redis = stream::managed_connection(cfg.redis.url.expose_secret()).await?;
+        let pg_url = cfg.postgres.url.expose_secret();
+        let pg = crate::db::connect(&cfg.postgres)
+            .await
+            .map_err(|e| StartError::connect("PostgreSQL", pg_url, e))?;
+        let redis_url = cfg.redis.url.expose_secret();
+        let mut redis = stream::managed_connection(redis_url)
+            .await
+            .map_err(|e| StartError::connect("Redis", redis_url, e))?;
         let keys = RedisKeys::new(&cfg.redis.key_prefix);
         let start = stream::head(&mut redis, &keys).await?;
+        let stream_id = crate::db::stream_id(&pg, &keys.stream()).await?;
         Ok(Self {
+            stream_id,
             fanout: Fanout::new(cfg.server.outbound_queue_frames, start),
             presence: Presence::from_config(&cfg, redis.clone(), pg.clone()),
             publisher: Arc::new(Publisher::new(cfg.rabbitmq.clone())),

@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::direct::{Lane, LaneHandle};
-use crate::protocol::{encode_frame, ErrorCode, ServerFrame};
+use crate::protocol::{ErrorCode, ServerFrame};
 use crate::stream::Delivery;
 
 /// Work for the writer, in order.
@@ -53,7 +53,7 @@ pub enum WriterEnd {
 }
 
 pub fn frame(f: &ServerFrame) -> Bytes {
-    encode_frame(&f.to_json())
+    f.to_frame()
 }
 
 /// Writes until the control channel closes, a `Close` is written, or the

@@ -97,7 +97,7 @@ proptest! {
 
     #[test]
     fn broadcasts_round_trip(seq in any::<u64>(), id in "\\PC{0,20}", from in "\\PC{0,20}", body in "\\PC{0,200}", t in any::<u64>()) {
-        let f = ServerFrame::Broadcast(BroadcastFrame { seq, message_id: id, from, body, sent_at_us: t });
+        let f = ServerFrame::Broadcast(BroadcastFrame { seq, message_id: id, from, body, received_at_us: t / 2, sent_at_us: t });
         prop_assert_eq!(ServerFrame::parse(&f.to_json()).unwrap(), f);
     }
 

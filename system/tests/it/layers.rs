@@ -40,7 +40,7 @@ const LAYERS: &[Layering] = &[
         layers: &[
             &["limits", "direct"],
             &["outbound", "fanout"],
-            &["node", "broadcast_delay"],
+            &["node", "broadcast_delay", "fanout_cpu"],
             &["session"],
             &["cmd"],
             &["connection"],

@@ -2,3 +2,4 @@
 
 mod codec;
 mod layers;
+mod startup;

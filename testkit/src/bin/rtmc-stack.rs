@@ -75,11 +75,15 @@ async fn main() -> anyhow::Result<()> {
         args.password
     );
     println!();
+    let rtmc = rtmc_testkit::process::rtmc_binary().ok();
     println!(
-        "  chat:    cargo run -p rtmc-system -- client --addr {} --user {} --password {}",
-        p.server_addr(0),
-        args.users[0],
-        args.password
+        "  chat:    {}",
+        chat_command(
+            rtmc.as_deref(),
+            &p.server_addr(0),
+            &args.users[0],
+            &args.password
+        )
     );
     println!(
         "  publish: curl -s -X POST {}/v1/service/messages -H 'X-Api-Key: {}' -H 'content-type: application/json' -d '{{\"sender\":\"curl\",\"body\":\"hello\"}}'",
@@ -101,10 +105,42 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The command that opens a chat on this stack: the built `rtmc` binary
+/// when there is one (shown relative to the current directory), else a
+/// release `cargo run` (never a debug build: it compiles everything again).
+fn chat_command(rtmc: Option<&std::path::Path>, addr: &str, user: &str, password: &str) -> String {
+    let program = match rtmc {
+        Some(path) => {
+            let here = std::env::current_dir().unwrap_or_default();
+            path.strip_prefix(&here)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        }
+        None => "cargo run --release -p rtmc-system --".to_owned(),
+    };
+    format!("{program} client --addr {addr} --user {user} --password {password}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn the_chat_hint_names_the_built_binary_and_never_a_debug_build() {
+        let here = std::env::current_dir().unwrap();
+        let built = here.join("target/release/rtmc");
+        assert_eq!(
+            chat_command(Some(&built), "127.0.0.1:7000", "alice", "rtmc"),
+            "target/release/rtmc client --addr 127.0.0.1:7000 --user alice --password rtmc"
+        );
+        let fallback = chat_command(None, "127.0.0.1:7000", "alice", "rtmc");
+        assert!(
+            fallback.starts_with("cargo run --release -p rtmc-system -- client"),
+            "{fallback}"
+        );
+    }
 
     /// Every flag says what it is for and, unless it is required or a
     /// switch, what its default is (the rule `rtmc` and `loadgen` keep).

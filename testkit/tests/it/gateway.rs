@@ -225,3 +225,60 @@ async fn each_publishing_route_takes_only_its_own_credential() {
         .unwrap();
     assert_eq!(token_on_service_route.status().as_u16(), 401);
 }
+
+/// A body declared larger than the gateway takes is refused from its
+/// `Content-Length`: no `100 Continue`, no byte of the body read, a 413 and
+/// a closed connection, so a client never sends megabytes for nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_content_length_is_refused_before_the_body_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let addr = p.gateway_url().trim_start_matches("http://").to_owned();
+    let mut socket = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/service/messages HTTP/1.1\r\nHost: {addr}\r\nx-api-key: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 2000000\r\n\
+         Expect: 100-continue\r\n\r\n",
+        p.api_key()
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        read.is_ok(),
+        "the gateway neither answered nor closed without the body; it sent {text:?}"
+    );
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+    assert!(text.contains("payload_too_large"), "{text}");
+}
+
+/// The gateway stamps its own receive time: a post claiming the Unix epoch
+/// as its send time keeps that claim as `sent_at_us` only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_stamps_its_own_receive_time() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let user = p.add_user("clock").await.unwrap();
+    let mut reader = p.client(0, &user).await.unwrap();
+    let key = p.api_key().to_owned();
+    let before = rtmc::protocol::now_us();
+    let (s, b) = post(
+        &p,
+        &[("x-api-key", key.as_str())],
+        json!({"sender": "svc", "body": "claims 1970", "sent_at_us": 0})
+            .to_string()
+            .into(),
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    let got = crate::support::collect(&mut reader, 1, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].sent_at_us, 0);
+    let after = rtmc::protocol::now_us();
+    assert!(
+        (before..=after).contains(&got[0].received_at_us),
+        "received_at_us {} outside {before}..={after}",
+        got[0].received_at_us
+    );
+}

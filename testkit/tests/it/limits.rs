@@ -110,11 +110,43 @@ async fn repeated_failed_logins_throttle_the_user() {
             rtmc::client::login(&mut c, &users[0], "wrong", None, raw::LOGIN_REPLY_TIMEOUT).await;
         assert_refused(wrong_password, ErrorCode::AuthFailed);
     }
-    // Even the right password is refused while throttled …
-    assert_refused(raw::login(&mut c, &users[0]).await, ErrorCode::RateLimited);
-    // … over HTTP too …
-    let (s, b) = p.http_login(&users[0], TEST_PASSWORD).await.unwrap();
-    assert_eq!(s, 429, "{b}");
+    // Even the right password is refused while throttled, saying when to
+    // come back (within the failure window) …
+    c.send(&ClientCommand::Login {
+        user_id: users[0].clone(),
+        password: TEST_PASSWORD.into(),
+        resume_from: None,
+        subscribe: true,
+    })
+    .await
+    .unwrap();
+    let window = p.cfg.server.login_failure_window_secs;
+    match c.recv_timeout(raw::LOGIN_REPLY_TIMEOUT).await.unwrap() {
+        ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+            retry_after_secs: Some(secs),
+            ..
+        } => assert!((1..=window).contains(&secs), "{secs} s"),
+        other => panic!("expected rate_limited with retry_after_secs, got {other:?}"),
+    }
+    // … over HTTP too, with Retry-After …
+    let resp = p
+        .http
+        .post(format!("{}/v1/login", p.gateway_url()))
+        .json(&serde_json::json!({"user_id": users[0], "password": TEST_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 429);
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        retry_after.is_some_and(|s| (1..=window).contains(&s)),
+        "Retry-After: {retry_after:?}"
+    );
     // … while other users are unaffected.
     raw::login(&mut c, &users[1]).await.unwrap();
 }

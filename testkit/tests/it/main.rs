@@ -15,6 +15,7 @@ mod overload;
 mod rabbit_cluster;
 mod rabbit_failover;
 mod resume;
+mod schema;
 mod security;
 mod sessions;
 mod status;

@@ -181,6 +181,7 @@ async fn tcp_burst(c: &mut rtmc::client::Connection, prefix: &str) -> TcpAnswers
                 code: ErrorCode::Overloaded,
                 message_id: Some(id),
                 message,
+                ..
             } => {
                 assert!(ids.contains(&id), "a refusal names an unknown id {id}");
                 answers.refused.push((id, message));

@@ -186,3 +186,47 @@ fn help_never_prints_a_secret_from_the_environment() {
         );
     }
 }
+
+/// The server trusts only its own clock: a `send` claiming the Unix epoch
+/// as its send time is stamped with the server's receive time, the claim is
+/// carried as `sent_at_us` only, and the fan-out lag histogram does not
+/// move by the 56 years the sender's clock is off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_senders_clock_moves_no_metric_and_no_shown_time() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let user = p.add_user("clock").await.unwrap();
+    let mut reader = p.client(0, &user).await.unwrap();
+    let lag_sum = || {
+        let text = rtmc::telemetry::render();
+        crate::support::metric(&text, "rtmc_fanout_lag_seconds_sum", "")
+    };
+    let lag_before = lag_sum();
+    let before = rtmc::protocol::now_us();
+    let mut sender = p.raw_connection(0).await.unwrap();
+    raw::login_publish_only(&mut sender, &user).await.unwrap();
+    sender
+        .send(&rtmc::protocol::ClientCommand::Send {
+            body: "claims 1970".into(),
+            message_id: Some(format!("clock-{}", uuid::Uuid::new_v4())),
+            sent_at_us: Some(0),
+        })
+        .await
+        .unwrap();
+    let got = collect(&mut reader, 1, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].sent_at_us, 0, "the sender's claim is carried as is");
+    let after = rtmc::protocol::now_us();
+    assert!(
+        (before..=after).contains(&got[0].received_at_us),
+        "received_at_us {} outside {before}..={after}",
+        got[0].received_at_us
+    );
+    let line = rtmc::terminal::message_line(&got[0], after);
+    assert!(
+        !line.starts_with("1970") && !line.starts_with("00:00:00"),
+        "{line}"
+    );
+    // Other tests of this binary add their own (small) lags meanwhile.
+    let moved = lag_sum() - lag_before;
+    assert!(moved < 3600.0, "fan-out lag sum moved by {moved} s");
+}

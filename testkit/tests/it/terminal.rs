@@ -96,6 +96,13 @@ impl TerminalClient {
         }
     }
 
+    /// Types `/quit` and waits for the closing line and a clean exit.
+    async fn quit(&mut self) {
+        self.type_line("/quit").await;
+        self.expect(|l| l == "-- logged out").await;
+        assert!(self.exit_status().await.success());
+    }
+
     async fn exit_status(&mut self) -> std::process::ExitStatus {
         tokio::time::timeout(Duration::from_secs(15), self.child.wait())
             .await
@@ -234,9 +241,10 @@ async fn a_lost_link_is_announced_and_resumed_on_the_next_node() {
 }
 
 /// The only node goes away for good: the client keeps trying (its reconnect
-/// policy: 20 attempts with back-off, about 35 s), and a line typed
-/// meanwhile is reported as not sent instead of vanishing, after the notice
-/// that reconnecting failed; then the client exits with a failure.
+/// policy: 20 attempts with back-off, about 35 s). A line typed meanwhile is
+/// said to be queued at once, then reported as not sent instead of
+/// vanishing, and the client's own "could not reconnect" notice comes
+/// before it exits with a failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_typed_while_the_link_is_lost_for_good_is_reported_not_dropped() {
     let mut p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
@@ -246,15 +254,185 @@ async fn a_line_typed_while_the_link_is_lost_for_good_is_reported_not_dropped() 
     p.stop_server(0).await;
     c.expect(|l| l.starts_with("-- connection lost")).await;
     c.type_line("typed into the void").await;
+    c.expect_within(Duration::from_secs(5), |l| {
+        l == "-- queued until reconnected: typed into the void"
+    })
+    .await;
     let limit = Duration::from_secs(90);
-    c.expect_within(limit, |l| l.starts_with("-- could not reconnect after"))
-        .await;
     c.expect_within(limit, |l| {
         l == "-- not sent (connection lost): typed into the void"
     })
     .await;
+    c.expect_within(limit, |l| l.starts_with("-- could not reconnect after"))
+        .await;
     assert!(!c.exit_status().await.success());
     p.shutdown().await;
+}
+
+/// Resume state belongs to the deployment, not to one node: quit, another
+/// user sends, restart against the other node → the message is shown;
+/// quit, restart against the first node → nothing is shown twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_against_another_node_of_the_deployment_resumes() {
+    let p = Pipeline::shared(PipelineOptions::default().servers(2))
+        .await
+        .unwrap();
+    let user = p.add_user("nodes").await.unwrap();
+    let dir = std::env::temp_dir().join(format!("rtmc-term-{}", uuid::Uuid::new_v4()));
+    let (first, other) = (p.server_addr(0), p.server_addr(1));
+    let mut c = TerminalClient::start(std::slice::from_ref(&first), &user, Some(&dir)).await;
+    p.post_message("svc", "seen on the first node", None)
+        .await
+        .unwrap();
+    c.expect(|l| is_message(l, "service:svc", "seen on the first node"))
+        .await;
+    c.quit().await;
+    p.post_message("svc", "sent while away", None)
+        .await
+        .unwrap();
+    let mut again = TerminalClient::start(std::slice::from_ref(&other), &user, Some(&dir)).await;
+    again
+        .expect(|l| is_message(l, "service:svc", "sent while away"))
+        .await;
+    again.quit().await;
+    let mut back = TerminalClient::start(std::slice::from_ref(&first), &user, Some(&dir)).await;
+    back.type_line("back on the first node").await;
+    back.expect(|l| is_message(l, &user, "back on the first node"))
+        .await;
+    back.quit().await;
+    let shown_twice: Vec<&String> = back
+        .seen
+        .iter()
+        .filter(|l| l.contains("sent while away") || l.contains("seen on the first node"))
+        .collect();
+    assert!(shown_twice.is_empty(), "shown again: {shown_twice:#?}");
+    assert!(
+        back.seen[0].contains("resuming after #"),
+        "{:#?}",
+        back.seen
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    p.shutdown().await;
+}
+
+/// On a terminal (a pty, through `script`), `/quit` prints the closing line
+/// every time, and no prompt follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quit_on_a_terminal_prints_logged_out_and_no_prompt_after_it() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let user = p.add_user("tty").await.unwrap();
+    let binary = rtmc_testkit::process::rtmc_binary().unwrap();
+    for round in 0..3 {
+        let client = format!(
+            "{} client --no-state --addr {} --user {user}",
+            binary.display(),
+            p.server_addr(0)
+        );
+        let mut child = Command::new("script")
+            .args(["-q", "-f", "-e", "-c", &client, "/dev/null"])
+            .env("RTMC_PASSWORD", TEST_PASSWORD)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut screen = Vec::new();
+        let logged_in = tokio::time::timeout(LINE_LIMIT, async {
+            use tokio::io::AsyncReadExt;
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&screen).contains("-- logged in as") {
+                match stdout.read(&mut buf).await {
+                    Ok(0) | Err(_) => return false,
+                    Ok(n) => screen.extend_from_slice(&buf[..n]),
+                }
+            }
+            true
+        })
+        .await;
+        assert!(
+            logged_in == Ok(true),
+            "round {round}: {:?}",
+            String::from_utf8_lossy(&screen)
+        );
+        // Let the editor draw its prompt, then type /quit and Enter.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stdin.write_all(b"/quit\r").await.unwrap();
+        stdin.flush().await.unwrap();
+        let rest = tokio::time::timeout(LINE_LIMIT, async {
+            use tokio::io::AsyncReadExt;
+            let mut rest = Vec::new();
+            let _ = stdout.read_to_end(&mut rest).await;
+            rest
+        })
+        .await
+        .expect("the client did not exit after /quit");
+        screen.extend_from_slice(&rest);
+        let text = String::from_utf8_lossy(&screen).into_owned();
+        let end = text
+            .rfind("-- logged out")
+            .unwrap_or_else(|| panic!("round {round}: no closing line in {text:?}"));
+        let after = &text[end + "-- logged out".len()..];
+        assert!(
+            !after.contains('>'),
+            "round {round}: a prompt follows the closing line: {after:?}"
+        );
+        drop(stdin);
+        let _ = child.wait().await;
+    }
+}
+
+/// A wrong password typed at the prompt asks again instead of ending the
+/// client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_at_the_prompt_asks_again() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let user = p.add_user("retype").await.unwrap();
+    let binary = rtmc_testkit::process::rtmc_binary().unwrap();
+    let mut child = Command::new(binary)
+        .args([
+            "client",
+            "--no-state",
+            "--addr",
+            &p.server_addr(0),
+            "--user",
+            &user,
+        ])
+        .env_remove("RTMC_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("not the password\n{TEST_PASSWORD}\n").as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("client did not exit")
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("wrong user id or password; try again"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches(&format!("password for {user}: ")).count(),
+        2,
+        "{stderr}"
+    );
+    assert!(stdout.contains("-- logged in as"), "{stdout}");
+    assert!(stdout.contains("-- logged out"), "{stdout}");
 }
 
 /// Runs `rtmc client` to its end; (exit success, stderr).

@@ -5,9 +5,10 @@
 use super::resume;
 use crate::auth::{self, LoginRefused};
 use crate::presence::SessionKind;
-use crate::protocol::{ErrorCode, ServerFrame, SessionToken, PROTOCOL_VERSION};
+use crate::protocol::{ErrorCode, ServerFrame, SessionToken, StreamPosition, PROTOCOL_VERSION};
+use crate::server::node::NodeContext;
 use crate::server::outbound::{frame, Outbound};
-use crate::server::session::{LoggedIn, Next, Session};
+use crate::server::session::{count_rejection, LoggedIn, Next, Session};
 
 pub(super) async fn apply(
     session: &mut Session,
@@ -47,6 +48,7 @@ pub(super) async fn apply(
         user_id: user_id.clone(),
         token: token.clone(),
     });
+    let stream = stream_position(&ctx).await;
     // One read of the head serves both `login_ok.last_seq` and the
     // subscription point, so nothing can fall between them.
     let (rx, head) = ctx.fanout.subscribe();
@@ -57,6 +59,7 @@ pub(super) async fn apply(
             last_seq: head,
             heartbeat_interval_ms: ctx.cfg.server.heartbeat_interval_ms,
             protocol_version: PROTOCOL_VERSION,
+            stream,
         })
         .await;
     if subscribe {
@@ -65,14 +68,37 @@ pub(super) async fn apply(
     Next::Continue
 }
 
+/// The deployment's stream and its current epoch; `None` (the client then
+/// keeps no resume state) when Redis cannot say.
+async fn stream_position(ctx: &NodeContext) -> Option<StreamPosition> {
+    let mut redis = ctx.redis.clone();
+    match crate::stream::epoch(&mut redis, &ctx.keys).await {
+        Ok(epoch) => Some(StreamPosition {
+            id: ctx.stream_id.clone(),
+            epoch,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "login: cannot read the stream epoch");
+            None
+        }
+    }
+}
+
 /// Answers a refused login; wrong passwords and throttled users count
 /// towards closing the connection.
 async fn refuse(session: &mut Session, refused: LoginRefused) -> Next {
     let message = refused.to_string();
     match refused {
-        LoginRefused::Throttled => {
+        LoginRefused::Throttled { retry_after_secs } => {
             metrics::counter!("rtmc_logins_total", "result" => "throttled").increment(1);
-            session.error(ErrorCode::RateLimited, message).await;
+            count_rejection(ErrorCode::RateLimited);
+            let refusal = ServerFrame::Error {
+                code: ErrorCode::RateLimited,
+                message,
+                message_id: None,
+                retry_after_secs: Some(retry_after_secs),
+            };
+            session.reply(refusal).await;
             count_login_failure(session)
         }
         LoginRefused::WrongPassword => {

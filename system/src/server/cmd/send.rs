@@ -16,11 +16,15 @@ pub(super) async fn apply(
     message_id: Option<String>,
     sent_at_us: Option<u64>,
 ) -> Next {
+    // The server's own clock stamps the message; the sender's claim is
+    // carried as its field only.
+    let received_at_us = now_us();
     let msg = PublishedMessage {
         message_id: message_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
         from: session.user_id(),
         body,
-        sent_at_us: sent_at_us.unwrap_or_else(now_us),
+        sent_at_us: sent_at_us.unwrap_or(received_at_us),
+        received_at_us,
     };
     let limits = &session.ctx.cfg.server;
     if let Err(reason) = msg.check_limits(limits.max_body_bytes, limits.max_frame_bytes) {
@@ -58,11 +62,11 @@ async fn refuse_over_rate(session: &Session, message_id: String) {
     count_rejection(ErrorCode::RateLimited);
     let max_sends_per_sec = session.ctx.cfg.server.max_sends_per_sec;
     session
-        .reply(ServerFrame::Error {
-            code: ErrorCode::RateLimited,
-            message: format!("more than {max_sends_per_sec} sends per second; not published"),
-            message_id: Some(message_id),
-        })
+        .reply(ServerFrame::send_error(
+            ErrorCode::RateLimited,
+            format!("more than {max_sends_per_sec} sends per second; not published"),
+            message_id,
+        ))
         .await;
 }
 
@@ -71,11 +75,11 @@ async fn refuse_overloaded(session: &Session, message_id: String, message: Strin
     metrics::counter!("rtmc_sends_total", "result" => "overloaded").increment(1);
     count_rejection(ErrorCode::Overloaded);
     session
-        .reply(ServerFrame::Error {
-            code: ErrorCode::Overloaded,
+        .reply(ServerFrame::send_error(
+            ErrorCode::Overloaded,
             message,
-            message_id: Some(message_id),
-        })
+            message_id,
+        ))
         .await;
 }
 
@@ -97,11 +101,7 @@ async fn publish(publisher: &Publisher, msg: PublishedMessage) -> ServerFrame {
                 _ => ErrorCode::BrokerUnavailable,
             };
             count_rejection(code);
-            ServerFrame::Error {
-                code,
-                message: e.to_string(),
-                message_id: Some(msg.message_id),
-            }
+            ServerFrame::send_error(code, e.to_string(), msg.message_id)
         }
     }
 }
