@@ -2,7 +2,10 @@
 //! once the broker confirmed the message. A broker that is down or slow gives
 //! a bounded, explicit failure, never a hang; a publisher that already awaits
 //! `rabbitmq.max_inflight_publishes` confirms refuses the next message at once
-//! (admission control), so an overload is answered, not queued.
+//! (admission control), so an overload is answered, not queued. With
+//! several broker nodes (`rabbitmq.urls`, a cluster), publishers and the
+//! consumer connect to one node at a time and move on to the next
+//! ([`BrokerAddresses`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::config::{QueueType, RabbitConfig};
+use crate::secret::Secret;
 
 /// A message as it travels through RabbitMQ, before it has a sequence number.
 /// Its JSON is, byte for byte, the tail of the `broadcast` frame.
@@ -126,11 +130,113 @@ pub async fn declare_topology(channel: &Channel, cfg: &RabbitConfig) -> Result<(
     Ok(())
 }
 
-/// Opens a connection and `rabbitmq.publisher_channels` channels (at least
-/// one) in confirm mode, with the topology declared.
-pub async fn connect_confirming(cfg: &RabbitConfig) -> Result<Link, lapin::Error> {
-    let conn =
-        Connection::connect(cfg.url.expose_secret(), ConnectionProperties::default()).await?;
+/// Which broker node a client tries first: the one it is connected to
+/// while that works, the next one in the list once a connect to it failed,
+/// was abandoned (timed out) or its connection was lost. Pure bookkeeping,
+/// shared by the clients of one [`BrokerAddresses`].
+#[derive(Debug)]
+pub struct NodeRotation {
+    nodes: usize,
+    /// Index of the node the next connect starts with.
+    first: AtomicUsize,
+}
+
+impl NodeRotation {
+    pub fn new(nodes: usize) -> Self {
+        Self {
+            nodes: nodes.max(1),
+            first: AtomicUsize::new(0),
+        }
+    }
+
+    /// Every node once, starting with the preferred one.
+    pub fn in_turn(&self) -> impl Iterator<Item = usize> {
+        let (first, nodes) = (self.first.load(Ordering::Relaxed), self.nodes);
+        (0..nodes).map(move |k| (first + k) % nodes)
+    }
+
+    /// Before connecting to `node`: the next connect starts after it,
+    /// unless this one succeeds. So an attempt cut off by a timeout (a node
+    /// that hangs) moves the next one on.
+    pub fn trying(&self, node: usize) {
+        self.first.store((node + 1) % self.nodes, Ordering::Relaxed);
+    }
+
+    /// `node` took the connection: later connects start with it.
+    pub fn connected(&self, node: usize) {
+        self.first.store(node % self.nodes, Ordering::Relaxed);
+    }
+
+    /// The connection to `node` was lost: start with the next one, unless a
+    /// connect since has already moved on.
+    pub fn lost(&self, node: usize) {
+        let _ = self.first.compare_exchange(
+            node % self.nodes,
+            (node + 1) % self.nodes,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+}
+
+/// The broker's nodes (`rabbitmq.urls`, or `rabbitmq.url` alone) and which
+/// to try first. Any node of a cluster serves every queue (a quorum queue's
+/// leader may be elsewhere; the node forwards), so any of them will do.
+#[derive(Debug)]
+pub struct BrokerAddresses {
+    urls: Vec<Secret<String>>,
+    rotation: NodeRotation,
+}
+
+impl BrokerAddresses {
+    pub fn new(cfg: &RabbitConfig) -> Self {
+        let urls = cfg.node_urls();
+        Self {
+            rotation: NodeRotation::new(urls.len()),
+            urls,
+        }
+    }
+
+    /// `connect` to each node in turn until one succeeds; the connection
+    /// and the index of its node, or the last node's error. Logs each
+    /// failed node by index (a URL carries credentials).
+    pub async fn connect_in_turn<T, F, Fut>(
+        &self,
+        mut connect: F,
+    ) -> Result<(T, usize), lapin::Error>
+    where
+        F: FnMut(String) -> Fut,
+        Fut: std::future::Future<Output = Result<T, lapin::Error>>,
+    {
+        let mut last_error = None;
+        for node in self.rotation.in_turn() {
+            self.rotation.trying(node);
+            match connect(self.urls[node].expose_secret().clone()).await {
+                Ok(connected) => {
+                    self.rotation.connected(node);
+                    return Ok((connected, node));
+                }
+                Err(e) => {
+                    if self.urls.len() > 1 {
+                        tracing::warn!(node, error = %e, "broker node unreachable; trying the next");
+                    }
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.expect("there is at least one broker node"))
+    }
+
+    /// The connection to `node` was lost: the next connect starts elsewhere.
+    pub fn lost(&self, node: usize) {
+        self.rotation.lost(node);
+    }
+}
+
+/// One connection to `url` with `rabbitmq.publisher_channels` channels (at
+/// least one) in confirm mode and the topology declared, or why not.
+async fn open_confirming(cfg: &RabbitConfig, url: &str) -> Result<Link, lapin::Error> {
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
     let mut channels = Vec::with_capacity(cfg.publisher_channels.max(1));
     for _ in 0..cfg.publisher_channels.max(1) {
         let channel = conn.create_channel().await?;
@@ -144,15 +250,27 @@ pub async fn connect_confirming(cfg: &RabbitConfig) -> Result<Link, lapin::Error
         _conn: conn,
         channels,
         next: AtomicUsize::new(0),
+        node: 0,
     })
 }
 
-/// [`connect_confirming`] bounded by `publish_timeout_ms`, its error as a
+/// A confirming connection to the first broker node that answers (see
+/// [`BrokerAddresses`]), all bounded by `publish_timeout_ms`, its error as a
 /// publish failure.
-async fn connect_within(cfg: RabbitConfig) -> Result<Link, BrokerError> {
+async fn connect_within(
+    cfg: RabbitConfig,
+    addresses: Arc<BrokerAddresses>,
+) -> Result<Link, BrokerError> {
     let limit = Duration::from_millis(cfg.publish_timeout_ms);
-    match tokio::time::timeout(limit, connect_confirming(&cfg)).await {
-        Ok(Ok(connected)) => Ok(connected),
+    let connect = addresses.connect_in_turn(|url| {
+        let cfg = &cfg;
+        async move { open_confirming(cfg, &url).await }
+    });
+    match tokio::time::timeout(limit, connect).await {
+        Ok(Ok((mut connected, node))) => {
+            connected.node = node;
+            Ok(connected)
+        }
         Ok(Err(e)) => Err(BrokerError::Unavailable(e.to_string())),
         Err(_) => Err(BrokerError::Unavailable(format!(
             "no connection within {limit:?}"
@@ -169,6 +287,8 @@ pub struct Link {
     channels: Vec<Channel>,
     /// Round robin over `channels`.
     next: AtomicUsize,
+    /// Index of the broker node it is connected to.
+    node: usize,
 }
 
 impl Link {
@@ -198,6 +318,8 @@ enum LinkState {
 /// Shared, lazily (re)connecting publisher with publisher confirms.
 pub struct Publisher {
     cfg: RabbitConfig,
+    /// The broker's nodes and which one to connect to next.
+    addresses: Arc<BrokerAddresses>,
     /// The link, or the one connect in flight.
     link: Mutex<LinkState>,
     /// When the last connect attempt failed: publishes fail fast until the back-off passed.
@@ -221,6 +343,7 @@ impl Publisher {
     pub fn new(cfg: RabbitConfig) -> Self {
         Self {
             admission: Arc::new(Semaphore::new(cfg.max_inflight_publishes.max(1))),
+            addresses: Arc::new(BrokerAddresses::new(&cfg)),
             cfg,
             link: Mutex::new(LinkState::Down),
             last_failure: std::sync::Mutex::new(None),
@@ -261,13 +384,15 @@ impl Publisher {
             if let Some(channel) = l.pick() {
                 return Ok(channel);
             }
+            self.addresses.lost(l.node);
             *link = LinkState::Down;
         }
         if let LinkState::Down = &*link {
             if self.in_backoff() {
                 return Err(BrokerError::Unavailable("reconnect back-off".into()));
             }
-            *link = LinkState::Connecting(tokio::spawn(connect_within(self.cfg.clone())));
+            let connect = connect_within(self.cfg.clone(), self.addresses.clone());
+            *link = LinkState::Connecting(tokio::spawn(connect));
         }
         let LinkState::Connecting(connecting) = &mut *link else {
             unreachable!("the link is connecting by now");
@@ -301,7 +426,8 @@ impl Publisher {
     /// black hole. A connect in flight is kept: it is the next link.
     fn drop_link(&self) {
         if let Ok(mut link) = self.link.try_lock() {
-            if let LinkState::Up(_) = &*link {
+            if let LinkState::Up(l) = &*link {
+                self.addresses.lost(l.node);
                 *link = LinkState::Down;
             }
         }
@@ -348,9 +474,11 @@ impl Publisher {
             Err(e) => {
                 metrics::counter!("rtmc_publish_failed_total").increment(1);
                 tracing::warn!(error = %e, "publish failed");
-                if !matches!(e, BrokerError::Nacked) {
-                    self.drop_link();
-                }
+                // A nack drops the link too: after the leader of a quorum
+                // queue died, a channel on a surviving node kept nacking
+                // every publish for as long as we looked (10 s, RabbitMQ
+                // 3.10) while a new link published at once.
+                self.drop_link();
             }
         }
         result
@@ -384,5 +512,55 @@ impl Publisher {
     /// this connects, within the same reconnect back-off as a publish.
     pub async fn ensure_connected(&self) -> Result<(), BrokerError> {
         self.channel().await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NodeRotation;
+
+    fn order(rotation: &NodeRotation) -> Vec<usize> {
+        rotation.in_turn().collect()
+    }
+
+    #[test]
+    fn a_failed_or_abandoned_connect_moves_on_to_the_next_node() {
+        let rotation = NodeRotation::new(3);
+        assert_eq!(order(&rotation), [0, 1, 2]);
+        rotation.trying(0);
+        assert_eq!(order(&rotation), [1, 2, 0], "node 0 failed or hung");
+        rotation.trying(1);
+        rotation.trying(2);
+        assert_eq!(order(&rotation), [0, 1, 2], "wraps around");
+    }
+
+    #[test]
+    fn the_node_that_took_the_connection_stays_first() {
+        let rotation = NodeRotation::new(3);
+        rotation.trying(0);
+        rotation.trying(1);
+        rotation.connected(1);
+        assert_eq!(order(&rotation), [1, 2, 0]);
+    }
+
+    #[test]
+    fn a_lost_connection_moves_on_once() {
+        let rotation = NodeRotation::new(3);
+        rotation.connected(2);
+        rotation.lost(2);
+        assert_eq!(order(&rotation), [0, 1, 2]);
+        // A second report of the same loss (publisher and channel check)
+        // does not skip a node.
+        rotation.lost(2);
+        assert_eq!(order(&rotation), [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_single_node_is_always_the_one() {
+        let rotation = NodeRotation::new(1);
+        rotation.trying(0);
+        rotation.lost(0);
+        assert_eq!(order(&rotation), [0]);
+        assert_eq!(order(&NodeRotation::new(0)), [0], "no node counts as one");
     }
 }

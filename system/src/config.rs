@@ -69,8 +69,16 @@ impl Default for Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct RabbitConfig {
-    /// AMQP URL of the broker (it carries the broker's credentials).
+    /// AMQP URL of the broker (it carries the broker's credentials). Used
+    /// when `urls` is empty.
     pub url: Secret<String>,
+    /// Every node's AMQP URL of a RabbitMQ cluster; when given, it replaces
+    /// `url`. Publishers and the consumer connect to one node and move on to
+    /// the next when a connect fails or the connection is lost. A TOML
+    /// array, or one string of comma-separated URLs
+    /// (`RTMC_RABBITMQ__URLS=amqp://…:5672,amqp://…:5673`).
+    #[serde(deserialize_with = "one_or_many_urls")]
+    pub urls: Vec<Secret<String>>,
     /// Durable queue every published message goes to.
     pub queue: String,
     /// Durable queue that receives malformed messages with their reason.
@@ -102,6 +110,7 @@ impl Default for RabbitConfig {
     fn default() -> Self {
         Self {
             url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
+            urls: Vec::new(),
             queue: "rtmc.messages".into(),
             dead_letter_queue: "rtmc.messages.dead".into(),
             prefetch: 512,
@@ -112,6 +121,42 @@ impl Default for RabbitConfig {
             reconnect_backoff_ms: 200,
         }
     }
+}
+
+impl RabbitConfig {
+    /// The broker nodes to connect to, in order: `urls`, or `url` alone
+    /// when `urls` is empty.
+    pub fn node_urls(&self) -> Vec<Secret<String>> {
+        if self.urls.is_empty() {
+            vec![self.url.clone()]
+        } else {
+            self.urls.clone()
+        }
+    }
+}
+
+/// `rabbitmq.urls` as a list, or as one comma-separated string (the form an
+/// environment variable or `--set` gives); blanks between commas are dropped.
+fn one_or_many_urls<'de, D>(deserializer: D) -> Result<Vec<Secret<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<String>),
+        One(String),
+    }
+    let urls = match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::Many(urls) => urls,
+        OneOrMany::One(joined) => joined.split(',').map(str::to_owned).collect(),
+    };
+    Ok(urls
+        .into_iter()
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .map(Secret::new)
+        .collect())
 }
 
 /// RabbitMQ queue type (`x-queue-type`).
@@ -424,6 +469,29 @@ mod tests {
         assert_eq!(cfg.redis, RedisConfig::default());
         assert!(Config::load(Some(&dir.join("missing.toml")), &[]).is_err());
         assert!(Config::load(None, &["nonsense".into()]).is_err());
+    }
+
+    #[test]
+    fn broker_urls_come_as_a_list_or_one_comma_separated_string() {
+        let a = "amqp://guest:guest@127.0.0.1:5701/%2f";
+        let b = "amqp://guest:guest@127.0.0.1:5702/%2f";
+        let urls = |cfg: &Config| {
+            cfg.rabbitmq
+                .node_urls()
+                .iter()
+                .map(|u| u.expose_secret().clone())
+                .collect::<Vec<_>>()
+        };
+        let single = Config::load(None, &[format!("rabbitmq.url={a}")]).unwrap();
+        assert_eq!(urls(&single), [a]);
+        let joined = Config::load(None, &[format!("rabbitmq.urls={a}, {b},")]).unwrap();
+        assert_eq!(urls(&joined), [a, b]);
+        let dir = std::env::temp_dir().join(format!("rtmc-cfg-urls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, format!("[rabbitmq]\nurls = [\"{b}\", \"{a}\"]\n")).unwrap();
+        let listed = Config::load(Some(&file), &[]).unwrap();
+        assert_eq!(urls(&listed), [b, a]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::broker::{declare_topology, PublishedMessage, Publisher};
+use crate::broker::{declare_topology, BrokerAddresses, PublishedMessage, Publisher};
 use crate::config::Config;
 use crate::error::StartError;
 use crate::stream::{self, Appended, RedisKeys};
@@ -50,7 +50,8 @@ pub fn broadcast_tail(msg: &PublishedMessage) -> Vec<u8> {
     json
 }
 
-/// Consumes until `shutdown`, reconnecting to the broker with back-off.
+/// Consumes until `shutdown`, reconnecting to the broker with back-off: to
+/// the next of `rabbitmq.urls` when a node refuses or the connection is lost.
 /// The batch in hand when shutdown comes is finished and acked first.
 pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), StartError> {
     crate::telemetry::metrics();
@@ -61,9 +62,10 @@ pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), St
     let broker = crate::config::service_address(cfg.rabbitmq.url.expose_secret());
     let keys = RedisKeys::new(&cfg.redis.key_prefix);
     let dead_letters = Publisher::new(cfg.rabbitmq.clone());
+    let addresses = BrokerAddresses::new(&cfg.rabbitmq);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     if !shutdown.is_cancelled() {
-        let attach = || consume(&cfg, &redis, &keys, &dead_letters, &shutdown);
+        let attach = || consume(&cfg, &addresses, &redis, &keys, &dead_letters, &shutdown);
         let on_error = |e: &lapin::Error, _| {
             metrics::counter!("rtmc_consumer_broker_errors_total").increment(1);
             tracing::warn!(error = %e, "consumer: no connection to RabbitMQ at {broker}; reconnecting");
@@ -74,12 +76,22 @@ pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), St
     Ok(())
 }
 
-async fn open(cfg: &Config) -> Result<(Connection, Channel, lapin::Consumer), lapin::Error> {
-    let conn = Connection::connect(
-        cfg.rabbitmq.url.expose_secret(),
-        ConnectionProperties::default(),
-    )
-    .await?;
+/// A consuming channel on the first broker node that answers, and the
+/// index of that node.
+async fn open(
+    cfg: &Config,
+    addresses: &BrokerAddresses,
+) -> Result<((Connection, Channel, lapin::Consumer), usize), lapin::Error> {
+    addresses
+        .connect_in_turn(|url| async move { open_on(cfg, &url).await })
+        .await
+}
+
+async fn open_on(
+    cfg: &Config,
+    url: &str,
+) -> Result<(Connection, Channel, lapin::Consumer), lapin::Error> {
+    let conn = Connection::connect(url, ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
     declare_topology(&channel, &cfg.rabbitmq).await?;
     channel
@@ -98,13 +110,32 @@ async fn open(cfg: &Config) -> Result<(Connection, Channel, lapin::Consumer), la
 
 async fn consume(
     cfg: &Config,
+    addresses: &BrokerAddresses,
     redis: &redis::aio::ConnectionManager,
     keys: &RedisKeys,
     dead_letters: &Publisher,
     shutdown: &CancellationToken,
 ) -> Result<(), lapin::Error> {
-    let (_conn, channel, mut consumer) = open(cfg).await?;
-    tracing::info!(queue = %cfg.rabbitmq.queue, "consumer attached");
+    let ((_conn, channel, consumer), node) = open(cfg, addresses).await?;
+    tracing::info!(queue = %cfg.rabbitmq.queue, node, "consumer attached");
+    let consumed = consume_from(cfg, redis, keys, dead_letters, &channel, consumer, shutdown).await;
+    if consumed.is_err() {
+        addresses.lost(node);
+    }
+    consumed
+}
+
+/// Takes batches from `consumer` and processes them until shutdown (`Ok`)
+/// or the broker fails.
+async fn consume_from(
+    cfg: &Config,
+    redis: &redis::aio::ConnectionManager,
+    keys: &RedisKeys,
+    dead_letters: &Publisher,
+    channel: &Channel,
+    mut consumer: lapin::Consumer,
+    shutdown: &CancellationToken,
+) -> Result<(), lapin::Error> {
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -122,7 +153,7 @@ async fn consume(
                 _ => break,
             }
         }
-        process_batch(cfg, redis, keys, dead_letters, &channel, batch, shutdown).await?;
+        process_batch(cfg, redis, keys, dead_letters, channel, batch, shutdown).await?;
     }
 }
 

@@ -1,6 +1,7 @@
 //! rtmc's test kit: real RabbitMQ, Redis and PostgreSQL in containers
 //! ([`services`]), and isolated rtmc deployments running in-process on top of
-//! them ([`pipeline`]), with frame-level access to a server node ([`raw`]),
+//! them ([`pipeline`]), a 3-node RabbitMQ cluster for the high-availability
+//! suites ([`cluster`]), with frame-level access to a server node ([`raw`]),
 //! and nats-server for loadgen's NATS peers ([`nats`]).
 //! The end-to-end suites, loadgen and chaos build on it.
 //!
@@ -14,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cluster;
 pub mod credentials;
 pub mod docker;
 pub mod layers;
@@ -24,6 +26,7 @@ pub mod raw;
 pub mod services;
 pub mod watchdog;
 
+pub use cluster::{QuorumQueue, RabbitCluster};
 pub use credentials::TEST_PASSWORD;
 pub use nats::Nats;
 pub use pipeline::{Component, HttpPublisher, PerComponent, Pipeline, PipelineOptions};

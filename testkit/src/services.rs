@@ -68,6 +68,15 @@ impl Drop for Service {
 }
 
 impl Service {
+    /// A handle on a container the kit started (a cluster node).
+    pub(crate) fn new(kind: Kind, port: u16, container: Container<GenericImage>) -> Service {
+        Service {
+            kind,
+            port,
+            container: Some(Arc::new(container)),
+        }
+    }
+
     /// Connection URL (the `postgres` admin database for PostgreSQL).
     pub fn url(&self) -> String {
         match self.kind {

@@ -12,6 +12,8 @@ mod limits;
 mod operations;
 mod ops;
 mod overload;
+mod rabbit_cluster;
+mod rabbit_failover;
 mod resume;
 mod schema;
 mod security;
