@@ -40,9 +40,12 @@ pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
                 .ok()
         })
         .flatten();
-    let amqp = needs
-        .rabbitmq
-        .then(|| cfg.rabbitmq.url.expose_secret().clone());
+    let amqp = needs.rabbitmq.then(|| {
+        let urls = cfg.rabbitmq.node_urls();
+        urls.iter()
+            .map(|u| u.expose_secret().clone())
+            .collect::<Vec<_>>()
+    });
     Arc::new(move || {
         let (redis, pg, amqp) = (redis.clone(), pg.clone(), amqp.clone());
         Box::pin(async move {
@@ -65,15 +68,10 @@ pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
                     Err(_) => return Err("postgres: no answer within 2 s".into()),
                 }
             }
-            if let Some(url) = amqp {
-                let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default());
-                match tokio::time::timeout(limit, conn).await {
-                    Ok(Ok(c)) => {
-                        let _ = c.close(200, "readiness".into()).await;
-                    }
-                    Ok(Err(e)) => return Err(format!("rabbitmq: {e}")),
-                    Err(_) => return Err("rabbitmq: no answer within 2 s".into()),
-                }
+            if let Some(urls) = amqp {
+                // Ready when any broker node accepts: a cluster that lost
+                // one node still takes publishes (the publisher fails over).
+                rabbitmq_reachable(&urls, limit).await?;
             }
             Ok(())
         })
@@ -150,4 +148,22 @@ pub async fn serve(
     axum::serve(listener, timed(routes(ready)))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+/// Whether any of the broker nodes accepts a connection within `limit`
+/// each; the error names the last node's failure.
+async fn rabbitmq_reachable(urls: &[String], limit: std::time::Duration) -> Result<(), String> {
+    let mut last = String::from("rabbitmq: no node configured");
+    for url in urls {
+        let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default());
+        match tokio::time::timeout(limit, conn).await {
+            Ok(Ok(c)) => {
+                let _ = c.close(200, "readiness".into()).await;
+                return Ok(());
+            }
+            Ok(Err(e)) => last = format!("rabbitmq: {e}"),
+            Err(_) => last = "rabbitmq: no answer within 2 s".into(),
+        }
+    }
+    Err(last)
 }
