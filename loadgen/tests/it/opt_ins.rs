@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rtmc_loadgen::engine::fleet::Fleet;
-use rtmc_loadgen::engine::fleet_options::{FleetOptions, Protocol};
+use rtmc_loadgen::engine::fleet_options::FleetOptions;
 use rtmc_loadgen::engine::live::LiveStats;
 use rtmc_loadgen::engine::phase::{run_phase, HeadProbe, PhaseSpec};
 use rtmc_loadgen::engine::publisher::{Channel, MessageShape};
 use rtmc_loadgen::measure::observe::PublishObserver;
-use rtmc_loadgen::profile::Profile;
 use rtmc_testkit::{Pipeline, PipelineOptions, TEST_PASSWORD};
 use tokio_util::sync::CancellationToken;
+
+use crate::client_faults::{quiet_profile, rtmc_readers};
 
 /// Every answer a publisher reported, as `acked` or `refused <code>`.
 #[derive(Debug, Default)]
@@ -61,17 +62,8 @@ async fn fleet_and_phase(
 ) -> (Fleet, PhaseSpec) {
     let users = p.add_users(prefix, clients + 2).await.expect("users");
     let server = p.server_addr(0).parse().expect("server address");
-    let mut profile = Profile::default();
-    profile.load.clients = clients;
-    profile.load.rate_per_sec = rate_per_sec;
-    profile.load.duration_secs = secs;
-    profile.load.drain_timeout_secs = 15.0;
-    profile.output.quiet = true;
-    let protocol = Protocol::Rtmc {
-        users: Arc::new(users[..clients].to_vec()),
-        password: TEST_PASSWORD.into(),
-        max_frame_bytes: rtmc::protocol::DEFAULT_MAX_FRAME_BYTES,
-    };
+    let profile = quiet_profile(clients, rate_per_sec, secs);
+    let protocol = rtmc_readers(&users[..clients]);
     let opts = FleetOptions::for_load(&profile.load, vec![server], protocol, 11).expect("opts");
     let fleet = Fleet::connect(opts, Arc::new(LiveStats::new())).await;
     assert_eq!(fleet.summary.connected, clients);
