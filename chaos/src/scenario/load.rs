@@ -16,6 +16,7 @@ use rtmc_loadgen::engine::phase::{current_head, run_phase, HeadProbe, PhaseResul
 use rtmc_loadgen::engine::publisher::{Channel, MessageShape};
 use rtmc_loadgen::profile::Profile;
 use rtmc_testkit::TEST_PASSWORD;
+use tokio_util::sync::CancellationToken;
 
 use crate::history::hooks::{FleetRecorder, PublishRecorder};
 use crate::history::{History, Recording};
@@ -29,6 +30,26 @@ const STORED_WAIT: Duration = Duration::from_secs(60);
 /// How long client tasks may take to hand their logs back.
 const LOGS_BACK: Duration = Duration::from_secs(10);
 
+/// What a caller may choose beyond a scenario's [`Load`] (the stack suites
+/// do); the default is what `chaos run` drives.
+#[derive(Debug, Clone, Default)]
+pub struct LoadChoices {
+    /// The run id that names every message, `lg<run_id:08x>-<channel>-<seq>`
+    /// (`rtmc_loadgen::wire::rtmc_frames::message_id`): chosen, every id is
+    /// known in advance. Random by default.
+    pub run_id: Option<u32>,
+    /// Where each client logs in: client `i` at `reader_addrs[i % len]`
+    /// (give one per client to place each). Empty: spread over the load's
+    /// server nodes, through their proxies if any.
+    pub reader_addrs: Vec<SocketAddr>,
+    /// Publish until this is cancelled; the load's duration is then only
+    /// an upper bound.
+    pub stop: Option<CancellationToken>,
+    /// Also publish over one TCP session on server node 0 (channel 1),
+    /// beside the load's publish path (channel 0), sharing its rate.
+    pub tcp_beside: bool,
+}
+
 /// A load connected to a stack and recording: connect, [`publish`](Self::publish)
 /// (the client faults go through [`client_faults`](Self::client_faults)
 /// meanwhile), then [`finish`](Self::finish) into a [`History`].
@@ -41,8 +62,8 @@ pub struct RecordedLoad {
 }
 
 impl RecordedLoad {
-    /// Adds `load.clients` users (and two more: the TCP publisher and the
-    /// head probe), connects them spread over the stack's server nodes
+    /// Adds `load.clients` users `chaos-<name>-<i>` (and two more: the TCP
+    /// publisher and the head probe), connects them spread over the stack's server nodes
     /// (through their proxies if any) and prepares the publishers. Fails
     /// when not every client connects.
     pub async fn connect(
@@ -51,33 +72,45 @@ impl RecordedLoad {
         load: &Load,
         quiet: bool,
     ) -> anyhow::Result<RecordedLoad> {
+        Self::connect_with(stack, name, load, quiet, LoadChoices::default()).await
+    }
+
+    /// [`connect`](Self::connect) with the caller's [`LoadChoices`].
+    pub async fn connect_with(
+        stack: &ChaosStack,
+        name: &str,
+        load: &Load,
+        quiet: bool,
+        choices: LoadChoices,
+    ) -> anyhow::Result<RecordedLoad> {
         let users = stack
             .pipeline()
-            .add_users("chaos", load.clients + 2)
+            .add_users(
+                &format!("chaos-{name}"),
+                load.clients + 2 + usize::from(choices.tcp_beside),
+            )
             .await?;
-        let targets = (0..load.servers)
+        let spread = (0..load.servers)
             .map(|i| stack.server_addr(i).parse::<SocketAddr>())
             .collect::<Result<Vec<_>, _>>()?;
-        let profile = profile(name, load, quiet);
-        let run_id: u32 = rand::random();
-        let recording = Recording::start();
-        let protocol = Protocol::Rtmc {
-            users: Arc::new(users[..load.clients].to_vec()),
-            password: TEST_PASSWORD.into(),
-            max_frame_bytes: rtmc::protocol::DEFAULT_MAX_FRAME_BYTES,
+        let targets = match choices.reader_addrs.is_empty() {
+            true => spread.clone(),
+            false => choices.reader_addrs.clone(),
         };
-        let mut fleet_opts =
-            FleetOptions::for_load(&profile.load, targets.clone(), protocol, run_id)?;
-        fleet_opts.observer = Some(Arc::new(FleetRecorder(recording.clone())));
-        let fleet = Fleet::connect(fleet_opts, Arc::new(LiveStats::new())).await;
-        anyhow::ensure!(
-            fleet.summary.connected == load.clients,
-            "only {} of {} clients connected: {:?}",
-            fleet.summary.connected,
-            load.clients,
-            fleet.summary.error_samples
-        );
-        let channel = publish_channel(stack, load, targets[0], &users[load.clients]);
+        let profile = profile(name, load, quiet);
+        let run_id: u32 = choices.run_id.unwrap_or_else(rand::random);
+        let recording = Recording::start();
+        let readers = Arc::new(users[..load.clients].to_vec());
+        let fleet = connect_fleet(&profile, targets, readers, run_id, &recording).await?;
+        let mut channels = vec![publish_channel(
+            stack,
+            load,
+            spread[0],
+            &users[load.clients],
+        )];
+        if choices.tcp_beside {
+            channels.push(tcp_channel(spread[0], &users[load.clients + 2]));
+        }
         // The head is read from node 0 directly, past any proxy.
         let probe = HeadProbe::Rtmc {
             addr: stack.pipeline().server_addr(0).parse()?,
@@ -89,9 +122,10 @@ impl RecordedLoad {
             .unwrap_or(fleet.summary.max_start_after);
         let publishes = Arc::new(PublishRecorder::new(recording.clone()));
         let shape = Arc::new(MessageShape::new(run_id, load.body_bytes));
-        let mut phase = PhaseSpec::new("rtmc", &profile, vec![channel], shape, probe, head, vec![]);
+        let mut phase = PhaseSpec::new("rtmc", &profile, channels, shape, probe, head, vec![]);
         phase.last = false;
         phase.publish_observer = Some(publishes.clone());
+        phase.stop = choices.stop;
         Ok(RecordedLoad {
             recording,
             fleet,
@@ -139,6 +173,33 @@ impl RecordedLoad {
     }
 }
 
+/// The recorded fleet of `readers` (one per client of the profile), client
+/// `i` at `targets[i % len]`. Fails when not every client connects.
+async fn connect_fleet(
+    profile: &Profile,
+    targets: Vec<SocketAddr>,
+    readers: Arc<Vec<String>>,
+    run_id: u32,
+    recording: &Recording,
+) -> anyhow::Result<Fleet> {
+    let clients = readers.len();
+    let protocol = Protocol::Rtmc {
+        users: readers,
+        password: TEST_PASSWORD.into(),
+        max_frame_bytes: rtmc::protocol::DEFAULT_MAX_FRAME_BYTES,
+    };
+    let mut fleet_opts = FleetOptions::for_load(&profile.load, targets, protocol, run_id)?;
+    fleet_opts.observer = Some(Arc::new(FleetRecorder(recording.clone())));
+    let fleet = Fleet::connect(fleet_opts, Arc::new(LiveStats::new())).await;
+    anyhow::ensure!(
+        fleet.summary.connected == clients,
+        "only {} of {clients} clients connected: {:?}",
+        fleet.summary.connected,
+        fleet.summary.error_samples
+    );
+    Ok(fleet)
+}
+
 /// How the load publishes: over the gateway, or as `user` over TCP at `tcp_addr`.
 fn publish_channel(stack: &ChaosStack, load: &Load, tcp_addr: SocketAddr, user: &str) -> Channel {
     match load.publish {
@@ -147,11 +208,16 @@ fn publish_channel(stack: &ChaosStack, load: &Load, tcp_addr: SocketAddr, user: 
             api_key: stack.pipeline().api_key().to_owned(),
             concurrency: 64,
         },
-        PublishPath::Tcp => Channel::Tcp {
-            addr: tcp_addr,
-            user: user.to_owned(),
-            password: TEST_PASSWORD.into(),
-        },
+        PublishPath::Tcp => tcp_channel(tcp_addr, user),
+    }
+}
+
+/// Publishing as `user` over one TCP session at `addr`.
+fn tcp_channel(addr: SocketAddr, user: &str) -> Channel {
+    Channel::Tcp {
+        addr,
+        user: user.to_owned(),
+        password: TEST_PASSWORD.into(),
     }
 }
 

@@ -4,42 +4,60 @@
 //! exactly that message lost — at every reader and in PostgreSQL — and
 //! nothing else wrong.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rtmc_chaos::scenario::load::{LoadChoices, RecordedLoad};
 use rtmc_chaos::{AnomalyKind, ChaosStack, StackOptions};
+use rtmc_loadgen::wire::rtmc_frames::{message_id, MessageOrigin};
 use rtmc_testkit::{PipelineOptions, Role};
 
-use crate::workload::{readers, report, Workload};
+use crate::recorded::{acked, light_load};
 
 const READERS: usize = 4;
 const RATE_PER_SEC: u32 = 10;
 
-/// Guarantee checked: the checker catches a loss. The consumer acks message
-/// `drop-h-15` to RabbitMQ without appending it; everything else flows.
-/// The verdict must be invalid with `lost == ["drop-h-15"]`, one `lost`
-/// anomaly per reader plus one `lost_in_postgres`, and no other anomaly of
-/// any kind (no gap: the dropped message never got a seq).
+/// Guarantee checked: the checker catches a loss. The consumer acks the
+/// load's 16th message over the gateway (`lg<run id>-0-15`, known in
+/// advance from the run id the suite picks) to RabbitMQ without appending
+/// it; everything else flows. The verdict must be invalid with `lost ==
+/// [that id]`, one `lost` anomaly per reader plus one `lost_in_postgres`,
+/// and no other anomaly of any kind (no gap: the dropped message never got
+/// a seq).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checker_flags_exactly_the_message_the_consumer_dropped() {
-    let dropped = "drop-h-15";
+    let run_id: u32 = rand::random();
+    let dropped = message_id(MessageOrigin {
+        run_id,
+        publisher: 0,
+        publisher_seq: 15,
+    });
+    let drop_id = dropped.clone();
     let pipeline = PipelineOptions::default().per_component(move |role, cfg| {
         if role == Role::Consumer {
-            cfg.consumer.test_drop_message_id = dropped.to_owned();
+            cfg.consumer.test_drop_message_id = drop_id.clone();
         }
     });
     let stack = ChaosStack::shared(StackOptions::default().pipeline(pipeline))
         .await
         .unwrap();
-    let clients = readers(&stack, "drop", READERS, 0).await;
-    let load = Workload::start(&stack, clients, "drop", RATE_PER_SEC);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut run = load.finish(Duration::from_secs(3)).await;
-    let verdict = run.verdict(stack.pipeline()).await;
-    report("consumer drop", &run, &[]);
+    let choices = LoadChoices {
+        run_id: Some(run_id),
+        ..LoadChoices::default()
+    };
+    let load = light_load(READERS, RATE_PER_SEC, Duration::from_secs(4));
+    let mut driver = RecordedLoad::connect_with(&stack, "drop", &load, true, choices)
+        .await
+        .expect("every client logs in");
+    let phase = driver.publish(Instant::now()).await;
+    let history = driver
+        .finish(&stack, phase.report.head_after)
+        .await
+        .expect("every log handed back");
+    let verdict = history.check();
     println!("{verdict}");
 
     assert!(
-        run.acked().any(|p| p.id == dropped),
+        acked(&history, &dropped),
         "{dropped} was not acknowledged: the test did not exercise the fault"
     );
     assert!(!verdict.valid, "a dropped message passed the checker");

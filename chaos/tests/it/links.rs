@@ -13,13 +13,13 @@ use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use rtmc_chaos::history::{MessageIx, Outcome as PublishOutcome};
-use rtmc_chaos::scenario::load::RecordedLoad;
+use rtmc_chaos::scenario::load::{LoadChoices, RecordedLoad};
 use rtmc_chaos::History;
 use rtmc_chaos::{ms, ChaosStack, Link, StackOptions};
 
-use crate::workload::{
-    assert_valid, light_load, logins, readers, readers_at, recovery, report, report_recovery,
-    Outcome, Workload,
+use crate::recorded::{
+    assert_valid, at, first_ack_after, invoked_between, light_load, logins, report_recovery,
+    report_time, resumed_after, until_stopped,
 };
 
 const READERS: usize = 8;
@@ -38,17 +38,20 @@ async fn a_black_holed_broker_link_gives_bounded_503s_then_recovers() {
     let stack = ChaosStack::shared(StackOptions::default().link(Link::GatewayRabbitmq))
         .await
         .unwrap();
-    let clients = readers(&stack, "bh", READERS, 0).await;
-    let load = Workload::start(&stack, clients, "bh", RATE_PER_SEC);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    let hole = stack.link(Link::GatewayRabbitmq).black_hole();
-    let fault_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    hole.remove();
-    let repaired_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut run = load.finish(Duration::from_secs(30)).await;
+    let load = until_stopped(&stack, "bh", READERS, RATE_PER_SEC, LoadChoices::default()).await;
+    let recording = load.recording();
+    let (history, (fault_at_us, repaired_at_us)) = load
+        .drive(&stack, async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let hole = stack.link(Link::GatewayRabbitmq).black_hole();
+            let fault_at_us = recording.now_us();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            hole.remove();
+            let repaired_at_us = recording.now_us();
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            (fault_at_us, repaired_at_us)
+        })
+        .await;
 
     let publish_timeout = Duration::from_millis(stack.pipeline().cfg.rabbitmq.publish_timeout_ms);
     // A refusal comes within `publish_timeout_ms` (plus scheduling slack on
@@ -56,60 +59,45 @@ async fn a_black_holed_broker_link_gives_bounded_503s_then_recovers() {
     // a publish waited for the broker-link lock held by another publish's
     // hung connect (`Publisher::drop_link` now never waits).
     let bound = publish_timeout + SLACK;
-    let during = run.invoked_between(fault_at, repaired_at);
-    let slowest = during.iter().map(|p| p.took()).max().unwrap_or_default();
+    let during = invoked_between(&history, fault_at_us, repaired_at_us);
+    let slowest = during.iter().filter_map(|p| p.took).max();
     let late = during
         .iter()
-        .filter(|p| p.took() > publish_timeout + Duration::from_millis(500))
+        .filter(|p| {
+            p.took
+                .is_none_or(|t| t > publish_timeout + Duration::from_millis(500))
+        })
         .count();
     println!(
         "[black hole] {late} of {} answers during the fault came later than publish_timeout_ms + 0.5 s",
         during.len()
     );
-    report(
-        "black hole",
-        &run,
-        &[
-            ("slowest answer during the fault", Some(slowest)),
-            (
-                "first acknowledged publish after repair",
-                run.first_ack_after(repaired_at),
-            ),
-            (
-                "last reader caught up after repair",
-                Some(run.caught_up_after(repaired_at)),
-            ),
-        ],
-    );
-    let stored = run
-        .check(stack.pipeline())
-        .await
-        .stored
-        .map_or(0, |s| s.rows);
+    report_time("black hole", "slowest answer during the fault", slowest);
+    report_recovery("black hole", &history, repaired_at_us);
+    let verdict = assert_valid(&history, READERS);
     assert!(
-        during.iter().any(|p| matches!(&p.outcome,
-            Outcome::Refused { status: 503, code } if code == "broker_unavailable")),
+        during.iter().any(|p| p.outcome == "broker_unavailable"),
         "no 503 broker_unavailable while the link was a black hole"
     );
     for p in &during {
         assert!(
-            matches!(
-                p.outcome,
-                Outcome::Acked | Outcome::Refused { status: 503, .. }
-            ),
-            "{p:?}: neither accepted nor a 503"
+            p.outcome == "ok" || p.outcome == "broker_unavailable",
+            "{p:?}: neither accepted nor refused as broker_unavailable"
         );
         assert!(
-            p.took() <= bound,
-            "{p:?}: answered after {:?} > {bound:?}",
-            p.took()
+            p.took.is_some_and(|t| t <= bound),
+            "{p:?}: not answered within {bound:?}"
         );
     }
     assert!(
-        run.first_ack_after(repaired_at).is_some(),
+        first_ack_after(&history, repaired_at_us).is_some(),
         "publishing never recovered after the black hole was removed"
     );
-    assert!(stored >= run.acked().count() as u64);
+    let acked = invoked_between(&history, 0, u64::MAX)
+        .iter()
+        .filter(|p| p.outcome == "ok")
+        .count() as u64;
+    assert!(verdict.stored.map_or(0, |s| s.rows) >= acked);
 }
 
 /// 200 ms of latency each way on the consumer ↔ Redis link slows every
@@ -230,9 +218,9 @@ async fn a_held_client_link_delivers_the_backlog_in_order_on_release() {
 
 /// Half the readers dropped at once: the four behind the client link's
 /// proxy lose their connections together (the proxy goes down, refusing
-/// reconnects for 2 s), the four connected directly keep theirs. The
-/// dropped ones reconnect with `resume_from` their last seq and get the
-/// backlog replayed. Guarantee: a disconnect storm costs no gap, no
+/// reconnects for 2 s), the four connected directly keep theirs. Once it
+/// is back the dropped ones reconnect (told to: loadgen's clients) with
+/// `resume_from` their last seq and get the backlog replayed. Guarantee: a disconnect storm costs no gap, no
 /// duplicate and no loss, and does not disturb the readers that stayed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_the_readers_dropped_at_once_resume_without_a_gap() {
@@ -240,44 +228,60 @@ async fn half_the_readers_dropped_at_once_resume_without_a_gap() {
         .await
         .unwrap();
     let dropped = 4;
-    let mut clients = readers(&stack, "half", dropped, 0).await;
-    let direct = stack.pipeline().server_addr(0);
-    clients.extend(readers_at(&stack, "half-stay", 4, &direct).await);
-    let load = Workload::start(&stack, clients, "half", RATE_PER_SEC);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    let proxy = stack.link(Link::ClientServer(0));
-    proxy.down().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    proxy.up().await.unwrap();
-    let repaired_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut run = load.finish(Duration::from_secs(30)).await;
-    let [ack, caught_up] = recovery(&run, repaired_at);
-    report(
-        "half the readers dropped",
-        &run,
-        &[
-            ack,
-            (
-                "every reader receiving again after the proxy came back",
-                run.resumed_after(repaired_at),
-            ),
-            caught_up,
-        ],
+    // The first four behind the link's proxy, the last four on the node itself.
+    let mut reader_addrs = at(&stack.server_addr(0), dropped);
+    reader_addrs.extend(at(&stack.pipeline().server_addr(0), 4));
+    let placed = LoadChoices {
+        reader_addrs,
+        ..LoadChoices::default()
+    };
+    let load = until_stopped(&stack, "half", 2 * dropped, RATE_PER_SEC, placed).await;
+    let recording = load.recording();
+    let faults = load.driver.client_faults();
+    let (history, repaired_at_us) = load
+        .drive(&stack, async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let proxy = stack.link(Link::ClientServer(0));
+            proxy.down().await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            proxy.up().await.unwrap();
+            let repaired_at_us = recording.now_us();
+            // loadgen's clients reconnect when told (a real client's
+            // reconnect loop), each resuming from its last seq.
+            let behind_proxy: Vec<usize> = (0..dropped).collect();
+            faults.reconnect_flood(&behind_proxy, true);
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            repaired_at_us
+        })
+        .await;
+    let suite = "half the readers dropped";
+    report_recovery(suite, &history, repaired_at_us);
+    report_time(
+        suite,
+        "every reader receiving again after the proxy came back",
+        resumed_after(&history, repaired_at_us),
     );
-    let verdict = run.check(stack.pipeline()).await;
-    for (i, r) in run.readers.iter().enumerate() {
+    let verdict = assert_valid(&history, 2 * dropped);
+    // The fleet's clients log in as users `chaos-<i>`, in client order.
+    let mut clients: Vec<_> = history.clients().iter().collect();
+    clients.sort_by_key(|c| user_index(&c.name));
+    for (i, c) in clients.iter().enumerate() {
         if i < dropped {
             assert!(
-                r.reconnects >= 1,
+                logins(c) >= 2,
                 "reader {i} behind the proxy never reconnected"
             );
         } else {
-            assert_eq!(r.reconnects, 0, "reader {i} was connected directly");
+            assert_eq!(logins(c), 1, "reader {i} was connected directly");
         }
     }
     assert_eq!(verdict.totals.duplicated_after_dedupe, 0, "{verdict}");
+}
+
+/// The number at the end of a user name (`chaos-12` → 12).
+fn user_index(name: &str) -> usize {
+    let digits = name.rsplit(|c: char| !c.is_ascii_digit()).next();
+    digits.and_then(|d| d.parse().ok()).unwrap_or(usize::MAX)
 }
 
 /// Every byte between clients and their server node in its own piece

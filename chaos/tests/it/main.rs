@@ -14,10 +14,10 @@ mod faults;
 mod layers;
 mod links;
 mod outages;
+mod recorded;
 mod scenario_run;
 mod store_outages;
 mod support;
 mod toxics;
-mod workload;
 
 pub use rtmc_chaos::ms;

@@ -13,7 +13,12 @@ use rtmc::client::ChatClient;
 use rtmc_chaos::{ms, ChaosStack, Link, StackOptions};
 use rtmc_testkit::{PipelineOptions, Role, TEST_PASSWORD};
 
-use crate::workload::{readers, readers_at, recovery, report, Outcome, Via, Workload};
+use rtmc_chaos::scenario::load::LoadChoices;
+
+use crate::recorded::{
+    assert_valid, at, first_ack_after, invoked_between, logins, report_recovery, report_time,
+    resumed_after, until_stopped, us_at, HTTP_PUBLISHER, TCP_PUBLISHER,
+};
 
 const RATE_PER_SEC: u32 = 10;
 /// Time allowed on top of a configured bound: a shared 2-core machine.
@@ -30,60 +35,51 @@ const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sigkilled_broker_refuses_publishes_then_recovers_losing_nothing() {
     let stack = ChaosStack::private(StackOptions::default()).await.unwrap();
-    let clients = readers(&stack, "rk", 8, 0).await;
-    let tcp_user = stack.pipeline().add_user("rk-tcp").await.unwrap();
-    let tcp = stack.client(0, &tcp_user).await.unwrap();
-    let load = Workload::start(&stack, clients, "rk", RATE_PER_SEC).with_tcp_publisher(
-        tcp,
-        "rk",
-        Duration::from_millis(200),
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    let broker = stack.rabbitmq();
-    let crash = broker.crash().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let start = broker.start().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let mut run = load.finish(Duration::from_secs(60)).await;
+    let beside = LoadChoices {
+        tcp_beside: true,
+        ..LoadChoices::default()
+    };
+    let load = until_stopped(&stack, "rk", 8, RATE_PER_SEC, beside).await;
+    let recording = load.recording();
+    let (history, (crash, start)) = load
+        .drive(&stack, async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let broker = stack.rabbitmq();
+            let crash = broker.crash().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let start = broker.start().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            (crash, start)
+        })
+        .await;
 
     let bound = Duration::from_millis(stack.pipeline().cfg.rabbitmq.publish_timeout_ms) + SLACK;
-    let down = run.invoked_between(crash.in_effect_at, start.invoked_at);
-    let recovered = run.first_ack_after(start.in_effect_at);
-    report(
-        "rabbitmq sigkill",
-        &run,
-        &[
-            ("crash took", Some(crash.took())),
-            ("start until AMQP answers", Some(start.took())),
-            (
-                "first acknowledged publish after the broker is back",
-                recovered,
-            ),
-            (
-                "last reader caught up after the broker is back",
-                Some(run.caught_up_after(start.in_effect_at)),
-            ),
-        ],
+    let down = invoked_between(
+        &history,
+        us_at(&recording, crash.in_effect_at),
+        us_at(&recording, start.invoked_at),
     );
-    run.check(stack.pipeline()).await;
-    for via in [Via::Http, Via::Tcp] {
+    let back_us = us_at(&recording, start.in_effect_at);
+    let recovered = first_ack_after(&history, back_us);
+    let suite = "rabbitmq sigkill";
+    report_time(suite, "crash took", Some(crash.took()));
+    report_time(suite, "start until AMQP answers", Some(start.took()));
+    report_recovery(suite, &history, back_us);
+    assert_valid(&history, 8);
+    for publisher in [HTTP_PUBLISHER, TCP_PUBLISHER] {
         assert!(
-            down.iter().any(|p| p.via == via),
-            "no {via:?} publish while the broker was down"
+            down.iter().any(|p| p.publisher == publisher),
+            "no {publisher} publish while the broker was down"
         );
     }
     for p in &down {
-        let refused = matches!(&p.outcome,
-            Outcome::Refused { status: 503 | 0, code } if code == "broker_unavailable");
-        assert!(
-            refused,
+        assert_eq!(
+            p.outcome, "broker_unavailable",
             "{p:?}: not refused as broker_unavailable while the broker was down"
         );
         assert!(
-            p.took() <= bound,
-            "{p:?}: answered after {:?} > {bound:?}",
-            p.took()
+            p.took.is_some_and(|t| t <= bound),
+            "{p:?}: not answered within {bound:?}"
         );
     }
     assert!(
@@ -93,9 +89,10 @@ async fn a_sigkilled_broker_refuses_publishes_then_recovers_losing_nothing() {
 }
 
 /// A server node process SIGKILLed while its clients read: they fail over
-/// to the other node and resume from their last seq with no gap and no
-/// duplicate, losing nothing acknowledged. Restarted from its factory, the
-/// node listens on the same address and takes logins again.
+/// to the other node (told to: loadgen's clients) and resume from their
+/// last seq with no gap and no duplicate, losing nothing acknowledged.
+/// Restarted from its factory, the node listens on the same address and
+/// takes logins again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_of_a_sigkilled_node_resume_elsewhere_without_a_gap() {
     let stack =
@@ -106,59 +103,64 @@ async fn clients_of_a_sigkilled_node_resume_elsewhere_without_a_gap() {
     let doomed = node.target().addr().unwrap().to_owned();
     let survivor = stack.server_addr(0);
     let failing_over = 8;
-    let mut clients: Vec<ChatClient> = readers_at(&stack, "nk", failing_over, &doomed)
-        .await
-        .into_iter()
-        .map(|c| c.with_failover([survivor.clone()]))
-        .collect();
-    // Two readers on the surviving node see the same sequence throughout.
-    clients.extend(readers(&stack, "nk-stay", 2, 0).await);
-    let load = Workload::start(&stack, clients, "nk", RATE_PER_SEC);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    let crash = node.crash().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let start = node.start().await.unwrap();
-    assert_eq!(
-        node.target().addr(),
-        Some(doomed.as_str()),
-        "restarted elsewhere"
+    // Eight readers on the doomed node; two on the surviving node see the
+    // same sequence throughout.
+    let mut reader_addrs = at(&doomed, failing_over);
+    reader_addrs.extend(at(&survivor, 2));
+    let placed = LoadChoices {
+        reader_addrs,
+        ..LoadChoices::default()
+    };
+    let load = until_stopped(&stack, "nk", failing_over + 2, RATE_PER_SEC, placed).await;
+    let recording = load.recording();
+    let faults = load.driver.client_faults();
+    let (history, (crash, start)) = load
+        .drive(&stack, async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let crash = node.crash().await.unwrap();
+            let doomed_readers: Vec<usize> = (0..failing_over).collect();
+            let survivor_addr = survivor.parse().expect("a socket address");
+            faults.fail_over(&doomed_readers, survivor_addr);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let start = node.start().await.unwrap();
+            assert_eq!(
+                node.target().addr(),
+                Some(doomed.as_str()),
+                "restarted elsewhere"
+            );
+            rejoin(&stack, &doomed).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            (crash, start)
+        })
+        .await;
+    let crashed_us = us_at(&recording, crash.in_effect_at);
+    let suite = "server sigkill";
+    report_time(suite, "crash took", Some(crash.took()));
+    report_time(suite, "restart until it listens", Some(start.took()));
+    report_time(
+        suite,
+        "every reader receiving again after the crash",
+        resumed_after(&history, crashed_us),
     );
+    report_recovery(suite, &history, crashed_us);
+    assert_valid(&history, failing_over + 2);
+    let failed_over = history.clients().iter().filter(|c| logins(c) >= 2).count();
+    assert_eq!(
+        failed_over, failing_over,
+        "not every doomed reader failed over"
+    );
+}
+
+/// A new user logs in on the restarted node at `addr` and gets live traffic.
+async fn rejoin(stack: &ChaosStack, addr: &str) {
     let late = stack.pipeline().add_user("nk-late").await.unwrap();
-    let mut rejoined = ChatClient::connect(&doomed, &late, TEST_PASSWORD)
+    let mut rejoined = ChatClient::connect(addr, &late, TEST_PASSWORD)
         .await
         .expect("the restarted node takes logins on its old address");
     rejoined
         .next_broadcast(Duration::from_secs(10))
         .await
         .expect("the restarted node delivers live traffic");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut run = load.finish(Duration::from_secs(60)).await;
-    report(
-        "server sigkill",
-        &run,
-        &[
-            ("crash took", Some(crash.took())),
-            ("restart until it listens", Some(start.took())),
-            (
-                "every reader receiving again after the crash",
-                run.resumed_after(crash.in_effect_at),
-            ),
-            (
-                "last reader caught up after the crash",
-                Some(run.caught_up_after(crash.in_effect_at)),
-            ),
-            (
-                "first acknowledged publish after the crash",
-                run.first_ack_after(crash.in_effect_at),
-            ),
-        ],
-    );
-    run.check(stack.pipeline()).await;
-    for (i, r) in run.readers.iter().take(failing_over).enumerate() {
-        assert!(r.reconnects >= 1, "reader {i} never failed over");
-        assert_eq!(r.addr, survivor, "reader {i} is not on the surviving node");
-    }
 }
 
 /// A server node process frozen (SIGSTOP) for 2 s, shorter than the
@@ -169,35 +171,34 @@ async fn clients_of_a_paused_node_get_the_backlog_when_it_thaws() {
     let stack = ChaosStack::shared(StackOptions::default()).await.unwrap();
     let node = stack.spawn(Role::Server).await.unwrap();
     let addr = node.target().addr().unwrap().to_owned();
-    let clients = readers_at(&stack, "np", 4, &addr).await;
-    let load = Workload::start(&stack, clients, "np", RATE_PER_SEC);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let pause = node.pause().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let unpause = node.unpause().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut run = load.finish(Duration::from_secs(30)).await;
-    report(
-        "server pause",
-        &run,
-        &[
-            ("pause took", Some(pause.took())),
-            (
-                "first acknowledged publish after the thaw",
-                run.first_ack_after(unpause.in_effect_at),
-            ),
-            (
-                "last reader caught up after the thaw",
-                Some(run.caught_up_after(unpause.in_effect_at)),
-            ),
-        ],
-    );
-    run.check(stack.pipeline()).await;
-    assert!(
-        run.readers.iter().all(|r| r.reconnects == 0),
-        "a pause shorter than the heartbeat timeout cost a connection"
-    );
+    let on_node = LoadChoices {
+        reader_addrs: at(&addr, 4),
+        ..LoadChoices::default()
+    };
+    let load = until_stopped(&stack, "np", 4, RATE_PER_SEC, on_node).await;
+    let recording = load.recording();
+    let (history, (pause, unpause)) = load
+        .drive(&stack, async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let pause = node.pause().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let unpause = node.unpause().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            (pause, unpause)
+        })
+        .await;
+    let suite = "server pause";
+    report_time(suite, "pause took", Some(pause.took()));
+    report_recovery(suite, &history, us_at(&recording, unpause.in_effect_at));
+    assert_valid(&history, 4);
+    for client in history.clients() {
+        assert_eq!(
+            logins(client),
+            1,
+            "a pause shorter than the heartbeat timeout cost {} a connection",
+            client.name
+        );
+    }
     let steps = stack.outages().steps();
     assert_eq!(steps.len(), 2, "{steps:?}");
 }
@@ -213,57 +214,50 @@ async fn clients_of_a_paused_node_get_the_backlog_when_it_thaws() {
 #[ignore = "full chaos set: run with RTMC_CHAOS_FULL=1 ci/test.sh, or cargo test -p rtmc-chaos --test it -- --ignored"]
 async fn a_paused_broker_gives_bounded_refusals_then_recovers() {
     let stack = ChaosStack::private(StackOptions::default()).await.unwrap();
-    let clients = readers(&stack, "rpz", 8, 0).await;
-    let tcp_user = stack.pipeline().add_user("rpz-tcp").await.unwrap();
-    let tcp = stack.client(0, &tcp_user).await.unwrap();
-    let load = Workload::start(&stack, clients, "rpz", RATE_PER_SEC).with_tcp_publisher(
-        tcp,
-        "rpz",
-        Duration::from_millis(200),
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    let broker = stack.rabbitmq();
-    let pause = broker.pause().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let unpause = broker.unpause().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let mut run = load.finish(Duration::from_secs(60)).await;
+    let beside = LoadChoices {
+        tcp_beside: true,
+        ..LoadChoices::default()
+    };
+    let load = until_stopped(&stack, "rpz", 8, RATE_PER_SEC, beside).await;
+    let recording = load.recording();
+    let (history, (pause, unpause)) = load
+        .drive(&stack, async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let broker = stack.rabbitmq();
+            let pause = broker.pause().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            let unpause = broker.unpause().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            (pause, unpause)
+        })
+        .await;
 
     let bound = Duration::from_millis(stack.pipeline().cfg.rabbitmq.publish_timeout_ms) + SLACK;
-    let frozen = run.invoked_between(pause.in_effect_at, unpause.invoked_at);
-    let slowest = frozen.iter().map(|p| p.took()).max().unwrap_or_default();
-    let [ack, caught_up] = recovery(&run, unpause.in_effect_at);
-    report(
-        "rabbitmq pause",
-        &run,
-        &[
-            ("slowest answer while paused", Some(slowest)),
-            ack,
-            caught_up,
-        ],
+    let frozen = invoked_between(
+        &history,
+        us_at(&recording, pause.in_effect_at),
+        us_at(&recording, unpause.invoked_at),
     );
-    run.check(stack.pipeline()).await;
+    let slowest = frozen.iter().filter_map(|p| p.took).max();
+    let thawed_us = us_at(&recording, unpause.in_effect_at);
+    let recovered = first_ack_after(&history, thawed_us);
+    let suite = "rabbitmq pause";
+    report_time(suite, "slowest answer while paused", slowest);
+    report_recovery(suite, &history, thawed_us);
+    assert_valid(&history, 8);
     assert!(
-        frozen.iter().any(|p| matches!(&p.outcome,
-            Outcome::Refused { code, .. } if code == "broker_unavailable")),
+        frozen.iter().any(|p| p.outcome == "broker_unavailable"),
         "no publish refused as broker_unavailable while the broker was paused"
     );
-    for p in frozen.iter().filter(|p| p.via == Via::Http) {
+    for p in frozen.iter().filter(|p| p.publisher == HTTP_PUBLISHER) {
         assert!(
-            !matches!(p.outcome, Outcome::Unknown(_)),
-            "{p:?}: no answer while the broker was paused"
-        );
-        assert!(
-            p.took() <= bound,
-            "{p:?}: answered after {:?} > {bound:?}",
-            p.took()
+            p.took.is_some_and(|t| t <= bound),
+            "{p:?}: not answered within {bound:?} while the broker was paused"
         );
     }
     assert!(
-        ack.1.is_some_and(|d| d <= RECOVERY_LIMIT),
-        "publishing not accepted again within {RECOVERY_LIMIT:?} of the thaw: {:?}",
-        ack.1
+        recovered.is_some_and(|d| d <= RECOVERY_LIMIT),
+        "publishing not accepted again within {RECOVERY_LIMIT:?} of the thaw: {recovered:?}"
     );
 }
 
@@ -287,34 +281,32 @@ async fn a_consumer_sigkilled_mid_batch_is_redelivered_and_deduped() {
     .await
     .unwrap();
     let consumer = stack.spawn(Role::Consumer).await.unwrap();
-    let clients = readers(&stack, "ck", 8, 0).await;
-    let load = Workload::start(&stack, clients, "ck", RATE_PER_SEC);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let slow = stack
-        .link(Link::ConsumerRedis)
-        .downstream()
-        .latency(ms(300));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let crash = consumer.crash().await.unwrap();
-    slow.remove();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let start = consumer.start().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let mut run = load.finish(Duration::from_secs(30)).await;
-    let [ack, caught_up] = recovery(&run, start.in_effect_at);
-    report(
-        "consumer sigkill",
-        &run,
-        &[
-            ("restart until it serves", Some(start.took())),
-            ack,
-            (
-                "every reader receiving again after the restart",
-                run.resumed_after(start.in_effect_at),
-            ),
-            caught_up,
-        ],
+    let load = until_stopped(&stack, "ck", 8, RATE_PER_SEC, LoadChoices::default()).await;
+    let recording = load.recording();
+    let (history, (crash, start)) = load
+        .drive(&stack, async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let slow = stack
+                .link(Link::ConsumerRedis)
+                .downstream()
+                .latency(ms(300));
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let crash = consumer.crash().await.unwrap();
+            slow.remove();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let start = consumer.start().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            (crash, start)
+        })
+        .await;
+    let started_us = us_at(&recording, start.in_effect_at);
+    let suite = "consumer sigkill";
+    report_time(suite, "restart until it serves", Some(start.took()));
+    report_recovery(suite, &history, started_us);
+    report_time(
+        suite,
+        "every reader receiving again after the restart",
+        resumed_after(&history, started_us),
     );
     let ops = consumer.target().ops_addr().unwrap().to_owned();
     let redelivered = metric(&ops, "rtmc_consumer_redelivered_total").await;
@@ -323,7 +315,7 @@ async fn a_consumer_sigkilled_mid_batch_is_redelivered_and_deduped() {
         "[consumer sigkill] crash {:.2} s; the restarted consumer got {redelivered} redeliveries, {duplicates} already appended",
         crash.took().as_secs_f64()
     );
-    let verdict = run.check(stack.pipeline()).await;
+    let verdict = assert_valid(&history, 8);
     assert!(
         redelivered > 0,
         "nothing redelivered: the SIGKILL missed the batch"

@@ -9,9 +9,12 @@
 
 use std::time::{Duration, Instant};
 
+use rtmc_chaos::scenario::load::LoadChoices;
 use rtmc_chaos::{ChaosStack, StackOptions, Step};
 
-use crate::workload::{readers, recovery, report, Workload};
+use crate::recorded::{
+    assert_valid, report_recovery, report_time, resumed_after, until_stopped, us_at,
+};
 
 const READERS: usize = 8;
 const RATE_PER_SEC: u32 = 10;
@@ -33,12 +36,44 @@ enum RedisFault {
 /// again within [`RECOVERY_LIMIT`] of Redis serving (or thawing).
 async fn redis_outage(suite: &str, prefix: &str, fault: RedisFault) {
     let stack = ChaosStack::private(StackOptions::default()).await.unwrap();
-    let clients = readers(&stack, prefix, READERS, 0).await;
-    let load = Workload::start(&stack, clients, prefix, RATE_PER_SEC);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let load = until_stopped(
+        &stack,
+        prefix,
+        READERS,
+        RATE_PER_SEC,
+        LoadChoices::default(),
+    )
+    .await;
+    let recording = load.recording();
+    let (history, (first, repaired)) = load
+        .drive(&stack, async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let steps = redis_fault(&stack, fault).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            steps
+        })
+        .await;
+    let repaired_at_us = us_at(&recording, repaired.in_effect_at);
+    let receiving = resumed_after(&history, repaired_at_us);
+    println!("[{suite}] {first}; {repaired}");
+    report_recovery(suite, &history, repaired_at_us);
+    report_time(
+        suite,
+        "every reader receiving again after the fault ended",
+        receiving,
+    );
+    assert_valid(&history, READERS);
+    assert!(
+        receiving.is_some_and(|d| d <= RECOVERY_LIMIT),
+        "readers not receiving within {RECOVERY_LIMIT:?} of Redis's return: {receiving:?}"
+    );
+}
 
+/// Acts out `fault` on the stack's Redis: the step that began it and the
+/// one that ended it.
+async fn redis_fault(stack: &ChaosStack, fault: RedisFault) -> (Step, Step) {
     let redis = stack.redis();
-    let (first, repaired): (Step, Step) = match fault {
+    match fault {
         RedisFault::Bounce => (redis.stop().await.unwrap(), redis.start().await.unwrap()),
         RedisFault::Crash => {
             let crash = redis.crash().await.unwrap();
@@ -50,30 +85,7 @@ async fn redis_outage(suite: &str, prefix: &str, fault: RedisFault) {
             tokio::time::sleep(Duration::from_secs(10)).await;
             (pause, redis.unpause().await.unwrap())
         }
-    };
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let mut run = load.finish(Duration::from_secs(60)).await;
-    let repaired_at = repaired.in_effect_at;
-    let receiving = run.resumed_after(repaired_at);
-    let [ack, caught_up] = recovery(&run, repaired_at);
-    println!("[{suite}] {first}; {repaired}");
-    report(
-        suite,
-        &run,
-        &[
-            ack,
-            (
-                "every reader receiving again after the fault ended",
-                receiving,
-            ),
-            caught_up,
-        ],
-    );
-    run.check(stack.pipeline()).await;
-    assert!(
-        receiving.is_some_and(|d| d <= RECOVERY_LIMIT),
-        "readers not receiving within {RECOVERY_LIMIT:?} of Redis's return: {receiving:?}"
-    );
+    }
 }
 
 /// Redis stopped gracefully and started again mid-load: the consumer holds
@@ -117,40 +129,43 @@ async fn a_paused_redis_delays_but_loses_nothing() {
 #[ignore = "full chaos set: run with RTMC_CHAOS_FULL=1 ci/test.sh, or cargo test -p rtmc-chaos --test it -- --ignored"]
 async fn postgres_down_during_sync_gets_every_row_once_back() {
     let stack = ChaosStack::private(StackOptions::default()).await.unwrap();
-    let clients = readers(&stack, "pg", READERS, 0).await;
-    let load = Workload::start(&stack, clients, "pg", RATE_PER_SEC);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    let postgres = stack.postgres();
-    let crash = postgres.crash().await.unwrap();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let start = postgres.start().await.unwrap();
-    // Everything sequenced by the time PostgreSQL was back must reach it.
-    let owed = load.newest_seq();
-    let rows = stack
-        .pipeline()
-        .await_stored_messages(owed as usize, RECOVERY_LIMIT)
-        .await;
-    let synced = rows.is_ok().then(|| Instant::now() - start.in_effect_at);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut run = load.finish(Duration::from_secs(60)).await;
-    let [ack, caught_up] = recovery(&run, start.in_effect_at);
-    report(
-        "postgres down during sync",
-        &run,
-        &[
-            ("crash took", Some(crash.took())),
-            ("start until SELECT 1 answers", Some(start.took())),
-            ack,
-            caught_up,
-            (
-                &format!("PostgreSQL holding all {owed} seqs sequenced during the outage"),
-                synced,
-            ),
-        ],
+    let load = until_stopped(&stack, "pg", READERS, RATE_PER_SEC, LoadChoices::default()).await;
+    let recording = load.recording();
+    let script = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let postgres = stack.postgres();
+        let crash = postgres.crash().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let start = postgres.start().await.unwrap();
+        // Everything sequenced by the time PostgreSQL was back must reach it.
+        let owed = head_seq(&stack).await;
+        let rows = stack
+            .pipeline()
+            .await_stored_messages(owed as usize, RECOVERY_LIMIT)
+            .await;
+        let synced = rows.is_ok().then(|| Instant::now() - start.in_effect_at);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        (crash, start, owed, rows.err(), synced)
+    };
+    let (history, (crash, start, owed, error, synced)) = load.drive(&stack, script).await;
+    let suite = "postgres down during sync";
+    report_time(suite, "crash took", Some(crash.took()));
+    report_time(suite, "start until SELECT 1 answers", Some(start.took()));
+    report_recovery(suite, &history, us_at(&recording, start.in_effect_at));
+    report_time(
+        suite,
+        &format!("PostgreSQL holding all {owed} seqs sequenced during the outage"),
+        synced,
     );
-    let verdict = run.check(stack.pipeline()).await;
-    assert!(synced.is_some(), "PostgreSQL never caught up: {rows:?}");
+    let verdict = assert_valid(&history, READERS);
+    assert!(synced.is_some(), "PostgreSQL never caught up: {error:?}");
     let stored = verdict.stored.expect("rows recorded");
     assert!(stored.rows >= owed, "{stored:?}");
+}
+
+/// The head seq, as a fresh login on node 0 reads it.
+async fn head_seq(stack: &ChaosStack) -> u64 {
+    let user = stack.pipeline().add_user("pg-head").await.expect("a user");
+    let client = stack.client(0, &user).await.expect("login");
+    client.info.last_seq
 }

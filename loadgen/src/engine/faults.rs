@@ -5,6 +5,7 @@
 //! [`FleetFaults`] handle (from [`crate::engine::fleet::Fleet::faults`]) is cheap
 //! to clone and can be used from another task while the phase runs.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
@@ -24,7 +25,11 @@ pub enum ClientFault {
     /// Connect and log in again (closing the connection first if it is up).
     /// With `resume`, the login asks to resume after the highest seq up to
     /// which the client holds everything, so the server replays the rest.
-    Reconnect { resume: bool },
+    Reconnect {
+        resume: bool,
+        /// Another server to log in at (a fail-over); `None`: its own.
+        to: Option<SocketAddr>,
+    },
 }
 
 /// Sends faults to the clients of a fleet. Clients are numbered as the
@@ -81,7 +86,18 @@ impl FleetFaults {
     /// A reconnect flood: every one of `clients` reconnects at once, resuming
     /// from its last seq when `resume`.
     pub fn reconnect_flood(&self, clients: &[usize], resume: bool) -> usize {
-        self.apply(clients, ClientFault::Reconnect { resume })
+        self.apply(clients, ClientFault::Reconnect { resume, to: None })
+    }
+
+    /// A fail-over: every one of `clients` reconnects at `to` (another
+    /// server node) instead of its own target, resuming from its last seq;
+    /// later reconnects go back to its own target.
+    pub fn fail_over(&self, clients: &[usize], to: SocketAddr) -> usize {
+        let fault = ClientFault::Reconnect {
+            resume: true,
+            to: Some(to),
+        };
+        self.apply(clients, fault)
     }
 
     /// `clients` stop reading, their sockets left open.
@@ -135,5 +151,24 @@ mod tests {
             1,
             "an ended client is skipped"
         );
+    }
+
+    #[test]
+    fn a_fail_over_sends_the_clients_elsewhere_and_a_flood_home() {
+        let (f, mut rx) = faults(3);
+        let survivor: SocketAddr = "127.0.0.1:7001".parse().expect("an address");
+        assert_eq!(f.fail_over(&[1, 2], survivor), 2);
+        assert_eq!(f.reconnect_flood(&[0], false), 1);
+        let to_survivor = ClientFault::Reconnect {
+            resume: true,
+            to: Some(survivor),
+        };
+        assert_eq!(rx[1].try_recv().ok(), Some(to_survivor));
+        assert_eq!(rx[2].try_recv().ok(), Some(to_survivor));
+        let home = ClientFault::Reconnect {
+            resume: false,
+            to: None,
+        };
+        assert_eq!(rx[0].try_recv().ok(), Some(home));
     }
 }

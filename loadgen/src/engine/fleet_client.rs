@@ -3,6 +3,7 @@
 //! `BytesMut`, acts out its faults and answers the fleet's syncs through a
 //! watch channel.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -263,7 +264,12 @@ impl ClientTask {
 
     /// Connects and logs in again (rtmc only), resuming after the highest
     /// seq up to which the client holds everything when `resume`.
-    pub(super) async fn reconnect(&self, inbox: &mut Inbox, resume: bool) -> Result<Conn, String> {
+    pub(super) async fn reconnect(
+        &self,
+        inbox: &mut Inbox,
+        resume: bool,
+        to: Option<SocketAddr>,
+    ) -> Result<Conn, String> {
         let Protocol::Rtmc {
             users,
             password,
@@ -275,7 +281,7 @@ impl ClientTask {
         let user = users
             .get(self.index)
             .ok_or_else(|| format!("no user for client {}", self.index))?;
-        let target = self.opts.targets[self.index % self.opts.targets.len()];
+        let target = to.unwrap_or(self.opts.targets[self.index % self.opts.targets.len()]);
         let resume_from = resume.then(|| inbox.account.contiguous());
         let attempt = async {
             let stream = connect_from(target, &self.opts.source_addrs, self.index)
@@ -421,14 +427,14 @@ impl ClientTask {
                 st.next_read_at = tokio::time::Instant::now();
             }
             ClientFault::ReadNormally => st.reading = Reading::Normal,
-            ClientFault::Reconnect { resume } => {
+            ClientFault::Reconnect { resume, to } => {
                 if st.conn.take().is_some() {
                     st.inbox.disconnected("chaos: reconnecting");
                     if self.on_closed(&mut st.pending, &st.inbox) {
                         return true;
                     }
                 }
-                match self.reconnect(&mut st.inbox, resume).await {
+                match self.reconnect(&mut st.inbox, resume, to).await {
                     Ok(c) => st.conn = Some(c),
                     Err(_) => LiveStats::bump(&self.live.connect_errors),
                 }

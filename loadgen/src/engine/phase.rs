@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::engine::accounting::{acked_not_delivered, union_into, DeliveryTotals};
 use crate::engine::fleet::{Fleet, SyncResult};
@@ -72,6 +73,11 @@ pub struct PhaseSpec {
     pub server_cpu: Vec<CpuWatch>,
     /// Sees every publish attempt (the chaos recorder).
     pub publish_observer: SharedPublishObserver,
+    /// Ends publishing when cancelled, before `duration_secs` (then only an
+    /// upper bound) is up; the phase then drains as usual. Opt-in, for
+    /// loads that last until something else happens (a chaos suite's fault
+    /// repaired); honoured by the rtmc channels (TCP, HTTP).
+    pub stop: Option<CancellationToken>,
 }
 
 impl PhaseSpec {
@@ -102,6 +108,7 @@ impl PhaseSpec {
             rtmc_pids,
             server_cpu: Vec::new(),
             publish_observer: None,
+            stop: None,
         }
     }
 }
@@ -374,6 +381,7 @@ fn spawn_publishers(
             live: live.clone(),
             ack_timeout: spec.ack_timeout,
             observer: spec.publish_observer.clone(),
+            stop: spec.stop.clone(),
         };
         publishers.spawn(publish(ch, share));
     }
@@ -566,18 +574,23 @@ fn finish(
     // falls behind delivers over a longer window, and gets a lower rate.
     let last_delivery_secs =
         LiveStats::get(&live.last_delivery_us).saturating_sub(schedule.start_wall_us) as f64 / 1e6;
-    let window_secs = spec.duration_secs.max(last_delivery_secs).max(1e-3);
     let Drained {
         receivers,
         head_after,
         sync,
         timing,
     } = drained;
+    // A stopped phase published for as long as it ran, not its upper bound.
+    let duration_secs = match &spec.stop {
+        Some(_) => timing.publish_ended_secs - timing.publish_started_secs,
+        None => spec.duration_secs,
+    };
+    let window_secs = duration_secs.max(last_delivery_secs).max(1e-3);
     let report = PhaseReport {
         label: spec.label.clone(),
         receivers,
         rate_per_sec: spec.rate_per_sec,
-        duration_secs: spec.duration_secs,
+        duration_secs,
         published: added.published,
         acked: added.acked,
         publish_errors: added.publish_errors,

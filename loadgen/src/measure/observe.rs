@@ -15,7 +15,9 @@ pub trait PublishObserver: Send + Sync + Debug {
     fn invoked(&self, channel: u32, message_id: &str);
     /// The attempt was acknowledged (`send_ack`, HTTP 202).
     fn acked(&self, channel: u32, message_id: &str);
-    /// The attempt was refused with `code` (`broker_unavailable`, `http_503`…).
+    /// The attempt was refused with `code`: the server's error code
+    /// (`broker_unavailable`, `rate_limited`…), `http_<status>` for an
+    /// HTTP refusal whose body names none.
     fn refused(&self, channel: u32, message_id: &str, code: &str);
     /// The attempt got no answer (timeout, connection lost).
     fn unanswered(&self, channel: u32, message_id: &str);

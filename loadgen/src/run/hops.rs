@@ -401,19 +401,7 @@ async fn rabbitmq_hop(
             AMQPValue::LongString("quorum".into()),
         );
     }
-    let mut chans = Vec::new();
-    for _ in 0..channels {
-        let ch = conn.create_channel().await?;
-        ch.confirm_select(ConfirmSelectOptions::default()).await?;
-        chans.push(ch);
-    }
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..Default::default()
-    };
-    chans[0]
-        .queue_declare(queue.as_str().into(), durable, args)
-        .await?;
+    let chans = confirming_channels(&conn, channels, &queue, args).await?;
     let payload = Arc::new(serde_json::to_vec(&message(
         "hops-rabbitmq".into(),
         opts.body_bytes,
@@ -440,6 +428,28 @@ async fn rabbitmq_hop(
         opts.confirm_window
     );
     Ok(tally.result("rabbitmq", setting, elapsed, 1))
+}
+
+/// `channels` channels of `conn` in confirm mode (at least one), the
+/// durable `queue` declared with `args` on the first.
+async fn confirming_channels(
+    conn: &Connection,
+    channels: usize,
+    queue: &str,
+    args: FieldTable,
+) -> anyhow::Result<Vec<Channel>> {
+    let mut chans = Vec::new();
+    for _ in 0..channels.max(1) {
+        let ch = conn.create_channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        chans.push(ch);
+    }
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    chans[0].queue_declare(queue.into(), durable, args).await?;
+    Ok(chans)
 }
 
 async fn confirm_loop(

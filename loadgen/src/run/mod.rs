@@ -153,18 +153,7 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
             .await?;
     }
     if mode == Mode::Run && profile.blaster.enabled {
-        say(&profile, "blaster: the raw loopback reference…");
-        // The reference is measured after the rounds: its failure (e.g. no
-        // file descriptors left for 2 × clients sockets) must not throw the
-        // rounds' report away, so it becomes a note and the run goes on.
-        match reference(&profile, shape).await {
-            Ok(r) => report.reference = Some(r),
-            Err(e) => {
-                let note = format!("blaster reference not measured: {e}");
-                say(&profile, &note);
-                report.notes.push(note);
-            }
-        }
+        blaster_reference(&profile, shape, &mut report).await;
     }
     if report.rounds.len() <= 1 {
         if let (Some(a), Some(b)) = (&report.rtmc, &report.floor) {
@@ -181,6 +170,22 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
         .unwrap_or_else(|| files::default_dir(mode.name()));
     let files = histograms.write(&dir, &report, run.wall)?;
     Ok(RunOutcome { report, dir, files })
+}
+
+/// Measures the blaster's raw loopback reference into `report`. It runs
+/// after the rounds: its failure (e.g. no file descriptors left for
+/// 2 × clients sockets) must not throw the rounds' report away, so it
+/// becomes a note and the run goes on.
+async fn blaster_reference(profile: &Profile, shape: Arc<MessageShape>, report: &mut RunReport) {
+    say(profile, "blaster: the raw loopback reference…");
+    match reference(profile, shape).await {
+        Ok(r) => report.reference = Some(r),
+        Err(e) => {
+            let note = format!("blaster reference not measured: {e}");
+            say(profile, &note);
+            report.notes.push(note);
+        }
+    }
 }
 
 /// The phase kinds of a `run` (rtmc, then its peers: floor, nats,
@@ -268,12 +273,7 @@ impl Arena<'_> {
         report: &mut RunReport,
         histograms: &mut RunHistograms,
     ) -> Result<(), RunError> {
-        let per_phase = rounds > 1 && self.fleets_per_phase(kinds.len(), report)?;
-        if per_phase && kinds.contains(&PhaseKind::Rtmc) {
-            report.notes.push(
-                "server memory per idle client: weighed on round 1's rtmc fleet only (the server's first); each later fleet's is null, with the reason in its fleet_connects entry".into(),
-            );
-        }
+        let per_phase = self.per_phase_fleets(kinds, rounds, report)?;
         let mut contenders: Vec<Option<Contender>> = kinds.iter().map(|_| None).collect();
         // A NATS peer's first connect, for the report's `peers` entry.
         let mut first_connect: Vec<Option<ConnectReport>> = kinds.iter().map(|_| None).collect();
@@ -322,6 +322,25 @@ impl Arena<'_> {
         let labels: Vec<&str> = kinds.iter().map(|k| k.label()).collect();
         report.rounds_summary = Some(RoundsSummary::of(&report.rounds, &labels));
         Ok(())
+    }
+
+    /// Whether each fleet is connected and closed around each of its phases
+    /// (several rounds and an open-file limit too low for every fleet at
+    /// once); if so with rtmc among the kinds, the report notes that idle
+    /// memory is weighed on round 1's fleet only.
+    fn per_phase_fleets(
+        &self,
+        kinds: &[PhaseKind],
+        rounds: usize,
+        report: &mut RunReport,
+    ) -> Result<bool, RunError> {
+        let per_phase = rounds > 1 && self.fleets_per_phase(kinds.len(), report)?;
+        if per_phase && kinds.contains(&PhaseKind::Rtmc) {
+            report.notes.push(
+                "server memory per idle client: weighed on round 1's rtmc fleet only (the server's first); each later fleet's is null, with the reason in its fleet_connects entry".into(),
+            );
+        }
+        Ok(per_phase)
     }
 
     /// A kind's contender with its fleet connected: its first fleet (kept

@@ -158,34 +158,7 @@ pub async fn connect_peer(
 ) -> Result<(Fleet, PhaseSpec, ConnectReport), PeerError> {
     let profile = run.profile;
     let load = &profile.load;
-    let base = run.base();
-    let url = run.server.url();
-    let (protocol, channel) = match peer {
-        NatsPeer::Core => {
-            let subject = format!("{base}.core");
-            let channel = Channel::Nats {
-                addr: run.server.addr,
-                subject: subject.clone(),
-            };
-            (Protocol::Nats { subject }, channel)
-        }
-        NatsPeer::JetStream => {
-            let subject = format!("{base}.js");
-            let stream = run.stream();
-            create_stream(&url, &stream, &subject).await?;
-            let protocol = Protocol::JetStream {
-                stream,
-                deliver_prefix: format!("{base}.jsd"),
-            };
-            (
-                protocol,
-                Channel::JetStream {
-                    url: url.clone(),
-                    subject,
-                },
-            )
-        }
-    };
+    let (protocol, channel) = peer_wiring(run, peer).await?;
     if !profile.output.quiet {
         eprintln!(
             "loadgen: {} — {} subscribers on {} at {} msg/s…",
@@ -214,6 +187,39 @@ pub async fn connect_peer(
         CpuWatch::of("nats-server", run.server.pids.clone())
     }];
     Ok((fleet, spec, connect))
+}
+
+/// How `peer`'s subscribers and publisher reach the server: the fleet's
+/// protocol and the publishing channel (JetStream: its stream created).
+async fn peer_wiring(run: &PeerRun<'_>, peer: NatsPeer) -> Result<(Protocol, Channel), PeerError> {
+    let base = run.base();
+    let url = run.server.url();
+    Ok(match peer {
+        NatsPeer::Core => {
+            let subject = format!("{base}.core");
+            let channel = Channel::Nats {
+                addr: run.server.addr,
+                subject: subject.clone(),
+            };
+            (Protocol::Nats { subject }, channel)
+        }
+        NatsPeer::JetStream => {
+            let subject = format!("{base}.js");
+            let stream = run.stream();
+            create_stream(&url, &stream, &subject).await?;
+            let protocol = Protocol::JetStream {
+                stream,
+                deliver_prefix: format!("{base}.jsd"),
+            };
+            (
+                protocol,
+                Channel::JetStream {
+                    url: url.clone(),
+                    subject,
+                },
+            )
+        }
+    })
 }
 
 /// Tears down what [`connect_peer`] set up once its fleet is closed

@@ -90,18 +90,9 @@ async fn fleet_and_phase(
 ) -> (Fleet, PhaseSpec) {
     let users = p.add_users(prefix, clients + 2).await.expect("users");
     let server = p.server_addr(0).parse().expect("server address");
-    let mut profile = Profile::default();
-    profile.load.clients = clients;
-    profile.load.rate_per_sec = rate_per_sec;
-    profile.load.duration_secs = secs;
+    let mut profile = quiet_profile(clients, rate_per_sec, secs);
     profile.load.body_bytes = body_bytes;
-    profile.load.drain_timeout_secs = 15.0;
-    profile.output.quiet = true;
-    let protocol = Protocol::Rtmc {
-        users: Arc::new(users[..clients].to_vec()),
-        password: TEST_PASSWORD.into(),
-        max_frame_bytes: rtmc::protocol::DEFAULT_MAX_FRAME_BYTES,
-    };
+    let protocol = rtmc_readers(&users[..clients]);
     let mut opts = FleetOptions::for_load(&profile.load, vec![server], protocol, 7).expect("opts");
     opts.observer = Some(observer);
     let fleet = Fleet::connect(opts, Arc::new(LiveStats::new())).await;
@@ -124,6 +115,27 @@ async fn fleet_and_phase(
     let shape = Arc::new(MessageShape::new(7, body_bytes));
     let spec = PhaseSpec::new("rtmc", &profile, vec![channel], shape, probe, head, vec![]);
     (fleet, spec)
+}
+
+/// A quiet profile of `clients` readers and `rate_per_sec` publishes for
+/// `secs`, drained within 15 s.
+pub(crate) fn quiet_profile(clients: usize, rate_per_sec: f64, secs: f64) -> Profile {
+    let mut profile = Profile::default();
+    profile.load.clients = clients;
+    profile.load.rate_per_sec = rate_per_sec;
+    profile.load.duration_secs = secs;
+    profile.load.drain_timeout_secs = 15.0;
+    profile.output.quiet = true;
+    profile
+}
+
+/// rtmc readers logging in as `users` with the test password.
+pub(crate) fn rtmc_readers(users: &[String]) -> Protocol {
+    Protocol::Rtmc {
+        users: Arc::new(users.to_vec()),
+        password: TEST_PASSWORD.into(),
+        max_frame_bytes: rtmc::protocol::DEFAULT_MAX_FRAME_BYTES,
+    }
 }
 
 /// Runs the phase while `faults` acts on the fleet.

@@ -1,11 +1,12 @@
 //! loadgen's one integration-test binary: a tiny embedded load against the
 //! real stack (containers + the `rtmc` binary as child processes), the same
 //! next to the floor and the NATS peers, and the
-//! `loadgen` binary stopped by a signal.
+//! `loadgen` binary stopped by a signal; the engine's opt-ins for other drivers.
 
 mod client_faults;
 mod embedded_run;
 mod hops;
 mod layers;
 mod nats_peers;
+mod opt_ins;
 mod signals;

@@ -31,7 +31,7 @@ pub(super) async fn publish_nats(
         nats::publish(out, subject.as_bytes(), None, &payload);
         out.extend_from_slice(b"PING\r\n");
     };
-    let write = tokio::spawn(write_open_loop(writer, ticks, schedule, live, encode));
+    let write = tokio::spawn(write_open_loop(writer, ticks, schedule, live, None, encode));
     let (mut outcome, replies) = read_replies(&mut reader, &share, nats_reply).await;
     // The write half stays open until the answers are read: the server
     // closes a connection whose client closed its side.

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use super::share::{ChannelShare, PublishError, PublishOutcome, Schedule};
+use super::share::{ChannelShare, PublishError, PublishOutcome, Schedule, Stopping};
 use crate::engine::live::LiveStats;
 
 /// Messages coalesced into one write at most, when a publisher is behind.
@@ -32,19 +32,29 @@ pub(super) async fn connect_nodelay(addr: SocketAddr) -> Result<TcpStream, Publi
 
 /// Writes every tick when it is due, open loop: ticks already due go out
 /// together, up to [`MAX_BATCH_MESSAGES`] a write. Stops at the end of the
-/// ticks or at a failed write; returns how many were written, and the
-/// writer, still open.
+/// ticks, at a failed write or when `stopping`'s signal fires (its count of
+/// written publishes kept up to date); returns how many were written, and
+/// the writer, still open.
 pub(super) async fn write_open_loop(
     mut writer: OwnedWriteHalf,
     mut ticks: Peekable<impl Iterator<Item = u64>>,
     schedule: Schedule,
     live: Arc<LiveStats>,
+    stopping: Option<Stopping>,
     mut encode: impl FnMut(&mut Vec<u8>, u64),
 ) -> (u64, OwnedWriteHalf) {
     let mut out = Vec::with_capacity(64 * 1024);
     let mut written = 0u64;
     while let Some(&next) = ticks.peek() {
-        tokio::time::sleep_until(schedule.due(next)).await;
+        let due = schedule.due(next);
+        match &stopping {
+            None => tokio::time::sleep_until(due).await,
+            Some(s) => tokio::select! {
+                biased;
+                _ = s.token.cancelled() => break,
+                _ = tokio::time::sleep_until(due) => {}
+            },
+        }
         let now = tokio::time::Instant::now();
         out.clear();
         let mut n = 0;
@@ -61,6 +71,9 @@ pub(super) async fn write_open_loop(
         }
         written += n;
         live.published.fetch_add(n, Ordering::Relaxed);
+        if let Some(s) = &stopping {
+            s.written.store(written, Ordering::Release);
+        }
     }
     (written, writer)
 }

@@ -24,7 +24,7 @@ pub(super) async fn publish_redis(
             resp::command(out, &[b"PUBLISH", channel.as_bytes(), &payload]);
         };
         // The write half closes when this task ends, once everything is written.
-        write_open_loop(writer, ticks, schedule, live, encode)
+        write_open_loop(writer, ticks, schedule, live, None, encode)
             .await
             .0
     });

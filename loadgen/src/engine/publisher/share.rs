@@ -4,10 +4,12 @@
 //! sequence in its message id), the channel's ticks, and the outcome it counts.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rtmc::protocol::{ClientCommand, ServerFrame};
+use tokio_util::sync::CancellationToken;
 
 use crate::engine::accounting::set_bit;
 use crate::engine::live::LiveStats;
@@ -204,9 +206,53 @@ pub struct ChannelShare {
     /// that get no answer before the channel ends are never reported
     /// answered: a recorder keeps them unknown.
     pub observer: SharedPublishObserver,
+    /// Ends publishing before the schedule does (opt-in; the chaos suites
+    /// publish until a fault is repaired). Honoured by the rtmc channels
+    /// (TCP and HTTP); the others run their whole schedule.
+    pub stop: Option<CancellationToken>,
+}
+
+/// How a pipelining channel that honours a stop signal sees it: the signal,
+/// and how many publishes the channel has written so far (so that its
+/// reader knows how many answers are still owed once it fired).
+#[derive(Clone)]
+pub(super) struct Stopping {
+    pub token: CancellationToken,
+    pub written: Arc<AtomicU64>,
+}
+
+impl Stopping {
+    pub(super) fn new(token: CancellationToken) -> Self {
+        Self {
+            token,
+            written: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub(super) fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
 }
 
 impl ChannelShare {
+    /// Sleeps until tick `i` is due: true then, false as soon as the stop
+    /// signal (if any) fires first. Without a stop signal this is the plain
+    /// open-loop wait.
+    pub(super) async fn until_due(&self, i: u64) -> bool {
+        let due = self.schedule.due(i);
+        match &self.stop {
+            None => {
+                tokio::time::sleep_until(due).await;
+                true
+            }
+            Some(stop) => tokio::select! {
+                biased;
+                _ = stop.cancelled() => false,
+                _ = tokio::time::sleep_until(due) => true,
+            },
+        }
+    }
+
     /// Tick indexes `i ≡ index (mod count)`, in order.
     pub(super) fn ticks(&self) -> impl Iterator<Item = u64> {
         my_ticks(self.index, self.count, self.schedule.total)

@@ -9,7 +9,7 @@ use rtmc::protocol::{now_us, ClientCommand, ErrorCode, ServerFrame};
 use tokio::net::tcp::OwnedReadHalf;
 
 use super::pipeline::{connect_nodelay, read_more, write_open_loop, PUBLISHER_MAX_FRAME_BYTES};
-use super::share::{ChannelShare, PublishError, PublishOutcome};
+use super::share::{ChannelShare, PublishError, PublishOutcome, Stopping};
 use crate::wire::rtmc_frames::{self};
 
 pub(super) async fn publish_tcp(
@@ -29,11 +29,13 @@ pub(super) async fn publish_tcp(
 
     let (index, schedule, shape) = (share.index, share.schedule, share.shape.clone());
     let observer = share.observer.clone();
+    let stopping = share.stop.clone().map(Stopping::new);
     let write = tokio::spawn(write_open_loop(
         writer,
         share.ticks().peekable(),
         schedule,
         share.live.clone(),
+        stopping.clone(),
         move |out, i| {
             let cmd = shape.send_command(index, schedule.seq_base + i, schedule.intended_us(i));
             if let (
@@ -49,7 +51,7 @@ pub(super) async fn publish_tcp(
             rtmc_frames::put_frame(out, &cmd.to_json());
         },
     ));
-    let (mut outcome, answered) = read_acks(&mut reader, &share, mine).await;
+    let (mut outcome, answered) = read_acks(&mut reader, &share, mine, stopping).await;
     // The write half was kept open until now: closing it earlier would end the session.
     let sent = match write.await {
         Ok((sent, writer)) => {
@@ -64,19 +66,37 @@ pub(super) async fn publish_tcp(
 }
 
 /// Reads acks and refusals, matched by message id, until all `mine` are
-/// answered or the answers deadline passes; broadcasts are skipped. Returns
-/// the outcome so far and how many were answered.
+/// answered or the answers deadline passes; broadcasts are skipped. Once
+/// `stopping`'s signal fires, only what was written is owed, for at most
+/// the ack timeout. Returns the outcome so far and how many were answered.
 pub(super) async fn read_acks(
     reader: &mut OwnedReadHalf,
     share: &ChannelShare,
-    mine: u64,
+    mut mine: u64,
+    stopping: Option<Stopping>,
 ) -> (PublishOutcome, u64) {
     let mut outcome = PublishOutcome::default();
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut answered = 0u64;
-    let end = share.answers_deadline();
+    let mut end = share.answers_deadline();
+    let mut stopped = false;
     while answered < mine {
-        if !read_more(reader, &mut buf, end).await {
+        let more = match &stopping {
+            Some(s) if !stopped => tokio::select! {
+                more = read_more(reader, &mut buf, end) => more,
+                _ = s.token.cancelled() => {
+                    stopped = true;
+                    end = end.min(tokio::time::Instant::now() + share.ack_timeout);
+                    true
+                }
+            },
+            _ => read_more(reader, &mut buf, end).await,
+        };
+        if let (Some(s), true) = (&stopping, stopped) {
+            // The writer stops at the signal; what it wrote is what is owed.
+            mine = s.written();
+        }
+        if !more {
             break;
         }
         let now = now_us();
