@@ -297,7 +297,7 @@ impl ServerFrame {
     /// straight behind the prefix: one buffer, no copy of the payload.
     pub fn to_frame(&self) -> bytes::Bytes {
         use super::FRAME_HEADER_BYTES;
-        let mut buf = Vec::with_capacity(FRAME_HEADER_BYTES + 128);
+        let mut buf = Vec::with_capacity(FRAME_HEADER_BYTES + self.json_size_hint());
         buf.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
         serde_json::to_writer(&mut buf, self).expect("frames always serialize");
         let len = (buf.len() - FRAME_HEADER_BYTES) as u32;
@@ -307,6 +307,17 @@ impl ServerFrame {
 
     pub fn parse(payload: &[u8]) -> Result<Self, ProtocolError> {
         serde_json::from_slice(payload).map_err(|e| ProtocolError::BadFrame(e.to_string()))
+    }
+
+    /// About the size of the frame's JSON, so [`ServerFrame::to_frame`]'s
+    /// buffer is allocated once: a broadcast's field names, three u64s and
+    /// punctuation take at most 160 bytes beside its strings (escaping can
+    /// still grow it; the buffer then grows as usual).
+    fn json_size_hint(&self) -> usize {
+        match self {
+            ServerFrame::Broadcast(b) => 160 + b.message_id.len() + b.from.len() + b.body.len(),
+            _ => 128,
+        }
     }
 
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
