@@ -229,6 +229,30 @@ pub fn layer_violations(src: &Path, layerings: &[Layering]) -> Vec<String> {
     violations
 }
 
+/// The violations of a planted source tree under `layerings`: `files` are
+/// `(path under src/, code)` pairs, written to a temporary folder that is
+/// removed afterwards. A crate's layer test plants the use its layering
+/// must reject, so that test could fail.
+pub fn planted_violations(files: &[(&str, &str)], layerings: &[Layering]) -> Vec<String> {
+    let dir = std::env::temp_dir().join(format!(
+        "rtmc-layers-planted-{}-{}",
+        std::process::id(),
+        PLANTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let src = dir.join("src");
+    for (path, code) in files {
+        let file = src.join(path);
+        std::fs::create_dir_all(file.parent().expect("a file in a folder")).expect("temp dir");
+        std::fs::write(&file, code).expect("write a planted file");
+    }
+    let v = layer_violations(&src, layerings);
+    let _ = std::fs::remove_dir_all(&dir);
+    v
+}
+
+/// Numbers the planted trees of one process (tests run in parallel).
+static PLANTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Panics listing every layering violation of the crate in `src`.
 pub fn assert_layers(src: &Path, layerings: &[Layering]) {
     let v = layer_violations(src, layerings);

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use rtmc_testkit::layers::{
-    assert_code_map, assert_code_map_section, assert_layers, layer_violations, Layering,
+    assert_code_map, assert_code_map_section, assert_layers, planted_violations, Layering,
 };
 
 /// loadgen's modules by folder and layer, leaves first.
@@ -99,19 +99,15 @@ fn the_layering_names_every_module_it_checks() {
 #[test]
 fn an_upward_use_is_reported() {
     // The checker sees a leaf reaching up: wire using the engine.
-    let dir = std::env::temp_dir().join(format!("loadgen-layers-{}", std::process::id()));
-    let src = dir.join("src");
-    std::fs::create_dir_all(src.join("wire")).expect("temp src");
-    std::fs::write(src.join("lib.rs"), "pub mod wire;\npub mod engine;\n").expect("lib.rs");
-    std::fs::write(src.join("wire/mod.rs"), "pub mod nats;\n").expect("wire/mod.rs");
-    std::fs::write(
-        src.join("wire/nats.rs"),
-        "use crate::engine::fleet::Fleet;\n",
-    )
-    .expect("nats.rs");
-    std::fs::write(src.join("engine.rs"), "").expect("engine.rs");
-    let violations = layer_violations(&src, LAYERS);
-    let _ = std::fs::remove_dir_all(&dir);
+    let violations = planted_violations(
+        &[
+            ("lib.rs", "pub mod wire;\npub mod engine;\n"),
+            ("wire/mod.rs", "pub mod nats;\n"),
+            ("wire/nats.rs", "use crate::engine::fleet::Fleet;\n"),
+            ("engine.rs", ""),
+        ],
+        LAYERS,
+    );
     assert!(
         violations
             .iter()

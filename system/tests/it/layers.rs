@@ -9,7 +9,7 @@
 #[allow(dead_code)]
 mod checker;
 
-use checker::{assert_code_map_section, assert_layers, layer_violations, Layering};
+use checker::{assert_code_map_section, assert_layers, planted_violations, Layering};
 use std::path::Path;
 
 /// The crate's top-level modules by layer, leaves first; then the modules
@@ -61,17 +61,13 @@ fn modules_use_only_lower_layers() {
 fn the_layering_rejects_an_upward_use() {
     // The real tree with one upward import added must fail: the test
     // above could not catch anything if this did not.
-    let dir = std::env::temp_dir().join(format!("rtmc-system-layers-{}", std::process::id()));
-    let src = dir.join("src");
-    std::fs::create_dir_all(src.join("server")).expect("temp dir");
-    std::fs::write(
-        src.join("replay.rs"),
-        "use crate::server::fanout::Delivery;\n",
-    )
-    .expect("write");
-    std::fs::write(src.join("server/session.rs"), "use super::cmd::dispatch;\n").expect("write");
-    let v = layer_violations(&src, LAYERS);
-    std::fs::remove_dir_all(&dir).expect("clean up");
+    let v = planted_violations(
+        &[
+            ("replay.rs", "use crate::server::fanout::Delivery;\n"),
+            ("server/session.rs", "use super::cmd::dispatch;\n"),
+        ],
+        LAYERS,
+    );
     assert_eq!(v.len(), 2, "{v:#?}");
 }
 

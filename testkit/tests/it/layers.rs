@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use rtmc_testkit::layers::{assert_code_map_section, assert_layers, layer_violations, Layering};
+use rtmc_testkit::layers::{assert_code_map_section, assert_layers, planted_violations, Layering};
 
 /// The kit's modules by layer, leaves first.
 const LAYERS: &[Layering] = &[Layering {
@@ -32,13 +32,13 @@ fn modules_use_only_lower_layers() {
 fn the_layering_rejects_the_old_cycle_between_pipeline_and_raw() {
     // The password back in `pipeline`, which `raw` then used: the cycle this
     // layering was written to keep out must fail it.
-    let dir = std::env::temp_dir().join(format!("rtmc-testkit-layers-{}", std::process::id()));
-    let src = dir.join("src");
-    std::fs::create_dir_all(&src).expect("temp dir");
-    std::fs::write(src.join("raw.rs"), "use crate::pipeline::TEST_PASSWORD;\n").expect("write");
-    std::fs::write(src.join("pipeline.rs"), "use crate::raw;\n").expect("write");
-    let v = layer_violations(&src, LAYERS);
-    std::fs::remove_dir_all(&dir).expect("clean up");
+    let v = planted_violations(
+        &[
+            ("raw.rs", "use crate::pipeline::TEST_PASSWORD;\n"),
+            ("pipeline.rs", "use crate::raw;\n"),
+        ],
+        LAYERS,
+    );
     assert_eq!(v.len(), 1, "{v:#?}");
     assert!(v[0].contains("raw") && v[0].contains("pipeline"), "{v:#?}");
 }
