@@ -120,7 +120,7 @@ fn rows(r: &GateReport) -> Vec<[String; 10]> {
                     "±{:.0}%{}",
                     100.0 * j.rule.threshold_frac,
                     if j.rule.placeholder {
-                        " (placeholder)"
+                        " (placeholder: reported, not gating)"
                     } else {
                         ""
                     }
@@ -150,7 +150,7 @@ pub fn headline(r: &GateReport) -> String {
     let failing: Vec<String> = r
         .judgements
         .iter()
-        .filter(|j| j.verdict.fails())
+        .filter(|j| j.gates_and_fails())
         .map(|j| j.metric.key().to_owned())
         .chain(
             r.instructions

@@ -267,6 +267,15 @@ impl MetricJudgement {
 }
 
 /// Combines the metric judgements and the rounds' own failures.
+impl MetricJudgement {
+    /// Whether this metric fails the gate: a regression at a threshold set
+    /// from A/A runs. A placeholder threshold (design.md §9: thresholds come
+    /// from measured A/A noise) reports its verdict but does not fail.
+    pub fn gates_and_fails(&self) -> bool {
+        self.verdict.fails() && !self.rule.placeholder
+    }
+}
+
 pub fn overall(
     judgements: &[MetricJudgement],
     baseline_failures: &[String],
@@ -274,7 +283,9 @@ pub fn overall(
 ) -> GateVerdict {
     if !baseline_failures.is_empty() {
         GateVerdict::Error
-    } else if !candidate_failures.is_empty() || judgements.iter().any(|j| j.verdict.fails()) {
+    } else if !candidate_failures.is_empty()
+        || judgements.iter().any(MetricJudgement::gates_and_fails)
+    {
         GateVerdict::Regression
     } else {
         GateVerdict::Pass
@@ -409,5 +420,10 @@ mod tests {
         assert_eq!(overall(&fail, &[], &[]).exit_code(), 1);
         assert_eq!(GateVerdict::Pass.exit_code(), 0);
         assert_eq!(GateVerdict::Error.exit_code(), 2);
+        // A regression at a placeholder threshold is reported, not gating.
+        let mut placeholder = j(MetricVerdict::Regression);
+        placeholder.rule.placeholder = true;
+        assert!(placeholder.verdict.fails() && !placeholder.gates_and_fails());
+        assert_eq!(overall(&[placeholder], &[], &[]), GateVerdict::Pass);
     }
 }
