@@ -157,9 +157,9 @@ pub async fn append_batch<C: ConnectionLike>(
         .collect())
 }
 
-/// The last assigned sequence number (0 when none yet).
 /// The stream's epoch, made (a random id) by the first caller that finds
-/// none: one `SET NX GET`, so every node of a deployment reads the same one.
+/// none: one `SET NX GET` (Redis 7), so every node of a deployment reads the
+/// same one, and a Redis that lost its data hands out a new one.
 pub async fn epoch<C: ConnectionLike>(
     conn: &mut C,
     keys: &RedisKeys,
@@ -175,6 +175,7 @@ pub async fn epoch<C: ConnectionLike>(
     Ok(before.unwrap_or(fresh))
 }
 
+/// The last assigned sequence number (0 when none yet).
 pub async fn head<C: ConnectionLike>(conn: &mut C, keys: &RedisKeys) -> redis::RedisResult<u64> {
     let v: Option<u64> = redis::cmd("GET").arg(keys.seq()).query_async(conn).await?;
     Ok(v.unwrap_or(0))
