@@ -87,16 +87,16 @@ fn spawn_background(
             .start_direct(cfg.server.direct_pumps, tasks, stop);
     }
     let url = cfg.redis.url.expose_secret().clone();
-    // Test-only (compiled out of the release build): a delay line between
-    // the follower and the ring, for the latency gate's injected slowdown.
-    // Test-only (compiled out too): busy work in the fan-out, for the gate's
-    // injected CPU cost per delivery.
+    // Test-only (compiled out of the release build): busy work in the
+    // fan-out, for the gate's injected CPU cost per delivery.
     #[cfg(feature = "test-fanout-cpu")]
     if let Some(pct) = fanout_cpu::pct_from_env()? {
         let burner = fanout_cpu::CpuBurner::new(ctx.fanout.clone(), pct);
         tasks.spawn(fanout::follow(url, ctx.keys.clone(), burner, stop.clone()));
         return Ok(());
     }
+    // Test-only (compiled out too): a delay line between the follower and
+    // the ring, for the gate's injected slowdown.
     #[cfg(feature = "test-broadcast-delay")]
     if let Some(delay) = broadcast_delay::delay_from_env()? {
         let line = broadcast_delay::DelayLine::start(ctx.fanout.clone(), delay)?;
