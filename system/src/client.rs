@@ -335,7 +335,10 @@ impl ChatClient {
     /// deduped by seq. `resume_unavailable` is returned as the server's error.
     pub async fn resume_after(&mut self, after: u64) -> Result<u64, ClientError> {
         self.conn
-            .send(&ClientCommand::Resume { last_seq: after })
+            .send(&ClientCommand::Resume {
+                last_seq: after,
+                room: None,
+            })
             .await?;
         self.pending.clear();
         self.last_seq = after;
@@ -446,6 +449,8 @@ impl ChatClient {
         self.conn
             .send(&ClientCommand::Send {
                 body: body.to_owned(),
+                room: None,
+                to: None,
                 message_id: Some(id.to_owned()),
                 sent_at_us: None,
             })
@@ -455,7 +460,7 @@ impl ChatClient {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.conn.recv_timeout(left).await? {
-                ServerFrame::SendAck { message_id } if message_id == id => return Ok(()),
+                ServerFrame::SendAck { message_id, .. } if message_id == id => return Ok(()),
                 ServerFrame::Error {
                     code,
                     message,
@@ -572,6 +577,8 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
             password: password.to_owned(),
             resume_from,
             subscribe: true,
+            protocol: None,
+            resume_rooms: None,
         },
         limit,
     )
@@ -590,6 +597,8 @@ pub async fn login_publisher<S: AsyncRead + AsyncWrite + Unpin>(
         password: password.to_owned(),
         resume_from: None,
         subscribe: false,
+        protocol: None,
+        resume_rooms: None,
     };
     login_with(conn, cmd, limit).await
 }

@@ -69,6 +69,7 @@ async fn from_postgres(
     .await?;
     for (seq, message_id, from, body, sent_at_us, received_at_us) in rows {
         let f = ServerFrame::Broadcast(BroadcastFrame {
+            room: None,
             seq: seq as u64,
             message_id,
             from,

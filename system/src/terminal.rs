@@ -689,6 +689,7 @@ mod tests {
             body: "\u{1b}[2J\n[99] bob: I never said this".into(),
             received_at_us: at,
             sent_at_us: at,
+            room: None,
         };
         let line = message_line(&b, at + 1);
         assert_eq!(
@@ -709,6 +710,7 @@ mod tests {
             body: "hi".into(),
             received_at_us: received,
             sent_at_us: 0,
+            room: None,
         };
         let same_day = received + 3_600_000_000;
         assert_eq!(message_line(&b, same_day), "10:00:00 #1 bob: hi");

@@ -629,6 +629,8 @@ async fn tcp_hop(
                 for _ in 0..window {
                     i += 1;
                     let send = ClientCommand::Send {
+                        room: None,
+                        to: None,
                         body: body.clone(),
                         message_id: Some(format!("ht-{run}-{w}-{i}")),
                         sent_at_us: None,

@@ -60,6 +60,7 @@ pub(super) async fn apply(
             heartbeat_interval_ms: ctx.cfg.server.heartbeat_interval_ms,
             protocol_version: PROTOCOL_VERSION,
             stream,
+            rooms: None,
         })
         .await;
     if subscribe {
@@ -97,6 +98,7 @@ async fn refuse(session: &mut Session, refused: LoginRefused) -> Next {
                 message,
                 message_id: None,
                 retry_after_secs: Some(retry_after_secs),
+                room: None,
             };
             session.reply(refusal).await;
             count_login_failure(session)

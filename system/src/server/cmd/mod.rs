@@ -37,16 +37,23 @@ pub(super) async fn dispatch(session: &mut Session, cmd: ClientCommand) -> Next 
             password,
             resume_from,
             subscribe,
+            ..
         } => login::apply(session, user_id, password, resume_from, subscribe).await,
         ClientCommand::Heartbeat {} => heartbeat::apply(session).await,
         ClientCommand::Send {
             body,
             message_id,
             sent_at_us,
+            ..
         } => send::apply(session, body, message_id, sent_at_us).await,
-        ClientCommand::Resume { last_seq } => resume::apply(session, last_seq).await,
+        ClientCommand::Resume { last_seq, .. } => resume::apply(session, last_seq).await,
         ClientCommand::Status { status } => status::set(session, status).await,
         ClientCommand::GetStatus { user_id } => status::get(session, user_id).await,
         ClientCommand::Logout {} => logout::apply(session).await,
+        other => {
+            let message = format!("`{}` is not available yet", other.name());
+            session.error(ErrorCode::UnknownCommand, message).await;
+            Next::Continue
+        }
     }
 }

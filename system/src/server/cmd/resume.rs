@@ -59,7 +59,10 @@ async fn replay(session: &Session, after: u64, head: u64) -> (Vec<Delivery>, Opt
     match replayed {
         Ok(r) => {
             metrics::counter!("rtmc_resume_replayed_total").increment(r.len() as u64);
-            let done = frame(&ServerFrame::ResumeDone { last_seq: head });
+            let done = frame(&ServerFrame::ResumeDone {
+                last_seq: head,
+                room: None,
+            });
             (r, Some(done))
         }
         Err(e) => {

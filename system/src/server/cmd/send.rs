@@ -90,6 +90,7 @@ async fn publish(publisher: &Publisher, msg: PublishedMessage) -> ServerFrame {
             metrics::counter!("rtmc_sends_total", "result" => "ack").increment(1);
             ServerFrame::SendAck {
                 message_id: msg.message_id,
+                room: None,
             }
         }
         Err(e) => {
