@@ -25,6 +25,7 @@ pub(super) async fn apply(
         body,
         sent_at_us: sent_at_us.unwrap_or(received_at_us),
         received_at_us,
+        room: None,
     };
     let limits = &session.ctx.cfg.server;
     if let Err(reason) = msg.check_limits(limits.max_body_bytes, limits.max_frame_bytes) {
