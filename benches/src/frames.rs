@@ -134,6 +134,7 @@ pub fn published_message(message_id: &str, body_bytes: usize) -> Vec<u8> {
         body: body(body_bytes),
         received_at_us: SENT_AT_US,
         sent_at_us: SENT_AT_US,
+        room: None,
     })
     .expect("messages always serialize")
 }

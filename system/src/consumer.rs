@@ -45,9 +45,7 @@ pub fn validate(
 /// The message's JSON without its opening brace: what the append script
 /// splices after `{"command":"broadcast","seq":N,`.
 pub fn broadcast_tail(msg: &PublishedMessage) -> Vec<u8> {
-    let mut json = serde_json::to_vec(msg).expect("messages always serialize");
-    json.remove(0);
-    json
+    msg.broadcast_tail()
 }
 
 /// Consumes until `shutdown`, reconnecting to the broker with back-off: to
@@ -61,7 +59,7 @@ pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), St
         .map_err(|e| StartError::connect("Redis", redis_url, e))?;
     let broker = crate::config::service_address(cfg.rabbitmq.url.expose_secret());
     let keys = RedisKeys::new(&cfg.redis.key_prefix);
-    let dead_letters = Publisher::new(cfg.rabbitmq.clone());
+    let dead_letters = Publisher::for_config(&cfg);
     let addresses = BrokerAddresses::new(&cfg.rabbitmq);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     if !shutdown.is_cancelled() {
@@ -93,7 +91,7 @@ async fn open_on(
 ) -> Result<(Connection, Channel, lapin::Consumer), lapin::Error> {
     let conn = Connection::connect(url, ConnectionProperties::default()).await?;
     let channel = conn.create_channel().await?;
-    declare_topology(&channel, &cfg.rabbitmq).await?;
+    declare_topology(&channel, &cfg.rabbitmq, cfg.rooms.shards).await?;
     channel
         .basic_qos(cfg.rabbitmq.prefetch, BasicQosOptions::default())
         .await?;
@@ -279,6 +277,7 @@ mod tests {
             body: "quote \" and \\ and \u{1F600}".into(),
             received_at_us: 43,
             sent_at_us: 42,
+            room: None,
         };
         let mut frame = br#"{"command":"broadcast","seq":9,"#.to_vec();
         frame.extend(broadcast_tail(&msg));

@@ -6,8 +6,10 @@
 use redis::aio::ConnectionManager;
 use sqlx::PgPool;
 
-use crate::protocol::{BroadcastFrame, ServerFrame};
-use crate::stream::{self, Delivery, RedisKeys};
+use crate::broker::PublishedMessage;
+use crate::protocol::{encode_frame, BroadcastFrame, ServerFrame};
+use crate::room::RoomId;
+use crate::stream::{self, Delivery, RedisKeys, StreamEntry};
 
 /// Why a replay could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +105,125 @@ async fn from_redis(
             cursor = e.seq;
             out.push(e.framed());
         }
+    }
+    Ok(())
+}
+
+/// Every message of `room` with `after < seq <= up_to`, in order, framed for
+/// the wire: from the room log, or from `room_messages` for what Redis has
+/// trimmed; gap-checked like [`range`]. The frames are byte for byte the
+/// live ones (they carry `room`).
+#[allow(clippy::too_many_arguments)]
+pub async fn room_range(
+    redis: &mut ConnectionManager,
+    pg: &PgPool,
+    keys: &RedisKeys,
+    shards: u32,
+    room: &RoomId,
+    after: u64,
+    up_to: u64,
+    max_messages: u64,
+) -> Result<Vec<Delivery>, ReplayError> {
+    if up_to <= after {
+        return Ok(Vec::new());
+    }
+    if up_to - after > max_messages {
+        return Err(ReplayError::TooLarge(up_to - after, max_messages));
+    }
+    let mut out = Vec::with_capacity((up_to - after) as usize);
+    let first_in_redis = stream::room_first_seq(redis, keys, shards, room)
+        .await?
+        .unwrap_or(u64::MAX);
+    if first_in_redis > after + 1 {
+        let pg_up_to = up_to.min(first_in_redis.saturating_sub(1));
+        room_from_postgres(pg, room, after, pg_up_to, &mut out).await?;
+    }
+    let mut cursor = out.last().map(|d| d.seq).unwrap_or(after);
+    while cursor < up_to {
+        let batch = stream::room_range_after(
+            redis,
+            keys,
+            shards,
+            room,
+            cursor,
+            up_to,
+            REDIS_BATCH_MESSAGES,
+        )
+        .await?;
+        let Some(last) = batch.last() else { break };
+        cursor = last.seq;
+        out.extend(batch.iter().map(StreamEntry::framed));
+    }
+    check_contiguous(&out, after, up_to)?;
+    Ok(out)
+}
+
+/// Up to `limit` messages of `room` after `after_seq` (oldest first), up to
+/// the room's head: a history page forwards. Ask for one more than you show
+/// to know whether there are more.
+pub async fn room_page(
+    redis: &mut ConnectionManager,
+    pg: &PgPool,
+    keys: &RedisKeys,
+    shards: u32,
+    room: &RoomId,
+    after_seq: u64,
+    limit: u64,
+) -> Result<Vec<Delivery>, ReplayError> {
+    let head = stream::room_head(redis, keys, shards, room).await?;
+    let up_to = head.min(after_seq.saturating_add(limit));
+    room_range(redis, pg, keys, shards, room, after_seq, up_to, limit).await
+}
+
+/// Up to `limit` messages of `room` before `before_seq` (the newest of
+/// them, oldest first): a history page backwards, "load older". `before_seq`
+/// beyond the head means "the latest".
+pub async fn room_page_before(
+    redis: &mut ConnectionManager,
+    pg: &PgPool,
+    keys: &RedisKeys,
+    shards: u32,
+    room: &RoomId,
+    before_seq: u64,
+    limit: u64,
+) -> Result<Vec<Delivery>, ReplayError> {
+    let head = stream::room_head(redis, keys, shards, room).await?;
+    let up_to = head.min(before_seq.saturating_sub(1));
+    let after = up_to.saturating_sub(limit);
+    room_range(redis, pg, keys, shards, room, after, up_to, limit).await
+}
+
+/// Appends `room`'s stored messages with `after < seq <= up_to` from
+/// PostgreSQL, framed exactly as the consumer framed them.
+async fn room_from_postgres(
+    pg: &PgPool,
+    room: &RoomId,
+    after: u64,
+    up_to: u64,
+    out: &mut Vec<Delivery>,
+) -> Result<(), ReplayError> {
+    let rows: Vec<(i64, String, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT seq, message_id, sender, body, sent_at_us, received_at_us FROM room_messages \
+         WHERE room_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+    )
+    .bind(room.as_str())
+    .bind(after as i64)
+    .bind(up_to as i64)
+    .fetch_all(pg)
+    .await?;
+    for (seq, message_id, from, body, sent_at_us, received_at_us) in rows {
+        let msg = PublishedMessage {
+            message_id,
+            from,
+            body,
+            received_at_us: received_at_us as u64,
+            sent_at_us: sent_at_us as u64,
+            room: Some(room.as_str().to_owned()),
+        };
+        out.push(Delivery {
+            seq: seq as u64,
+            frame: encode_frame(&msg.broadcast_json(seq as u64)),
+        });
     }
     Ok(())
 }

@@ -263,6 +263,7 @@ fn message(id: String, body_bytes: usize) -> PublishedMessage {
         body: "x".repeat(body_bytes.max(1)),
         received_at_us: rtmc::protocol::now_us(),
         sent_at_us: rtmc::protocol::now_us(),
+        room: None,
     }
 }
 

@@ -167,7 +167,7 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
         .await
         .map_err(|e| StartError::connect("Redis", redis_url, e))?;
     let presence = Presence::from_config(&cfg, redis, pg.clone());
-    let publisher = Arc::new(Publisher::new(cfg.rabbitmq.clone()));
+    let publisher = Arc::new(Publisher::for_config(&cfg));
     let state = Gateway {
         cfg: cfg.clone(),
         publisher: publisher.clone(),
@@ -422,6 +422,7 @@ async fn post_message(
         body: req.body,
         sent_at_us: req.sent_at_us.unwrap_or(received_at_us),
         received_at_us,
+        room: None,
     };
     let limits = &g.cfg.server;
     if msg.body.len() > limits.max_body_bytes {
