@@ -588,3 +588,80 @@ async fn sync_stores_each_room_message_once_and_trims_and_replay_crosses_the_bou
         .unwrap();
     assert!(nobody.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_and_members_live_in_postgres() {
+    use rtmc::room::RoomRole::{Member, Owner};
+    use rtmc::room_db::{self, CreateOutcome};
+    let p = bare(1).await;
+    let pg = &p.pg;
+    let general = room("general");
+    assert_eq!(room_db::room_kind(pg, &general).await.unwrap(), None);
+    assert_eq!(
+        room_db::create_room(pg, &general, RoomKind::Public, "alice")
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        room_db::create_room(pg, &general, RoomKind::Private, "bob")
+            .await
+            .unwrap(),
+        CreateOutcome::AlreadyExists
+    );
+    assert_eq!(
+        room_db::room_kind(pg, &general).await.unwrap(),
+        Some(RoomKind::Public)
+    );
+    assert!(room_db::add_member(pg, &general, "bob", Member)
+        .await
+        .unwrap());
+    assert!(
+        !room_db::add_member(pg, &general, "bob", Owner)
+            .await
+            .unwrap(),
+        "already in"
+    );
+    assert!(room_db::is_member(pg, &general, "bob").await.unwrap());
+    assert_eq!(
+        room_db::members(pg, &general).await.unwrap(),
+        [("alice".to_string(), Owner), ("bob".to_string(), Member)]
+    );
+    assert_eq!(room_db::member_count(pg, &general).await.unwrap(), 2);
+    let dm = RoomId::direct("carol", "bob").unwrap();
+    assert_eq!(
+        room_db::ensure_direct(pg, &dm).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        room_db::ensure_direct(pg, &dm).await.unwrap(),
+        CreateOutcome::AlreadyExists
+    );
+    assert!(
+        room_db::ensure_direct(pg, &general).await.is_err(),
+        "not a direct id"
+    );
+    let mine = room_db::rooms_of(pg, "bob").await.unwrap();
+    let mine: Vec<(&str, RoomKind, rtmc::room::RoomRole)> = mine
+        .iter()
+        .map(|r| (r.room.as_str(), r.kind, r.role))
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            ("dm:bob:carol", RoomKind::Direct, Member),
+            ("general", RoomKind::Public, Member)
+        ]
+    );
+    assert_eq!(room_db::room_count_of(pg, "bob").await.unwrap(), 2);
+    assert!(room_db::remove_member(pg, &general, "bob").await.unwrap());
+    assert!(!room_db::remove_member(pg, &general, "bob").await.unwrap());
+    assert!(!room_db::is_member(pg, &general, "bob").await.unwrap());
+    assert_eq!(room_db::room_count_of(pg, "bob").await.unwrap(), 1);
+    assert!(
+        room_db::add_member(pg, &room("nowhere"), "bob", Member)
+            .await
+            .is_err(),
+        "a member of a room that does not exist is refused"
+    );
+}
