@@ -746,3 +746,91 @@ fn seq_of_id(id: &[u8]) -> redis::RedisResult<u64> {
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| unexpected(&Value::BulkString(id.to_vec())))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hash tag Redis Cluster would use: the text between the first `{`
+    /// and the first `}` after it, when not empty.
+    fn hash_tag(key: &str) -> Option<&str> {
+        let open = key.find('{')?;
+        let close = key[open + 1..].find('}')? + open + 1;
+        (close > open + 1).then(|| &key[open + 1..close])
+    }
+
+    #[test]
+    fn every_key_of_a_shard_carries_its_one_hash_tag() {
+        let keys = RedisKeys::new("rtmc");
+        // User ids may hold braces: a direct room's keys still hash by shard.
+        for (k, room) in [(0, "general"), (3, "dm:a{x}:b}"), (63, "r")] {
+            let tag = format!("s{k}");
+            let shard_keys = [
+                keys.shard_stream(k),
+                keys.shard_seq(k),
+                keys.room_seq(k, room),
+                keys.room_log(k, room),
+                format!("{}some-message-id", keys.shard_dedupe_prefix(k)),
+            ];
+            for key in &shard_keys {
+                assert_eq!(hash_tag(key), Some(tag.as_str()), "{key}");
+                assert!(key.starts_with("rtmc:{"), "{key}");
+            }
+        }
+        assert_eq!(keys.shard_stream(2), "rtmc:{s2}:stream");
+        assert_eq!(keys.room_log(1, "x"), "rtmc:{s1}:room:x:log");
+        assert_ne!(keys.room_seq(1, "x"), keys.room_log(1, "x"));
+        assert_eq!(
+            hash_tag(&keys.stream()),
+            None,
+            "the lobby's keys keep their names"
+        );
+    }
+
+    #[test]
+    fn shard_entries_parse_into_messages_and_membership_events() {
+        let field = |k: &str, v: &str| {
+            [
+                Value::BulkString(k.as_bytes().to_vec()),
+                Value::BulkString(v.as_bytes().to_vec()),
+            ]
+        };
+        let entry = |id: &str, fields: Vec<[Value; 2]>| {
+            Value::Array(vec![
+                Value::BulkString(id.as_bytes().to_vec()),
+                Value::Array(fields.into_iter().flatten().collect()),
+            ])
+        };
+        let reply = Value::Array(vec![
+            entry(
+                "7-0",
+                vec![field("r", "a"), field("s", "3"), field("f", "{}")],
+            ),
+            entry(
+                "8-0",
+                vec![
+                    field("r", "a"),
+                    field("s", "3"),
+                    field("m", r#"{"change":"left","user":"bob","kind":"private"}"#),
+                ],
+            ),
+        ]);
+        let mut out = Vec::new();
+        parse_shard_entries(2, reply, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].shard, out[0].shard_seq), (2, 7));
+        assert!(matches!(&out[0].event, ShardEvent::Message { room, seq: 3, .. } if room == "a"));
+        assert_eq!(
+            out[1].event,
+            ShardEvent::Member {
+                room: "a".into(),
+                seq: 3,
+                user: "bob".into(),
+                change: MemberChange::Left,
+                kind: RoomKind::Private,
+            }
+        );
+        let broken = Value::Array(vec![entry("9-0", vec![field("r", "a")])]);
+        assert!(parse_shard_entries(0, broken, &mut Vec::new()).is_err());
+    }
+}

@@ -72,6 +72,7 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("rtmc_sync_batch_seconds", Kind::Histogram, "Time to copy one batch into PostgreSQL (insert + cursor, one transaction)."),
     ("rtmc_sync_errors_total", Kind::Counter, "Sync steps that failed and were retried."),
     ("rtmc_sync_lag_messages", Kind::Gauge, "Messages in the stream not yet copied to PostgreSQL."),
+    ("rtmc_sync_room_lag_messages", Kind::Gauge, "Entries of the room shard streams not yet copied to PostgreSQL."),
     ("rtmc_sync_rows_total", Kind::Counter, "Rows the sync worker inserted into PostgreSQL."),
     ("rtmc_sync_trimmed_total", Kind::Counter, "Stream entries trimmed after PostgreSQL held them."),
     ("rtmc_tls_handshake_failures_total", Kind::Counter, "TLS handshakes that failed or timed out."),
