@@ -38,6 +38,15 @@ pub(super) async fn apply(session: &mut Session, room: String, invitee: String) 
             .await;
         return Next::Continue;
     }
+    match room_db::is_member(&ctx.pg, &id, &invitee).await {
+        // A member already: nothing to do, and no limit applies.
+        Ok(true) => return invited(session, room, invitee).await,
+        Ok(false) => {}
+        Err(e) => {
+            room_flow::store_failed(session, &room, "membership check", e).await;
+            return Next::Continue;
+        }
+    }
     if !room_flow::user_exists(session, &invitee, &room).await {
         return Next::Continue;
     }
@@ -85,11 +94,10 @@ pub(super) async fn apply(session: &mut Session, room: String, invitee: String) 
         }
         metrics::counter!("rtmc_room_invites_total").increment(1);
     }
-    session
-        .reply(ServerFrame::Invited {
-            room,
-            user_id: invitee,
-        })
-        .await;
+    invited(session, room, invitee).await
+}
+
+async fn invited(session: &Session, room: String, user_id: String) -> Next {
+    session.reply(ServerFrame::Invited { room, user_id }).await;
     Next::Continue
 }
