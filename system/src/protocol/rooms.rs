@@ -56,30 +56,7 @@ pub(super) fn check_rooms_rules(cmd: ClientCommand) -> Result<ClientCommand, Pro
             check_login(protocol, resume_rooms.as_ref())?;
             Ok(cmd)
         }
-        ClientCommand::Send {
-            body,
-            room,
-            to,
-            message_id,
-            sent_at_us,
-        } => {
-            if room.is_some() && to.is_some() {
-                return Err(invalid_field("send", "give `room` or `to`, not both"));
-            }
-            if let Some(to) = &to {
-                if !crate::identity::valid_user_id(to) {
-                    let why = format!("`to`: {}", crate::identity::USER_ID_RULE);
-                    return Err(invalid_field("send", &why));
-                }
-            }
-            Ok(ClientCommand::Send {
-                body,
-                room: room_or_lobby("send", room)?,
-                to,
-                message_id,
-                sent_at_us,
-            })
-        }
+        ClientCommand::Send { .. } => check_send(cmd),
         ClientCommand::Resume { last_seq, room } => Ok(ClientCommand::Resume {
             last_seq,
             room: room_or_lobby("resume", room)?,
@@ -124,6 +101,37 @@ pub(super) fn check_rooms_rules(cmd: ClientCommand) -> Result<ClientCommand, Pro
         | ClientCommand::Logout {}
         | ClientCommand::Rooms {} => Ok(cmd),
     }
+}
+
+/// `send`: `room` or `to` (a user id), not both; `lobby` is no room.
+fn check_send(cmd: ClientCommand) -> Result<ClientCommand, ProtocolError> {
+    let ClientCommand::Send {
+        body,
+        room,
+        to,
+        message_id,
+        sent_at_us,
+    } = cmd
+    else {
+        return Ok(cmd);
+    };
+    if room.is_some() && to.is_some() {
+        return Err(invalid_field("send", "give `room` or `to`, not both"));
+    }
+    if to
+        .as_deref()
+        .is_some_and(|u| !crate::identity::valid_user_id(u))
+    {
+        let why = format!("`to`: {}", crate::identity::USER_ID_RULE);
+        return Err(invalid_field("send", &why));
+    }
+    Ok(ClientCommand::Send {
+        body,
+        room: room_or_lobby("send", room)?,
+        to,
+        message_id,
+        sent_at_us,
+    })
 }
 
 fn check_login(

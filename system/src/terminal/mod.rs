@@ -98,32 +98,20 @@ pub fn parse_line(line: &str) -> Input {
         return parse_msg(cmd);
     }
     let arg = words.next();
-    let more = words.next();
-    if let ("create", Some(room), Some(kind)) = (name, arg, more) {
-        return match (kind, words.next()) {
-            ("private" | "public", None) => Input::Create {
-                room: room.to_owned(),
-                private: kind == "private",
-            },
-            _ => Input::Invalid("usage: /create NAME [private]".into()),
-        };
+    if name == "create" {
+        return parse_create(arg, words.next(), words.next());
     }
-    let extra = more.is_some();
+    let extra = words.next().is_some();
     match (name, arg, extra) {
         ("rooms", None, false) => Input::Rooms,
         ("room", Some(room), false) => Input::Switch(room.to_owned()),
         ("join", Some(room), false) => Input::Join(room.to_owned()),
-        ("create", Some(room), false) => Input::Create {
-            room: room.to_owned(),
-            private: false,
-        },
         ("leave", room, false) => Input::Leave(room.map(str::to_owned)),
         ("invite", Some(user), false) => Input::Invite(user.to_owned()),
         ("room" | "join" | "invite", _, _) => {
             let what = if name == "invite" { "USER" } else { "NAME" };
             Input::Invalid(format!("usage: /{name} {what}"))
         }
-        ("create", _, _) => Input::Invalid("usage: /create NAME [private]".into()),
         ("rooms" | "leave", _, _) => {
             Input::Invalid(format!("/{name} takes at most what /help says"))
         }
@@ -140,6 +128,17 @@ pub fn parse_line(line: &str) -> Input {
             "unknown command /{}; /help lists them (start a message with // to send a '/')",
             visible(name)
         )),
+    }
+}
+
+/// `/create NAME [public|private]`.
+fn parse_create(room: Option<&str>, kind: Option<&str>, extra: Option<&str>) -> Input {
+    match (room, kind.unwrap_or("public"), extra) {
+        (Some(room), kind @ ("private" | "public"), None) => Input::Create {
+            room: room.to_owned(),
+            private: kind == "private",
+        },
+        _ => Input::Invalid("usage: /create NAME [private]".into()),
     }
 }
 
@@ -498,7 +497,9 @@ struct LinkSeen {
 }
 
 /// Runs the client until `/quit`, Ctrl-C or the end of input (logging
-/// out), or until the link is lost for good (an error).
+/// out), or until the link is lost for good (an error). Longer than 60
+/// lines for a reason: the start-up notices and the one `select!` loop
+/// over typing, heartbeats and messages read best together.
 pub async fn run(opts: TerminalOptions) -> Result<(), ClientError> {
     let first = opts.addrs[0].clone();
     let chat = ChatClient::connect_v2(&first, &opts.user, &opts.password).await?;
@@ -738,8 +739,14 @@ impl Screen<'_> {
     /// The room commands: a refusal is told, the session goes on.
     async fn act_on_rooms(&mut self, input: Input) -> Result<(), ClientError> {
         let done = match input {
-            Input::Rooms => Ok(self.out.notice(self.view.rooms_line(self.chat.rooms()))),
-            Input::Switch(room) => Ok(self.switch(&room)),
+            Input::Rooms => {
+                self.out.notice(self.view.rooms_line(self.chat.rooms()));
+                Ok(())
+            }
+            Input::Switch(room) => {
+                self.switch(&room);
+                Ok(())
+            }
             Input::Join(room) => self.join(&room).await,
             Input::Create { room, private } => {
                 let kind = if private {

@@ -33,6 +33,9 @@ pub(super) struct Asked {
     pub resume_rooms: BTreeMap<String, u64>,
 }
 
+/// Logs the session in. Longer than 60 lines for a reason: the steps of
+/// a login in their order (checks, session, rooms, `login_ok`, the
+/// subscriptions) read as one sequence.
 pub(super) async fn apply(
     session: &mut Session,
     user_id: String,
@@ -72,17 +75,8 @@ pub(super) async fn apply(
     });
     session.protocol = asked.protocol;
     let stream = stream_position(&ctx).await;
-    let rooms = match asked.protocol {
-        PROTOCOL_VERSION_ROOMS => match start_rooms(session, asked.subscribe).await {
-            Ok(rooms) => Some(rooms),
-            Err(e) => {
-                session.end().await;
-                let message = format!("login unavailable: rooms: {e}");
-                session.error(ErrorCode::Internal, message).await;
-                return Next::Continue;
-            }
-        },
-        _ => None,
+    let Ok(rooms) = v2_rooms(session, &asked).await else {
+        return Next::Continue;
     };
     // One read of the head serves both `login_ok.last_seq` and the
     // subscription point, so nothing can fall between them.
@@ -105,6 +99,23 @@ pub(super) async fn apply(
         finish_rooms(session, &rooms, asked.resume_rooms).await;
     }
     Next::Continue
+}
+
+/// A v2 login's rooms (`None` for v1); `Err` after ending the session and
+/// answering `internal` when they cannot be read.
+async fn v2_rooms(session: &mut Session, asked: &Asked) -> Result<Option<Vec<RoomSummary>>, ()> {
+    if asked.protocol != PROTOCOL_VERSION_ROOMS {
+        return Ok(None);
+    }
+    match start_rooms(session, asked.subscribe).await {
+        Ok(rooms) => Ok(Some(rooms)),
+        Err(e) => {
+            session.end().await;
+            let message = format!("login unavailable: rooms: {e}");
+            session.error(ErrorCode::Internal, message).await;
+            Err(())
+        }
+    }
 }
 
 /// The user's rooms with their heads; a subscribing session is first

@@ -147,25 +147,7 @@ pub(super) async fn follow_room(
             .await;
         return Some(seq);
     }
-    let mut redis = ctx.redis.clone();
-    let at = match point {
-        Point::Head => stream::room_head(&mut redis, &ctx.keys, ctx.shards(), room).await,
-        Point::Joined(kind) => {
-            let user = session.user_id();
-            let (keys, shards) = (&ctx.keys, ctx.shards());
-            stream::record_membership(
-                &mut redis,
-                keys,
-                shards,
-                room,
-                &user,
-                MemberChange::Joined,
-                kind,
-            )
-            .await
-        }
-    };
-    let at = match at {
+    let at = match read_point(session, room, point).await {
         Ok(at) => at,
         Err(e) => {
             ctx.rooms.abandon(session.id, name);
@@ -189,6 +171,21 @@ pub(super) async fn follow_room(
     }
     metrics::counter!("rtmc_room_joins_total").increment(1);
     Some(at)
+}
+
+/// The `seq` a subscription starts after: the room's head, or the point of
+/// a membership entry recorded now.
+async fn read_point(session: &Session, room: &RoomId, point: Point) -> redis::RedisResult<u64> {
+    let ctx = &session.ctx;
+    let mut redis = ctx.redis.clone();
+    let (keys, shards) = (&ctx.keys, ctx.shards());
+    match point {
+        Point::Head => stream::room_head(&mut redis, keys, shards, room).await,
+        Point::Joined(kind) => {
+            let (user, joined) = (session.user_id(), MemberChange::Joined);
+            stream::record_membership(&mut redis, keys, shards, room, &user, joined, kind).await
+        }
+    }
 }
 
 /// Queues the room's messages `after < seq <= up_to` to the session, in
