@@ -8,6 +8,7 @@
 //! publisher already awaits `rabbitmq.max_inflight_publishes` confirms.
 
 mod admission;
+mod rooms;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +43,9 @@ struct Gateway {
     publisher: Arc<Publisher>,
     presence: Presence,
     pg: PgPool,
+    /// Room heads, history and membership events.
+    redis: redis::aio::ConnectionManager,
+    keys: stream::RedisKeys,
 }
 
 /// Request body of `POST /v1/messages`.
@@ -166,13 +170,15 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
     let redis = stream::managed_connection(redis_url)
         .await
         .map_err(|e| StartError::connect("Redis", redis_url, e))?;
-    let presence = Presence::from_config(&cfg, redis, pg.clone());
+    let presence = Presence::from_config(&cfg, redis.clone(), pg.clone());
     let publisher = Arc::new(Publisher::for_config(&cfg));
     let state = Gateway {
         cfg: cfg.clone(),
         publisher: publisher.clone(),
         presence,
         pg,
+        redis,
+        keys: stream::RedisKeys::new(&cfg.redis.key_prefix),
     };
     let ready: crate::ops::ReadinessCheck = Arc::new(move || {
         let p = publisher.clone();
@@ -185,12 +191,19 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
     let publishing = Router::new()
         .route("/v1/messages", post(post_user_message))
         .route("/v1/service/messages", post(post_service_message))
+        .route("/v1/rooms/{room}/messages", post(rooms::post_room_message))
         .route_layer(axum::middleware::from_fn_with_state(
             admission::RequestAdmission::new(cfg.gateway.max_inflight_requests),
             admission::admit,
         ));
     let api = publishing
         .route("/v1/login", post(login))
+        .route("/v1/rooms", post(rooms::create_room))
+        .route(
+            "/v1/rooms/{room}/members",
+            post(rooms::invite).get(rooms::members),
+        )
+        .route("/v1/rooms/{room}/messages", get(rooms::history))
         .route(
             "/openapi.json",
             get(|| async { ([("content-type", "application/json")], OPENAPI_JSON) }),
@@ -424,34 +437,38 @@ async fn post_message(
         received_at_us,
         room: None,
     };
+    match publish_checked(&g, msg).await {
+        Ok(message_id) => (StatusCode::ACCEPTED, Json(Accepted { message_id })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Checks `msg` against the limits (413 oversized body, 400 otherwise) and
+/// publishes it with a confirm: its message id, or the refusal (503
+/// `overloaded` with `Retry-After`, 503 `broker_unavailable`).
+async fn publish_checked(g: &Gateway, msg: PublishedMessage) -> Result<String, Response> {
     let limits = &g.cfg.server;
     if msg.body.len() > limits.max_body_bytes {
-        return fail(
+        return Err(fail(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("body exceeds {} bytes", limits.max_body_bytes),
-        );
+        ));
     }
     if let Err(reason) = msg.check_limits(limits.max_body_bytes, limits.max_frame_bytes) {
-        return fail(StatusCode::BAD_REQUEST, "invalid_field", reason);
+        return Err(fail(StatusCode::BAD_REQUEST, "invalid_field", reason));
     }
     match g.publisher.publish(&msg).await {
         Ok(()) => {
             metrics::counter!("rtmc_gateway_accepted_total").increment(1);
-            (
-                StatusCode::ACCEPTED,
-                Json(Accepted {
-                    message_id: msg.message_id,
-                }),
-            )
-                .into_response()
+            Ok(msg.message_id)
         }
-        Err(e @ BrokerError::Overloaded { .. }) => admission::overloaded(e.to_string()),
-        Err(e) => fail(
+        Err(e @ BrokerError::Overloaded { .. }) => Err(admission::overloaded(e.to_string())),
+        Err(e) => Err(fail(
             StatusCode::SERVICE_UNAVAILABLE,
             "broker_unavailable",
             e.to_string(),
-        ),
+        )),
     }
 }
 
