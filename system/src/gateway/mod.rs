@@ -64,6 +64,25 @@ pub struct PostMessage {
     pub sent_at_us: Option<u64>,
 }
 
+impl PostMessage {
+    /// The message to publish, from `from`, to `room` (`None`: the lobby),
+    /// stamped with the gateway's receive time (also the send time when the
+    /// request gives none) and a fresh id when it names none.
+    fn into_message(self, from: String, room: Option<String>) -> PublishedMessage {
+        let received_at_us = now_us();
+        PublishedMessage {
+            message_id: self
+                .message_id
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            from,
+            body: self.body,
+            sent_at_us: self.sent_at_us.unwrap_or(received_at_us),
+            received_at_us,
+            room,
+        }
+    }
+}
+
 /// Response of `POST /v1/messages`.
 #[derive(Debug, Deserialize, Serialize)]
 pub struct Accepted {
@@ -418,25 +437,15 @@ async fn post_message(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Json(req) = match body {
+    let Json(mut req) = match body {
         Ok(b) => b,
         Err(e) => return json_rejection(e),
     };
-    let from = match sender(caller, req.sender) {
+    let from = match sender(caller, req.sender.take()) {
         Ok(from) => from,
         Err(why) => return fail(StatusCode::BAD_REQUEST, "invalid_field", why),
     };
-    let received_at_us = now_us();
-    let msg = PublishedMessage {
-        message_id: req
-            .message_id
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        from,
-        body: req.body,
-        sent_at_us: req.sent_at_us.unwrap_or(received_at_us),
-        received_at_us,
-        room: None,
-    };
+    let msg = req.into_message(from, None);
     match publish_checked(&g, msg).await {
         Ok(message_id) => (StatusCode::ACCEPTED, Json(Accepted { message_id })).into_response(),
         Err(r) => r,

@@ -13,8 +13,6 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::{authenticate, fail, json_rejection, sender, Caller, Gateway, PostMessage};
-use crate::broker::PublishedMessage;
-use crate::protocol::now_us;
 use crate::replay::ReplayError;
 use crate::room::{RoomId, RoomKind, RoomRole};
 use crate::room_db::{self, CreateOutcome};
@@ -221,47 +219,40 @@ pub async fn create_room(
     headers: HeaderMap,
     body: Result<Json<CreateRoom>, JsonRejection>,
 ) -> Response {
-    let user = match user_of(&g, &headers).await {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return json_rejection(e),
-    };
-    let room = match parse_room(&req.room) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    match try_create(g, headers, body).await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+async fn try_create(
+    g: Gateway,
+    headers: HeaderMap,
+    body: Result<Json<CreateRoom>, JsonRejection>,
+) -> Result<Response, Response> {
+    let user = user_of(&g, &headers).await?;
+    let Json(req) = body.map_err(json_rejection)?;
+    let room = parse_room(&req.room)?;
     if req.kind == RoomKind::Direct || room.is_direct() {
-        return fail(
+        return Err(fail(
             StatusCode::BAD_REQUEST,
             "invalid_room",
             "direct rooms are made by their first message (POST /v1/rooms/dm:<a>:<b>/messages); create public or private rooms",
-        );
+        ));
     }
-    if let Err(r) = check_room_quota(&g, &user).await {
-        return r;
+    check_room_quota(&g, &user).await?;
+    let outcome = room_db::create_room(&g.pg, &room, req.kind, &user)
+        .await
+        .map_err(|e| unavailable("PostgreSQL", e))?;
+    if outcome == CreateOutcome::AlreadyExists {
+        let why = format!("room {room} exists already");
+        return Err(fail(StatusCode::CONFLICT, "room_exists", why));
     }
-    match room_db::create_room(&g.pg, &room, req.kind, &user).await {
-        Ok(CreateOutcome::Created) => {}
-        Ok(CreateOutcome::AlreadyExists) => {
-            return fail(
-                StatusCode::CONFLICT,
-                "room_exists",
-                format!("room {room} exists already"),
-            )
-        }
-        Err(e) => return unavailable("PostgreSQL", e),
-    }
-    if let Err(r) = announce_join(&g, &room, &user, req.kind).await {
-        return r;
-    }
+    announce_join(&g, &room, &user, req.kind).await?;
     let created = RoomCreated {
         room: room.to_string(),
         kind: req.kind,
     };
-    (StatusCode::CREATED, Json(created)).into_response()
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 /// `POST /v1/rooms/{room}/members`: a member invites a user, who becomes a
@@ -382,7 +373,7 @@ async fn try_post(
 ) -> Result<Response, Response> {
     let caller = authenticate(&g, &headers).await?;
     let room = room_of(path)?;
-    let Json(req) = body.map_err(json_rejection)?;
+    let Json(mut req) = body.map_err(json_rejection)?;
     match &caller {
         Caller::User(user) => {
             ensure_direct_for(&g, &room, user).await?;
@@ -397,19 +388,9 @@ async fn try_post(
             }
         }
     }
-    let from = sender(caller, req.sender)
+    let from = sender(caller, req.sender.take())
         .map_err(|why| fail(StatusCode::BAD_REQUEST, "invalid_field", why))?;
-    let received_at_us = now_us();
-    let msg = PublishedMessage {
-        message_id: req
-            .message_id
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        from,
-        body: req.body,
-        sent_at_us: req.sent_at_us.unwrap_or(received_at_us),
-        received_at_us,
-        room: Some(room.to_string()),
-    };
+    let msg = req.into_message(from, Some(room.to_string()));
     super::publish_checked(&g, msg).await.map(|message_id| {
         let accepted = RoomAccepted {
             message_id,
