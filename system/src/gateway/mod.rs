@@ -6,6 +6,8 @@
 //! and 503 `overloaded` with `Retry-After` at once when the gateway already
 //! works on `gateway.max_inflight_requests` posts ([`admission`]) or the
 //! publisher already awaits `rabbitmq.max_inflight_publishes` confirms.
+//! The room routes (`/v1/rooms…`, `/v1/service/rooms/{room}/messages`)
+//! live in `rooms.rs`.
 
 mod admission;
 mod rooms;
@@ -211,6 +213,10 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
         .route("/v1/messages", post(post_user_message))
         .route("/v1/service/messages", post(post_service_message))
         .route("/v1/rooms/{room}/messages", post(rooms::post_room_message))
+        .route(
+            "/v1/service/rooms/{room}/messages",
+            post(rooms::post_service_room_message),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             admission::RequestAdmission::new(cfg.gateway.max_inflight_requests),
             admission::admit,

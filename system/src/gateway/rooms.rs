@@ -1,6 +1,7 @@
 //! The gateway's room routes: create a room, invite to it, list its
 //! members, post to it and read a page of its history. Only members read
-//! or post (a service with the API key may post to any room that exists);
+//! or post (a service with the API key may post to any room that exists,
+//! at a route of its own: one credential per route, as for the lobby);
 //! every refusal is the gateway's `{code, message}` body with a precise
 //! status: 400 bad id or field, 401 credentials, 403 not a member or a
 //! limit, 404 unknown room or user, 409 exists, 503 a store is down.
@@ -350,34 +351,61 @@ pub async fn members(
     }
 }
 
-/// `POST /v1/rooms/{room}/messages`: a member posts with a session token (a
-/// direct room is made by its first message, from either of its users), or
-/// a service posts with the API key as `service:<sender>` to a room that
-/// exists. 202 once the broker confirmed.
+/// `POST /v1/rooms/{room}/messages`: a member posts with a session token
+/// (a direct room is made by the first message of either of its users).
+/// 202 once the broker confirmed.
 pub async fn post_room_message(
     State(g): State<Gateway>,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Response {
-    match try_post(g, headers, path, body).await {
+    let posted = async {
+        let caller = Caller::User(user_of(&g, &headers).await?);
+        try_post(&g, caller, path, body).await
+    };
+    match posted.await {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+/// `POST /v1/service/rooms/{room}/messages`: a service posts with the API
+/// key, as `service:<sender>`, to a room that exists (one credential per
+/// route, as for the lobby's two publishing routes).
+pub async fn post_service_room_message(
+    State(g): State<Gateway>,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<Json<PostMessage>, JsonRejection>,
+) -> Response {
+    let posted = async {
+        if !headers.contains_key("x-api-key") {
+            return Err(fail(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send `X-Api-Key`; members post with a session token at POST /v1/rooms/{room}/messages",
+            ));
+        }
+        let caller = authenticate(&g, &headers).await?;
+        try_post(&g, caller, path, body).await
+    };
+    match posted.await {
         Ok(r) | Err(r) => r,
     }
 }
 
 async fn try_post(
-    g: Gateway,
-    headers: HeaderMap,
+    g: &Gateway,
+    caller: Caller,
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<PostMessage>, JsonRejection>,
 ) -> Result<Response, Response> {
-    let caller = authenticate(&g, &headers).await?;
     let room = room_of(path)?;
     let Json(mut req) = body.map_err(json_rejection)?;
     match &caller {
         Caller::User(user) => {
-            ensure_direct_for(&g, &room, user).await?;
-            member_of(&g, &room, user).await?;
+            ensure_direct_for(g, &room, user).await?;
+            member_of(g, &room, user).await?;
         }
         Caller::Service => {
             let kind = room_db::room_kind(&g.pg, &room)
@@ -391,7 +419,7 @@ async fn try_post(
     let from = sender(caller, req.sender.take())
         .map_err(|why| fail(StatusCode::BAD_REQUEST, "invalid_field", why))?;
     let msg = req.into_message(from, Some(room.to_string()));
-    super::publish_checked(&g, msg).await.map(|message_id| {
+    super::publish_checked(g, msg).await.map(|message_id| {
         let accepted = RoomAccepted {
             message_id,
             room: room.to_string(),

@@ -992,10 +992,36 @@ async fn the_gateway_room_routes_answer_each_success_and_refusal() {
         (202, &json!({"message_id": "t1", "room": "team"}))
     );
     let service_msg = Some(json!({"body": "from a bot", "message_id": "t2", "sender": "bot"}));
+    // One credential per route: the key on the members' route, a session
+    // on the services' route, are refused.
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms/team/messages",
+            Credential::ApiKey(&key),
+            service_msg.clone(),
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/service/rooms/team/messages",
+            Credential::Session(&tb),
+            service_msg.clone(),
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
     let (s, body) = call(
         &p,
         post.clone(),
-        "/v1/rooms/team/messages",
+        "/v1/service/rooms/team/messages",
         Credential::ApiKey(&key),
         service_msg,
     )
@@ -1005,7 +1031,7 @@ async fn the_gateway_room_routes_answer_each_success_and_refusal() {
         call(
             &p,
             post.clone(),
-            "/v1/rooms/team/messages",
+            "/v1/service/rooms/team/messages",
             Credential::ApiKey(&key),
             msg("t3"),
         )
@@ -1017,7 +1043,7 @@ async fn the_gateway_room_routes_answer_each_success_and_refusal() {
         call(
             &p,
             post.clone(),
-            "/v1/rooms/nowhere/messages",
+            "/v1/service/rooms/nowhere/messages",
             Credential::ApiKey(&key),
             Some(json!({"body": "x", "sender": "bot"})),
         )
