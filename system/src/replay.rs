@@ -27,11 +27,35 @@ pub enum ReplayError {
 /// Entries XRANGE returns per round trip.
 const REDIS_BATCH_MESSAGES: usize = 4096;
 
+/// Which log a replay reads.
+#[derive(Clone, Copy)]
+enum Log<'a> {
+    /// The lobby's: the global stream, then `messages`.
+    Lobby,
+    /// One room's: its room log, then `room_messages`.
+    Room { shards: u32, room: &'a RoomId },
+}
+
 /// Every message with `after < seq <= up_to`, in order, framed for the wire.
 pub async fn range(
     redis: &mut ConnectionManager,
     pg: &PgPool,
     keys: &RedisKeys,
+    after: u64,
+    up_to: u64,
+    max_messages: u64,
+) -> Result<Vec<Delivery>, ReplayError> {
+    log_range(redis, pg, keys, Log::Lobby, after, up_to, max_messages).await
+}
+
+/// Every message of `log` with `after < seq <= up_to`, at most
+/// `max_messages`, from Redis, or from PostgreSQL for the head of the range
+/// Redis has trimmed; then the gap check.
+async fn log_range(
+    redis: &mut ConnectionManager,
+    pg: &PgPool,
+    keys: &RedisKeys,
+    log: Log<'_>,
     after: u64,
     up_to: u64,
     max_messages: u64,
@@ -43,14 +67,23 @@ pub async fn range(
         return Err(ReplayError::TooLarge(up_to - after, max_messages));
     }
     let mut out = Vec::with_capacity((up_to - after) as usize);
-    let first_in_redis = stream::first_seq(redis, keys).await?.unwrap_or(u64::MAX);
+    let first_in_redis = match log {
+        Log::Lobby => stream::first_seq(redis, keys).await?,
+        Log::Room { shards, room } => stream::room_first_seq(redis, keys, shards, room).await?,
+    }
+    .unwrap_or(u64::MAX);
     if first_in_redis > after + 1 {
         // The head of the range was trimmed from Redis: read it from PostgreSQL.
         let pg_up_to = up_to.min(first_in_redis.saturating_sub(1));
-        from_postgres(pg, after, pg_up_to, &mut out).await?;
+        match log {
+            Log::Lobby => from_postgres(pg, after, pg_up_to, &mut out).await?,
+            Log::Room { room, .. } => {
+                room_from_postgres(pg, room, after, pg_up_to, &mut out).await?
+            }
+        }
     }
     let cursor = out.last().map(|d| d.seq).unwrap_or(after);
-    from_redis(redis, keys, cursor, up_to, &mut out).await?;
+    from_redis(redis, keys, log, cursor, up_to, &mut out).await?;
     check_contiguous(&out, after, up_to)?;
     Ok(out)
 }
@@ -87,24 +120,37 @@ async fn from_postgres(
     Ok(())
 }
 
-/// Appends the stream entries with `after < seq <= up_to` from Redis.
+/// Appends the entries of `log` with `after < seq <= up_to` from Redis.
 async fn from_redis(
     redis: &mut ConnectionManager,
     keys: &RedisKeys,
+    log: Log<'_>,
     after: u64,
     up_to: u64,
     out: &mut Vec<Delivery>,
 ) -> Result<(), ReplayError> {
     let mut cursor = after;
     while cursor < up_to {
-        let batch = stream::range_after(redis, keys, cursor, up_to, REDIS_BATCH_MESSAGES).await?;
-        if batch.is_empty() {
-            break;
-        }
-        for e in batch {
-            cursor = e.seq;
-            out.push(e.framed());
-        }
+        let batch = match log {
+            Log::Lobby => {
+                stream::range_after(redis, keys, cursor, up_to, REDIS_BATCH_MESSAGES).await?
+            }
+            Log::Room { shards, room } => {
+                stream::room_range_after(
+                    redis,
+                    keys,
+                    shards,
+                    room,
+                    cursor,
+                    up_to,
+                    REDIS_BATCH_MESSAGES,
+                )
+                .await?
+            }
+        };
+        let Some(last) = batch.last() else { break };
+        cursor = last.seq;
+        out.extend(batch.iter().map(StreamEntry::framed));
     }
     Ok(())
 }
@@ -124,38 +170,8 @@ pub async fn room_range(
     up_to: u64,
     max_messages: u64,
 ) -> Result<Vec<Delivery>, ReplayError> {
-    if up_to <= after {
-        return Ok(Vec::new());
-    }
-    if up_to - after > max_messages {
-        return Err(ReplayError::TooLarge(up_to - after, max_messages));
-    }
-    let mut out = Vec::with_capacity((up_to - after) as usize);
-    let first_in_redis = stream::room_first_seq(redis, keys, shards, room)
-        .await?
-        .unwrap_or(u64::MAX);
-    if first_in_redis > after + 1 {
-        let pg_up_to = up_to.min(first_in_redis.saturating_sub(1));
-        room_from_postgres(pg, room, after, pg_up_to, &mut out).await?;
-    }
-    let mut cursor = out.last().map(|d| d.seq).unwrap_or(after);
-    while cursor < up_to {
-        let batch = stream::room_range_after(
-            redis,
-            keys,
-            shards,
-            room,
-            cursor,
-            up_to,
-            REDIS_BATCH_MESSAGES,
-        )
-        .await?;
-        let Some(last) = batch.last() else { break };
-        cursor = last.seq;
-        out.extend(batch.iter().map(StreamEntry::framed));
-    }
-    check_contiguous(&out, after, up_to)?;
-    Ok(out)
+    let log = Log::Room { shards, room };
+    log_range(redis, pg, keys, log, after, up_to, max_messages).await
 }
 
 /// Up to `limit` messages of `room` after `after_seq` (oldest first), up to

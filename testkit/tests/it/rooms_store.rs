@@ -665,3 +665,596 @@ async fn rooms_and_members_live_in_postgres() {
         "a member of a room that does not exist is refused"
     );
 }
+
+/// How a gateway request authenticates.
+enum Credential<'a> {
+    None,
+    Session(&'a str),
+    ApiKey(&'a str),
+}
+
+/// One gateway request: its status and JSON body (`Null` when none).
+async fn call(
+    p: &Pipeline,
+    method: reqwest::Method,
+    path: &str,
+    credential: Credential<'_>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = p.http.request(method, format!("{}{path}", p.gateway_url()));
+    req = match credential {
+        Credential::None => req,
+        Credential::Session(token) => req.bearer_auth(token),
+        Credential::ApiKey(key) => req.header("x-api-key", key),
+    };
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+async fn session_of(p: &Pipeline, user: &str) -> String {
+    let (s, b) = p
+        .http_login(user, rtmc_testkit::TEST_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{b}");
+    b["session_token"].as_str().unwrap().to_owned()
+}
+
+/// Asserts a response's status and error code.
+#[track_caller]
+fn refused(got: (u16, serde_json::Value), status: u16, code: &str) {
+    assert_eq!(
+        (got.0, got.1["code"].as_str()),
+        (status, Some(code)),
+        "{}",
+        got.1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_room_routes_answer_each_success_and_refusal() {
+    use reqwest::Method;
+    use serde_json::json;
+    let opts = PipelineOptions {
+        servers: 0,
+        ..PipelineOptions::default()
+    }
+    .configure(|c| {
+        c.rooms.shards = 2;
+        c.rooms.max_rooms_per_user = 3;
+        c.rooms.max_members_per_room = 2;
+    });
+    let p = Pipeline::shared(opts).await.unwrap();
+    let users = p.add_users("gw", 3).await.unwrap();
+    let (alice, bob, carol) = (&users[0], &users[1], &users[2]);
+    let (ta, tb, tc) = (
+        session_of(&p, alice).await,
+        session_of(&p, bob).await,
+        session_of(&p, carol).await,
+    );
+    let (a, b, c) = (
+        Credential::Session(&ta),
+        Credential::Session(&tb),
+        Credential::Session(&tc),
+    );
+    let key = p.api_key().to_owned();
+    let post = Method::POST;
+    let get = Method::GET;
+    let create = |room: &str, kind: &str| Some(json!({"room": room, "kind": kind}));
+
+    // Create: each refusal class, then success and a conflict.
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::None,
+            create("team", "private"),
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::ApiKey(&key),
+            create("team", "private"),
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::Session(&ta),
+            create("Bad Room", "public"),
+        )
+        .await,
+        400,
+        "invalid_room",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::Session(&ta),
+            create("lobby", "public"),
+        )
+        .await,
+        400,
+        "lobby_is_implicit",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::Session(&ta),
+            create("x", "direct"),
+        )
+        .await,
+        400,
+        "invalid_room",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::Session(&ta),
+            create("x", "secret"),
+        )
+        .await,
+        400,
+        "invalid_field",
+    );
+    let (s, body) = call(&p, post.clone(), "/v1/rooms", a, create("team", "private")).await;
+    assert_eq!(
+        (s, &body),
+        (201, &json!({"room": "team", "kind": "private"}))
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::Session(&tb),
+            create("team", "public"),
+        )
+        .await,
+        409,
+        "room_exists",
+    );
+
+    // Members and invitations.
+    refused(
+        call(
+            &p,
+            get.clone(),
+            "/v1/rooms/team/members",
+            Credential::Session(&tb),
+            None,
+        )
+        .await,
+        403,
+        "not_a_member",
+    );
+    refused(
+        call(
+            &p,
+            get.clone(),
+            "/v1/rooms/nowhere/members",
+            Credential::Session(&ta),
+            None,
+        )
+        .await,
+        404,
+        "unknown_room",
+    );
+    refused(
+        call(
+            &p,
+            get.clone(),
+            "/v1/rooms/NO%20WAY/members",
+            Credential::Session(&ta),
+            None,
+        )
+        .await,
+        400,
+        "invalid_room",
+    );
+    let invite = |user: &str| Some(json!({"user_id": user}));
+    refused(
+        call(&p, post.clone(), "/v1/rooms/team/members", b, invite(carol)).await,
+        403,
+        "not_a_member",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms/team/members",
+            Credential::Session(&ta),
+            invite("ghost"),
+        )
+        .await,
+        404,
+        "unknown_user",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms/team/members",
+            Credential::Session(&ta),
+            invite("bad:user"),
+        )
+        .await,
+        400,
+        "invalid_field",
+    );
+    let (s, body) = call(
+        &p,
+        post.clone(),
+        "/v1/rooms/team/members",
+        Credential::Session(&ta),
+        invite(bob),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, _) = call(
+        &p,
+        post.clone(),
+        "/v1/rooms/team/members",
+        Credential::Session(&ta),
+        invite(bob),
+    )
+    .await;
+    assert_eq!(s, 200, "already a member");
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms/team/members",
+            Credential::Session(&ta),
+            invite(carol),
+        )
+        .await,
+        403,
+        "room_full",
+    );
+    let (s, body) = call(
+        &p,
+        get.clone(),
+        "/v1/rooms/team/members",
+        Credential::Session(&tb),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        body["members"],
+        json!([{"user_id": alice, "role": "owner"}, {"user_id": bob, "role": "member"}])
+    );
+
+    // Posting: members with a session, services with the key.
+    let msg = |id: &str| Some(json!({"body": format!("text {id}"), "message_id": id}));
+    refused(
+        call(&p, post.clone(), "/v1/rooms/team/messages", c, msg("c1")).await,
+        403,
+        "not_a_member",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms/nowhere/messages",
+            Credential::Session(&tb),
+            msg("n1"),
+        )
+        .await,
+        404,
+        "unknown_room",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms/lobby/messages",
+            Credential::Session(&tb),
+            msg("l1"),
+        )
+        .await,
+        400,
+        "lobby_is_implicit",
+    );
+    let (s, body) = call(
+        &p,
+        post.clone(),
+        "/v1/rooms/team/messages",
+        Credential::Session(&tb),
+        msg("t1"),
+    )
+    .await;
+    assert_eq!(
+        (s, &body),
+        (202, &json!({"message_id": "t1", "room": "team"}))
+    );
+    let service_msg = Some(json!({"body": "from a bot", "message_id": "t2", "sender": "bot"}));
+    // One credential per route: the key on the members' route, a session
+    // on the services' route, are refused.
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms/team/messages",
+            Credential::ApiKey(&key),
+            service_msg.clone(),
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/service/rooms/team/messages",
+            Credential::Session(&tb),
+            service_msg.clone(),
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
+    let (s, body) = call(
+        &p,
+        post.clone(),
+        "/v1/service/rooms/team/messages",
+        Credential::ApiKey(&key),
+        service_msg,
+    )
+    .await;
+    assert_eq!(s, 202, "{body}");
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/service/rooms/team/messages",
+            Credential::ApiKey(&key),
+            msg("t3"),
+        )
+        .await,
+        400,
+        "invalid_field",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/service/rooms/nowhere/messages",
+            Credential::ApiKey(&key),
+            Some(json!({"body": "x", "sender": "bot"})),
+        )
+        .await,
+        404,
+        "unknown_room",
+    );
+
+    // History pages, members only.
+    refused(
+        call(
+            &p,
+            get.clone(),
+            "/v1/rooms/team/messages",
+            Credential::Session(&tc),
+            None,
+        )
+        .await,
+        403,
+        "not_a_member",
+    );
+    await_room_head(&p, &room("team"), 2).await;
+    let (s, page) = call(
+        &p,
+        get.clone(),
+        "/v1/rooms/team/messages?limit=1",
+        Credential::Session(&ta),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["more"], true);
+    assert_eq!(page["messages"][0]["message_id"], "t1");
+    assert_eq!(page["messages"][0]["from"], bob.as_str());
+    assert_eq!(page["messages"][0]["room"], "team");
+    let (s, page) = call(
+        &p,
+        get.clone(),
+        "/v1/rooms/team/messages?after_seq=1",
+        Credential::Session(&tb),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(
+        (
+            page["more"].clone(),
+            page["messages"].as_array().unwrap().len()
+        ),
+        (json!(false), 1)
+    );
+    assert_eq!(page["messages"][0]["from"], "service:bot");
+    assert_eq!(page["messages"][0]["seq"], 2);
+    refused(
+        call(
+            &p,
+            get.clone(),
+            "/v1/rooms/team/messages?limit=0",
+            Credential::Session(&ta),
+            None,
+        )
+        .await,
+        400,
+        "invalid_field",
+    );
+    refused(
+        call(
+            &p,
+            get.clone(),
+            "/v1/rooms/team/messages?limit=many",
+            Credential::Session(&ta),
+            None,
+        )
+        .await,
+        400,
+        "invalid_field",
+    );
+
+    // A direct room is made by its first message, for its two users only.
+    let dm = RoomId::direct(alice, bob).unwrap();
+    let reversed = format!(
+        "/v1/rooms/dm:{}:{}/messages",
+        dm.direct_members().unwrap().1,
+        dm.direct_members().unwrap().0
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            &reversed,
+            Credential::Session(&tb),
+            msg("d0"),
+        )
+        .await,
+        400,
+        "invalid_room",
+    );
+    let dm_path = format!("/v1/rooms/{dm}/messages");
+    refused(
+        call(
+            &p,
+            post.clone(),
+            &dm_path,
+            Credential::Session(&tc),
+            msg("d1"),
+        )
+        .await,
+        404,
+        "unknown_room",
+    );
+    let (s, body) = call(
+        &p,
+        post.clone(),
+        &dm_path,
+        Credential::Session(&tb),
+        msg("d2"),
+    )
+    .await;
+    assert_eq!(s, 202, "{body}");
+    refused(
+        call(
+            &p,
+            post.clone(),
+            &dm_path,
+            Credential::Session(&tc),
+            msg("d3"),
+        )
+        .await,
+        403,
+        "not_a_member",
+    );
+    let ghost_dm = RoomId::direct(bob, "ghost").unwrap();
+    refused(
+        call(
+            &p,
+            post.clone(),
+            &format!("/v1/rooms/{ghost_dm}/messages"),
+            Credential::Session(&tb),
+            msg("d4"),
+        )
+        .await,
+        404,
+        "unknown_user",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            &format!("/v1/rooms/{dm}/members"),
+            Credential::Session(&ta),
+            invite(carol),
+        )
+        .await,
+        400,
+        "invalid_room",
+    );
+    let (s, body) = call(
+        &p,
+        get.clone(),
+        &format!("/v1/rooms/{dm}/members"),
+        Credential::Session(&ta),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, body["members"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{body}"
+    );
+
+    // alice is in team and the direct room: one more, then the quota.
+    let (s, _) = call(
+        &p,
+        post.clone(),
+        "/v1/rooms",
+        Credential::Session(&ta),
+        create("third", "public"),
+    )
+    .await;
+    assert_eq!(s, 201);
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::Session(&ta),
+            create("fourth", "public"),
+        )
+        .await,
+        403,
+        "too_many_rooms",
+    );
+
+    // Create and invite told the server nodes: joined events in the shard stream.
+    let (keys, mut redis) = (keys(&p), p.redis().await.unwrap());
+    let shard = room("team").shard(2);
+    let entries = stream::shard_range_after(&mut redis, &keys, shard, 0, 100)
+        .await
+        .unwrap();
+    let joined: Vec<(String, u64)> = entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            ShardEvent::Member {
+                room,
+                user,
+                seq,
+                change: MemberChange::Joined,
+                ..
+            } if room == "team" => Some((user.clone(), *seq)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(joined, [(alice.clone(), 0), (bob.clone(), 0)]);
+}
