@@ -58,5 +58,9 @@ run() {
 run --include-path /v1/service/messages -H "X-Api-Key: $key"
 run --include-path /v1/messages -H "Authorization: Bearer $token"
 run --include-path /v1/login
+# The room routes likewise: the session token for the users' ones, the API
+# key for the service's.
+run --include-path-regex '^/v1/rooms' -H "Authorization: Bearer $token"
+run --include-path-regex '^/v1/service/rooms/' -H "X-Api-Key: $key"
 run --include-path-regex '^/(healthz|readyz|metrics|openapi.json)$'
 echo "[schemathesis] the gateway matches its OpenAPI document"

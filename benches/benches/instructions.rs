@@ -102,6 +102,8 @@ library_benchmark_group!(name = broadcast; benchmarks = outbound_frame, stream_e
 
 fn send_command(_: ()) -> Vec<u8> {
     ClientCommand::Send {
+        room: None,
+        to: None,
         body: frames::body(SMALL_BODY_BYTES),
         message_id: Some(frames::loadgen_message_id(7)),
         sent_at_us: Some(frames::SENT_AT_US),

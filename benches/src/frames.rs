@@ -49,6 +49,7 @@ pub fn broadcast(seq: u64, body_bytes: usize) -> BroadcastFrame {
         body: body(body_bytes),
         received_at_us: SENT_AT_US,
         sent_at_us: SENT_AT_US,
+        room: None,
     }
 }
 
@@ -77,12 +78,16 @@ pub fn stream_entry(seq: u64, body_bytes: usize) -> StreamEntry {
 /// One well-formed payload per client command, by command name.
 pub fn client_commands() -> Vec<(&'static str, Vec<u8>)> {
     let login = ClientCommand::Login {
+        protocol: None,
+        resume_rooms: None,
         user_id: "bench-user-0".into(),
         password: "correct horse battery staple".into(),
         resume_from: Some(41),
         subscribe: true,
     };
     let send = ClientCommand::Send {
+        room: None,
+        to: None,
         body: body(SMALL_BODY_BYTES),
         message_id: Some(loadgen_message_id(7)),
         sent_at_us: Some(SENT_AT_US),
@@ -91,7 +96,10 @@ pub fn client_commands() -> Vec<(&'static str, Vec<u8>)> {
         login,
         ClientCommand::Heartbeat {},
         send,
-        ClientCommand::Resume { last_seq: 41 },
+        ClientCommand::Resume {
+            last_seq: 41,
+            room: None,
+        },
         ClientCommand::Status {
             status: UserStatus::Away,
         },
@@ -126,6 +134,7 @@ pub fn published_message(message_id: &str, body_bytes: usize) -> Vec<u8> {
         body: body(body_bytes),
         received_at_us: SENT_AT_US,
         sent_at_us: SENT_AT_US,
+        room: None,
     })
     .expect("messages always serialize")
 }

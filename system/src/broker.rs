@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::config::{QueueType, RabbitConfig};
+use crate::config::{Config, QueueType, RabbitConfig, RoomsConfig};
+use crate::room::{shard_of, RoomId};
 use crate::secret::Secret;
 
 /// A message as it travels through RabbitMQ, before it has a sequence number.
@@ -33,6 +34,10 @@ pub struct PublishedMessage {
     pub received_at_us: u64,
     /// The sender's claimed send time (its field only; see [`crate::protocol::BroadcastFrame`]).
     pub sent_at_us: u64,
+    /// The room it is posted to; absent for the lobby (whose messages and
+    /// broadcasts never carry the field, byte for byte as in protocol v1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
 }
 
 /// A message id is 1–128 printable ASCII characters.
@@ -70,6 +75,12 @@ impl PublishedMessage {
         if self.body.trim().is_empty() {
             return Err(EMPTY_BODY_RULE.into());
         }
+        if let Some(room) = &self.room {
+            let room = RoomId::parse(room).map_err(|e| e.to_string())?;
+            if room.is_lobby() {
+                return Err("a lobby message carries no `room` field".into());
+            }
+        }
         if self.body.len() > max_body_bytes {
             return Err(format!("body exceeds {max_body_bytes} bytes"));
         }
@@ -83,6 +94,28 @@ impl PublishedMessage {
         }
         Ok(())
     }
+
+    /// The message's JSON without its opening brace: what a `broadcast`
+    /// frame's JSON continues with after `{"command":"broadcast","seq":N,`.
+    pub fn broadcast_tail(&self) -> Vec<u8> {
+        let mut json = serde_json::to_vec(self).expect("messages always serialize");
+        json.remove(0);
+        json
+    }
+
+    /// The complete `broadcast` JSON of the message under `seq` (no length
+    /// prefix): the same bytes the append scripts store.
+    pub fn broadcast_json(&self, seq: u64) -> Vec<u8> {
+        let mut json = format!(r#"{{"command":"broadcast","seq":{seq},"#).into_bytes();
+        json.extend(self.broadcast_tail());
+        json
+    }
+}
+
+/// The queue that carries the messages of rooms in shard `shard`:
+/// `<rabbitmq.queue>.s<shard>`.
+pub fn shard_queue(cfg: &RabbitConfig, shard: u32) -> String {
+    format!("{}.s{shard}", cfg.queue)
 }
 
 /// Why a publish did not succeed.
@@ -103,9 +136,13 @@ pub enum BrokerError {
 /// AMQP delivery mode for messages that survive a broker restart.
 const PERSISTENT: u8 = 2;
 
-/// Declares the durable message queue and its dead-letter queue, of
-/// `rabbitmq.queue_type`.
-pub async fn declare_topology(channel: &Channel, cfg: &RabbitConfig) -> Result<(), lapin::Error> {
+/// Declares the durable message queue, the `room_shards` shard queues and
+/// the dead-letter queue, all of `rabbitmq.queue_type`.
+pub async fn declare_topology(
+    channel: &Channel,
+    cfg: &RabbitConfig,
+    room_shards: u32,
+) -> Result<(), lapin::Error> {
     // Classic is declared without the argument, as before it existed, so a
     // queue an older version declared stays equivalent.
     let mut args = FieldTable::default();
@@ -115,7 +152,11 @@ pub async fn declare_topology(channel: &Channel, cfg: &RabbitConfig) -> Result<(
             AMQPValue::LongString(cfg.queue_type.as_str().into()),
         );
     }
-    for queue in [&cfg.queue, &cfg.dead_letter_queue] {
+    let shard_queues = (0..room_shards).map(|k| shard_queue(cfg, k));
+    let queues = [cfg.queue.clone(), cfg.dead_letter_queue.clone()]
+        .into_iter()
+        .chain(shard_queues);
+    for queue in queues {
         channel
             .queue_declare(
                 queue.as_str().into(),
@@ -235,7 +276,11 @@ impl BrokerAddresses {
 
 /// One connection to `url` with `rabbitmq.publisher_channels` channels (at
 /// least one) in confirm mode and the topology declared, or why not.
-async fn open_confirming(cfg: &RabbitConfig, url: &str) -> Result<Link, lapin::Error> {
+async fn open_confirming(
+    cfg: &RabbitConfig,
+    room_shards: u32,
+    url: &str,
+) -> Result<Link, lapin::Error> {
     let conn = Connection::connect(url, ConnectionProperties::default()).await?;
     let mut channels = Vec::with_capacity(cfg.publisher_channels.max(1));
     for _ in 0..cfg.publisher_channels.max(1) {
@@ -245,7 +290,7 @@ async fn open_confirming(cfg: &RabbitConfig, url: &str) -> Result<Link, lapin::E
             .await?;
         channels.push(channel);
     }
-    declare_topology(&channels[0], cfg).await?;
+    declare_topology(&channels[0], cfg, room_shards).await?;
     Ok(Link {
         _conn: conn,
         channels,
@@ -259,12 +304,13 @@ async fn open_confirming(cfg: &RabbitConfig, url: &str) -> Result<Link, lapin::E
 /// publish failure.
 async fn connect_within(
     cfg: RabbitConfig,
+    room_shards: u32,
     addresses: Arc<BrokerAddresses>,
 ) -> Result<Link, BrokerError> {
     let limit = Duration::from_millis(cfg.publish_timeout_ms);
     let connect = addresses.connect_in_turn(|url| {
         let cfg = &cfg;
-        async move { open_confirming(cfg, &url).await }
+        async move { open_confirming(cfg, room_shards, &url).await }
     });
     match tokio::time::timeout(limit, connect).await {
         Ok(Ok((mut connected, node))) => {
@@ -318,6 +364,8 @@ enum LinkState {
 /// Shared, lazily (re)connecting publisher with publisher confirms.
 pub struct Publisher {
     cfg: RabbitConfig,
+    /// `rooms.shards`: a room's messages go to its shard's queue.
+    room_shards: u32,
     /// The broker's nodes and which one to connect to next.
     addresses: Arc<BrokerAddresses>,
     /// The link, or the one connect in flight.
@@ -340,10 +388,24 @@ impl Drop for Admitted {
 }
 
 impl Publisher {
+    /// A publisher for `cfg`'s broker, routing rooms over the default
+    /// number of shards (`rooms.shards`' default); see [`Publisher::for_config`].
     pub fn new(cfg: RabbitConfig) -> Self {
+        Self::with_room_shards(cfg, RoomsConfig::default().shards)
+    }
+
+    /// A publisher for the deployment `cfg` describes (broker and
+    /// `rooms.shards`): what every component that publishes should use.
+    pub fn for_config(cfg: &Config) -> Self {
+        Self::with_room_shards(cfg.rabbitmq.clone(), cfg.rooms.shards)
+    }
+
+    /// A publisher whose room messages go to `room_shards` shard queues.
+    pub fn with_room_shards(cfg: RabbitConfig, room_shards: u32) -> Self {
         Self {
             admission: Arc::new(Semaphore::new(cfg.max_inflight_publishes.max(1))),
             addresses: Arc::new(BrokerAddresses::new(&cfg)),
+            room_shards: room_shards.max(1),
             cfg,
             link: Mutex::new(LinkState::Down),
             last_failure: std::sync::Mutex::new(None),
@@ -391,7 +453,8 @@ impl Publisher {
             if self.in_backoff() {
                 return Err(BrokerError::Unavailable("reconnect back-off".into()));
             }
-            let connect = connect_within(self.cfg.clone(), self.addresses.clone());
+            let connect =
+                connect_within(self.cfg.clone(), self.room_shards, self.addresses.clone());
             *link = LinkState::Connecting(tokio::spawn(connect));
         }
         let LinkState::Connecting(connecting) = &mut *link else {
@@ -484,14 +547,24 @@ impl Publisher {
         result
     }
 
-    /// Publishes a chat message to the message queue, if admitted (see
-    /// [`Publisher::admit`]): an overload is refused before anything is sent.
+    /// The queue a message goes to: the lobby's (`rabbitmq.queue`) without
+    /// a room, else its room's shard queue.
+    pub fn queue_of(&self, msg: &PublishedMessage) -> String {
+        match &msg.room {
+            None => self.cfg.queue.clone(),
+            Some(room) => shard_queue(&self.cfg, shard_of(room, self.room_shards)),
+        }
+    }
+
+    /// Publishes a chat message to its queue ([`Publisher::queue_of`]), if
+    /// admitted (see [`Publisher::admit`]): an overload is refused before
+    /// anything is sent.
     pub async fn publish(&self, msg: &PublishedMessage) -> Result<(), BrokerError> {
         let _admitted = self.admit()?;
         let payload = serde_json::to_vec(msg).expect("messages always serialize");
         let started = Instant::now();
         let done = self
-            .publish_to(&self.cfg.queue, &payload, FieldTable::default())
+            .publish_to(&self.queue_of(msg), &payload, FieldTable::default())
             .await;
         metrics::histogram!("rtmc_publish_confirm_seconds").record(started.elapsed().as_secs_f64());
         done

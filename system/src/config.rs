@@ -49,6 +49,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub consumer: ConsumerConfig,
     pub sync: SyncConfig,
+    pub rooms: RoomsConfig,
 }
 
 impl Default for Config {
@@ -62,6 +63,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             consumer: ConsumerConfig::default(),
             sync: SyncConfig::default(),
+            rooms: RoomsConfig::default(),
         }
     }
 }
@@ -397,6 +399,41 @@ impl Default for SyncConfig {
     }
 }
 
+/// Rooms besides the lobby: how they are sharded and the per-user limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct RoomsConfig {
+    /// Shards the rooms are spread over (1..=64): each has its own queue
+    /// (`<rabbitmq.queue>.s<k>`) and Redis stream. Every component of a
+    /// deployment must use the same value (a room's shard is derived from
+    /// it); changing it needs the shard queues and streams drained first.
+    pub shards: u32,
+    /// Rooms a user may be a member of at once; more: `too_many_rooms`.
+    pub max_rooms_per_user: u32,
+    /// Members a room may have; more: `room_full`.
+    pub max_members_per_room: u32,
+    /// `join`s per second a connection may make (bursts of one second's
+    /// worth); more are refused with `rate_limited`.
+    pub max_joins_per_sec: u32,
+    /// `invite`s per second a connection may make; more: `rate_limited`.
+    pub max_invites_per_sec: u32,
+}
+
+/// The most shards `rooms.shards` may name.
+pub const MAX_ROOM_SHARDS: u32 = 64;
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        Self {
+            shards: 4,
+            max_rooms_per_user: 100,
+            max_members_per_room: 10_000,
+            max_joins_per_sec: 20,
+            max_invites_per_sec: 10,
+        }
+    }
+}
+
 /// Error while assembling the configuration.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -427,7 +464,20 @@ impl Config {
                 .unwrap_or_else(|_| figment::value::Value::from(value.to_string()));
             figment = figment.merge((key.trim(), value));
         }
-        figment.extract().map_err(|e| ConfigError(e.to_string()))
+        let cfg: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// The rules a value's type cannot state.
+    fn check(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_ROOM_SHARDS).contains(&self.rooms.shards) {
+            return Err(ConfigError(format!(
+                "rooms.shards must be 1..={MAX_ROOM_SHARDS}, got {}",
+                self.rooms.shards
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -492,6 +542,17 @@ mod tests {
         std::fs::write(&file, format!("[rabbitmq]\nurls = [\"{b}\", \"{a}\"]\n")).unwrap();
         let listed = Config::load(Some(&file), &[]).unwrap();
         assert_eq!(urls(&listed), [b, a]);
+    }
+
+    #[test]
+    fn rooms_section_layers_and_checks_its_shards() {
+        let cfg = Config::load(None, &["rooms.shards=8".into()]).unwrap();
+        assert_eq!(cfg.rooms.shards, 8);
+        assert_eq!(cfg.rooms.max_rooms_per_user, 100);
+        for bad in ["rooms.shards=0", "rooms.shards=65"] {
+            let e = Config::load(None, &[bad.into()]).unwrap_err().to_string();
+            assert!(e.contains("rooms.shards must be 1..=64"), "{e}");
+        }
     }
 
     #[test]

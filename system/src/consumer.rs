@@ -3,7 +3,11 @@
 //! reason, appends the valid ones to the Redis stream (dedupe + sequence
 //! numbers in one atomic script) and only then acks. A Redis outage stalls
 //! the batch with exponential back-off; nothing is nacked in a hot loop.
+//! It consumes the lobby's queue and every room shard's queue, a channel
+//! each; a room message is appended to its room's shard (its room sequence,
+//! its room log and the shard stream, in one script per shard and batch).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +19,11 @@ use lapin::{Channel, Connection, ConnectionProperties};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
-use crate::broker::{declare_topology, BrokerAddresses, PublishedMessage, Publisher};
+use crate::broker::{declare_topology, shard_queue, BrokerAddresses, PublishedMessage, Publisher};
 use crate::config::Config;
 use crate::error::StartError;
-use crate::stream::{self, Appended, RedisKeys};
+use crate::room::shard_of;
+use crate::stream::{self, Appended, RedisKeys, RoomItem};
 
 #[cfg(feature = "test-consumer-drop")]
 mod test_drop;
@@ -45,9 +50,7 @@ pub fn validate(
 /// The message's JSON without its opening brace: what the append script
 /// splices after `{"command":"broadcast","seq":N,`.
 pub fn broadcast_tail(msg: &PublishedMessage) -> Vec<u8> {
-    let mut json = serde_json::to_vec(msg).expect("messages always serialize");
-    json.remove(0);
-    json
+    msg.broadcast_tail()
 }
 
 /// Consumes until `shutdown`, reconnecting to the broker with back-off: to
@@ -61,7 +64,7 @@ pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), St
         .map_err(|e| StartError::connect("Redis", redis_url, e))?;
     let broker = crate::config::service_address(cfg.rabbitmq.url.expose_secret());
     let keys = RedisKeys::new(&cfg.redis.key_prefix);
-    let dead_letters = Publisher::new(cfg.rabbitmq.clone());
+    let dead_letters = Publisher::for_config(&cfg);
     let addresses = BrokerAddresses::new(&cfg.rabbitmq);
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     if !shutdown.is_cancelled() {
@@ -76,38 +79,63 @@ pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), St
     Ok(())
 }
 
-/// A consuming channel on the first broker node that answers, and the
+/// The queues the consumer takes from: the lobby's, then every shard's.
+fn consumed_queues(cfg: &Config) -> Vec<String> {
+    std::iter::once(cfg.rabbitmq.queue.clone())
+        .chain((0..cfg.rooms.shards).map(|k| shard_queue(&cfg.rabbitmq, k)))
+        .collect()
+}
+
+/// One connection with a consuming channel per queue.
+struct Attached {
+    /// Kept so the connection lives as long as its channels.
+    _conn: Connection,
+    /// A channel and its consumer per queue of [`consumed_queues`].
+    queues: Vec<(Channel, lapin::Consumer)>,
+}
+
+/// Consuming channels on the first broker node that answers, and the
 /// index of that node.
 async fn open(
     cfg: &Config,
     addresses: &BrokerAddresses,
-) -> Result<((Connection, Channel, lapin::Consumer), usize), lapin::Error> {
+) -> Result<(Attached, usize), lapin::Error> {
     addresses
         .connect_in_turn(|url| async move { open_on(cfg, &url).await })
         .await
 }
 
-async fn open_on(
-    cfg: &Config,
-    url: &str,
-) -> Result<(Connection, Channel, lapin::Consumer), lapin::Error> {
+async fn open_on(cfg: &Config, url: &str) -> Result<Attached, lapin::Error> {
     let conn = Connection::connect(url, ConnectionProperties::default()).await?;
-    let channel = conn.create_channel().await?;
-    declare_topology(&channel, &cfg.rabbitmq).await?;
-    channel
-        .basic_qos(cfg.rabbitmq.prefetch, BasicQosOptions::default())
-        .await?;
-    let consumer = channel
-        .basic_consume(
-            cfg.rabbitmq.queue.as_str().into(),
-            format!("rtmc-consumer-{}", cfg.node_id).as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    Ok((conn, channel, consumer))
+    let mut queues = Vec::new();
+    for (i, queue) in consumed_queues(cfg).into_iter().enumerate() {
+        let channel = conn.create_channel().await?;
+        if i == 0 {
+            declare_topology(&channel, &cfg.rabbitmq, cfg.rooms.shards).await?;
+        }
+        channel
+            .basic_qos(cfg.rabbitmq.prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                format!("rtmc-consumer-{}-{queue}", cfg.node_id)
+                    .as_str()
+                    .into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        queues.push((channel, consumer));
+    }
+    Ok(Attached {
+        _conn: conn,
+        queues,
+    })
 }
 
+/// Consumes every queue (a channel each, same prefetch and batching) until
+/// shutdown, or until the broker fails on any of them.
 async fn consume(
     cfg: &Config,
     addresses: &BrokerAddresses,
@@ -116,9 +144,15 @@ async fn consume(
     dead_letters: &Publisher,
     shutdown: &CancellationToken,
 ) -> Result<(), lapin::Error> {
-    let ((_conn, channel, consumer), node) = open(cfg, addresses).await?;
-    tracing::info!(queue = %cfg.rabbitmq.queue, node, "consumer attached");
-    let consumed = consume_from(cfg, redis, keys, dead_letters, &channel, consumer, shutdown).await;
+    let (attached, node) = open(cfg, addresses).await?;
+    tracing::info!(queue = %cfg.rabbitmq.queue, shards = cfg.rooms.shards, node, "consumer attached");
+    let loops = attached
+        .queues
+        .into_iter()
+        .map(|(channel, consumer)| async move {
+            consume_from(cfg, redis, keys, dead_letters, &channel, consumer, shutdown).await
+        });
+    let consumed = futures::future::try_join_all(loops).await.map(|_| ());
     if consumed.is_err() {
         addresses.lost(node);
     }
@@ -157,9 +191,37 @@ async fn consume_from(
     }
 }
 
+/// A batch's valid messages, sorted by where they are appended.
+#[derive(Default)]
+struct Sorted {
+    /// Lobby messages: (message id, tail) for the global stream.
+    lobby: Vec<(String, Vec<u8>)>,
+    /// Room messages by shard.
+    rooms: BTreeMap<u32, Vec<RoomItem>>,
+}
+
+impl Sorted {
+    fn push(&mut self, msg: PublishedMessage, shards: u32) {
+        let tail = broadcast_tail(&msg);
+        match msg.room {
+            None => self.lobby.push((msg.message_id, tail)),
+            Some(room) => self
+                .rooms
+                .entry(shard_of(&room, shards))
+                .or_default()
+                .push(RoomItem {
+                    message_id: msg.message_id,
+                    room,
+                    tail,
+                }),
+        }
+    }
+}
+
 /// Dead-letters the malformed deliveries of a batch, appends the valid ones
-/// to the stream, then acks the whole batch. Returns early, acking nothing,
-/// when shutdown interrupts a retry: the deliveries return to the queue.
+/// (lobby messages to the stream, room messages to their shard), then acks
+/// the whole batch. Returns early, acking nothing, when shutdown interrupts
+/// a retry: the deliveries return to the queue.
 async fn process_batch(
     cfg: &Config,
     redis: &redis::aio::ConnectionManager,
@@ -170,14 +232,14 @@ async fn process_batch(
     shutdown: &CancellationToken,
 ) -> Result<(), lapin::Error> {
     let last_tag = batch.last().map(|d| d.delivery_tag).unwrap_or(0);
-    let mut items = Vec::with_capacity(batch.len());
+    let mut sorted = Sorted::default();
     let redelivered = batch.iter().filter(|d| d.redelivered).count() as u64;
     metrics::counter!("rtmc_consumer_redelivered_total").increment(redelivered);
     metrics::counter!("rtmc_consumer_received_total").increment(batch.len() as u64);
     let limits = &cfg.server;
     for d in &batch {
         match validate(&d.data, limits.max_body_bytes, limits.max_frame_bytes) {
-            Ok(msg) => items.push((msg.message_id.clone(), broadcast_tail(&msg))),
+            Ok(msg) => sorted.push(msg, cfg.rooms.shards),
             Err(reason) => {
                 tracing::warn!(%reason, "dead-lettering a malformed message");
                 let backoff = retry_backoff(cfg);
@@ -188,11 +250,24 @@ async fn process_batch(
         }
     }
     #[cfg(feature = "test-consumer-drop")]
-    test_drop::drop_configured(&cfg.consumer, &mut items);
-    if !items.is_empty() {
-        let ttl_secs = cfg.redis.dedupe_ttl_secs;
-        let backoff = retry_backoff(cfg);
-        if !append_stored(redis, keys, ttl_secs, &items, backoff, shutdown).await {
+    test_drop::drop_configured(&cfg.consumer, &mut sorted.lobby);
+    let ttl_secs = cfg.redis.dedupe_ttl_secs;
+    if !sorted.lobby.is_empty() {
+        let append = || {
+            let mut conn = redis.clone();
+            let items = &sorted.lobby;
+            async move { stream::append_batch(&mut conn, keys, ttl_secs, items).await }
+        };
+        if !append_stored(append, retry_backoff(cfg), shutdown).await {
+            return Ok(());
+        }
+    }
+    for (&shard, items) in &sorted.rooms {
+        let append = || {
+            let mut conn = redis.clone();
+            async move { stream::append_room_batch(&mut conn, keys, shard, ttl_secs, items).await }
+        };
+        if !append_stored(append, retry_backoff(cfg), shutdown).await {
             return Ok(());
         }
     }
@@ -234,21 +309,19 @@ async fn dead_letter_confirmed(
     true
 }
 
-/// Appends valid messages to the stream, retrying with back-off while Redis
-/// is unavailable (never a nack loop). False when shutdown came first; the
-/// unacked deliveries then return to the queue for the next consumer.
-async fn append_stored(
-    redis: &redis::aio::ConnectionManager,
-    keys: &RedisKeys,
-    dedupe_ttl_secs: u64,
-    items: &[(String, Vec<u8>)],
+/// Runs `append` (one script: the lobby's batch or one shard's), retrying
+/// with back-off while Redis is unavailable (never a nack loop). False when
+/// shutdown came first; the unacked deliveries then return to the queue for
+/// the next consumer.
+async fn append_stored<F, Fut>(
+    append: F,
     mut backoff: Backoff,
     shutdown: &CancellationToken,
-) -> bool {
-    let append = || {
-        let mut conn = redis.clone();
-        async move { stream::append_batch(&mut conn, keys, dedupe_ttl_secs, items).await }
-    };
+) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = redis::RedisResult<Vec<Appended>>>,
+{
     let on_error = |e: &redis::RedisError, retry_in: Duration| {
         metrics::counter!("rtmc_consumer_redis_retries_total").increment(1);
         tracing::warn!(error = %e, retry_in = ?retry_in, "redis append failed; backing off");
@@ -279,6 +352,7 @@ mod tests {
             body: "quote \" and \\ and \u{1F600}".into(),
             received_at_us: 43,
             sent_at_us: 42,
+            room: None,
         };
         let mut frame = br#"{"command":"broadcast","seq":9,"#.to_vec();
         frame.extend(broadcast_tail(&msg));

@@ -24,6 +24,8 @@ pub mod ops;
 pub mod presence;
 pub mod protocol;
 pub mod replay;
+pub mod room;
+pub mod room_db;
 pub mod secret;
 pub mod server;
 pub mod stream;

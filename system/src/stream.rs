@@ -3,12 +3,19 @@
 //! so readers never re-serialize. Sequence numbers come from one counter
 //! incremented inside the same Lua script as the append: gap-free and
 //! globally ordered however many consumers run.
+//!
+//! Rooms other than the lobby live in shards (see [`crate::room::shard_of`]):
+//! each shard has its own stream, which server nodes follow, and each room
+//! its own gap-free sequence and history stream ("room log"); every key of
+//! a shard carries the hash tag `{s<k>}`.
 
 use bytes::Bytes;
 use redis::aio::ConnectionLike;
 use redis::{Script, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::protocol::encode_frame;
+use crate::room::{RoomId, RoomKind};
 
 /// Names of every Redis key rtmc uses, under one prefix.
 #[derive(Debug, Clone)]
@@ -68,6 +75,32 @@ impl RedisKeys {
     /// A user's cached presence.
     pub fn status(&self, user_id: &str) -> String {
         format!("{}:status:{}", self.prefix, user_id)
+    }
+    /// Common start of every key of shard `k`: the hash tag `{s<k>}` puts
+    /// all of them in one Redis Cluster slot, so one script may touch them.
+    fn shard_tag(&self, k: u32) -> String {
+        format!("{}:{{s{k}}}", self.prefix)
+    }
+    /// Shard `k`'s stream: every room message and membership change of its
+    /// rooms, in the order server nodes follow them.
+    pub fn shard_stream(&self, k: u32) -> String {
+        format!("{}:stream", self.shard_tag(k))
+    }
+    /// Shard `k`'s stream counter (its entry ids are `<shard_seq>-0`).
+    pub fn shard_seq(&self, k: u32) -> String {
+        format!("{}:seq", self.shard_tag(k))
+    }
+    /// The last sequence number assigned in `room` (of shard `k`).
+    pub fn room_seq(&self, k: u32, room: &str) -> String {
+        format!("{}:room:{room}:seq", self.shard_tag(k))
+    }
+    /// `room`'s history stream (entry ids `<room_seq>-0`, field `f`).
+    pub fn room_log(&self, k: u32, room: &str) -> String {
+        format!("{}:room:{room}:log", self.shard_tag(k))
+    }
+    /// Prefix of shard `k`'s per-message-id dedupe keys (value: room seq).
+    pub fn shard_dedupe_prefix(&self, k: u32) -> String {
+        format!("{}:dedupe:", self.shard_tag(k))
     }
 }
 
@@ -145,16 +178,7 @@ pub async fn append_batch<C: ConnectionLike>(
         inv.arg(id).arg(tail.as_slice());
     }
     let raw: Vec<i64> = inv.invoke_async(conn).await?;
-    Ok(raw
-        .into_iter()
-        .map(|n| {
-            if n < 0 {
-                Appended::Duplicate(n.unsigned_abs())
-            } else {
-                Appended::New(n as u64)
-            }
-        })
-        .collect())
+    Ok(raw.into_iter().map(appended).collect())
 }
 
 /// The stream's epoch, made (a random id) by the first caller that finds
@@ -230,8 +254,28 @@ pub async fn range_after<C: ConnectionLike>(
     up_to_seq: u64,
     count: usize,
 ) -> redis::RedisResult<Vec<StreamEntry>> {
+    xrange_after(conn, &keys.stream(), after_seq, up_to_seq, count).await
+}
+
+/// The lowest sequence number still in the stream, if any.
+pub async fn first_seq<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &RedisKeys,
+) -> redis::RedisResult<Option<u64>> {
+    first_seq_of(conn, &keys.stream()).await
+}
+
+/// Entries of the `<seq>-0`-keyed stream `key` with `after_seq < seq <=
+/// up_to_seq`, at most `count`.
+async fn xrange_after<C: ConnectionLike>(
+    conn: &mut C,
+    key: &str,
+    after_seq: u64,
+    up_to_seq: u64,
+    count: usize,
+) -> redis::RedisResult<Vec<StreamEntry>> {
     let v: Value = redis::cmd("XRANGE")
-        .arg(keys.stream())
+        .arg(key)
         .arg(format!("({after_seq}-0"))
         .arg(format!("{up_to_seq}-0"))
         .arg("COUNT")
@@ -243,13 +287,13 @@ pub async fn range_after<C: ConnectionLike>(
     Ok(out)
 }
 
-/// The lowest sequence number still in the stream, if any.
-pub async fn first_seq<C: ConnectionLike>(
+/// The lowest sequence number still in the stream `key`, if any.
+async fn first_seq_of<C: ConnectionLike>(
     conn: &mut C,
-    keys: &RedisKeys,
+    key: &str,
 ) -> redis::RedisResult<Option<u64>> {
     let v: Value = redis::cmd("XRANGE")
-        .arg(keys.stream())
+        .arg(key)
         .arg("-")
         .arg("+")
         .arg("COUNT")
@@ -293,11 +337,7 @@ fn parse_entries(v: Value, out: &mut Vec<StreamEntry>) -> redis::RedisResult<()>
         }
         let fields = parts.pop().expect("len 2");
         let id = bytes_of(parts.pop().expect("len 2")).ok_or_else(|| unexpected(&Value::Nil))?;
-        let seq = std::str::from_utf8(&id)
-            .ok()
-            .and_then(|s| s.split('-').next())
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| unexpected(&Value::BulkString(id.clone())))?;
+        let seq = seq_of_id(&id)?;
         let payload = match fields {
             Value::Array(f) if f.len() >= 2 => f.into_iter().nth(1).and_then(bytes_of),
             Value::Map(m) => m.into_iter().next().and_then(|(_, v)| bytes_of(v)),
@@ -334,4 +374,463 @@ pub async fn managed_connection(url: &str) -> redis::RedisResult<redis::aio::Con
         .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
         .set_number_of_retries(2);
     client.get_connection_manager_with_config(cfg).await
+}
+
+// ---- Rooms: shard streams, room logs and membership events ----
+
+/// A room membership change, as a shard stream records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberChange {
+    Joined,
+    Left,
+}
+
+/// What one shard stream entry says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardEvent {
+    /// A room message: its room, its room sequence number and the ready
+    /// `broadcast` JSON (no length prefix), the same bytes as in the room log.
+    Message {
+        room: String,
+        seq: u64,
+        payload: Bytes,
+    },
+    /// `user` joined or left `room` when the room's head was `seq`: a member
+    /// receives exactly the room's messages with a greater seq (until it leaves).
+    Member {
+        room: String,
+        seq: u64,
+        user: String,
+        change: MemberChange,
+        kind: RoomKind,
+    },
+}
+
+/// One entry of a shard stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardEntry {
+    /// The shard whose stream holds it.
+    pub shard: u32,
+    /// Its place in that shard stream (entry id `<shard_seq>-0`).
+    pub shard_seq: u64,
+    pub event: ShardEvent,
+}
+
+/// A room message to append: its id (dedupe), its room and its JSON tail
+/// (the `PublishedMessage` JSON without its opening brace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomItem {
+    pub message_id: String,
+    pub room: String,
+    pub tail: Vec<u8>,
+}
+
+/// The JSON of a membership event (field `m` of its shard stream entry).
+#[derive(Debug, Serialize, Deserialize)]
+struct MemberJson {
+    change: MemberChange,
+    user: String,
+    kind: RoomKind,
+}
+
+const APPEND_ROOMS_LUA: &str = r#"
+-- KEYS[1] shard seq counter, KEYS[2] shard stream, then per item:
+--   (room seq counter, room log, dedupe key)
+-- ARGV[1] dedupe ttl seconds, then per item: (room, json tail)
+local out = {}
+local n = (#ARGV - 1) / 2
+for i = 1, n do
+  local room_seq_key, room_log, dkey = KEYS[3 * i], KEYS[3 * i + 1], KEYS[3 * i + 2]
+  local room, tail = ARGV[2 * i], ARGV[2 * i + 1]
+  local seen = redis.call('GET', dkey)
+  if seen then
+    out[#out + 1] = -tonumber(seen)
+  else
+    local seq = redis.call('INCR', room_seq_key)
+    local json = '{"command":"broadcast","seq":' .. seq .. ',' .. tail
+    redis.call('XADD', room_log, seq .. '-0', 'f', json)
+    local shard_seq = redis.call('INCR', KEYS[1])
+    redis.call('XADD', KEYS[2], shard_seq .. '-0', 'r', room, 's', seq, 'f', json)
+    redis.call('SET', dkey, seq, 'EX', ARGV[1])
+    out[#out + 1] = seq
+  end
+end
+return out
+"#;
+
+/// Appends room messages of shard `shard` atomically, deduplicating by
+/// message id within the shard: per message, the room's next sequence
+/// number, an entry in the room log and one in the shard stream. Every
+/// item's room must be of this shard. One outcome per item, in order.
+pub async fn append_room_batch<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &RedisKeys,
+    shard: u32,
+    dedupe_ttl_secs: u64,
+    items: &[RoomItem],
+) -> redis::RedisResult<Vec<Appended>> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let script = Script::new(APPEND_ROOMS_LUA);
+    let mut inv = script.prepare_invoke();
+    inv.key(keys.shard_seq(shard))
+        .key(keys.shard_stream(shard))
+        .arg(dedupe_ttl_secs);
+    let dedupe_prefix = keys.shard_dedupe_prefix(shard);
+    for item in items {
+        inv.key(keys.room_seq(shard, &item.room))
+            .key(keys.room_log(shard, &item.room))
+            .key(format!("{dedupe_prefix}{}", item.message_id))
+            .arg(&item.room)
+            .arg(item.tail.as_slice());
+    }
+    let raw: Vec<i64> = inv.invoke_async(conn).await?;
+    Ok(raw.into_iter().map(appended).collect())
+}
+
+fn appended(n: i64) -> Appended {
+    if n < 0 {
+        Appended::Duplicate(n.unsigned_abs())
+    } else {
+        Appended::New(n as u64)
+    }
+}
+
+const RECORD_MEMBERSHIP_LUA: &str = r#"
+-- KEYS[1] shard seq counter, KEYS[2] shard stream, KEYS[3] room seq counter
+-- ARGV[1] room, ARGV[2] event JSON
+local s = tonumber(redis.call('GET', KEYS[3]) or '0')
+local shard_seq = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], shard_seq .. '-0', 'r', ARGV[1], 's', s, 'm', ARGV[2])
+return s
+"#;
+
+/// Records that `user` joined or left `room` in the room's shard stream
+/// (not in the room log) and returns the room's head at that point, `s`:
+/// atomic with the appends of that shard, so a member receives exactly the
+/// messages with seq > `s` (until a later `left`).
+pub async fn record_membership<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &RedisKeys,
+    shards: u32,
+    room: &RoomId,
+    user: &str,
+    change: MemberChange,
+    kind: RoomKind,
+) -> redis::RedisResult<u64> {
+    let shard = room.shard(shards);
+    let event = MemberJson {
+        change,
+        user: user.to_owned(),
+        kind,
+    };
+    let json = serde_json::to_vec(&event).expect("membership events always serialize");
+    Script::new(RECORD_MEMBERSHIP_LUA)
+        .key(keys.shard_seq(shard))
+        .key(keys.shard_stream(shard))
+        .key(keys.room_seq(shard, room.as_str()))
+        .arg(room.as_str())
+        .arg(json)
+        .invoke_async(conn)
+        .await
+}
+
+/// The last sequence number assigned in `room` (0 when none yet).
+pub async fn room_head<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &RedisKeys,
+    shards: u32,
+    room: &RoomId,
+) -> redis::RedisResult<u64> {
+    let key = keys.room_seq(room.shard(shards), room.as_str());
+    let v: Option<u64> = redis::cmd("GET").arg(key).query_async(conn).await?;
+    Ok(v.unwrap_or(0))
+}
+
+/// Each shard stream's last shard seq, shard 0 first: where a follower
+/// that starts now begins (it reads entries after these).
+pub async fn shard_heads<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &RedisKeys,
+    shards: u32,
+) -> redis::RedisResult<Vec<u64>> {
+    let mut pipe = redis::pipe();
+    for k in 0..shards.max(1) {
+        pipe.cmd("GET").arg(keys.shard_seq(k));
+    }
+    let heads: Vec<Option<u64>> = pipe.query_async(conn).await?;
+    Ok(heads.into_iter().map(|h| h.unwrap_or(0)).collect())
+}
+
+/// Reads the entries after `after[k]` of every shard stream `k` (one per
+/// shard, shard 0 first), at most `count` per stream: XREAD BLOCK over all
+/// of them at once, returning as soon as any has one, or after `block_ms`
+/// with nothing (`block_ms` 0 = do not block). In shard order, each
+/// shard's entries in stream order.
+pub async fn read_shards<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &RedisKeys,
+    after: &[u64],
+    block_ms: u64,
+    count: usize,
+) -> redis::RedisResult<Vec<ShardEntry>> {
+    let mut cmd = redis::cmd("XREAD");
+    cmd.arg("COUNT").arg(count);
+    if block_ms > 0 {
+        cmd.arg("BLOCK").arg(block_ms);
+    }
+    cmd.arg("STREAMS");
+    let names: Vec<String> = (0..after.len() as u32)
+        .map(|k| keys.shard_stream(k))
+        .collect();
+    for name in &names {
+        cmd.arg(name);
+    }
+    for a in after {
+        cmd.arg(format!("{a}-0"));
+    }
+    let v: Value = cmd.query_async(conn).await?;
+    let per_stream: Vec<(Value, Value)> = match v {
+        Value::Nil => Vec::new(),
+        Value::Array(streams) => streams
+            .into_iter()
+            .map(|s| match s {
+                Value::Array(kv) if kv.len() == 2 => {
+                    let mut kv = kv.into_iter();
+                    Ok((kv.next().expect("len 2"), kv.next().expect("len 2")))
+                }
+                other => Err(unexpected(&other)),
+            })
+            .collect::<Result<_, _>>()?,
+        Value::Map(streams) => streams,
+        other => return Err(unexpected(&other)),
+    };
+    let mut out = Vec::new();
+    for (name, entries) in per_stream {
+        let name = bytes_of(name).ok_or_else(|| unexpected(&Value::Nil))?;
+        let shard = names
+            .iter()
+            .position(|n| n.as_bytes() == name.as_slice())
+            .ok_or_else(|| unexpected(&Value::BulkString(name.clone())))?;
+        parse_shard_entries(shard as u32, entries, &mut out)?;
+    }
+    out.sort_by_key(|e| e.shard);
+    Ok(out)
+}
+
+/// Shard `shard`'s entries with `after < shard_seq`, at most `count` (XRANGE).
+pub async fn shard_range_after<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &RedisKeys,
+    shard: u32,
+    after: u64,
+    count: usize,
+) -> redis::RedisResult<Vec<ShardEntry>> {
+    let v: Value = redis::cmd("XRANGE")
+        .arg(keys.shard_stream(shard))
+        .arg(format!("({after}-0"))
+        .arg("+")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?;
+    let mut out = Vec::new();
+    parse_shard_entries(shard, v, &mut out)?;
+    Ok(out)
+}
+
+/// The room log's entries with `after < seq <= up_to_seq`, at most `count`.
+pub async fn room_range_after<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &RedisKeys,
+    shards: u32,
+    room: &RoomId,
+    after_seq: u64,
+    up_to_seq: u64,
+    count: usize,
+) -> redis::RedisResult<Vec<StreamEntry>> {
+    let log = keys.room_log(room.shard(shards), room.as_str());
+    xrange_after(conn, &log, after_seq, up_to_seq, count).await
+}
+
+/// The lowest sequence number still in the room's log, if any.
+pub async fn room_first_seq<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &RedisKeys,
+    shards: u32,
+    room: &RoomId,
+) -> redis::RedisResult<Option<u64>> {
+    let log = keys.room_log(room.shard(shards), room.as_str());
+    first_seq_of(conn, &log).await
+}
+
+/// The value of each field of one stream entry, by name.
+fn entry_fields(fields: Value) -> redis::RedisResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    let pairs: Vec<(Value, Value)> = match fields {
+        Value::Array(f) => {
+            let mut it = f.into_iter();
+            let mut pairs = Vec::new();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                pairs.push((k, v));
+            }
+            pairs
+        }
+        Value::Map(m) => m,
+        other => return Err(unexpected(&other)),
+    };
+    pairs
+        .into_iter()
+        .map(|(k, v)| match (bytes_of(k), bytes_of(v)) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            _ => Err(unexpected(&Value::Nil)),
+        })
+        .collect()
+}
+
+/// Parses a shard stream's `[[id, [r, room, s, seq, f|m, json]], ...]`.
+fn parse_shard_entries(shard: u32, v: Value, out: &mut Vec<ShardEntry>) -> redis::RedisResult<()> {
+    let entries = match v {
+        Value::Array(e) => e,
+        Value::Nil => return Ok(()),
+        other => return Err(unexpected(&other)),
+    };
+    for entry in entries {
+        let Value::Array(parts) = entry else {
+            return Err(unexpected(&entry));
+        };
+        let [id, fields]: [Value; 2] = parts
+            .try_into()
+            .map_err(|p: Vec<Value>| unexpected(&Value::Array(p)))?;
+        let id = bytes_of(id).ok_or_else(|| unexpected(&Value::Nil))?;
+        let shard_seq = seq_of_id(&id)?;
+        let event = shard_event(entry_fields(fields)?)
+            .ok_or_else(|| unexpected(&Value::BulkString(id.clone())))?;
+        out.push(ShardEntry {
+            shard,
+            shard_seq,
+            event,
+        });
+    }
+    Ok(())
+}
+
+/// The event of a shard stream entry's fields; `None` when malformed.
+fn shard_event(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Option<ShardEvent> {
+    let field = |name: &[u8]| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let room = String::from_utf8(field(b"r")?.clone()).ok()?;
+    let seq: u64 = std::str::from_utf8(field(b"s")?).ok()?.parse().ok()?;
+    if let Some(json) = field(b"f") {
+        return Some(ShardEvent::Message {
+            room,
+            seq,
+            payload: Bytes::from(json.clone()),
+        });
+    }
+    let m: MemberJson = serde_json::from_slice(field(b"m")?).ok()?;
+    Some(ShardEvent::Member {
+        room,
+        seq,
+        user: m.user,
+        change: m.change,
+        kind: m.kind,
+    })
+}
+
+/// The sequence number of an entry id `<seq>-0`.
+fn seq_of_id(id: &[u8]) -> redis::RedisResult<u64> {
+    std::str::from_utf8(id)
+        .ok()
+        .and_then(|s| s.split('-').next())
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| unexpected(&Value::BulkString(id.to_vec())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hash tag Redis Cluster would use: the text between the first `{`
+    /// and the first `}` after it, when not empty.
+    fn hash_tag(key: &str) -> Option<&str> {
+        let open = key.find('{')?;
+        let close = key[open + 1..].find('}')? + open + 1;
+        (close > open + 1).then(|| &key[open + 1..close])
+    }
+
+    #[test]
+    fn every_key_of_a_shard_carries_its_one_hash_tag() {
+        let keys = RedisKeys::new("rtmc");
+        // User ids may hold braces: a direct room's keys still hash by shard.
+        for (k, room) in [(0, "general"), (3, "dm:a{x}:b}"), (63, "r")] {
+            let tag = format!("s{k}");
+            let shard_keys = [
+                keys.shard_stream(k),
+                keys.shard_seq(k),
+                keys.room_seq(k, room),
+                keys.room_log(k, room),
+                format!("{}some-message-id", keys.shard_dedupe_prefix(k)),
+            ];
+            for key in &shard_keys {
+                assert_eq!(hash_tag(key), Some(tag.as_str()), "{key}");
+                assert!(key.starts_with("rtmc:{"), "{key}");
+            }
+        }
+        assert_eq!(keys.shard_stream(2), "rtmc:{s2}:stream");
+        assert_eq!(keys.room_log(1, "x"), "rtmc:{s1}:room:x:log");
+        assert_ne!(keys.room_seq(1, "x"), keys.room_log(1, "x"));
+        assert_eq!(
+            hash_tag(&keys.stream()),
+            None,
+            "the lobby's keys keep their names"
+        );
+    }
+
+    #[test]
+    fn shard_entries_parse_into_messages_and_membership_events() {
+        let field = |k: &str, v: &str| {
+            [
+                Value::BulkString(k.as_bytes().to_vec()),
+                Value::BulkString(v.as_bytes().to_vec()),
+            ]
+        };
+        let entry = |id: &str, fields: Vec<[Value; 2]>| {
+            Value::Array(vec![
+                Value::BulkString(id.as_bytes().to_vec()),
+                Value::Array(fields.into_iter().flatten().collect()),
+            ])
+        };
+        let reply = Value::Array(vec![
+            entry(
+                "7-0",
+                vec![field("r", "a"), field("s", "3"), field("f", "{}")],
+            ),
+            entry(
+                "8-0",
+                vec![
+                    field("r", "a"),
+                    field("s", "3"),
+                    field("m", r#"{"change":"left","user":"bob","kind":"private"}"#),
+                ],
+            ),
+        ]);
+        let mut out = Vec::new();
+        parse_shard_entries(2, reply, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!((out[0].shard, out[0].shard_seq), (2, 7));
+        assert!(matches!(&out[0].event, ShardEvent::Message { room, seq: 3, .. } if room == "a"));
+        assert_eq!(
+            out[1].event,
+            ShardEvent::Member {
+                room: "a".into(),
+                seq: 3,
+                user: "bob".into(),
+                change: MemberChange::Left,
+                kind: RoomKind::Private,
+            }
+        );
+        let broken = Value::Array(vec![entry("9-0", vec![field("r", "a")])]);
+        assert!(parse_shard_entries(0, broken, &mut Vec::new()).is_err());
+    }
 }

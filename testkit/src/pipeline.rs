@@ -475,7 +475,7 @@ impl Pipeline {
         )
         .await?;
         let ch = conn.create_channel().await?;
-        rtmc::broker::declare_topology(&ch, &self.cfg.rabbitmq).await?;
+        rtmc::broker::declare_topology(&ch, &self.cfg.rabbitmq, self.cfg.rooms.shards).await?;
         let mut out = Vec::new();
         while out.len() < max {
             let Some(msg) = ch
@@ -508,7 +508,7 @@ impl Pipeline {
     /// Publishes raw bytes straight into the message queue, bypassing
     /// validation (to test the consumer's handling of malformed messages).
     pub async fn publish_raw(&self, payload: &[u8]) -> anyhow::Result<()> {
-        let p = rtmc::broker::Publisher::new(self.cfg.rabbitmq.clone());
+        let p = rtmc::broker::Publisher::for_config(&self.cfg);
         p.publish_to(&self.cfg.rabbitmq.queue, payload, Default::default())
             .await?;
         Ok(())

@@ -111,6 +111,8 @@ pub(super) async fn login(
 ) -> Result<(u64, u64), String> {
     let mut out = Vec::new();
     let login = ClientCommand::Login {
+        protocol: None,
+        resume_rooms: None,
         user_id: user.to_owned(),
         password: password.to_owned(),
         resume_from,

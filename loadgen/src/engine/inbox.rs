@@ -100,7 +100,7 @@ impl Inbox {
                     }
                 }
                 Ok(ServerFrame::Error { code, .. }) => self.last_error = Some(code),
-                Ok(ServerFrame::ResumeDone { last_seq }) => {
+                Ok(ServerFrame::ResumeDone { last_seq, .. }) => {
                     if let (Some(o), Some(from)) = (self.observer.as_mut(), self.resuming.take()) {
                         o.resumed(from, last_seq);
                     }

@@ -263,6 +263,7 @@ fn message(id: String, body_bytes: usize) -> PublishedMessage {
         body: "x".repeat(body_bytes.max(1)),
         received_at_us: rtmc::protocol::now_us(),
         sent_at_us: rtmc::protocol::now_us(),
+        room: None,
     }
 }
 
@@ -629,6 +630,8 @@ async fn tcp_hop(
                 for _ in 0..window {
                     i += 1;
                     let send = ClientCommand::Send {
+                        room: None,
+                        to: None,
                         body: body.clone(),
                         message_id: Some(format!("ht-{run}-{w}-{i}")),
                         sent_at_us: None,

@@ -177,6 +177,7 @@ mod tests {
             body: body.into(),
             received_at_us: sent_at_us,
             sent_at_us,
+            room: None,
         })
         .to_json()
     }

@@ -6,8 +6,11 @@
 //! and 503 `overloaded` with `Retry-After` at once when the gateway already
 //! works on `gateway.max_inflight_requests` posts ([`admission`]) or the
 //! publisher already awaits `rabbitmq.max_inflight_publishes` confirms.
+//! The room routes (`/v1/rooms…`, `/v1/service/rooms/{room}/messages`)
+//! live in `rooms.rs`.
 
 mod admission;
+mod rooms;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,6 +45,9 @@ struct Gateway {
     publisher: Arc<Publisher>,
     presence: Presence,
     pg: PgPool,
+    /// Room heads, history and membership events.
+    redis: redis::aio::ConnectionManager,
+    keys: stream::RedisKeys,
 }
 
 /// Request body of `POST /v1/messages`.
@@ -58,6 +64,25 @@ pub struct PostMessage {
     pub sender: Option<String>,
     #[serde(default)]
     pub sent_at_us: Option<u64>,
+}
+
+impl PostMessage {
+    /// The message to publish, from `from`, to `room` (`None`: the lobby),
+    /// stamped with the gateway's receive time (also the send time when the
+    /// request gives none) and a fresh id when it names none.
+    fn into_message(self, from: String, room: Option<String>) -> PublishedMessage {
+        let received_at_us = now_us();
+        PublishedMessage {
+            message_id: self
+                .message_id
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            from,
+            body: self.body,
+            sent_at_us: self.sent_at_us.unwrap_or(received_at_us),
+            received_at_us,
+            room,
+        }
+    }
 }
 
 /// Response of `POST /v1/messages`.
@@ -166,13 +191,15 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
     let redis = stream::managed_connection(redis_url)
         .await
         .map_err(|e| StartError::connect("Redis", redis_url, e))?;
-    let presence = Presence::from_config(&cfg, redis, pg.clone());
-    let publisher = Arc::new(Publisher::new(cfg.rabbitmq.clone()));
+    let presence = Presence::from_config(&cfg, redis.clone(), pg.clone());
+    let publisher = Arc::new(Publisher::for_config(&cfg));
     let state = Gateway {
         cfg: cfg.clone(),
         publisher: publisher.clone(),
         presence,
         pg,
+        redis,
+        keys: stream::RedisKeys::new(&cfg.redis.key_prefix),
     };
     let ready: crate::ops::ReadinessCheck = Arc::new(move || {
         let p = publisher.clone();
@@ -185,12 +212,23 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
     let publishing = Router::new()
         .route("/v1/messages", post(post_user_message))
         .route("/v1/service/messages", post(post_service_message))
+        .route("/v1/rooms/{room}/messages", post(rooms::post_room_message))
+        .route(
+            "/v1/service/rooms/{room}/messages",
+            post(rooms::post_service_room_message),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             admission::RequestAdmission::new(cfg.gateway.max_inflight_requests),
             admission::admit,
         ));
     let api = publishing
         .route("/v1/login", post(login))
+        .route("/v1/rooms", post(rooms::create_room))
+        .route(
+            "/v1/rooms/{room}/members",
+            post(rooms::invite).get(rooms::members),
+        )
+        .route("/v1/rooms/{room}/messages", get(rooms::history))
         .route(
             "/openapi.json",
             get(|| async { ([("content-type", "application/json")], OPENAPI_JSON) }),
@@ -405,52 +443,47 @@ async fn post_message(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let Json(req) = match body {
+    let Json(mut req) = match body {
         Ok(b) => b,
         Err(e) => return json_rejection(e),
     };
-    let from = match sender(caller, req.sender) {
+    let from = match sender(caller, req.sender.take()) {
         Ok(from) => from,
         Err(why) => return fail(StatusCode::BAD_REQUEST, "invalid_field", why),
     };
-    let received_at_us = now_us();
-    let msg = PublishedMessage {
-        message_id: req
-            .message_id
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        from,
-        body: req.body,
-        sent_at_us: req.sent_at_us.unwrap_or(received_at_us),
-        received_at_us,
-    };
+    let msg = req.into_message(from, None);
+    match publish_checked(&g, msg).await {
+        Ok(message_id) => (StatusCode::ACCEPTED, Json(Accepted { message_id })).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Checks `msg` against the limits (413 oversized body, 400 otherwise) and
+/// publishes it with a confirm: its message id, or the refusal (503
+/// `overloaded` with `Retry-After`, 503 `broker_unavailable`).
+async fn publish_checked(g: &Gateway, msg: PublishedMessage) -> Result<String, Response> {
     let limits = &g.cfg.server;
     if msg.body.len() > limits.max_body_bytes {
-        return fail(
+        return Err(fail(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("body exceeds {} bytes", limits.max_body_bytes),
-        );
+        ));
     }
     if let Err(reason) = msg.check_limits(limits.max_body_bytes, limits.max_frame_bytes) {
-        return fail(StatusCode::BAD_REQUEST, "invalid_field", reason);
+        return Err(fail(StatusCode::BAD_REQUEST, "invalid_field", reason));
     }
     match g.publisher.publish(&msg).await {
         Ok(()) => {
             metrics::counter!("rtmc_gateway_accepted_total").increment(1);
-            (
-                StatusCode::ACCEPTED,
-                Json(Accepted {
-                    message_id: msg.message_id,
-                }),
-            )
-                .into_response()
+            Ok(msg.message_id)
         }
-        Err(e @ BrokerError::Overloaded { .. }) => admission::overloaded(e.to_string()),
-        Err(e) => fail(
+        Err(e @ BrokerError::Overloaded { .. }) => Err(admission::overloaded(e.to_string())),
+        Err(e) => Err(fail(
             StatusCode::SERVICE_UNAVAILABLE,
             "broker_unavailable",
             e.to_string(),
-        ),
+        )),
     }
 }
 

@@ -1,12 +1,20 @@
-//! The typed commands of protocol v1. A client sends [`ClientCommand`]s and
-//! receives [`ServerFrame`]s; every JSON object carries a string `command`.
+//! The typed commands of protocols v1 and v2. A client sends
+//! [`ClientCommand`]s and receives [`ServerFrame`]s; every JSON object
+//! carries a string `command`. v2 (rooms) only adds commands, frames and
+//! optional fields: a v1 session's frames are byte for byte what they were.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::rooms::{MemberSummary, RoomSummary};
 use super::ProtocolError;
+use crate::room::{RoomKind, RoomRole};
 
-/// Version announced in `login_ok`.
+/// Version announced in `login_ok` to a session that asked for no other.
 pub const PROTOCOL_VERSION: u32 = 1;
+/// The rooms protocol: asked for with `login.protocol = 2`.
+pub const PROTOCOL_VERSION_ROOMS: u32 = 2;
 
 /// Every command a client may send. `Debug` leaves the login password out.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,12 +31,27 @@ pub enum ClientCommand {
         /// broadcasts, so its replies never queue behind them. Default true.
         #[serde(default = "yes", skip_serializing_if = "is_true")]
         subscribe: bool,
+        /// The protocol version asked for: absent or 1 is v1, 2 is rooms.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<u32>,
+        /// v2: per room, the last `seq` the client has; each is replayed
+        /// after `login_ok`, closed by a `resume_done` naming the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_rooms: Option<BTreeMap<String, u64>>,
     },
     /// Keeps the session alive; answered by `heartbeat_ack`.
     Heartbeat {},
-    /// Publish a message to every connected client.
+    /// Publish a message: to the lobby (every connected client), or (v2) to
+    /// `room`, or to the direct room with user `to`.
     Send {
         body: String,
+        /// v2: the room posted to; absent (or `lobby`) is the lobby.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        /// v2: a user id; the message goes to the direct room of the sender
+        /// and that user, created on first use.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
         /// Client-chosen id; a repeated id is delivered once.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         message_id: Option<String>,
@@ -36,14 +59,47 @@ pub enum ClientCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sent_at_us: Option<u64>,
     },
-    /// Replay everything after `last_seq`, then continue live.
-    Resume { last_seq: u64 },
+    /// Replay everything after `last_seq`, then continue live; of the lobby,
+    /// or (v2) of `room`.
+    Resume {
+        last_seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
     /// Set the caller's presence.
     Status { status: UserStatus },
     /// Ask for a user's presence.
     GetStatus { user_id: String },
     /// End the session.
     Logout {},
+    /// v2: create a public or private room; the creator joins as owner.
+    CreateRoom { room: String, kind: RoomKind },
+    /// v2: join a room (public, or one the caller is already a member of),
+    /// replaying after `after_seq` first when given.
+    Join {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_seq: Option<u64>,
+    },
+    /// v2: leave a room.
+    Leave { room: String },
+    /// v2: make `user_id` a member of a room the caller is a member of.
+    Invite { room: String, user_id: String },
+    /// v2: list the caller's rooms.
+    Rooms {},
+    /// v2: list a room's members.
+    Members { room: String },
+    /// v2: one page of a room's messages: after `after_seq`, or before
+    /// `before_seq`, or the newest; at most `limit`.
+    History {
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after_seq: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before_seq: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
 }
 
 impl std::fmt::Debug for ClientCommand {
@@ -53,6 +109,8 @@ impl std::fmt::Debug for ClientCommand {
                 user_id,
                 resume_from,
                 subscribe,
+                protocol,
+                resume_rooms,
                 ..
             } => f
                 .debug_struct("Login")
@@ -60,21 +118,28 @@ impl std::fmt::Debug for ClientCommand {
                 .field("password", &"[redacted]")
                 .field("resume_from", resume_from)
                 .field("subscribe", subscribe)
+                .field("protocol", protocol)
+                .field("resume_rooms", resume_rooms)
                 .finish(),
             ClientCommand::Heartbeat {} => f.write_str("Heartbeat"),
             ClientCommand::Send {
                 body,
+                room,
+                to,
                 message_id,
                 sent_at_us,
             } => f
                 .debug_struct("Send")
                 .field("body", body)
+                .field("room", room)
+                .field("to", to)
                 .field("message_id", message_id)
                 .field("sent_at_us", sent_at_us)
                 .finish(),
-            ClientCommand::Resume { last_seq } => f
+            ClientCommand::Resume { last_seq, room } => f
                 .debug_struct("Resume")
                 .field("last_seq", last_seq)
+                .field("room", room)
                 .finish(),
             ClientCommand::Status { status } => {
                 f.debug_struct("Status").field("status", status).finish()
@@ -84,6 +149,8 @@ impl std::fmt::Debug for ClientCommand {
                 .field("user_id", user_id)
                 .finish(),
             ClientCommand::Logout {} => f.write_str("Logout"),
+            // No secret in any room command: its derived shape is fine.
+            other => super::rooms::debug_room_command(other, f),
         }
     }
 }
@@ -104,13 +171,29 @@ const CLIENT_COMMANDS: &[&str] = &[
     "status",
     "get_status",
     "logout",
+    "create_room",
+    "join",
+    "leave",
+    "invite",
+    "rooms",
+    "members",
+    "history",
 ];
 
 impl ClientCommand {
     /// Parses one frame payload, classifying what is wrong with it:
     /// not JSON / not an object → `bad_frame`, unknown `command` →
-    /// `unknown_command`, missing or mistyped fields → `invalid_field`.
+    /// `unknown_command`, missing or mistyped fields → `invalid_field`;
+    /// then the rooms rules (`protocol/rooms.rs`): a bad room id →
+    /// `invalid_room`, the lobby where it is implicit → `lobby_is_implicit`,
+    /// a protocol above 2 → `unsupported_protocol`.
     pub fn parse(payload: &[u8]) -> Result<Self, ProtocolError> {
+        let cmd = Self::parse_shape(payload)?;
+        super::rooms::check_rooms_rules(cmd)
+    }
+
+    /// The JSON checks of [`ClientCommand::parse`], before the rooms rules.
+    fn parse_shape(payload: &[u8]) -> Result<Self, ProtocolError> {
         let value: serde_json::Value =
             serde_json::from_slice(payload).map_err(|e| ProtocolError::BadFrame(e.to_string()))?;
         let command = match value.as_object().map(|o| o.get("command")) {
@@ -152,7 +235,29 @@ impl ClientCommand {
             ClientCommand::Status { .. } => "status",
             ClientCommand::GetStatus { .. } => "get_status",
             ClientCommand::Logout {} => "logout",
+            ClientCommand::CreateRoom { .. } => "create_room",
+            ClientCommand::Join { .. } => "join",
+            ClientCommand::Leave { .. } => "leave",
+            ClientCommand::Invite { .. } => "invite",
+            ClientCommand::Rooms {} => "rooms",
+            ClientCommand::Members { .. } => "members",
+            ClientCommand::History { .. } => "history",
         }
+    }
+
+    /// Whether the command exists in protocol v1 (the others need a v2
+    /// session).
+    pub fn is_v1(&self) -> bool {
+        matches!(
+            self,
+            ClientCommand::Login { .. }
+                | ClientCommand::Heartbeat {}
+                | ClientCommand::Send { .. }
+                | ClientCommand::Resume { .. }
+                | ClientCommand::Status { .. }
+                | ClientCommand::GetStatus { .. }
+                | ClientCommand::Logout {}
+        )
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -204,9 +309,14 @@ pub struct BroadcastFrame {
     pub received_at_us: u64,
     /// The sender's own clock at sending, microseconds since the Unix epoch,
     /// as the sender claimed it (or the server's receive time when it gave
-    /// none): the sender's field, never used by the server. Kept
-    /// last: loadgen reads it from the end of the frame.
+    /// none): the sender's field, never used by the server. Kept last
+    /// among the lobby's fields: loadgen reads it from the end of a lobby
+    /// frame.
     pub sent_at_us: u64,
+    /// v2: the room of a room message; absent on the lobby's, so a lobby
+    /// broadcast is byte for byte a v1 one. `seq` is then the room's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
 }
 
 /// Which message log a session reads: `id` names the deployment's stream
@@ -259,16 +369,25 @@ pub enum ServerFrame {
         /// servers that predate it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         stream: Option<StreamPosition>,
+        /// v2: the user's rooms, each with its head at login.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rooms: Option<Vec<RoomSummary>>,
     },
     HeartbeatAck {},
     /// The broker confirmed the message; it will be delivered.
     SendAck {
         message_id: String,
+        /// v2: the room it went to (absent for the lobby).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     Broadcast(BroadcastFrame),
-    /// Replay after `login.resume_from` / `resume` is complete up to `last_seq`.
+    /// Replay after `login.resume_from` / `resume` is complete up to
+    /// `last_seq`: of the lobby, or (v2) of `room`.
     ResumeDone {
         last_seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
     },
     Status {
         user_id: String,
@@ -285,6 +404,50 @@ pub enum ServerFrame {
         /// attempt may be taken (an additive v1 field).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_secs: Option<u64>,
+        /// v2: set when the error concerns one room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
+    /// v2: the room exists now; the creator is its owner (a `joined`
+    /// follows).
+    RoomCreated {
+        room: String,
+        kind: RoomKind,
+    },
+    /// v2: this session receives `room`'s messages with `seq` above `seq`
+    /// from now on (after a replay, when one was asked for).
+    Joined {
+        room: String,
+        kind: RoomKind,
+        role: RoomRole,
+        seq: u64,
+    },
+    /// v2: the user left `room`; its last message for them was `seq`.
+    Left {
+        room: String,
+        seq: u64,
+    },
+    /// v2: `user_id` is a member of `room` now.
+    Invited {
+        room: String,
+        user_id: String,
+    },
+    /// v2: the caller's rooms.
+    RoomsList {
+        rooms: Vec<RoomSummary>,
+    },
+    /// v2: a room's members.
+    MembersList {
+        room: String,
+        members: Vec<MemberSummary>,
+    },
+    /// v2: one page of a room's messages in `seq` order; `more` says
+    /// whether older (for `before_seq` / newest) or newer (for
+    /// `after_seq`) messages exist beyond the page.
+    HistoryPage {
+        room: String,
+        messages: Vec<BroadcastFrame>,
+        more: bool,
     },
 }
 
@@ -315,7 +478,10 @@ impl ServerFrame {
     /// still grow it; the buffer then grows as usual).
     fn json_size_hint(&self) -> usize {
         match self {
-            ServerFrame::Broadcast(b) => 160 + b.message_id.len() + b.from.len() + b.body.len(),
+            ServerFrame::Broadcast(b) => {
+                let room = b.room.as_ref().map_or(0, |r| 10 + r.len());
+                160 + b.message_id.len() + b.from.len() + b.body.len() + room
+            }
             _ => 128,
         }
     }
@@ -326,6 +492,7 @@ impl ServerFrame {
             message: message.into(),
             message_id: None,
             retry_after_secs: None,
+            room: None,
         }
     }
 
@@ -336,6 +503,18 @@ impl ServerFrame {
             message: message.into(),
             message_id: Some(message_id),
             retry_after_secs: None,
+            room: None,
+        }
+    }
+
+    /// An `error` about one room (v2), naming it.
+    pub fn room_error(code: ErrorCode, message: impl Into<String>, room: &str) -> Self {
+        ServerFrame::Error {
+            code,
+            message: message.into(),
+            message_id: None,
+            retry_after_secs: None,
+            room: Some(room.to_owned()),
         }
     }
 }
@@ -384,6 +563,23 @@ pub enum ErrorCode {
     ResumeUnavailable,
     /// An unexpected server-side failure.
     Internal,
+    /// v2: a room id that breaks the room id rule (docs/PROTOCOL.md).
+    InvalidRoom,
+    /// v2: no room of that id exists.
+    UnknownRoom,
+    /// v2: the caller is not a member of the room (read, post, invite).
+    NotAMember,
+    /// v2: `create_room` of an id that exists.
+    RoomExists,
+    /// v2: the user is in `rooms.max_rooms_per_user` rooms already.
+    TooManyRooms,
+    /// v2: the room has `rooms.max_members_per_room` members already.
+    RoomFull,
+    /// v2: the lobby cannot be created, joined, left or invited to; every
+    /// session is in it.
+    LobbyIsImplicit,
+    /// `login.protocol` names a version this server does not speak.
+    UnsupportedProtocol,
 }
 
 impl ErrorCode {
@@ -407,6 +603,14 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::ResumeUnavailable => "resume_unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::InvalidRoom => "invalid_room",
+            ErrorCode::UnknownRoom => "unknown_room",
+            ErrorCode::NotAMember => "not_a_member",
+            ErrorCode::RoomExists => "room_exists",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::LobbyIsImplicit => "lobby_is_implicit",
+            ErrorCode::UnsupportedProtocol => "unsupported_protocol",
         }
     }
 }
@@ -428,6 +632,7 @@ mod tests {
                 id: "s".into(),
                 epoch: "e".into(),
             }),
+            rooms: None,
         };
         let shown = format!("{frame:?} {frame:#?}");
         assert!(!shown.contains(&token), "{shown}");
@@ -446,6 +651,8 @@ mod tests {
             password: "s3cret".into(),
             resume_from: Some(4),
             subscribe: true,
+            protocol: None,
+            resume_rooms: None,
         };
         let shown = format!("{login:?} {login:#?}");
         // Wire names match serde's for every code.
@@ -503,6 +710,7 @@ mod tests {
             body: "hi".into(),
             received_at_us: 2,
             sent_at_us: 1,
+            room: None,
         })
         .to_json();
         assert_eq!(

@@ -15,6 +15,12 @@ pub enum ProtocolError {
     InvalidField { command: String, reason: String },
     #[error("i/o error: {0}")]
     Io(String),
+    #[error("invalid room for {command:?}: {reason}")]
+    InvalidRoom { command: String, reason: String },
+    #[error("{command:?} does not apply to the lobby: every session is in it")]
+    LobbyIsImplicit { command: String },
+    #[error("protocol {0} is not supported (this server speaks 1 and 2)")]
+    UnsupportedProtocol(u32),
 }
 
 impl ProtocolError {
@@ -26,6 +32,9 @@ impl ProtocolError {
             ProtocolError::UnknownCommand(_) => ErrorCode::UnknownCommand,
             ProtocolError::InvalidField { .. } => ErrorCode::InvalidField,
             ProtocolError::Io(_) => ErrorCode::Internal,
+            ProtocolError::InvalidRoom { .. } => ErrorCode::InvalidRoom,
+            ProtocolError::LobbyIsImplicit { .. } => ErrorCode::LobbyIsImplicit,
+            ProtocolError::UnsupportedProtocol(_) => ErrorCode::UnsupportedProtocol,
         }
     }
 }

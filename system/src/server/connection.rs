@@ -126,6 +126,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
                 return;
             }
             _ = conn.cancelled() => return,
+            _ = session.cut.cancelled() => {
+                // The room registry found this session's queue full.
+                count_rejection(ErrorCode::SlowConsumer);
+                let why = "client did not read fast enough; disconnected";
+                session.close(ErrorCode::SlowConsumer, why).await;
+                return;
+            }
             _ = tokio::time::sleep_until(deadline) => {
                 close_silent(session).await;
                 return;

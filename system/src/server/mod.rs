@@ -3,8 +3,8 @@
 //! `run` takes an already bound listener so tests and tools bind port 0.
 //!
 //! Inside, each module uses only those listed before it: `limits` and
-//! `direct` (leaves) ← `outbound` and `fanout` ← `node` ← `session` ← `cmd` ←
-//! `connection` ← this file.
+//! `direct` (leaves) ← `outbound` and `fanout` ← `rooms` ← `node` ←
+//! `session` ← `cmd` ← `connection` ← this file.
 
 #[cfg(feature = "test-broadcast-delay")]
 pub mod broadcast_delay;
@@ -17,6 +17,7 @@ pub mod fanout_cpu;
 pub mod limits;
 mod node;
 pub mod outbound;
+pub mod rooms;
 mod session;
 
 use std::net::SocketAddr;
@@ -70,7 +71,8 @@ pub async fn run(
     Ok(())
 }
 
-/// Starts the node's own tasks: the stream follower and the session sweep.
+/// Starts the node's own tasks: the stream follower, the shard follower
+/// and the session sweep.
 fn spawn_background(
     tasks: &TaskTracker,
     ctx: &NodeContext,
@@ -87,6 +89,13 @@ fn spawn_background(
             .start_direct(cfg.server.direct_pumps, tasks, stop);
     }
     let url = cfg.redis.url.expose_secret().clone();
+    tasks.spawn(rooms::follow_shards(
+        url.clone(),
+        ctx.keys.clone(),
+        ctx.shards(),
+        ctx.rooms.clone(),
+        stop.clone(),
+    ));
     // Test-only (compiled out of the release build): busy work in the
     // fan-out, for the gate's injected CPU cost per delivery.
     #[cfg(feature = "test-fanout-cpu")]

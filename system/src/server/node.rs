@@ -1,7 +1,8 @@
 //! What every session of one server node shares: its connections to
-//! PostgreSQL, Redis and the broker, the presence store, the fan-out ring
-//! and the login gate. Built once, when the node starts.
+//! PostgreSQL, Redis and the broker, the presence store, the fan-out ring,
+//! the room registry and the login gate. Built once, when the node starts.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use redis::aio::ConnectionManager;
@@ -9,6 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::Semaphore;
 
 use super::fanout::Fanout;
+use super::rooms::{RoomRegistry, SessionId};
 use crate::broker::Publisher;
 use crate::config::Config;
 use crate::error::StartError;
@@ -29,6 +31,10 @@ pub(super) struct NodeContext {
     pub publisher: Arc<Publisher>,
     pub presence: Presence,
     pub fanout: Fanout,
+    /// Which local v2 sessions receive which room.
+    pub rooms: RoomRegistry,
+    /// The next session's id in the room registry.
+    next_session_id: AtomicU64,
     /// Logins doing database work at once (the pool size): a login storm
     /// queues here, within each connection's login deadline, instead of
     /// timing out on the pool.
@@ -54,12 +60,24 @@ impl NodeContext {
             stream_id,
             fanout: Fanout::new(cfg.server.outbound_queue_frames, start),
             presence: Presence::from_config(&cfg, redis.clone(), pg.clone()),
-            publisher: Arc::new(Publisher::new(cfg.rabbitmq.clone())),
+            publisher: Arc::new(Publisher::for_config(&cfg)),
+            rooms: RoomRegistry::default(),
+            next_session_id: AtomicU64::new(1),
             login_gate: Semaphore::new(cfg.postgres.max_connections.max(1) as usize),
             cfg,
             pg,
             redis,
             keys,
         })
+    }
+
+    /// A new session id, unique on this node while it runs.
+    pub fn session_id(&self) -> SessionId {
+        self.next_session_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The deployment's room shard count (`rooms.shards`).
+    pub fn shards(&self) -> u32 {
+        self.cfg.rooms.shards
     }
 }

@@ -6,11 +6,13 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use super::limits::TokenBucket;
 use super::node::NodeContext;
 use super::outbound::{frame, Outbound};
-use crate::protocol::{ErrorCode, ServerFrame};
+use super::rooms::SessionId;
+use crate::protocol::{ErrorCode, ServerFrame, PROTOCOL_VERSION};
 
 /// Error messages may quote client input; keep them far below any frame limit.
 const MAX_ERROR_MESSAGE_BYTES: usize = 512;
@@ -41,6 +43,17 @@ pub(super) struct Session {
     pub login_failures: u32,
     /// The client's address: login throttling counts failures per source.
     pub peer: std::net::SocketAddr,
+    /// The protocol version the login asked for (1 until then).
+    pub protocol: u32,
+    /// This session's id in the node's room registry.
+    pub id: SessionId,
+    /// `join` / `create_room` rate limit (`rooms.max_joins_per_sec`).
+    pub joins: TokenBucket,
+    /// `invite` rate limit (`rooms.max_invites_per_sec`).
+    pub invites: TokenBucket,
+    /// Cancelled by the room registry when this session's queue was full:
+    /// the reader then closes it with `slow_consumer`.
+    pub cut: CancellationToken,
 }
 
 impl Session {
@@ -53,6 +66,11 @@ impl Session {
         Self {
             inflight: Arc::new(Semaphore::new(limits.max_inflight_sends.max(1))),
             sends: TokenBucket::new(limits.max_sends_per_sec),
+            protocol: PROTOCOL_VERSION,
+            id: ctx.session_id(),
+            joins: TokenBucket::new(ctx.cfg.rooms.max_joins_per_sec),
+            invites: TokenBucket::new(ctx.cfg.rooms.max_invites_per_sec),
+            cut: CancellationToken::new(),
             ctx,
             out,
             logged_in: None,
@@ -81,6 +99,13 @@ impl Session {
             .await;
     }
 
+    /// Answers an `error` frame about one room (v2), naming it (and counts it).
+    pub async fn room_error(&self, code: ErrorCode, message: impl Into<String>, room: &str) {
+        count_rejection(code);
+        let f = ServerFrame::room_error(code, truncate(message.into()), room);
+        self.reply(f).await;
+    }
+
     /// Sends a last `error` frame; the writer closes the connection after it.
     pub async fn close(&self, code: ErrorCode, message: &str) {
         let _ = self
@@ -93,6 +118,7 @@ impl Session {
     /// user offline if it was their last). A failure is logged: the
     /// session's TTL ends it anyway.
     pub async fn end(&mut self) {
+        self.ctx.rooms.unregister(self.id);
         let Some(s) = self.logged_in.take() else {
             return;
         };

@@ -43,6 +43,8 @@ fn arb_command() -> impl Strategy<Value = ClientCommand> {
     prop_oneof![
         (s, s, proptest::option::of(any::<u64>()), any::<bool>()).prop_map(|(u, p, r, sub)| {
             ClientCommand::Login {
+                protocol: None,
+                resume_rooms: None,
                 user_id: u,
                 password: p,
                 resume_from: r,
@@ -57,12 +59,17 @@ fn arb_command() -> impl Strategy<Value = ClientCommand> {
         )
             .prop_map(|(b, m, t)| {
                 ClientCommand::Send {
+                    room: None,
+                    to: None,
                     body: b,
                     message_id: m,
                     sent_at_us: t,
                 }
             }),
-        any::<u64>().prop_map(|l| ClientCommand::Resume { last_seq: l }),
+        any::<u64>().prop_map(|l| ClientCommand::Resume {
+            last_seq: l,
+            room: None
+        }),
         prop_oneof![
             Just(UserStatus::Online),
             Just(UserStatus::Away),
@@ -97,7 +104,7 @@ proptest! {
 
     #[test]
     fn broadcasts_round_trip(seq in any::<u64>(), id in "\\PC{0,20}", from in "\\PC{0,20}", body in "\\PC{0,200}", t in any::<u64>()) {
-        let f = ServerFrame::Broadcast(BroadcastFrame { seq, message_id: id, from, body, received_at_us: t / 2, sent_at_us: t });
+        let f = ServerFrame::Broadcast(BroadcastFrame { seq, message_id: id, from, body, received_at_us: t / 2, sent_at_us: t, room: None });
         prop_assert_eq!(ServerFrame::parse(&f.to_json()).unwrap(), f);
     }
 

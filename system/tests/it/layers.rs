@@ -19,7 +19,6 @@ const LAYERS: &[Layering] = &[
         scope: "",
         layers: &[
             &[
-                "protocol",
                 "backoff",
                 "secret",
                 "telemetry",
@@ -28,8 +27,10 @@ const LAYERS: &[Layering] = &[
                 "display",
                 "cli_help",
             ],
+            &["room"],
+            &["protocol"],
             &["config", "client"],
-            &["db", "stream", "broker", "ops"],
+            &["db", "stream", "broker", "ops", "room_db"],
             &["presence", "replay", "error"],
             &["auth", "consumer", "sync"],
             &["server", "gateway", "terminal"],
@@ -40,6 +41,7 @@ const LAYERS: &[Layering] = &[
         layers: &[
             &["limits", "direct"],
             &["outbound", "fanout"],
+            &["rooms"],
             &["node", "broadcast_delay", "fanout_cpu"],
             &["session"],
             &["cmd"],

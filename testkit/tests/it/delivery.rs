@@ -201,6 +201,8 @@ async fn a_publish_only_session_gets_acks_but_no_broadcasts() {
     for i in 0..5 {
         publisher
             .send(&rtmc::protocol::ClientCommand::Send {
+                room: None,
+                to: None,
                 body: "bot".into(),
                 message_id: Some(format!("po-{i}")),
                 sent_at_us: None,

@@ -30,6 +30,8 @@ async fn sends_above_the_rate_are_refused_and_not_published() {
     let before = send_rate_refusals();
     for i in 0..20 {
         c.send(&ClientCommand::Send {
+            room: None,
+            to: None,
             body: "x".into(),
             message_id: Some(format!("rl-{i}")),
             sent_at_us: None,
@@ -40,7 +42,7 @@ async fn sends_above_the_rate_are_refused_and_not_published() {
     let (mut acked, mut limited) = (Vec::new(), 0);
     while acked.len() + limited < 20 {
         match c.recv_timeout(Duration::from_secs(10)).await.unwrap() {
-            ServerFrame::SendAck { message_id } => acked.push(message_id),
+            ServerFrame::SendAck { message_id, .. } => acked.push(message_id),
             ServerFrame::Error {
                 code: ErrorCode::RateLimited,
                 message_id: Some(_),
@@ -113,6 +115,8 @@ async fn repeated_failed_logins_throttle_the_user() {
     // Even the right password is refused while throttled, saying when to
     // come back (within the failure window) …
     c.send(&ClientCommand::Login {
+        protocol: None,
+        resume_rooms: None,
         user_id: users[0].clone(),
         password: TEST_PASSWORD.into(),
         resume_from: None,
@@ -158,6 +162,8 @@ async fn a_connection_that_keeps_failing_to_log_in_is_closed() {
     let mut c = p.raw_connection(0).await.unwrap();
     for _ in 0..p.cfg.server.max_login_failures_per_connection {
         c.send(&ClientCommand::Login {
+            protocol: None,
+            resume_rooms: None,
             user_id: user.clone(),
             password: "nope".into(),
             resume_from: None,

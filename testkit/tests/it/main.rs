@@ -15,6 +15,8 @@ mod overload;
 mod rabbit_cluster;
 mod rabbit_failover;
 mod resume;
+mod rooms;
+mod rooms_store;
 mod schema;
 mod security;
 mod sessions;

@@ -164,6 +164,8 @@ async fn tcp_burst(c: &mut rtmc::client::Connection, prefix: &str) -> TcpAnswers
     let ids: BTreeSet<String> = (0..BURST).map(|i| format!("{prefix}-{i}")).collect();
     for id in &ids {
         c.send(&ClientCommand::Send {
+            room: None,
+            to: None,
             body: "burst".into(),
             message_id: Some(id.clone()),
             sent_at_us: None,
@@ -174,7 +176,7 @@ async fn tcp_burst(c: &mut rtmc::client::Connection, prefix: &str) -> TcpAnswers
     let mut answers = TcpAnswers::default();
     while answers.acked.len() + answers.refused.len() < ids.len() {
         match c.recv_timeout(Duration::from_secs(30)).await.unwrap() {
-            ServerFrame::SendAck { message_id } => {
+            ServerFrame::SendAck { message_id, .. } => {
                 answers.acked.insert(message_id);
             }
             ServerFrame::Error {

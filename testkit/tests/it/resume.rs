@@ -123,7 +123,7 @@ async fn resume_reads_postgres_once_redis_has_trimmed() {
     loop {
         match conn.recv_timeout(Duration::from_secs(20)).await.unwrap() {
             ServerFrame::Broadcast(b) => got.push(b),
-            ServerFrame::ResumeDone { last_seq } => {
+            ServerFrame::ResumeDone { last_seq, .. } => {
                 assert_eq!(last_seq, start + 40);
                 break;
             }

@@ -206,6 +206,8 @@ async fn a_senders_clock_moves_no_metric_and_no_shown_time() {
     raw::login_publish_only(&mut sender, &user).await.unwrap();
     sender
         .send(&rtmc::protocol::ClientCommand::Send {
+            room: None,
+            to: None,
             body: "claims 1970".into(),
             message_id: Some(format!("clock-{}", uuid::Uuid::new_v4())),
             sent_at_us: Some(0),

@@ -66,6 +66,8 @@ async fn tls_clients_chat_and_https_answers() {
     let mut c = Connection::from_io(stream, raw::MAX_FRAME_BYTES);
     raw::login(&mut c, &user).await.unwrap();
     c.send(&rtmc::protocol::ClientCommand::Send {
+        room: None,
+        to: None,
         body: "secret".into(),
         message_id: Some("tls-1".into()),
         sent_at_us: None,
@@ -76,7 +78,7 @@ async fn tls_clients_chat_and_https_answers() {
     let mut delivered = false;
     while !(acked && delivered) {
         match c.recv_timeout(Duration::from_secs(20)).await.unwrap() {
-            ServerFrame::SendAck { message_id } => acked = message_id == "tls-1",
+            ServerFrame::SendAck { message_id, .. } => acked = message_id == "tls-1",
             ServerFrame::Broadcast(b) => delivered = b.message_id == "tls-1" && b.body == "secret",
             other => panic!("unexpected {other:?}"),
         }

@@ -159,6 +159,8 @@ impl MessageShape {
     /// The TCP `send` of publisher sequence `seq` on channel `channel`.
     pub(super) fn send_command(&self, channel: u32, seq: u64, sent_at_us: u64) -> ClientCommand {
         ClientCommand::Send {
+            room: None,
+            to: None,
             body: self.body.clone(),
             message_id: Some(rtmc_frames::message_id(self.origin(channel, seq))),
             sent_at_us: Some(sent_at_us),
@@ -185,6 +187,7 @@ impl MessageShape {
             body: self.body.clone(),
             received_at_us: sent_at_us,
             sent_at_us,
+            room: None,
         })
         .to_json()
     }

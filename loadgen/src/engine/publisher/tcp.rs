@@ -41,6 +41,8 @@ pub(super) async fn publish_tcp(
             if let (
                 Some(o),
                 ClientCommand::Send {
+                    room: None,
+                    to: None,
                     message_id: Some(id),
                     ..
                 },
@@ -121,7 +123,7 @@ fn count_answer(p: &[u8], share: &ChannelShare, now: u64, outcome: &mut PublishO
     }
     let (schedule, live) = (share.schedule, &share.live);
     match ServerFrame::parse(p) {
-        Ok(ServerFrame::SendAck { message_id }) => {
+        Ok(ServerFrame::SendAck { message_id, .. }) => {
             if let Some(obs) = &share.observer {
                 obs.acked(share.index, &message_id);
             }

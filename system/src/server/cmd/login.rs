@@ -1,21 +1,46 @@
 //! `login`: checks the password (throttled per user and source address, and
-//! per source; repeated failures close the connection), opens the session, answers `login_ok` and, unless the
-//! session is publish-only, subscribes it, replaying after `resume_from`.
+//! per source; repeated failures close the connection), opens the session,
+//! answers `login_ok` and, unless the session is publish-only, subscribes
+//! it, replaying after `resume_from`. A v2 login (`protocol: 2`) also lists
+//! the user's rooms in `login_ok` and subscribes the session to each,
+//! replaying those named in `resume_rooms`.
 
-use super::resume;
+use std::collections::BTreeMap;
+
+use super::{resume, room_flow};
 use crate::auth::{self, LoginRefused};
 use crate::presence::SessionKind;
-use crate::protocol::{ErrorCode, ServerFrame, SessionToken, StreamPosition, PROTOCOL_VERSION};
+use crate::protocol::{
+    quote_room, ErrorCode, RoomSummary, ServerFrame, SessionToken, StreamPosition,
+    PROTOCOL_VERSION_ROOMS,
+};
+use crate::room::RoomId;
+use crate::room_db;
 use crate::server::node::NodeContext;
 use crate::server::outbound::{frame, Outbound};
 use crate::server::session::{count_rejection, LoggedIn, Next, Session};
+use crate::stream;
 
+/// What a login asks for besides the credentials.
+pub(super) struct Asked {
+    /// The lobby's last `seq` the client has: replay after it.
+    pub resume_from: Option<u64>,
+    /// False for a publish-only session (no broadcasts at all).
+    pub subscribe: bool,
+    /// The protocol version (1 or 2; the parser refused others).
+    pub protocol: u32,
+    /// v2: per room, the last `seq` the client has.
+    pub resume_rooms: BTreeMap<String, u64>,
+}
+
+/// Logs the session in. Longer than 60 lines for a reason: the steps of
+/// a login in their order (checks, session, rooms, `login_ok`, the
+/// subscriptions) read as one sequence.
 pub(super) async fn apply(
     session: &mut Session,
     user_id: String,
     password: String,
-    resume_from: Option<u64>,
-    subscribe: bool,
+    asked: Asked,
 ) -> Next {
     if !auth::valid_user_id(&user_id) {
         session
@@ -48,7 +73,11 @@ pub(super) async fn apply(
         user_id: user_id.clone(),
         token: token.clone(),
     });
+    session.protocol = asked.protocol;
     let stream = stream_position(&ctx).await;
+    let Ok(rooms) = v2_rooms(session, &asked).await else {
+        return Next::Continue;
+    };
     // One read of the head serves both `login_ok.last_seq` and the
     // subscription point, so nothing can fall between them.
     let (rx, head) = ctx.fanout.subscribe();
@@ -58,14 +87,89 @@ pub(super) async fn apply(
             session_token: SessionToken::new(token),
             last_seq: head,
             heartbeat_interval_ms: ctx.cfg.server.heartbeat_interval_ms,
-            protocol_version: PROTOCOL_VERSION,
+            protocol_version: asked.protocol,
             stream,
+            rooms: rooms.clone(),
         })
         .await;
-    if subscribe {
-        resume::subscribe_from(session, rx, head, resume_from).await;
+    if asked.subscribe {
+        resume::subscribe_from(session, rx, head, asked.resume_from).await;
+    }
+    if let Some(rooms) = rooms {
+        finish_rooms(session, &rooms, asked.resume_rooms).await;
     }
     Next::Continue
+}
+
+/// A v2 login's rooms (`None` for v1); `Err` after ending the session and
+/// answering `internal` when they cannot be read.
+async fn v2_rooms(session: &mut Session, asked: &Asked) -> Result<Option<Vec<RoomSummary>>, ()> {
+    if asked.protocol != PROTOCOL_VERSION_ROOMS {
+        return Ok(None);
+    }
+    match start_rooms(session, asked.subscribe).await {
+        Ok(rooms) => Ok(Some(rooms)),
+        Err(e) => {
+            session.end().await;
+            let message = format!("login unavailable: rooms: {e}");
+            session.error(ErrorCode::Internal, message).await;
+            Err(())
+        }
+    }
+}
+
+/// The user's rooms with their heads; a subscribing session is first
+/// registered (membership changes from now on reach it) and each room's
+/// subscription begun before its head is read.
+async fn start_rooms(session: &Session, subscribe: bool) -> anyhow::Result<Vec<RoomSummary>> {
+    let ctx = &session.ctx;
+    let user = session.user_id();
+    if subscribe {
+        let (out, cut) = (session.out.clone(), session.cut.clone());
+        ctx.rooms.register(session.id, &user, out, cut);
+    }
+    let mine = room_db::rooms_of(&ctx.pg, &user).await?;
+    let mut redis = ctx.redis.clone();
+    let mut rooms = Vec::with_capacity(mine.len());
+    for r in mine {
+        let id = RoomId::parse(&r.room)?;
+        ctx.rooms.begin(session.id, &r.room);
+        let seq = stream::room_head(&mut redis, &ctx.keys, ctx.shards(), &id).await?;
+        rooms.push(RoomSummary {
+            room: r.room,
+            kind: r.kind,
+            role: r.role,
+            seq,
+        });
+    }
+    Ok(rooms)
+}
+
+/// After `login_ok`: lets held frames through, replays the rooms the
+/// client resumes (each closed by its `resume_done`), and makes every room
+/// live from its head in `login_ok`.
+async fn finish_rooms(session: &Session, rooms: &[RoomSummary], mut resume: BTreeMap<String, u64>) {
+    let ctx = &session.ctx;
+    ctx.rooms.release(session.id);
+    let subscribed = ctx.rooms.is_registered(session.id);
+    for r in rooms {
+        let after = resume.remove(&r.room);
+        if let (Some(after), true) = (after, subscribed) {
+            if let Ok(id) = RoomId::parse(&r.room) {
+                if room_flow::replay_room(session, &id, after, r.seq).await {
+                    let done = room_flow::resume_done(&id, r.seq);
+                    let _ = session.out.send(Outbound::Frame(done)).await;
+                }
+            }
+        }
+        ctx.rooms.go_live(session.id, &r.room, r.seq);
+    }
+    for room in resume.keys() {
+        let message = format!("you are not a member of {}", quote_room(room));
+        session
+            .room_error(ErrorCode::NotAMember, message, room)
+            .await;
+    }
 }
 
 /// The deployment's stream and its current epoch; `None` (the client then
@@ -97,6 +201,7 @@ async fn refuse(session: &mut Session, refused: LoginRefused) -> Next {
                 message,
                 message_id: None,
                 retry_after_secs: Some(retry_after_secs),
+                room: None,
             };
             session.reply(refusal).await;
             count_login_failure(session)

@@ -3,16 +3,31 @@
 //! reader keeps reading; the `send_ack` (or `broker_unavailable`) follows
 //! the confirm. At most `server.max_inflight_sends` of a connection (and
 //! `rabbitmq.max_inflight_publishes` of the node) await a confirm at once;
-//! a send beyond either is refused at once with `overloaded`.
+//! a send beyond either is refused at once with `overloaded`. v2: a message
+//! to a `room` needs the sender's membership; one `to` a user goes to their
+//! direct room, created (both users members) on first use.
 
+use super::room_flow;
 use crate::broker::{BrokerError, PublishedMessage, Publisher};
-use crate::protocol::{now_us, ErrorCode, ServerFrame};
+use crate::protocol::{now_us, ErrorCode, ServerFrame, PROTOCOL_VERSION_ROOMS};
+use crate::room::{RoomId, RoomKind};
+use crate::room_db::{self, CreateOutcome};
 use crate::server::outbound::{frame, Outbound};
 use crate::server::session::{count_rejection, Next, Session};
+use crate::stream::{self, MemberChange};
+
+/// Where a `send` goes: the lobby (both `None`), a room, or a user.
+pub(super) struct Target {
+    /// v2: a room the sender is a member of.
+    pub room: Option<String>,
+    /// v2: a user; the message goes to their direct room with the sender.
+    pub to: Option<String>,
+}
 
 pub(super) async fn apply(
     session: &mut Session,
     body: String,
+    target: Target,
     message_id: Option<String>,
     sent_at_us: Option<u64>,
 ) -> Next {
@@ -25,8 +40,14 @@ pub(super) async fn apply(
         body,
         sent_at_us: sent_at_us.unwrap_or(received_at_us),
         received_at_us,
+        room: None,
     };
     let limits = &session.ctx.cfg.server;
+    if (target.room.is_some() || target.to.is_some()) && session.protocol < PROTOCOL_VERSION_ROOMS {
+        let why = "`room` and `to` need a login with protocol 2";
+        session.error(ErrorCode::InvalidField, why).await;
+        return Next::Continue;
+    }
     if let Err(reason) = msg.check_limits(limits.max_body_bytes, limits.max_frame_bytes) {
         session.error(ErrorCode::InvalidField, reason).await;
         return Next::Continue;
@@ -34,6 +55,11 @@ pub(super) async fn apply(
     if !session.sends.allow() {
         refuse_over_rate(session, msg.message_id).await;
         return Next::Continue;
+    }
+    let mut msg = msg;
+    match resolve(session, target).await {
+        Some(room) => msg.room = room.map(|r| r.as_str().to_owned()),
+        None => return Next::Continue,
     }
     // A client sending faster than the broker confirms is refused at once
     // rather than buffered: waiting here would stop the reader, and the
@@ -90,6 +116,7 @@ async fn publish(publisher: &Publisher, msg: PublishedMessage) -> ServerFrame {
             metrics::counter!("rtmc_sends_total", "result" => "ack").increment(1);
             ServerFrame::SendAck {
                 message_id: msg.message_id,
+                room: msg.room,
             }
         }
         Err(e) => {
@@ -104,4 +131,70 @@ async fn publish(publisher: &Publisher, msg: PublishedMessage) -> ServerFrame {
             ServerFrame::send_error(code, e.to_string(), msg.message_id)
         }
     }
+}
+
+/// The room a send goes to (`Some(None)`: the lobby), after checking the
+/// sender may post there; `None` after answering why not.
+async fn resolve(session: &Session, target: Target) -> Option<Option<RoomId>> {
+    if let Some(room) = target.room {
+        let id = room_flow::room_id(session, &room).await?;
+        return room_flow::check_member(session, &id)
+            .await
+            .then_some(Some(id));
+    }
+    let Some(to) = target.to else {
+        return Some(None);
+    };
+    let me = session.user_id();
+    let Some(id) = RoomId::direct(&me, &to) else {
+        let why = "`to` must be another user than yourself";
+        session.error(ErrorCode::InvalidField, why).await;
+        return None;
+    };
+    if session.ctx.rooms.is_subscribed(session.id, id.as_str()) {
+        return Some(Some(id));
+    }
+    if !room_flow::user_exists(session, &to, id.as_str()).await {
+        return None;
+    }
+    open_direct(session, &id).await.then_some(Some(id))
+}
+
+/// Creates the direct room on first use and tells both users' sessions
+/// (membership entries); false after answering a store failure.
+async fn open_direct(session: &Session, room: &RoomId) -> bool {
+    let ctx = &session.ctx;
+    let name = room.as_str();
+    match room_db::ensure_direct(&ctx.pg, room).await {
+        Ok(CreateOutcome::AlreadyExists) => return true,
+        Ok(CreateOutcome::Created) => {}
+        Err(e) => {
+            room_flow::store_failed(session, name, "direct room", e).await;
+            return false;
+        }
+    }
+    let Some((a, b)) = room.direct_members() else {
+        return false;
+    };
+    let mut redis = ctx.redis.clone();
+    for user in [a, b] {
+        let joined = MemberChange::Joined;
+        let direct = RoomKind::Direct;
+        let recorded = stream::record_membership(
+            &mut redis,
+            &ctx.keys,
+            ctx.shards(),
+            room,
+            user,
+            joined,
+            direct,
+        )
+        .await;
+        if let Err(e) = recorded {
+            room_flow::store_failed(session, name, "room stream", e).await;
+            return false;
+        }
+    }
+    metrics::counter!("rtmc_rooms_created_total").increment(1);
+    true
 }

@@ -1,9 +1,12 @@
-//! A client library for protocol v1, used by the terminal client, the test
-//! kit and loadgen. [`Connection`] is the raw framed link; [`ChatClient`]
-//! adds login, acknowledged sends, broadcast buffering and automatic resume
-//! after a reconnect (it remembers the last sequence number it delivered).
+//! A client library for protocols v1 and v2, used by the terminal client,
+//! the test kit and loadgen. [`Connection`] is the raw framed link;
+//! [`ChatClient`] adds login, acknowledged sends, broadcast buffering and
+//! automatic resume after a reconnect (it remembers the last sequence number
+//! it delivered, per room); `rooms.rs` holds its v2 (rooms) commands.
 
-use std::collections::VecDeque;
+mod rooms;
+
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,9 +17,11 @@ use tokio_util::codec::Framed;
 
 use crate::backoff::Backoff;
 use crate::protocol::{
-    BroadcastFrame, ClientCommand, ErrorCode, FrameCodec, ProtocolError, ServerFrame, SessionToken,
-    StreamPosition,
+    BroadcastFrame, ClientCommand, ErrorCode, FrameCodec, ProtocolError, RoomSummary, ServerFrame,
+    SessionToken, StreamPosition, PROTOCOL_VERSION_ROOMS,
 };
+
+pub use rooms::{RoomEvent, RoomState, SendTarget};
 
 /// Failure seen by a client.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +129,10 @@ pub struct LoginInfo {
     /// The deployment's message log and its epoch (`None` from a server
     /// that does not name it): sequence numbers belong to it.
     pub stream: Option<StreamPosition>,
+    /// v2: the protocol version the server agreed to (1 for v1).
+    pub protocol_version: u32,
+    /// v2: the user's rooms at login, each with its head then.
+    pub rooms: Vec<RoomSummary>,
 }
 
 impl ClientError {
@@ -209,8 +218,18 @@ pub struct ChatClient {
     conn: Connection,
     /// Broadcasts received while waiting for a reply, in order.
     pending: VecDeque<BroadcastFrame>,
-    /// Highest sequence number handed to the caller (resume point).
+    /// Highest lobby sequence number handed to the caller.
     last_seq: u64,
+    /// Highest lobby sequence number received (handed over or pending):
+    /// the resume point and the dedupe bound.
+    lobby_received: u64,
+    /// v2: the rooms this session is in, each with its highest `seq`
+    /// received (resume point and dedupe bound per room).
+    rooms: BTreeMap<String, RoomState>,
+    /// v2: joins and leaves seen (asked for or not), for the caller.
+    room_events: VecDeque<RoomEvent>,
+    /// The protocol version to log in with (1 or 2).
+    protocol: u32,
     pub info: LoginInfo,
     /// Bound on waiting for one reply.
     pub reply_timeout: Duration,
@@ -231,12 +250,38 @@ impl ChatClient {
         password: &str,
         resume_from: Option<u64>,
     ) -> Result<Self, ClientError> {
+        Self::connect_with(addr, user_id, password, resume_from, 1).await
+    }
+
+    /// Connects and logs in with protocol v2 (rooms): the lobby as in v1,
+    /// and every room the user is in (`info.rooms`), live from its head.
+    pub async fn connect_v2(
+        addr: &str,
+        user_id: &str,
+        password: &str,
+    ) -> Result<Self, ClientError> {
+        Self::connect_with(addr, user_id, password, None, PROTOCOL_VERSION_ROOMS).await
+    }
+
+    async fn connect_with(
+        addr: &str,
+        user_id: &str,
+        password: &str,
+        resume_from: Option<u64>,
+        protocol: u32,
+    ) -> Result<Self, ClientError> {
         let max = crate::protocol::DEFAULT_MAX_FRAME_BYTES;
         let mut conn = Connection::connect(addr, max).await?;
         let reply_timeout = Duration::from_secs(10);
-        let info = login(&mut conn, user_id, password, resume_from, reply_timeout).await?;
+        let cmd = login_command(user_id, password, resume_from, protocol, BTreeMap::new());
+        let info = login_with(&mut conn, cmd, reply_timeout).await?;
         let last_seq = resume_from.unwrap_or(info.last_seq);
+        let rooms = rooms::states_of(&info.rooms);
         Ok(Self {
+            lobby_received: last_seq,
+            rooms,
+            room_events: VecDeque::new(),
+            protocol,
             addrs: vec![addr.to_owned()],
             current: 0,
             policy: ReconnectPolicy::default(),
@@ -297,17 +342,24 @@ impl ChatClient {
             }
         }
         let mut conn = Connection::connect(self.addr(), self.max_frame_bytes).await?;
-        // Resume after what the caller has, including buffered broadcasts.
-        let resume = self.pending.back().map(|b| b.seq).unwrap_or(self.last_seq);
+        // Resume after what the caller has, including buffered broadcasts:
+        // the lobby, and (v2) each room.
+        let resume = self.lobby_received;
         let before = self.info.stream.clone();
-        self.info = login(
-            &mut conn,
+        let resume_rooms = self
+            .rooms
+            .iter()
+            .map(|(r, s)| (r.clone(), s.received))
+            .collect();
+        let cmd = login_command(
             &self.user_id,
             &self.password,
             Some(resume),
-            self.reply_timeout,
-        )
-        .await?;
+            self.protocol,
+            resume_rooms,
+        );
+        self.info = login_with(&mut conn, cmd, self.reply_timeout).await?;
+        self.note_login_rooms();
         self.conn = conn;
         self.reconnects += 1;
         let replayed = self.info.last_seq.saturating_sub(resume);
@@ -320,6 +372,7 @@ impl ChatClient {
             // ours, so skip it and go on from its head.
             self.pending.clear();
             self.last_seq = self.info.last_seq;
+            self.lobby_received = self.info.last_seq;
             self.tell(LinkEvent::HistoryLost {
                 from_seq: self.info.last_seq + 1,
             });
@@ -335,17 +388,22 @@ impl ChatClient {
     /// deduped by seq. `resume_unavailable` is returned as the server's error.
     pub async fn resume_after(&mut self, after: u64) -> Result<u64, ClientError> {
         self.conn
-            .send(&ClientCommand::Resume { last_seq: after })
+            .send(&ClientCommand::Resume {
+                last_seq: after,
+                room: None,
+            })
             .await?;
-        self.pending.clear();
+        self.pending.retain(|b| b.room.is_some());
         self.last_seq = after;
+        self.lobby_received = after;
         let mut gathered = Vec::new();
         let deadline = tokio::time::Instant::now() + self.reply_timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.conn.recv_timeout(left).await? {
+                ServerFrame::Broadcast(b) if b.room.is_some() => self.accept(b),
                 ServerFrame::Broadcast(b) => gathered.push(b),
-                ServerFrame::ResumeDone { .. } => break,
+                ServerFrame::ResumeDone { room: None, .. } => break,
                 ServerFrame::Error { code, message, .. } => {
                     return Err(ClientError::Server { code, message })
                 }
@@ -356,6 +414,9 @@ impl ChatClient {
         gathered.dedup_by_key(|b| b.seq);
         gathered.retain(|b| b.seq > after);
         let replayed = gathered.len() as u64;
+        if let Some(b) = gathered.last() {
+            self.lobby_received = b.seq;
+        }
         self.pending.extend(gathered);
         Ok(replayed)
     }
@@ -388,14 +449,37 @@ impl ChatClient {
         Err(last)
     }
 
-    /// Buffers a broadcast unless it was already delivered (dedupe by seq).
+    /// Buffers a broadcast unless it was already received (dedupe by seq,
+    /// per room).
     fn accept(&mut self, b: BroadcastFrame) {
-        let newest = self.pending.back().map(|p| p.seq).unwrap_or(self.last_seq);
-        if b.seq > newest {
+        if self.fresh(&b) {
             self.pending.push_back(b);
         } else {
             metrics::counter!("rtmc_client_duplicates_total").increment(1);
         }
+    }
+
+    /// Whether `b` is above the highest seq received of its room (the
+    /// lobby, or a v2 room); if so it now is the highest.
+    fn fresh(&mut self, b: &BroadcastFrame) -> bool {
+        let newest = match &b.room {
+            None => &mut self.lobby_received,
+            Some(room) => &mut self.rooms.entry(room.clone()).or_default().received,
+        };
+        if b.seq > *newest {
+            *newest = b.seq;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Hands a buffered broadcast over, moving the lobby's delivered seq.
+    fn deliver(&mut self, b: BroadcastFrame) -> BroadcastFrame {
+        if b.room.is_none() {
+            self.last_seq = b.seq;
+        }
+        b
     }
 
     /// Reads frames until `want` accepts one; broadcasts are buffered.
@@ -417,6 +501,7 @@ impl ChatClient {
                     return Err(ClientError::Server { code, message })
                 }
                 ServerFrame::ResumeDone { .. } | ServerFrame::HeartbeatAck {} => {}
+                other if self.note_room_frame(&other) => {}
                 other => return Err(ClientError::Unexpected(Box::new(other))),
             }
         }
@@ -435,17 +520,27 @@ impl ChatClient {
             .map(str::to_owned)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         loop {
-            match self.send_once(body, &id).await {
-                Ok(()) => return Ok(id),
+            match self.send_once(body, &id, &SendTarget::Lobby).await {
+                Ok(_) => return Ok(id),
                 Err(e) => self.recover(e).await?,
             }
         }
     }
 
-    async fn send_once(&mut self, body: &str, id: &str) -> Result<(), ClientError> {
+    /// Sends once to `target` and waits for the ack of `id`; the room the
+    /// ack names (v2; `None` for the lobby).
+    async fn send_once(
+        &mut self,
+        body: &str,
+        id: &str,
+        target: &SendTarget,
+    ) -> Result<Option<String>, ClientError> {
+        let (room, to) = target.fields();
         self.conn
             .send(&ClientCommand::Send {
                 body: body.to_owned(),
+                room,
+                to,
                 message_id: Some(id.to_owned()),
                 sent_at_us: None,
             })
@@ -455,7 +550,7 @@ impl ChatClient {
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self.conn.recv_timeout(left).await? {
-                ServerFrame::SendAck { message_id } if message_id == id => return Ok(()),
+                ServerFrame::SendAck { message_id, room } if message_id == id => return Ok(room),
                 ServerFrame::Error {
                     code,
                     message,
@@ -470,7 +565,9 @@ impl ChatClient {
                 } => return Err(ClientError::Server { code, message }),
                 ServerFrame::Broadcast(b) => self.accept(b),
                 // Late acks or errors of earlier sends, heartbeat acks: not ours.
-                _ => {}
+                other => {
+                    self.note_room_frame(&other);
+                }
             }
         }
     }
@@ -505,8 +602,7 @@ impl ChatClient {
     /// `limit`. A lost link is recovered (reconnect + resume) transparently.
     pub async fn next_broadcast(&mut self, limit: Duration) -> Result<BroadcastFrame, ClientError> {
         if let Some(b) = self.pending.pop_front() {
-            self.last_seq = b.seq;
-            return Ok(b);
+            return Ok(self.deliver(b));
         }
         let deadline = tokio::time::Instant::now() + limit;
         loop {
@@ -516,17 +612,13 @@ impl ChatClient {
                 Err(e) => {
                     self.recover(e).await?;
                     if let Some(b) = self.pending.pop_front() {
-                        self.last_seq = b.seq;
-                        return Ok(b);
+                        return Ok(self.deliver(b));
                     }
                     continue;
                 }
             };
             match frame {
-                ServerFrame::Broadcast(b) if b.seq > self.last_seq => {
-                    self.last_seq = b.seq;
-                    return Ok(b);
-                }
+                ServerFrame::Broadcast(b) if self.fresh(&b) => return Ok(self.deliver(b)),
                 ServerFrame::Broadcast(_) => {
                     metrics::counter!("rtmc_client_duplicates_total").increment(1);
                 }
@@ -535,11 +627,12 @@ impl ChatClient {
                     // reason to fail over; anything else is the caller's.
                     self.recover(ClientError::Server { code, message }).await?;
                     if let Some(b) = self.pending.pop_front() {
-                        self.last_seq = b.seq;
-                        return Ok(b);
+                        return Ok(self.deliver(b));
                     }
                 }
-                _ => {}
+                other => {
+                    self.note_room_frame(&other);
+                }
             }
         }
     }
@@ -565,17 +658,28 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     resume_from: Option<u64>,
     limit: Duration,
 ) -> Result<LoginInfo, ClientError> {
-    login_with(
-        conn,
-        ClientCommand::Login {
-            user_id: user_id.to_owned(),
-            password: password.to_owned(),
-            resume_from,
-            subscribe: true,
-        },
-        limit,
-    )
-    .await
+    let cmd = login_command(user_id, password, resume_from, 1, BTreeMap::new());
+    login_with(conn, cmd, limit).await
+}
+
+/// The `login` of a subscribing session: v1, or v2 with the rooms to
+/// resume.
+fn login_command(
+    user_id: &str,
+    password: &str,
+    resume_from: Option<u64>,
+    protocol: u32,
+    resume_rooms: BTreeMap<String, u64>,
+) -> ClientCommand {
+    let v2 = protocol >= PROTOCOL_VERSION_ROOMS;
+    ClientCommand::Login {
+        user_id: user_id.to_owned(),
+        password: password.to_owned(),
+        resume_from,
+        subscribe: true,
+        protocol: v2.then_some(protocol),
+        resume_rooms: (v2 && !resume_rooms.is_empty()).then_some(resume_rooms),
+    }
 }
 
 /// Logs in a publish-only session (no broadcasts; see `login.subscribe`).
@@ -590,6 +694,8 @@ pub async fn login_publisher<S: AsyncRead + AsyncWrite + Unpin>(
         password: password.to_owned(),
         resume_from: None,
         subscribe: false,
+        protocol: None,
+        resume_rooms: None,
     };
     login_with(conn, cmd, limit).await
 }
@@ -607,13 +713,16 @@ async fn login_with<S: AsyncRead + AsyncWrite + Unpin>(
             last_seq,
             heartbeat_interval_ms,
             stream,
-            ..
+            protocol_version,
+            rooms,
         } => Ok(LoginInfo {
             user_id,
             session_token,
             last_seq,
             heartbeat_interval_ms,
             stream,
+            protocol_version,
+            rooms: rooms.unwrap_or_default(),
         }),
         ServerFrame::Error { code, message, .. } => Err(ClientError::Server { code, message }),
         other => Err(ClientError::Unexpected(Box::new(other))),

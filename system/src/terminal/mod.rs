@@ -7,7 +7,11 @@
 //!
 //! On a terminal, lines are read with a line editor (rustyline: history,
 //! arrow keys) and everything else is printed above the line being typed;
-//! with stdin not a terminal (a pipe, a test), plain lines are read.
+//! with stdin not a terminal (a pipe, a test), plain lines are read. The
+//! client speaks protocol v2: `rooms.rs` keeps the room in view and the
+//! unread counts of the others.
+
+mod rooms;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -16,13 +20,24 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::client::{ChatClient, ClientError, LinkEvent};
+use crate::client::{ChatClient, ClientError, LinkEvent, RoomEvent, SendTarget};
 use crate::display::visible;
-use crate::protocol::{BroadcastFrame, ClientCommand, ServerFrame, StreamPosition, UserStatus};
+use crate::protocol::{
+    BroadcastFrame, ClientCommand, ErrorCode, ServerFrame, StreamPosition, UserStatus,
+};
+use crate::room::RoomKind;
+pub use rooms::{room_tag, RoomView, KEPT_LINES_PER_ROOM};
 
 /// The help shown by `/help` (and at start).
-pub const HELP: &str = "type a line and Enter to send it; commands:
+pub const HELP: &str = "type a line and Enter to send it to the room in view; commands:
   /help            this help
+  /rooms           your rooms (the one in view marked *, unread counts)
+  /room NAME       put a room in view (/room lobby: everyone's room)
+  /join NAME       join a public room (made, public, if there is none)
+  /create NAME [private]  make a room (public unless private)
+  /leave [NAME]    leave a room (the one in view by default)
+  /invite USER     make USER a member of the room in view
+  /msg USER text   a direct message (puts your room with USER in view)
   /status USER     a user's presence (also /who USER)
   /away, /back     set your presence to away / online
   /quit            log out and exit (also Ctrl-C; Ctrl-D at an empty line)
@@ -38,6 +53,26 @@ pub enum Input {
     Status(String),
     Away,
     Back,
+    /// List the rooms.
+    Rooms,
+    /// Put a room in view.
+    Switch(String),
+    /// Join a room (made public when there is none).
+    Join(String),
+    /// Make a room.
+    Create {
+        room: String,
+        private: bool,
+    },
+    /// Leave a room (`None`: the one in view).
+    Leave(Option<String>),
+    /// Invite a user to the room in view.
+    Invite(String),
+    /// A direct message.
+    Msg {
+        user: String,
+        text: String,
+    },
     /// A blank line: nothing to do.
     Nothing,
     /// A mistyped command, with what to say.
@@ -59,9 +94,27 @@ pub fn parse_line(line: &str) -> Input {
     };
     let mut words = cmd.split_whitespace();
     let name = words.next().unwrap_or("");
+    if name == "msg" {
+        return parse_msg(cmd);
+    }
     let arg = words.next();
+    if name == "create" {
+        return parse_create(arg, words.next(), words.next());
+    }
     let extra = words.next().is_some();
     match (name, arg, extra) {
+        ("rooms", None, false) => Input::Rooms,
+        ("room", Some(room), false) => Input::Switch(room.to_owned()),
+        ("join", Some(room), false) => Input::Join(room.to_owned()),
+        ("leave", room, false) => Input::Leave(room.map(str::to_owned)),
+        ("invite", Some(user), false) => Input::Invite(user.to_owned()),
+        ("room" | "join" | "invite", _, _) => {
+            let what = if name == "invite" { "USER" } else { "NAME" };
+            Input::Invalid(format!("usage: /{name} {what}"))
+        }
+        ("rooms" | "leave", _, _) => {
+            Input::Invalid(format!("/{name} takes at most what /help says"))
+        }
         ("help" | "h" | "?", None, false) => Input::Help,
         ("quit" | "q" | "exit", None, false) => Input::Quit,
         ("away", None, false) => Input::Away,
@@ -75,6 +128,29 @@ pub fn parse_line(line: &str) -> Input {
             "unknown command /{}; /help lists them (start a message with // to send a '/')",
             visible(name)
         )),
+    }
+}
+
+/// `/create NAME [public|private]`.
+fn parse_create(room: Option<&str>, kind: Option<&str>, extra: Option<&str>) -> Input {
+    match (room, kind.unwrap_or("public"), extra) {
+        (Some(room), kind @ ("private" | "public"), None) => Input::Create {
+            room: room.to_owned(),
+            private: kind == "private",
+        },
+        _ => Input::Invalid("usage: /create NAME [private]".into()),
+    }
+}
+
+/// `/msg USER text…`: the text is the rest of the line, as typed.
+fn parse_msg(cmd: &str) -> Input {
+    let rest = cmd["msg".len()..].trim_start();
+    match rest.split_once(char::is_whitespace) {
+        Some((user, text)) if !text.trim().is_empty() => Input::Msg {
+            user: user.to_owned(),
+            text: text.trim_start().to_owned(),
+        },
+        _ => Input::Invalid("usage: /msg USER text".into()),
     }
 }
 
@@ -93,7 +169,8 @@ pub fn clock(us: u64, now_us: u64) -> String {
     }
 }
 
-/// One message as one line: `HH:MM:SS #seq from: body`, every part visible.
+/// One message as one line: `HH:MM:SS #seq from: body` for the lobby,
+/// `HH:MM:SS #seq [room] from: body` for a room, every part visible.
 /// The time is the server's (`received_at_us`), never the sender's claim;
 /// a message stored before servers stamped it shows its `sent_at_us`.
 pub fn message_line(b: &BroadcastFrame, now_us: u64) -> String {
@@ -103,9 +180,10 @@ pub fn message_line(b: &BroadcastFrame, now_us: u64) -> String {
         b.sent_at_us
     };
     format!(
-        "{} #{} {}: {}",
+        "{} #{} {}{}: {}",
         clock(at, now_us),
         b.seq,
+        room_tag(b),
         visible(&b.from),
         visible(&b.body)
     )
@@ -261,6 +339,8 @@ struct EditorState {
     editing: bool,
     /// Set when the client ends: lines go straight to stdout from then on.
     finished: bool,
+    /// The prompt of the next line read (the room in view, unread count).
+    prompt: String,
     saved_mode: Option<rustix::termios::Termios>,
 }
 
@@ -275,6 +355,13 @@ impl EditorControl {
     /// Lets the editor read the next line.
     fn prompt_again(&self) {
         let _ = self.next_prompt.send(());
+    }
+
+    /// Sets the prompt of the next line read.
+    fn set_prompt(&self, prompt: String) {
+        if let Ok(mut st) = self.state.lock() {
+            st.prompt = prompt;
+        }
     }
 
     /// Ends the editor's part: no prompt any more, the terminal back in the
@@ -331,6 +418,7 @@ fn start_editor(tx: mpsc::Sender<Typed>) -> Option<(Printer, EditorControl)> {
     let state = Arc::new(Mutex::new(EditorState {
         editing: false,
         finished: false,
+        prompt: "> ".into(),
         saved_mode: rustix::termios::tcgetattr(std::io::stdin()).ok(),
     }));
     let seen = state.clone();
@@ -365,8 +453,9 @@ fn edit_lines(
         }
         _ => false,
     };
+    let prompt = || state.lock().map(|st| st.prompt.clone()).unwrap_or_default();
     while set_editing(true) {
-        let read = editor.readline("> ");
+        let read = editor.readline(&prompt());
         set_editing(false);
         match read {
             Ok(line) => {
@@ -408,10 +497,12 @@ struct LinkSeen {
 }
 
 /// Runs the client until `/quit`, Ctrl-C or the end of input (logging
-/// out), or until the link is lost for good (an error).
+/// out), or until the link is lost for good (an error). Longer than 60
+/// lines for a reason: the start-up notices and the one `select!` loop
+/// over typing, heartbeats and messages read best together.
 pub async fn run(opts: TerminalOptions) -> Result<(), ClientError> {
     let first = opts.addrs[0].clone();
-    let chat = ChatClient::connect_from(&first, &opts.user, &opts.password, None).await?;
+    let chat = ChatClient::connect_v2(&first, &opts.user, &opts.password).await?;
     let mut chat = chat.with_failover(opts.addrs[1..].iter().cloned());
     // Ctrl-C is ours from here on (registered now, before any notice).
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
@@ -426,19 +517,32 @@ pub async fn run(opts: TerminalOptions) -> Result<(), ClientError> {
         "logged in as {} at {first}; {start} — /help for commands",
         visible(&chat.info.user_id),
     ));
+    let mut view = RoomView::default();
+    if !chat.rooms().is_empty() {
+        out.notice(view.rooms_line(chat.rooms()));
+    }
     let link = watch_link(&mut chat, &out);
     let every = Duration::from_millis(chat.info.heartbeat_interval_ms.max(100));
     let mut heartbeat = tokio::time::interval(every);
     heartbeat.tick().await;
     let ended = loop {
+        if let Some(e) = &editor {
+            e.set_prompt(view.prompt());
+        }
         tokio::select! {
             _ = interrupt.recv() => break Ok(()),
             t = typed.recv() => match t {
                 None | Some(Typed::Interrupt) => break Ok(()),
                 Some(Typed::Line(line)) => {
                     let queued = link.lock().is_ok_and(|l| l.down);
-                    match act(&mut chat, &out, parse_line(&line), queued).await {
-                        Ok(true) => editor.iter().for_each(EditorControl::prompt_again),
+                    let mut screen = Screen { chat: &mut chat, out: &out, view: &mut view };
+                    match screen.act(parse_line(&line), queued).await {
+                        Ok(true) => {
+                            if let Some(e) = &editor {
+                                e.set_prompt(view.prompt());
+                                e.prompt_again();
+                            }
+                        }
                         Ok(false) => break Ok(()),
                         Err(e) => break Err(e),
                     }
@@ -450,16 +554,36 @@ pub async fn run(opts: TerminalOptions) -> Result<(), ClientError> {
                 }
             }
             b = chat.next_broadcast(every) => match b {
-                Ok(b) => show(&out, &b, state.as_ref(), &chat),
+                Ok(b) => show(&out, &b, state.as_ref(), &chat, &mut view),
                 Err(ClientError::Timeout(_)) => {}
                 Err(e) => break Err(e),
             },
         }
+        tell_room_events(&mut chat, &out, &mut view);
     };
     if let Some(editor) = editor {
         editor.finish();
     }
     close(chat, &out, &link, ended).await
+}
+
+/// Tells the user of rooms joined or left without being asked here (an
+/// invite, a direct message, another session).
+fn tell_room_events(chat: &mut ChatClient, out: &Printer, view: &mut RoomView) {
+    for e in chat.take_room_events() {
+        match e {
+            RoomEvent::Joined { room, kind, .. } => out.notice(format!(
+                "you are in {} ({}) now; /room {} to view it",
+                visible(&room),
+                kind.as_str(),
+                visible(&room)
+            )),
+            RoomEvent::Left { room } => {
+                view.forget(&room);
+                out.notice(format!("you left {}", visible(&room)));
+            }
+        }
+    }
 }
 
 /// Resumes after the saved seq when it belongs to the stream the server
@@ -509,9 +633,21 @@ fn watch_link(chat: &mut ChatClient, out: &Printer) -> Arc<Mutex<LinkSeen>> {
     link
 }
 
-/// Shows one message and keeps its seq (with the stream's epoch).
-fn show(out: &Printer, b: &BroadcastFrame, state: Option<&SeqState>, chat: &ChatClient) {
-    out.line(message_line(b, crate::protocol::now_us()));
+/// Shows one message if its room is in view (else counts it unread) and
+/// keeps the lobby's seq (with the stream's epoch).
+fn show(
+    out: &Printer,
+    b: &BroadcastFrame,
+    state: Option<&SeqState>,
+    chat: &ChatClient,
+    view: &mut RoomView,
+) {
+    if let Some(line) = view.place(b, message_line(b, crate::protocol::now_us())) {
+        out.line(line);
+    }
+    if b.room.is_some() {
+        return;
+    }
     if let Some(s) = state {
         let epoch = chat.info.stream.as_ref().map(|p| p.epoch.as_str());
         if let Err(e) = s.store(b.seq, epoch) {
@@ -544,57 +680,181 @@ async fn close(
     Ok(())
 }
 
-/// Carries out one typed line; `false` to quit. A refused line is reported
-/// and the session goes on; a line that cannot be sent because the link is
-/// gone for good is reported, then the error ends the client.
-async fn act(
-    chat: &mut ChatClient,
-    out: &Printer,
-    input: Input,
-    link_down: bool,
-) -> Result<bool, ClientError> {
-    match input {
-        Input::Nothing => {}
-        Input::Quit => return Ok(false),
-        Input::Help => out.line(HELP),
-        Input::Invalid(why) => out.notice(why),
-        Input::Send(text) if link_down => {
-            // Said at once: the send waits for the reconnect.
-            out.notice(format!("queued until reconnected: {}", preview(&text)));
-            send_line(chat, out, &text).await?;
-        }
-        Input::Send(text) => send_line(chat, out, &text).await?,
-        Input::Status(user) => {
-            let asked = chat
-                .request_status(ClientCommand::GetStatus { user_id: user })
-                .await;
-            show_status(out, asked)?;
-        }
-        Input::Away | Input::Back => {
-            let status = if input == Input::Away {
-                UserStatus::Away
-            } else {
-                UserStatus::Online
-            };
-            let set = chat.request_status(ClientCommand::Status { status }).await;
-            show_status(out, set)?;
-        }
-    }
-    Ok(true)
+/// What a typed line acts on: the client, the screen and the room view.
+struct Screen<'a> {
+    /// The chat session.
+    chat: &'a mut ChatClient,
+    /// Where lines go.
+    out: &'a Printer,
+    /// The room in view and the unread counts.
+    view: &'a mut RoomView,
 }
 
-/// Sends one typed line (reconnecting if need be); a refusal is reported
-/// and the session goes on, a link gone for good ends it.
-async fn send_line(chat: &mut ChatClient, out: &Printer, text: &str) -> Result<(), ClientError> {
-    match chat.send(text, None).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_transport() => {
-            out.notice(format!("not sent (connection lost): {}", preview(text)));
-            Err(e)
+impl Screen<'_> {
+    /// Carries out one typed line; `false` to quit. A refused line is
+    /// reported and the session goes on; a line that cannot be sent because
+    /// the link is gone for good is reported, then the error ends the client.
+    async fn act(&mut self, input: Input, link_down: bool) -> Result<bool, ClientError> {
+        let out = self.out;
+        match input {
+            Input::Nothing => {}
+            Input::Quit => return Ok(false),
+            Input::Help => out.line(HELP),
+            Input::Invalid(why) => out.notice(why),
+            Input::Send(text) => {
+                if link_down {
+                    // Said at once: the send waits for the reconnect.
+                    out.notice(format!("queued until reconnected: {}", preview(&text)));
+                }
+                let target = match self.view.current() {
+                    Some(room) => SendTarget::Room(room.to_owned()),
+                    None => SendTarget::Lobby,
+                };
+                self.send_line(&target, &text).await?;
+            }
+            Input::Status(user) => {
+                let asked = self
+                    .chat
+                    .request_status(ClientCommand::GetStatus { user_id: user })
+                    .await;
+                show_status(out, asked)?;
+            }
+            Input::Away | Input::Back => {
+                let status = if input == Input::Away {
+                    UserStatus::Away
+                } else {
+                    UserStatus::Online
+                };
+                let set = self
+                    .chat
+                    .request_status(ClientCommand::Status { status })
+                    .await;
+                show_status(out, set)?;
+            }
+            other => self.act_on_rooms(other).await?,
         }
-        Err(e) => {
-            out.notice(format!("not sent: {}", refusal(&e)));
-            Ok(())
+        Ok(true)
+    }
+
+    /// The room commands: a refusal is told, the session goes on.
+    async fn act_on_rooms(&mut self, input: Input) -> Result<(), ClientError> {
+        let done = match input {
+            Input::Rooms => {
+                self.out.notice(self.view.rooms_line(self.chat.rooms()));
+                Ok(())
+            }
+            Input::Switch(room) => {
+                self.switch(&room);
+                Ok(())
+            }
+            Input::Join(room) => self.join(&room).await,
+            Input::Create { room, private } => {
+                let kind = if private {
+                    RoomKind::Private
+                } else {
+                    RoomKind::Public
+                };
+                self.create(&room, kind).await
+            }
+            Input::Leave(room) => self.leave(room).await,
+            Input::Invite(user) => self.invite(&user).await,
+            Input::Msg { user, text } => self.direct(&user, &text).await,
+            _ => Ok(()),
+        };
+        match done {
+            Err(e) if e.is_transport() => Err(e),
+            Err(e) => {
+                self.out.notice(refusal(&e));
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// Puts a room in view and prints what it holds unread.
+    fn switch(&mut self, room: &str) {
+        match self.view.switch(room, self.chat.rooms()) {
+            Ok(lines) => {
+                self.out.notice(format!("now in {}", visible(room)));
+                lines.into_iter().for_each(|l| self.out.line(l));
+            }
+            Err(why) => self.out.notice(why),
+        }
+    }
+
+    /// Joins a room, making it (public) when there is none; puts it in view.
+    async fn join(&mut self, room: &str) -> Result<(), ClientError> {
+        match self.chat.join(room, None).await {
+            Err(ClientError::Server {
+                code: ErrorCode::UnknownRoom,
+                ..
+            }) => self.create(room, RoomKind::Public).await,
+            Err(e) => Err(e),
+            Ok(_) => {
+                self.switch(room);
+                Ok(())
+            }
+        }
+    }
+
+    async fn create(&mut self, room: &str, kind: RoomKind) -> Result<(), ClientError> {
+        self.chat.create_room(room, kind).await?;
+        self.out
+            .notice(format!("made {} ({})", visible(room), kind.as_str()));
+        self.switch(room);
+        Ok(())
+    }
+
+    async fn leave(&mut self, room: Option<String>) -> Result<(), ClientError> {
+        let Some(room) = room.or_else(|| self.view.current().map(str::to_owned)) else {
+            self.out
+                .notice("the lobby cannot be left; /quit ends the session");
+            return Ok(());
+        };
+        self.chat.leave(&room).await?;
+        self.view.forget(&room);
+        self.out.notice(format!("left {}", visible(&room)));
+        Ok(())
+    }
+
+    async fn invite(&mut self, user: &str) -> Result<(), ClientError> {
+        let Some(room) = self.view.current().map(str::to_owned) else {
+            self.out
+                .notice("everyone is in the lobby; /room NAME puts a room in view to invite to");
+            return Ok(());
+        };
+        self.chat.invite(&room, user).await?;
+        self.out
+            .notice(format!("invited {} to {}", visible(user), visible(&room)));
+        Ok(())
+    }
+
+    /// Sends a direct message and puts the direct room in view.
+    async fn direct(&mut self, user: &str, text: &str) -> Result<(), ClientError> {
+        let target = SendTarget::User(user.to_owned());
+        let (_, room) = self.chat.send_to(&target, text, None).await?;
+        if let Some(room) = room {
+            if self.view.current() != Some(room.as_str()) {
+                self.switch(&room);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one typed line (reconnecting if need be); a refusal is
+    /// reported and the session goes on, a link gone for good ends it.
+    async fn send_line(&mut self, target: &SendTarget, text: &str) -> Result<(), ClientError> {
+        match self.chat.send_to(target, text, None).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_transport() => {
+                self.out
+                    .notice(format!("not sent (connection lost): {}", preview(text)));
+                Err(e)
+            }
+            Err(e) => {
+                self.out.notice(format!("not sent: {}", refusal(&e)));
+                Ok(())
+            }
         }
     }
 }
@@ -680,6 +940,63 @@ mod tests {
     }
 
     #[test]
+    fn the_room_commands_parse_and_misuse_is_told() {
+        assert_eq!(parse_line("/rooms"), Input::Rooms);
+        assert_eq!(parse_line("/room team"), Input::Switch("team".into()));
+        assert_eq!(parse_line("/room lobby"), Input::Switch("lobby".into()));
+        assert_eq!(parse_line("/join team"), Input::Join("team".into()));
+        assert_eq!(parse_line("/leave"), Input::Leave(None));
+        assert_eq!(parse_line("/leave team"), Input::Leave(Some("team".into())));
+        assert_eq!(parse_line("/invite bob"), Input::Invite("bob".into()));
+        let create = |room: &str, private| Input::Create {
+            room: room.into(),
+            private,
+        };
+        assert_eq!(parse_line("/create team"), create("team", false));
+        assert_eq!(parse_line("/create team private"), create("team", true));
+        assert_eq!(parse_line("/create team public"), create("team", false));
+        // The text of /msg is the rest of the line, spaces kept.
+        assert_eq!(
+            parse_line("/msg bob  hello there /x"),
+            Input::Msg {
+                user: "bob".into(),
+                text: "hello there /x".into()
+            }
+        );
+        for misuse in [
+            "/room",
+            "/room a b",
+            "/join",
+            "/invite",
+            "/invite a b",
+            "/create",
+            "/create t secret",
+            "/create t private x",
+            "/leave a b",
+            "/rooms x",
+            "/msg",
+            "/msg bob",
+            "/msg bob   ",
+        ] {
+            assert!(matches!(parse_line(misuse), Input::Invalid(_)), "{misuse}");
+        }
+    }
+
+    #[test]
+    fn a_room_message_line_names_its_room() {
+        let b = BroadcastFrame {
+            seq: 3,
+            message_id: "m".into(),
+            from: "bob".into(),
+            body: "hi".into(),
+            received_at_us: 0,
+            sent_at_us: 0,
+            room: Some("team".into()),
+        };
+        assert_eq!(message_line(&b, 1), "00:00:00 #3 [team] bob: hi");
+    }
+
+    #[test]
     fn a_message_is_one_visible_line_with_its_time() {
         let at = (13 * 3600 + 4 * 60 + 5) * 1_000_000 + 999;
         let b = BroadcastFrame {
@@ -689,6 +1006,7 @@ mod tests {
             body: "\u{1b}[2J\n[99] bob: I never said this".into(),
             received_at_us: at,
             sent_at_us: at,
+            room: None,
         };
         let line = message_line(&b, at + 1);
         assert_eq!(
@@ -709,6 +1027,7 @@ mod tests {
             body: "hi".into(),
             received_at_us: received,
             sent_at_us: 0,
+            room: None,
         };
         let same_day = received + 3_600_000_000;
         assert_eq!(message_line(&b, same_day), "10:00:00 #1 bob: hi");

@@ -1,0 +1,189 @@
+//! Rooms and their members in PostgreSQL (`rooms`, `room_members`): the
+//! durable truth of who may read and post where. The lobby has no row: every
+//! session is in it implicitly. Limits (rooms per user, members per room)
+//! are the caller's to check with the counts here.
+
+use sqlx::PgPool;
+
+use crate::room::{RoomId, RoomKind, RoomRole};
+
+/// What [`create_room`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// The room is new, with its creator (or both users of a direct room) in it.
+    Created,
+    /// A room of that id existed already; nothing changed.
+    AlreadyExists,
+}
+
+/// One of a user's rooms, with the user's role in it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MyRoom {
+    /// The room's id.
+    pub room: String,
+    /// Its kind.
+    pub kind: RoomKind,
+    /// The user's role in it.
+    pub role: RoomRole,
+}
+
+fn decode<T: std::str::FromStr>(column: &str, raw: &str) -> sqlx::Result<T> {
+    raw.parse().map_err(|_| sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: format!("unknown value {raw:?}").into(),
+    })
+}
+
+/// Creates `room` of `kind`, in one transaction with its first members: the
+/// creator as owner, or, for a direct room, both of its users as members.
+pub async fn create_room(
+    pg: &PgPool,
+    room: &RoomId,
+    kind: RoomKind,
+    creator: &str,
+) -> sqlx::Result<CreateOutcome> {
+    let mut tx = pg.begin().await?;
+    let created = sqlx::query(
+        "INSERT INTO rooms (room_id, kind, created_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(room.as_str())
+    .bind(kind.as_str())
+    .bind(creator)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !created {
+        return Ok(CreateOutcome::AlreadyExists);
+    }
+    let first_members: Vec<(&str, RoomRole)> = match room.direct_members() {
+        Some((a, b)) if kind == RoomKind::Direct => {
+            vec![(a, RoomRole::Member), (b, RoomRole::Member)]
+        }
+        _ => vec![(creator, RoomRole::Owner)],
+    };
+    for (user, role) in first_members {
+        sqlx::query("INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, $3)")
+            .bind(room.as_str())
+            .bind(user)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(CreateOutcome::Created)
+}
+
+/// The kind of `room`, or `None` when no such room exists.
+pub async fn room_kind(pg: &PgPool, room: &RoomId) -> sqlx::Result<Option<RoomKind>> {
+    let row: Option<(String,)> = sqlx::query_as("SELECT kind FROM rooms WHERE room_id = $1")
+        .bind(room.as_str())
+        .fetch_optional(pg)
+        .await?;
+    row.map(|(k,)| decode("kind", &k)).transpose()
+}
+
+/// Adds `user` to `room` with `role`; false when the user was a member
+/// already (the role is then left as it was). The room must exist.
+pub async fn add_member(
+    pg: &PgPool,
+    room: &RoomId,
+    user: &str,
+    role: RoomRole,
+) -> sqlx::Result<bool> {
+    let added = sqlx::query(
+        "INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(room.as_str())
+    .bind(user)
+    .bind(role.as_str())
+    .execute(pg)
+    .await?
+    .rows_affected();
+    Ok(added == 1)
+}
+
+/// Removes `user` from `room`; false when the user was not a member.
+pub async fn remove_member(pg: &PgPool, room: &RoomId, user: &str) -> sqlx::Result<bool> {
+    let removed = sqlx::query("DELETE FROM room_members WHERE room_id = $1 AND user_id = $2")
+        .bind(room.as_str())
+        .bind(user)
+        .execute(pg)
+        .await?
+        .rows_affected();
+    Ok(removed == 1)
+}
+
+/// Whether `user` is a member of `room`.
+pub async fn is_member(pg: &PgPool, room: &RoomId, user: &str) -> sqlx::Result<bool> {
+    let row: Option<(i32,)> =
+        sqlx::query_as("SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2")
+            .bind(room.as_str())
+            .bind(user)
+            .fetch_optional(pg)
+            .await?;
+    Ok(row.is_some())
+}
+
+/// Every room `user` is a member of (the lobby aside), by room id.
+pub async fn rooms_of(pg: &PgPool, user: &str) -> sqlx::Result<Vec<MyRoom>> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT m.room_id, r.kind, m.role FROM room_members m JOIN rooms r USING (room_id) \
+         WHERE m.user_id = $1 ORDER BY m.room_id",
+    )
+    .bind(user)
+    .fetch_all(pg)
+    .await?;
+    rows.into_iter()
+        .map(|(room, kind, role)| {
+            Ok(MyRoom {
+                room,
+                kind: decode("kind", &kind)?,
+                role: decode("role", &role)?,
+            })
+        })
+        .collect()
+}
+
+/// The members of `room` with their roles, in the order they joined.
+pub async fn members(pg: &PgPool, room: &RoomId) -> sqlx::Result<Vec<(String, RoomRole)>> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT user_id, role FROM room_members WHERE room_id = $1 ORDER BY joined_at, user_id",
+    )
+    .bind(room.as_str())
+    .fetch_all(pg)
+    .await?;
+    rows.into_iter()
+        .map(|(user, role)| Ok((user, decode("role", &role)?)))
+        .collect()
+}
+
+/// How many members `room` has.
+pub async fn member_count(pg: &PgPool, room: &RoomId) -> sqlx::Result<i64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM room_members WHERE room_id = $1")
+        .bind(room.as_str())
+        .fetch_one(pg)
+        .await?;
+    Ok(n)
+}
+
+/// How many rooms `user` is a member of (the lobby not counted).
+pub async fn room_count_of(pg: &PgPool, user: &str) -> sqlx::Result<i64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM room_members WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(pg)
+        .await?;
+    Ok(n)
+}
+
+/// Creates the direct room `room` with both of its users as members, unless
+/// it exists (idempotent; two first messages racing create it once). An id
+/// that is not a direct one is refused (a caller's mistake, never stored).
+pub async fn ensure_direct(pg: &PgPool, room: &RoomId) -> sqlx::Result<CreateOutcome> {
+    let Some((a, _)) = room.direct_members() else {
+        return Err(sqlx::Error::Protocol(format!(
+            "ensure_direct: {room} is not a direct room"
+        )));
+    };
+    create_room(pg, room, RoomKind::Direct, a).await
+}

@@ -1,0 +1,289 @@
+//! What the room commands share: the v2 gate, membership look-ups, the
+//! subscribe flow that leaves no gap and no duplicate (register the
+//! subscription, then read the point, then replay, then go live: the
+//! registry drops buffered frames at or below the point), replays written
+//! in coalesced chunks, and the answers to a store failure or a flood.
+
+use bytes::{Bytes, BytesMut};
+
+use crate::protocol::{ErrorCode, ServerFrame};
+use crate::room::{RoomId, RoomKind, RoomRole};
+use crate::room_db::{self, MyRoom};
+use crate::server::node::MAX_REPLAY_MESSAGES;
+use crate::server::outbound::{frame, Outbound};
+use crate::server::rooms::Begun;
+use crate::server::session::{count_rejection, Session};
+use crate::stream::{self, Delivery, MemberChange};
+
+/// A replay is queued to the writer in chunks of about this many bytes.
+const REPLAY_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Where a subscription starts: the room's head now, or the point a
+/// membership entry just recorded.
+pub(super) enum Point {
+    /// The caller is a member already: live delivery follows the head.
+    Head,
+    /// The caller just became a member: record it and follow that point.
+    Joined(RoomKind),
+}
+
+/// A room id the parser already checked (it only fails if the rules of
+/// `protocol` and `room` ever drift apart: then `invalid_room`).
+pub(super) async fn room_id(session: &Session, room: &str) -> Option<RoomId> {
+    match RoomId::parse(room) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            session.error(ErrorCode::InvalidRoom, e.to_string()).await;
+            None
+        }
+    }
+}
+
+/// Answers a failed store call with `internal` (and logs it).
+pub(super) async fn store_failed(
+    session: &Session,
+    room: &str,
+    what: &str,
+    e: impl std::fmt::Display,
+) {
+    tracing::warn!(error = %e, %room, "{what} failed");
+    let message = format!("{what} unavailable: {e}");
+    session.room_error(ErrorCode::Internal, message, room).await;
+}
+
+/// Refuses a `join`/`create_room` or `invite` over its rate.
+pub(super) async fn refuse_flood(
+    session: &Session,
+    kind: &'static str,
+    rate_per_sec: u32,
+    room: &str,
+) {
+    metrics::counter!("rtmc_rate_limited_total", "kind" => kind).increment(1);
+    let message = format!("more than {rate_per_sec} {kind}s per second");
+    session
+        .room_error(ErrorCode::RateLimited, message, room)
+        .await;
+}
+
+/// The caller's membership of `room` (kind and role), from PostgreSQL.
+pub(super) async fn membership_of(
+    session: &Session,
+    room: &RoomId,
+) -> sqlx::Result<Option<MyRoom>> {
+    let mine = room_db::rooms_of(&session.ctx.pg, &session.user_id()).await?;
+    Ok(mine.into_iter().find(|r| r.room == room.as_str()))
+}
+
+/// Whether the caller may read or post in `room`: it receives it here, or
+/// PostgreSQL lists it as a member. Answers `unknown_room` /
+/// `not_a_member` / `internal` itself when not.
+pub(super) async fn check_member(session: &Session, room: &RoomId) -> bool {
+    if session.ctx.rooms.is_subscribed(session.id, room.as_str()) {
+        return true;
+    }
+    let pg = &session.ctx.pg;
+    match room_db::is_member(pg, room, &session.user_id()).await {
+        Ok(true) => true,
+        Ok(false) => {
+            refuse_non_member(session, room).await;
+            false
+        }
+        Err(e) => {
+            store_failed(session, room.as_str(), "membership check", e).await;
+            false
+        }
+    }
+}
+
+/// `unknown_room` when the room does not exist, else `not_a_member`.
+pub(super) async fn refuse_non_member(session: &Session, room: &RoomId) {
+    let exists = room_db::room_kind(&session.ctx.pg, room).await;
+    let shown = crate::protocol::quote_room(room.as_str());
+    match exists {
+        Ok(None) => {
+            let message = format!("no room {shown}");
+            session
+                .room_error(ErrorCode::UnknownRoom, message, room.as_str())
+                .await;
+        }
+        Ok(Some(_)) => {
+            let message = format!("you are not a member of {shown}");
+            session
+                .room_error(ErrorCode::NotAMember, message, room.as_str())
+                .await;
+        }
+        Err(e) => store_failed(session, room.as_str(), "room lookup", e).await,
+    }
+}
+
+/// Subscribes the session to `room` from `point` (replaying after
+/// `after` first, when given) and answers `joined`; returns the point, or
+/// `None` after answering an error. Sessions that receive no rooms
+/// (publish-only) only get the answer.
+pub(super) async fn follow_room(
+    session: &Session,
+    room: &RoomId,
+    kind: RoomKind,
+    role: RoomRole,
+    point: Point,
+    after: Option<u64>,
+) -> Option<u64> {
+    let ctx = &session.ctx;
+    let name = room.as_str();
+    let begun = match after {
+        Some(_) => ctx.rooms.restart(session.id, name),
+        None => ctx.rooms.begin(session.id, name),
+    };
+    if begun == Begun::Already {
+        // Live already (another join, or a membership entry): it stays so.
+        let seq = ctx.rooms.live_seq(session.id, name).unwrap_or(0);
+        session
+            .reply(ServerFrame::Joined {
+                room: name.to_owned(),
+                kind,
+                role,
+                seq,
+            })
+            .await;
+        return Some(seq);
+    }
+    let at = match read_point(session, room, point).await {
+        Ok(at) => at,
+        Err(e) => {
+            ctx.rooms.abandon(session.id, name);
+            store_failed(session, name, "room stream", e).await;
+            return None;
+        }
+    };
+    if let Some(after) = after {
+        replay_room(session, room, after, at).await;
+    }
+    session
+        .reply(ServerFrame::Joined {
+            room: name.to_owned(),
+            kind,
+            role,
+            seq: at,
+        })
+        .await;
+    if begun == Begun::Started {
+        ctx.rooms.go_live(session.id, name, at);
+    }
+    metrics::counter!("rtmc_room_joins_total").increment(1);
+    Some(at)
+}
+
+/// The `seq` a subscription starts after: the room's head, or the point of
+/// a membership entry recorded now.
+async fn read_point(session: &Session, room: &RoomId, point: Point) -> redis::RedisResult<u64> {
+    let ctx = &session.ctx;
+    let mut redis = ctx.redis.clone();
+    let (keys, shards) = (&ctx.keys, ctx.shards());
+    match point {
+        Point::Head => stream::room_head(&mut redis, keys, shards, room).await,
+        Point::Joined(kind) => {
+            let (user, joined) = (session.user_id(), MemberChange::Joined);
+            stream::record_membership(&mut redis, keys, shards, room, &user, joined, kind).await
+        }
+    }
+}
+
+/// Queues the room's messages `after < seq <= up_to` to the session, in
+/// order; a replay that cannot be produced is a `resume_unavailable` error
+/// naming the room (the client then knows it has a gap). Returns whether
+/// it was sent.
+pub(super) async fn replay_room(session: &Session, room: &RoomId, after: u64, up_to: u64) -> bool {
+    let ctx = &session.ctx;
+    let mut redis = ctx.redis.clone();
+    let (keys, shards) = (&ctx.keys, ctx.shards());
+    let replayed = crate::replay::room_range(
+        &mut redis,
+        &ctx.pg,
+        keys,
+        shards,
+        room,
+        after,
+        up_to,
+        MAX_REPLAY_MESSAGES,
+    )
+    .await;
+    match replayed {
+        Ok(frames) => {
+            metrics::counter!("rtmc_resume_replayed_total").increment(frames.len() as u64);
+            queue_chunked(session, frames).await;
+            true
+        }
+        Err(e) => {
+            count_rejection(ErrorCode::ResumeUnavailable);
+            let f =
+                ServerFrame::room_error(ErrorCode::ResumeUnavailable, e.to_string(), room.as_str());
+            session.reply(f).await;
+            false
+        }
+    }
+}
+
+/// Queues replayed frames to the writer, coalesced into chunks.
+async fn queue_chunked(session: &Session, frames: Vec<Delivery>) {
+    let mut chunk = BytesMut::new();
+    for d in frames {
+        chunk.extend_from_slice(&d.frame);
+        if chunk.len() >= REPLAY_CHUNK_BYTES {
+            let full: Bytes = std::mem::take(&mut chunk).freeze();
+            let _ = session.out.send(Outbound::Frame(full)).await;
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = session.out.send(Outbound::Frame(chunk.freeze())).await;
+    }
+}
+
+/// The `resume_done` closing a room's replay.
+pub(super) fn resume_done(room: &RoomId, last_seq: u64) -> Bytes {
+    frame(&ServerFrame::ResumeDone {
+        last_seq,
+        room: Some(room.as_str().to_owned()),
+    })
+}
+
+/// Whether `room` has fewer than `rooms.max_members_per_room` members;
+/// answers `room_full` (or `internal`) itself when not.
+pub(super) async fn has_room_for_one_more(session: &Session, room: &RoomId) -> bool {
+    let max = session.ctx.cfg.rooms.max_members_per_room;
+    match room_db::member_count(&session.ctx.pg, room).await {
+        Ok(n) if n < i64::from(max) => true,
+        Ok(_) => {
+            let message = format!(
+                "{} has {max} members already",
+                crate::protocol::quote_room(room.as_str())
+            );
+            session
+                .room_error(ErrorCode::RoomFull, message, room.as_str())
+                .await;
+            false
+        }
+        Err(e) => {
+            store_failed(session, room.as_str(), "member count", e).await;
+            false
+        }
+    }
+}
+
+/// Whether `user` is a user of this deployment; answers `invalid_field`
+/// (unknown user, as `get_status` does) or `internal` itself when not.
+pub(super) async fn user_exists(session: &Session, user: &str, room: &str) -> bool {
+    match crate::db::get_status(&session.ctx.pg, user).await {
+        Ok(Some(_)) => true,
+        Ok(None) => {
+            let message = format!("no user {}", crate::protocol::quote_room(user));
+            session
+                .room_error(ErrorCode::InvalidField, message, room)
+                .await;
+            false
+        }
+        Err(e) => {
+            store_failed(session, room, "user lookup", e).await;
+            false
+        }
+    }
+}

@@ -1,0 +1,465 @@
+//! Rooms end to end (protocol v2) on real RabbitMQ, Redis and PostgreSQL,
+//! through the server nodes: a room's messages reach its members and only
+//! them, on every node, in one gap-free order per room; joining starts
+//! right after `joined`'s seq, leaving stops delivery; invites and direct
+//! messages reach the other user's sessions on another node; a reconnect
+//! resumes every room without gap or duplicate (from Redis, and from
+//! PostgreSQL once sync trimmed the room log); a v1 client on the same
+//! stack is untouched; each bad request gets its error code.
+
+use std::time::Duration;
+
+use rtmc::client::{ChatClient, ClientError, Connection, RoomEvent, SendTarget};
+use rtmc::protocol::{BroadcastFrame, ClientCommand, ErrorCode, ServerFrame};
+use rtmc::room::{RoomId, RoomKind};
+use rtmc_testkit::{raw, Pipeline, PipelineOptions, TEST_PASSWORD};
+
+use crate::support::{assert_refused, collect, eventually, metric};
+
+/// Long enough for a message to cross the pipeline on a loaded machine.
+const ARRIVAL_LIMIT: Duration = Duration::from_secs(20);
+/// How long a session is watched for a message it must not get.
+const SILENCE: Duration = Duration::from_millis(1500);
+
+async fn v2(p: &Pipeline, node: usize, user: &str) -> ChatClient {
+    ChatClient::connect_v2(&p.server_addr(node), user, TEST_PASSWORD)
+        .await
+        .unwrap()
+}
+
+/// Sends `n` messages `<prefix>-<i>` to `room`, each acknowledged.
+async fn send_n(c: &mut ChatClient, room: &str, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("{prefix}-{i}");
+        let target = SendTarget::Room(room.to_owned());
+        let (acked, on) = c
+            .send_to(&target, &format!("{prefix} {i}"), Some(&id))
+            .await
+            .unwrap();
+        assert_eq!((acked.as_str(), on.as_deref()), (id.as_str(), Some(room)));
+        ids.push(id);
+    }
+    ids
+}
+
+/// The broadcasts of `room` among `got`.
+fn of_room<'a>(got: &'a [BroadcastFrame], room: &str) -> Vec<&'a BroadcastFrame> {
+    got.iter()
+        .filter(|b| b.room.as_deref() == Some(room))
+        .collect()
+}
+
+/// Asserts `got` is `room`'s seqs `first..first+n` in order.
+fn assert_room_order(got: &[&BroadcastFrame], room: &str, first: u64, n: usize) {
+    let seqs: Vec<u64> = got.iter().map(|b| b.seq).collect();
+    let expected: Vec<u64> = (first..first + n as u64).collect();
+    assert_eq!(seqs, expected, "{room}: gap, duplicate or reorder");
+}
+
+/// Asserts nothing arrives on `c` within [`SILENCE`].
+async fn assert_silent(c: &mut ChatClient, who: &str) {
+    match c.next_broadcast(SILENCE).await {
+        Err(ClientError::Timeout(_)) => {}
+        other => panic!("{who} must get nothing, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_messages_reach_its_members_on_both_nodes_and_nobody_else() {
+    let p = Pipeline::shared(PipelineOptions::default().servers(2))
+        .await
+        .unwrap();
+    let u = p.add_users("iso", 4).await.unwrap();
+    let (mut alice, mut bob) = (v2(&p, 0, &u[0]).await, v2(&p, 1, &u[1]).await);
+    // Outsiders: a v2 session on each node, in another room.
+    let (mut carol, mut dave) = (v2(&p, 0, &u[2]).await, v2(&p, 1, &u[3]).await);
+    assert_eq!(
+        alice.create_room("team", RoomKind::Public).await.unwrap(),
+        0
+    );
+    assert_eq!(bob.join("team", None).await.unwrap(), 0);
+    carol.create_room("other", RoomKind::Public).await.unwrap();
+    dave.join("other", None).await.unwrap();
+    // Two senders on two nodes, interleaved.
+    for round in 0..3 {
+        send_n(&mut alice, "team", &format!("a{round}"), 1).await;
+        send_n(&mut bob, "team", &format!("b{round}"), 1).await;
+    }
+    send_n(&mut carol, "other", "c", 2).await;
+    for (who, c) in [("alice", &mut alice), ("bob", &mut bob)] {
+        let got = collect(c, 6, ARRIVAL_LIMIT).await;
+        assert_room_order(&of_room(&got, "team"), "team", 1, 6);
+        assert_eq!(got.len(), 6, "{who} got another room's message: {got:?}");
+        assert_silent(c, who).await;
+    }
+    for (who, c) in [("carol", &mut carol), ("dave", &mut dave)] {
+        let got = collect(c, 2, ARRIVAL_LIMIT).await;
+        assert_room_order(&of_room(&got, "other"), "other", 1, 2);
+        assert_eq!(got.len(), 2, "{who} got `team`'s messages: {got:?}");
+        assert_silent(c, who).await;
+    }
+    let metrics = rtmc::telemetry::render();
+    assert!(metric(&metrics, "rtmc_room_deliveries_total", "") >= 16.0);
+    assert!(metric(&metrics, "rtmc_room_joins_total", "") >= 4.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_gets_exactly_what_follows_joined_and_a_leaver_nothing_after_left() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let u = p.add_users("join", 3).await.unwrap();
+    let mut alice = v2(&p, 0, &u[0]).await;
+    alice.create_room("hall", RoomKind::Public).await.unwrap();
+    send_n(&mut alice, "hall", "early", 3).await;
+    assert_room_order(
+        &of_room(&collect(&mut alice, 3, ARRIVAL_LIMIT).await, "hall"),
+        "hall",
+        1,
+        3,
+    );
+    // Joined after 3: the next message is 4, nothing before it.
+    let mut bob = v2(&p, 0, &u[1]).await;
+    assert_eq!(bob.join("hall", None).await.unwrap(), 3);
+    // A joiner asking for a replay gets 2..=3 first, then live.
+    let mut carol = v2(&p, 0, &u[2]).await;
+    assert_eq!(carol.join("hall", Some(1)).await.unwrap(), 3);
+    send_n(&mut alice, "hall", "late", 2).await;
+    let got = collect(&mut bob, 2, ARRIVAL_LIMIT).await;
+    assert_room_order(&of_room(&got, "hall"), "hall", 4, 2);
+    let got = collect(&mut carol, 4, ARRIVAL_LIMIT).await;
+    assert_room_order(&of_room(&got, "hall"), "hall", 2, 4);
+    // Leave: `left` names the point; nothing of the room follows it.
+    let at = bob.leave("hall").await.unwrap();
+    assert_eq!(at, 5);
+    send_n(&mut alice, "hall", "after", 2).await;
+    assert_silent(&mut bob, "bob after leaving").await;
+    assert!(!bob.rooms().contains_key("hall"));
+    // Reading or posting there is refused now.
+    let refused = bob
+        .send_to(&SendTarget::Room("hall".into()), "x", None)
+        .await;
+    assert_refused(refused, ErrorCode::NotAMember);
+    assert_refused(
+        bob.history("hall", None, None, None).await,
+        ErrorCode::NotAMember,
+    );
+    // History pages, forwards and backwards, for a member.
+    let (page, more) = alice.history("hall", Some(2), None, Some(3)).await.unwrap();
+    assert_eq!(page.iter().map(|b| b.seq).collect::<Vec<_>>(), [3, 4, 5]);
+    assert!(more);
+    let (page, more) = alice.history("hall", None, None, Some(2)).await.unwrap();
+    assert_eq!(page.iter().map(|b| b.seq).collect::<Vec<_>>(), [6, 7]);
+    assert!(more);
+    assert!(page.iter().all(|b| b.room.as_deref() == Some("hall")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_to_a_private_room_reaches_the_invitees_sessions_on_another_node() {
+    let p = Pipeline::shared(PipelineOptions::default().servers(2))
+        .await
+        .unwrap();
+    let u = p.add_users("inv", 2).await.unwrap();
+    let mut alice = v2(&p, 0, &u[0]).await;
+    let (mut bob1, mut bob2) = (v2(&p, 1, &u[1]).await, v2(&p, 1, &u[1]).await);
+    alice
+        .create_room("secret", RoomKind::Private)
+        .await
+        .unwrap();
+    // Not invited yet: neither joining nor reading.
+    assert_refused(bob1.join("secret", None).await, ErrorCode::NotAMember);
+    assert_refused(bob1.members("secret").await, ErrorCode::NotAMember);
+    alice.invite("secret", &u[1]).await.unwrap();
+    send_n(&mut alice, "secret", "s", 2).await;
+    for (who, bob) in [("bob1", &mut bob1), ("bob2", &mut bob2)] {
+        let got = collect(bob, 2, ARRIVAL_LIMIT).await;
+        assert_room_order(&of_room(&got, "secret"), "secret", 1, 2);
+        let events = bob.take_room_events();
+        assert!(
+            matches!(events.as_slice(), [RoomEvent::Joined { room, kind: RoomKind::Private, seq: 0 }] if room == "secret"),
+            "{who}: {events:?}"
+        );
+    }
+    let members = bob1.members("secret").await.unwrap();
+    let names: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
+    assert_eq!(names, [u[0].as_str(), u[1].as_str()]);
+    let listed = bob2.list_rooms().await.unwrap();
+    assert!(
+        listed.iter().any(|r| r.room == "secret" && r.seq == 2),
+        "{listed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_message_reaches_exactly_its_two_users() {
+    let p = Pipeline::shared(PipelineOptions::default().servers(2))
+        .await
+        .unwrap();
+    let u = p.add_users("dm", 3).await.unwrap();
+    let mut alice = v2(&p, 0, &u[0]).await;
+    let mut bob = v2(&p, 1, &u[1]).await;
+    let mut carol = v2(&p, 1, &u[2]).await;
+    let dm = RoomId::direct(&u[0], &u[1]).unwrap();
+    let target = SendTarget::User(u[1].clone());
+    let (_, on) = alice
+        .send_to(&target, "hi bob", Some("dm-1"))
+        .await
+        .unwrap();
+    assert_eq!(on.as_deref(), Some(dm.as_str()));
+    let back = SendTarget::User(u[0].clone());
+    bob.send_to(&back, "hi alice", Some("dm-2")).await.unwrap();
+    for (who, c) in [("alice", &mut alice), ("bob", &mut bob)] {
+        let got = collect(c, 2, ARRIVAL_LIMIT).await;
+        assert_room_order(&of_room(&got, dm.as_str()), dm.as_str(), 1, 2);
+        assert_eq!(got[0].message_id, "dm-1", "{who}");
+    }
+    assert_silent(&mut carol, "carol").await;
+    assert_refused(carol.join(dm.as_str(), None).await, ErrorCode::NotAMember);
+    let refused = carol
+        .send_to(&SendTarget::Room(dm.to_string()), "x", None)
+        .await;
+    assert_refused(refused, ErrorCode::NotAMember);
+    assert_refused(
+        alice
+            .send_to(&SendTarget::User(u[0].clone()), "me", None)
+            .await,
+        ErrorCode::InvalidField,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_resumes_every_room_without_gap_or_duplicate() {
+    let p = Pipeline::shared(PipelineOptions::default().servers(2))
+        .await
+        .unwrap();
+    let u = p.add_users("res", 2).await.unwrap();
+    let mut alice = v2(&p, 0, &u[0]).await;
+    let mut bob = v2(&p, 1, &u[1]).await;
+    for room in ["r1", "r2"] {
+        alice.create_room(room, RoomKind::Public).await.unwrap();
+        bob.join(room, None).await.unwrap();
+    }
+    send_n(&mut alice, "r1", "x", 3).await;
+    send_n(&mut alice, "r2", "y", 3).await;
+    let before = collect(&mut bob, 2, ARRIVAL_LIMIT).await;
+    // Bob's link goes; messages arrive meanwhile; he comes back on the
+    // other node and resumes each room where he was.
+    bob.reconnect(Some(&p.server_addr(0))).await.unwrap();
+    send_n(&mut alice, "r1", "x2", 2).await;
+    send_n(&mut alice, "r2", "y2", 2).await;
+    let mut got = before;
+    got.extend(collect(&mut bob, 8, ARRIVAL_LIMIT).await);
+    assert_room_order(&of_room(&got, "r1"), "r1", 1, 5);
+    assert_room_order(&of_room(&got, "r2"), "r2", 1, 5);
+    assert_silent(&mut bob, "bob after catching up").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_resumes_from_postgresql_after_sync_trimmed_its_log() {
+    const N: usize = 30;
+    let opts = PipelineOptions::default().configure(|c| {
+        c.sync.batch_max = 7;
+        c.sync.retention_messages = 3;
+    });
+    let p = Pipeline::shared(opts).await.unwrap();
+    let u = p.add_users("trim", 2).await.unwrap();
+    let mut alice = v2(&p, 0, &u[0]).await;
+    alice
+        .create_room("archive", RoomKind::Public)
+        .await
+        .unwrap();
+    let mut bob = v2(&p, 0, &u[1]).await;
+    bob.join("archive", None).await.unwrap();
+    send_n(&mut alice, "archive", "m", N).await;
+    let mut redis = p.redis().await.unwrap();
+    let keys = rtmc::stream::RedisKeys::new(&p.cfg.redis.key_prefix);
+    let room = RoomId::parse("archive").unwrap();
+    let shards = p.cfg.rooms.shards;
+    eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        async || {
+            let first = rtmc::stream::room_first_seq(&mut redis, &keys, shards, &room)
+                .await
+                .map_err(|e| e.to_string())?;
+            match first {
+                Some(f) if f > 10 => Ok(()),
+                other => Err(format!("room log not trimmed yet: first {other:?}")),
+            }
+        },
+    )
+    .await;
+    // Bob resumes from the start: most of it only PostgreSQL still has.
+    let done = bob.resume_room("archive", 0).await.unwrap();
+    assert_eq!(done, N as u64);
+    let got = collect(&mut bob, N, ARRIVAL_LIMIT).await;
+    assert_room_order(&of_room(&got, "archive"), "archive", 1, N);
+    assert_eq!(got[0].message_id, "m-0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v1_client_on_the_same_stack_gets_the_lobby_only_as_before() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let u = p.add_users("v1", 2).await.unwrap();
+    let mut alice = v2(&p, 0, &u[0]).await;
+    alice.create_room("club", RoomKind::Public).await.unwrap();
+    let (mut old, info) = p.raw_login(0, &u[1]).await.unwrap();
+    assert_eq!(info.protocol_version, 1);
+    assert!(info.rooms.is_empty());
+    send_n(&mut alice, "club", "room", 2).await;
+    let lobby = alice.send("to everyone", Some("lobby-1")).await.unwrap();
+    // The v1 session's next frame is the lobby message, without `room`,
+    // byte for byte a v1 broadcast.
+    let raw = tokio::time::timeout(ARRIVAL_LIMIT, old.recv_raw())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = std::str::from_utf8(&raw).unwrap();
+    assert!(
+        text.starts_with(r#"{"command":"broadcast","seq":"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(r#""message_id":"{lobby}""#)) && !text.contains("room"),
+        "{text}"
+    );
+    // v2 sessions get the lobby the same way.
+    let got = collect(&mut alice, 3, ARRIVAL_LIMIT).await;
+    assert!(
+        got.iter()
+            .any(|b| b.message_id == lobby && b.room.is_none()),
+        "{got:?}"
+    );
+    // Room commands and room fields are not v1.
+    old.send(&ClientCommand::Rooms {}).await.unwrap();
+    assert_error(&mut old, ErrorCode::UnknownCommand).await;
+    let post = ClientCommand::Send {
+        body: "x".into(),
+        room: Some("club".into()),
+        to: None,
+        message_id: None,
+        sent_at_us: None,
+    };
+    old.send(&post).await.unwrap();
+    assert_error(&mut old, ErrorCode::InvalidField).await;
+}
+
+/// Reads frames until an error; it must have `code`.
+async fn assert_error(c: &mut Connection, code: ErrorCode) {
+    loop {
+        match c.recv_timeout(ARRIVAL_LIMIT).await.unwrap() {
+            ServerFrame::Error {
+                code: got, message, ..
+            } => {
+                assert_eq!(got, code, "{message}");
+                return;
+            }
+            ServerFrame::Broadcast(_) => continue,
+            other => panic!("expected error {code:?}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_bad_room_request_gets_its_code_and_the_session_goes_on() {
+    let opts = PipelineOptions::default().configure(|c| {
+        c.rooms.max_rooms_per_user = 2;
+        c.rooms.max_members_per_room = 2;
+        c.rooms.max_joins_per_sec = 6;
+        c.rooms.max_invites_per_sec = 2;
+    });
+    let p = Pipeline::shared(opts).await.unwrap();
+    let u = p.add_users("bad", 4).await.unwrap();
+    let mut alice = v2(&p, 0, &u[0]).await;
+    assert_refused(alice.join("nowhere", None).await, ErrorCode::UnknownRoom);
+    assert_refused(alice.join("Not A Room", None).await, ErrorCode::InvalidRoom);
+    assert_refused(alice.join("lobby", None).await, ErrorCode::LobbyIsImplicit);
+    alice.create_room("one", RoomKind::Private).await.unwrap();
+    assert_refused(
+        alice.create_room("one", RoomKind::Public).await,
+        ErrorCode::RoomExists,
+    );
+    alice.create_room("two", RoomKind::Public).await.unwrap();
+    assert_refused(
+        alice.create_room("three", RoomKind::Public).await,
+        ErrorCode::TooManyRooms,
+    );
+    // Room full: `two` takes two members.
+    let mut bob = v2(&p, 0, &u[1]).await;
+    bob.join("two", None).await.unwrap();
+    let mut carol = v2(&p, 0, &u[2]).await;
+    assert_refused(carol.join("two", None).await, ErrorCode::RoomFull);
+    // Not a member: posting or inviting in a private room.
+    let refused = carol
+        .send_to(&SendTarget::Room("one".into()), "x", None)
+        .await;
+    assert_refused(refused, ErrorCode::NotAMember);
+    assert_refused(carol.invite("one", &u[3]).await, ErrorCode::NotAMember);
+    // Join flood: the seventh join within a second is refused.
+    let mut dave = v2(&p, 0, &u[3]).await;
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        if let Err(ClientError::Server { code, .. }) = dave.join("nowhere", None).await {
+            codes.push(code);
+        }
+    }
+    assert!(codes.contains(&ErrorCode::RateLimited), "{codes:?}");
+    // Invite flood: the third invite within a second is refused.
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        match alice.invite("one", &u[1]).await {
+            Ok(()) => codes.push(None),
+            Err(ClientError::Server { code, .. }) => codes.push(Some(code)),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(codes[..2], [None, None]);
+    assert!(codes.contains(&Some(ErrorCode::RateLimited)), "{codes:?}");
+    // Every refusal left the session usable, and was counted.
+    alice.heartbeat().await.unwrap();
+    let metrics = rtmc::telemetry::render();
+    for code in [
+        "unknown_room",
+        "invalid_room",
+        "lobby_is_implicit",
+        "room_exists",
+        "too_many_rooms",
+        "room_full",
+        "not_a_member",
+        "rate_limited",
+    ] {
+        let label = format!(r#"code="{code}""#);
+        assert!(
+            metric(&metrics, "rtmc_rejected_total", &label) >= 1.0,
+            "{code} not counted"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_asking_for_an_unknown_protocol_is_refused_and_may_try_again() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let user = p.add_user("proto").await.unwrap();
+    let mut c = p.raw_connection(0).await.unwrap();
+    let login = |protocol| ClientCommand::Login {
+        user_id: user.clone(),
+        password: TEST_PASSWORD.into(),
+        resume_from: None,
+        subscribe: true,
+        protocol: Some(protocol),
+        resume_rooms: None,
+    };
+    c.send(&login(3)).await.unwrap();
+    assert_error(&mut c, ErrorCode::UnsupportedProtocol).await;
+    c.send(&login(2)).await.unwrap();
+    match c.recv_timeout(raw::LOGIN_REPLY_TIMEOUT).await.unwrap() {
+        ServerFrame::LoginOk {
+            protocol_version,
+            rooms,
+            ..
+        } => {
+            assert_eq!(protocol_version, 2);
+            assert_eq!(rooms, Some(Vec::new()));
+        }
+        other => panic!("expected login_ok, got {other:?}"),
+    }
+}

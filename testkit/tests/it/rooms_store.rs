@@ -1,0 +1,1260 @@
+//! Rooms, storage half, on real Redis, RabbitMQ and PostgreSQL: per-room
+//! gap-free sequences, dedupe within a shard, exact membership points,
+//! reading every shard stream at once; the pipeline from a shard queue to
+//! the room logs (lobby unchanged, malformed room messages dead-lettered);
+//! the sync worker's copy into `room_messages` and its trimming; replay and
+//! history pages across the Redis/PostgreSQL boundary.
+
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use rtmc::broker::{shard_queue, PublishedMessage, Publisher};
+use rtmc::room::{shard_of, RoomId, RoomKind};
+use rtmc::stream::{self, Appended, MemberChange, RedisKeys, RoomItem, ShardEvent};
+use rtmc_testkit::{Pipeline, PipelineOptions};
+
+/// A pipeline with nothing running: only its namespace on the services.
+async fn bare(shards: u32) -> Pipeline {
+    let opts = PipelineOptions {
+        servers: 0,
+        gateway: false,
+        consumer: false,
+        sync: false,
+        ..PipelineOptions::default()
+    }
+    .configure(move |c| c.rooms.shards = shards);
+    Pipeline::shared(opts).await.unwrap()
+}
+
+fn keys(p: &Pipeline) -> RedisKeys {
+    RedisKeys::new(&p.cfg.redis.key_prefix)
+}
+
+async fn managed(p: &Pipeline) -> ConnectionManager {
+    stream::managed_connection(p.cfg.redis.url.expose_secret())
+        .await
+        .unwrap()
+}
+
+fn message(id: &str, room: Option<&str>) -> PublishedMessage {
+    PublishedMessage {
+        message_id: id.into(),
+        from: "alice".into(),
+        body: format!("body of {id}"),
+        received_at_us: 11,
+        sent_at_us: 10,
+        room: room.map(str::to_owned),
+    }
+}
+
+fn item(id: &str, room: &str) -> RoomItem {
+    RoomItem {
+        message_id: id.into(),
+        room: room.into(),
+        tail: message(id, Some(room)).broadcast_tail(),
+    }
+}
+
+fn room(id: &str) -> RoomId {
+    RoomId::parse(id).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_room_has_its_own_gap_free_sequence() {
+    let p = bare(1).await;
+    let (keys, mut redis) = (keys(&p), p.redis().await.unwrap());
+    let items: Vec<RoomItem> = (0..6)
+        .map(|i| item(&format!("m{i}"), if i % 3 == 0 { "b" } else { "a" }))
+        .collect();
+    let got = stream::append_room_batch(&mut redis, &keys, 0, 60, &items)
+        .await
+        .unwrap();
+    use Appended::New;
+    assert_eq!(got, [New(1), New(1), New(2), New(2), New(3), New(4)]);
+    assert_eq!(
+        stream::room_head(&mut redis, &keys, 1, &room("a"))
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(
+        stream::room_head(&mut redis, &keys, 1, &room("b"))
+            .await
+            .unwrap(),
+        2
+    );
+    let log = stream::room_range_after(&mut redis, &keys, 1, &room("a"), 0, 100, 100)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = log.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    let first: serde_json::Value = serde_json::from_slice(&log[0].payload).unwrap();
+    assert_eq!(first["command"], "broadcast");
+    assert_eq!(first["seq"], 1);
+    assert_eq!(first["room"], "a");
+    assert_eq!(first["message_id"], "m1");
+    // The shard stream holds all six, in append order, with their rooms.
+    let shard = stream::shard_range_after(&mut redis, &keys, 0, 0, 100)
+        .await
+        .unwrap();
+    let order: Vec<(u64, String, u64)> = shard
+        .iter()
+        .map(|e| match &e.event {
+            ShardEvent::Message { room, seq, .. } => (e.shard_seq, room.clone(), *seq),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let expected: Vec<(u64, String, u64)> =
+        [("b", 1), ("a", 1), ("a", 2), ("b", 2), ("a", 3), ("a", 4)]
+            .iter()
+            .enumerate()
+            .map(|(i, (r, s))| (i as u64 + 1, r.to_string(), *s))
+            .collect();
+    assert_eq!(order, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_id_is_deduplicated_within_its_shard() {
+    let p = bare(1).await;
+    let (keys, mut redis) = (keys(&p), p.redis().await.unwrap());
+    let first = stream::append_room_batch(&mut redis, &keys, 0, 60, &[item("x", "a")])
+        .await
+        .unwrap();
+    let again = [item("y", "a"), item("x", "a"), item("y", "a")];
+    let second = stream::append_room_batch(&mut redis, &keys, 0, 60, &again)
+        .await
+        .unwrap();
+    assert_eq!(first, [Appended::New(1)]);
+    assert_eq!(
+        second,
+        [
+            Appended::New(2),
+            Appended::Duplicate(1),
+            Appended::Duplicate(2)
+        ]
+    );
+    assert_eq!(
+        stream::room_head(&mut redis, &keys, 1, &room("a"))
+            .await
+            .unwrap(),
+        2,
+        "a duplicate takes no sequence number"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_membership_event_names_the_exact_point_between_appends() {
+    let p = bare(1).await;
+    let (keys, mut redis) = (keys(&p), p.redis().await.unwrap());
+    let general = room("general");
+    let s0 = stream::record_membership(
+        &mut redis,
+        &keys,
+        1,
+        &general,
+        "bob",
+        MemberChange::Joined,
+        RoomKind::Public,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s0, 0, "nothing was posted yet");
+    let three: Vec<RoomItem> = (0..3).map(|i| item(&format!("g{i}"), "general")).collect();
+    stream::append_room_batch(&mut redis, &keys, 0, 60, &three)
+        .await
+        .unwrap();
+    let s = stream::record_membership(
+        &mut redis,
+        &keys,
+        1,
+        &general,
+        "carol",
+        MemberChange::Joined,
+        RoomKind::Public,
+    )
+    .await
+    .unwrap();
+    assert_eq!(s, 3);
+    stream::append_room_batch(&mut redis, &keys, 0, 60, &[item("g3", "general")])
+        .await
+        .unwrap();
+    let left = stream::record_membership(
+        &mut redis,
+        &keys,
+        1,
+        &general,
+        "bob",
+        MemberChange::Left,
+        RoomKind::Public,
+    )
+    .await
+    .unwrap();
+    assert_eq!(left, 4);
+    // In the shard stream, every message after carol's join has seq > 3,
+    // every one before it seq <= 3.
+    let entries = stream::shard_range_after(&mut redis, &keys, 0, 0, 100)
+        .await
+        .unwrap();
+    let mut seen_join = false;
+    for e in &entries {
+        match &e.event {
+            ShardEvent::Member {
+                user,
+                seq,
+                change,
+                kind,
+                ..
+            } if user == "carol" => {
+                assert_eq!(
+                    (*seq, *change, *kind),
+                    (3, MemberChange::Joined, RoomKind::Public)
+                );
+                seen_join = true;
+            }
+            ShardEvent::Message { seq, .. } => assert_eq!(*seq > 3, seen_join, "{e:?}"),
+            ShardEvent::Member { .. } => {}
+        }
+    }
+    assert!(seen_join);
+    assert_eq!(entries.len(), 7, "3 membership events and 4 messages");
+    assert_eq!(
+        stream::room_range_after(&mut redis, &keys, 1, &general, 0, 100, 100)
+            .await
+            .unwrap()
+            .len(),
+        4,
+        "membership events stay out of the room log"
+    );
+}
+
+/// Room ids that fall in distinct shards of `shards`, one per shard.
+fn one_room_per_shard(shards: u32) -> Vec<String> {
+    let mut rooms: Vec<Option<String>> = vec![None; shards as usize];
+    for i in 0.. {
+        let r = format!("room-{i}");
+        let k = shard_of(&r, shards) as usize;
+        if rooms[k].is_none() {
+            rooms[k] = Some(r);
+        }
+        if rooms.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    rooms.into_iter().flatten().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_read_follows_every_shard_stream() {
+    let p = bare(4).await;
+    let (keys, mut redis) = (keys(&p), p.redis().await.unwrap());
+    let rooms = one_room_per_shard(4);
+    for (k, r) in rooms.iter().enumerate() {
+        for i in 0..=k {
+            stream::append_room_batch(
+                &mut redis,
+                &keys,
+                k as u32,
+                60,
+                &[item(&format!("{r}-{i}"), r)],
+            )
+            .await
+            .unwrap();
+        }
+    }
+    assert_eq!(
+        stream::shard_heads(&mut redis, &keys, 4).await.unwrap(),
+        [1, 2, 3, 4]
+    );
+    let all = stream::read_shards(&mut redis, &keys, &[0, 0, 0, 0], 0, 100)
+        .await
+        .unwrap();
+    let per_shard: Vec<(u32, u64)> = all.iter().map(|e| (e.shard, e.shard_seq)).collect();
+    assert_eq!(
+        per_shard,
+        [
+            (0, 1),
+            (1, 1),
+            (1, 2),
+            (2, 1),
+            (2, 2),
+            (2, 3),
+            (3, 1),
+            (3, 2),
+            (3, 3),
+            (3, 4)
+        ]
+    );
+    for e in &all {
+        let ShardEvent::Message { room, .. } = &e.event else {
+            panic!("{e:?}")
+        };
+        assert_eq!(room, &rooms[e.shard as usize]);
+    }
+    // From the heads, a blocking read returns as soon as any shard has news.
+    let blocking_url = p.cfg.redis.url.expose_secret().to_owned();
+    let reader = tokio::spawn({
+        let keys = keys.clone();
+        async move {
+            let mut conn = stream::blocking_connection(&blocking_url).await.unwrap();
+            let started = Instant::now();
+            let got = stream::read_shards(&mut conn, &keys, &[1, 2, 3, 4], 10_000, 100)
+                .await
+                .unwrap();
+            (got, started.elapsed())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stream::append_room_batch(&mut redis, &keys, 2, 60, &[item("late", &rooms[2])])
+        .await
+        .unwrap();
+    let (got, waited) = reader.await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].shard, got[0].shard_seq), (2, 4));
+    assert!(waited < Duration::from_secs(5), "blocked {waited:?}");
+}
+
+/// Waits until `room`'s head reaches `n`.
+async fn await_room_head(p: &Pipeline, room: &RoomId, n: u64) {
+    let (keys, mut redis) = (keys(p), p.redis().await.unwrap());
+    let started = Instant::now();
+    loop {
+        let head = stream::room_head(&mut redis, &keys, p.cfg.rooms.shards, room)
+            .await
+            .unwrap();
+        if head >= n {
+            assert_eq!(head, n, "more messages than published in {room}");
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{room} stuck at {head} of {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn room_messages_reach_their_room_logs(shards: u32) {
+    let opts = PipelineOptions {
+        servers: 0,
+        gateway: false,
+        sync: false,
+        ..PipelineOptions::default()
+    }
+    .configure(move |c| c.rooms.shards = shards);
+    let p = Pipeline::shared(opts).await.unwrap();
+    let publisher = Publisher::for_config(&p.cfg);
+    let rooms = ["alpha", "beta", "dm:alice:bob"];
+    const PER_ROOM: u64 = 12;
+    for i in 0..PER_ROOM {
+        for r in rooms {
+            let m = message(&format!("{r}-{i}"), Some(r));
+            publisher.publish(&m).await.unwrap();
+        }
+    }
+    publisher.publish(&message("lobby-1", None)).await.unwrap();
+    let (keys, mut redis) = (keys(&p), p.redis().await.unwrap());
+    for r in rooms {
+        let r = room(r);
+        await_room_head(&p, &r, PER_ROOM).await;
+        let log = stream::room_range_after(&mut redis, &keys, shards, &r, 0, PER_ROOM, 100)
+            .await
+            .unwrap();
+        for (i, e) in log.iter().enumerate() {
+            let b: serde_json::Value = serde_json::from_slice(&e.payload).unwrap();
+            assert_eq!(e.seq, i as u64 + 1);
+            assert_eq!(b["room"], r.as_str());
+            assert_eq!(b["message_id"], format!("{r}-{i}"), "order within the room");
+        }
+    }
+    // The lobby's message took the global stream, byte for byte as in v1.
+    let started = Instant::now();
+    let lobby = loop {
+        let got = stream::range_after(&mut redis, &keys, 0, 10, 10)
+            .await
+            .unwrap();
+        if !got.is_empty() || started.elapsed() > Duration::from_secs(30) {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(lobby.len(), 1);
+    let expected = r#"{"command":"broadcast","seq":1,"message_id":"lobby-1","from":"alice","body":"body of lobby-1","received_at_us":11,"sent_at_us":10}"#;
+    assert_eq!(std::str::from_utf8(&lobby[0].payload).unwrap(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_messages_reach_their_room_logs_on_one_shard() {
+    room_messages_reach_their_room_logs(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_messages_reach_their_room_logs_on_four_shards() {
+    room_messages_reach_their_room_logs(4).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_room_message_is_dead_lettered_with_its_reason() {
+    let opts = PipelineOptions {
+        servers: 0,
+        gateway: false,
+        sync: false,
+        ..PipelineOptions::default()
+    };
+    let p = Pipeline::shared(opts).await.unwrap();
+    let publisher = Publisher::for_config(&p.cfg);
+    let bad_room =
+        br#"{"message_id":"b1","from":"alice","body":"x","sent_at_us":1,"room":"Not A Room"}"#;
+    let lobby_named =
+        br#"{"message_id":"b2","from":"alice","body":"x","sent_at_us":1,"room":"lobby"}"#;
+    let not_a_string = br#"{"message_id":"b3","from":"alice","body":"x","sent_at_us":1,"room":7}"#;
+    let shard0 = shard_queue(&p.cfg.rabbitmq, 0);
+    publisher
+        .publish_to(&shard0, bad_room, Default::default())
+        .await
+        .unwrap();
+    publisher
+        .publish_to(&shard0, lobby_named, Default::default())
+        .await
+        .unwrap();
+    p.publish_raw(not_a_string).await.unwrap();
+    // A valid one after them still gets through.
+    publisher
+        .publish(&message("ok", Some("fine")))
+        .await
+        .unwrap();
+    await_room_head(&p, &room("fine"), 1).await;
+    let mut dead = Vec::new();
+    let started = Instant::now();
+    while dead.len() < 3 && started.elapsed() < Duration::from_secs(30) {
+        dead.extend(p.dead_letters(3).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reason_of = |payload: &[u8]| {
+        dead.iter()
+            .find(|(d, _)| d.as_slice() == payload)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| panic!("{} not dead-lettered", String::from_utf8_lossy(payload)))
+    };
+    assert!(reason_of(bad_room).contains("is not valid"), "{dead:?}");
+    assert!(reason_of(lobby_named).contains("lobby"), "{dead:?}");
+    assert!(
+        reason_of(not_a_string).contains("not a valid message"),
+        "{dead:?}"
+    );
+}
+
+/// Waits until `room_messages` holds `n` rows of `room`; returns their
+/// (seq, message_id) in seq order.
+async fn await_room_rows(p: &Pipeline, room: &str, n: usize) -> Vec<(i64, String)> {
+    let started = Instant::now();
+    loop {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT seq, message_id FROM room_messages WHERE room_id = $1 ORDER BY seq",
+        )
+        .bind(room)
+        .fetch_all(&p.pg)
+        .await
+        .unwrap();
+        if rows.len() >= n || started.elapsed() > Duration::from_secs(30) {
+            return rows;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_stores_each_room_message_once_and_trims_and_replay_crosses_the_boundary() {
+    const SHARDS: u32 = 2;
+    const N: u64 = 40;
+    const KEPT: u64 = 5;
+    let opts = PipelineOptions {
+        servers: 0,
+        gateway: false,
+        ..PipelineOptions::default()
+    }
+    .configure(|c| {
+        c.rooms.shards = SHARDS;
+        c.sync.batch_max = 7;
+        c.sync.retention_messages = KEPT;
+    });
+    let p = Pipeline::shared(opts).await.unwrap();
+    let publisher = Publisher::for_config(&p.cfg);
+    let (keys, mut redis) = (keys(&p), p.redis().await.unwrap());
+    let rooms = ["north", "south"];
+    for i in 0..N {
+        for r in rooms {
+            publisher
+                .publish(&message(&format!("{r}-{i}"), Some(r)))
+                .await
+                .unwrap();
+        }
+        if i == N / 2 {
+            // A membership event amid the messages only moves the cursor.
+            stream::record_membership(
+                &mut redis,
+                &keys,
+                SHARDS,
+                &room("north"),
+                "zoe",
+                MemberChange::Joined,
+                RoomKind::Public,
+            )
+            .await
+            .unwrap();
+        }
+    }
+    // A redelivered (duplicate) message adds nothing.
+    publisher
+        .publish(&message("north-3", Some("north")))
+        .await
+        .unwrap();
+    for r in rooms {
+        let rows = await_room_rows(&p, r, N as usize).await;
+        let expected: Vec<(i64, String)> =
+            (0..N).map(|i| (i as i64 + 1, format!("{r}-{i}"))).collect();
+        assert_eq!(rows, expected, "{r}: exactly once, in order");
+    }
+    // Trimmed: the room log keeps about KEPT entries once synced.
+    let mut manager = managed(&p).await;
+    let started = Instant::now();
+    loop {
+        let first = stream::room_first_seq(&mut redis, &keys, SHARDS, &room("north"))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        if first > N - KEPT - 7 || started.elapsed() > Duration::from_secs(30) {
+            assert!(first > 1, "room log never trimmed (first {first})");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for r in rooms {
+        let r = room(r);
+        let all = rtmc::replay::room_range(&mut manager, &p.pg, &keys, SHARDS, &r, 0, N, 1_000)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = all.iter().map(|d| d.seq).collect();
+        assert_eq!(
+            seqs,
+            (1..=N).collect::<Vec<_>>(),
+            "{r}: no gap across Redis/PostgreSQL"
+        );
+        // The oldest messages come from PostgreSQL, framed byte for byte as
+        // the consumer stored them in Redis.
+        let first_in_redis = stream::room_first_seq(&mut redis, &keys, SHARDS, &r)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(first_in_redis > 1, "{r} was trimmed");
+        let stored = message(&format!("{r}-0"), Some(r.as_str())).broadcast_json(1);
+        assert_eq!(all[0].frame, rtmc::protocol::encode_frame(&stored));
+        let body: serde_json::Value =
+            serde_json::from_slice(&all[0].frame[4..]).expect("a length-prefixed JSON frame");
+        assert_eq!(body["room"], r.as_str());
+        assert_eq!(body["message_id"], format!("{r}-0"));
+    }
+    let north = room("north");
+    let page = rtmc::replay::room_page(&mut manager, &p.pg, &keys, SHARDS, &north, 10, 5)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|d| d.seq).collect::<Vec<_>>(),
+        [11, 12, 13, 14, 15]
+    );
+    let tail = rtmc::replay::room_page(&mut manager, &p.pg, &keys, SHARDS, &north, N - 2, 5)
+        .await
+        .unwrap();
+    assert_eq!(tail.iter().map(|d| d.seq).collect::<Vec<_>>(), [N - 1, N]);
+    let older = rtmc::replay::room_page_before(&mut manager, &p.pg, &keys, SHARDS, &north, 4, 10)
+        .await
+        .unwrap();
+    assert_eq!(older.iter().map(|d| d.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    let latest =
+        rtmc::replay::room_page_before(&mut manager, &p.pg, &keys, SHARDS, &north, u64::MAX, 3)
+            .await
+            .unwrap();
+    assert_eq!(
+        latest.iter().map(|d| d.seq).collect::<Vec<_>>(),
+        [N - 2, N - 1, N]
+    );
+    assert!(
+        rtmc::replay::room_range(&mut manager, &p.pg, &keys, SHARDS, &north, 0, N, 10)
+            .await
+            .is_err(),
+        "a replay beyond its bound is refused"
+    );
+    let nobody = rtmc::replay::room_page(&mut manager, &p.pg, &keys, SHARDS, &room("empty"), 0, 10)
+        .await
+        .unwrap();
+    assert!(nobody.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_and_members_live_in_postgres() {
+    use rtmc::room::RoomRole::{Member, Owner};
+    use rtmc::room_db::{self, CreateOutcome};
+    let p = bare(1).await;
+    let pg = &p.pg;
+    let general = room("general");
+    assert_eq!(room_db::room_kind(pg, &general).await.unwrap(), None);
+    assert_eq!(
+        room_db::create_room(pg, &general, RoomKind::Public, "alice")
+            .await
+            .unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        room_db::create_room(pg, &general, RoomKind::Private, "bob")
+            .await
+            .unwrap(),
+        CreateOutcome::AlreadyExists
+    );
+    assert_eq!(
+        room_db::room_kind(pg, &general).await.unwrap(),
+        Some(RoomKind::Public)
+    );
+    assert!(room_db::add_member(pg, &general, "bob", Member)
+        .await
+        .unwrap());
+    assert!(
+        !room_db::add_member(pg, &general, "bob", Owner)
+            .await
+            .unwrap(),
+        "already in"
+    );
+    assert!(room_db::is_member(pg, &general, "bob").await.unwrap());
+    assert_eq!(
+        room_db::members(pg, &general).await.unwrap(),
+        [("alice".to_string(), Owner), ("bob".to_string(), Member)]
+    );
+    assert_eq!(room_db::member_count(pg, &general).await.unwrap(), 2);
+    let dm = RoomId::direct("carol", "bob").unwrap();
+    assert_eq!(
+        room_db::ensure_direct(pg, &dm).await.unwrap(),
+        CreateOutcome::Created
+    );
+    assert_eq!(
+        room_db::ensure_direct(pg, &dm).await.unwrap(),
+        CreateOutcome::AlreadyExists
+    );
+    assert!(
+        room_db::ensure_direct(pg, &general).await.is_err(),
+        "not a direct id"
+    );
+    let mine = room_db::rooms_of(pg, "bob").await.unwrap();
+    let mine: Vec<(&str, RoomKind, rtmc::room::RoomRole)> = mine
+        .iter()
+        .map(|r| (r.room.as_str(), r.kind, r.role))
+        .collect();
+    assert_eq!(
+        mine,
+        [
+            ("dm:bob:carol", RoomKind::Direct, Member),
+            ("general", RoomKind::Public, Member)
+        ]
+    );
+    assert_eq!(room_db::room_count_of(pg, "bob").await.unwrap(), 2);
+    assert!(room_db::remove_member(pg, &general, "bob").await.unwrap());
+    assert!(!room_db::remove_member(pg, &general, "bob").await.unwrap());
+    assert!(!room_db::is_member(pg, &general, "bob").await.unwrap());
+    assert_eq!(room_db::room_count_of(pg, "bob").await.unwrap(), 1);
+    assert!(
+        room_db::add_member(pg, &room("nowhere"), "bob", Member)
+            .await
+            .is_err(),
+        "a member of a room that does not exist is refused"
+    );
+}
+
+/// How a gateway request authenticates.
+enum Credential<'a> {
+    None,
+    Session(&'a str),
+    ApiKey(&'a str),
+}
+
+/// One gateway request: its status and JSON body (`Null` when none).
+async fn call(
+    p: &Pipeline,
+    method: reqwest::Method,
+    path: &str,
+    credential: Credential<'_>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = p.http.request(method, format!("{}{path}", p.gateway_url()));
+    req = match credential {
+        Credential::None => req,
+        Credential::Session(token) => req.bearer_auth(token),
+        Credential::ApiKey(key) => req.header("x-api-key", key),
+    };
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+async fn session_of(p: &Pipeline, user: &str) -> String {
+    let (s, b) = p
+        .http_login(user, rtmc_testkit::TEST_PASSWORD)
+        .await
+        .unwrap();
+    assert_eq!(s, 200, "{b}");
+    b["session_token"].as_str().unwrap().to_owned()
+}
+
+/// Asserts a response's status and error code.
+#[track_caller]
+fn refused(got: (u16, serde_json::Value), status: u16, code: &str) {
+    assert_eq!(
+        (got.0, got.1["code"].as_str()),
+        (status, Some(code)),
+        "{}",
+        got.1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_room_routes_answer_each_success_and_refusal() {
+    use reqwest::Method;
+    use serde_json::json;
+    let opts = PipelineOptions {
+        servers: 0,
+        ..PipelineOptions::default()
+    }
+    .configure(|c| {
+        c.rooms.shards = 2;
+        c.rooms.max_rooms_per_user = 3;
+        c.rooms.max_members_per_room = 2;
+    });
+    let p = Pipeline::shared(opts).await.unwrap();
+    let users = p.add_users("gw", 3).await.unwrap();
+    let (alice, bob, carol) = (&users[0], &users[1], &users[2]);
+    let (ta, tb, tc) = (
+        session_of(&p, alice).await,
+        session_of(&p, bob).await,
+        session_of(&p, carol).await,
+    );
+    let (a, b, c) = (
+        Credential::Session(&ta),
+        Credential::Session(&tb),
+        Credential::Session(&tc),
+    );
+    let key = p.api_key().to_owned();
+    let post = Method::POST;
+    let get = Method::GET;
+    let create = |room: &str, kind: &str| Some(json!({"room": room, "kind": kind}));
+
+    // Create: each refusal class, then success and a conflict.
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::None,
+            create("team", "private"),
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::ApiKey(&key),
+            create("team", "private"),
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::Session(&ta),
+            create("Bad Room", "public"),
+        )
+        .await,
+        400,
+        "invalid_room",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::Session(&ta),
+            create("lobby", "public"),
+        )
+        .await,
+        400,
+        "lobby_is_implicit",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::Session(&ta),
+            create("x", "direct"),
+        )
+        .await,
+        400,
+        "invalid_room",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::Session(&ta),
+            create("x", "secret"),
+        )
+        .await,
+        400,
+        "invalid_field",
+    );
+    let (s, body) = call(&p, post.clone(), "/v1/rooms", a, create("team", "private")).await;
+    assert_eq!(
+        (s, &body),
+        (201, &json!({"room": "team", "kind": "private"}))
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::Session(&tb),
+            create("team", "public"),
+        )
+        .await,
+        409,
+        "room_exists",
+    );
+
+    // Members and invitations.
+    refused(
+        call(
+            &p,
+            get.clone(),
+            "/v1/rooms/team/members",
+            Credential::Session(&tb),
+            None,
+        )
+        .await,
+        403,
+        "not_a_member",
+    );
+    refused(
+        call(
+            &p,
+            get.clone(),
+            "/v1/rooms/nowhere/members",
+            Credential::Session(&ta),
+            None,
+        )
+        .await,
+        404,
+        "unknown_room",
+    );
+    refused(
+        call(
+            &p,
+            get.clone(),
+            "/v1/rooms/NO%20WAY/members",
+            Credential::Session(&ta),
+            None,
+        )
+        .await,
+        400,
+        "invalid_room",
+    );
+    let invite = |user: &str| Some(json!({"user_id": user}));
+    refused(
+        call(&p, post.clone(), "/v1/rooms/team/members", b, invite(carol)).await,
+        403,
+        "not_a_member",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms/team/members",
+            Credential::Session(&ta),
+            invite("ghost"),
+        )
+        .await,
+        404,
+        "unknown_user",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms/team/members",
+            Credential::Session(&ta),
+            invite("bad:user"),
+        )
+        .await,
+        400,
+        "invalid_field",
+    );
+    let (s, body) = call(
+        &p,
+        post.clone(),
+        "/v1/rooms/team/members",
+        Credential::Session(&ta),
+        invite(bob),
+    )
+    .await;
+    assert_eq!(s, 201, "{body}");
+    let (s, _) = call(
+        &p,
+        post.clone(),
+        "/v1/rooms/team/members",
+        Credential::Session(&ta),
+        invite(bob),
+    )
+    .await;
+    assert_eq!(s, 200, "already a member");
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms/team/members",
+            Credential::Session(&ta),
+            invite(carol),
+        )
+        .await,
+        403,
+        "room_full",
+    );
+    let (s, body) = call(
+        &p,
+        get.clone(),
+        "/v1/rooms/team/members",
+        Credential::Session(&tb),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        body["members"],
+        json!([{"user_id": alice, "role": "owner"}, {"user_id": bob, "role": "member"}])
+    );
+
+    // Posting: members with a session, services with the key.
+    let msg = |id: &str| Some(json!({"body": format!("text {id}"), "message_id": id}));
+    refused(
+        call(&p, post.clone(), "/v1/rooms/team/messages", c, msg("c1")).await,
+        403,
+        "not_a_member",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms/nowhere/messages",
+            Credential::Session(&tb),
+            msg("n1"),
+        )
+        .await,
+        404,
+        "unknown_room",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms/lobby/messages",
+            Credential::Session(&tb),
+            msg("l1"),
+        )
+        .await,
+        400,
+        "lobby_is_implicit",
+    );
+    let (s, body) = call(
+        &p,
+        post.clone(),
+        "/v1/rooms/team/messages",
+        Credential::Session(&tb),
+        msg("t1"),
+    )
+    .await;
+    assert_eq!(
+        (s, &body),
+        (202, &json!({"message_id": "t1", "room": "team"}))
+    );
+    let service_msg = Some(json!({"body": "from a bot", "message_id": "t2", "sender": "bot"}));
+    // One credential per route: the key on the members' route, a session
+    // on the services' route, are refused.
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms/team/messages",
+            Credential::ApiKey(&key),
+            service_msg.clone(),
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/service/rooms/team/messages",
+            Credential::Session(&tb),
+            service_msg.clone(),
+        )
+        .await,
+        401,
+        "unauthorized",
+    );
+    let (s, body) = call(
+        &p,
+        post.clone(),
+        "/v1/service/rooms/team/messages",
+        Credential::ApiKey(&key),
+        service_msg,
+    )
+    .await;
+    assert_eq!(s, 202, "{body}");
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/service/rooms/team/messages",
+            Credential::ApiKey(&key),
+            msg("t3"),
+        )
+        .await,
+        400,
+        "invalid_field",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/service/rooms/nowhere/messages",
+            Credential::ApiKey(&key),
+            Some(json!({"body": "x", "sender": "bot"})),
+        )
+        .await,
+        404,
+        "unknown_room",
+    );
+
+    // History pages, members only.
+    refused(
+        call(
+            &p,
+            get.clone(),
+            "/v1/rooms/team/messages",
+            Credential::Session(&tc),
+            None,
+        )
+        .await,
+        403,
+        "not_a_member",
+    );
+    await_room_head(&p, &room("team"), 2).await;
+    let (s, page) = call(
+        &p,
+        get.clone(),
+        "/v1/rooms/team/messages?limit=1",
+        Credential::Session(&ta),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["more"], true);
+    assert_eq!(page["messages"][0]["message_id"], "t1");
+    assert_eq!(page["messages"][0]["from"], bob.as_str());
+    assert_eq!(page["messages"][0]["room"], "team");
+    let (s, page) = call(
+        &p,
+        get.clone(),
+        "/v1/rooms/team/messages?after_seq=1",
+        Credential::Session(&tb),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(
+        (
+            page["more"].clone(),
+            page["messages"].as_array().unwrap().len()
+        ),
+        (json!(false), 1)
+    );
+    assert_eq!(page["messages"][0]["from"], "service:bot");
+    assert_eq!(page["messages"][0]["seq"], 2);
+    refused(
+        call(
+            &p,
+            get.clone(),
+            "/v1/rooms/team/messages?limit=0",
+            Credential::Session(&ta),
+            None,
+        )
+        .await,
+        400,
+        "invalid_field",
+    );
+    refused(
+        call(
+            &p,
+            get.clone(),
+            "/v1/rooms/team/messages?limit=many",
+            Credential::Session(&ta),
+            None,
+        )
+        .await,
+        400,
+        "invalid_field",
+    );
+
+    // A direct room is made by its first message, for its two users only.
+    let dm = RoomId::direct(alice, bob).unwrap();
+    let reversed = format!(
+        "/v1/rooms/dm:{}:{}/messages",
+        dm.direct_members().unwrap().1,
+        dm.direct_members().unwrap().0
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            &reversed,
+            Credential::Session(&tb),
+            msg("d0"),
+        )
+        .await,
+        400,
+        "invalid_room",
+    );
+    let dm_path = format!("/v1/rooms/{dm}/messages");
+    refused(
+        call(
+            &p,
+            post.clone(),
+            &dm_path,
+            Credential::Session(&tc),
+            msg("d1"),
+        )
+        .await,
+        404,
+        "unknown_room",
+    );
+    let (s, body) = call(
+        &p,
+        post.clone(),
+        &dm_path,
+        Credential::Session(&tb),
+        msg("d2"),
+    )
+    .await;
+    assert_eq!(s, 202, "{body}");
+    refused(
+        call(
+            &p,
+            post.clone(),
+            &dm_path,
+            Credential::Session(&tc),
+            msg("d3"),
+        )
+        .await,
+        403,
+        "not_a_member",
+    );
+    let ghost_dm = RoomId::direct(bob, "ghost").unwrap();
+    refused(
+        call(
+            &p,
+            post.clone(),
+            &format!("/v1/rooms/{ghost_dm}/messages"),
+            Credential::Session(&tb),
+            msg("d4"),
+        )
+        .await,
+        404,
+        "unknown_user",
+    );
+    refused(
+        call(
+            &p,
+            post.clone(),
+            &format!("/v1/rooms/{dm}/members"),
+            Credential::Session(&ta),
+            invite(carol),
+        )
+        .await,
+        400,
+        "invalid_room",
+    );
+    let (s, body) = call(
+        &p,
+        get.clone(),
+        &format!("/v1/rooms/{dm}/members"),
+        Credential::Session(&ta),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, body["members"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{body}"
+    );
+
+    // alice is in team and the direct room: one more, then the quota.
+    let (s, _) = call(
+        &p,
+        post.clone(),
+        "/v1/rooms",
+        Credential::Session(&ta),
+        create("third", "public"),
+    )
+    .await;
+    assert_eq!(s, 201);
+    refused(
+        call(
+            &p,
+            post.clone(),
+            "/v1/rooms",
+            Credential::Session(&ta),
+            create("fourth", "public"),
+        )
+        .await,
+        403,
+        "too_many_rooms",
+    );
+
+    // Create and invite told the server nodes: joined events in the shard stream.
+    let (keys, mut redis) = (keys(&p), p.redis().await.unwrap());
+    let shard = room("team").shard(2);
+    let entries = stream::shard_range_after(&mut redis, &keys, shard, 0, 100)
+        .await
+        .unwrap();
+    let joined: Vec<(String, u64)> = entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            ShardEvent::Member {
+                room,
+                user,
+                seq,
+                change: MemberChange::Joined,
+                ..
+            } if room == "team" => Some((user.clone(), *seq)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(joined, [(alice.clone(), 0), (bob.clone(), 0)]);
+}
