@@ -1258,3 +1258,55 @@ async fn the_gateway_room_routes_answer_each_success_and_refusal() {
         .collect();
     assert_eq!(joined, [(alice.clone(), 0), (bob.clone(), 0)]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_step_repeated_from_an_older_cursor_adds_no_row() {
+    const SHARDS: u32 = 2;
+    let p = bare(SHARDS).await;
+    let (keys, mut redis) = (keys(&p), p.redis().await.unwrap());
+    let rooms = one_room_per_shard(SHARDS);
+    for (k, r) in rooms.iter().enumerate() {
+        let items: Vec<RoomItem> = (0..5).map(|i| item(&format!("{r}-{i}"), r)).collect();
+        stream::append_room_batch(&mut redis, &keys, k as u32, 60, &items)
+            .await
+            .unwrap();
+    }
+    stream::record_membership(
+        &mut redis,
+        &keys,
+        SHARDS,
+        &room(&rooms[0]),
+        "zoe",
+        MemberChange::Left,
+        RoomKind::Private,
+    )
+    .await
+    .unwrap();
+    let mut worker = rtmc::sync::SyncWorker::connect(&p.cfg).await.unwrap();
+    assert_eq!(
+        worker.step_rooms().await.unwrap(),
+        11,
+        "10 messages and 1 membership entry"
+    );
+    assert_eq!(worker.shard_cursor(0).await.unwrap(), 6);
+    assert_eq!(worker.shard_cursor(1).await.unwrap(), 5);
+    assert_eq!(worker.step_rooms().await.unwrap(), 0, "nothing new");
+    // A worker that lost its cursor (or another one racing it) copies again:
+    // the rows stay exactly once.
+    sqlx::query("UPDATE sync_cursor SET last_seq = 2 WHERE stream = $1")
+        .bind(keys.shard_stream(0))
+        .execute(&p.pg)
+        .await
+        .unwrap();
+    assert_eq!(worker.step_rooms().await.unwrap(), 4);
+    for r in &rooms {
+        let rows = await_room_rows(&p, r, 5).await;
+        let expected: Vec<(i64, String)> = (0..5).map(|i| (i + 1, format!("{r}-{i}"))).collect();
+        assert_eq!(rows, expected);
+    }
+    let (lobby_rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM messages")
+        .fetch_one(&p.pg)
+        .await
+        .unwrap();
+    assert_eq!(lobby_rows, 0, "room messages stay out of the lobby's table");
+}
