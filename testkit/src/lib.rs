@@ -23,6 +23,7 @@ pub mod nats;
 pub mod pipeline;
 pub mod process;
 pub mod raw;
+pub mod redis_ha;
 pub mod services;
 pub mod watchdog;
 
@@ -31,5 +32,6 @@ pub use credentials::TEST_PASSWORD;
 pub use nats::Nats;
 pub use pipeline::{Component, HttpPublisher, PerComponent, Pipeline, PipelineOptions};
 pub use process::{NodeProcess, Role};
+pub use redis_ha::RedisHa;
 pub use services::{shared, Service, Services};
 pub use watchdog::init_test_logs;
