@@ -55,6 +55,7 @@ pub fn broadcast_tail(msg: &PublishedMessage) -> Vec<u8> {
 /// The batch in hand when shutdown comes is finished and acked first.
 pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), StartError> {
     crate::telemetry::metrics();
+    let (cfg, _relay) = crate::redis_ha::follow_master(cfg).await?;
     let redis_url = cfg.redis.url.expose_secret();
     let redis = stream::managed_connection(redis_url)
         .await
@@ -77,14 +78,29 @@ pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), St
 }
 
 /// A consuming channel on the first broker node that answers, and the
-/// index of that node.
+/// index of that node. Each node gets `rabbitmq.publish_timeout_ms`: a
+/// paused node (it accepts, then says nothing) moves the consumer on.
 async fn open(
     cfg: &Config,
     addresses: &BrokerAddresses,
 ) -> Result<((Connection, Channel, lapin::Consumer), usize), lapin::Error> {
+    let limit = Duration::from_millis(cfg.rabbitmq.publish_timeout_ms);
     addresses
-        .connect_in_turn(|url| async move { open_on(cfg, &url).await })
+        .connect_in_turn(|url| async move {
+            tokio::time::timeout(limit, open_on(cfg, &url))
+                .await
+                .unwrap_or_else(|_| Err(connect_timed_out(limit)))
+        })
         .await
+}
+
+/// The error of a consumer connect abandoned at `limit`.
+fn connect_timed_out(limit: Duration) -> lapin::Error {
+    let e = std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no consuming channel within {limit:?}"),
+    );
+    lapin::ErrorKind::IOError(Arc::new(e)).into()
 }
 
 async fn open_on(
@@ -192,7 +208,8 @@ async fn process_batch(
     if !items.is_empty() {
         let ttl_secs = cfg.redis.dedupe_ttl_secs;
         let backoff = retry_backoff(cfg);
-        if !append_stored(redis, keys, ttl_secs, &items, backoff, shutdown).await {
+        let appended = append_stored(redis, keys, ttl_secs, &cfg.redis, &items, backoff, shutdown);
+        if !appended.await {
             return Ok(());
         }
     }
@@ -235,19 +252,26 @@ async fn dead_letter_confirmed(
 }
 
 /// Appends valid messages to the stream, retrying with back-off while Redis
-/// is unavailable (never a nack loop). False when shutdown came first; the
-/// unacked deliveries then return to the queue for the next consumer.
+/// is unavailable (never a nack loop) or, with `redis.min_replicas_acked`,
+/// until that many replicas hold the append (a retry is deduplicated).
+/// False when shutdown came first; the unacked deliveries then return to
+/// the queue for the next consumer.
 async fn append_stored(
     redis: &redis::aio::ConnectionManager,
     keys: &RedisKeys,
     dedupe_ttl_secs: u64,
+    replication: &crate::config::RedisConfig,
     items: &[(String, Vec<u8>)],
     mut backoff: Backoff,
     shutdown: &CancellationToken,
 ) -> bool {
     let append = || {
         let mut conn = redis.clone();
-        async move { stream::append_batch(&mut conn, keys, dedupe_ttl_secs, items).await }
+        async move {
+            let appended = stream::append_batch(&mut conn, keys, dedupe_ttl_secs, items).await?;
+            crate::redis_ha::replicas_acked(&mut conn, replication).await?;
+            Ok(appended)
+        }
     };
     let on_error = |e: &redis::RedisError, retry_in: Duration| {
         metrics::counter!("rtmc_consumer_redis_retries_total").increment(1);
@@ -326,6 +350,27 @@ mod tests {
             reconnect_backoff_ms: 0,
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_broker_that_accepts_and_says_nothing_fails_the_connect_at_its_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        let mut cfg = Config::default();
+        cfg.rabbitmq.url = format!("amqp://guest:guest@{addr}/%2f").into();
+        cfg.rabbitmq.publish_timeout_ms = 300;
+        let addresses = BrokerAddresses::new(&cfg.rabbitmq);
+        let opened = tokio::time::timeout(Duration::from_secs(10), open(&cfg, &addresses))
+            .await
+            .expect("the connect is bounded");
+        let e = opened.err().expect("a silent broker gives no channel");
+        assert!(e.to_string().contains("no consuming channel"), "{e}");
     }
 
     #[tokio::test]

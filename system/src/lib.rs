@@ -23,6 +23,7 @@ pub mod identity;
 pub mod ops;
 pub mod presence;
 pub mod protocol;
+pub mod redis_ha;
 pub mod replay;
 pub mod secret;
 pub mod server;

@@ -30,6 +30,8 @@ pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
         .redis
         .then(|| redis::Client::open(cfg.redis.url.expose_secret().as_str()).ok())
         .flatten();
+    // Behind Sentinel, the primary named at check time is the one to ping.
+    let sentinel = (needs.redis && !cfg.redis.sentinels.is_empty()).then(|| cfg.redis.clone());
     let pg = needs
         .postgres
         .then(|| {
@@ -48,10 +50,15 @@ pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
     });
     Arc::new(move || {
         let (redis, pg, amqp) = (redis.clone(), pg.clone(), amqp.clone());
+        let sentinel = sentinel.clone();
         Box::pin(async move {
             let limit = std::time::Duration::from_secs(2);
             if let Some(client) = redis {
                 let ping = async {
+                    let client = match &sentinel {
+                        Some(r) => crate::redis_ha::primary_client(r).await?,
+                        None => client,
+                    };
                     let mut c = client.get_multiplexed_async_connection().await?;
                     redis::cmd("PING").query_async::<String>(&mut c).await
                 };

@@ -220,6 +220,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), StartError> {
     let tls = crate::tls::acceptor(&cfg.gateway.tls_cert_path, &cfg.gateway.tls_key_path)?;
+    let (cfg, _relay) = crate::redis_ha::follow_master(cfg).await?;
     let app = router(cfg).await?;
     tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "gateway listening");
     match tls {
