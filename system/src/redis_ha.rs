@@ -236,12 +236,12 @@ async fn relay_one(
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             metrics::counter!("rtmc_redis_relay_connect_failures_total").increment(1);
-            tracing::warn!(%target, error = %e, "redis relay: the primary refused a connection");
+            tracing::debug!(%target, error = %e, "redis relay: the primary refused a connection");
             return;
         }
         Err(_) => {
             metrics::counter!("rtmc_redis_relay_connect_failures_total").increment(1);
-            tracing::warn!(%target, "redis relay: no connection to the primary within {ASK_LIMIT:?}");
+            tracing::debug!(%target, "redis relay: no connection to the primary within {ASK_LIMIT:?}");
             return;
         }
     };

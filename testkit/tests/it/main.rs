@@ -14,6 +14,7 @@ mod ops;
 mod overload;
 mod rabbit_cluster;
 mod rabbit_failover;
+mod redis_failover;
 mod redis_ha;
 mod resume;
 mod schema;
