@@ -369,7 +369,7 @@ mod tests {
         let opened = tokio::time::timeout(Duration::from_secs(10), open(&cfg, &addresses))
             .await
             .expect("the connect is bounded");
-        let e = opened.err().expect("a silent broker gives no channel");
+        let e = opened.expect_err("a silent broker gives no channel");
         assert!(e.to_string().contains("no consuming channel"), "{e}");
     }
 
