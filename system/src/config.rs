@@ -239,6 +239,11 @@ pub struct PostgresConfig {
     /// PostgreSQL URL (it may carry a password).
     pub url: Secret<String>,
     pub max_connections: u32,
+    /// Every node of a primary + standby group, a TOML array or one
+    /// comma-separated string; rtmc uses the one that takes writes and
+    /// follows a failover. Empty means `url` is the database.
+    #[serde(deserialize_with = "one_or_many_urls")]
+    pub urls: Vec<Secret<String>>,
 }
 
 impl Default for PostgresConfig {
@@ -246,6 +251,7 @@ impl Default for PostgresConfig {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/rtmc".into(),
             max_connections: 20,
+            urls: Vec::new(),
         }
     }
 }

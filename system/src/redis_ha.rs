@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -28,7 +28,7 @@ use crate::config::{Config, RedisConfig};
 /// delivery path.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Bound on one question to one Sentinel, and on connecting to the primary.
+/// Bound on one question to one Sentinel.
 const ASK_LIMIT: Duration = Duration::from_secs(1);
 
 /// The relay of one component: dropping it stops the relay and closes every
@@ -56,9 +56,11 @@ pub async fn follow_master(
     let stop = CancellationToken::new();
     let (named, primary) = watch::channel(first);
     tokio::spawn(watch_primary(sentinels, named, stop.clone()));
-    tokio::spawn(relay(listener, primary, stop.clone()));
+    let failures = metrics::counter!("rtmc_redis_relay_connect_failures_total");
+    tokio::spawn(crate::relay::run(listener, primary, failures, stop.clone()));
     let mut relayed = (*cfg).clone();
-    relayed.redis.url = relayed_url(cfg.redis.url.expose_secret(), &local.to_string()).into();
+    relayed.redis.url =
+        crate::relay::with_address(cfg.redis.url.expose_secret(), &local.to_string()).into();
     let relay = MasterRelay {
         _stop: stop.drop_guard(),
     };
@@ -69,20 +71,10 @@ pub async fn follow_master(
 /// credentials and database (the readiness check pings it).
 pub async fn primary_client(cfg: &RedisConfig) -> Result<redis::Client, redis::RedisError> {
     let primary = Sentinels::new(cfg)?.master().await?;
-    redis::Client::open(relayed_url(cfg.url.expose_secret(), &primary))
-}
-
-/// `url` with its `host:port` replaced by `addr`; credentials, database
-/// and query kept (the relay passes bytes, so the primary still checks them).
-fn relayed_url(url: &str, addr: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let credentials = authority.rsplit_once('@').map(|(c, _)| c);
-    match credentials {
-        Some(c) => format!("{scheme}://{c}@{addr}{path}"),
-        None => format!("{scheme}://{addr}{path}"),
-    }
+    redis::Client::open(crate::relay::with_address(
+        cfg.url.expose_secret(),
+        &primary,
+    ))
 }
 
 /// The Sentinels of `redis.sentinels`, asked in turn, starting with the one
@@ -202,58 +194,6 @@ async fn watch_primary(
     }
 }
 
-/// Accepts rtmc's own Redis connections until `stop`, each relayed to the
-/// primary in a task of its own.
-async fn relay(listener: TcpListener, primary: watch::Receiver<String>, stop: CancellationToken) {
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((client, _)) => {
-                tokio::spawn(relay_one(client, primary.clone(), stop.clone()));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "redis relay: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
-}
-
-/// Carries one connection to the primary named now, until either side
-/// closes, the Sentinels name another primary, or `stop`. A primary that
-/// cannot be reached closes the connection at once: the caller's client
-/// sees a lost connection and reconnects, by then perhaps to a new primary.
-async fn relay_one(
-    mut client: TcpStream,
-    mut primary: watch::Receiver<String>,
-    stop: CancellationToken,
-) {
-    let target = primary.borrow_and_update().clone();
-    let mut upstream = match tokio::time::timeout(ASK_LIMIT, TcpStream::connect(&target)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            metrics::counter!("rtmc_redis_relay_connect_failures_total").increment(1);
-            tracing::debug!(%target, error = %e, "redis relay: the primary refused a connection");
-            return;
-        }
-        Err(_) => {
-            metrics::counter!("rtmc_redis_relay_connect_failures_total").increment(1);
-            tracing::debug!(%target, "redis relay: no connection to the primary within {ASK_LIMIT:?}");
-            return;
-        }
-    };
-    let _ = client.set_nodelay(true);
-    let _ = upstream.set_nodelay(true);
-    tokio::select! {
-        _ = stop.cancelled() => {}
-        _ = primary.changed() => {}
-        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
-    }
-}
-
 /// Why an append is not acked yet: fewer replicas than required hold it.
 pub fn replica_shortfall(acked: i64, required: u32) -> redis::RedisError {
     redis::RedisError::from((
@@ -296,22 +236,6 @@ pub async fn replicas_acked<C: redis::aio::ConnectionLike>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_relayed_url_keeps_credentials_and_database() {
-        assert_eq!(
-            relayed_url("redis://:pw@10.0.0.2:6379/3", "127.0.0.1:4000"),
-            "redis://:pw@127.0.0.1:4000/3"
-        );
-        assert_eq!(
-            relayed_url("redis://10.0.0.2", "127.0.0.1:4000"),
-            "redis://127.0.0.1:4000"
-        );
-        assert_eq!(
-            relayed_url("redis://u:p@host:1?protocol=resp3", "127.0.0.1:9"),
-            "redis://u:p@127.0.0.1:9?protocol=resp3"
-        );
-    }
 
     #[test]
     fn sentinels_without_a_master_name_are_refused() {

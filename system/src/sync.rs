@@ -205,6 +205,7 @@ fn parse_entry(e: &StreamEntry) -> Result<BroadcastFrame, SyncError> {
 pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), SyncError> {
     crate::telemetry::metrics();
     let (cfg, _relay) = crate::redis_ha::follow_master(cfg).await?;
+    let (cfg, _pg_relay) = crate::pg_ha::follow_primary(cfg).await?;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let connect = || SyncWorker::connect(&cfg);
     let on_error = |e: &SyncError, _| {

@@ -48,6 +48,8 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("rtmc_http_request_duration_seconds", Kind::Histogram, "HTTP request duration, by route template, method and status."),
     ("rtmc_logins_total", Kind::Counter, "TCP logins, by result."),
     ("rtmc_outbound_queue_frames", Kind::Histogram, "Frames queued to a session when a broadcast is added."),
+    ("rtmc_postgres_primary_switches_total", Kind::Counter, "Times another PostgreSQL node took writes and the relay moved to it."),
+    ("rtmc_postgres_relay_connect_failures_total", Kind::Counter, "Connections the PostgreSQL relay could not open to the node that takes writes."),
     ("rtmc_publish_confirm_seconds", Kind::Histogram, "From publish to broker confirm (or failure), per message."),
     ("rtmc_publish_confirmed_total", Kind::Counter, "Publishes confirmed by the broker."),
     ("rtmc_publish_failed_total", Kind::Counter, "Publishes that failed or were not confirmed."),
