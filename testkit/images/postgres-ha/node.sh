@@ -16,7 +16,7 @@ export XDG_CONFIG_HOME=/var/lib/rtmc-pg/config XDG_DATA_HOME=/var/lib/rtmc-pg/sh
 cd /var/lib/rtmc-pg
 if [ "$ROLE" = monitor ]; then
   su postgres -c "pg_autoctl create monitor --pgdata $PGDATA --pgport $PORT --hostname 127.0.0.1 \
-    --auth trust --no-ssl" >/var/lib/rtmc-pg/create.log 2>&1 || { cat /var/lib/rtmc-pg/create.log; exit 1; }
+    --listen 127.0.0.1 --auth trust --no-ssl" >/var/lib/rtmc-pg/create.log 2>&1 || { cat /var/lib/rtmc-pg/create.log; exit 1; }
   su postgres -c "printf '%s\n' 'host all all 127.0.0.1/32 trust' >> $PGDATA/pg_hba.conf"
   su postgres -c "printf '%s\n' \
     'pgautofailover.health_check_period = 1000' \

@@ -12,6 +12,7 @@ mod limits;
 mod operations;
 mod ops;
 mod overload;
+mod pg_failover;
 mod rabbit_cluster;
 mod rabbit_failover;
 mod redis_failover;
