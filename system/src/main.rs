@@ -133,6 +133,8 @@ async fn main() -> anyhow::Result<()> {
             a.and(b).and(c).and(d)
         }
         Command::Migrate => {
+            // With `postgres.urls`, the node that takes writes.
+            let (cfg, _relay) = rtmc::pg_ha::follow_primary(cfg).await?;
             rtmc::db::connect(&cfg.postgres).await?;
             println!("migrations applied");
             Ok(())
@@ -145,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
                 "{}",
                 rtmc::auth::USER_ID_RULE
             );
+            let (cfg, _relay) = rtmc::pg_ha::follow_primary(cfg).await?;
             let pool = rtmc::db::connect(&cfg.postgres).await?;
             rtmc::db::add_user(&pool, &user_id, &password, rtmc::db::HashCost::DEFAULT).await?;
             println!("user {user_id} created");

@@ -42,6 +42,10 @@ pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
                 .ok()
         })
         .flatten();
+    // With `postgres.urls`, ready when some node takes writes.
+    let pg_nodes =
+        (needs.postgres && !cfg.postgres.urls.is_empty()).then(|| cfg.postgres.urls.clone());
+    let pg = if pg_nodes.is_some() { None } else { pg };
     let amqp = needs.rabbitmq.then(|| {
         let urls = cfg.rabbitmq.node_urls();
         urls.iter()
@@ -50,7 +54,7 @@ pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
     });
     Arc::new(move || {
         let (redis, pg, amqp) = (redis.clone(), pg.clone(), amqp.clone());
-        let sentinel = sentinel.clone();
+        let (sentinel, pg_nodes) = (sentinel.clone(), pg_nodes.clone());
         Box::pin(async move {
             let limit = std::time::Duration::from_secs(2);
             if let Some(client) = redis {
@@ -73,6 +77,13 @@ pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(format!("postgres: {e}")),
                     Err(_) => return Err("postgres: no answer within 2 s".into()),
+                }
+            }
+            if let Some(urls) = pg_nodes {
+                match tokio::time::timeout(limit, crate::pg_ha::primary_address(urls)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(format!("postgres: {e}")),
+                    Err(_) => return Err("postgres: no node took writes within 2 s".into()),
                 }
             }
             if let Some(urls) = amqp {

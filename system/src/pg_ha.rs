@@ -65,6 +65,12 @@ pub async fn follow_primary(
     Ok((Arc::new(relayed), Some(relay)))
 }
 
+/// The `host:port` of the node of `urls` that takes writes now (the
+/// readiness check asks it).
+pub async fn primary_address(urls: Vec<Secret<String>>) -> Result<String, sqlx::Error> {
+    Nodes::new(urls).primary().await
+}
+
 /// The nodes of `postgres.urls`, and a connection to the one that took
 /// writes when last asked.
 struct Nodes {
