@@ -9,13 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_util::sync::{CancellationToken, DropGuard};
-
 use crate::config::Config;
+use crate::relay::Relay;
 use crate::secret::Secret;
+use sqlx::{Connection, PgConnection};
 
 /// How often the watcher checks that the primary still takes writes. A
 /// failover manager takes seconds to promote a standby; this adds little.
@@ -28,40 +25,29 @@ const ASK_LIMIT: Duration = Duration::from_secs(2);
 const TAKES_WRITES: &str =
     "SELECT NOT pg_is_in_recovery() AND current_setting('transaction_read_only') = 'off'";
 
-/// The relay of one component: dropping it stops the relay and closes every
-/// connection it carries.
-pub struct PrimaryRelay {
-    /// Cancels the relay's accept loop, its connections and its watcher.
-    _stop: DropGuard,
-}
-
 /// With `postgres.urls` set: finds the node that takes writes, starts a
 /// relay to it and returns a configuration whose `postgres.url` leads to it
 /// (user, database and parameters from the first of `postgres.urls`), with
 /// the relay to keep for as long as the component runs. Without: `cfg` as
 /// it is. Fails when no node takes writes.
-pub async fn follow_primary(
-    cfg: Arc<Config>,
-) -> Result<(Arc<Config>, Option<PrimaryRelay>), sqlx::Error> {
+pub async fn follow_primary(cfg: Arc<Config>) -> Result<(Arc<Config>, Option<Relay>), sqlx::Error> {
     if cfg.postgres.urls.is_empty() {
         return Ok((cfg, None));
     }
     let mut nodes = Nodes::new(cfg.postgres.urls.clone());
     let first = nodes.primary().await?;
     tracing::info!(primary = %first, "postgres: the node that takes writes");
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let local = listener.local_addr()?.to_string();
-    let stop = CancellationToken::new();
-    let (named, primary) = watch::channel(first);
-    tokio::spawn(watch_primary(nodes, named, stop.clone()));
-    let failures = metrics::counter!("rtmc_postgres_relay_connect_failures_total");
-    tokio::spawn(crate::relay::run(listener, primary, failures, stop.clone()));
+    let relay = crate::relay::start(
+        nodes,
+        first,
+        CHECK_INTERVAL,
+        metrics::counter!("rtmc_postgres_primary_switches_total"),
+        metrics::counter!("rtmc_postgres_relay_connect_failures_total"),
+    )
+    .await?;
     let mut relayed = (*cfg).clone();
     let template = cfg.postgres.urls[0].expose_secret();
-    relayed.postgres.url = crate::relay::with_address(template, &local).into();
-    let relay = PrimaryRelay {
-        _stop: stop.drop_guard(),
-    };
+    relayed.postgres.url = crate::relay::with_address(template, &relay.addr).into();
     Ok((Arc::new(relayed), Some(relay)))
 }
 
@@ -133,35 +119,11 @@ async fn takes_writes(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(TAKES_WRITES).fetch_one(conn).await
 }
 
-/// Checks every [`CHECK_INTERVAL`] until `stop` which node takes writes,
-/// and tells the relay when another one does.
-async fn watch_primary(mut nodes: Nodes, named: watch::Sender<String>, stop: CancellationToken) {
-    let switches = metrics::counter!("rtmc_postgres_primary_switches_total");
-    while !stop.is_cancelled() {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(CHECK_INTERVAL) => {}
-        }
-        let now = tokio::select! {
-            _ = stop.cancelled() => break,
-            p = nodes.primary() => p,
-        };
-        match now {
-            Ok(primary) => {
-                let switched = named.send_if_modified(|current| {
-                    let changed = *current != primary;
-                    if changed {
-                        *current = primary.clone();
-                    }
-                    changed
-                });
-                if switched {
-                    switches.increment(1);
-                    tracing::warn!(%primary, "postgres: another node takes writes; reconnecting to it");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "postgres: no primary"),
-        }
+impl crate::relay::PrimaryFinder for Nodes {
+    const STORE: &'static str = "postgres";
+
+    async fn primary(&mut self) -> Result<String, String> {
+        Nodes::primary(self).await.map_err(|e| e.to_string())
     }
 }
 
@@ -179,7 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_node_answering_fails_naming_each_address_without_credentials() {
-        let unused = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let unused = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = unused.local_addr().unwrap().to_string();
         drop(unused);
         let mut cfg = Config::default();

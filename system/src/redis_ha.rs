@@ -1,7 +1,7 @@
 //! Redis behind Sentinel, and appends that wait for a replica. With
-//! `redis.sentinels` set, a component starts a [`MasterRelay`]: a listener on
+//! `redis.sentinels` set, a component starts a [`Relay`]: a listener on
 //! loopback that leads every connection to the primary the Sentinels name
-//! now, and closes them all when the Sentinels name another. The component's
+//! now, and closes them all when the Sentinels name another ([`crate::relay`]). The component's
 //! `redis.url` points at the relay, so every Redis connection rtmc makes (the
 //! shared auto-reconnecting `ConnectionManager`, the blocking readers of the
 //! fan-out and sync) follows a failover by reconnecting, without knowing
@@ -16,11 +16,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio_util::sync::{CancellationToken, DropGuard};
-
 use crate::config::{Config, RedisConfig};
+use crate::relay::Relay;
 
 /// How often the relay asks the Sentinels which node is the primary. The
 /// Sentinels themselves take `down-after-milliseconds` (seconds) to agree a
@@ -31,39 +28,30 @@ const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// Bound on one question to one Sentinel.
 const ASK_LIMIT: Duration = Duration::from_secs(1);
 
-/// The relay of one component: dropping it stops the relay and closes every
-/// connection it carries.
-pub struct MasterRelay {
-    /// Cancels the relay's accept loop, its connections and its watcher.
-    _stop: DropGuard,
-}
-
 /// With `redis.sentinels` set: starts a relay to the primary the Sentinels
 /// name and returns a configuration whose `redis.url` leads to it, with the
 /// relay to keep for as long as the component runs. Without: `cfg` as it is.
 /// Fails when no Sentinel names a primary.
 pub async fn follow_master(
     cfg: Arc<Config>,
-) -> Result<(Arc<Config>, Option<MasterRelay>), redis::RedisError> {
+) -> Result<(Arc<Config>, Option<Relay>), redis::RedisError> {
     if cfg.redis.sentinels.is_empty() {
         return Ok((cfg, None));
     }
     let mut sentinels = Sentinels::new(&cfg.redis)?;
     let first = sentinels.master().await?;
     tracing::info!(primary = %first, master = %cfg.redis.master_name, "redis: primary found through sentinel");
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let local = listener.local_addr()?;
-    let stop = CancellationToken::new();
-    let (named, primary) = watch::channel(first);
-    tokio::spawn(watch_primary(sentinels, named, stop.clone()));
-    let failures = metrics::counter!("rtmc_redis_relay_connect_failures_total");
-    tokio::spawn(crate::relay::run(listener, primary, failures, stop.clone()));
+    let relay = crate::relay::start(
+        sentinels,
+        first,
+        POLL_INTERVAL,
+        metrics::counter!("rtmc_redis_primary_switches_total"),
+        metrics::counter!("rtmc_redis_relay_connect_failures_total"),
+    )
+    .await?;
     let mut relayed = (*cfg).clone();
     relayed.redis.url =
-        crate::relay::with_address(cfg.redis.url.expose_secret(), &local.to_string()).into();
-    let relay = MasterRelay {
-        _stop: stop.drop_guard(),
-    };
+        crate::relay::with_address(cfg.redis.url.expose_secret(), &relay.addr).into();
     Ok((Arc::new(relayed), Some(relay)))
 }
 
@@ -158,39 +146,11 @@ impl Sentinels {
     }
 }
 
-/// Asks the Sentinels every [`POLL_INTERVAL`] until `stop`, and tells the
-/// relay when they name another primary.
-async fn watch_primary(
-    mut sentinels: Sentinels,
-    named: watch::Sender<String>,
-    stop: CancellationToken,
-) {
-    let switches = metrics::counter!("rtmc_redis_primary_switches_total");
-    while !stop.is_cancelled() {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(POLL_INTERVAL) => {}
-        }
-        let now = tokio::select! {
-            _ = stop.cancelled() => break,
-            m = sentinels.master() => m,
-        };
-        match now {
-            Ok(primary) => {
-                let switched = named.send_if_modified(|current| {
-                    let changed = *current != primary;
-                    if changed {
-                        *current = primary.clone();
-                    }
-                    changed
-                });
-                if switched {
-                    switches.increment(1);
-                    tracing::warn!(%primary, "redis: the sentinels name a new primary; reconnecting to it");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "redis: no sentinel answered"),
-        }
+impl crate::relay::PrimaryFinder for Sentinels {
+    const STORE: &'static str = "redis";
+
+    async fn primary(&mut self) -> Result<String, String> {
+        self.master().await.map_err(|e| e.to_string())
     }
 }
 
@@ -257,7 +217,7 @@ mod tests {
 
     #[tokio::test]
     async fn no_sentinel_answering_fails_with_every_address_named() {
-        let unused = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let unused = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = unused.local_addr().unwrap().to_string();
         drop(unused);
         let mut cfg = Config::default();

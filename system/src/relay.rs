@@ -6,11 +6,94 @@
 //! (redis's auto-reconnecting `ConnectionManager`, sqlx's pool) then
 //! reconnect, and land on the new primary, without knowing about failover.
 
+use std::future::Future;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+/// How a store's primary is found, for [`start`]'s watcher.
+pub trait PrimaryFinder: Send + 'static {
+    /// The store as logs name it (`redis`, `postgres`).
+    const STORE: &'static str;
+    /// The `host:port` of the primary now, or why none was found.
+    fn primary(&mut self) -> impl Future<Output = Result<String, String>> + Send;
+}
+
+/// A running relay and its watcher: dropping it stops both and closes
+/// every connection the relay carries.
+pub struct Relay {
+    /// Cancels the accept loop, the connections and the watcher.
+    _stop: DropGuard,
+    /// Where the relay listens (`127.0.0.1:port`).
+    pub addr: String,
+}
+
+/// Starts a relay to `first` and a watcher that asks `finder` every
+/// `interval` and moves the relay when it names another primary (counted
+/// in `switches`; connects that fail are counted in `failures`).
+pub async fn start<F: PrimaryFinder>(
+    finder: F,
+    first: String,
+    interval: Duration,
+    switches: metrics::Counter,
+    failures: metrics::Counter,
+) -> std::io::Result<Relay> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let stop = CancellationToken::new();
+    let (named, primary) = watch::channel(first);
+    tokio::spawn(watch_primary(
+        finder,
+        named,
+        interval,
+        switches,
+        stop.clone(),
+    ));
+    tokio::spawn(run(listener, primary, failures, stop.clone()));
+    Ok(Relay {
+        _stop: stop.drop_guard(),
+        addr,
+    })
+}
+
+/// Asks `finder` every `interval` until `stop`, and tells the relay when
+/// it names another primary.
+async fn watch_primary<F: PrimaryFinder>(
+    mut finder: F,
+    named: watch::Sender<String>,
+    interval: Duration,
+    switches: metrics::Counter,
+    stop: CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        let now = tokio::select! {
+            _ = stop.cancelled() => break,
+            p = finder.primary() => p,
+        };
+        match now {
+            Ok(primary) => {
+                let switched = named.send_if_modified(|current| {
+                    let changed = *current != primary;
+                    if changed {
+                        *current = primary.clone();
+                    }
+                    changed
+                });
+                if switched {
+                    switches.increment(1);
+                    tracing::warn!(store = F::STORE, %primary, "another node is the primary; reconnecting to it");
+                }
+            }
+            Err(e) => tracing::warn!(store = F::STORE, error = %e, "no primary found"),
+        }
+    }
+}
 
 /// `url` with its `host:port` replaced by `addr`; credentials, database
 /// and query kept (the relay passes bytes, so the primary still checks them).
@@ -31,7 +114,7 @@ const CONNECT_LIMIT: Duration = Duration::from_secs(1);
 /// Accepts connections on `listener` until `stop`, each carried to the
 /// primary `primary` names (`host:port`) in a task of its own; a connect
 /// to the primary that fails is counted in `failures`.
-pub async fn run(
+async fn run(
     listener: TcpListener,
     primary: watch::Receiver<String>,
     failures: metrics::Counter,
