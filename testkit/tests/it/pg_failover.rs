@@ -5,13 +5,15 @@
 //! and every acknowledged message ends up in the new primary once, in seq
 //! order. The time until the new primary took writes is printed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rtmc_testkit::{PgHa, Pipeline, PipelineOptions};
 use sqlx::Connection;
 use tokio::time::Instant;
+
+use crate::support::{acked_ids, spawn_publishers};
 
 /// TCP clients publishing at once.
 const PUBLISHERS: usize = 3;
@@ -20,21 +22,6 @@ const SEND_INTERVAL: Duration = Duration::from_millis(100);
 /// Publishing before the kill, and after it.
 const BEFORE_KILL: Duration = Duration::from_secs(2);
 const AFTER_KILL: Duration = Duration::from_secs(12);
-
-async fn publish_until(p: &Pipeline, user: &str, until: Instant) -> Vec<String> {
-    let mut client = p.client(0, user).await.expect("publisher connects");
-    let mut acked = Vec::new();
-    let mut n = 0;
-    while Instant::now() < until {
-        let id = format!("{user}-{n}");
-        n += 1;
-        if client.send("pg", Some(&id)).await.is_ok() {
-            acked.push(id);
-        }
-        tokio::time::sleep(SEND_INTERVAL).await;
-    }
-    acked
-}
 
 /// The messages table of the node at `url`: message id → seq.
 async fn stored(url: &str) -> Result<BTreeMap<String, i64>, sqlx::Error> {
@@ -60,13 +47,7 @@ async fn killing_the_postgres_primary_during_sync_loses_nothing() {
 
     let kill_at = Instant::now() + BEFORE_KILL;
     let stop_at = kill_at + AFTER_KILL;
-    let publishers: Vec<_> = users[..PUBLISHERS]
-        .iter()
-        .map(|u| {
-            let (p, u) = (p.clone(), u.clone());
-            tokio::spawn(async move { publish_until(&p, &u, stop_at).await })
-        })
-        .collect();
+    let publishers = spawn_publishers(&p, &users[..PUBLISHERS], SEND_INTERVAL, stop_at);
     tokio::time::sleep_until(kill_at).await;
     let old = pg.primary().await.unwrap();
     let killed_at = Instant::now();
@@ -91,10 +72,8 @@ async fn killing_the_postgres_primary_during_sync_loses_nothing() {
     let login_took = login.elapsed();
     late.send("after failover", Some("late-1")).await.unwrap();
 
-    let mut acked = BTreeSet::from(["late-1".to_owned()]);
-    for publisher in publishers {
-        acked.extend(publisher.await.unwrap());
-    }
+    let mut acked = acked_ids(publishers).await;
+    acked.insert("late-1".to_owned());
     println!(
         "postgres primary (node {old}) killed: node {new} takes writes after {promoted_after:?}; \
          the first login after it succeeded {login_took:?} later; {} acknowledged",

@@ -19,7 +19,7 @@ use rtmc_testkit::{Pipeline, PipelineOptions, RedisHa};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::assert_gap_free;
+use crate::support::{acked_ids, assert_gap_free, longest_silence, spawn_publishers};
 
 /// TCP clients publishing at once.
 const PUBLISHERS: usize = 3;
@@ -28,22 +28,6 @@ const SEND_INTERVAL: Duration = Duration::from_millis(100);
 /// Publishing before the kill, and after it.
 const BEFORE_KILL: Duration = Duration::from_secs(2);
 const AFTER_KILL: Duration = Duration::from_secs(8);
-
-/// Each acknowledged message id of one publisher.
-async fn publish_until(p: &Pipeline, user: &str, until: Instant) -> Vec<String> {
-    let mut client = p.client(0, user).await.expect("publisher connects");
-    let mut acked = Vec::new();
-    let mut n = 0;
-    while Instant::now() < until {
-        let id = format!("{user}-{n}");
-        n += 1;
-        if client.send("ha", Some(&id)).await.is_ok() {
-            acked.push(id);
-        }
-        tokio::time::sleep(SEND_INTERVAL).await;
-    }
-    acked
-}
 
 /// Every broadcast the reader received, with when it arrived.
 type Received = Arc<Mutex<Vec<(BroadcastFrame, Instant)>>>;
@@ -77,19 +61,6 @@ async fn await_delivered(received: &Received, acked: &BTreeSet<String>) {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// The longest stretch after `from` without an arrival.
-fn longest_silence(arrivals: impl Iterator<Item = Instant>, from: Instant) -> Duration {
-    let mut times: Vec<Instant> = arrivals.filter(|t| *t >= from).collect();
-    times.sort();
-    let mut last = from;
-    let mut longest = Duration::ZERO;
-    for t in times {
-        longest = longest.max(t - last);
-        last = t;
-    }
-    longest
 }
 
 /// How many times each message id is in the stream on the node at `url`.
@@ -132,13 +103,7 @@ async fn killing_the_redis_primary_loses_no_acknowledged_message() {
 
     let kill_at = Instant::now() + BEFORE_KILL;
     let stop_at = kill_at + AFTER_KILL;
-    let publishers: Vec<_> = users[..PUBLISHERS]
-        .iter()
-        .map(|u| {
-            let (p, u) = (p.clone(), u.clone());
-            tokio::spawn(async move { publish_until(&p, &u, stop_at).await })
-        })
-        .collect();
+    let publishers = spawn_publishers(&p, &users[..PUBLISHERS], SEND_INTERVAL, stop_at);
     tokio::time::sleep_until(kill_at).await;
     let old = ha.primary().await.unwrap();
     let killed_at = Instant::now();
@@ -146,10 +111,7 @@ async fn killing_the_redis_primary_loses_no_acknowledged_message() {
     let new = ha.wait_failover(old).await.unwrap();
     let promoted_after = killed_at.elapsed();
 
-    let mut acked = BTreeSet::new();
-    for publisher in publishers {
-        acked.extend(publisher.await.unwrap());
-    }
+    let acked = acked_ids(publishers).await;
     await_delivered(&received, &acked).await;
     stop_reading.cancel();
     let got: Vec<(BroadcastFrame, Instant)> = received.lock().unwrap().drain(..).collect();
