@@ -107,7 +107,7 @@ fi
 
 # 4. Service images, built side by side (each is mostly apt downloads).
 pids=()
-for svc in redis rabbitmq postgres nats; do
+for svc in redis rabbitmq postgres nats postgres-ha; do
   image="rtmc-$svc:$IMAGE_TAG"
   if [ "${RTMC_REBUILD:-0}" != 1 ] && docker image inspect "$image" >/dev/null 2>&1; then
     continue
@@ -129,4 +129,4 @@ if [ -n "$gungraun_pid" ] && ! wait "$gungraun_pid"; then
 fi
 tools=""
 [ "${RTMC_BENCH_TOOLS:-0}" = 1 ] && tools=", gungraun-runner $gungraun_version"
-log "ready: docker engine up, images rtmc-{redis,rabbitmq,postgres,nats}:$IMAGE_TAG present$tools"
+log "ready: docker engine up, images rtmc-{redis,rabbitmq,postgres,nats,postgres-ha}:$IMAGE_TAG present$tools"

@@ -143,6 +143,18 @@ fn one_or_many_urls<'de, D>(deserializer: D) -> Result<Vec<Secret<String>>, D::E
 where
     D: serde::Deserializer<'de>,
 {
+    Ok(one_or_many_strings(deserializer)?
+        .into_iter()
+        .map(Secret::new)
+        .collect())
+}
+
+/// A list given as a TOML array or as one comma-separated string, each
+/// entry trimmed, blanks dropped (`rabbitmq.urls`, `redis.sentinels`).
+fn one_or_many_strings<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum OneOrMany {
@@ -157,7 +169,6 @@ where
         .into_iter()
         .map(|u| u.trim().to_owned())
         .filter(|u| !u.is_empty())
-        .map(Secret::new)
         .collect())
 }
 
@@ -194,6 +205,18 @@ pub struct RedisConfig {
     pub status_ttl_secs: u64,
     /// How long a message id is remembered for deduplication.
     pub dedupe_ttl_secs: u64,
+    /// Sentinels (`host:port`) to find the primary through, a TOML array or
+    /// one comma-separated string; empty means `url` is the Redis to use.
+    #[serde(deserialize_with = "one_or_many_strings")]
+    pub sentinels: Vec<String>,
+    /// The name the Sentinels know the primary by (`sentinel monitor <name>`).
+    pub master_name: String,
+    /// Replicas that must hold an append before the consumer acks it to
+    /// RabbitMQ (`WAIT`); 0 acks once the primary has it.
+    pub min_replicas_acked: u32,
+    /// How long the consumer's `WAIT` waits for those replicas; below the
+    /// connection's 2 s response timeout.
+    pub replica_ack_timeout_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -204,6 +227,10 @@ impl Default for RedisConfig {
             http_session_ttl_secs: 3600,
             status_ttl_secs: 300,
             dedupe_ttl_secs: 24 * 3600,
+            sentinels: Vec::new(),
+            master_name: String::new(),
+            min_replicas_acked: 0,
+            replica_ack_timeout_ms: 500,
         }
     }
 }
@@ -214,6 +241,11 @@ pub struct PostgresConfig {
     /// PostgreSQL URL (it may carry a password).
     pub url: Secret<String>,
     pub max_connections: u32,
+    /// Every node of a primary + standby group, a TOML array or one
+    /// comma-separated string; rtmc uses the one that takes writes and
+    /// follows a failover. Empty means `url` is the database.
+    #[serde(deserialize_with = "one_or_many_urls")]
+    pub urls: Vec<Secret<String>>,
 }
 
 impl Default for PostgresConfig {
@@ -221,6 +253,7 @@ impl Default for PostgresConfig {
         Self {
             url: "postgres://postgres@127.0.0.1:5432/rtmc".into(),
             max_connections: 20,
+            urls: Vec::new(),
         }
     }
 }

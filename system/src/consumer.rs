@@ -58,6 +58,7 @@ pub fn broadcast_tail(msg: &PublishedMessage) -> Vec<u8> {
 /// The batch in hand when shutdown comes is finished and acked first.
 pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), StartError> {
     crate::telemetry::metrics();
+    let (cfg, _relay) = crate::redis_ha::follow_master(cfg).await?;
     let redis_url = cfg.redis.url.expose_secret();
     let redis = stream::managed_connection(redis_url)
         .await
@@ -95,14 +96,29 @@ struct Attached {
 }
 
 /// Consuming channels on the first broker node that answers, and the
-/// index of that node.
+/// index of that node. Each node gets `rabbitmq.publish_timeout_ms`: a
+/// paused node (it accepts, then says nothing) moves the consumer on.
 async fn open(
     cfg: &Config,
     addresses: &BrokerAddresses,
 ) -> Result<(Attached, usize), lapin::Error> {
+    let limit = Duration::from_millis(cfg.rabbitmq.publish_timeout_ms);
     addresses
-        .connect_in_turn(|url| async move { open_on(cfg, &url).await })
+        .connect_in_turn(|url| async move {
+            tokio::time::timeout(limit, open_on(cfg, &url))
+                .await
+                .unwrap_or_else(|_| Err(connect_timed_out(limit)))
+        })
         .await
+}
+
+/// The error of a consumer connect abandoned at `limit`.
+fn connect_timed_out(limit: Duration) -> lapin::Error {
+    let e = std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no consuming channel within {limit:?}"),
+    );
+    lapin::ErrorKind::IOError(Arc::new(e)).into()
 }
 
 async fn open_on(cfg: &Config, url: &str) -> Result<Attached, lapin::Error> {
@@ -256,7 +272,11 @@ async fn process_batch(
         let append = || {
             let mut conn = redis.clone();
             let items = &sorted.lobby;
-            async move { stream::append_batch(&mut conn, keys, ttl_secs, items).await }
+            async move {
+                let appended = stream::append_batch(&mut conn, keys, ttl_secs, items).await?;
+                crate::redis_ha::replicas_acked(&mut conn, &cfg.redis).await?;
+                Ok(appended)
+            }
         };
         if !append_stored(append, retry_backoff(cfg), shutdown).await {
             return Ok(());
@@ -265,7 +285,12 @@ async fn process_batch(
     for (&shard, items) in &sorted.rooms {
         let append = || {
             let mut conn = redis.clone();
-            async move { stream::append_room_batch(&mut conn, keys, shard, ttl_secs, items).await }
+            async move {
+                let appended =
+                    stream::append_room_batch(&mut conn, keys, shard, ttl_secs, items).await?;
+                crate::redis_ha::replicas_acked(&mut conn, &cfg.redis).await?;
+                Ok(appended)
+            }
         };
         if !append_stored(append, retry_backoff(cfg), shutdown).await {
             return Ok(());
@@ -309,8 +334,10 @@ async fn dead_letter_confirmed(
     true
 }
 
-/// Runs `append` (one script: the lobby's batch or one shard's), retrying
-/// with back-off while Redis is unavailable (never a nack loop). False when
+/// Runs `append` (one script: the lobby's batch or one shard's; with
+/// `redis.min_replicas_acked`, followed by the `WAIT` for that many
+/// replicas), retrying with back-off while Redis is unavailable or too few
+/// replicas acknowledged (never a nack loop; a retry is deduplicated). False when
 /// shutdown came first; the unacked deliveries then return to the queue for
 /// the next consumer.
 async fn append_stored<F, Fut>(
@@ -400,6 +427,27 @@ mod tests {
             reconnect_backoff_ms: 0,
             ..Default::default()
         }
+    }
+
+    #[tokio::test]
+    async fn a_broker_that_accepts_and_says_nothing_fails_the_connect_at_its_bound() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                held.push(sock);
+            }
+        });
+        let mut cfg = Config::default();
+        cfg.rabbitmq.url = format!("amqp://guest:guest@{addr}/%2f").into();
+        cfg.rabbitmq.publish_timeout_ms = 300;
+        let addresses = BrokerAddresses::new(&cfg.rabbitmq);
+        let opened = tokio::time::timeout(Duration::from_secs(10), open(&cfg, &addresses))
+            .await
+            .expect("the connect is bounded");
+        let e = opened.expect_err("a silent broker gives no channel");
+        assert!(e.to_string().contains("no consuming channel"), "{e}");
     }
 
     #[tokio::test]

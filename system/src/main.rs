@@ -121,13 +121,15 @@ async fn main() -> anyhow::Result<()> {
             a.and(b).and(c).and(d)
         }
         Command::Migrate => {
+            // With `postgres.urls`, the node that takes writes.
+            let (cfg, _relay) = rtmc::pg_ha::follow_primary(cfg).await?;
             rtmc::db::connect(&cfg.postgres).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::User {
             command: UserCommand::Add { user_id, password },
-        } => user_add(&cfg, &user_id, &password).await,
+        } => user_add(cfg, &user_id, &password).await,
         Command::Client { .. } => unreachable!("handled before the configuration is loaded"),
     }
 }
@@ -158,12 +160,14 @@ fn cancelled_on_ctrl_c() -> CancellationToken {
 }
 
 /// `rtmc user add`: one user with an argon2id hash of `password`.
-async fn user_add(cfg: &Config, user_id: &str, password: &str) -> anyhow::Result<()> {
+async fn user_add(cfg: Arc<Config>, user_id: &str, password: &str) -> anyhow::Result<()> {
     anyhow::ensure!(
         rtmc::auth::valid_user_id(user_id),
         "{}",
         rtmc::auth::USER_ID_RULE
     );
+    // With `postgres.urls`, the node that takes writes.
+    let (cfg, _relay) = rtmc::pg_ha::follow_primary(cfg).await?;
     let pool = rtmc::db::connect(&cfg.postgres).await?;
     rtmc::db::add_user(&pool, user_id, password, rtmc::db::HashCost::DEFAULT).await?;
     println!("user {user_id} created");

@@ -30,6 +30,8 @@ pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
         .redis
         .then(|| redis::Client::open(cfg.redis.url.expose_secret().as_str()).ok())
         .flatten();
+    // Behind Sentinel, the primary named at check time is the one to ping.
+    let sentinel = (needs.redis && !cfg.redis.sentinels.is_empty()).then(|| cfg.redis.clone());
     let pg = needs
         .postgres
         .then(|| {
@@ -40,6 +42,10 @@ pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
                 .ok()
         })
         .flatten();
+    // With `postgres.urls`, ready when some node takes writes.
+    let pg_nodes =
+        (needs.postgres && !cfg.postgres.urls.is_empty()).then(|| cfg.postgres.urls.clone());
+    let pg = if pg_nodes.is_some() { None } else { pg };
     let amqp = needs.rabbitmq.then(|| {
         let urls = cfg.rabbitmq.node_urls();
         urls.iter()
@@ -48,10 +54,15 @@ pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
     });
     Arc::new(move || {
         let (redis, pg, amqp) = (redis.clone(), pg.clone(), amqp.clone());
+        let (sentinel, pg_nodes) = (sentinel.clone(), pg_nodes.clone());
         Box::pin(async move {
             let limit = std::time::Duration::from_secs(2);
             if let Some(client) = redis {
                 let ping = async {
+                    let client = match &sentinel {
+                        Some(r) => crate::redis_ha::primary_client(r).await?,
+                        None => client,
+                    };
                     let mut c = client.get_multiplexed_async_connection().await?;
                     redis::cmd("PING").query_async::<String>(&mut c).await
                 };
@@ -66,6 +77,13 @@ pub fn readiness(cfg: &crate::config::Config, needs: Needs) -> ReadinessCheck {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(format!("postgres: {e}")),
                     Err(_) => return Err("postgres: no answer within 2 s".into()),
+                }
+            }
+            if let Some(urls) = pg_nodes {
+                match tokio::time::timeout(limit, crate::pg_ha::primary_address(urls)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(format!("postgres: {e}")),
+                    Err(_) => return Err("postgres: no node took writes within 2 s".into()),
                 }
             }
             if let Some(urls) = amqp {

@@ -390,6 +390,8 @@ const IDLE_BLOCK_MS: u64 = 1_000;
 /// Runs the worker until `shutdown`, retrying failed steps with back-off.
 pub async fn run(cfg: Arc<Config>, shutdown: CancellationToken) -> Result<(), SyncError> {
     crate::telemetry::metrics();
+    let (cfg, _relay) = crate::redis_ha::follow_master(cfg).await?;
+    let (cfg, _pg_relay) = crate::pg_ha::follow_primary(cfg).await?;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let connect = || SyncWorker::connect(&cfg);
     let on_error = |e: &SyncError, _| {

@@ -9,8 +9,9 @@ use std::process::Command;
 use std::sync::Mutex;
 
 /// The kit's images, `rtmc-<name>:<tag>`, built by `ci/setup.sh`: the three
-/// services of a stack, and nats-server for loadgen's NATS peers.
-pub const IMAGES: [&str; 4] = ["redis", "rabbitmq", "postgres", "nats"];
+/// services of a stack, nats-server for loadgen's NATS peers, and PostgreSQL with
+/// pg_auto_failover for the high-availability suites.
+pub const IMAGES: [&str; 5] = ["redis", "rabbitmq", "postgres", "nats", "postgres-ha"];
 
 /// Prefix of every container the kit names; the owning process id follows.
 pub const CONTAINER_PREFIX: &str = "rtmc-kit-";

@@ -52,6 +52,10 @@ pub async fn run(
 ) -> Result<(), StartError> {
     crate::telemetry::metrics();
     let tls = crate::tls::acceptor(&cfg.server.tls_cert_path, &cfg.server.tls_key_path)?;
+    let (cfg, _relay) = crate::redis_ha::follow_master(cfg).await?;
+    let (cfg, _pg_relay) = crate::pg_ha::follow_primary(cfg)
+        .await
+        .map_err(crate::db::DbError::from)?;
     let ctx = Arc::new(NodeContext::connect(cfg.clone()).await?);
     let tasks = TaskTracker::new();
     let background_stop = CancellationToken::new();

@@ -14,7 +14,7 @@ const LAYERS: &[Layering] = &[Layering {
     layers: &[
         &["docker", "credentials", "layers"],
         &["services", "process", "watchdog"],
-        &["cluster", "nats", "raw"],
+        &["cluster", "nats", "raw", "redis_ha", "pg_ha"],
         &["pipeline"],
     ],
 }];

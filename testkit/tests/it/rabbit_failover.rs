@@ -12,7 +12,7 @@ use rtmc::config::QueueType;
 use rtmc_testkit::{Pipeline, PipelineOptions, RabbitCluster};
 use tokio::time::Instant;
 
-use crate::support::{assert_gap_free, collect};
+use crate::support::{assert_gap_free, collect, longest_silence};
 
 /// TCP clients publishing at once.
 const PUBLISHERS: usize = 4;
@@ -46,19 +46,6 @@ async fn publish_until(p: &Pipeline, user: &str, until: Instant) -> Published {
         tokio::time::sleep(SEND_INTERVAL).await;
     }
     out
-}
-
-/// The longest stretch after `from` in which no publish was acknowledged.
-fn longest_silence(mut acks: Vec<Instant>, from: Instant) -> Duration {
-    acks.retain(|t| *t >= from);
-    acks.sort();
-    let mut last = from;
-    let mut longest = Duration::ZERO;
-    for t in acks {
-        longest = longest.max(t - last);
-        last = t;
-    }
-    longest
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,7 +87,7 @@ async fn killing_the_queue_leader_loses_no_acknowledged_message() {
         acked.extend(out.acked);
         refused += out.refused;
     }
-    let silence = longest_silence(acked.iter().map(|(_, t)| *t).collect(), killed_at);
+    let silence = longest_silence(acked.iter().map(|(_, t)| *t), killed_at);
     println!(
         "leader (node {}) killed: {} acknowledged, {refused} refused, \
          longest time without an acknowledged publish after the kill: {silence:?}",

@@ -1,5 +1,6 @@
 //! Steps and checks shared by the suites: publishing numbered messages,
-//! reading broadcasts and judging their order, reading a connection to its
+//! publishers under load and the longest time without an arrival, reading
+//! broadcasts and judging their order, reading a connection to its
 //! end, refusals, metric values, and waiting for a condition. Starting a
 //! stack and its typed helpers are the kit's job (`rtmc_testkit`).
 
@@ -135,4 +136,62 @@ pub async fn next_error(c: &mut Connection, limit: Duration) -> (ErrorCode, Stri
         ServerFrame::Error { code, message, .. } => (code, message),
         other => panic!("expected an error frame, got {other:?}"),
     }
+}
+
+/// Starts one TCP publisher per user of `users` on server node 0, each
+/// sending `<user>-<n>` every `interval` until `until`; each returns the ids
+/// it was acknowledged (`send_ack`). Refused sends are left out.
+pub fn spawn_publishers(
+    p: &std::sync::Arc<Pipeline>,
+    users: &[String],
+    interval: Duration,
+    until: tokio::time::Instant,
+) -> Vec<tokio::task::JoinHandle<Vec<String>>> {
+    users
+        .iter()
+        .map(|user| {
+            let (p, user) = (p.clone(), user.clone());
+            tokio::spawn(async move {
+                let mut client = p.client(0, &user).await.expect("publisher connects");
+                let mut acked = Vec::new();
+                let mut n = 0;
+                while tokio::time::Instant::now() < until {
+                    let id = format!("{user}-{n}");
+                    n += 1;
+                    if client.send("load", Some(&id)).await.is_ok() {
+                        acked.push(id);
+                    }
+                    tokio::time::sleep(interval).await;
+                }
+                acked
+            })
+        })
+        .collect()
+}
+
+/// Every id the publishers of [`spawn_publishers`] were acknowledged.
+pub async fn acked_ids(
+    publishers: Vec<tokio::task::JoinHandle<Vec<String>>>,
+) -> std::collections::BTreeSet<String> {
+    let mut acked = std::collections::BTreeSet::new();
+    for publisher in publishers {
+        acked.extend(publisher.await.expect("a publisher task"));
+    }
+    acked
+}
+
+/// The longest stretch after `from` without an arrival.
+pub fn longest_silence(
+    arrivals: impl Iterator<Item = tokio::time::Instant>,
+    from: tokio::time::Instant,
+) -> Duration {
+    let mut times: Vec<tokio::time::Instant> = arrivals.filter(|t| *t >= from).collect();
+    times.sort();
+    let mut last = from;
+    let mut longest = Duration::ZERO;
+    for t in times {
+        longest = longest.max(t - last);
+        last = t;
+    }
+    longest
 }

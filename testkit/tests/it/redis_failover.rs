@@ -1,0 +1,209 @@
+//! rtmc on Redis behind Sentinel (`redis.sentinels`, and the consumer's
+//! `WAIT` for one replica, `redis.min_replicas_acked = 1`): clients publish
+//! over TCP while the Redis primary is SIGKILLed. The Sentinels promote a
+//! replica, every rtmc connection follows it through the relay, and every
+//! acknowledged message is in the new primary's stream exactly once, and
+//! reached the reading client in one gap-free sequence. The time without
+//! deliveries after the kill is printed (a figure only when run alone).
+//! And on a Redis without replicas, an append that no replica acknowledged
+//! is never acked to RabbitMQ, and its redelivery is deduplicated.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rtmc::protocol::{BroadcastFrame, ServerFrame};
+use rtmc::stream::RedisKeys;
+use rtmc_testkit::{Pipeline, PipelineOptions, RedisHa};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{acked_ids, assert_gap_free, longest_silence, spawn_publishers};
+
+/// TCP clients publishing at once.
+const PUBLISHERS: usize = 3;
+/// Pause between one client's sends: about 300 messages in all.
+const SEND_INTERVAL: Duration = Duration::from_millis(100);
+/// Publishing before the kill, and after it.
+const BEFORE_KILL: Duration = Duration::from_secs(2);
+const AFTER_KILL: Duration = Duration::from_secs(8);
+
+/// Every broadcast the reader received, with when it arrived.
+type Received = Arc<Mutex<Vec<(BroadcastFrame, Instant)>>>;
+
+/// Reads broadcasts into `received` until `stop`.
+fn spawn_reader(mut reader: rtmc::client::ChatClient, stop: CancellationToken) -> Received {
+    let received: Received = Arc::default();
+    let out = received.clone();
+    tokio::spawn(async move {
+        while !stop.is_cancelled() {
+            if let Ok(b) = reader.next_broadcast(Duration::from_millis(500)).await {
+                out.lock().expect("reader lock").push((b, Instant::now()));
+            }
+        }
+    });
+    received
+}
+
+/// Waits up to 60 s until the reader has every id of `acked`.
+async fn await_delivered(received: &Received, acked: &BTreeSet<String>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let have: BTreeSet<String> = received
+            .lock()
+            .expect("reader lock")
+            .iter()
+            .map(|(b, _)| b.message_id.clone())
+            .collect();
+        if acked.is_subset(&have) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How many times each message id is in the stream on the node at `url`.
+async fn stream_ids(url: &str, keys: &RedisKeys) -> BTreeMap<String, usize> {
+    let mut conn = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the node answers");
+    let entries = rtmc::stream::range_after(&mut conn, keys, 0, u64::MAX, 1_000_000)
+        .await
+        .expect("XRANGE on the node");
+    let mut ids = BTreeMap::new();
+    for e in entries {
+        let Ok(ServerFrame::Broadcast(b)) = ServerFrame::parse(&e.payload) else {
+            panic!("stream entry {} is not a broadcast", e.seq);
+        };
+        *ids.entry(b.message_id).or_insert(0) += 1;
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_redis_primary_loses_no_acknowledged_message() {
+    rtmc_testkit::init_test_logs();
+    let ha = RedisHa::start().await.unwrap();
+    let (sentinels, master) = (ha.sentinel_addresses(), ha.master_name().to_owned());
+    let opts = PipelineOptions::default().configure(move |cfg| {
+        cfg.redis.sentinels = sentinels;
+        cfg.redis.master_name = master;
+        cfg.redis.min_replicas_acked = 1;
+        cfg.redis.replica_ack_timeout_ms = 500;
+    });
+    let p = Arc::new(Pipeline::shared(opts).await.unwrap());
+    let users = p.add_users("rha", PUBLISHERS + 1).await.unwrap();
+    let reader = p.client(0, &users[PUBLISHERS]).await.unwrap();
+    let first_seq = reader.info.last_seq + 1;
+    let stop_reading = CancellationToken::new();
+    let received = spawn_reader(reader, stop_reading.clone());
+
+    let kill_at = Instant::now() + BEFORE_KILL;
+    let stop_at = kill_at + AFTER_KILL;
+    let publishers = spawn_publishers(&p, &users[..PUBLISHERS], SEND_INTERVAL, stop_at);
+    tokio::time::sleep_until(kill_at).await;
+    let old = ha.primary().await.unwrap();
+    let killed_at = Instant::now();
+    ha.node(old).kill().await.unwrap();
+    let new = ha.wait_failover(old).await.unwrap();
+    let promoted_after = killed_at.elapsed();
+
+    let acked = acked_ids(publishers).await;
+    await_delivered(&received, &acked).await;
+    stop_reading.cancel();
+    let got: Vec<(BroadcastFrame, Instant)> = received.lock().unwrap().drain(..).collect();
+    let silence = longest_silence(got.iter().map(|(_, t)| *t), killed_at);
+    println!(
+        "redis primary (node {old}) killed: node {new} promoted after {promoted_after:?}; \
+         {} acknowledged; longest time without a delivery after the kill: {silence:?}",
+        acked.len()
+    );
+    let frames: Vec<BroadcastFrame> = got.into_iter().map(|(b, _)| b).collect();
+    let delivered: BTreeSet<String> = assert_gap_free(&frames, first_seq).into_values().collect();
+    let lost: Vec<&String> = acked.difference(&delivered).collect();
+    assert!(
+        lost.is_empty(),
+        "acknowledged but never delivered: {lost:?}"
+    );
+    assert!(
+        frames.iter().any(|b| b.seq > first_seq) && acked.len() > 100,
+        "publishing went on through the failover: {} acknowledged",
+        acked.len()
+    );
+
+    let keys = RedisKeys::new(&p.cfg.redis.key_prefix);
+    let stored = stream_ids(&ha.node(new).url(), &keys).await;
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|id| !stored.contains_key(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not in the new primary's stream: {missing:?}"
+    );
+    let twice: Vec<(&String, &usize)> = stored.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "in the stream more than once: {twice:?}");
+}
+
+/// The replicas the consumer requires (`redis.min_replicas_acked`) when it
+/// starts, for the shortfall test: 1 on a Redis without replicas, then 0.
+static REPLICAS_REQUIRED: AtomicU32 = AtomicU32::new(1);
+
+fn counter(name: &str) -> f64 {
+    crate::support::metric(&rtmc::telemetry::metrics().render(), name, "")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_no_replica_acknowledged_is_not_acked_and_is_deduplicated_when_redelivered() {
+    let opts = PipelineOptions::default().per_component(|_, cfg| {
+        cfg.redis.min_replicas_acked = REPLICAS_REQUIRED.load(Ordering::SeqCst);
+        cfg.redis.replica_ack_timeout_ms = 100;
+    });
+    let mut p = Pipeline::shared(opts).await.unwrap();
+    let users = p.add_users("short", 2).await.unwrap();
+    let mut publisher = p.client(0, &users[0]).await.unwrap();
+    publisher
+        .send("unreplicated", Some("short-1"))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counter("rtmc_consumer_replica_shortfalls_total") < 2.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        counter("rtmc_consumer_replica_shortfalls_total") >= 2.0,
+        "the consumer found no replica, more than once"
+    );
+    assert_eq!(
+        counter("rtmc_consumer_acks_total"),
+        0.0,
+        "nothing acked to RabbitMQ without a replica"
+    );
+
+    // A consumer that requires no replica takes the redelivered message.
+    REPLICAS_REQUIRED.store(0, Ordering::SeqCst);
+    p.consumer.take().expect("a consumer").stop().await;
+    p.restart_consumer();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counter("rtmc_consumer_acks_total") < 1.0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        counter("rtmc_consumer_acks_total") >= 1.0,
+        "acked once redelivered"
+    );
+    assert!(
+        counter("rtmc_consumer_duplicates_total") >= 1.0,
+        "the redelivery was deduplicated"
+    );
+    let keys = RedisKeys::new(&p.cfg.redis.key_prefix);
+    let stored = stream_ids(&p.services().redis().url(), &keys).await;
+    assert_eq!(
+        stored.get("short-1"),
+        Some(&1),
+        "in the stream once: {stored:?}"
+    );
+}
