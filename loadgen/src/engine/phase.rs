@@ -98,7 +98,7 @@ pub struct Coordination {
     pub first_channel: u32,
     /// Publishers of the whole run, over every agent.
     pub total_channels: u32,
-    /// Said once publishing ended; answered with what every agent acked.
+    /// Said once publishing ended; answered with the head to drain to.
     pub drain_gate: DrainGate,
     /// Receives every finished one-second delivery interval (the live line
     /// merged over agents).
@@ -116,23 +116,24 @@ pub struct PublishedCounts {
 
 /// The barrier between publishing and draining in a coordinated run: every
 /// agent's receivers must wait for the head that covers what *all* agents'
-/// publishers got acknowledged, not only their own.
+/// publishers got acknowledged, not only their own. The coordinator alone
+/// probes the head (once every agent has published) and hands it out.
 #[derive(Debug, Clone)]
 pub struct DrainGate {
     /// Set once this phase's publishers are done.
     pub published: Arc<tokio::sync::watch::Sender<Option<PublishedCounts>>>,
-    /// Set by the coordinator: the messages acknowledged over every agent.
-    pub acked_by_all: tokio::sync::watch::Receiver<Option<u64>>,
+    /// Set by the coordinator: the head every receiver must reach.
+    pub final_head: tokio::sync::watch::Receiver<Option<u64>>,
 }
 
 impl DrainGate {
-    /// Reports `counts` and waits for the run's acked total (`None` when
-    /// the other side went away: the phase then drains to its own acks).
+    /// Reports `counts` and waits for the run's final head (`None` when the
+    /// coordinator's side went away: the phase then probes it itself).
     async fn pass(&self, counts: PublishedCounts) -> Option<u64> {
         self.published.send_replace(Some(counts));
-        let mut rx = self.acked_by_all.clone();
-        let total = rx.wait_for(|v| v.is_some()).await.ok()?;
-        *total
+        let mut rx = self.final_head.clone();
+        let head = rx.wait_for(|v| v.is_some()).await.ok()?;
+        *head
     }
 }
 
@@ -537,17 +538,16 @@ async fn await_head(
         HeadProbe::Published => return spec.head_before + publishing.published(),
         probe => probe,
     };
-    let acked = match spec.coordination.as_ref().map(|c| &c.drain_gate) {
-        Some(gate) => {
-            let counts = PublishedCounts {
-                published: publishing.published(),
-                acked: publishing.acked(),
-            };
-            gate.pass(counts).await.unwrap_or(counts.acked)
+    if let Some(gate) = spec.coordination.as_ref().map(|c| &c.drain_gate) {
+        let counts = PublishedCounts {
+            published: publishing.published(),
+            acked: publishing.acked(),
+        };
+        if let Some(head) = gate.pass(counts).await {
+            return head;
         }
-        None => publishing.acked(),
-    };
-    let expected = spec.head_before + acked;
+    }
+    let expected = spec.head_before + publishing.acked();
     let mut best = spec.head_before;
     loop {
         if let Some(h) = probe_head(probe).await {
