@@ -649,7 +649,7 @@ impl CoordinatedRun<'_> {
                 acked: r.phase.acked,
                 deliveries: r.phase.deliveries,
                 accounting: r.phase.accounting,
-                latency: r.phase.latency.clone(),
+                latency: r.phase.latency,
                 cpu_seconds: r.cpu_seconds,
             })
             .collect()

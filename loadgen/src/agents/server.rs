@@ -169,14 +169,14 @@ async fn clock() -> Json<ClockReading> {
 
 /// Parses a JSON body; a body that is not the expected JSON is refused
 /// with `bad_json`, counted.
-fn parse<T: DeserializeOwned>(s: &AgentState, body: &Bytes) -> Result<T, Response> {
+fn parse<T: DeserializeOwned>(s: &AgentState, body: &Bytes) -> Result<T, Box<Response>> {
     serde_json::from_slice(body).map_err(|e| {
         *s.refused
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .entry("bad_json")
             .or_default() += 1;
-        error_response(400, "bad_json", &e.to_string())
+        Box::new(error_response(400, "bad_json", &e.to_string()))
     })
 }
 
@@ -192,7 +192,7 @@ fn wrong_stage(stage: &Stage, wanted: &str) -> OrderError {
 async fn prepare(State(s): State<Shared>, body: Bytes) -> Response {
     let order: WorkOrder = match parse(&s, &body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let servers = match order.validate() {
         Ok(a) => a,
@@ -255,7 +255,7 @@ fn user(order: &WorkOrder, i: usize) -> String {
 async fn start(State(s): State<Shared>, body: Bytes) -> Response {
     let order: StartOrder = match parse(&s, &body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let mut stage = s.stage();
     let ready = match std::mem::replace(&mut *stage, Stage::Idle) {
@@ -274,32 +274,14 @@ async fn start(State(s): State<Shared>, body: Bytes) -> Response {
         connect,
     } = *ready;
     fleet.live.set_clock_offset_us(order.clock_offset_us);
-    let (published_tx, published) = watch::channel(None);
-    let (final_head, final_head_rx) = watch::channel(None);
-    let (tap, intervals) = mpsc::unbounded_channel();
-    let wait = Duration::from_micros(
-        order
-            .start_at_agent_us
-            .saturating_sub(rtmc::protocol::now_us()),
-    );
-    let start_at = tokio::time::Instant::now() + wait;
-    let coordination = Coordination {
-        start_at,
-        start_wall_us: order.start_at_run_us,
-        first_channel: work.first_channel,
-        total_channels: work.total_channels,
-        drain_gate: DrainGate {
-            published: Arc::new(published_tx),
-            final_head: final_head_rx,
-        },
-        interval_tap: Some(tap),
-    };
+    let (coordination, links) = coordination(&work, &order);
+    let start_at = coordination.start_at;
     let spec = phase_spec(&work, &servers, order.head_before, coordination);
     *stage = Stage::Running(RunningPhase {
-        published,
-        final_head,
+        published: links.published,
+        final_head: links.final_head,
         live: fleet.live.clone(),
-        intervals,
+        intervals: links.intervals,
         latest: None,
     });
     drop(stage);
@@ -313,6 +295,48 @@ async fn start(State(s): State<Shared>, body: Bytes) -> Response {
     };
     tokio::spawn(run.execute(s.clone()));
     StatusCode::ACCEPTED.into_response()
+}
+
+/// The agent's ends of a coordinated phase's channels.
+struct PhaseLinks {
+    /// Set by the phase once its publishers are done.
+    published: watch::Receiver<Option<PublishedCounts>>,
+    /// The coordinator's final head, for the phase's drain.
+    final_head: watch::Sender<Option<u64>>,
+    /// Finished delivery intervals.
+    intervals: mpsc::UnboundedReceiver<Interval>,
+}
+
+/// How the phase of `work` fits the run: the start moment on this
+/// process's clock (the agent-clock start converted to a monotonic
+/// instant) and on the run's, its publisher slots, the drain gate and the
+/// live tap; with the agent's ends of those channels.
+fn coordination(work: &WorkOrder, order: &StartOrder) -> (Coordination, PhaseLinks) {
+    let (published_tx, published) = watch::channel(None);
+    let (final_head, final_head_rx) = watch::channel(None);
+    let (tap, intervals) = mpsc::unbounded_channel();
+    let wait = Duration::from_micros(
+        order
+            .start_at_agent_us
+            .saturating_sub(rtmc::protocol::now_us()),
+    );
+    let coordination = Coordination {
+        start_at: tokio::time::Instant::now() + wait,
+        start_wall_us: order.start_at_run_us,
+        first_channel: work.first_channel,
+        total_channels: work.total_channels,
+        drain_gate: DrainGate {
+            published: Arc::new(published_tx),
+            final_head: final_head_rx,
+        },
+        interval_tap: Some(tap),
+    };
+    let links = PhaseLinks {
+        published,
+        final_head,
+        intervals,
+    };
+    (coordination, links)
 }
 
 /// The phase an order runs: its publishers' slots of the run's schedule,
@@ -493,7 +517,7 @@ fn live_figures(live: &LiveStats, latest: Option<&(u64, Interval)>) -> LiveFigur
 async fn drain(State(s): State<Shared>, body: Bytes) -> Response {
     let order: DrainOrder = match parse(&s, &body) {
         Ok(o) => o,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let stage = s.stage();
     match &*stage {
