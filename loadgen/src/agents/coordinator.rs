@@ -172,7 +172,7 @@ async fn greet(clients: &[AgentClient]) -> Result<(), CoordinatorError> {
                 version: h.loadgen_version,
             });
         }
-        if h.stage != "idle" && h.stage != "finished" && h.stage != "failed" {
+        if h.stage == "preparing" || h.stage == "running" {
             return Err(CoordinatorError::Unsupported(format!(
                 "agent {} is busy ({})",
                 c.name, h.stage

@@ -204,11 +204,10 @@ async fn prepare(State(s): State<Shared>, body: Bytes) -> Response {
     };
     {
         let mut stage = s.stage();
-        if matches!(
-            *stage,
-            Stage::Preparing | Stage::Ready(_) | Stage::Running(_)
-        ) {
-            let e = wrong_stage(&stage, "a work order needs an idle agent");
+        // A Ready fleet whose coordinator never started it is replaced (one
+        // coordinator at a time); a run in progress is not.
+        if matches!(*stage, Stage::Preparing | Stage::Running(_)) {
+            let e = wrong_stage(&stage, "a work order needs an agent not in a run");
             drop(stage);
             return s.refuse(e);
         }

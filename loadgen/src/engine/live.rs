@@ -153,3 +153,23 @@ fn take(h: &Mutex<LatencyHistogram>) -> LatencyHistogram {
         Err(_) => new_histogram(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_clock_is_the_wall_clock_less_the_measured_offset() {
+        let live = LiveStats::new();
+        let wall = rtmc::protocol::now_us();
+        assert!(live.run_clock_us().abs_diff(wall) < 1_000_000);
+        // This process's clock runs 2 s ahead of the coordinator's.
+        live.set_clock_offset_us(2_000_000);
+        let behind = rtmc::protocol::now_us() - live.run_clock_us();
+        assert!((1_900_000..=2_100_000).contains(&behind), "{behind}");
+        // …or 2 s behind it.
+        live.set_clock_offset_us(-2_000_000);
+        let ahead = live.run_clock_us() - rtmc::protocol::now_us();
+        assert!((1_900_000..=2_100_000).contains(&ahead), "{ahead}");
+    }
+}

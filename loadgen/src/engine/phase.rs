@@ -27,6 +27,10 @@ use crate::profile::Profile;
 
 /// How long a publisher waits for the answers after its last tick.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer than its own drain timeout a coordinated phase waits for
+/// the coordinator's final head (the coordinator probes for up to the drain
+/// timeout once the last agent has published).
+const COORDINATOR_GRACE: Duration = Duration::from_secs(60);
 /// Publish error samples kept per phase.
 const ERROR_SAMPLES: usize = 10;
 
@@ -127,12 +131,17 @@ pub struct DrainGate {
 }
 
 impl DrainGate {
-    /// Reports `counts` and waits for the run's final head (`None` when the
-    /// coordinator's side went away: the phase then probes it itself).
-    async fn pass(&self, counts: PublishedCounts) -> Option<u64> {
+    /// Reports `counts` and waits up to `bound` for the run's final head
+    /// (`None` when the coordinator went away or never answered: the phase
+    /// then probes the head itself, so an orphaned agent still finishes and
+    /// can take the next work order).
+    async fn pass(&self, counts: PublishedCounts, bound: Duration) -> Option<u64> {
         self.published.send_replace(Some(counts));
         let mut rx = self.final_head.clone();
-        let head = rx.wait_for(|v| v.is_some()).await.ok()?;
+        let head = tokio::time::timeout(bound, rx.wait_for(|v| v.is_some()))
+            .await
+            .ok()?
+            .ok()?;
         *head
     }
 }
@@ -543,7 +552,7 @@ async fn await_head(
             published: publishing.published(),
             acked: publishing.acked(),
         };
-        if let Some(head) = gate.pass(counts).await {
+        if let Some(head) = gate.pass(counts, spec.drain + COORDINATOR_GRACE).await {
             return head;
         }
     }
