@@ -113,6 +113,9 @@ pub async fn run_with_agents(
     greet(&clients).await?;
     let skews = compare_clocks(&clients, opts.max_clock_skew_ms).await?;
     let (stack, target) = bring_up(&profile).await?;
+    if let Some(why) = unreachable_servers(&opts.agents, &target.servers) {
+        return Err(CoordinatorError::Unsupported(why));
+    }
     let total_channels = profile.load.tcp_publishers.max(1);
     let members: Vec<Member> = clients
         .into_iter()
@@ -158,6 +161,23 @@ fn check_supported(profile: &Profile, opts: &AgentRunOptions) -> Result<(), Coor
         return no("--blaster runs in one process; leave it out with --agents");
     }
     Ok(())
+}
+
+/// Why agents on other hosts could not reach the servers, if they could
+/// not: an agent address that is not loopback while a server address is
+/// (the embedded stack listens on 127.0.0.1 only).
+fn unreachable_servers(agents: &[String], servers: &[std::net::SocketAddr]) -> Option<String> {
+    use std::net::ToSocketAddrs;
+    let local_server = servers.iter().find(|s| s.ip().is_loopback())?;
+    let remote_agent = agents.iter().find(|a| {
+        a.to_socket_addrs()
+            .ok()
+            .and_then(|mut it| it.next())
+            .is_some_and(|addr| !addr.ip().is_loopback())
+    })?;
+    Some(format!(
+        "agent {remote_agent} is not on loopback but the server {local_server} is: agents on other hosts need --server addresses they can reach (a running deployment)"
+    ))
 }
 
 /// Asks every agent who it is; refuses a different control protocol.
@@ -596,10 +616,17 @@ impl CoordinatedRun<'_> {
             logs.push(log);
         }
         let (intervals, by_tag) = merge_intervals(&logs);
+        // The peak of the summed seconds, not the sum of each agent's peak.
+        let peak_deliveries_per_sec = intervals
+            .iter()
+            .filter(|i| i.tag == "rtmc")
+            .map(|i| i.histogram.len() as f64 / i.length.as_secs_f64().max(1e-3))
+            .fold(0.0, f64::max);
         let phases: Vec<PhaseReport> = results.iter().map(|r| r.phase.clone()).collect();
         let mut phase =
             merge_phases(&phases, by_tag.get("rtmc"), by_tag.get("rtmc-ack")).unwrap_or_default();
         phase.head_after = final_head;
+        phase.peak_deliveries_per_sec = peak_deliveries_per_sec;
         phase.acked_not_delivered = witnesses_missing(results);
         let mut report = RunReport::new(
             "run",
@@ -744,6 +771,21 @@ fn write_agent_logs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_agents_are_refused_loopback_servers() {
+        let local = vec!["127.0.0.1:7000".parse().unwrap()];
+        let remote = vec!["10.0.0.5:7000".parse().unwrap()];
+        let here = vec!["127.0.0.1:7701".to_string(), "127.0.0.1:7702".to_string()];
+        let away = vec!["127.0.0.1:7701".to_string(), "10.0.0.12:7700".to_string()];
+        assert_eq!(unreachable_servers(&here, &local), None);
+        assert_eq!(unreachable_servers(&away, &remote), None);
+        let why = unreachable_servers(&away, &local).expect("refused");
+        assert!(
+            why.contains("10.0.0.12:7700") && why.contains("127.0.0.1:7000"),
+            "{why}"
+        );
+    }
 
     #[test]
     fn connects_add_up_and_keep_the_worst_latency() {
