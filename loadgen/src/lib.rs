@@ -7,9 +7,11 @@
 //! text, files, plots, merged reports, the verdict); what rtmc is measured
 //! against ([`yardstick`]: the Redis floor, the NATS peers, the blaster); and
 //! a whole invocation ([`run`]: interleaved rounds, the capacity ramp, the
-//! ingest hops). The chaos runner drives and records runs through the engine's
+//! ingest hops); and past one process ([`agents`]: `loadgen agent` and the
+//! coordinator of `run --agents`). The chaos runner drives and records runs through the engine's
 //! faults and the observe hooks. The `loadgen` binary is a thin CLI over it.
 
+pub mod agents;
 pub mod engine;
 pub mod measure;
 pub mod profile;

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use rtmc_loadgen::agents::coordinator::{run_with_agents, AgentRunOptions};
 use rtmc_loadgen::engine::publisher::MessageShape;
 use rtmc_loadgen::profile::{Peer, Profile, PublishVia};
 use rtmc_loadgen::report::files;
@@ -46,6 +47,18 @@ enum Command {
         /// After the rounds, blast the same frames to as many plain loopback sockets (one frame per write, then coalesced): the physical reference for server CPU per delivery.
         #[arg(long)]
         blaster: bool,
+        /// Spread the run over running `loadgen agent`s (host:port, comma-separated): receivers split into contiguous blocks, TCP publishers into slots of one schedule (an agent's rate share = its share of --tcp-publishers), remainders to the first agents; one merged report [default: none, one process].
+        #[arg(long, value_delimiter = ',')]
+        agents: Vec<String>,
+        /// With --agents: refuse an agent whose clock differs from this process's by more than this (offset + half the round trip), milliseconds.
+        #[arg(long, default_value_t = rtmc_loadgen::agents::coordinator::DEFAULT_MAX_CLOCK_SKEW_MS)]
+        max_clock_skew_ms: f64,
+    },
+    /// Serve as a loadgen agent: take a coordinator's work orders (`loadgen run --agents`) over HTTP.
+    Agent {
+        /// Address of the control API; loopback unless the agent is on another host than the coordinator (then its own routable address).
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: String,
     },
     /// Step the publish rate up until the p99 SLO or delivery breaks; report the capacity.
     Ramp {
@@ -341,7 +354,25 @@ impl LoadArgs {
 }
 
 async fn load(profile: Profile, mode: Mode) -> anyhow::Result<bool> {
-    let outcome = execute(profile, mode).await?;
+    report_outcome(execute(profile, mode).await?)
+}
+
+/// `loadgen agent`: serves until SIGTERM / Ctrl-C (main's select drops it).
+async fn agent(listen: &str) -> anyhow::Result<bool> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the agent's control API to {listen}"))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port (with :0).
+    println!("loadgen agent listening on {addr}");
+    rtmc_loadgen::agents::server::serve(listener, tokio_util::sync::CancellationToken::new())
+        .await
+        .context("serving the agent's control API")?;
+    Ok(true)
+}
+
+/// Prints a finished run's report and says whether it passed.
+fn report_outcome(outcome: rtmc_loadgen::run::RunOutcome) -> anyhow::Result<bool> {
     print!("{}", render_text(&outcome.report));
     println!("report: {}", outcome.dir.display());
     for f in &outcome.files {
@@ -468,6 +499,8 @@ async fn command(command: Command) -> anyhow::Result<bool> {
             rounds,
             fleets_per_phase,
             blaster,
+            agents,
+            max_clock_skew_ms,
         } => {
             let mut p = a.profile()?;
             if let Some(n) = rounds {
@@ -476,8 +509,17 @@ async fn command(command: Command) -> anyhow::Result<bool> {
             }
             p.blaster.enabled |= blaster;
             p.load.fleets_per_phase |= fleets_per_phase;
-            load(p, Mode::Run).await
+            if agents.is_empty() {
+                load(p, Mode::Run).await
+            } else {
+                let opts = AgentRunOptions {
+                    agents,
+                    max_clock_skew_ms,
+                };
+                report_outcome(run_with_agents(p, opts).await?)
+            }
         }
+        Command::Agent { listen } => agent(&listen).await,
         Command::Blaster {
             sockets,
             messages,

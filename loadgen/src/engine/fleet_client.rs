@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use rtmc::protocol::{now_us, ClientCommand, ErrorCode};
+use rtmc::protocol::{ClientCommand, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, watch};
@@ -471,7 +471,7 @@ impl ClientTask {
     /// false when the stream cannot be parsed any more (the client stops
     /// reading). What the server expects back goes to `inbox.replies`.
     pub(super) fn take_batch(&self, buf: &mut BytesMut, inbox: &mut Inbox) -> bool {
-        let now = now_us();
+        let now = self.live.run_clock_us();
         let run_id = self.opts.run_id;
         inbox.batch_latencies_us.clear();
         let mut replies = std::mem::take(&mut inbox.replies);

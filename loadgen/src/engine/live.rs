@@ -3,7 +3,7 @@
 //! Latency is recorded into a few mutex-guarded shards (one lock per read
 //! batch): a histogram per receiver would cost ~200 KiB each, 2 GiB at 10k.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use crate::measure::histogram::{merge_into, new_histogram, LatencyHistogram};
@@ -39,6 +39,10 @@ pub struct LiveStats {
     pub bad_frames: AtomicU64,
     /// Wall time of the latest delivery batch, µs since the epoch.
     pub last_delivery_us: AtomicU64,
+    /// This process's wall clock minus the run's clock, µs: 0 in one
+    /// process; in a run over several agents, the skew the coordinator
+    /// measured, so that every latency is taken on one clock.
+    clock_offset_us: AtomicI64,
 }
 
 impl Default for LiveStats {
@@ -64,7 +68,22 @@ impl LiveStats {
             slow_consumer_disconnects: AtomicU64::new(0),
             bad_frames: AtomicU64::new(0),
             last_delivery_us: AtomicU64::new(0),
+            clock_offset_us: AtomicI64::new(0),
         }
+    }
+
+    /// Sets how far this process's wall clock is ahead of the run's (µs).
+    pub fn set_clock_offset_us(&self, offset_us: i64) {
+        self.clock_offset_us.store(offset_us, Ordering::Relaxed);
+    }
+
+    /// Now on the run's clock, µs since the epoch: the wall clock corrected
+    /// by the offset the coordinator measured (the wall clock itself in one
+    /// process). Receive and ack times are read on it, as the publishers'
+    /// `sent_at_us` stamps are.
+    pub fn run_clock_us(&self) -> u64 {
+        let offset = self.clock_offset_us.load(Ordering::Relaxed);
+        rtmc::protocol::now_us().saturating_add_signed(-offset)
     }
 
     /// Records a batch of delivery latencies for receiver `client`, received at `now_us`.
@@ -132,5 +151,25 @@ fn take(h: &Mutex<LatencyHistogram>) -> LatencyHistogram {
             out
         }
         Err(_) => new_histogram(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_clock_is_the_wall_clock_less_the_measured_offset() {
+        let live = LiveStats::new();
+        let wall = rtmc::protocol::now_us();
+        assert!(live.run_clock_us().abs_diff(wall) < 1_000_000);
+        // This process's clock runs 2 s ahead of the coordinator's.
+        live.set_clock_offset_us(2_000_000);
+        let behind = rtmc::protocol::now_us() - live.run_clock_us();
+        assert!((1_900_000..=2_100_000).contains(&behind), "{behind}");
+        // …or 2 s behind it.
+        live.set_clock_offset_us(-2_000_000);
+        let ahead = live.run_clock_us() - rtmc::protocol::now_us();
+        assert!((1_900_000..=2_100_000).contains(&ahead), "{ahead}");
     }
 }

@@ -27,6 +27,10 @@ use crate::profile::Profile;
 
 /// How long a publisher waits for the answers after its last tick.
 pub const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much longer than its own drain timeout a coordinated phase waits for
+/// the coordinator's final head (the coordinator probes for up to the drain
+/// timeout once the last agent has published).
+const COORDINATOR_GRACE: Duration = Duration::from_secs(60);
 /// Publish error samples kept per phase.
 const ERROR_SAMPLES: usize = 10;
 
@@ -78,6 +82,68 @@ pub struct PhaseSpec {
     /// loads that last until something else happens (a chaos suite's fault
     /// repaired); honoured by the rtmc channels (TCP, HTTP).
     pub stop: Option<CancellationToken>,
+    /// How this phase fits a run spread over several loadgen agents (its
+    /// start time, its publishers' slots, the drain barrier, the live
+    /// intervals); `None` for a run in one process.
+    pub coordination: Option<Coordination>,
+}
+
+/// One agent's part of a coordinated run (`loadgen run --agents`): the
+/// phase starts at an agreed moment, its publishers are slots of one global
+/// schedule, and it drains only once every agent has published.
+#[derive(Debug, Clone)]
+pub struct Coordination {
+    /// When publishing starts, on this process's monotonic clock.
+    pub start_at: tokio::time::Instant,
+    /// The same moment on the run's clock (the coordinator's wall clock, µs
+    /// since the epoch): every message's `sent_at_us` is stamped on it.
+    pub start_wall_us: u64,
+    /// The first global channel index of this phase's publishers.
+    pub first_channel: u32,
+    /// Publishers of the whole run, over every agent.
+    pub total_channels: u32,
+    /// Said once publishing ended; answered with the head to drain to.
+    pub drain_gate: DrainGate,
+    /// Receives every finished one-second delivery interval (the live line
+    /// merged over agents).
+    pub interval_tap: Option<tokio::sync::mpsc::UnboundedSender<Interval>>,
+}
+
+/// What one agent's publishers did, as the drain barrier hears it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedCounts {
+    /// Messages handed to the transport.
+    pub published: u64,
+    /// Messages the server acknowledged.
+    pub acked: u64,
+}
+
+/// The barrier between publishing and draining in a coordinated run: every
+/// agent's receivers must wait for the head that covers what *all* agents'
+/// publishers got acknowledged, not only their own. The coordinator alone
+/// probes the head (once every agent has published) and hands it out.
+#[derive(Debug, Clone)]
+pub struct DrainGate {
+    /// Set once this phase's publishers are done.
+    pub published: Arc<tokio::sync::watch::Sender<Option<PublishedCounts>>>,
+    /// Set by the coordinator: the head every receiver must reach.
+    pub final_head: tokio::sync::watch::Receiver<Option<u64>>,
+}
+
+impl DrainGate {
+    /// Reports `counts` and waits up to `bound` for the run's final head
+    /// (`None` when the coordinator went away or never answered: the phase
+    /// then probes the head itself, so an orphaned agent still finishes and
+    /// can take the next work order).
+    async fn pass(&self, counts: PublishedCounts, bound: Duration) -> Option<u64> {
+        self.published.send_replace(Some(counts));
+        let mut rx = self.final_head.clone();
+        let head = tokio::time::timeout(bound, rx.wait_for(|v| v.is_some()))
+            .await
+            .ok()?
+            .ok()?;
+        *head
+    }
 }
 
 impl PhaseSpec {
@@ -109,6 +175,7 @@ impl PhaseSpec {
             server_cpu: Vec::new(),
             publish_observer: None,
             stop: None,
+            coordination: None,
         }
     }
 }
@@ -191,6 +258,9 @@ pub struct PhaseResult {
     pub intervals: Vec<Interval>,
     /// Acknowledged publisher sequences (bitset).
     pub acked_set: Vec<u64>,
+    /// Per witness receiver, the publisher sequences it received (bitsets):
+    /// a coordinated run checks them against every agent's acks.
+    pub witness_sets: Vec<Vec<u64>>,
 }
 
 async fn probe_head(head: &HeadProbe) -> Option<u64> {
@@ -283,18 +353,24 @@ struct IntervalRecorder<'a> {
     intervals: Vec<Interval>,
     latency: LatencyHistogram,
     ack_latency: LatencyHistogram,
+    /// Also gets each delivery interval (a coordinated run's live line).
+    tap: Option<tokio::sync::mpsc::UnboundedSender<Interval>>,
 }
 
 impl<'a> IntervalRecorder<'a> {
-    fn new(live: &'a LiveStats, label: &'a str, run_start: Instant) -> Self {
+    fn new(live: &'a LiveStats, spec: &'a PhaseSpec, run_start: Instant) -> Self {
         Self {
             live,
-            label,
+            label: &spec.label,
             run_start,
             last_tick: Instant::now(),
             intervals: Vec::new(),
             latency: new_histogram(),
             ack_latency: new_histogram(),
+            tap: spec
+                .coordination
+                .as_ref()
+                .and_then(|c| c.interval_tap.clone()),
         }
     }
 
@@ -308,12 +384,16 @@ impl<'a> IntervalRecorder<'a> {
         merge_into(&mut self.latency, &d);
         merge_into(&mut self.ack_latency, &a);
         let summary = LatencySummary::of(&d);
-        self.intervals.push(Interval {
+        let interval = Interval {
             start,
             length,
             tag: self.label.to_owned(),
             histogram: d,
-        });
+        };
+        if let Some(tap) = &self.tap {
+            let _ = tap.send(interval.clone());
+        }
+        self.intervals.push(interval);
         self.intervals.push(Interval {
             start,
             length,
@@ -370,11 +450,14 @@ fn spawn_publishers(
     schedule: Schedule,
     live: &Arc<LiveStats>,
 ) -> JoinSet<Result<PublishOutcome, PublishError>> {
-    let count = spec.channels.len() as u32;
+    let (first, count) = match &spec.coordination {
+        Some(c) => (c.first_channel, c.total_channels),
+        None => (0, spec.channels.len() as u32),
+    };
     let mut publishers = JoinSet::new();
     for (k, ch) in spec.channels.iter().cloned().enumerate() {
         let share = ChannelShare {
-            index: k as u32,
+            index: first + k as u32,
             count,
             schedule,
             shape: spec.shape.clone(),
@@ -464,6 +547,15 @@ async fn await_head(
         HeadProbe::Published => return spec.head_before + publishing.published(),
         probe => probe,
     };
+    if let Some(gate) = spec.coordination.as_ref().map(|c| &c.drain_gate) {
+        let counts = PublishedCounts {
+            published: publishing.published(),
+            acked: publishing.acked(),
+        };
+        if let Some(head) = gate.pass(counts, spec.drain + COORDINATOR_GRACE).await {
+            return head;
+        }
+    }
     let expected = spec.head_before + publishing.acked();
     let mut best = spec.head_before;
     loop {
@@ -480,12 +572,17 @@ async fn await_head(
 /// Runs one phase on `fleet`. `run_start` anchors interval timestamps.
 pub async fn run_phase(fleet: &mut Fleet, spec: PhaseSpec, run_start: Instant) -> PhaseResult {
     let live: Arc<LiveStats> = fleet.live.clone();
+    let mut schedule = Schedule::starting_now(spec.rate_per_sec, spec.duration_secs);
+    if let Some(c) = &spec.coordination {
+        tokio::time::sleep_until(c.start_at).await;
+        schedule.start = c.start_at;
+        schedule.start_wall_us = c.start_wall_us;
+    }
     let begun = PhaseStart::now(&live, &spec);
     let (publish_started_secs, publish_started_at) = moment(run_start);
-    let mut schedule = Schedule::starting_now(spec.rate_per_sec, spec.duration_secs);
     schedule.seq_base = spec.seq_base;
     let publishers = spawn_publishers(&spec, schedule, &live);
-    let mut recorder = IntervalRecorder::new(&live, &spec.label, run_start);
+    let mut recorder = IntervalRecorder::new(&live, &spec, run_start);
     let publishing = watch_publishers(publishers, &spec, &begun.counters, &mut recorder).await;
     let (publish_ended_secs, publish_ended_at) = moment(run_start);
 
@@ -626,6 +723,7 @@ fn finish(
         ack_latency: recorder.ack_latency,
         intervals: recorder.intervals,
         acked_set,
+        witness_sets: sync.witness_sets,
     }
 }
 

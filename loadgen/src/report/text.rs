@@ -161,8 +161,58 @@ pub fn render_text(r: &RunReport) -> String {
     if let Some(ramp) = &r.ramp {
         ramp_text(&mut out, ramp);
     }
+    if !r.agents.is_empty() {
+        agents_text(&mut out, &r.agents);
+    }
     result_text(&mut out, r);
     out
+}
+
+/// The per-agent table of a run over several loadgen agents.
+fn agents_text(out: &mut String, agents: &[crate::report::types::AgentReport]) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "== agents ({}); rtmc above is their merge ==",
+        agents.len()
+    );
+    let _ = writeln!(
+        out,
+        "{:<22} {:>9} {:>9} {:>8} {:>5} {:>8} {:>8} {:>10} {:>6} {:>5} {:>7} {:>8} {:>6}",
+        "agent",
+        "skew ms",
+        "rtt ms",
+        "clients",
+        "pubs",
+        "pub",
+        "acked",
+        "deliveries",
+        "lost",
+        "dup",
+        "reorder",
+        "p99 ms",
+        "CPU-s"
+    );
+    for a in agents {
+        let cpu = a.cpu_seconds.map_or("-".into(), |c| format!("{c:.2}"));
+        let _ = writeln!(
+            out,
+            "{:<22} {:>9.3} {:>9.3} {:>8} {:>5} {:>8} {:>8} {:>10} {:>6} {:>5} {:>7} {:>8.2} {:>6}",
+            a.agent,
+            a.clock_offset_ms,
+            a.clock_round_trip_ms,
+            a.connected,
+            a.publishers,
+            a.published,
+            a.acked,
+            a.deliveries,
+            a.accounting.lost,
+            a.accounting.duplicates,
+            a.accounting.out_of_order,
+            a.latency.p99_ms,
+            cpu
+        );
+    }
 }
 
 /// The fleets and phases of a run: every round's in full (each has its own

@@ -213,6 +213,10 @@ pub struct RunReport {
     /// server CPU per delivery.
     #[serde(default)]
     pub reference: Option<BlasterReport>,
+    /// A run spread over loadgen agents (`run --agents`): each agent's
+    /// clock skew and counts; `rtmc` above is their merge. Empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<AgentReport>,
     /// Every reason the run failed; empty = passed.
     pub failures: Vec<String>,
     /// Non-fatal remarks (self-check verdicts, floor loss…).
@@ -247,6 +251,7 @@ impl RunReport {
             rounds_summary: None,
             fleet_connects: Vec::new(),
             reference: None,
+            agents: Vec::new(),
             failures: Vec::new(),
             notes: Vec::new(),
         }
@@ -301,4 +306,32 @@ pub struct BlasterRun {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BlasterReport {
     pub runs: Vec<BlasterRun>,
+}
+
+/// One agent's part of a run over several loadgen processes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// The agent's address as given to `--agents`.
+    pub agent: String,
+    /// Its wall clock minus the coordinator's, ms (midpoint method).
+    pub clock_offset_ms: f64,
+    /// Round trip of the clock sample the offset came from, ms (the offset
+    /// is known to within half of it).
+    pub clock_round_trip_ms: f64,
+    /// Receiving clients it ran, and how many connected.
+    pub clients: usize,
+    pub connected: usize,
+    /// TCP publishers it ran.
+    pub publishers: u32,
+    /// Its share of the run's publish rate, messages per second.
+    pub rate_per_sec: f64,
+    pub published: u64,
+    pub acked: u64,
+    pub deliveries: u64,
+    /// Its receivers' accounting.
+    pub accounting: crate::engine::accounting::DeliveryTotals,
+    /// Publish→receive latency of its receivers.
+    pub latency: LatencySummary,
+    /// CPU-seconds the agent process spent from the start to the drain.
+    pub cpu_seconds: Option<f64>,
 }

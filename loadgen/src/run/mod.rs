@@ -544,14 +544,14 @@ async fn reference(profile: &Profile, shape: Arc<MessageShape>) -> Result<Blaste
 }
 
 /// Prints a progress line on stderr unless the profile is quiet.
-fn say(profile: &Profile, line: &str) {
+pub fn say(profile: &Profile, line: &str) {
     if !profile.output.quiet {
         eprintln!("loadgen: {line}");
     }
 }
 
 /// Brings the embedded stack up, or resolves the running deployment.
-async fn bring_up(profile: &Profile) -> Result<(Option<EmbeddedStack>, Target), RunError> {
+pub async fn bring_up(profile: &Profile) -> Result<(Option<EmbeddedStack>, Target), RunError> {
     let (stack, target) = if profile.embedded() {
         say(profile, "bringing up the embedded stack (containers + rtmc consumer, gateway, server as child processes)…");
         let (s, t) = stack::embedded(profile).await?;

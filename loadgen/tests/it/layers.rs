@@ -21,6 +21,7 @@ const LAYERS: &[Layering] = &[
             &["report"],
             &["yardstick"],
             &["run"],
+            &["agents"],
         ],
     },
     Layering {
@@ -63,6 +64,14 @@ const LAYERS: &[Layering] = &[
     Layering {
         scope: "yardstick",
         layers: &[&["blaster", "floor", "nats_peer"]],
+    },
+    Layering {
+        scope: "agents",
+        layers: &[
+            &["order", "clock", "split"],
+            &["server", "client"],
+            &["coordinator"],
+        ],
     },
     Layering {
         scope: "run",

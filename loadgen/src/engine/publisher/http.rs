@@ -5,7 +5,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rtmc::protocol::now_us;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::share::{ChannelShare, PublishError, PublishOutcome};
@@ -87,7 +86,7 @@ pub(super) async fn post_message(
 ) -> Option<(u16, reqwest::Response)> {
     let result = req.send().await;
     drop(permit);
-    let latency_us = now_us().saturating_sub(intended_us);
+    let latency_us = live.run_clock_us().saturating_sub(intended_us);
     if let Ok(mut o) = outcome.lock() {
         match &result {
             Ok(r) if r.status().as_u16() == 202 => o.ack(&live, latency_us, seq),

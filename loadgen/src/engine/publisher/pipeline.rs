@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
-use rtmc::protocol::now_us;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -121,7 +120,7 @@ pub(super) async fn read_replies(
         if !read_more(reader, &mut buf, end).await {
             break;
         }
-        let now = now_us();
+        let now = live.run_clock_us();
         let mut at = 0;
         while let Some((reply, next)) = next_reply(&buf, at) {
             at = next;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use rtmc::protocol::{now_us, ClientCommand, ErrorCode, ServerFrame};
+use rtmc::protocol::{ClientCommand, ErrorCode, ServerFrame};
 use tokio::net::tcp::OwnedReadHalf;
 
 use super::pipeline::{connect_nodelay, read_more, write_open_loop, PUBLISHER_MAX_FRAME_BYTES};
@@ -101,7 +101,7 @@ pub(super) async fn read_acks(
         if !more {
             break;
         }
-        let now = now_us();
+        let now = share.live.run_clock_us();
         let used = rtmc_frames::for_each_frame(&buf, PUBLISHER_MAX_FRAME_BYTES, |p| {
             answered += count_answer(p, share, now, &mut outcome);
         })
