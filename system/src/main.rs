@@ -104,20 +104,8 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(0);
     }
     rtmc::telemetry::init_logging();
-    let mut overrides = cli.overrides.clone();
-    match &cli.command {
-        Command::Server { listen: Some(l) } => overrides.push(format!("server.listen={l}")),
-        Command::Gateway { listen: Some(l) } => overrides.push(format!("gateway.listen={l}")),
-        _ => {}
-    }
-    let cfg = Arc::new(Config::load(cli.config.as_deref(), &overrides)?);
-    let shutdown = CancellationToken::new();
-    let signal = shutdown.clone();
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutdown requested");
-        signal.cancel();
-    });
+    let cfg = Arc::new(load_config(&cli)?);
+    let shutdown = cancelled_on_ctrl_c();
     match cli.command {
         Command::Server { .. } => server(cfg, shutdown).await,
         Command::Gateway { .. } => gateway(cfg, shutdown).await,
@@ -139,19 +127,47 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::User {
             command: UserCommand::Add { user_id, password },
-        } => {
-            anyhow::ensure!(
-                rtmc::auth::valid_user_id(&user_id),
-                "{}",
-                rtmc::auth::USER_ID_RULE
-            );
-            let pool = rtmc::db::connect(&cfg.postgres).await?;
-            rtmc::db::add_user(&pool, &user_id, &password, rtmc::db::HashCost::DEFAULT).await?;
-            println!("user {user_id} created");
-            Ok(())
-        }
+        } => user_add(&cfg, &user_id, &password).await,
         Command::Client { .. } => unreachable!("handled before the configuration is loaded"),
     }
+}
+
+/// The layered configuration, with a subcommand's `--listen` as one more
+/// override on top of the `--set` ones.
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut overrides = cli.overrides.clone();
+    match &cli.command {
+        Command::Server { listen: Some(l) } => overrides.push(format!("server.listen={l}")),
+        Command::Gateway { listen: Some(l) } => overrides.push(format!("gateway.listen={l}")),
+        _ => {}
+    }
+    Ok(Config::load(cli.config.as_deref(), &overrides)?)
+}
+
+/// A token cancelled when the process gets Ctrl-C (SIGINT): every component
+/// drains and stops on it.
+fn cancelled_on_ctrl_c() -> CancellationToken {
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown requested");
+        signal.cancel();
+    });
+    shutdown
+}
+
+/// `rtmc user add`: one user with an argon2id hash of `password`.
+async fn user_add(cfg: &Config, user_id: &str, password: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        rtmc::auth::valid_user_id(user_id),
+        "{}",
+        rtmc::auth::USER_ID_RULE
+    );
+    let pool = rtmc::db::connect(&cfg.postgres).await?;
+    rtmc::db::add_user(&pool, user_id, password, rtmc::db::HashCost::DEFAULT).await?;
+    println!("user {user_id} created");
+    Ok(())
 }
 
 async fn ops(
