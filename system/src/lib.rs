@@ -25,6 +25,7 @@ pub mod presence;
 pub mod protocol;
 pub mod replay;
 pub mod room;
+pub mod room_admin;
 pub mod room_db;
 pub mod secret;
 pub mod server;

@@ -31,7 +31,7 @@ const LAYERS: &[Layering] = &[
             &["protocol"],
             &["config", "client"],
             &["db", "stream", "broker", "ops", "room_db"],
-            &["presence", "replay", "error"],
+            &["presence", "replay", "error", "room_admin"],
             &["auth", "consumer", "sync"],
             &["server", "gateway", "terminal"],
         ],

@@ -15,6 +15,7 @@ mod overload;
 mod rabbit_cluster;
 mod rabbit_failover;
 mod resume;
+mod room_admin;
 mod rooms_store;
 mod schema;
 mod security;
