@@ -28,6 +28,7 @@ pub mod redis_ha;
 pub mod relay;
 pub mod replay;
 pub mod room;
+pub mod room_admin;
 pub mod room_db;
 pub mod secret;
 pub mod server;

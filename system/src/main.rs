@@ -7,6 +7,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rtmc::client::ClientError;
 use rtmc::config::Config;
+use rtmc::display::visible;
+use rtmc::room::{RoomKind, RoomRole};
+use rtmc::room_admin::{parse_room, RoomAdmin};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Manage rooms: create them, add and remove members, list them (live sessions follow at once).
+    Room {
+        #[command(subcommand)]
+        command: RoomCommand,
+    },
     /// Interactive terminal client: type a line to send it; messages print as they arrive.
     Client {
         /// TCP server address HOST:PORT; repeat it to give failover nodes, tried in order.
@@ -81,6 +89,38 @@ enum UserCommand {
         #[arg(long, env = "RTMC_PASSWORD", hide_env_values = true)]
         password: String,
     },
+}
+
+#[derive(Subcommand)]
+enum RoomCommand {
+    /// Create a public or private room with its owner.
+    Create {
+        /// The room id: 1-64 of a-z 0-9 _ . - starting with a letter or digit.
+        room: String,
+        /// `public` (anyone may join) or `private` (members invite).
+        #[arg(long, default_value = "public")]
+        kind: RoomKind,
+        /// The user who owns the room (an existing user).
+        #[arg(long)]
+        owner: String,
+    },
+    /// Make a user a member of a room.
+    Add {
+        room: String,
+        user_id: String,
+        /// `member` or `owner`.
+        #[arg(long, default_value = "member")]
+        role: RoomRole,
+    },
+    /// End a user's membership of a room.
+    Remove { room: String, user_id: String },
+    /// List every room with its kind and member count, or one user's rooms with `--user`.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// List a room's members with their roles.
+    Members { room: String },
 }
 
 #[tokio::main]
@@ -130,6 +170,7 @@ async fn main() -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::Add { user_id, password },
         } => user_add(cfg, &user_id, &password).await,
+        Command::Room { command } => room(cfg, command).await,
         Command::Client { .. } => unreachable!("handled before the configuration is loaded"),
     }
 }
@@ -171,6 +212,94 @@ async fn user_add(cfg: Arc<Config>, user_id: &str, password: &str) -> anyhow::Re
     let pool = rtmc::db::connect(&cfg.postgres).await?;
     rtmc::db::add_user(&pool, user_id, password, rtmc::db::HashCost::DEFAULT).await?;
     println!("user {user_id} created");
+    Ok(())
+}
+
+/// `rtmc room …`: one listing or one administrative change. Names and ids
+/// read from the database are shown through `display::visible`.
+async fn room(cfg: Arc<Config>, command: RoomCommand) -> anyhow::Result<()> {
+    // With `postgres.urls` / `redis.sentinels`, the nodes that take writes.
+    let (cfg, _pg_relay) = rtmc::pg_ha::follow_primary(cfg).await?;
+    let (cfg, _redis_relay) = rtmc::redis_ha::follow_master(cfg).await?;
+    let pg = rtmc::db::connect(&cfg.postgres).await?;
+    match command {
+        RoomCommand::List { user } => room_list(&pg, user.as_deref()).await,
+        RoomCommand::Members { room } => {
+            let room = rtmc::room_admin::parse_room(&room)?;
+            for (user, role) in rtmc::room_db::members(&pg, &room).await? {
+                println!("{}\t{}", visible(&user), role.as_str());
+            }
+            Ok(())
+        }
+        change => room_change(&cfg, &pg, change).await,
+    }
+}
+
+/// `rtmc room list`: every room, or one user's rooms with their role.
+async fn room_list(pg: &sqlx::PgPool, user: Option<&str>) -> anyhow::Result<()> {
+    match user {
+        Some(user) => {
+            for r in rtmc::room_db::rooms_of(pg, user).await? {
+                let (room, kind, role) = (visible(&r.room), r.kind.as_str(), r.role.as_str());
+                println!("{room}\t{kind}\t{role}");
+            }
+        }
+        None => {
+            for (room, kind, members) in rtmc::room_admin::all_rooms(pg).await? {
+                println!("{}\t{}\t{members} members", visible(&room), kind.as_str());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `rtmc room create|add|remove`: the change in PostgreSQL and in the room's
+/// shard stream (so live sessions follow it).
+async fn room_change(cfg: &Config, pg: &sqlx::PgPool, change: RoomCommand) -> anyhow::Result<()> {
+    let redis_url = cfg.redis.url.expose_secret();
+    let mut redis = rtmc::stream::managed_connection(redis_url)
+        .await
+        .map_err(|e| rtmc::error::StartError::connect("Redis", redis_url, e))?;
+    let keys = rtmc::stream::RedisKeys::new(&cfg.redis.key_prefix);
+    let mut admin = RoomAdmin {
+        pg,
+        redis: &mut redis,
+        keys: &keys,
+        shards: cfg.rooms.shards,
+        max_members_per_room: cfg.rooms.max_members_per_room,
+        max_rooms_per_user: cfg.rooms.max_rooms_per_user,
+    };
+    let done = match change {
+        RoomCommand::Create { room, kind, owner } => {
+            let room = parse_room(&room)?;
+            admin.create(&room, kind, &owner).await?;
+            let owner = visible(&owner);
+            format!(
+                "room {} created ({}), owner {owner}",
+                room.as_str(),
+                kind.as_str()
+            )
+        }
+        RoomCommand::Add {
+            room,
+            user_id,
+            role,
+        } => {
+            let room = parse_room(&room)?;
+            admin.add(&room, &user_id, role).await?;
+            let user = visible(&user_id);
+            format!("{user} added to {} as {}", room.as_str(), role.as_str())
+        }
+        RoomCommand::Remove { room, user_id } => {
+            let room = parse_room(&room)?;
+            admin.remove(&room, &user_id).await?;
+            format!("{} removed from {}", visible(&user_id), room.as_str())
+        }
+        RoomCommand::List { .. } | RoomCommand::Members { .. } => {
+            unreachable!("listings change nothing and are answered by room()")
+        }
+    };
+    println!("{done}");
     Ok(())
 }
 

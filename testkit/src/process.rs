@@ -50,22 +50,7 @@ impl Role {
 /// Runs `binary migrate` with `cfg` and waits for it: the binary under test
 /// creates (or updates) the schema of the database `cfg.postgres` names.
 pub async fn run_migrate(binary: &Path, cfg: &Config) -> anyhow::Result<()> {
-    let config_file = std::env::temp_dir().join(format!(
-        "rtmc-migrate-{}-{}.toml",
-        std::process::id(),
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    ));
-    std::fs::write(&config_file, toml::to_string(cfg)?)?;
-    let out = tokio::process::Command::new(binary)
-        .arg("migrate")
-        .arg("--config")
-        .arg(&config_file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .await;
-    let _ = std::fs::remove_file(&config_file);
-    let out = out.map_err(|e| anyhow::anyhow!("running {} migrate: {e}", binary.display()))?;
+    let out = run_command(binary, cfg, &["migrate"]).await?;
     anyhow::ensure!(
         out.status.success(),
         "{} migrate failed ({}): {}",
@@ -74,6 +59,32 @@ pub async fn run_migrate(binary: &Path, cfg: &Config) -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr).trim()
     );
     Ok(())
+}
+
+/// Runs one `binary ARGS… --config FILE` command with `cfg` written to a
+/// temporary file (an operator's command: `migrate`, `user add`, `room …`)
+/// and returns its output, whatever its exit status.
+pub async fn run_command(
+    binary: &Path,
+    cfg: &Config,
+    args: &[&str],
+) -> anyhow::Result<std::process::Output> {
+    let config_file = std::env::temp_dir().join(format!(
+        "rtmc-command-{}-{}.toml",
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    ));
+    std::fs::write(&config_file, toml::to_string(cfg)?)?;
+    let out = tokio::process::Command::new(binary)
+        .args(args)
+        .arg("--config")
+        .arg(&config_file)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .await;
+    let _ = std::fs::remove_file(&config_file);
+    out.map_err(|e| anyhow::anyhow!("running {} {}: {e}", binary.display(), args.join(" ")))
 }
 
 /// Finds the `rtmc` binary: `$RTMC_BIN`, else next to the running executable

@@ -18,6 +18,7 @@ mod rabbit_failover;
 mod redis_failover;
 mod redis_ha;
 mod resume;
+mod room_admin;
 mod rooms;
 mod rooms_store;
 mod schema;
