@@ -106,21 +106,32 @@ enum RoomCommand {
     },
     /// Make a user a member of a room.
     Add {
+        /// The room (an existing public or private one).
         room: String,
+        /// The user to add (an existing user).
         user_id: String,
         /// `member` or `owner`.
         #[arg(long, default_value = "member")]
         role: RoomRole,
     },
     /// End a user's membership of a room.
-    Remove { room: String, user_id: String },
+    Remove {
+        /// The room.
+        room: String,
+        /// The member to remove.
+        user_id: String,
+    },
     /// List every room with its kind and member count, or one user's rooms with `--user`.
     List {
+        /// Only this user's rooms, with the user's role in each [default: every room].
         #[arg(long)]
         user: Option<String>,
     },
     /// List a room's members with their roles.
-    Members { room: String },
+    Members {
+        /// The room.
+        room: String,
+    },
 }
 
 #[tokio::main]
