@@ -61,7 +61,7 @@ impl NodeContext {
             fanout: Fanout::new(cfg.server.outbound_queue_frames, start),
             presence: Presence::from_config(&cfg, redis.clone(), pg.clone()),
             publisher: Arc::new(Publisher::for_config(&cfg)),
-            rooms: RoomRegistry::default(),
+            rooms: RoomRegistry::new(),
             next_session_id: AtomicU64::new(1),
             login_gate: Semaphore::new(cfg.postgres.max_connections.max(1) as usize),
             cfg,

@@ -97,6 +97,14 @@ pub struct MembershipEvent {
 }
 
 impl RoomRegistry {
+    /// An empty registry; `rtmc_rooms_local` is exported (at 0) from here
+    /// on, not only once a session first subscribes.
+    pub fn new() -> Self {
+        let registry = Self::default();
+        rooms_gauge(&registry.lock());
+        registry
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain maps behind: go on.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
