@@ -10,7 +10,8 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::{authenticate, fail, json_rejection, sender, Caller, Gateway, PostMessage};
@@ -93,6 +94,25 @@ pub struct HistoryPage {
     pub messages: Vec<serde_json::Value>,
     /// Whether messages after this page exist.
     pub more: bool,
+}
+
+/// `router` with the room routes that publish (under the publishing
+/// routes' admission control).
+pub fn with_publishing_routes(router: Router<Gateway>) -> Router<Gateway> {
+    router
+        .route("/v1/rooms/{room}/messages", post(post_room_message))
+        .route(
+            "/v1/service/rooms/{room}/messages",
+            post(post_service_room_message),
+        )
+}
+
+/// `router` with the other room routes.
+pub fn with_routes(router: Router<Gateway>) -> Router<Gateway> {
+    router
+        .route("/v1/rooms", post(create_room))
+        .route("/v1/rooms/{room}/members", post(invite).get(members))
+        .route("/v1/rooms/{room}/messages", get(history))
 }
 
 /// A handler's answer, whichever way its steps ended.
