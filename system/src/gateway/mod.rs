@@ -211,24 +211,15 @@ pub async fn router(cfg: Arc<Config>) -> Result<Router, StartError> {
     });
     let publishing = Router::new()
         .route("/v1/messages", post(post_user_message))
-        .route("/v1/service/messages", post(post_service_message))
-        .route("/v1/rooms/{room}/messages", post(rooms::post_room_message))
-        .route(
-            "/v1/service/rooms/{room}/messages",
-            post(rooms::post_service_room_message),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
+        .route("/v1/service/messages", post(post_service_message));
+    let publishing = rooms::with_publishing_routes(publishing).route_layer(
+        axum::middleware::from_fn_with_state(
             admission::RequestAdmission::new(cfg.gateway.max_inflight_requests),
             admission::admit,
-        ));
-    let api = publishing
+        ),
+    );
+    let api = rooms::with_routes(publishing)
         .route("/v1/login", post(login))
-        .route("/v1/rooms", post(rooms::create_room))
-        .route(
-            "/v1/rooms/{room}/members",
-            post(rooms::invite).get(rooms::members),
-        )
-        .route("/v1/rooms/{room}/messages", get(rooms::history))
         .route(
             "/openapi.json",
             get(|| async { ([("content-type", "application/json")], OPENAPI_JSON) }),

@@ -10,7 +10,8 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::{authenticate, fail, json_rejection, sender, Caller, Gateway, PostMessage};
@@ -95,6 +96,37 @@ pub struct HistoryPage {
     pub more: bool,
 }
 
+/// `router` with the room routes that publish (under the publishing
+/// routes' admission control).
+pub fn with_publishing_routes(router: Router<Gateway>) -> Router<Gateway> {
+    router
+        .route("/v1/rooms/{room}/messages", post(post_room_message))
+        .route(
+            "/v1/service/rooms/{room}/messages",
+            post(post_service_room_message),
+        )
+}
+
+/// `router` with the other room routes.
+pub fn with_routes(router: Router<Gateway>) -> Router<Gateway> {
+    router
+        .route("/v1/rooms", post(create_room))
+        .route("/v1/rooms/{room}/members", post(invite).get(members))
+        .route("/v1/rooms/{room}/messages", get(history))
+}
+
+/// A handler's answer, whichever way its steps ended.
+fn answer(steps: Result<Response, Response>) -> Response {
+    match steps {
+        Ok(r) | Err(r) => r,
+    }
+}
+
+/// PostgreSQL failed: 503 `store_unavailable`.
+fn pg_down(e: sqlx::Error) -> Response {
+    unavailable("PostgreSQL", e)
+}
+
 fn unavailable(what: &str, e: impl std::fmt::Display) -> Response {
     fail(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -127,6 +159,18 @@ fn parse_room(raw: &str) -> Result<RoomId, Response> {
     Ok(room)
 }
 
+/// Refuses with 404 `unknown_user` when `user` does not exist.
+async fn require_user(g: &Gateway, user: &str) -> Result<(), Response> {
+    let status = crate::db::get_status(&g.pg, user)
+        .await
+        .map_err(|e| unavailable("PostgreSQL", e))?;
+    if status.is_none() {
+        let why = format!("no user {:?}", crate::display::visible(user));
+        return Err(fail(StatusCode::NOT_FOUND, "unknown_user", why));
+    }
+    Ok(())
+}
+
 /// The session's user, or 401: these routes take a session token.
 async fn user_of(g: &Gateway, headers: &HeaderMap) -> Result<String, Response> {
     if headers.contains_key("x-api-key") {
@@ -151,11 +195,11 @@ async fn user_of(g: &Gateway, headers: &HeaderMap) -> Result<String, Response> {
 async fn member_of(g: &Gateway, room: &RoomId, user: &str) -> Result<RoomKind, Response> {
     let kind = room_db::room_kind(&g.pg, room)
         .await
-        .map_err(|e| unavailable("PostgreSQL", e))?
+        .map_err(pg_down)?
         .ok_or_else(|| unknown_room(room))?;
     let member = room_db::is_member(&g.pg, room, user)
         .await
-        .map_err(|e| unavailable("PostgreSQL", e))?;
+        .map_err(pg_down)?;
     if !member {
         return Err(fail(
             StatusCode::FORBIDDEN,
@@ -200,9 +244,7 @@ async fn announce_join(
 
 /// Refuses when `user` is in `rooms.max_rooms_per_user` rooms already.
 async fn check_room_quota(g: &Gateway, user: &str) -> Result<(), Response> {
-    let rooms = room_db::room_count_of(&g.pg, user)
-        .await
-        .map_err(|e| unavailable("PostgreSQL", e))?;
+    let rooms = room_db::room_count_of(&g.pg, user).await.map_err(pg_down)?;
     let max = g.cfg.rooms.max_rooms_per_user;
     if rooms >= i64::from(max) {
         return Err(fail(
@@ -220,9 +262,7 @@ pub async fn create_room(
     headers: HeaderMap,
     body: Result<Json<CreateRoom>, JsonRejection>,
 ) -> Response {
-    match try_create(g, headers, body).await {
-        Ok(r) | Err(r) => r,
-    }
+    answer(try_create(g, headers, body).await)
 }
 
 async fn try_create(
@@ -243,7 +283,7 @@ async fn try_create(
     check_room_quota(&g, &user).await?;
     let outcome = room_db::create_room(&g.pg, &room, req.kind, &user)
         .await
-        .map_err(|e| unavailable("PostgreSQL", e))?;
+        .map_err(pg_down)?;
     if outcome == CreateOutcome::AlreadyExists {
         let why = format!("room {room} exists already");
         return Err(fail(StatusCode::CONFLICT, "room_exists", why));
@@ -264,9 +304,7 @@ pub async fn invite(
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<Invite>, JsonRejection>,
 ) -> Response {
-    match try_invite(g, headers, path, body).await {
-        Ok(r) | Err(r) => r,
-    }
+    answer(try_invite(g, headers, path, body).await)
 }
 
 async fn try_invite(
@@ -290,30 +328,19 @@ async fn try_invite(
             "a direct room has exactly its two users; nobody is invited to it",
         ));
     }
-    let exists = crate::db::get_status(&g.pg, &req.user_id)
-        .await
-        .map_err(|e| unavailable("PostgreSQL", e))?;
-    if exists.is_none() {
-        return Err(fail(
-            StatusCode::NOT_FOUND,
-            "unknown_user",
-            format!("no user {:?}", crate::display::visible(&req.user_id)),
-        ));
-    }
+    require_user(&g, &req.user_id).await?;
     let invited = Invited {
         room: room.to_string(),
         user_id: req.user_id.clone(),
     };
     if room_db::is_member(&g.pg, &room, &req.user_id)
         .await
-        .map_err(|e| unavailable("PostgreSQL", e))?
+        .map_err(pg_down)?
     {
         return Ok((StatusCode::OK, Json(invited)).into_response());
     }
     check_room_quota(&g, &req.user_id).await?;
-    let members = room_db::member_count(&g.pg, &room)
-        .await
-        .map_err(|e| unavailable("PostgreSQL", e))?;
+    let members = room_db::member_count(&g.pg, &room).await.map_err(pg_down)?;
     let max = g.cfg.rooms.max_members_per_room;
     if members >= i64::from(max) {
         let why = format!("{room} has {max} members, the most allowed");
@@ -321,7 +348,7 @@ async fn try_invite(
     }
     room_db::add_member(&g.pg, &room, &req.user_id, RoomRole::Member)
         .await
-        .map_err(|e| unavailable("PostgreSQL", e))?;
+        .map_err(pg_down)?;
     announce_join(&g, &room, &req.user_id, kind).await?;
     Ok((StatusCode::CREATED, Json(invited)).into_response())
 }
@@ -336,9 +363,7 @@ pub async fn members(
         let user = user_of(&g, &headers).await?;
         let room = room_of(path)?;
         member_of(&g, &room, &user).await?;
-        let members = room_db::members(&g.pg, &room)
-            .await
-            .map_err(|e| unavailable("PostgreSQL", e))?;
+        let members = room_db::members(&g.pg, &room).await.map_err(pg_down)?;
         let members = members
             .into_iter()
             .map(|(user_id, role)| MemberEntry { user_id, role })
@@ -346,9 +371,7 @@ pub async fn members(
         let room = room.to_string();
         Ok::<_, Response>(Json(MembersList { room, members }).into_response())
     };
-    match listed.await {
-        Ok(r) | Err(r) => r,
-    }
+    answer(listed.await)
 }
 
 /// `POST /v1/rooms/{room}/messages`: a member posts with a session token
@@ -364,9 +387,7 @@ pub async fn post_room_message(
         let caller = Caller::User(user_of(&g, &headers).await?);
         try_post(&g, caller, path, body).await
     };
-    match posted.await {
-        Ok(r) | Err(r) => r,
-    }
+    answer(posted.await)
 }
 
 /// `POST /v1/service/rooms/{room}/messages`: a service posts with the API
@@ -389,9 +410,7 @@ pub async fn post_service_room_message(
         let caller = authenticate(&g, &headers).await?;
         try_post(&g, caller, path, body).await
     };
-    match posted.await {
-        Ok(r) | Err(r) => r,
-    }
+    answer(posted.await)
 }
 
 async fn try_post(
@@ -408,9 +427,7 @@ async fn try_post(
             member_of(g, &room, user).await?;
         }
         Caller::Service => {
-            let kind = room_db::room_kind(&g.pg, &room)
-                .await
-                .map_err(|e| unavailable("PostgreSQL", e))?;
+            let kind = room_db::room_kind(&g.pg, &room).await.map_err(pg_down)?;
             if kind.is_none() {
                 return Err(unknown_room(&room));
             }
@@ -439,16 +456,8 @@ async fn ensure_direct_for(g: &Gateway, room: &RoomId, user: &str) -> Result<(),
         return Ok(()); // member_of refuses it
     }
     let other = if user == a { b } else { a };
-    let exists = crate::db::get_status(&g.pg, other)
-        .await
-        .map_err(|e| unavailable("PostgreSQL", e))?;
-    if exists.is_none() {
-        let why = format!("no user {:?}", crate::display::visible(other));
-        return Err(fail(StatusCode::NOT_FOUND, "unknown_user", why));
-    }
-    let made = room_db::ensure_direct(&g.pg, room)
-        .await
-        .map_err(|e| unavailable("PostgreSQL", e))?;
+    require_user(g, other).await?;
+    let made = room_db::ensure_direct(&g.pg, room).await.map_err(pg_down)?;
     if made == CreateOutcome::Created {
         for member in [a, b] {
             announce_join(g, room, member, RoomKind::Direct).await?;
@@ -465,9 +474,7 @@ pub async fn history(
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Response {
-    match try_history(g, headers, path, query).await {
-        Ok(r) | Err(r) => r,
-    }
+    answer(try_history(g, headers, path, query).await)
 }
 
 async fn try_history(

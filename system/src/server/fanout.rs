@@ -116,18 +116,9 @@ pub async fn follow(
     let mut conn = None;
     let deliveries = metrics::counter!("rtmc_stream_entries_read_total");
     while !shutdown.is_cancelled() {
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match stream::blocking_connection(&redis_url).await {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "stream follower: redis connect failed");
-                    if !backoff.wait(&shutdown).await {
-                        break;
-                    }
-                    continue;
-                }
-            },
+        let Some(c) = connected(&mut conn, &redis_url, &mut backoff, &shutdown, "stream").await
+        else {
+            break;
         };
         let after = fanout.head();
         let read = tokio::select! {
@@ -155,6 +146,30 @@ pub async fn follow(
             }
         }
     }
+}
+
+/// A follower's blocking Redis connection, opened again (with back-off)
+/// when there is none; `None` once `shutdown` ended the wait. `who` names
+/// the follower in the log.
+pub(super) async fn connected<'c>(
+    conn: &'c mut Option<redis::aio::MultiplexedConnection>,
+    redis_url: &str,
+    backoff: &mut Backoff,
+    shutdown: &CancellationToken,
+    who: &str,
+) -> Option<&'c mut redis::aio::MultiplexedConnection> {
+    while conn.is_none() {
+        match stream::blocking_connection(redis_url).await {
+            Ok(c) => *conn = Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "{who} follower: redis connect failed");
+                if !backoff.wait(shutdown).await {
+                    return None;
+                }
+            }
+        }
+    }
+    conn.as_mut()
 }
 
 /// Records how long after a server received it the newest entry of a read

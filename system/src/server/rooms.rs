@@ -15,6 +15,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::fanout::connected;
 use super::outbound::{frame, Outbound};
 use crate::backoff::Backoff;
 use crate::protocol::{encode_frame, ServerFrame};
@@ -444,18 +445,9 @@ pub async fn follow_shards(
     let mut after: Option<Vec<u64>> = None;
     let entries_read = metrics::counter!("rtmc_shard_entries_read_total");
     while !shutdown.is_cancelled() {
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match stream::blocking_connection(&redis_url).await {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "shard follower: redis connect failed");
-                    if !backoff.wait(&shutdown).await {
-                        break;
-                    }
-                    continue;
-                }
-            },
+        let Some(c) = connected(&mut conn, &redis_url, &mut backoff, &shutdown, "shard").await
+        else {
+            break;
         };
         let read = tokio::select! {
             _ = shutdown.cancelled() => break,

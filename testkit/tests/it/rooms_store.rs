@@ -667,20 +667,24 @@ async fn rooms_and_members_live_in_postgres() {
 }
 
 /// How a gateway request authenticates.
+#[derive(Clone, Copy)]
 enum Credential<'a> {
     None,
     Session(&'a str),
     ApiKey(&'a str),
 }
 
-/// One gateway request: its status and JSON body (`Null` when none).
-async fn call(
-    p: &Pipeline,
-    method: reqwest::Method,
-    path: &str,
-    credential: Credential<'_>,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
+/// One gateway request: method, path, credential and JSON body.
+type Request<'a> = (
+    reqwest::Method,
+    &'a str,
+    Credential<'a>,
+    Option<serde_json::Value>,
+);
+
+/// Sends `req` to the gateway: its status and JSON body (`Null` when none).
+async fn call(p: &Pipeline, req: Request<'_>) -> (u16, serde_json::Value) {
+    let (method, path, credential, body) = req;
     let mut req = p.http.request(method, format!("{}{path}", p.gateway_url()));
     req = match credential {
         Credential::None => req,
@@ -695,6 +699,19 @@ async fn call(
     (status, resp.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// Sends each request and asserts its refusal: status and error code.
+async fn refused(p: &Pipeline, cases: Vec<(Request<'_>, u16, &str)>) {
+    for (req, status, code) in cases {
+        let what = format!("{} {}", req.0, req.1);
+        let (got, body) = call(p, req).await;
+        assert_eq!(
+            (got, body["code"].as_str()),
+            (status, Some(code)),
+            "{what}: {body}"
+        );
+    }
+}
+
 async fn session_of(p: &Pipeline, user: &str) -> String {
     let (s, b) = p
         .http_login(user, rtmc_testkit::TEST_PASSWORD)
@@ -704,21 +721,11 @@ async fn session_of(p: &Pipeline, user: &str) -> String {
     b["session_token"].as_str().unwrap().to_owned()
 }
 
-/// Asserts a response's status and error code.
-#[track_caller]
-fn refused(got: (u16, serde_json::Value), status: u16, code: &str) {
-    assert_eq!(
-        (got.0, got.1["code"].as_str()),
-        (status, Some(code)),
-        "{}",
-        got.1
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_room_routes_answer_each_success_and_refusal() {
     use reqwest::Method;
     use serde_json::json;
+    use Credential::{ApiKey, Session};
     let opts = PipelineOptions {
         servers: 0,
         ..PipelineOptions::default()
@@ -736,506 +743,260 @@ async fn the_gateway_room_routes_answer_each_success_and_refusal() {
         session_of(&p, bob).await,
         session_of(&p, carol).await,
     );
-    let (a, b, c) = (
-        Credential::Session(&ta),
-        Credential::Session(&tb),
-        Credential::Session(&tc),
+    let (a, b, c, key) = (
+        Session(&ta),
+        Session(&tb),
+        Session(&tc),
+        ApiKey(p.api_key()),
     );
-    let key = p.api_key().to_owned();
-    let post = Method::POST;
-    let get = Method::GET;
+    let (post, get) = (Method::POST, Method::GET);
     let create = |room: &str, kind: &str| Some(json!({"room": room, "kind": kind}));
+    let invite = |user: &str| Some(json!({"user_id": user}));
+    let msg = |id: &str| Some(json!({"body": format!("text {id}"), "message_id": id}));
+    let bot = |id: &str| Some(json!({"body": "from a bot", "message_id": id, "sender": "bot"}));
 
     // Create: each refusal class, then success and a conflict.
+    let r = "/v1/rooms";
     refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms",
-            Credential::None,
-            create("team", "private"),
-        )
-        .await,
-        401,
-        "unauthorized",
-    );
+        &p,
+        vec![
+            (
+                (post.clone(), r, Credential::None, create("team", "private")),
+                401,
+                "unauthorized",
+            ),
+            (
+                (post.clone(), r, key, create("team", "private")),
+                401,
+                "unauthorized",
+            ),
+            (
+                (post.clone(), r, a, create("Bad Room", "public")),
+                400,
+                "invalid_room",
+            ),
+            (
+                (post.clone(), r, a, create("lobby", "public")),
+                400,
+                "lobby_is_implicit",
+            ),
+            (
+                (post.clone(), r, a, create("x", "direct")),
+                400,
+                "invalid_room",
+            ),
+            (
+                (post.clone(), r, a, create("x", "secret")),
+                400,
+                "invalid_field",
+            ),
+        ],
+    )
+    .await;
+    let created = call(&p, (post.clone(), r, a, create("team", "private"))).await;
+    assert_eq!(created, (201, json!({"room": "team", "kind": "private"})));
     refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms",
-            Credential::ApiKey(&key),
-            create("team", "private"),
-        )
-        .await,
-        401,
-        "unauthorized",
-    );
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms",
-            Credential::Session(&ta),
-            create("Bad Room", "public"),
-        )
-        .await,
-        400,
-        "invalid_room",
-    );
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms",
-            Credential::Session(&ta),
-            create("lobby", "public"),
-        )
-        .await,
-        400,
-        "lobby_is_implicit",
-    );
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms",
-            Credential::Session(&ta),
-            create("x", "direct"),
-        )
-        .await,
-        400,
-        "invalid_room",
-    );
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms",
-            Credential::Session(&ta),
-            create("x", "secret"),
-        )
-        .await,
-        400,
-        "invalid_field",
-    );
-    let (s, body) = call(&p, post.clone(), "/v1/rooms", a, create("team", "private")).await;
-    assert_eq!(
-        (s, &body),
-        (201, &json!({"room": "team", "kind": "private"}))
-    );
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms",
-            Credential::Session(&tb),
-            create("team", "public"),
-        )
-        .await,
-        409,
-        "room_exists",
-    );
+        &p,
+        vec![(
+            (post.clone(), r, b, create("team", "public")),
+            409,
+            "room_exists",
+        )],
+    )
+    .await;
 
     // Members and invitations.
+    let m = "/v1/rooms/team/members";
     refused(
-        call(
-            &p,
-            get.clone(),
-            "/v1/rooms/team/members",
-            Credential::Session(&tb),
-            None,
-        )
-        .await,
-        403,
-        "not_a_member",
-    );
-    refused(
-        call(
-            &p,
-            get.clone(),
-            "/v1/rooms/nowhere/members",
-            Credential::Session(&ta),
-            None,
-        )
-        .await,
-        404,
-        "unknown_room",
-    );
-    refused(
-        call(
-            &p,
-            get.clone(),
-            "/v1/rooms/NO%20WAY/members",
-            Credential::Session(&ta),
-            None,
-        )
-        .await,
-        400,
-        "invalid_room",
-    );
-    let invite = |user: &str| Some(json!({"user_id": user}));
-    refused(
-        call(&p, post.clone(), "/v1/rooms/team/members", b, invite(carol)).await,
-        403,
-        "not_a_member",
-    );
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms/team/members",
-            Credential::Session(&ta),
-            invite("ghost"),
-        )
-        .await,
-        404,
-        "unknown_user",
-    );
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms/team/members",
-            Credential::Session(&ta),
-            invite("bad:user"),
-        )
-        .await,
-        400,
-        "invalid_field",
-    );
-    let (s, body) = call(
         &p,
-        post.clone(),
-        "/v1/rooms/team/members",
-        Credential::Session(&ta),
-        invite(bob),
+        vec![
+            ((get.clone(), m, b, None), 403, "not_a_member"),
+            (
+                (get.clone(), "/v1/rooms/nowhere/members", a, None),
+                404,
+                "unknown_room",
+            ),
+            (
+                (get.clone(), "/v1/rooms/NO%20WAY/members", a, None),
+                400,
+                "invalid_room",
+            ),
+            ((post.clone(), m, b, invite(carol)), 403, "not_a_member"),
+            ((post.clone(), m, a, invite("ghost")), 404, "unknown_user"),
+            (
+                (post.clone(), m, a, invite("bad:user")),
+                400,
+                "invalid_field",
+            ),
+        ],
     )
     .await;
-    assert_eq!(s, 201, "{body}");
-    let (s, _) = call(
-        &p,
-        post.clone(),
-        "/v1/rooms/team/members",
-        Credential::Session(&ta),
-        invite(bob),
-    )
-    .await;
-    assert_eq!(s, 200, "already a member");
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms/team/members",
-            Credential::Session(&ta),
-            invite(carol),
-        )
-        .await,
-        403,
-        "room_full",
-    );
-    let (s, body) = call(
-        &p,
-        get.clone(),
-        "/v1/rooms/team/members",
-        Credential::Session(&tb),
-        None,
-    )
-    .await;
-    assert_eq!(s, 200, "{body}");
+    assert_eq!(call(&p, (post.clone(), m, a, invite(bob))).await.0, 201);
     assert_eq!(
-        body["members"],
+        call(&p, (post.clone(), m, a, invite(bob))).await.0,
+        200,
+        "already a member"
+    );
+    refused(
+        &p,
+        vec![((post.clone(), m, a, invite(carol)), 403, "room_full")],
+    )
+    .await;
+    let (s, listed) = call(&p, (get.clone(), m, b, None)).await;
+    assert_eq!(s, 200, "{listed}");
+    assert_eq!(
+        listed["members"],
         json!([{"user_id": alice, "role": "owner"}, {"user_id": bob, "role": "member"}])
     );
 
-    // Posting: members with a session, services with the key.
-    let msg = |id: &str| Some(json!({"body": format!("text {id}"), "message_id": id}));
+    // Posting: members with a session, services with the key at their own
+    // route (one credential per route).
+    let t = "/v1/rooms/team/messages";
+    let st = "/v1/service/rooms/team/messages";
     refused(
-        call(&p, post.clone(), "/v1/rooms/team/messages", c, msg("c1")).await,
-        403,
-        "not_a_member",
-    );
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms/nowhere/messages",
-            Credential::Session(&tb),
-            msg("n1"),
-        )
-        .await,
-        404,
-        "unknown_room",
-    );
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms/lobby/messages",
-            Credential::Session(&tb),
-            msg("l1"),
-        )
-        .await,
-        400,
-        "lobby_is_implicit",
-    );
-    let (s, body) = call(
         &p,
-        post.clone(),
-        "/v1/rooms/team/messages",
-        Credential::Session(&tb),
-        msg("t1"),
+        vec![
+            ((post.clone(), t, c, msg("c1")), 403, "not_a_member"),
+            (
+                (post.clone(), "/v1/rooms/nowhere/messages", b, msg("n1")),
+                404,
+                "unknown_room",
+            ),
+            (
+                (post.clone(), "/v1/rooms/lobby/messages", b, msg("l1")),
+                400,
+                "lobby_is_implicit",
+            ),
+            ((post.clone(), t, key, bot("k1")), 401, "unauthorized"),
+            ((post.clone(), st, b, bot("k2")), 401, "unauthorized"),
+            ((post.clone(), st, key, msg("t3")), 400, "invalid_field"),
+            (
+                (
+                    post.clone(),
+                    "/v1/service/rooms/nowhere/messages",
+                    key,
+                    bot("k3"),
+                ),
+                404,
+                "unknown_room",
+            ),
+        ],
     )
     .await;
-    assert_eq!(
-        (s, &body),
-        (202, &json!({"message_id": "t1", "room": "team"}))
-    );
-    let service_msg = Some(json!({"body": "from a bot", "message_id": "t2", "sender": "bot"}));
-    // One credential per route: the key on the members' route, a session
-    // on the services' route, are refused.
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms/team/messages",
-            Credential::ApiKey(&key),
-            service_msg.clone(),
-        )
-        .await,
-        401,
-        "unauthorized",
-    );
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/service/rooms/team/messages",
-            Credential::Session(&tb),
-            service_msg.clone(),
-        )
-        .await,
-        401,
-        "unauthorized",
-    );
-    let (s, body) = call(
-        &p,
-        post.clone(),
-        "/v1/service/rooms/team/messages",
-        Credential::ApiKey(&key),
-        service_msg,
-    )
-    .await;
-    assert_eq!(s, 202, "{body}");
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/service/rooms/team/messages",
-            Credential::ApiKey(&key),
-            msg("t3"),
-        )
-        .await,
-        400,
-        "invalid_field",
-    );
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/service/rooms/nowhere/messages",
-            Credential::ApiKey(&key),
-            Some(json!({"body": "x", "sender": "bot"})),
-        )
-        .await,
-        404,
-        "unknown_room",
-    );
+    let posted = call(&p, (post.clone(), t, b, msg("t1"))).await;
+    assert_eq!(posted, (202, json!({"message_id": "t1", "room": "team"})));
+    let posted = call(&p, (post.clone(), st, key, bot("t2"))).await;
+    assert_eq!(posted, (202, json!({"message_id": "t2", "room": "team"})));
 
     // History pages, members only.
     refused(
-        call(
-            &p,
-            get.clone(),
-            "/v1/rooms/team/messages",
-            Credential::Session(&tc),
-            None,
-        )
-        .await,
-        403,
-        "not_a_member",
-    );
+        &p,
+        vec![
+            ((get.clone(), t, c, None), 403, "not_a_member"),
+            (
+                (get.clone(), "/v1/rooms/team/messages?limit=0", a, None),
+                400,
+                "invalid_field",
+            ),
+            (
+                (get.clone(), "/v1/rooms/team/messages?limit=many", a, None),
+                400,
+                "invalid_field",
+            ),
+        ],
+    )
+    .await;
     await_room_head(&p, &room("team"), 2).await;
     let (s, page) = call(
         &p,
-        get.clone(),
-        "/v1/rooms/team/messages?limit=1",
-        Credential::Session(&ta),
-        None,
+        (get.clone(), "/v1/rooms/team/messages?limit=1", a, None),
     )
     .await;
     assert_eq!(s, 200, "{page}");
     assert_eq!(page["more"], true);
-    assert_eq!(page["messages"][0]["message_id"], "t1");
-    assert_eq!(page["messages"][0]["from"], bob.as_str());
-    assert_eq!(page["messages"][0]["room"], "team");
+    let first = &page["messages"][0];
+    assert_eq!(
+        (&first["message_id"], &first["from"]),
+        (&json!("t1"), &json!(bob))
+    );
+    assert_eq!((&first["room"], &first["seq"]), (&json!("team"), &json!(1)));
     let (s, page) = call(
         &p,
-        get.clone(),
-        "/v1/rooms/team/messages?after_seq=1",
-        Credential::Session(&tb),
-        None,
+        (get.clone(), "/v1/rooms/team/messages?after_seq=1", b, None),
     )
     .await;
     assert_eq!(s, 200, "{page}");
     assert_eq!(
-        (
-            page["more"].clone(),
-            page["messages"].as_array().unwrap().len()
-        ),
-        (json!(false), 1)
+        (&page["more"], page["messages"].as_array().map(Vec::len)),
+        (&json!(false), Some(1))
     );
-    assert_eq!(page["messages"][0]["from"], "service:bot");
-    assert_eq!(page["messages"][0]["seq"], 2);
-    refused(
-        call(
-            &p,
-            get.clone(),
-            "/v1/rooms/team/messages?limit=0",
-            Credential::Session(&ta),
-            None,
-        )
-        .await,
-        400,
-        "invalid_field",
-    );
-    refused(
-        call(
-            &p,
-            get.clone(),
-            "/v1/rooms/team/messages?limit=many",
-            Credential::Session(&ta),
-            None,
-        )
-        .await,
-        400,
-        "invalid_field",
+    assert_eq!(
+        (&page["messages"][0]["from"], &page["messages"][0]["seq"]),
+        (&json!("service:bot"), &json!(2))
     );
 
     // A direct room is made by its first message, for its two users only.
     let dm = RoomId::direct(alice, bob).unwrap();
-    let reversed = format!(
-        "/v1/rooms/dm:{}:{}/messages",
-        dm.direct_members().unwrap().1,
-        dm.direct_members().unwrap().0
-    );
-    refused(
-        call(
-            &p,
-            post.clone(),
-            &reversed,
-            Credential::Session(&tb),
-            msg("d0"),
-        )
-        .await,
-        400,
-        "invalid_room",
-    );
+    let (x, y) = dm.direct_members().unwrap();
+    let reversed = format!("/v1/rooms/dm:{y}:{x}/messages");
     let dm_path = format!("/v1/rooms/{dm}/messages");
-    refused(
-        call(
-            &p,
-            post.clone(),
-            &dm_path,
-            Credential::Session(&tc),
-            msg("d1"),
-        )
-        .await,
-        404,
-        "unknown_room",
+    let ghost_path = format!(
+        "/v1/rooms/{}/messages",
+        RoomId::direct(bob, "ghost").unwrap()
     );
-    let (s, body) = call(
+    let dm_members = format!("/v1/rooms/{dm}/members");
+    refused(
         &p,
-        post.clone(),
-        &dm_path,
-        Credential::Session(&tb),
-        msg("d2"),
-    )
-    .await;
-    assert_eq!(s, 202, "{body}");
-    refused(
-        call(
-            &p,
-            post.clone(),
-            &dm_path,
-            Credential::Session(&tc),
-            msg("d3"),
-        )
-        .await,
-        403,
-        "not_a_member",
-    );
-    let ghost_dm = RoomId::direct(bob, "ghost").unwrap();
-    refused(
-        call(
-            &p,
-            post.clone(),
-            &format!("/v1/rooms/{ghost_dm}/messages"),
-            Credential::Session(&tb),
-            msg("d4"),
-        )
-        .await,
-        404,
-        "unknown_user",
-    );
-    refused(
-        call(
-            &p,
-            post.clone(),
-            &format!("/v1/rooms/{dm}/members"),
-            Credential::Session(&ta),
-            invite(carol),
-        )
-        .await,
-        400,
-        "invalid_room",
-    );
-    let (s, body) = call(
-        &p,
-        get.clone(),
-        &format!("/v1/rooms/{dm}/members"),
-        Credential::Session(&ta),
-        None,
+        vec![
+            ((post.clone(), &reversed, b, msg("d0")), 400, "invalid_room"),
+            ((post.clone(), &dm_path, c, msg("d1")), 404, "unknown_room"),
+            (
+                (post.clone(), &ghost_path, b, msg("d4")),
+                404,
+                "unknown_user",
+            ),
+        ],
     )
     .await;
     assert_eq!(
-        (s, body["members"].as_array().map(Vec::len)),
+        call(&p, (post.clone(), &dm_path, b, msg("d2"))).await.0,
+        202
+    );
+    refused(
+        &p,
+        vec![
+            ((post.clone(), &dm_path, c, msg("d3")), 403, "not_a_member"),
+            (
+                (post.clone(), &dm_members, a, invite(carol)),
+                400,
+                "invalid_room",
+            ),
+        ],
+    )
+    .await;
+    let (s, listed) = call(&p, (get.clone(), &dm_members, a, None)).await;
+    assert_eq!(
+        (s, listed["members"].as_array().map(Vec::len)),
         (200, Some(2)),
-        "{body}"
+        "{listed}"
     );
 
     // alice is in team and the direct room: one more, then the quota.
-    let (s, _) = call(
+    assert_eq!(
+        call(&p, (post.clone(), r, a, create("third", "public")))
+            .await
+            .0,
+        201
+    );
+    refused(
         &p,
-        post.clone(),
-        "/v1/rooms",
-        Credential::Session(&ta),
-        create("third", "public"),
+        vec![(
+            (post.clone(), r, a, create("fourth", "public")),
+            403,
+            "too_many_rooms",
+        )],
     )
     .await;
-    assert_eq!(s, 201);
-    refused(
-        call(
-            &p,
-            post.clone(),
-            "/v1/rooms",
-            Credential::Session(&ta),
-            create("fourth", "public"),
-        )
-        .await,
-        403,
-        "too_many_rooms",
-    );
 
     // Create and invite told the server nodes: joined events in the shard stream.
     let (keys, mut redis) = (keys(&p), p.redis().await.unwrap());

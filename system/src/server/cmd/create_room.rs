@@ -8,9 +8,7 @@ use crate::room_db::{self, CreateOutcome};
 use crate::server::session::{Next, Session};
 
 pub(super) async fn apply(session: &mut Session, room: String, kind: RoomKind) -> Next {
-    if !session.joins.allow() {
-        let rate = session.ctx.cfg.rooms.max_joins_per_sec;
-        room_flow::refuse_flood(session, "join", rate, &room).await;
+    if !room_flow::within_rate(session, room_flow::Rate::Joins, &room).await {
         return Next::Continue;
     }
     let Some(id) = room_flow::room_id(session, &room).await else {

@@ -11,9 +11,7 @@ use crate::server::session::{Next, Session};
 use crate::stream::{self, MemberChange};
 
 pub(super) async fn apply(session: &mut Session, room: String, invitee: String) -> Next {
-    if !session.invites.allow() {
-        let rate = session.ctx.cfg.rooms.max_invites_per_sec;
-        room_flow::refuse_flood(session, "invite", rate, &room).await;
+    if !room_flow::within_rate(session, room_flow::Rate::Invites, &room).await {
         return Next::Continue;
     }
     let Some(id) = room_flow::room_id(session, &room).await else {

@@ -51,20 +51,36 @@ pub(super) async fn store_failed(
     session.room_error(ErrorCode::Internal, message, room).await;
 }
 
-/// Refuses a `join`/`create_room` or `invite` over its rate.
-pub(super) async fn refuse_flood(
-    session: &Session,
-    kind: &'static str,
-    rate_per_sec: u32,
-    room: &str,
-) {
+/// Which per-connection room rate a command uses.
+pub(super) enum Rate {
+    /// `join` and `create_room`: `rooms.max_joins_per_sec`.
+    Joins,
+    /// `invite`: `rooms.max_invites_per_sec`.
+    Invites,
+}
+
+/// Takes a token of `rate`; false (after refusing with `rate_limited`,
+/// counted by kind) when the connection is over it.
+pub(super) async fn within_rate(session: &mut Session, rate: Rate, room: &str) -> bool {
+    let limits = &session.ctx.cfg.rooms;
+    let (allowed, kind, rate_per_sec) = match rate {
+        Rate::Joins => (session.joins.allow(), "join", limits.max_joins_per_sec),
+        Rate::Invites => (
+            session.invites.allow(),
+            "invite",
+            limits.max_invites_per_sec,
+        ),
+    };
+    if allowed {
+        return true;
+    }
     metrics::counter!("rtmc_rate_limited_total", "kind" => kind).increment(1);
     let message = format!("more than {rate_per_sec} {kind}s per second");
     session
         .room_error(ErrorCode::RateLimited, message, room)
         .await;
+    false
 }
-
 /// The caller's membership of `room` (kind and role), from PostgreSQL.
 pub(super) async fn membership_of(
     session: &Session,
