@@ -268,8 +268,9 @@ async fn append_stored(
     let append = || {
         let mut conn = redis.clone();
         async move {
+            let mark = crate::redis_ha::mark_connection(&mut conn, replication).await?;
             let appended = stream::append_batch(&mut conn, keys, dedupe_ttl_secs, items).await?;
-            crate::redis_ha::replicas_acked(&mut conn, replication).await?;
+            crate::redis_ha::replicas_acked(&mut conn, replication, &mark).await?;
             Ok(appended)
         }
     };
