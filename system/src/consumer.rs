@@ -273,8 +273,9 @@ async fn process_batch(
             let mut conn = redis.clone();
             let items = &sorted.lobby;
             async move {
+                let mark = crate::redis_ha::mark_connection(&mut conn, &cfg.redis).await?;
                 let appended = stream::append_batch(&mut conn, keys, ttl_secs, items).await?;
-                crate::redis_ha::replicas_acked(&mut conn, &cfg.redis).await?;
+                crate::redis_ha::replicas_acked(&mut conn, &cfg.redis, &mark).await?;
                 Ok(appended)
             }
         };
@@ -286,9 +287,10 @@ async fn process_batch(
         let append = || {
             let mut conn = redis.clone();
             async move {
+                let mark = crate::redis_ha::mark_connection(&mut conn, &cfg.redis).await?;
                 let appended =
                     stream::append_room_batch(&mut conn, keys, shard, ttl_secs, items).await?;
-                crate::redis_ha::replicas_acked(&mut conn, &cfg.redis).await?;
+                crate::redis_ha::replicas_acked(&mut conn, &cfg.redis, &mark).await?;
                 Ok(appended)
             }
         };

@@ -163,23 +163,63 @@ pub fn replica_shortfall(acked: i64, required: u32) -> redis::RedisError {
     ))
 }
 
-/// The consumer's `WAIT`: after an append on `conn`, waits up to
-/// `redis.replica_ack_timeout_ms` until `redis.min_replicas_acked` replicas
-/// hold every write made on it. Fewer is an error (counted and logged), so
-/// the consumer retries the append (deduplicated) and acks nothing until a
-/// replica has it. With `min_replicas_acked` 0 it does nothing.
+/// The name the consumer gives its connection before an append (`CLIENT
+/// SETNAME`), so the `WAIT` after it can tell whether it still runs on the
+/// same connection: a connection lost and re-made in between would have
+/// `WAIT` count a fresh connection's writes (none) and pass. `None` when no
+/// replica is required.
+pub struct ConnectionMark(Option<String>);
+
+/// Names the connection before an append, when replicas are required.
+pub async fn mark_connection<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    cfg: &RedisConfig,
+) -> Result<ConnectionMark, redis::RedisError> {
+    if cfg.min_replicas_acked == 0 {
+        return Ok(ConnectionMark(None));
+    }
+    let name = format!("rtmc-append-{}", uuid::Uuid::new_v4().simple());
+    redis::cmd("CLIENT")
+        .arg("SETNAME")
+        .arg(&name)
+        .query_async::<()>(conn)
+        .await?;
+    Ok(ConnectionMark(Some(name)))
+}
+
+/// The consumer's `WAIT`: after an append on `conn` (named by `mark`),
+/// waits up to `redis.replica_ack_timeout_ms` until
+/// `redis.min_replicas_acked` replicas hold every write made on it. Fewer,
+/// or a connection that is no longer the marked one, is an error (counted
+/// and logged), so the consumer retries the append (deduplicated) and acks
+/// nothing until a replica has it. With `min_replicas_acked` 0 it does
+/// nothing.
 pub async fn replicas_acked<C: redis::aio::ConnectionLike>(
     conn: &mut C,
     cfg: &RedisConfig,
+    mark: &ConnectionMark,
 ) -> Result<(), redis::RedisError> {
-    if cfg.min_replicas_acked == 0 {
+    let Some(marked) = &mark.0 else {
         return Ok(());
-    }
-    let acked: i64 = redis::cmd("WAIT")
+    };
+    let (acked, name): (i64, Option<String>) = redis::pipe()
+        .cmd("WAIT")
         .arg(cfg.min_replicas_acked)
         .arg(cfg.replica_ack_timeout_ms)
+        .cmd("CLIENT")
+        .arg("GETNAME")
         .query_async(conn)
         .await?;
+    if name.as_ref() != Some(marked) {
+        metrics::counter!("rtmc_consumer_replica_shortfalls_total").increment(1);
+        tracing::warn!(
+            "redis: the connection was re-made between the append and its WAIT; appending again"
+        );
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "the connection was re-made between the append and its WAIT",
+        )));
+    }
     if acked >= i64::from(cfg.min_replicas_acked) {
         return Ok(());
     }

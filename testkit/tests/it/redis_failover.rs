@@ -207,3 +207,43 @@ async fn an_append_no_replica_acknowledged_is_not_acked_and_is_deduplicated_when
         "in the stream once: {stored:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_on_a_connection_re_made_after_the_append_does_not_count() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let url = p.services().redis().url();
+    let mut conn = rtmc::stream::managed_connection(&url).await.unwrap();
+    let cfg = rtmc::config::RedisConfig {
+        min_replicas_acked: 1,
+        replica_ack_timeout_ms: 50,
+        ..Default::default()
+    };
+    let mark = rtmc::redis_ha::mark_connection(&mut conn, &cfg)
+        .await
+        .unwrap();
+    let id: i64 = redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut other = p.redis().await.unwrap();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(id)
+        .query_async(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1, "the marked connection was killed");
+    // The first command after the kill may fail on the dead connection;
+    // the manager then reconnects, and the WAIT runs on a new connection.
+    let mut outcome = rtmc::redis_ha::replicas_acked(&mut conn, &cfg, &mark).await;
+    if outcome
+        .as_ref()
+        .is_err_and(|e| !e.to_string().contains("re-made"))
+    {
+        outcome = rtmc::redis_ha::replicas_acked(&mut conn, &cfg, &mark).await;
+    }
+    let e = outcome.expect_err("a WAIT on another connection does not count");
+    assert!(e.to_string().contains("re-made"), "{e}");
+}
