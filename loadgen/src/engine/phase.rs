@@ -468,6 +468,16 @@ fn spawn_publishers(
         };
         publishers.spawn(publish(ch, share));
     }
+    // An agent that only receives still ends an interval every second while
+    // the others publish (its live figures, its interval log): it waits out
+    // the schedule as if it published.
+    if spec.coordination.is_some() && spec.channels.is_empty() {
+        let end = schedule.due(schedule.total);
+        publishers.spawn(async move {
+            tokio::time::sleep_until(end).await;
+            Ok(PublishOutcome::default())
+        });
+    }
     publishers
 }
 

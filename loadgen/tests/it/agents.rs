@@ -2,7 +2,8 @@
 //! (testkit, components in process) — a few hundred clients, nothing lost,
 //! the merged report's counts the sum of the agents', its percentiles those
 //! of an HdrHistogram merge of the agents' own logs computed here; an
-//! agent killed mid-run fails the run naming it; a bad work order, an
+//! agent without publishers still receives everything and reports every
+//! second; an agent killed mid-run fails the run naming it; a bad work order, an
 //! unknown agent, another control-protocol version and a skewed clock get
 //! clear errors.
 
@@ -351,4 +352,37 @@ async fn unknown_agents_other_versions_and_skewed_clocks_are_refused_by_name() {
         .err()
         .expect("refused");
     assert!(matches!(twice, CoordinatorError::Unsupported(_)), "{twice}");
+}
+
+/// With one publisher over two agents the second only receives: it still
+/// gets everything, and its interval log has an interval per second (its
+/// part of the live line), not one for the whole phase.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_without_publishers_receives_everything_second_by_second() {
+    let p = Pipeline::shared(PipelineOptions::default())
+        .await
+        .expect("a stack (is Docker up?)");
+    p.add_users("agentsrx", 20 + 2).await.expect("users");
+    let (a, b) = (InProcessAgent::start().await, InProcessAgent::start().await);
+    let (mut profile, out) = agents_profile(&p, "agentsrx", 20, 50.0, 3.0);
+    profile.load.tcp_publishers = 1;
+    let outcome = run_with_agents(profile, options(&[a.addr, b.addr]))
+        .await
+        .expect("the run over two agents");
+    let r = &outcome.report;
+    assert!(r.passed(), "{:?}", r.failures);
+    let (first, second) = (&r.agents[0], &r.agents[1]);
+    assert_eq!((first.publishers, second.publishers), (1, 0));
+    assert_eq!((first.acked, second.published), (150, 0));
+    assert_eq!(second.accounting.lost, 0);
+    assert!(second.deliveries >= 150 * 10, "{second:?}");
+    let log = std::fs::read(
+        out.join("agents")
+            .join(format!("{}.hlog", b.addr.to_string().replace(':', "_"))),
+    )
+    .expect("the receiving agent's log");
+    let seconds = IntervalLogIterator::new(&log)
+        .filter(|e| matches!(e, Ok(LogEntry::Interval(i)) if i.tag().map(|t| t.as_str()) == Some("rtmc")))
+        .count();
+    assert!(seconds >= 3, "{seconds} intervals for 3 s of publishing");
 }
