@@ -619,6 +619,22 @@ impl ErrorCode {
 mod tests {
     use super::*;
 
+    /// `rtmc_commands_total{command}` is exported at 0 for exactly the
+    /// commands a client may send: the telemetry's list and this one are
+    /// kept apart by the layering, so this test keeps them equal.
+    #[test]
+    fn the_commands_metric_labels_every_client_command() {
+        let (_, _, labels) = crate::telemetry::LABELLED_COUNTERS
+            .iter()
+            .find(|c| c.0 == "rtmc_commands_total")
+            .expect("rtmc_commands_total is a labelled counter");
+        let mut exported: Vec<&str> = labels.to_vec();
+        let mut parsed: Vec<&str> = CLIENT_COMMANDS.to_vec();
+        exported.sort_unstable();
+        parsed.sort_unstable();
+        assert_eq!(exported, parsed);
+    }
+
     #[test]
     fn debug_of_a_login_ok_never_shows_the_session_token() {
         let token = format!("t{}", "ab".repeat(32));
