@@ -20,6 +20,7 @@ use crate::cluster::RabbitCluster;
 use crate::pg_ha::{PgHa, PG_NODES};
 use crate::pipeline::{Engines, Pipeline, PipelineOptions};
 use crate::redis_ha::{RedisHa, SENTINELS};
+use crate::services::Service;
 
 /// Replicas that must hold a Redis append before the consumer acks
 /// RabbitMQ: one, so a message survives the loss of any single node.
@@ -90,7 +91,7 @@ impl HaStack {
             .map(|q| q.leader);
         let redis_primary = self.redis.primary().await.ok();
         let pg_primary = self.postgres.primary().await.ok();
-        let node = |engine, index, service: &crate::Service, leader: Option<usize>| ClusterNode {
+        let node = |engine, index, service: &Service, leader: Option<usize>| ClusterNode {
             engine,
             index,
             address: format!("127.0.0.1:{}", service.port),
