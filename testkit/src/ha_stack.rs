@@ -18,7 +18,7 @@ use rtmc::config::QueueType;
 
 use crate::cluster::RabbitCluster;
 use crate::pg_ha::{PgHa, PG_NODES};
-use crate::pipeline::{Engines, Pipeline, PipelineOptions};
+use crate::pipeline::{Engines, Pipeline, PipelineOptions, WriteAddresses};
 use crate::redis_ha::{RedisHa, SENTINELS};
 use crate::services::Service;
 
@@ -118,11 +118,7 @@ impl HaStack {
 /// Writes every node's address and the cluster settings into a pipeline's
 /// configuration: all RabbitMQ URLs with quorum queues, the Sentinels with
 /// one replica per append, every PostgreSQL node for the pipeline's database.
-fn cluster_addresses(
-    rabbitmq: &RabbitCluster,
-    redis: &RedisHa,
-    postgres: &PgHa,
-) -> Box<dyn FnOnce(&mut rtmc::config::Config, &str) + Send> {
+fn cluster_addresses(rabbitmq: &RabbitCluster, redis: &RedisHa, postgres: &PgHa) -> WriteAddresses {
     let rabbit_urls = rabbitmq.urls();
     let (sentinels, master) = (redis.sentinel_addresses(), redis.master_name());
     let redis_url = redis.node(0).url();

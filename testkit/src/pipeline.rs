@@ -125,8 +125,11 @@ pub struct Engines {
     pub postgres_admin_url: String,
     /// Writes the engines' addresses into a fresh configuration, given the
     /// pipeline's namespace (also the name of its database).
-    pub address: Box<dyn FnOnce(&mut Config, &str) + Send>,
+    pub address: WriteAddresses,
 }
+
+/// Writes engine addresses into a configuration, given the namespace.
+pub type WriteAddresses = Box<dyn FnOnce(&mut Config, &str) + Send>;
 
 /// An isolated deployment. Dropping it stops every component and waits
 /// (up to 15 s) until they have stopped.

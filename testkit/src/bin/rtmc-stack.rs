@@ -26,8 +26,8 @@ struct Args {
     /// Password of every user in `--users`.
     #[arg(long, default_value = "rtmc")]
     password: String,
-    /// Run on the clusters: 3 RabbitMQ nodes (quorum queues), Redis primary
-    /// + 2 replicas + 3 Sentinels, PostgreSQL primary + standby under
+    /// Run on the clusters: 3 RabbitMQ nodes (quorum queues), Redis primary,
+    /// 2 replicas and 3 Sentinels, PostgreSQL primary and standby under
     /// pg_auto_failover.
     #[arg(long)]
     ha: bool,
