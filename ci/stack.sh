@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings up the whole stack (containers and every rtmc component) and prints
-# where to connect. Arguments go to rtmc-stack (see --help). Shares the one
+# where to connect. Arguments go to rtmc-stack (see --help); `ci/stack.sh --ha`
+# runs it on the RabbitMQ, Redis and PostgreSQL clusters. Shares the one
 # release build of every README script, so after ci/run.sh it compiles nothing.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

@@ -1,7 +1,8 @@
 //! rtmc's test kit: real RabbitMQ, Redis and PostgreSQL in containers
 //! ([`services`]), and isolated rtmc deployments running in-process on top of
 //! them ([`pipeline`]), a 3-node RabbitMQ cluster for the high-availability
-//! suites ([`cluster`]), with frame-level access to a server node ([`raw`]),
+//! suites ([`cluster`]), the whole stack on the three clusters
+//! ([`ha_stack`]), with frame-level access to a server node ([`raw`]),
 //! and nats-server for loadgen's NATS peers ([`nats`]).
 //! The end-to-end suites, loadgen and chaos build on it.
 //!
@@ -18,6 +19,7 @@
 pub mod cluster;
 pub mod credentials;
 pub mod docker;
+pub mod ha_stack;
 pub mod layers;
 pub mod nats;
 pub mod pg_ha;
@@ -30,9 +32,10 @@ pub mod watchdog;
 
 pub use cluster::{QuorumQueue, RabbitCluster};
 pub use credentials::TEST_PASSWORD;
+pub use ha_stack::{ClusterNode, HaStack};
 pub use nats::Nats;
 pub use pg_ha::PgHa;
-pub use pipeline::{Component, HttpPublisher, PerComponent, Pipeline, PipelineOptions};
+pub use pipeline::{Component, Engines, HttpPublisher, PerComponent, Pipeline, PipelineOptions};
 pub use process::{NodeProcess, Role};
 pub use redis_ha::RedisHa;
 pub use services::{shared, Service, Services};

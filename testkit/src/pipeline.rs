@@ -118,6 +118,19 @@ impl PipelineOptions {
     }
 }
 
+/// Where a pipeline's engines are, for [`Pipeline::start_on`].
+pub struct Engines {
+    /// A PostgreSQL URL that takes writes, where the pipeline creates its
+    /// database.
+    pub postgres_admin_url: String,
+    /// Writes the engines' addresses into a fresh configuration, given the
+    /// pipeline's namespace (also the name of its database).
+    pub address: WriteAddresses,
+}
+
+/// Writes engine addresses into a configuration, given the namespace.
+pub type WriteAddresses = Box<dyn FnOnce(&mut Config, &str) + Send>;
+
 /// An isolated deployment. Dropping it stops every component and waits
 /// (up to 15 s) until they have stopped.
 pub struct Pipeline {
@@ -145,8 +158,25 @@ pub use crate::credentials::TEST_PASSWORD;
 impl Pipeline {
     /// Starts a pipeline on `services` with a fresh namespace.
     pub async fn start(services: &Services, opts: PipelineOptions) -> anyhow::Result<Pipeline> {
+        let (rabbitmq, redis) = (services.rabbitmq.url(), services.redis.url());
+        let postgres_port = services.postgres.port;
+        let engines = Engines {
+            postgres_admin_url: services.postgres.url(),
+            address: Box::new(move |cfg, ns| {
+                cfg.rabbitmq.url = rabbitmq.into();
+                cfg.redis.url = redis.into();
+                cfg.postgres.url =
+                    format!("postgres://postgres@127.0.0.1:{postgres_port}/{ns}").into();
+            }),
+        };
+        Self::start_on(engines, opts).await
+    }
+
+    /// Starts a pipeline with a fresh namespace on `engines`: the single
+    /// containers of [`Pipeline::start`], or clusters (`ha_stack`).
+    pub async fn start_on(engines: Engines, opts: PipelineOptions) -> anyhow::Result<Pipeline> {
         let ns = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let admin = PgPool::connect(&services.postgres.url()).await?;
+        let admin = PgPool::connect(&engines.postgres_admin_url).await?;
         // `ns` is generated hex, never user input.
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {ns}")))
             .execute(&admin)
@@ -156,16 +186,10 @@ impl Pipeline {
             node_id: ns.clone(),
             ..Config::default()
         };
-        cfg.rabbitmq.url = services.rabbitmq.url().into();
+        (engines.address)(&mut cfg, &ns);
         cfg.rabbitmq.queue = format!("{ns}.messages");
         cfg.rabbitmq.dead_letter_queue = format!("{ns}.messages.dead");
-        cfg.redis.url = services.redis.url().into();
         cfg.redis.key_prefix = ns.clone();
-        cfg.postgres.url = format!(
-            "postgres://postgres@127.0.0.1:{}/{ns}",
-            services.postgres.port
-        )
-        .into();
         cfg.server.listen = "127.0.0.1:0".into();
         cfg.gateway.listen = "127.0.0.1:0".into();
         cfg.gateway.api_keys = vec![format!("{ns}-key").into()];

@@ -1,11 +1,12 @@
 //! `rtmc-stack`: brings up the whole stack — RabbitMQ, Redis and PostgreSQL
 //! containers and every rtmc component — prints where to connect, and runs
-//! until Ctrl-C, then removes the containers.
+//! until Ctrl-C, then removes the containers. With `--ha` the engines run as
+//! clusters (every node listed, the leaders marked).
 
 use std::time::Duration;
 
 use clap::Parser;
-use rtmc_testkit::{Pipeline, PipelineOptions, Services};
+use rtmc_testkit::{ClusterNode, HaStack, Pipeline, PipelineOptions, Services};
 
 #[derive(Parser)]
 #[command(about = "Run a complete local rtmc stack for manual use")]
@@ -25,6 +26,11 @@ struct Args {
     /// Password of every user in `--users`.
     #[arg(long, default_value = "rtmc")]
     password: String,
+    /// Run on the clusters: 3 RabbitMQ nodes (quorum queues), Redis primary,
+    /// 2 replicas and 3 Sentinels, PostgreSQL primary and standby under
+    /// pg_auto_failover.
+    #[arg(long)]
+    ha: bool,
     /// Exit after this many seconds (0 = run until Ctrl-C).
     #[arg(long, default_value_t = 0)]
     run_secs: u64,
@@ -34,26 +40,59 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     rtmc::telemetry::init_logging();
     let args = Args::parse();
+    let (server, gateway) = (args.server.clone(), args.gateway.clone());
+    let opts = PipelineOptions::default()
+        .servers(args.servers)
+        .configure(move |c| {
+            c.server.listen = server;
+            c.gateway.listen = gateway;
+        });
+    if args.ha {
+        eprintln!("starting the RabbitMQ, Redis and PostgreSQL clusters…");
+        let stack = HaStack::start(opts).await?;
+        add_users(&stack.pipeline, &args).await?;
+        println!("rtmc stack is up (high availability)");
+        print_components(&stack.pipeline, &args);
+        print_cluster_nodes(&stack.nodes().await);
+        print_commands(&stack.pipeline, &args);
+        wait_for_stop(args.run_secs).await?;
+        let HaStack { pipeline, .. } = stack;
+        pipeline.shutdown().await;
+        return Ok(());
+    }
     eprintln!("starting RabbitMQ, Redis and PostgreSQL containers…");
     let services = Services::start().await?;
-    let (server, gateway) = (args.server.clone(), args.gateway.clone());
-    let p = Pipeline::start(
-        &services,
-        PipelineOptions::default()
-            .servers(args.servers)
-            .configure(move |c| {
-                c.server.listen = server;
-                c.gateway.listen = gateway;
-            }),
-    )
-    .await?;
+    let p = Pipeline::start(&services, opts).await?;
+    add_users(&p, &args).await?;
+    println!("rtmc stack is up");
+    print_components(&p, &args);
+    println!("  RabbitMQ      : {}", services.rabbitmq.url());
+    println!(
+        "  Redis         : {}   (key prefix {})",
+        services.redis.url(),
+        p.cfg.redis.key_prefix
+    );
+    println!("  PostgreSQL    : {}", p.cfg.postgres.url.expose_secret());
+    print_commands(&p, &args);
+    wait_for_stop(args.run_secs).await?;
+    p.shutdown().await;
+    drop(services);
+    Ok(())
+}
+
+/// Creates `--users` (an existing user is kept as it is).
+async fn add_users(p: &Pipeline, args: &Args) -> anyhow::Result<()> {
     for u in &args.users {
         match rtmc::db::add_user(&p.pg, u, &args.password, rtmc::db::HashCost::DEFAULT).await {
             Ok(()) | Err(rtmc::db::DbError::UserExists(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    println!("rtmc stack is up");
+    Ok(())
+}
+
+/// Where rtmc's own components listen, and the users.
+fn print_components(p: &Pipeline, args: &Args) {
     for i in 0..p.servers.len() {
         println!("  TCP server {i}  : {}", p.server_addr(i));
     }
@@ -62,18 +101,29 @@ async fn main() -> anyhow::Result<()> {
         p.gateway_url(),
         p.api_key()
     );
-    println!("  RabbitMQ      : {}", services.rabbitmq.url());
-    println!(
-        "  Redis         : {}   (key prefix {})",
-        services.redis.url(),
-        p.cfg.redis.key_prefix
-    );
-    println!("  PostgreSQL    : {}", p.cfg.postgres.url.expose_secret());
     println!(
         "  users         : {} (password {:?})",
         args.users.join(", "),
         args.password
     );
+}
+
+/// Every cluster node: its address, whether it leads, its container.
+fn print_cluster_nodes(nodes: &[ClusterNode]) {
+    println!();
+    println!("  cluster nodes (the leader marked *; kill one: docker kill <container>)");
+    for n in nodes {
+        let mark = if n.leads { "*" } else { " " };
+        let container = &n.container_id[..n.container_id.len().min(12)];
+        println!(
+            "  {mark} {:<14} {}  {:<15}  container {container}",
+            n.engine, n.index, n.address
+        );
+    }
+}
+
+/// How to chat on the stack and publish to it.
+fn print_commands(p: &Pipeline, args: &Args) {
     println!();
     let rtmc = rtmc_testkit::process::rtmc_binary().ok();
     println!(
@@ -91,17 +141,19 @@ async fn main() -> anyhow::Result<()> {
         p.api_key()
     );
     println!("Ctrl-C stops everything and removes the containers.");
-    if args.run_secs > 0 {
+}
+
+/// Until Ctrl-C, or `run_secs` when it is not 0.
+async fn wait_for_stop(run_secs: u64) -> anyhow::Result<()> {
+    if run_secs > 0 {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
-            _ = tokio::time::sleep(Duration::from_secs(args.run_secs)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(run_secs)) => {}
         }
     } else {
         tokio::signal::ctrl_c().await?;
     }
     eprintln!("stopping…");
-    p.shutdown().await;
-    drop(services);
     Ok(())
 }
 

@@ -16,6 +16,7 @@ const LAYERS: &[Layering] = &[Layering {
         &["services", "process", "watchdog"],
         &["cluster", "nats", "raw", "redis_ha", "pg_ha"],
         &["pipeline"],
+        &["ha_stack"],
     ],
 }];
 

@@ -7,6 +7,7 @@ mod delivery;
 mod durability;
 mod failover;
 mod gateway;
+mod ha_stack;
 mod layers;
 mod limits;
 mod operations;
