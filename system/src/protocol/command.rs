@@ -188,8 +188,9 @@ impl ClientCommand {
     /// `invalid_room`, the lobby where it is implicit → `lobby_is_implicit`,
     /// a protocol above 2 → `unsupported_protocol`.
     pub fn parse(payload: &[u8]) -> Result<Self, ProtocolError> {
-        let cmd = Self::parse_shape(payload)?;
-        super::rooms::check_rooms_rules(cmd)
+        let mut cmd = Self::parse_shape(payload)?;
+        super::rooms::check_rooms_rules(&mut cmd)?;
+        Ok(cmd)
     }
 
     /// The JSON checks of [`ClientCommand::parse`], before the rooms rules.

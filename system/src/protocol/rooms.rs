@@ -43,78 +43,63 @@ pub fn quote_room(raw: &str) -> String {
     format!("`{}`{more}", crate::display::visible(&cut))
 }
 
-/// Applies the rooms rules to a command of the right JSON shape; returns it
-/// with `lobby` in `send.room` / `resume.room` normalised to absent (a
-/// lobby message is one without a room).
-pub(super) fn check_rooms_rules(cmd: ClientCommand) -> Result<ClientCommand, ProtocolError> {
+/// Applies the rooms rules to a command of the right JSON shape, and
+/// normalises `lobby` in `send.room` / `resume.room` to absent (a lobby
+/// message is one without a room).
+pub(super) fn check_rooms_rules(cmd: &mut ClientCommand) -> Result<(), ProtocolError> {
+    // In place: a command is checked (and `lobby` normalised to no room)
+    // without moving it, which parsing every `send` would pay for.
     match cmd {
         ClientCommand::Login {
             protocol,
-            ref resume_rooms,
+            resume_rooms,
             ..
-        } => {
-            check_login(protocol, resume_rooms.as_ref())?;
-            Ok(cmd)
+        } => check_login(*protocol, resume_rooms.as_ref()),
+        ClientCommand::Send { room, to, .. } => check_send(room, to),
+        ClientCommand::Resume { room, .. } => {
+            normalise_room("resume", room)?;
+            Ok(())
         }
-        ClientCommand::Send { .. } => check_send(cmd),
-        ClientCommand::Resume { last_seq, room } => Ok(ClientCommand::Resume {
-            last_seq,
-            room: room_or_lobby("resume", room)?,
-        }),
-        ClientCommand::CreateRoom { ref room, kind } => {
+        ClientCommand::CreateRoom { room, kind } => {
             let id = named_room("create_room", room)?;
-            if id.is_direct() || kind == RoomKind::Direct {
+            if id.is_direct() || *kind == RoomKind::Direct {
                 let why = "direct rooms are made by `send` with `to`; `kind` is public or private";
                 return Err(invalid_field("create_room", why));
             }
-            Ok(cmd)
+            Ok(())
         }
-        ClientCommand::Join { ref room, .. }
-        | ClientCommand::Leave { ref room }
-        | ClientCommand::Members { ref room } => {
-            named_room(cmd.name(), room)?;
-            Ok(cmd)
-        }
-        ClientCommand::Invite {
-            ref room,
-            ref user_id,
-        } => {
+        ClientCommand::Join { room, .. } => named_room("join", room).map(drop),
+        ClientCommand::Leave { room } => named_room("leave", room).map(drop),
+        ClientCommand::Members { room } => named_room("members", room).map(drop),
+        ClientCommand::Invite { room, user_id } => {
             named_room("invite", room)?;
             if !crate::identity::valid_user_id(user_id) {
                 return Err(invalid_field("invite", crate::identity::USER_ID_RULE));
             }
-            Ok(cmd)
+            Ok(())
         }
         ClientCommand::History {
-            ref room,
+            room,
             after_seq,
             before_seq,
             limit,
         } => {
             named_room("history", room)?;
-            check_page(after_seq, before_seq, limit)?;
-            Ok(cmd)
+            check_page(*after_seq, *before_seq, *limit)
         }
         ClientCommand::Heartbeat {}
         | ClientCommand::Status { .. }
         | ClientCommand::GetStatus { .. }
         | ClientCommand::Logout {}
-        | ClientCommand::Rooms {} => Ok(cmd),
+        | ClientCommand::Rooms {} => Ok(()),
     }
 }
 
 /// `send`: `room` or `to` (a user id), not both; `lobby` is no room.
-fn check_send(cmd: ClientCommand) -> Result<ClientCommand, ProtocolError> {
-    let ClientCommand::Send {
-        body,
-        room,
-        to,
-        message_id,
-        sent_at_us,
-    } = cmd
-    else {
-        return Ok(cmd);
-    };
+fn check_send(room: &mut Option<String>, to: &Option<String>) -> Result<(), ProtocolError> {
+    if room.is_none() && to.is_none() {
+        return Ok(());
+    }
     if room.is_some() && to.is_some() {
         return Err(invalid_field("send", "give `room` or `to`, not both"));
     }
@@ -125,13 +110,15 @@ fn check_send(cmd: ClientCommand) -> Result<ClientCommand, ProtocolError> {
         let why = format!("`to`: {}", crate::identity::USER_ID_RULE);
         return Err(invalid_field("send", &why));
     }
-    Ok(ClientCommand::Send {
-        body,
-        room: room_or_lobby("send", room)?,
-        to,
-        message_id,
-        sent_at_us,
-    })
+    normalise_room("send", room)
+}
+
+/// A room a command may leave out: `lobby` becomes no room, any other
+/// name must be a valid room id (kept in its canonical form).
+fn normalise_room(command: &str, room: &mut Option<String>) -> Result<(), ProtocolError> {
+    let taken = room.take();
+    *room = room_or_lobby(command, taken)?;
+    Ok(())
 }
 
 fn check_login(
