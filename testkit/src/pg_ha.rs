@@ -94,6 +94,16 @@ impl PgHa {
             streaming(standby.clone())
         })
         .await?;
+        // Streaming is not enough: until the monitor has moved the primary
+        // to `primary` (synchronous replication on) and the standby to
+        // `secondary`, a commit is on one node only and the monitor would
+        // not promote the standby if the primary died. A loaded machine
+        // takes seconds to get there.
+        let monitor = format!("postgres://postgres@127.0.0.1:{monitor_port}/pg_auto_failover");
+        poll_ready("postgres formation", READY_LIMIT, || {
+            settled(monitor.clone())
+        })
+        .await?;
         Ok(ha)
     }
 
@@ -164,6 +174,28 @@ fn admin_url(port: u16) -> String {
 async fn takes_writes(url: &str) -> Result<bool, sqlx::Error> {
     let mut c = sqlx::PgConnection::connect(url).await?;
     sqlx::query_scalar(TAKES_WRITES).fetch_one(&mut c).await
+}
+
+/// Ready when the monitor at `url` has every data node where it wants it
+/// (reported state = goal state), one `primary` and the rest `secondary`.
+async fn settled(url: String) -> ProbeResult {
+    let mut c = sqlx::PgConnection::connect(&url).await?;
+    let states: Vec<(String, String)> = sqlx::query_as(
+        "SELECT reportedstate::text, goalstate::text FROM pgautofailover.node ORDER BY nodeid",
+    )
+    .fetch_all(&mut c)
+    .await?;
+    let primaries = states.iter().filter(|(r, _)| r == "primary").count();
+    let secondaries = states.iter().filter(|(r, _)| r == "secondary").count();
+    if states.len() == PG_NODES
+        && states.iter().all(|(r, g)| r == g)
+        && primaries == 1
+        && secondaries == PG_NODES - 1
+    {
+        Ok(())
+    } else {
+        Err(format!("formation not settled yet (reported, goal): {states:?}").into())
+    }
 }
 
 /// Ready when the node at `url` is a standby receiving the primary's WAL.

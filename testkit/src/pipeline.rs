@@ -490,6 +490,33 @@ impl Pipeline {
         }
     }
 
+    /// The messages ready (delivered to no consumer, or returned unacked by
+    /// one that went away) in this pipeline's main queue, from a passive
+    /// declare. A message a consumer holds unacked is not counted until that
+    /// consumer's channel closes; a test that stops the consumer first tells
+    /// "acked" (0) from "never acked" (still here).
+    pub async fn queue_ready(&self) -> anyhow::Result<u32> {
+        use lapin::options::QueueDeclareOptions;
+        let conn = lapin::Connection::connect(
+            self.cfg.rabbitmq.url.expose_secret(),
+            lapin::ConnectionProperties::default(),
+        )
+        .await?;
+        let ch = conn.create_channel().await?;
+        let queue = ch
+            .queue_declare(
+                self.cfg.rabbitmq.queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await?;
+        let _ = conn.close(200, "done".into()).await;
+        Ok(queue.message_count())
+    }
+
     /// Takes up to `max` messages from the dead-letter queue: (payload, reason).
     pub async fn dead_letters(&self, max: usize) -> anyhow::Result<Vec<(Vec<u8>, String)>> {
         use lapin::options::{BasicAckOptions, BasicGetOptions};
