@@ -475,3 +475,58 @@ async fn a_login_asking_for_an_unknown_protocol_is_refused_and_may_try_again() {
         other => panic!("expected login_ok, got {other:?}"),
     }
 }
+
+/// Every frame `c` receives until `quiet` passes without one.
+async fn frames_until_quiet(c: &mut Connection, quiet: Duration) -> Vec<ServerFrame> {
+    let mut frames = Vec::new();
+    while let Ok(f) = c.recv_timeout(quiet).await {
+        frames.push(f);
+        assert!(frames.len() < 10_000, "an endless stream of frames");
+    }
+    frames
+}
+
+/// The session that leaves gets `left` once per leave, whether the node's
+/// shard follower has already handled the leave entry when the command's
+/// own answer is due (it tells every session receiving the room) or not;
+/// and `joined` once per join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_session_is_told_left_once_per_leave() {
+    const CYCLES: usize = 12;
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let u = p.add_users("once", 2).await.unwrap();
+    let mut owner = v2(&p, 0, &u[0]).await;
+    owner.create_room("porch", RoomKind::Public).await.unwrap();
+    let mut c = p.raw_connection(0).await.unwrap();
+    c.send(&ClientCommand::Login {
+        user_id: u[1].clone(),
+        password: TEST_PASSWORD.into(),
+        resume_from: None,
+        subscribe: true,
+        protocol: Some(2),
+        resume_rooms: None,
+    })
+    .await
+    .unwrap();
+    let room = || "porch".to_owned();
+    for _ in 0..CYCLES {
+        let join = ClientCommand::Join {
+            room: room(),
+            after_seq: None,
+        };
+        c.send(&join).await.unwrap();
+        c.send(&ClientCommand::Leave { room: room() })
+            .await
+            .unwrap();
+    }
+    let frames = frames_until_quiet(&mut c, SILENCE).await;
+    let count = |want: fn(&ServerFrame) -> bool| frames.iter().filter(|f| want(f)).count();
+    let lefts = count(|f| matches!(f, ServerFrame::Left { .. }));
+    let joins = count(|f| matches!(f, ServerFrame::Joined { .. }));
+    let errors = count(|f| matches!(f, ServerFrame::Error { .. }));
+    assert_eq!(
+        (joins, lefts, errors),
+        (CYCLES, CYCLES, 0),
+        "one joined and one left per cycle, no refusal: {frames:?}"
+    );
+}

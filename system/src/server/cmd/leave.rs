@@ -46,6 +46,12 @@ pub(super) async fn apply(session: &mut Session, room: String) -> Next {
             return Next::Continue;
         }
     }
+    // Whether this session receives the room, asked before the leave is in
+    // the shard stream: then the follower tells it `left` (it may have by
+    // the time the entry's seq is back here), else nobody does but this
+    // answer. Asked after, a follower that was quick looks like no
+    // subscription and the session would get `left` twice.
+    let receives = ctx.rooms.is_subscribed(session.id, &room);
     let mut redis = ctx.redis.clone();
     let left = MemberChange::Left;
     let at = stream::record_membership(&mut redis, &ctx.keys, ctx.shards(), &id, &user, left, kind)
@@ -57,7 +63,8 @@ pub(super) async fn apply(session: &mut Session, room: String) -> Next {
             return Next::Continue;
         }
     };
-    if !ctx.rooms.leaving(session.id, &room, at) {
+    let follower_tells = ctx.rooms.leaving(session.id, &room, at) || receives;
+    if !follower_tells {
         session.reply(ServerFrame::Left { room, seq: at }).await;
     }
     Next::Continue
