@@ -29,5 +29,6 @@ mod status;
 mod support;
 mod sync;
 mod terminal;
+mod terminal_driver;
 mod tls;
 mod watchdog;

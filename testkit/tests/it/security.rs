@@ -1,4 +1,4 @@
-//! Issue 8's security findings, each driven end to end: no impersonation
+//! Security findings, each driven end to end: no impersonation
 //! (services publish as `service:<name>`, enforced at the gateway and again
 //! in the consumer), no terminal takeover by a hostile body, no lock-out by
 //! someone guessing a user's password from another address, and no secret
@@ -13,7 +13,7 @@ use rtmc_testkit::{raw, Pipeline, PipelineOptions, TEST_PASSWORD};
 use serde_json::json;
 
 use crate::support::{assert_refused, collect};
-use crate::terminal::{is_message, TerminalClient};
+use crate::terminal_driver::{is_message, TerminalClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_never_posts_as_a_user() {

@@ -6,120 +6,17 @@
 //! `/quit` log out, a restarted client resumes from its state file, and
 //! startup errors say what to do.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use rtmc_testkit::{Pipeline, PipelineOptions, TEST_PASSWORD};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
 
 use crate::support::eventually;
-
-/// Bound on waiting for one expected line.
-const LINE_LIMIT: Duration = Duration::from_secs(20);
-
-/// A running `rtmc client` and the lines it printed so far.
-pub(crate) struct TerminalClient {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: Lines<BufReader<ChildStdout>>,
-    pub(crate) seen: Vec<String>,
-}
-
-impl TerminalClient {
-    /// Starts the client for `user` against `addrs`, with `state_dir` (or
-    /// `--no-state`), and waits for its "logged in" notice.
-    pub(crate) async fn start(addrs: &[String], user: &str, state_dir: Option<&Path>) -> Self {
-        let binary = rtmc_testkit::process::rtmc_binary().unwrap();
-        let mut cmd = Command::new(binary);
-        cmd.arg("client").args(["--user", user]);
-        for a in addrs {
-            cmd.args(["--addr", a]);
-        }
-        match state_dir {
-            Some(d) => cmd.arg("--state-dir").arg(d),
-            None => cmd.arg("--no-state"),
-        };
-        let mut child = cmd
-            .env("RTMC_PASSWORD", TEST_PASSWORD)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut c = Self {
-            stdin: child.stdin.take(),
-            stdout: BufReader::new(child.stdout.take().unwrap()).lines(),
-            child,
-            seen: Vec::new(),
-        };
-        c.expect(|l| l.starts_with("-- logged in as")).await;
-        c
-    }
-
-    async fn type_line(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
-        stdin.flush().await.unwrap();
-    }
-
-    /// Reads lines until one satisfies `want`; returns it.
-    pub(crate) async fn expect(&mut self, want: impl Fn(&str) -> bool) -> String {
-        self.expect_within(LINE_LIMIT, want).await
-    }
-
-    /// `expect` with its own bound.
-    async fn expect_within(&mut self, limit: Duration, want: impl Fn(&str) -> bool) -> String {
-        let found = tokio::time::timeout(limit, async {
-            loop {
-                match self.stdout.next_line().await {
-                    Ok(Some(line)) => {
-                        self.seen.push(line.clone());
-                        if want(&line) {
-                            return Some(line);
-                        }
-                    }
-                    _ => return None,
-                }
-            }
-        })
-        .await;
-        match found {
-            Ok(Some(line)) => line,
-            Ok(None) => panic!("client exited; it printed {:#?}", self.seen),
-            Err(_) => panic!("expected line not printed; got {:#?}", self.seen),
-        }
-    }
-
-    /// Types `/quit` and waits for the closing line and a clean exit.
-    async fn quit(&mut self) {
-        self.type_line("/quit").await;
-        self.expect(|l| l == "-- logged out").await;
-        assert!(self.exit_status().await.success());
-    }
-
-    async fn exit_status(&mut self) -> std::process::ExitStatus {
-        tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("client did not exit")
-            .unwrap()
-    }
-}
-
-/// Whether `line` is a message line: `HH:MM:SS #seq from: body`.
-pub(crate) fn is_message(line: &str, from: &str, body: &str) -> bool {
-    let b = line.as_bytes();
-    line.len() > 10
-        && b[2] == b':'
-        && b[5] == b':'
-        && line[9..].starts_with('#')
-        && line.ends_with(&format!(" {from}: {body}"))
-}
+use crate::terminal_driver::{
+    client_command, is_message, run_prompted, TerminalClient, LINE_LIMIT,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_sends_shows_each_message_once_and_handles_commands() {
@@ -390,33 +287,8 @@ async fn quit_on_a_terminal_prints_logged_out_and_no_prompt_after_it() {
 async fn a_wrong_password_at_the_prompt_asks_again() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
     let user = p.add_user("retype").await.unwrap();
-    let binary = rtmc_testkit::process::rtmc_binary().unwrap();
-    let mut child = Command::new(binary)
-        .args([
-            "client",
-            "--no-state",
-            "--addr",
-            &p.server_addr(0),
-            "--user",
-            &user,
-        ])
-        .env_remove("RTMC_PASSWORD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(format!("not the password\n{TEST_PASSWORD}\n").as_bytes())
-        .await
-        .unwrap();
-    drop(stdin);
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .expect("client did not exit")
-        .unwrap();
+    let typed = format!("not the password\n{TEST_PASSWORD}\n");
+    let out = run_prompted(&p.server_addr(0), &user, &typed, Duration::from_secs(30)).await;
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -437,12 +309,9 @@ async fn a_wrong_password_at_the_prompt_asks_again() {
 
 /// Runs `rtmc client` to its end; (exit success, stderr).
 async fn run_to_end(args: &[&str]) -> (bool, String) {
-    let binary = rtmc_testkit::process::rtmc_binary().unwrap();
     let out = tokio::time::timeout(
         Duration::from_secs(20),
-        Command::new(binary)
-            .arg("client")
-            .args(args)
+        client_command(args)
             .args(["--user", "nobody", "--password", "x", "--no-state"])
             .stdin(Stdio::null())
             .output(),
@@ -485,32 +354,8 @@ async fn startup_errors_say_what_to_do() {
 async fn without_a_password_flag_the_password_is_read_from_the_prompt() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
     let user = p.add_user("prompt").await.unwrap();
-    let binary = rtmc_testkit::process::rtmc_binary().unwrap();
-    let mut child = Command::new(binary)
-        .args([
-            "client",
-            "--no-state",
-            "--addr",
-            &p.server_addr(0),
-            "--user",
-            &user,
-        ])
-        .env_remove("RTMC_PASSWORD")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(format!("{TEST_PASSWORD}\n/quit\n").as_bytes())
-        .await
-        .unwrap();
-    let out = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
-        .await
-        .expect("client did not exit")
-        .unwrap();
+    let typed = format!("{TEST_PASSWORD}\n/quit\n");
+    let out = run_prompted(&p.server_addr(0), &user, &typed, Duration::from_secs(20)).await;
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
