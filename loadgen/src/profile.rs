@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::workload::spec::WorkloadProfile;
+
 /// Everything a run needs to know.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -20,6 +22,10 @@ pub struct Profile {
     pub ramp: RampProfile,
     pub blaster: BlasterProfile,
     pub output: OutputProfile,
+    /// Rooms, direct messages and churn (`[workload]`); absent = every
+    /// client in the global room, as protocol v1 has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadProfile>,
 }
 
 /// How publishers reach the system.

@@ -15,14 +15,18 @@ const LAYERS: &[Layering] = &[
     Layering {
         scope: "",
         layers: &[
-            &["profile", "wire"],
-            &["measure"],
+            &["wire", "workload"],
+            &["profile", "measure"],
             &["stack", "engine"],
             &["report"],
             &["yardstick"],
             &["run"],
             &["agents"],
         ],
+    },
+    Layering {
+        scope: "workload",
+        layers: &[&["rng", "spec"], &["assign"], &["schedule"], &["plan"]],
     },
     Layering {
         scope: "wire",
