@@ -4,7 +4,7 @@
 //! counting what arrives ([`inbox`]), as a NATS subscriber too
 //! ([`nats_sub`]), and acting out client faults ([`faults`]); the open-loop
 //! publishers, one file per transport ([`publisher`]); delivery accounting
-//! ([`accounting`]); the live counters and line ([`live`]); and one measured
+//! ([`accounting`]; per room and membership: [`room_accounting`]); the live counters and line ([`live`]); and one measured
 //! phase over them all ([`phase`]).
 
 pub mod accounting;
@@ -18,3 +18,4 @@ pub mod live;
 pub mod nats_sub;
 pub mod phase;
 pub mod publisher;
+pub mod room_accounting;

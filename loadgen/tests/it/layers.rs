@@ -39,7 +39,7 @@ const LAYERS: &[Layering] = &[
     Layering {
         scope: "engine",
         layers: &[
-            &["accounting", "faults"],
+            &["accounting", "faults", "room_accounting"],
             &["live", "fleet_options"],
             &["dial", "inbox", "nats_sub", "publisher"],
             &["fleet_client"],
