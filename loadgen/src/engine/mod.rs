@@ -5,7 +5,8 @@
 //! ([`nats_sub`]), and acting out client faults ([`faults`]); the open-loop
 //! publishers, one file per transport ([`publisher`]); delivery accounting
 //! ([`accounting`]; per room and membership: [`room_accounting`]); the live counters and line ([`live`]); and one measured
-//! phase over them all ([`phase`]).
+//! phase over them all ([`phase`]); room workloads driven over protocol v2
+//! ([`rooms`]).
 
 pub mod accounting;
 pub mod dial;
@@ -19,3 +20,4 @@ pub mod nats_sub;
 pub mod phase;
 pub mod publisher;
 pub mod room_accounting;
+pub mod rooms;

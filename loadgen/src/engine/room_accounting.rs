@@ -229,11 +229,19 @@ impl MembershipLedger {
         }
     }
 
-    /// `left {room, seq}`: nothing past `seq` is owed or allowed.
-    pub fn left(&mut self, room: &str, seq: u64) {
+    /// `left {room, seq}`: nothing past `seq` is owed or allowed. False
+    /// (and counted in [`Self::unmatched_left`]) when no window was open: a
+    /// repeated `left`, which closes nothing.
+    pub fn left(&mut self, room: &str, seq: u64) -> bool {
         match self.track(room).open() {
-            Some(w) => w.end = Some(seq.max(w.after)),
-            None => self.unmatched_left += 1,
+            Some(w) => {
+                w.end = Some(seq.max(w.after));
+                true
+            }
+            None => {
+                self.unmatched_left += 1;
+                false
+            }
         }
     }
 
@@ -455,7 +463,10 @@ mod tests {
         l.joined("a", 0);
         l.delivered("a", 1);
         l.delivered("a", 2);
-        l.left("a", 2);
+        assert!(l.left("a", 2));
+        // A repeated `left` closes nothing and is counted.
+        assert!(!l.left("a", 2));
+        assert_eq!(l.unmatched_left, 1);
         // 3 and 4 were posted while away: not owed.
         l.joined("a", 4);
         l.delivered("a", 5);

@@ -298,9 +298,12 @@ mod tests {
             let per = w.memberships_per_client;
             match assign(&w, clients, 50.0, seed) {
                 Err(e) => {
-                    // Only a uniform shape whose bounds cannot hold the total may fail.
-                    let RoomSize::Uniform { min, max } = shape else { panic!("{e}") };
-                    let hi = max.min(clients);
+                    // Only more rooms than memberships (a room needs a member),
+                    // or uniform bounds that cannot hold the total, may fail.
+                    let (min, hi) = match shape {
+                        RoomSize::Uniform { min, max } => (min, max.min(clients)),
+                        _ => (1, clients),
+                    };
                     prop_assert!(min > hi || rooms * min > clients * per || rooms * hi < clients * per, "{}", e);
                 }
                 Ok(a) => {

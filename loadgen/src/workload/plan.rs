@@ -5,6 +5,22 @@ use crate::workload::assign::{assign, Assignment};
 use crate::workload::schedule::{churn_plan, ChurnEvent, PublishSchedule};
 use crate::workload::spec::{WorkloadError, WorkloadProfile};
 
+/// Rooms one publisher connection creates and posts to: under the server's
+/// per-connection join burst (20 `create_room`/`join` a second) and far under
+/// its rooms per user (100), so creating them is one burst.
+pub const ROOMS_PER_PUBLISHER: usize = 16;
+
+/// Publisher connections (users) a workload of `rooms` rooms needs.
+pub fn room_publishers(rooms: usize) -> usize {
+    rooms.div_ceil(ROOMS_PER_PUBLISHER)
+}
+
+/// The id of room `k` in run `run_id`: `lg<run hex>-r<k>`, a valid room id
+/// (docs/PROTOCOL.md §17.1) that no other run uses.
+pub fn room_id(run_id: u32, k: u32) -> String {
+    format!("lg{run_id:08x}-r{k}")
+}
+
 /// Everything a room run acts out, drawn from one seed.
 #[derive(Debug, Clone)]
 pub struct WorkloadPlan {
@@ -63,6 +79,10 @@ mod tests {
         assert_eq!(events(&a), events(&b));
         assert_ne!(events(&a), events(&c), "another seed, another schedule");
         assert_ne!(a.assignment.memberships, c.assignment.memberships);
+        assert_eq!(room_publishers(30), 2);
+        assert_eq!(room_publishers(32), 2);
+        assert_eq!(room_publishers(33), 3);
+        assert_eq!(room_id(0xab, 7), "lg000000ab-r7");
         // 80 % of 400 msg/s go to rooms.
         assert!((a.assignment.rates_per_sec.iter().sum::<f64>() - 320.0).abs() < 1e-9);
     }

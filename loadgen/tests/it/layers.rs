@@ -43,9 +43,13 @@ const LAYERS: &[Layering] = &[
             &["live", "fleet_options"],
             &["dial", "inbox", "nats_sub", "publisher"],
             &["fleet_client"],
-            &["fleet"],
+            &["fleet", "rooms"],
             &["phase"],
         ],
+    },
+    Layering {
+        scope: "engine::rooms",
+        layers: &[&["client", "summary"], &["driver"]],
     },
     Layering {
         scope: "engine::publisher",
