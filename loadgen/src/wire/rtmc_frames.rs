@@ -60,20 +60,34 @@ pub fn is_broadcast(payload: &[u8]) -> bool {
     payload.starts_with(BROADCAST_PREFIX)
 }
 
-/// Reads the broadcast fields by scanning bytes, relying on the fixed field
-/// order `command, seq, message_id, from, body, sent_at_us` the consumer
-/// writes (then `room` on a room's broadcast). Returns `None` when the
-/// payload is not a broadcast of that exact shape (the caller then falls
-/// back to serde).
+/// Reads the broadcast fields of a lobby (protocol v1) broadcast by scanning
+/// bytes, relying on the fixed field order `command, seq, message_id, from,
+/// body, sent_at_us` the consumer writes. Returns `None` when the payload is
+/// not a broadcast of that exact shape (the caller then falls back to serde)
+/// — a room's broadcast too: [`parse_room_broadcast`] reads those. Kept to
+/// the lobby so the global workload's per-delivery cost (gated by
+/// instruction count) does not pay for the room check.
 pub fn parse_broadcast(payload: &[u8]) -> Option<BroadcastFacts> {
-    parse_room_broadcast(payload).map(|(facts, _)| facts)
+    scan_broadcast(payload, |tail| Some((tail, ()))).map(|(facts, ())| facts)
 }
 
-/// [`parse_broadcast`], plus the room a protocol v2 room broadcast names in
-/// its trailing `"room"` field (`None` for a lobby broadcast). Room ids are
-/// of a charset without quotes or escapes (docs/PROTOCOL.md §17.1), so the
-/// field is read from the end like `sent_at_us`.
+/// [`parse_broadcast`] for a protocol v2 session: also reads the room a
+/// room broadcast names in its trailing `"room"` field (`None` for a lobby
+/// broadcast). Room ids are of a charset without quotes or escapes
+/// (docs/PROTOCOL.md §17.1), so the field is read from the end like
+/// `sent_at_us`.
 pub fn parse_room_broadcast(payload: &[u8]) -> Option<(BroadcastFacts, Option<&[u8]>)> {
+    scan_broadcast(payload, split_trailing_room)
+}
+
+/// The byte scan; `split_tail` takes the payload without its closing brace
+/// and returns what ends in `sent_at_us`'s digits, plus whatever it read
+/// after them. Inlined into each caller, so the lobby's is the scan alone.
+#[inline(always)]
+fn scan_broadcast<'a, R>(
+    payload: &'a [u8],
+    split_tail: impl FnOnce(&'a [u8]) -> Option<(&'a [u8], R)>,
+) -> Option<(BroadcastFacts, R)> {
     let rest = payload.strip_prefix(BROADCAST_PREFIX)?;
     let (seq, used) = leading_u64(rest)?;
     let rest = rest[used..].strip_prefix(br#","message_id":""#)?;
@@ -81,8 +95,8 @@ pub fn parse_room_broadcast(payload: &[u8]) -> Option<(BroadcastFacts, Option<&[
     // JSON string, which may contain escaped quotes.
     let id_end = string_end(rest)?;
     let origin = parse_message_id(&rest[..id_end]);
-    let (tail, room) = split_trailing_room(payload.strip_suffix(b"}")?)?;
-    // `sent_at_us` is the last field before `room`: read it from the end.
+    // `sent_at_us` is the last field (of the lobby's): read it from the end.
+    let (tail, after) = split_tail(payload.strip_suffix(b"}")?)?;
     let key = br#","sent_at_us":"#;
     let start = tail
         .len()
@@ -96,7 +110,7 @@ pub fn parse_room_broadcast(payload: &[u8]) -> Option<(BroadcastFacts, Option<&[
         sent_at_us,
         origin,
     };
-    Some((facts, room))
+    Some((facts, after))
 }
 
 /// Splits a trailing `,"room":"<id>"` off a broadcast without its closing
@@ -227,10 +241,15 @@ mod tests {
             assert_eq!(facts.seq, 42);
             assert_eq!(facts.sent_at_us, 1_764_000_000_000_000);
             assert_eq!(got, Some(room.as_bytes()));
-            assert_eq!(parse_broadcast(&p), Some(facts));
+            // The lobby's scan leaves a room frame to serde.
+            assert_eq!(parse_broadcast(&p), None);
         }
         let lobby = broadcast(7, "m-1", "bob", "hi", 5);
         assert_eq!(parse_room_broadcast(&lobby).map(|(_, r)| r), Some(None));
+        assert_eq!(
+            parse_room_broadcast(&lobby).map(|(f, _)| f),
+            parse_broadcast(&lobby)
+        );
         // A trailing string that is not `room` is not guessed at.
         let odd = br#"{"command":"broadcast","seq":1,"message_id":"m","from":"a","body":"b","sent_at_us":5,"other":"x"}"#;
         assert_eq!(parse_room_broadcast(odd), None);
@@ -305,6 +324,7 @@ mod tests {
             prop_assert_eq!(fast.sent_at_us, b.sent_at_us);
             prop_assert_eq!(fast.origin, parse_message_id(b.message_id.as_bytes()));
             prop_assert_eq!(fast_room, b.room.as_deref().map(str::as_bytes));
+            prop_assert_eq!(parse_broadcast(&p), if room.is_none() { Some(fast) } else { None });
             if lg {
                 prop_assert_eq!(fast.origin, Some(MessageOrigin { run_id: run, publisher: publ, publisher_seq: n }));
             }
@@ -317,6 +337,8 @@ mod tests {
             let mut with_prefix = BROADCAST_PREFIX.to_vec();
             with_prefix.extend_from_slice(&bytes);
             let _ = parse_broadcast(&with_prefix);
+            let _ = parse_room_broadcast(&bytes);
+            let _ = parse_room_broadcast(&with_prefix);
         }
     }
 }
