@@ -62,15 +62,16 @@ pub struct RoomRun<'a> {
 }
 
 /// Which step of the run answers belong to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 enum Step {
+    #[default]
     Create,
     Join,
     Publish,
 }
 
 /// Every answer counted.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Tally {
     step: Step,
     logged_in: usize,
@@ -200,57 +201,23 @@ impl<'a> Driver<'a> {
                 .map(|_| Mutex::new(new_histogram()))
                 .collect(),
         );
-        let (sources, password) = (
-            Arc::new(spec.target.source_addrs.clone()),
-            Arc::<str>::from(spec.target.password.as_str()),
-        );
         let start = Instant::now();
-        let mut orders = Vec::with_capacity(conns);
-        let mut handles = Vec::with_capacity(conns);
-        for i in 0..conns {
-            let login = Login {
-                target: spec.target.servers[i % spec.target.servers.len()],
-                sources: sources.clone(),
-                user: format!("{}-{i}", spec.target.user_prefix),
-                password: password.clone(),
-                max_frame_bytes: spec.target.max_frame_bytes,
-                timeout: spec.connect_timeout,
-            };
-            let (otx, orx) = mpsc::unbounded_channel();
-            let (tx, latency) = (tx.clone(), latency.clone());
-            let at = start + Duration::from_secs_f64(i as f64 / spec.connects_per_sec.max(1.0));
-            handles.push(tokio::spawn(async move {
-                tokio::time::sleep_until(at).await;
-                let conn = connect(i, &login, tx, latency).await?;
-                Some(conn.run(orx).await)
-            }));
-            orders.push(otx);
-        }
+        let (orders, handles) = (0..conns)
+            .map(|i| {
+                let at = start + Duration::from_secs_f64(i as f64 / spec.connects_per_sec.max(1.0));
+                spawn_connection(i, login_of(spec, i), at, tx.clone(), latency.clone())
+            })
+            .unzip();
         let rooms = (0..a.sizes.len() as u32)
             .map(|k| Arc::from(room_id(spec.run_id, k)))
             .collect();
         let users = (0..clients)
             .map(|i| Arc::from(format!("{}-{i}", spec.target.user_prefix)))
             .collect();
-        let tally = Tally {
-            step: Step::Create,
-            logged_in: 0,
-            login_failed: 0,
-            login_samples: Vec::new(),
-            created: 0,
-            owner_joins: 0,
-            initial_joins: 0,
-            churn_left: 0,
-            churn_joined: 0,
-            acked_by_room: HashMap::new(),
-            acked: 0,
-            refused_sends: 0,
-            report: RoomsReport::default(),
-        };
         Self {
             spec,
             events,
-            tally,
+            tally: Tally::default(),
             orders,
             handles,
             rooms,
@@ -486,6 +453,35 @@ impl<'a> Driver<'a> {
         r.accounting = RoomAccounting::of(settled.into_iter().map(|s| s.rooms));
         r
     }
+}
+
+/// Where and as whom connection `i` logs in.
+fn login_of(spec: &RoomRun<'_>, i: usize) -> Login {
+    Login {
+        target: spec.target.servers[i % spec.target.servers.len()],
+        sources: Arc::new(spec.target.source_addrs.clone()),
+        user: format!("{}-{i}", spec.target.user_prefix),
+        password: Arc::from(spec.target.password.as_str()),
+        max_frame_bytes: spec.target.max_frame_bytes,
+        timeout: spec.connect_timeout,
+    }
+}
+
+/// Connection `i`'s task, started at `at`: its order channel and its handle.
+fn spawn_connection(
+    i: usize,
+    login: Login,
+    at: Instant,
+    events: mpsc::UnboundedSender<Event>,
+    latency: LatencyShards,
+) -> (mpsc::UnboundedSender<Order>, JoinHandle<Option<Settled>>) {
+    let (orders, rx) = mpsc::unbounded_channel();
+    let handle = tokio::spawn(async move {
+        tokio::time::sleep_until(at).await;
+        let conn = connect(i, &login, events, latency).await?;
+        Some(conn.run(rx).await)
+    });
+    (orders, handle)
 }
 
 /// How long `commands` paced room commands on one connection may take to

@@ -73,73 +73,69 @@ pub struct RoomsReport {
 impl RoomsReport {
     /// Every reason this room run failed; empty = passed.
     pub fn failures(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .accounting
-            .failures()
-            .into_iter()
+        let accounting = self.accounting.failures().into_iter();
+        accounting
+            .chain(self.setup_failures())
+            .chain(self.traffic_failures())
             .map(|f| format!("rooms run: {f}"))
-            .collect();
-        let mut say = |cond: bool, msg: String| {
-            if cond {
-                out.push(format!("rooms run: {msg}"));
-            }
-        };
-        say(
-            self.login_failures > 0,
-            format!(
-                "{} connections failed to log in ({})",
-                self.login_failures,
-                self.login_error_samples.join("; ")
-            ),
-        );
-        say(
-            self.rooms_created < self.rooms,
-            format!("{} of {} rooms created", self.rooms_created, self.rooms),
-        );
-        say(
-            self.initial_joins < self.memberships,
-            format!(
+            .collect()
+    }
+
+    /// Logins, rooms created, initial joins.
+    fn setup_failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.login_failures > 0 {
+            let samples = self.login_error_samples.join("; ");
+            out.push(format!(
+                "{} connections failed to log in ({samples})",
+                self.login_failures
+            ));
+        }
+        if self.rooms_created < self.rooms {
+            out.push(format!(
+                "{} of {} rooms created",
+                self.rooms_created, self.rooms
+            ));
+        }
+        if self.initial_joins < self.memberships {
+            out.push(format!(
                 "{} of {} initial joins answered",
                 self.initial_joins, self.memberships
-            ),
-        );
-        let refused: u64 = self.refused.values().sum();
-        say(
-            refused > 0,
-            format!("{refused} sends refused: {:?}", self.refused),
-        );
-        say(
-            self.unanswered > 0,
-            format!("{} sends unanswered", self.unanswered),
-        );
-        say(
-            self.unsent > 0,
-            format!("{} sends had no connection to go out on", self.unsent),
-        );
-        let room_refused: u64 = self.room_command_refusals.values().sum();
-        say(
-            room_refused > 0,
-            format!(
-                "{room_refused} room commands refused: {:?}",
-                self.room_command_refusals
-            ),
-        );
-        say(
-            self.disconnects > 0,
-            format!("{} connections closed during the run", self.disconnects),
-        );
-        say(
-            self.incomplete > 0,
-            format!(
-                "{} connections had not received everything by the drain deadline",
-                self.incomplete
-            ),
-        );
-        say(
-            self.bad_frames > 0,
-            format!("{} unparseable frames", self.bad_frames),
-        );
+            ));
+        }
         out
+    }
+
+    /// Sends, room commands, connections and frames during the run.
+    fn traffic_failures(&self) -> Vec<String> {
+        let refused: u64 = self.refused.values().sum();
+        let room_refused: u64 = self.room_command_refusals.values().sum();
+        let checks = [
+            (refused, format!("sends refused: {:?}", self.refused)),
+            (self.unanswered, "sends unanswered".to_owned()),
+            (
+                self.unsent,
+                "sends had no connection to go out on".to_owned(),
+            ),
+            (
+                room_refused,
+                format!("room commands refused: {:?}", self.room_command_refusals),
+            ),
+            (
+                self.disconnects,
+                "connections closed during the run".to_owned(),
+            ),
+            (
+                self.incomplete as u64,
+                "connections had not received everything by the drain deadline".to_owned(),
+            ),
+            (self.bad_frames, "unparseable frames".to_owned()),
+        ];
+        checks
+            .into_iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect()
     }
 }
 
