@@ -41,8 +41,10 @@ pub enum Order {
         /// The intended send time (µs since the epoch): latency is measured from it.
         sent_at_us: u64,
     },
-    /// Publishing is over: settle once every open window holds its room's
-    /// head (`heads`), or at `deadline`, and close.
+    /// Publishing is over: list the user's rooms (`rooms`), then settle
+    /// once every open window holds its room's head — the larger of its
+    /// acknowledged count (`heads`) and the listed head — or at
+    /// `deadline`, and close.
     Drain {
         heads: Arc<HashMap<String, u64>>,
         deadline: tokio::time::Instant,
@@ -143,6 +145,10 @@ pub struct RoomConn {
     next_room_cmd_at: tokio::time::Instant,
     /// The drain order, once given.
     drain: Option<(Arc<HashMap<String, u64>>, tokio::time::Instant)>,
+    /// The heads of this user's rooms as `rooms_list` gave them after the
+    /// drain order: a message whose send was never answered but that the
+    /// server stored is owed too.
+    listed_heads: Option<HashMap<String, u64>>,
     /// Latencies of the read batch at hand, µs.
     batch_us: Vec<u64>,
 }
@@ -179,6 +185,7 @@ pub async fn connect(
                 room_cmds: VecDeque::new(),
                 next_room_cmd_at: tokio::time::Instant::now(),
                 drain: None,
+                listed_heads: None,
                 batch_us: Vec::with_capacity(64),
             })
         }
@@ -273,19 +280,28 @@ impl RoomConn {
         }
     }
 
-    fn drained(&self) -> bool {
-        self.drain
+    /// A room's final head: the larger of its acknowledged count (the
+    /// driver's) and the head the server listed.
+    fn head(&self, room: &str) -> Option<u64> {
+        let acked = self.drain.as_ref().and_then(|d| d.0.get(room).copied());
+        let listed = self
+            .listed_heads
             .as_ref()
-            .is_some_and(|(heads, _)| self.ledger.complete(|r| heads.get(r).copied()))
+            .and_then(|h| h.get(room).copied());
+        acked.max(listed)
+    }
+
+    fn drained(&self) -> bool {
+        self.drain.is_some()
+            && self.listed_heads.is_some()
+            && self.ledger.complete(|r| self.head(r))
     }
 
     fn settle(self) -> Settled {
-        let empty = HashMap::new();
-        let heads = self.drain.as_ref().map_or(&empty, |d| &*d.0);
         Settled {
             index: self.index,
             complete: self.drained(),
-            rooms: self.ledger.settle(|r| heads.get(r).copied()),
+            rooms: self.ledger.settle(|r| self.head(r)),
             lobby_deliveries: self.lobby_deliveries,
             bad_frames: self.bad_frames,
             unasked_left: self.unasked_left + self.ledger.unmatched_left,
@@ -332,7 +348,7 @@ impl RoomConn {
             }
             Order::Drain { heads, deadline } => {
                 self.drain = Some((heads, deadline));
-                return true;
+                return self.write(&ClientCommand::Rooms {}).await;
             }
         };
         self.room_cmds.push_back(cmd);
@@ -460,6 +476,9 @@ impl RoomConn {
             Ok(ServerFrame::Joined { room, seq, .. }) => self.on_joined(room, seq),
             Ok(ServerFrame::Left { room, seq }) => self.on_left(room, seq),
             Ok(ServerFrame::RoomCreated { room, .. }) => self.tell(Answer::RoomCreated(room)),
+            Ok(ServerFrame::RoomsList { rooms }) => {
+                self.listed_heads = Some(rooms.into_iter().map(|r| (r.room, r.seq)).collect());
+            }
             Ok(ServerFrame::SendAck { room, .. }) => self.tell(Answer::Acked { room }),
             Ok(ServerFrame::Error {
                 code,

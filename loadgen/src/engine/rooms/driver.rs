@@ -6,7 +6,8 @@
 //! clients — while the churn plan makes members leave and rejoin; then every
 //! send is waited for, each room's head is its acknowledged count (the rooms
 //! are the run's own), and every connection settles its ledger against the
-//! heads. Connection `i` is user `<prefix>-i`: clients first, publishers after.
+//! heads (or the higher head each connection lists). Connection `i` is
+//! user `<prefix>-i`: clients first, publishers after.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
