@@ -249,6 +249,23 @@ mod tests {
     }
 
     #[test]
+    fn a_steeper_zipf_puts_more_members_in_the_top_rooms() {
+        let top_share = |exponent: f64| {
+            let w = workload(100, RoomSize::Zipf { exponent }, 3);
+            let a = assign(&w, 1000, 1.0, 1).unwrap();
+            assert!(a.sizes.windows(2).all(|p| p[0] >= p[1]), "{:?}", a.sizes);
+            a.sizes[..10].iter().sum::<usize>() as f64 / 3000.0
+        };
+        let (flat, mid, steep) = (top_share(0.3), top_share(1.0), top_share(2.0));
+        assert!(flat < mid && mid < steep, "{flat} {mid} {steep}");
+        // Rank k's size follows 1/(k+1)^s where no bound interferes.
+        let w = workload(100, RoomSize::Zipf { exponent: 1.0 }, 3);
+        let a = assign(&w, 1000, 1.0, 1).unwrap();
+        let ratio = a.sizes[1] as f64 / a.sizes[3] as f64;
+        assert!((ratio - 2.0).abs() < 0.1, "size(1)/size(3) = {ratio}");
+    }
+
+    #[test]
     fn by_size_rates_follow_the_sizes() {
         let w = WorkloadProfile {
             rate: RateSplit::BySize,
