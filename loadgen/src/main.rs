@@ -523,6 +523,10 @@ async fn command(command: Command) -> anyhow::Result<bool> {
             if agents.is_empty() {
                 load(p, Mode::Run).await
             } else {
+                anyhow::ensure!(
+                    p.workload.is_none(),
+                    "a [workload] runs in one loadgen process: --agents does not split room workloads yet"
+                );
                 let opts = AgentRunOptions {
                     agents,
                     max_clock_skew_ms,

@@ -260,7 +260,7 @@ impl<'a> Driver<'a> {
             );
         }
         let n = self.rooms.len();
-        let deadline = Instant::now() + setup_time(ROOMS_PER_PUBLISHER);
+        let deadline = Instant::now() + setup_time(ROOMS_PER_PUBLISHER, n);
         // The owner's `joined` follows `room_created`: wait for it too, so
         // that it is not taken for a client's join.
         self.wait_for(deadline, |t| {
@@ -282,7 +282,7 @@ impl<'a> Driver<'a> {
         }
         let before = self.tally.room_refusals();
         let per_client = a.memberships.first().map_or(0, Vec::len);
-        let deadline = Instant::now() + setup_time(per_client);
+        let deadline = Instant::now() + setup_time(per_client, n as usize);
         self.wait_for(deadline, |t| {
             t.initial_joins + t.room_refusals() - before >= n
         })
@@ -485,8 +485,15 @@ fn spawn_connection(
     (orders, handle)
 }
 
-/// How long `commands` paced room commands on one connection may take to
-/// be answered: their pacing plus a generous margin for a loaded server.
-fn setup_time(commands: usize) -> Duration {
-    Duration::from_secs(30) + Duration::from_secs_f64(commands as f64 / 10.0)
+/// Room commands per second the setup deadlines assume the server takes
+/// at least (each is a PostgreSQL write and a shard stream entry): a bound,
+/// not a target; the wait ends as soon as every answer is in.
+const SETUP_COMMANDS_PER_SEC_FLOOR: f64 = 200.0;
+
+/// How long setup may take: `per_conn` paced room commands on each
+/// connection, `total` in all, plus a margin for a loaded server.
+fn setup_time(per_conn: usize, total: usize) -> Duration {
+    let pacing = per_conn as f64 / 10.0;
+    let server = total as f64 / SETUP_COMMANDS_PER_SEC_FLOOR;
+    Duration::from_secs(30) + Duration::from_secs_f64(pacing.max(server))
 }
