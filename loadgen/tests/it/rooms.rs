@@ -51,6 +51,9 @@ async fn a_room_workload_with_churn_and_direct_messages_is_exact() {
     // A window per initial join, per owner (the publishers) and per rejoin.
     assert_eq!(a.rooms.windows, 90 + 8 + r.churn_joined, "{text}");
     assert_eq!(r.latency.count, a.total.received, "{text}");
+    // Every `joined` answered a join (or opened a direct room): none was
+    // ignored, which would have turned what followed into leaks.
+    assert_eq!(r.unasked_joined, 0, "{text}");
     assert!(out.join("report.json").is_file() && out.join("report.txt").is_file());
     let json = std::fs::read_to_string(out.join("report.json")).expect("report.json");
     assert!(json.contains("\"seed\": 7"), "{json}");
