@@ -22,7 +22,8 @@ use crate::engine::phase::{
     current_head, run_phase, HeadProbe, PhaseReport, PhaseResult, PhaseSpec,
 };
 use crate::engine::publisher::{Channel, MessageShape};
-use crate::engine::rooms::driver::{run_rooms, RoomRun, RoomTarget};
+use crate::engine::rooms::driver::{run_rooms, RoomRun, RoomTarget, RoomsOutcome};
+use crate::engine::rooms::summary::RoomsReport;
 use crate::measure::cpu::CpuWatch;
 use crate::measure::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
 use crate::profile::{Profile, PublishVia};
@@ -203,28 +204,11 @@ async fn execute_rooms(
         &format!("room workload: seed {seed} (`seed = {seed}` in [workload] repeats it)"),
     );
     let (stack, target) = bring_up(&profile).await?;
-    let source_addrs = load
-        .source_addrs
-        .iter()
-        .map(|s| s.parse().map_err(|_| FleetError::SourceAddr(s.clone())))
-        .collect::<Result<Vec<_>, _>>()?;
-    let spec = RoomRun {
-        plan: &plan,
-        target: RoomTarget {
-            servers: target.servers.clone(),
-            user_prefix: target.user_prefix.clone(),
-            password: target.password.clone(),
-            max_frame_bytes: target.max_frame_bytes,
-            source_addrs,
-        },
-        run_id: run.id,
-        connects_per_sec: load.connects_per_sec,
-        connect_timeout: Duration::from_millis(load.connect_timeout_ms),
-        drain_timeout: Duration::from_secs_f64(load.drain_timeout_secs),
-        rate_per_sec: load.rate_per_sec,
-        quiet: profile.output.quiet,
-    };
-    let rooms = run_rooms(&spec).await;
+    let spec = room_run(&profile, &target, &plan, run.id)?;
+    let RoomsOutcome {
+        report: rooms,
+        latency,
+    } = run_rooms(&spec).await;
     let mut report = RunReport::new(
         "run",
         profile.clone(),
@@ -232,6 +216,57 @@ async fn execute_rooms(
         run.started_at.clone(),
         format!("{:08x}", run.id),
     );
+    judge_rooms(&profile, rooms, &mut report);
+    if let Some(s) = stack {
+        s.shutdown().await;
+    }
+    let dir = profile
+        .output
+        .out
+        .clone()
+        .unwrap_or_else(|| files::default_dir("run"));
+    let h = ReportHistograms {
+        run_start: run.wall,
+        intervals: &[],
+        merged: vec![("latency", &latency)],
+    };
+    let files = files::write_dir(&dir, &report, &h)?;
+    Ok(RunOutcome { report, dir, files })
+}
+
+/// The room driver's spec for this profile and target.
+fn room_run<'a>(
+    profile: &Profile,
+    target: &Target,
+    plan: &'a WorkloadPlan,
+    run_id: u32,
+) -> Result<RoomRun<'a>, RunError> {
+    let load = &profile.load;
+    let source_addrs = load
+        .source_addrs
+        .iter()
+        .map(|s| s.parse().map_err(|_| FleetError::SourceAddr(s.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RoomRun {
+        plan,
+        target: RoomTarget {
+            servers: target.servers.clone(),
+            user_prefix: target.user_prefix.clone(),
+            password: target.password.clone(),
+            max_frame_bytes: target.max_frame_bytes,
+            source_addrs,
+        },
+        run_id,
+        connects_per_sec: load.connects_per_sec,
+        connect_timeout: Duration::from_millis(load.connect_timeout_ms),
+        drain_timeout: Duration::from_secs_f64(load.drain_timeout_secs),
+        rate_per_sec: load.rate_per_sec,
+        quiet: profile.output.quiet,
+    })
+}
+
+/// A room run's failures and notes into the report, and the run itself.
+fn judge_rooms(profile: &Profile, rooms: RoomsReport, report: &mut RunReport) {
     if profile.floor.enabled || profile.nats.core || profile.nats.jetstream {
         report
             .notes
@@ -251,21 +286,6 @@ async fn execute_rooms(
         ));
     }
     report.rooms = Some(rooms);
-    if let Some(s) = stack {
-        s.shutdown().await;
-    }
-    let dir = profile
-        .output
-        .out
-        .clone()
-        .unwrap_or_else(|| files::default_dir("run"));
-    let h = ReportHistograms {
-        run_start: run.wall,
-        intervals: &[],
-        merged: Vec::new(),
-    };
-    let files = files::write_dir(&dir, &report, &h)?;
-    Ok(RunOutcome { report, dir, files })
 }
 
 /// Measures the blaster's raw loopback reference into `report`. It runs

@@ -54,7 +54,9 @@ async fn a_room_workload_with_churn_and_direct_messages_is_exact() {
     // Every `joined` answered a join (or opened a direct room): none was
     // ignored, which would have turned what followed into leaks.
     assert_eq!(r.unasked_joined, 0, "{text}");
-    assert!(out.join("report.json").is_file() && out.join("report.txt").is_file());
+    for file in ["report.json", "report.txt", "latency.hgrm"] {
+        assert!(out.join(file).is_file(), "{file} written");
+    }
     let json = std::fs::read_to_string(out.join("report.json")).expect("report.json");
     assert!(json.contains("\"seed\": 7"), "{json}");
     let _ = std::fs::remove_dir_all(&out);

@@ -23,7 +23,7 @@ use crate::engine::rooms::client::{
     connect, now_us, Answer, Event, LatencyShards, Login, Order, Settled,
 };
 use crate::engine::rooms::summary::RoomsReport;
-use crate::measure::histogram::{merge_into, new_histogram, LatencySummary};
+use crate::measure::histogram::{merge_into, new_histogram, LatencyHistogram, LatencySummary};
 use crate::wire::rtmc_frames::{message_id, MessageOrigin};
 use crate::workload::plan::{room_id, WorkloadPlan, ROOMS_PER_PUBLISHER};
 use crate::workload::schedule::{ChurnAction, ChurnEvent, PublishEvent, Target};
@@ -154,9 +154,16 @@ struct Driver<'a> {
     latency: LatencyShards,
 }
 
+/// A finished room run: its report and every room delivery's latency.
+pub struct RoomsOutcome {
+    pub report: RoomsReport,
+    /// Publish (intended send time) → receive, µs.
+    pub latency: LatencyHistogram,
+}
+
 /// Runs the room workload against the target; never fails as a whole: what
 /// went wrong is in the report's failures.
-pub async fn run_rooms(spec: &RoomRun<'_>) -> RoomsReport {
+pub async fn run_rooms(spec: &RoomRun<'_>) -> RoomsOutcome {
     let mut d = Driver::connect_all(spec);
     let say = |m: &str| {
         if !spec.quiet {
@@ -414,7 +421,7 @@ impl<'a> Driver<'a> {
     }
 
     /// The report: shape, counts, latency and the accounting.
-    fn finish(self, settled: Vec<Settled>, publish_secs: f64) -> RoomsReport {
+    fn finish(self, settled: Vec<Settled>, publish_secs: f64) -> RoomsOutcome {
         let a = &self.spec.plan.assignment;
         let t = self.tally;
         let mut sizes = a.sizes.clone();
@@ -452,7 +459,7 @@ impl<'a> Driver<'a> {
         r.unasked_joined = settled.iter().map(|s| s.unasked_joined).sum();
         r.latency = LatencySummary::of(&latency);
         r.accounting = RoomAccounting::of(settled.into_iter().map(|s| s.rooms));
-        r
+        RoomsOutcome { report: r, latency }
     }
 }
 
