@@ -492,6 +492,100 @@ mod tests {
         assert_eq!(one(&l, 0).leaks, 1);
     }
 
+    /// A faithful server's frames to one member of one room: `toggles`
+    /// are the heads at which the member leaves or rejoins (alternately,
+    /// starting as a member at 0); every message in a window is delivered
+    /// once, in order. Returns the frames and the head.
+    fn faithful(toggles: &[u64], head: u64) -> (Vec<Frame>, u64) {
+        let mut frames = vec![Frame::Joined(0)];
+        let mut member = true;
+        let mut at = 0;
+        for &t in toggles.iter().chain(std::iter::once(&head)) {
+            let t = t.clamp(at, head);
+            if member {
+                frames.extend((at + 1..=t).map(Frame::Delivered));
+            }
+            if t < head || t == at {
+                frames.push(if member {
+                    Frame::Left(t)
+                } else {
+                    Frame::Joined(t)
+                });
+                member = !member;
+            }
+            at = t;
+        }
+        (frames, head)
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Frame {
+        Joined(u64),
+        Left(u64),
+        Delivered(u64),
+    }
+
+    fn replay(frames: &[Frame], head: u64) -> RoomTotals {
+        let mut l = MembershipLedger::new();
+        for f in frames {
+            match *f {
+                Frame::Joined(s) => l.joined("r", s),
+                Frame::Left(s) => {
+                    l.left("r", s);
+                }
+                Frame::Delivered(s) => l.delivered("r", s),
+            }
+        }
+        one(&l, head)
+    }
+
+    proptest::proptest! {
+        /// A model run with churn: a faithful history is exact, and each
+        /// single fault planted in it is found as what it is.
+        #[test]
+        fn a_model_run_with_churn_is_exact_and_each_fault_is_found(
+            toggles in proptest::collection::vec(0u64..60, 0..8),
+            head in 1u64..60,
+            pick in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let mut toggles = toggles;
+            toggles.sort_unstable();
+            let (frames, head) = faithful(&toggles, head);
+            let clean = replay(&frames, head);
+            proptest::prop_assert_eq!(clean.anomalies(), 0, "{:?}", frames);
+            proptest::prop_assert_eq!(clean.received, clean.expected);
+            let delivered: Vec<usize> = (0..frames.len())
+                .filter(|&i| matches!(frames[i], Frame::Delivered(_)))
+                .collect();
+            if delivered.is_empty() {
+                return Ok(());
+            }
+            let i = delivered[pick.index(delivered.len())];
+            let Frame::Delivered(seq) = frames[i] else { unreachable!() };
+            // Dropped: lost.
+            let mut f = frames.clone();
+            f.remove(i);
+            let t = replay(&f, head);
+            proptest::prop_assert_eq!((t.lost, t.duplicated, t.leaks), (1, 0, 0));
+            // Delivered twice: a duplicate.
+            let mut f = frames.clone();
+            f.insert(i + 1, Frame::Delivered(seq));
+            proptest::prop_assert_eq!(replay(&f, head).duplicated, 1);
+            // Two neighbours swapped: one out of order (after a gap), none lost.
+            if let Some(Frame::Delivered(_)) = frames.get(i + 1) {
+                let mut f = frames.clone();
+                f.swap(i, i + 1);
+                let t = replay(&f, head);
+                proptest::prop_assert_eq!((t.out_of_order, t.gaps, t.lost), (1, 1, 0));
+            }
+            // A message past the head: a leak.
+            let mut f = frames.clone();
+            f.insert(i + 1, Frame::Delivered(head + 1));
+            let t = replay(&f, head);
+            proptest::prop_assert_eq!((t.leaks, t.lost), (1, 0));
+        }
+    }
+
     #[test]
     fn totals_split_by_kind_and_name_the_worst_rooms() {
         let mut a = MembershipLedger::new();
