@@ -152,6 +152,14 @@ struct Driver<'a> {
     rooms: Vec<Arc<str>>,
     users: Vec<Arc<str>>,
     latency: LatencyShards,
+    live: LiveLine,
+}
+
+/// When the next live line is due and what the last one counted.
+struct LiveLine {
+    next_at: Instant,
+    last_at: Instant,
+    last_deliveries: u64,
 }
 
 /// A finished room run: its report and every room delivery's latency.
@@ -231,6 +239,11 @@ impl<'a> Driver<'a> {
             rooms,
             users,
             latency,
+            live: LiveLine {
+                next_at: start + Duration::from_secs(1),
+                last_at: start,
+                last_deliveries: 0,
+            },
         }
     }
 
@@ -303,6 +316,11 @@ impl<'a> Driver<'a> {
         let lead = Duration::from_millis(100);
         let (start, start_wall_us) = (Instant::now() + lead, now_us() + lead.as_micros() as u64);
         let mut churn = plan.churn.iter().peekable();
+        self.live = LiveLine {
+            next_at: start + Duration::from_secs(1),
+            last_at: start,
+            last_deliveries: 0,
+        };
         for i in 0..plan.schedule.ticks() {
             let e = plan.schedule.event(i);
             while let Some(c) = churn.next_if(|c| c.due_us <= e.due_us) {
@@ -311,12 +329,49 @@ impl<'a> Driver<'a> {
             }
             self.until(start + Duration::from_micros(e.due_us)).await;
             self.send(&e, start_wall_us);
+            self.live_line(start);
         }
         for c in churn {
             self.until(start + Duration::from_micros(c.due_us)).await;
             self.churn(c);
         }
         start.elapsed().as_secs_f64()
+    }
+
+    /// Once a second while publishing (unless quiet): the live line —
+    /// sent, acknowledged, refused, room deliveries per second and the p99
+    /// of the run so far.
+    fn live_line(&mut self, start: Instant) {
+        let now = Instant::now();
+        if self.spec.quiet || now < self.live.next_at {
+            return;
+        }
+        let mut merged = new_histogram();
+        for shard in self.latency.iter() {
+            if let Ok(h) = shard.lock() {
+                merge_into(&mut merged, &h);
+            }
+        }
+        let r = &self.tally.report;
+        let secs = now
+            .duration_since(self.live.last_at)
+            .as_secs_f64()
+            .max(1e-3);
+        let deliveries_per_sec = (merged.len() - self.live.last_deliveries) as f64 / secs;
+        eprintln!(
+            "[{:>4.0}s rooms] sent {} acked {} refused {} deliv {:.0}/s p99 so far {:.1} ms",
+            now.duration_since(start).as_secs_f64(),
+            r.published_rooms + r.published_direct,
+            self.tally.acked,
+            self.tally.refused_sends,
+            deliveries_per_sec,
+            merged.value_at_quantile(0.99) as f64 / 1000.0,
+        );
+        self.live = LiveLine {
+            next_at: now + Duration::from_secs(1),
+            last_at: now,
+            last_deliveries: merged.len(),
+        };
     }
 
     /// Takes answers until `at`.
