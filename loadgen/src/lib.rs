@@ -1,5 +1,6 @@
 //! rtmc's load generator as a library. Its folders are its layers, leaves
-//! first: the protocols it speaks ([`wire`]) and its [`profile`]s; what it
+//! first: the protocols it speaks ([`wire`]), room workloads ([`workload`])
+//! and the [`profile`]s that hold them; what it
 //! measures with ([`measure`]: histograms, CPU, self-check, event hooks); the
 //! target, embedded or running ([`stack`]); the load [`engine`] (the fleet
 //! of clients and its faults, the open-loop publishers, accounting, the live
@@ -19,4 +20,5 @@ pub mod report;
 pub mod run;
 pub mod stack;
 pub mod wire;
+pub mod workload;
 pub mod yardstick;

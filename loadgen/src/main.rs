@@ -277,6 +277,10 @@ struct LoadArgs {
     /// No live line.
     #[arg(long)]
     quiet: bool,
+    /// The room workload's seed, to repeat a run whose report printed it
+    /// (the profile needs a [workload]) [default: profile, else a fresh one].
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 impl LoadArgs {
@@ -349,6 +353,13 @@ impl LoadArgs {
             p.output.out = self.out.clone();
         }
         p.output.quiet |= self.quiet;
+        if let Some(seed) = self.seed {
+            let w = p
+                .workload
+                .as_mut()
+                .context("--seed draws a room workload: the profile has no [workload]")?;
+            w.seed = Some(seed);
+        }
         Ok(p)
     }
 }
@@ -512,6 +523,10 @@ async fn command(command: Command) -> anyhow::Result<bool> {
             if agents.is_empty() {
                 load(p, Mode::Run).await
             } else {
+                anyhow::ensure!(
+                    p.workload.is_none(),
+                    "a [workload] runs in one loadgen process: --agents does not split room workloads yet"
+                );
                 let opts = AgentRunOptions {
                     agents,
                     max_clock_skew_ms,
@@ -678,6 +693,25 @@ mod tests {
             "the default is unchanged"
         );
         assert!(Cli::try_parse_from(["loadgen", "run", "--peers", "floor,kafka"]).is_err());
+    }
+
+    #[test]
+    fn seed_sets_the_room_workloads_seed_and_needs_one() {
+        let smoke = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/rooms-smoke.toml");
+        let args = ["loadgen", "run", "--profile", smoke, "--seed", "99"];
+        let Command::Run { load: a, .. } = Cli::try_parse_from(args).unwrap().command else {
+            panic!("run")
+        };
+        let p = a.profile().unwrap();
+        assert_eq!(p.workload.and_then(|w| w.seed), Some(99));
+        let Command::Run { load: a, .. } = Cli::try_parse_from(["loadgen", "run", "--seed", "99"])
+            .unwrap()
+            .command
+        else {
+            panic!("run")
+        };
+        let e = a.profile().expect_err("no [workload]");
+        assert!(e.to_string().contains("[workload]"), "{e}");
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::workload::spec::WorkloadProfile;
+
 /// Everything a run needs to know.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -20,6 +22,10 @@ pub struct Profile {
     pub ramp: RampProfile,
     pub blaster: BlasterProfile,
     pub output: OutputProfile,
+    /// Rooms, direct messages and churn (`[workload]`); absent = every
+    /// client in the global room, as protocol v1 has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadProfile>,
 }
 
 /// How publishers reach the system.
@@ -325,6 +331,7 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::plan::WorkloadPlan;
 
     #[test]
     fn shipped_profiles_parse() {
@@ -333,7 +340,52 @@ mod tests {
             let p = Profile::load(&dir.join(format!("{name}.toml"))).unwrap();
             assert_eq!(p.name, name);
             assert!(p.load.clients >= 100);
+            assert!(p.workload.is_none(), "{name} is a global-room profile");
         }
+    }
+
+    #[test]
+    fn shipped_room_workloads_draw_a_plan() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+        let global = Profile::load(&dir.join("global.toml")).unwrap();
+        assert!(global.workload.is_none(), "global is today's workload");
+        for name in [
+            "many-small-rooms",
+            "few-huge-rooms",
+            "dm-heavy",
+            "rooms-smoke",
+        ] {
+            let p = Profile::load(&dir.join(format!("{name}.toml"))).unwrap();
+            let w = p
+                .workload
+                .as_ref()
+                .unwrap_or_else(|| panic!("{name} has a [workload]"));
+            let seed = w.seed.unwrap_or_else(|| panic!("{name} pins its seed"));
+            let plan = WorkloadPlan::draw(
+                w,
+                p.load.clients,
+                p.load.rate_per_sec,
+                p.load.duration_secs,
+                seed,
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(plan.assignment.memberships.len(), p.load.clients);
+            // Under the server's default limits (docs/PROTOCOL.md §17.1).
+            assert!(
+                plan.assignment.sizes.iter().all(|&s| s <= 10_000),
+                "{name}: room_full"
+            );
+            assert!(w.memberships_per_client <= 20, "{name}: join burst");
+        }
+    }
+
+    #[test]
+    fn a_profile_without_workload_serializes_as_before() {
+        let p: Profile = toml::from_str("[load]\nclients = 7\n").unwrap();
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(!json.contains("workload"), "{json}");
+        let p: Profile = toml::from_str("[workload]\nrooms = 3\n").unwrap();
+        assert_eq!(p.workload.map(|w| w.rooms), Some(3));
     }
 
     #[test]

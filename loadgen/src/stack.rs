@@ -77,9 +77,15 @@ impl EmbeddedStack {
     }
 }
 
-/// Users a run needs: receivers, TCP publishers, one probe.
+/// Users a run needs: receivers, TCP publishers (or a room workload's room
+/// owners), one probe.
 pub fn users_needed(p: &Profile) -> usize {
-    p.load.clients + p.load.tcp_publishers as usize + 1
+    let publishers = match &p.workload {
+        // A room workload's publishers own the rooms: one per few rooms.
+        Some(w) => crate::workload::plan::room_publishers(w.rooms),
+        None => p.load.tcp_publishers as usize,
+    };
+    p.load.clients + publishers + 1
 }
 
 fn resolve(addr: &str) -> Result<SocketAddr, StackError> {

@@ -4,8 +4,9 @@
 //! counting what arrives ([`inbox`]), as a NATS subscriber too
 //! ([`nats_sub`]), and acting out client faults ([`faults`]); the open-loop
 //! publishers, one file per transport ([`publisher`]); delivery accounting
-//! ([`accounting`]); the live counters and line ([`live`]); and one measured
-//! phase over them all ([`phase`]).
+//! ([`accounting`]; per room and membership: [`room_accounting`]); the live counters and line ([`live`]); and one measured
+//! phase over them all ([`phase`]); room workloads driven over protocol v2
+//! ([`rooms`]).
 
 pub mod accounting;
 pub mod dial;
@@ -18,3 +19,5 @@ pub mod live;
 pub mod nats_sub;
 pub mod phase;
 pub mod publisher;
+pub mod room_accounting;
+pub mod rooms;

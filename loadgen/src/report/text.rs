@@ -2,6 +2,7 @@
 //! rtmc next to its peers, the ramp table and the result lines.
 
 use crate::engine::phase::PhaseReport;
+use crate::engine::rooms::summary::RoomsReport;
 use crate::measure::histogram::LatencySummary;
 use crate::report::rounds;
 use crate::report::types::{
@@ -134,6 +135,9 @@ pub fn render_text(r: &RunReport) -> String {
         r.kind, r.profile.name, r.target_mode, r.run_id, r.started_at
     );
     phases_text(&mut out, r);
+    if let Some(rooms) = &r.rooms {
+        rooms_text(&mut out, rooms);
+    }
     if let Some(c) = &r.comparison {
         comparison_text(&mut out, c);
     }
@@ -509,9 +513,105 @@ pub fn distinct_samples(samples: &[String]) -> String {
         .join("; ")
 }
 
+/// A room workload's section: the seed first (it repeats the run), the
+/// shape, what was sent and answered, churn, latency, and the accounting
+/// per kind of room with the worst rooms.
+fn rooms_text(out: &mut String, r: &RoomsReport) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "room workload — seed {} (put `seed = {}` under [workload] to repeat it)",
+        r.seed, r.seed
+    );
+    let _ = writeln!(
+        out,
+        "  {} clients + {} publishers, {} rooms (sizes {} / {} / {} min / median / max), {} memberships",
+        r.clients, r.publishers, r.rooms, r.room_size_min, r.room_size_median, r.room_size_max, r.memberships
+    );
+    let refused: u64 = r.refused.values().sum();
+    let _ = writeln!(
+        out,
+        "  sent {} to rooms + {} direct at {:.0} msg/s over {:.1} s: {} acked, {} refused, {} unanswered, {} unsent",
+        r.published_rooms, r.published_direct, r.rate_per_sec, r.publish_secs, r.acked, refused, r.unanswered, r.unsent
+    );
+    let _ = writeln!(
+        out,
+        "  setup: {} rooms created, {} joins; churn: {} planned, {} left, {} rejoined; {} login failures, {} disconnects",
+        r.rooms_created, r.initial_joins, r.churn_planned, r.churn_left, r.churn_joined, r.login_failures, r.disconnects
+    );
+    let l = &r.latency;
+    let _ = writeln!(
+        out,
+        "  latency (ms, {} deliveries): p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}",
+        l.count, l.p50_ms, l.p99_ms, l.p99_9_ms, l.max_ms
+    );
+    let _ = writeln!(
+        out,
+        "  {:<8} {:>8} {:>10} {:>10} {:>6} {:>6} {:>6} {:>6} {:>6}",
+        "kind", "windows", "expected", "received", "lost", "dup", "ooo", "gaps", "leaks"
+    );
+    let a = &r.accounting;
+    for (kind, t) in [
+        ("rooms", &a.rooms),
+        ("direct", &a.direct),
+        ("total", &a.total),
+    ] {
+        let _ = writeln!(
+            out,
+            "  {:<8} {:>8} {:>10} {:>10} {:>6} {:>6} {:>6} {:>6} {:>6}",
+            kind,
+            t.windows,
+            t.expected,
+            t.received,
+            t.lost,
+            t.duplicated,
+            t.out_of_order,
+            t.gaps,
+            t.leaks
+        );
+    }
+    for w in &a.worst {
+        let t = &w.totals;
+        let _ = writeln!(
+            out,
+            "  !! {}: lost {} dup {} ooo {} gaps {} leaks {}",
+            w.room, t.lost, t.duplicated, t.out_of_order, t.gaps, t.leaks
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_room_run_prints_its_seed_and_its_accounting_per_kind() {
+        let mut r = RunReport::new(
+            "run",
+            Default::default(),
+            "embedded".into(),
+            "t".into(),
+            "id".into(),
+        );
+        let mut rooms = RoomsReport {
+            seed: 4242,
+            rooms: 3,
+            ..Default::default()
+        };
+        rooms.accounting.direct.leaks = 2;
+        rooms.accounting.total.leaks = 2;
+        r.rooms = Some(rooms);
+        let text = render_text(&r);
+        assert!(
+            text.contains("seed 4242 (put `seed = 4242` under [workload]"),
+            "{text}"
+        );
+        let direct = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("direct"))
+            .expect("a direct row");
+        assert!(direct.trim_end().ends_with('2'), "{direct}");
+    }
 
     #[test]
     fn a_repeated_error_sample_is_said_once_with_its_count() {

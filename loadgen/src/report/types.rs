@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::fleet::ConnectSummary;
 use crate::engine::phase::PhaseReport;
+use crate::engine::rooms::summary::RoomsReport;
 use crate::measure::histogram::LatencySummary;
 use crate::profile::Profile;
 use crate::report::rounds::{RoundPhases, RoundsSummary};
@@ -217,6 +218,10 @@ pub struct RunReport {
     /// clock skew and counts; `rtmc` above is their merge. Empty otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<AgentReport>,
+    /// A room workload's run (`[workload]` in the profile): its seed, counts,
+    /// latency and per-room accounting. Absent for the global room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<RoomsReport>,
     /// Every reason the run failed; empty = passed.
     pub failures: Vec<String>,
     /// Non-fatal remarks (self-check verdicts, floor loss…).
@@ -252,6 +257,7 @@ impl RunReport {
             fleet_connects: Vec::new(),
             reference: None,
             agents: Vec::new(),
+            rooms: None,
             failures: Vec::new(),
             notes: Vec::new(),
         }

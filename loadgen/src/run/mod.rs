@@ -22,6 +22,8 @@ use crate::engine::phase::{
     current_head, run_phase, HeadProbe, PhaseReport, PhaseResult, PhaseSpec,
 };
 use crate::engine::publisher::{Channel, MessageShape};
+use crate::engine::rooms::driver::{run_rooms, RoomRun, RoomTarget, RoomsOutcome};
+use crate::engine::rooms::summary::RoomsReport;
 use crate::measure::cpu::CpuWatch;
 use crate::measure::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
 use crate::profile::{Profile, PublishVia};
@@ -34,6 +36,9 @@ use crate::report::types::{ConnectReport, FloorComparison, RunReport};
 use crate::run::ramp::run_ramp;
 use crate::run::rounds::{fleet_sockets, plan_fleets, Contender, FleetPlan, PhaseKind};
 use crate::stack::{self, EmbeddedStack, StackError, Target};
+use crate::workload::plan::WorkloadPlan;
+use crate::workload::rng::fresh_seed;
+use crate::workload::spec::{WorkloadError, WorkloadProfile};
 use crate::yardstick::blaster::{blast, BlasterError, BlasterSpec};
 use crate::yardstick::floor::{connect_floor, FloorRedis};
 use crate::yardstick::nats_peer::{
@@ -83,6 +88,8 @@ pub enum RunError {
     FdBudget { needed: usize, limit: usize },
     #[error(transparent)]
     Blaster(#[from] BlasterError),
+    #[error(transparent)]
+    Workload(#[from] WorkloadError),
 }
 
 /// A finished run: its report and where the files are.
@@ -121,6 +128,15 @@ impl RunStart {
 /// Runs `mode` with `profile` and writes the report directory.
 pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunError> {
     let run = RunStart::now();
+    if let Some(w) = profile.workload.clone() {
+        if mode != Mode::Run {
+            return Err(RunError::Workload(WorkloadError(format!(
+                "a [workload] runs with `loadgen run`, not `{}`",
+                mode.name()
+            ))));
+        }
+        return execute_rooms(profile, &w, run).await;
+    }
     let (stack, target) = bring_up(&profile).await?;
     let mut report = RunReport::new(
         mode.name(),
@@ -170,6 +186,106 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
         .unwrap_or_else(|| files::default_dir(mode.name()));
     let files = histograms.write(&dir, &report, run.wall)?;
     Ok(RunOutcome { report, dir, files })
+}
+
+/// `loadgen run` with a room workload: draws the plan (before anything is
+/// brought up, so a bad table costs nothing), drives rtmc with it, and
+/// writes the report. The peers do not run room workloads (yet): noted.
+async fn execute_rooms(
+    profile: Profile,
+    w: &WorkloadProfile,
+    run: RunStart,
+) -> Result<RunOutcome, RunError> {
+    let load = &profile.load;
+    let seed = w.seed.unwrap_or_else(fresh_seed);
+    let plan = WorkloadPlan::draw(w, load.clients, load.rate_per_sec, load.duration_secs, seed)?;
+    say(
+        &profile,
+        &format!("room workload: seed {seed} (`seed = {seed}` in [workload] repeats it)"),
+    );
+    let (stack, target) = bring_up(&profile).await?;
+    let spec = room_run(&profile, &target, &plan, run.id)?;
+    let RoomsOutcome {
+        report: rooms,
+        latency,
+    } = run_rooms(&spec).await;
+    let mut report = RunReport::new(
+        "run",
+        profile.clone(),
+        target.mode.clone(),
+        run.started_at.clone(),
+        format!("{:08x}", run.id),
+    );
+    judge_rooms(&profile, rooms, &mut report);
+    if let Some(s) = stack {
+        s.shutdown().await;
+    }
+    let dir = profile
+        .output
+        .out
+        .clone()
+        .unwrap_or_else(|| files::default_dir("run"));
+    let h = ReportHistograms {
+        run_start: run.wall,
+        intervals: &[],
+        merged: vec![("latency", &latency)],
+    };
+    let files = files::write_dir(&dir, &report, &h)?;
+    Ok(RunOutcome { report, dir, files })
+}
+
+/// The room driver's spec for this profile and target.
+fn room_run<'a>(
+    profile: &Profile,
+    target: &Target,
+    plan: &'a WorkloadPlan,
+    run_id: u32,
+) -> Result<RoomRun<'a>, RunError> {
+    let load = &profile.load;
+    let source_addrs = load
+        .source_addrs
+        .iter()
+        .map(|s| s.parse().map_err(|_| FleetError::SourceAddr(s.clone())))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RoomRun {
+        plan,
+        target: RoomTarget {
+            servers: target.servers.clone(),
+            user_prefix: target.user_prefix.clone(),
+            password: target.password.clone(),
+            max_frame_bytes: target.max_frame_bytes,
+            source_addrs,
+        },
+        run_id,
+        connects_per_sec: load.connects_per_sec,
+        connect_timeout: Duration::from_millis(load.connect_timeout_ms),
+        drain_timeout: Duration::from_secs_f64(load.drain_timeout_secs),
+        rate_per_sec: load.rate_per_sec,
+        quiet: profile.output.quiet,
+    })
+}
+
+/// A room run's failures and notes into the report, and the run itself.
+fn judge_rooms(profile: &Profile, rooms: RoomsReport, report: &mut RunReport) {
+    if profile.floor.enabled || profile.nats.core || profile.nats.jetstream {
+        report
+            .notes
+            .push("peers not run: a room workload measures rtmc alone".into());
+    }
+    report.failures.extend(rooms.failures());
+    if rooms.unasked_joined > 0 {
+        report.notes.push(format!(
+            "rooms: {} `joined` frames answered no `join` (after a leave): ignored, so what followed them counts as leaks",
+            rooms.unasked_joined
+        ));
+    }
+    if rooms.unasked_left > 0 {
+        report.notes.push(format!(
+            "rooms: {} `left` frames answered no `leave` (repeated, or stale after a rejoin): ignored",
+            rooms.unasked_left
+        ));
+    }
+    report.rooms = Some(rooms);
 }
 
 /// Measures the blaster's raw loopback reference into `report`. It runs

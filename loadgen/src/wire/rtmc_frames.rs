@@ -60,11 +60,34 @@ pub fn is_broadcast(payload: &[u8]) -> bool {
     payload.starts_with(BROADCAST_PREFIX)
 }
 
-/// Reads the broadcast fields by scanning bytes, relying on the fixed field
-/// order `command, seq, message_id, from, body, sent_at_us` the consumer
-/// writes. Returns `None` when the payload is not a broadcast of that exact
-/// shape (the caller then falls back to serde).
+/// Reads the broadcast fields of a lobby (protocol v1) broadcast by scanning
+/// bytes, relying on the fixed field order `command, seq, message_id, from,
+/// body, sent_at_us` the consumer writes. Returns `None` when the payload is
+/// not a broadcast of that exact shape (the caller then falls back to serde)
+/// — a room's broadcast too: [`parse_room_broadcast`] reads those. Kept to
+/// the lobby so the global workload's per-delivery cost (gated by
+/// instruction count) does not pay for the room check.
 pub fn parse_broadcast(payload: &[u8]) -> Option<BroadcastFacts> {
+    scan_broadcast(payload, |tail| Some((tail, ()))).map(|(facts, ())| facts)
+}
+
+/// [`parse_broadcast`] for a protocol v2 session: also reads the room a
+/// room broadcast names in its trailing `"room"` field (`None` for a lobby
+/// broadcast). Room ids are of a charset without quotes or escapes
+/// (docs/PROTOCOL.md §17.1), so the field is read from the end like
+/// `sent_at_us`.
+pub fn parse_room_broadcast(payload: &[u8]) -> Option<(BroadcastFacts, Option<&[u8]>)> {
+    scan_broadcast(payload, split_trailing_room)
+}
+
+/// The byte scan; `split_tail` takes the payload without its closing brace
+/// and returns what ends in `sent_at_us`'s digits, plus whatever it read
+/// after them. Inlined into each caller, so the lobby's is the scan alone.
+#[inline(always)]
+fn scan_broadcast<'a, R>(
+    payload: &'a [u8],
+    split_tail: impl FnOnce(&'a [u8]) -> Option<(&'a [u8], R)>,
+) -> Option<(BroadcastFacts, R)> {
     let rest = payload.strip_prefix(BROADCAST_PREFIX)?;
     let (seq, used) = leading_u64(rest)?;
     let rest = rest[used..].strip_prefix(br#","message_id":""#)?;
@@ -72,8 +95,8 @@ pub fn parse_broadcast(payload: &[u8]) -> Option<BroadcastFacts> {
     // JSON string, which may contain escaped quotes.
     let id_end = string_end(rest)?;
     let origin = parse_message_id(&rest[..id_end]);
-    // `sent_at_us` is the last field: read it from the end.
-    let tail = payload.strip_suffix(b"}")?;
+    // `sent_at_us` is the last field (of the lobby's): read it from the end.
+    let (tail, after) = split_tail(payload.strip_suffix(b"}")?)?;
     let key = br#","sent_at_us":"#;
     let start = tail
         .len()
@@ -82,11 +105,28 @@ pub fn parse_broadcast(payload: &[u8]) -> Option<BroadcastFacts> {
         return None;
     }
     let sent_at_us = parse_u64(&tail[start..])?;
-    Some(BroadcastFacts {
+    let facts = BroadcastFacts {
         seq,
         sent_at_us,
         origin,
-    })
+    };
+    Some((facts, after))
+}
+
+/// Splits a trailing `,"room":"<id>"` off a broadcast without its closing
+/// brace: what is before it and the id. A tail that ends in a digit has no
+/// room; `None` when the tail ends in a string that is not a plain room id.
+fn split_trailing_room(tail: &[u8]) -> Option<(&[u8], Option<&[u8]>)> {
+    let Some(inner) = tail.strip_suffix(b"\"") else {
+        return Some((tail, None));
+    };
+    let open = inner.iter().rposition(|&b| b == b'"')?;
+    let room = &inner[open + 1..];
+    if room.is_empty() || room.contains(&b'\\') {
+        return None;
+    }
+    let before = inner[..=open].strip_suffix(br#","room":""#)?;
+    Some((before, Some(room)))
 }
 
 /// Index of the closing quote of a JSON string whose opening quote was just consumed.
@@ -170,6 +210,17 @@ mod tests {
     use rtmc::protocol::{BroadcastFrame, ServerFrame};
 
     fn broadcast(seq: u64, id: &str, from: &str, body: &str, sent_at_us: u64) -> Vec<u8> {
+        room_broadcast(seq, id, from, body, sent_at_us, None)
+    }
+
+    fn room_broadcast(
+        seq: u64,
+        id: &str,
+        from: &str,
+        body: &str,
+        sent_at_us: u64,
+        room: Option<&str>,
+    ) -> Vec<u8> {
         ServerFrame::Broadcast(BroadcastFrame {
             seq,
             message_id: id.into(),
@@ -177,9 +228,31 @@ mod tests {
             body: body.into(),
             received_at_us: sent_at_us,
             sent_at_us,
-            room: None,
+            room: room.map(str::to_owned),
         })
         .to_json()
+    }
+
+    #[test]
+    fn reads_a_room_broadcast_on_the_fast_path() {
+        for room in ["team", "lg0000abcd-r17", "dm:lg-1:lg-2", "a.b_c-d"] {
+            let p = room_broadcast(42, "m-9", "bob", "hi", 1_764_000_000_000_000, Some(room));
+            let (facts, got) = parse_room_broadcast(&p).expect("a room broadcast parses");
+            assert_eq!(facts.seq, 42);
+            assert_eq!(facts.sent_at_us, 1_764_000_000_000_000);
+            assert_eq!(got, Some(room.as_bytes()));
+            // The lobby's scan leaves a room frame to serde.
+            assert_eq!(parse_broadcast(&p), None);
+        }
+        let lobby = broadcast(7, "m-1", "bob", "hi", 5);
+        assert_eq!(parse_room_broadcast(&lobby).map(|(_, r)| r), Some(None));
+        assert_eq!(
+            parse_room_broadcast(&lobby).map(|(f, _)| f),
+            parse_broadcast(&lobby)
+        );
+        // A trailing string that is not `room` is not guessed at.
+        let odd = br#"{"command":"broadcast","seq":1,"message_id":"m","from":"a","body":"b","sent_at_us":5,"other":"x"}"#;
+        assert_eq!(parse_room_broadcast(odd), None);
     }
 
     #[test]
@@ -241,14 +314,17 @@ mod tests {
             body in "\\PC{0,60}",
             lg in any::<bool>(),
             run in any::<u32>(), publ in 0u32..1000, n in any::<u64>(),
+            room in proptest::option::of("[a-z0-9][a-z0-9_.-]{0,63}|dm:[a-z0-9-]{1,12}:[a-z0-9-]{1,12}"),
         ) {
             let id = if lg { message_id(MessageOrigin { run_id: run, publisher: publ, publisher_seq: n }) } else { id };
-            let p = broadcast(seq, &id, &from, &body, sent);
-            let fast = parse_broadcast(&p).expect("a broadcast parses");
+            let p = room_broadcast(seq, &id, &from, &body, sent, room.as_deref());
+            let (fast, fast_room) = parse_room_broadcast(&p).expect("a broadcast parses");
             let ServerFrame::Broadcast(b) = ServerFrame::parse(&p).unwrap() else { panic!() };
             prop_assert_eq!(fast.seq, b.seq);
             prop_assert_eq!(fast.sent_at_us, b.sent_at_us);
             prop_assert_eq!(fast.origin, parse_message_id(b.message_id.as_bytes()));
+            prop_assert_eq!(fast_room, b.room.as_deref().map(str::as_bytes));
+            prop_assert_eq!(parse_broadcast(&p), if room.is_none() { Some(fast) } else { None });
             if lg {
                 prop_assert_eq!(fast.origin, Some(MessageOrigin { run_id: run, publisher: publ, publisher_seq: n }));
             }
@@ -261,6 +337,8 @@ mod tests {
             let mut with_prefix = BROADCAST_PREFIX.to_vec();
             with_prefix.extend_from_slice(&bytes);
             let _ = parse_broadcast(&with_prefix);
+            let _ = parse_room_broadcast(&bytes);
+            let _ = parse_room_broadcast(&with_prefix);
         }
     }
 }

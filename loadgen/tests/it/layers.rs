@@ -15,14 +15,18 @@ const LAYERS: &[Layering] = &[
     Layering {
         scope: "",
         layers: &[
-            &["profile", "wire"],
-            &["measure"],
+            &["wire", "workload"],
+            &["profile", "measure"],
             &["stack", "engine"],
             &["report"],
             &["yardstick"],
             &["run"],
             &["agents"],
         ],
+    },
+    Layering {
+        scope: "workload",
+        layers: &[&["rng", "spec"], &["assign"], &["schedule"], &["plan"]],
     },
     Layering {
         scope: "wire",
@@ -35,13 +39,17 @@ const LAYERS: &[Layering] = &[
     Layering {
         scope: "engine",
         layers: &[
-            &["accounting", "faults"],
+            &["accounting", "faults", "room_accounting"],
             &["live", "fleet_options"],
             &["dial", "inbox", "nats_sub", "publisher"],
             &["fleet_client"],
-            &["fleet"],
+            &["fleet", "rooms"],
             &["phase"],
         ],
+    },
+    Layering {
+        scope: "engine::rooms",
+        layers: &[&["client", "summary"], &["driver"]],
     },
     Layering {
         scope: "engine::publisher",

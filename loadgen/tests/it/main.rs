@@ -2,7 +2,8 @@
 //! real stack (containers + the `rtmc` binary as child processes), the same
 //! next to the floor and the NATS peers, and the
 //! `loadgen` binary stopped by a signal; the engine's opt-ins for other
-//! drivers; a run spread over two agents.
+//! drivers; a run spread over two agents; a room workload with churn and
+//! direct messages, accounted per room.
 
 mod agents;
 mod client_faults;
@@ -11,4 +12,5 @@ mod hops;
 mod layers;
 mod nats_peers;
 mod opt_ins;
+mod rooms;
 mod signals;

@@ -1,0 +1,8 @@
+//! Room workloads against rtmc (protocol v2): one connection's task
+//! ([`client`]: log in, carry out orders, keep the membership ledger), the
+//! run over all of them ([`driver`]: create, join, publish with churn and
+//! direct messages, drain, settle), and what it reports ([`summary`]).
+
+pub mod client;
+pub mod driver;
+pub mod summary;

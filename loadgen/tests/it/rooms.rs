@@ -1,0 +1,63 @@
+//! A room workload end to end against the real stack: `loadgen run` with
+//! `profiles/rooms-smoke.toml` (30 protocol v2 clients in Zipf-sized rooms,
+//! direct messages, churn) must deliver every message of every membership
+//! window exactly once, in order, and nothing outside one. Needs Docker and
+//! the `rtmc` binary, which it builds.
+
+use std::path::Path;
+
+use rtmc_loadgen::profile::Profile;
+use rtmc_loadgen::report::text::render_text;
+use rtmc_loadgen::run::{execute, Mode};
+
+use crate::embedded_run::build_rtmc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_workload_with_churn_and_direct_messages_is_exact() {
+    build_rtmc();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+    let mut profile = Profile::load(&dir.join("rooms-smoke.toml")).expect("the smoke profile");
+    let out = std::env::temp_dir().join(format!("loadgen-rooms-{}", std::process::id()));
+    profile.output.out = Some(out.clone());
+    profile.output.quiet = true;
+
+    let outcome = execute(profile, Mode::Run)
+        .await
+        .unwrap_or_else(|e| panic!("loadgen could not run (is Docker up?): {e}"));
+    let text = render_text(&outcome.report);
+    let r = outcome.report.rooms.as_ref().expect("a rooms section");
+    assert!(outcome.report.passed(), "the run failed:\n{text}");
+    assert_eq!(
+        r.seed, 7,
+        "the profile's seed is used and reported:\n{text}"
+    );
+    assert!(text.contains("seed 7"), "{text}");
+    assert_eq!((r.clients, r.rooms, r.rooms_created), (30, 8, 8), "{text}");
+    assert_eq!(r.initial_joins, 90, "{text}");
+    // 60 msg/s for 4 s, a fifth of them direct; all acknowledged.
+    assert_eq!(r.published_rooms + r.published_direct, 240, "{text}");
+    assert!(r.published_direct > 20, "{text}");
+    assert_eq!(r.acked, 240, "{text}");
+    // Churn happened and was answered: 20 events, leaves and rejoins.
+    assert_eq!(r.churn_planned, 20, "{text}");
+    assert!(r.churn_left > 0 && r.churn_joined > 0, "{text}");
+    assert_eq!(r.churn_left + r.churn_joined, 20, "{text}");
+    let a = &r.accounting;
+    assert!(a.rooms.expected > 240, "{text}");
+    // A direct message is owed to both its sender and its recipient.
+    assert_eq!(a.direct.expected, 2 * r.published_direct, "{text}");
+    assert_eq!(a.total.received, a.total.expected, "{text}");
+    assert_eq!(a.total.anomalies(), 0, "{text}");
+    // A window per initial join, per owner (the publishers) and per rejoin.
+    assert_eq!(a.rooms.windows, 90 + 8 + r.churn_joined, "{text}");
+    assert_eq!(r.latency.count, a.total.received, "{text}");
+    // Every `joined` answered a join (or opened a direct room): none was
+    // ignored, which would have turned what followed into leaks.
+    assert_eq!(r.unasked_joined, 0, "{text}");
+    for file in ["report.json", "report.txt", "latency.hgrm"] {
+        assert!(out.join(file).is_file(), "{file} written");
+    }
+    let json = std::fs::read_to_string(out.join("report.json")).expect("report.json");
+    assert!(json.contains("\"seed\": 7"), "{json}");
+    let _ = std::fs::remove_dir_all(&out);
+}
