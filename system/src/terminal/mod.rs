@@ -13,6 +13,7 @@
 
 mod rooms;
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -189,13 +190,15 @@ pub fn message_line(b: &BroadcastFrame, now_us: u64) -> String {
     )
 }
 
-/// What a [`SeqState`] file holds: the last seq shown, and the epoch of
+/// What a [`SeqState`] file holds: the last lobby seq shown, the epoch of
 /// the stream it belongs to (`None` in a file written before epochs, or for
-/// a server that names none).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// a server that names none), and each room's last seq shown.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SavedSeq {
     pub seq: u64,
     pub epoch: Option<String>,
+    /// Room id → the last seq of that room shown.
+    pub rooms: BTreeMap<String, u64>,
 }
 
 /// What to do with a saved seq against the stream the server names now.
@@ -268,29 +271,62 @@ impl SeqState {
         &self.path
     }
 
-    /// The stored seq and epoch (`seq epoch`); `None` when there is no
-    /// (readable) file.
+    /// What the file holds: a first line `seq epoch` (the lobby), then a
+    /// line `room SEQ ID` per room (the id last: a direct room's id may hold
+    /// spaces); `None` when there is no (readable) file. A room line that
+    /// does not parse is skipped.
     pub fn load(&self) -> Option<SavedSeq> {
         let text = std::fs::read_to_string(&self.path).ok()?;
-        let mut words = text.split_whitespace();
+        let mut lines = text.lines();
+        let mut words = lines.next()?.split_whitespace();
         let seq = words.next()?.parse().ok()?;
         let epoch = words.next().map(str::to_owned);
-        Some(SavedSeq { seq, epoch })
+        let rooms = lines
+            .filter_map(|l| {
+                let (seq, id) = l.strip_prefix("room ")?.split_once(' ')?;
+                Some((id.to_owned(), seq.parse().ok()?))
+            })
+            .collect();
+        Some(SavedSeq { seq, epoch, rooms })
     }
 
-    /// Stores `seq` of `epoch` (write to a temporary file, then rename:
-    /// never torn).
-    pub fn store(&self, seq: u64, epoch: Option<&str>) -> std::io::Result<()> {
+    /// Stores `saved` (write to a temporary file, then rename: never torn).
+    pub fn store(&self, saved: &SavedSeq) -> std::io::Result<()> {
         if let Some(dir) = self.path.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let tmp = self.path.with_extension("seq.tmp");
-        let line = match epoch {
-            Some(e) => format!("{seq} {e}\n"),
-            None => format!("{seq}\n"),
+        let mut text = match &saved.epoch {
+            Some(e) => format!("{} {e}\n", saved.seq),
+            None => format!("{}\n", saved.seq),
         };
-        std::fs::write(&tmp, line)?;
+        for (room, seq) in &saved.rooms {
+            text.push_str(&format!("room {seq} {room}\n"));
+        }
+        std::fs::write(&tmp, text)?;
         std::fs::rename(&tmp, &self.path)
+    }
+}
+
+/// The resume state while the client runs: its file, and what the file
+/// holds now (rewritten after each message shown).
+struct Kept {
+    file: SeqState,
+    saved: SavedSeq,
+}
+
+impl Kept {
+    /// Notes `b` as shown (its room's seq, or the lobby's) and rewrites
+    /// the file.
+    fn note(&mut self, b: &BroadcastFrame, epoch: Option<&str>) -> std::io::Result<()> {
+        match &b.room {
+            Some(room) => {
+                self.saved.rooms.insert(room.clone(), b.seq);
+            }
+            None => self.saved.seq = b.seq,
+        }
+        self.saved.epoch = epoch.map(str::to_owned);
+        self.file.store(&self.saved)
     }
 }
 
@@ -508,11 +544,13 @@ pub async fn run(opts: TerminalOptions) -> Result<(), ClientError> {
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
         .map_err(|e| ClientError::Protocol(e.into()))?;
     let (mut typed, out, editor) = start_input();
-    let state = opts.state_dir.as_deref().map(|d| {
+    let file = opts.state_dir.as_deref().map(|d| {
         let stream = chat.info.stream.as_ref().map_or(first.as_str(), |s| &s.id);
         SeqState::new(d, &opts.user, stream)
     });
-    let start = resume_saved(&mut chat, state.as_ref()).await;
+    let saved = file.as_ref().and_then(SeqState::load);
+    let plan = ResumePlan::new(saved.clone(), chat.info.stream.as_ref());
+    let start = resume_saved(&mut chat, &plan).await;
     out.notice(format!(
         "logged in as {} at {first}; {start} — /help for commands",
         visible(&chat.info.user_id),
@@ -520,6 +558,17 @@ pub async fn run(opts: TerminalOptions) -> Result<(), ClientError> {
     let mut view = RoomView::default();
     if !chat.rooms().is_empty() {
         out.notice(view.rooms_line(chat.rooms()));
+    }
+    let mut state = file.map(|file| Kept {
+        file,
+        saved: kept_from(&plan, saved.as_ref(), &chat),
+    });
+    if let (ResumePlan::After(_), Some(saved)) = (&plan, &saved) {
+        let shown = Shown {
+            out: &out,
+            view: &mut view,
+        };
+        resume_rooms(&mut chat, &saved.rooms, shown, state.as_mut()).await;
     }
     let link = watch_link(&mut chat, &out);
     let every = Duration::from_millis(chat.info.heartbeat_interval_ms.max(100));
@@ -554,7 +603,7 @@ pub async fn run(opts: TerminalOptions) -> Result<(), ClientError> {
                 }
             }
             b = chat.next_broadcast(every) => match b {
-                Ok(b) => show(&out, &b, state.as_ref(), &chat, &mut view),
+                Ok(b) => show(&out, &b, state.as_mut(), &chat, &mut view),
                 Err(ClientError::Timeout(_)) => {}
                 Err(e) => break Err(e),
             },
@@ -586,12 +635,11 @@ fn tell_room_events(chat: &mut ChatClient, out: &Printer, view: &mut RoomView) {
     }
 }
 
-/// Resumes after the saved seq when it belongs to the stream the server
-/// names now; says what the session starts with.
-async fn resume_saved(chat: &mut ChatClient, state: Option<&SeqState>) -> String {
-    let saved = state.and_then(SeqState::load);
+/// Resumes the lobby after the saved seq when it belongs to the stream the
+/// server names now; says what the session starts with.
+async fn resume_saved(chat: &mut ChatClient, plan: &ResumePlan) -> String {
     let from_now = format!("new messages from #{}", chat.info.last_seq + 1);
-    match ResumePlan::new(saved, chat.info.stream.as_ref()) {
+    match *plan {
         ResumePlan::Fresh => from_now,
         ResumePlan::HistoryLost => format!(
             "the server lost its message history since you last ran: messages sent meanwhile \
@@ -604,6 +652,86 @@ async fn resume_saved(chat: &mut ChatClient, state: Option<&SeqState>) -> String
                 refusal(&e)
             ),
         },
+    }
+}
+
+/// What the state file holds at the start: the lobby's resume point (or the
+/// head it starts after), the stream's epoch now, and the saved rooms' seqs
+/// when they belong to this epoch.
+fn kept_from(plan: &ResumePlan, saved: Option<&SavedSeq>, chat: &ChatClient) -> SavedSeq {
+    let epoch = chat.info.stream.as_ref().map(|p| p.epoch.clone());
+    match (plan, saved) {
+        (ResumePlan::After(seq), Some(saved)) => SavedSeq {
+            seq: *seq,
+            epoch,
+            rooms: saved.rooms.clone(),
+        },
+        _ => SavedSeq {
+            seq: chat.info.last_seq,
+            epoch,
+            rooms: BTreeMap::new(),
+        },
+    }
+}
+
+/// At most this many missed messages of one room are shown at start; the
+/// rest stay in its history.
+const ROOM_RESUME_MAX_MESSAGES: usize = 500;
+
+/// Where resumed messages are shown.
+struct Shown<'a> {
+    out: &'a Printer,
+    view: &'a mut RoomView,
+}
+
+/// Shows what each saved room got after its saved seq and up to its head
+/// at login (live delivery starts after that head), a page of history at a
+/// time; says when a room had more than [`ROOM_RESUME_MAX_MESSAGES`].
+async fn resume_rooms(
+    chat: &mut ChatClient,
+    saved: &BTreeMap<String, u64>,
+    shown: Shown<'_>,
+    mut state: Option<&mut Kept>,
+) {
+    let heads: Vec<(String, u64)> = chat
+        .info
+        .rooms
+        .iter()
+        .map(|r| (r.room.clone(), r.seq))
+        .collect();
+    for (room, head) in heads {
+        let Some(&after) = saved.get(&room) else {
+            continue;
+        };
+        let (mut cursor, mut count) = (after, 0);
+        while cursor < head && count < ROOM_RESUME_MAX_MESSAGES {
+            let page = match chat.history(&room, Some(cursor), None, Some(100)).await {
+                Ok((page, _)) => page,
+                Err(e) => {
+                    let why = refusal(&e);
+                    shown.out.notice(format!(
+                        "could not replay what {} got after #{cursor} ({why})",
+                        visible(&room)
+                    ));
+                    break;
+                }
+            };
+            let Some(last) = page.last().map(|b| b.seq) else {
+                break;
+            };
+            for b in page.iter().filter(|b| b.seq <= head) {
+                show(shown.out, b, state.as_deref_mut(), chat, shown.view);
+                count += 1;
+            }
+            cursor = last;
+        }
+        if cursor < head {
+            shown.out.notice(format!(
+                "{} has more missed messages than shown ({}); its history has them",
+                visible(&room),
+                head - cursor
+            ));
+        }
     }
 }
 
@@ -634,26 +762,23 @@ fn watch_link(chat: &mut ChatClient, out: &Printer) -> Arc<Mutex<LinkSeen>> {
 }
 
 /// Shows one message if its room is in view (else counts it unread) and
-/// keeps the lobby's seq (with the stream's epoch).
+/// keeps its seq, the lobby's or its room's (with the stream's epoch).
 fn show(
     out: &Printer,
     b: &BroadcastFrame,
-    state: Option<&SeqState>,
+    state: Option<&mut Kept>,
     chat: &ChatClient,
     view: &mut RoomView,
 ) {
     if let Some(line) = view.place(b, message_line(b, crate::protocol::now_us())) {
         out.line(line);
     }
-    if b.room.is_some() {
-        return;
-    }
-    if let Some(s) = state {
+    if let Some(kept) = state {
         let epoch = chat.info.stream.as_ref().map(|p| p.epoch.as_str());
-        if let Err(e) = s.store(b.seq, epoch) {
+        if let Err(e) = kept.note(b, epoch) {
             out.notice(format!(
                 "cannot keep the last seq in {}: {e}",
-                s.path().display()
+                kept.file.path().display()
             ));
         }
     }
@@ -1041,16 +1166,31 @@ mod tests {
         let a = SeqState::new(&dir, "alice", "stream-a");
         let b = SeqState::new(&dir, "alice", "stream-b");
         assert_eq!(a.load(), None);
-        a.store(41, Some("e1")).unwrap();
-        a.store(42, Some("e1")).unwrap();
+        let mut kept = SavedSeq {
+            seq: 41,
+            epoch: Some("e1".into()),
+            rooms: BTreeMap::new(),
+        };
+        a.store(&kept).unwrap();
+        kept.seq = 42;
+        // A direct room's id holds its users' ids, spaces and all.
+        kept.rooms.insert("team".into(), 7);
+        kept.rooms.insert("dm:al ice:bob".into(), 3);
+        a.store(&kept).unwrap();
         let saved = SeqState::new(&dir, "alice", "stream-a").load();
-        assert_eq!(
-            saved,
-            Some(SavedSeq {
-                seq: 42,
-                epoch: Some("e1".into())
-            })
-        );
+        assert_eq!(saved, Some(kept));
+        // A file written before rooms (one line) still loads.
+        std::fs::write(a.path(), "5 e0\n").unwrap();
+        let old = SavedSeq {
+            seq: 5,
+            epoch: Some("e0".into()),
+            rooms: BTreeMap::new(),
+        };
+        assert_eq!(a.load(), Some(old));
+        // A room line that does not parse is skipped, not fatal.
+        std::fs::write(a.path(), "5 e0\nroom x team\nroom 4 hall\n").unwrap();
+        let rooms = a.load().map(|s| s.rooms);
+        assert_eq!(rooms, Some(BTreeMap::from([("hall".to_owned(), 4)])));
         assert_eq!(b.load(), None);
         assert_ne!(a.path(), SeqState::new(&dir, "../x", "stream-a").path());
         assert!(SeqState::new(&dir, "../x", "h:1").path().starts_with(&dir));
@@ -1067,6 +1207,7 @@ mod tests {
             Some(SavedSeq {
                 seq: 9,
                 epoch: epoch.map(str::to_owned),
+                rooms: BTreeMap::new(),
             })
         };
         assert_eq!(ResumePlan::new(None, Some(&now)), ResumePlan::Fresh);

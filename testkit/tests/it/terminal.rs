@@ -9,6 +9,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use rtmc::client::{ChatClient, SendTarget};
 use rtmc_testkit::{Pipeline, PipelineOptions, TEST_PASSWORD};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -116,6 +117,61 @@ async fn a_restarted_client_resumes_from_its_state_file() {
         .expect(|l| is_message(l, "service:svc", "while away 2"))
         .await;
     assert!(!again.seen.iter().any(|l| l.contains("before the crash")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A room's messages sent while the client was not running are shown
+/// (as the room's unread lines) after a restart, from its state file; the
+/// one it had shown is not shown again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_client_resumes_its_rooms_from_its_state_file() {
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let users = p.add_users("roomback", 2).await.unwrap();
+    let dir = std::env::temp_dir().join(format!("rtmc-term-{}", uuid::Uuid::new_v4()));
+    let mut c = TerminalClient::start(&[p.server_addr(0)], &users[0], Some(&dir)).await;
+    c.type_line("/join deck").await;
+    c.expect(|l| l.starts_with("-- made deck")).await;
+    let mut poster = ChatClient::connect_v2(&p.server_addr(0), &users[1], TEST_PASSWORD)
+        .await
+        .unwrap();
+    poster.join("deck", None).await.unwrap();
+    let deck = SendTarget::Room("deck".into());
+    poster.send_to(&deck, "seen before", None).await.unwrap();
+    c.expect(|l| is_message(l, &users[1], "seen before")).await;
+    // The room's seq is stored right after the line is printed.
+    let stored = async || {
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| e.to_string())?
+            .flatten()
+            .collect();
+        let text = match files.as_slice() {
+            [f] => std::fs::read_to_string(f.path()).map_err(|e| e.to_string())?,
+            other => return Err(format!("state files: {}", other.len())),
+        };
+        match text.contains("room 1 deck") {
+            true => Ok(()),
+            false => Err(format!("state file: {text:?}")),
+        }
+    };
+    eventually(Duration::from_secs(5), Duration::from_millis(20), stored).await;
+    c.child.start_kill().unwrap(); // SIGKILL: no logout, no goodbye
+    c.exit_status().await;
+    for body in ["while away 1", "while away 2"] {
+        poster.send_to(&deck, body, None).await.unwrap();
+    }
+    let mut again = TerminalClient::start(&[p.server_addr(0)], &users[0], Some(&dir)).await;
+    again.type_line("/room deck").await;
+    again
+        .expect(|l| is_message(l, &users[1], "while away 1"))
+        .await;
+    again
+        .expect(|l| is_message(l, &users[1], "while away 2"))
+        .await;
+    assert!(
+        !again.seen.iter().any(|l| l.contains("seen before")),
+        "{:#?}",
+        again.seen
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
