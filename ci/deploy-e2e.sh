@@ -63,10 +63,10 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/rtmc"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/rtmc-deploy-e2e.XXXXXX")"
 PIDS=()
 GATEWAY="http://127.0.0.1:$DEPLOY_GATEWAY_PORT"
-DOWN_ARGS=(--volumes)
+HA_FLAG=()
 if [ "$HA" = 1 ]; then
   GATEWAY="http://$DEPLOY_GATEWAY_HOST:$DEPLOY_GATEWAY_PORT"
-  DOWN_ARGS+=(--ha)
+  HA_FLAG=(--ha)
 fi
 
 log() { printf '[deploy-e2e] %s\n' "$*" >&2; }
@@ -78,10 +78,16 @@ fail() {
   exit 1
 }
 finish() {
-  local code=$?
+  local code=$? kept
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  ci/deploy.sh down "${DOWN_ARGS[@]}" >/dev/null 2>&1 \
-    || log "ci/deploy.sh down ${DOWN_ARGS[*]} failed"
+  if [ "$code" != 0 ]; then
+    # The services' states and logs outlive the deployment, for the post-mortem.
+    kept="$(mktemp "${TMPDIR:-/tmp}/rtmc-deploy-e2e-logs.XXXXXX")"
+    { ci/deploy.sh status ${HA_FLAG[@]+"${HA_FLAG[@]}"}; ci/deploy.sh logs ${HA_FLAG[@]+"${HA_FLAG[@]}"}; } >"$kept" 2>&1 || true
+    log "the services' states and logs: $kept"
+  fi
+  ci/deploy.sh down ${HA_FLAG[@]+"${HA_FLAG[@]}"} --volumes >/dev/null 2>&1 \
+    || log "ci/deploy.sh down ${HA_FLAG[*]} --volumes failed"
   rm -rf "$WORK"
   [ "$code" = 0 ] && log "PASSED" || log "exit $code"
 }
