@@ -324,7 +324,12 @@ pg_takes_writes() {
 # ("node members"), SENTINELS_NAME and PG_STATES are asked once by
 # cmd_status.
 role_of() {
-  local svc=$1 leader state
+  local svc=$1 leader state id
+  id="$(container "$svc")"
+  if [ -z "$id" ] || [ "$(docker inspect -f '{{.State.Running}}' "$id" 2>/dev/null)" != true ]; then
+    echo "-"
+    return
+  fi
   case "$svc" in
     rabbitmq[123])
       leader="${RABBIT_LEADER%% *}"
