@@ -176,16 +176,23 @@ pub async fn execute(profile: Profile, mode: Mode) -> Result<RunOutcome, RunErro
             report.comparison = Some(FloorComparison::of(a, b));
         }
     }
+    let dir = finish_stack(stack, &profile, mode.name()).await;
+    let files = histograms.write(&dir, &report, run.wall)?;
+    Ok(RunOutcome { report, dir, files })
+}
+
+/// Shuts the embedded stack down (if the run brought one up) and names the
+/// directory the run's files go to: the profile's `output.out`, else a
+/// fresh one for `mode`.
+async fn finish_stack(stack: Option<EmbeddedStack>, profile: &Profile, mode: &str) -> PathBuf {
     if let Some(s) = stack {
         s.shutdown().await;
     }
-    let dir = profile
+    profile
         .output
         .out
         .clone()
-        .unwrap_or_else(|| files::default_dir(mode.name()));
-    let files = histograms.write(&dir, &report, run.wall)?;
-    Ok(RunOutcome { report, dir, files })
+        .unwrap_or_else(|| files::default_dir(mode))
 }
 
 /// `loadgen run` with a room workload: draws the plan (before anything is
@@ -217,14 +224,7 @@ async fn execute_rooms(
         format!("{:08x}", run.id),
     );
     judge_rooms(&profile, rooms, &mut report);
-    if let Some(s) = stack {
-        s.shutdown().await;
-    }
-    let dir = profile
-        .output
-        .out
-        .clone()
-        .unwrap_or_else(|| files::default_dir("run"));
+    let dir = finish_stack(stack, &profile, "run").await;
     let h = ReportHistograms {
         run_start: run.wall,
         intervals: &[],
