@@ -9,7 +9,7 @@ use sqlx::PgPool;
 
 use crate::display::visible;
 use crate::room::{RoomId, RoomKind, RoomRole};
-use crate::room_db::{self, CreateOutcome};
+use crate::room_db::{self, AddOutcome, CreateOutcome, MemberLimits};
 use crate::stream::{self, MemberChange, RedisKeys};
 
 /// Why an administrative change was refused or failed.
@@ -69,12 +69,13 @@ impl<C: ConnectionLike + Send> RoomAdmin<'_, C> {
                     .into(),
             ));
         }
-        self.user_has_room_for_one_more(owner).await?;
-        match room_db::create_room(self.pg, room, kind, owner).await? {
+        self.user_exists(owner).await?;
+        match room_db::create_room(self.pg, room, kind, owner, self.max_rooms_per_user).await? {
             CreateOutcome::Created => {}
             CreateOutcome::AlreadyExists => {
                 return Err(refused(format!("room {} exists already", room.as_str())));
             }
+            CreateOutcome::TooManyRooms => return Err(self.too_many_rooms(owner)),
         }
         self.record(room, owner, MemberChange::Joined, kind).await
     }
@@ -97,15 +98,29 @@ impl<C: ConnectionLike + Send> RoomAdmin<'_, C> {
                 room.as_str()
             )));
         }
-        self.user_has_room_for_one_more(user).await?;
-        let members = room_db::member_count(self.pg, room).await?;
-        if members >= i64::from(self.max_members_per_room) {
-            return Err(refused(format!(
-                "{} has {members} members, the most rooms.max_members_per_room allows",
-                room.as_str()
-            )));
+        self.user_exists(user).await?;
+        let limits = MemberLimits {
+            max_members_per_room: self.max_members_per_room,
+            max_rooms_per_user: self.max_rooms_per_user,
+        };
+        match room_db::add_member(self.pg, room, user, role, limits).await? {
+            AddOutcome::Added => {}
+            AddOutcome::AlreadyMember => {
+                return Err(refused(format!(
+                    "{} is a member of {} already",
+                    visible(user),
+                    room.as_str()
+                )));
+            }
+            AddOutcome::RoomFull => {
+                return Err(refused(format!(
+                    "{} has {} members, the most rooms.max_members_per_room allows",
+                    room.as_str(),
+                    self.max_members_per_room
+                )));
+            }
+            AddOutcome::TooManyRooms => return Err(self.too_many_rooms(user)),
         }
-        room_db::add_member(self.pg, room, user, role).await?;
         self.record(room, user, MemberChange::Joined, kind).await
     }
 
@@ -128,7 +143,7 @@ impl<C: ConnectionLike + Send> RoomAdmin<'_, C> {
             .ok_or_else(|| refused(format!("no room {}", room.as_str())))
     }
 
-    async fn user_has_room_for_one_more(&self, user: &str) -> Result<(), RoomAdminError> {
+    async fn user_exists(&self, user: &str) -> Result<(), RoomAdminError> {
         if crate::db::get_status(self.pg, user)
             .await
             .map_err(|e| refused(format!("user lookup: {e}")))?
@@ -136,14 +151,15 @@ impl<C: ConnectionLike + Send> RoomAdmin<'_, C> {
         {
             return Err(refused(format!("no user {}", visible(user))));
         }
-        let rooms = room_db::room_count_of(self.pg, user).await?;
-        if rooms >= i64::from(self.max_rooms_per_user) {
-            return Err(refused(format!(
-                "{} is in {rooms} rooms, the most rooms.max_rooms_per_user allows",
-                visible(user)
-            )));
-        }
         Ok(())
+    }
+
+    fn too_many_rooms(&self, user: &str) -> RoomAdminError {
+        refused(format!(
+            "{} is in {} rooms, the most rooms.max_rooms_per_user allows",
+            visible(user),
+            self.max_rooms_per_user
+        ))
     }
 
     /// The change in the room's shard stream: every node's follower applies

@@ -1,9 +1,10 @@
 //! Rooms and their members in PostgreSQL (`rooms`, `room_members`): the
 //! durable truth of who may read and post where. The lobby has no row: every
 //! session is in it implicitly. Limits (rooms per user, members per room)
-//! are the caller's to check with the counts here.
+//! are checked in the transaction that adds the membership, under advisory
+//! locks, so concurrent requests cannot overshoot them.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::room::{RoomId, RoomKind, RoomRole};
 
@@ -14,6 +15,85 @@ pub enum CreateOutcome {
     Created,
     /// A room of that id existed already; nothing changed.
     AlreadyExists,
+    /// The creator is in `rooms.max_rooms_per_user` rooms already; nothing
+    /// changed.
+    TooManyRooms,
+}
+
+/// The limits a new membership is held to (`rooms.max_members_per_room`,
+/// `rooms.max_rooms_per_user`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberLimits {
+    /// The most members a room may have.
+    pub max_members_per_room: u32,
+    /// The most rooms a user may be in (direct rooms count, the lobby not).
+    pub max_rooms_per_user: u32,
+}
+
+impl MemberLimits {
+    /// The deployment's limits.
+    pub fn of(cfg: &crate::config::RoomsConfig) -> Self {
+        Self {
+            max_members_per_room: cfg.max_members_per_room,
+            max_rooms_per_user: cfg.max_rooms_per_user,
+        }
+    }
+}
+
+/// What [`add_member`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// The user is a member now.
+    Added,
+    /// The user was a member already (the role is left as it was).
+    AlreadyMember,
+    /// The room has `max_members_per_room` members; nothing changed.
+    RoomFull,
+    /// The user is in `max_rooms_per_user` rooms; nothing changed.
+    TooManyRooms,
+}
+
+/// Advisory-lock namespaces (the first key of `pg_advisory_xact_lock`):
+/// additions to one room, and new memberships of one user, run one at a
+/// time. A transaction takes a room's lock before a user's, never the
+/// other way round, so two never wait on each other.
+const ROOM_LOCK: i32 = 0x726d_0001;
+const USER_LOCK: i32 = 0x726d_0002;
+
+/// Holds `key`'s lock in `space` until the transaction ends (rooms or users
+/// whose ids hash alike merely wait for each other).
+async fn lock(tx: &mut PgConnection, space: i32, key: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(space)
+        .bind(key)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// Writes one membership row on `tx`.
+async fn insert_member(
+    tx: &mut PgConnection,
+    room: &RoomId,
+    user: &str,
+    role: RoomRole,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, $3)")
+        .bind(room.as_str())
+        .bind(user)
+        .bind(role.as_str())
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// How many rooms `user` is in, read on `tx`.
+async fn rooms_held(tx: &mut PgConnection, user: &str) -> sqlx::Result<i64> {
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM room_members WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(tx)
+        .await?;
+    Ok(n)
 }
 
 /// One of a user's rooms, with the user's role in it.
@@ -35,14 +115,23 @@ fn decode<T: std::str::FromStr>(column: &str, raw: &str) -> sqlx::Result<T> {
 }
 
 /// Creates `room` of `kind`, in one transaction with its first members: the
-/// creator as owner, or, for a direct room, both of its users as members.
+/// creator as owner (unless the creator is in `max_rooms_per_user` rooms
+/// already, counted under the creator's lock), or, for a direct room, both
+/// of its users as members (direct rooms are never refused for the count).
 pub async fn create_room(
     pg: &PgPool,
     room: &RoomId,
     kind: RoomKind,
     creator: &str,
+    max_rooms_per_user: u32,
 ) -> sqlx::Result<CreateOutcome> {
     let mut tx = pg.begin().await?;
+    if kind != RoomKind::Direct {
+        lock(&mut tx, USER_LOCK, creator).await?;
+        if rooms_held(&mut tx, creator).await? >= i64::from(max_rooms_per_user) {
+            return Ok(CreateOutcome::TooManyRooms);
+        }
+    }
     let created = sqlx::query(
         "INSERT INTO rooms (room_id, kind, created_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
     )
@@ -63,12 +152,7 @@ pub async fn create_room(
         _ => vec![(creator, RoomRole::Owner)],
     };
     for (user, role) in first_members {
-        sqlx::query("INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, $3)")
-            .bind(room.as_str())
-            .bind(user)
-            .bind(role.as_str())
-            .execute(&mut *tx)
-            .await?;
+        insert_member(&mut tx, room, user, role).await?;
     }
     tx.commit().await?;
     Ok(CreateOutcome::Created)
@@ -83,24 +167,40 @@ pub async fn room_kind(pg: &PgPool, room: &RoomId) -> sqlx::Result<Option<RoomKi
     row.map(|(k,)| decode("kind", &k)).transpose()
 }
 
-/// Adds `user` to `room` with `role`; false when the user was a member
-/// already (the role is then left as it was). The room must exist.
+/// Adds `user` to `room` with `role` within `limits`, in one transaction
+/// that holds the room's and then the user's lock while it counts and
+/// inserts: racing additions cannot take a room past its members or a user
+/// past its rooms. The room must exist.
 pub async fn add_member(
     pg: &PgPool,
     room: &RoomId,
     user: &str,
     role: RoomRole,
-) -> sqlx::Result<bool> {
-    let added = sqlx::query(
-        "INSERT INTO room_members (room_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    limits: MemberLimits,
+) -> sqlx::Result<AddOutcome> {
+    let mut tx = pg.begin().await?;
+    lock(&mut tx, ROOM_LOCK, room.as_str()).await?;
+    lock(&mut tx, USER_LOCK, user).await?;
+    let (member, members): (bool, i64) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2), \
+         (SELECT count(*) FROM room_members WHERE room_id = $1)",
     )
     .bind(room.as_str())
     .bind(user)
-    .bind(role.as_str())
-    .execute(pg)
-    .await?
-    .rows_affected();
-    Ok(added == 1)
+    .fetch_one(&mut *tx)
+    .await?;
+    if member {
+        return Ok(AddOutcome::AlreadyMember);
+    }
+    if members >= i64::from(limits.max_members_per_room) {
+        return Ok(AddOutcome::RoomFull);
+    }
+    if rooms_held(&mut tx, user).await? >= i64::from(limits.max_rooms_per_user) {
+        return Ok(AddOutcome::TooManyRooms);
+    }
+    insert_member(&mut tx, room, user, role).await?;
+    tx.commit().await?;
+    Ok(AddOutcome::Added)
 }
 
 /// Removes `user` from `room`; false when the user was not a member.
@@ -185,5 +285,5 @@ pub async fn ensure_direct(pg: &PgPool, room: &RoomId) -> sqlx::Result<CreateOut
             "ensure_direct: {room} is not a direct room"
         )));
     };
-    create_room(pg, room, RoomKind::Direct, a).await
+    create_room(pg, room, RoomKind::Direct, a, u32::MAX).await
 }

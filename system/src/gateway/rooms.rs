@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{authenticate, fail, json_rejection, sender, Caller, Gateway, PostMessage};
 use crate::replay::ReplayError;
 use crate::room::{RoomId, RoomKind, RoomRole};
-use crate::room_db::{self, CreateOutcome};
+use crate::room_db::{self, AddOutcome, CreateOutcome, MemberLimits};
 use crate::stream::{self, MemberChange};
 
 /// Messages a history page holds when the request names no `limit`.
@@ -242,18 +242,14 @@ async fn announce_join(
     .map_err(|e| unavailable("Redis", e))
 }
 
-/// Refuses when `user` is in `rooms.max_rooms_per_user` rooms already.
-async fn check_room_quota(g: &Gateway, user: &str) -> Result<(), Response> {
-    let rooms = room_db::room_count_of(&g.pg, user).await.map_err(pg_down)?;
+/// The refusal for `user` being in `rooms.max_rooms_per_user` rooms already.
+fn too_many_rooms(g: &Gateway, user: &str) -> Response {
     let max = g.cfg.rooms.max_rooms_per_user;
-    if rooms >= i64::from(max) {
-        return Err(fail(
-            StatusCode::FORBIDDEN,
-            "too_many_rooms",
-            format!("{user} is in {max} rooms already, the most allowed"),
-        ));
-    }
-    Ok(())
+    fail(
+        StatusCode::FORBIDDEN,
+        "too_many_rooms",
+        format!("{user} is in {max} rooms already, the most allowed"),
+    )
 }
 
 /// `POST /v1/rooms`: a user creates a public or private room and is its owner.
@@ -280,13 +276,17 @@ async fn try_create(
             "direct rooms are made by their first message (POST /v1/rooms/dm:<a>:<b>/messages); create public or private rooms",
         ));
     }
-    check_room_quota(&g, &user).await?;
-    let outcome = room_db::create_room(&g.pg, &room, req.kind, &user)
+    let max = g.cfg.rooms.max_rooms_per_user;
+    let outcome = room_db::create_room(&g.pg, &room, req.kind, &user, max)
         .await
         .map_err(pg_down)?;
-    if outcome == CreateOutcome::AlreadyExists {
-        let why = format!("room {room} exists already");
-        return Err(fail(StatusCode::CONFLICT, "room_exists", why));
+    match outcome {
+        CreateOutcome::Created => {}
+        CreateOutcome::AlreadyExists => {
+            let why = format!("room {room} exists already");
+            return Err(fail(StatusCode::CONFLICT, "room_exists", why));
+        }
+        CreateOutcome::TooManyRooms => return Err(too_many_rooms(&g, &user)),
     }
     announce_join(&g, &room, &user, req.kind).await?;
     let created = RoomCreated {
@@ -339,16 +339,20 @@ async fn try_invite(
     {
         return Ok((StatusCode::OK, Json(invited)).into_response());
     }
-    check_room_quota(&g, &req.user_id).await?;
-    let members = room_db::member_count(&g.pg, &room).await.map_err(pg_down)?;
-    let max = g.cfg.rooms.max_members_per_room;
-    if members >= i64::from(max) {
-        let why = format!("{room} has {max} members, the most allowed");
-        return Err(fail(StatusCode::FORBIDDEN, "room_full", why));
-    }
-    room_db::add_member(&g.pg, &room, &req.user_id, RoomRole::Member)
+    let limits = MemberLimits::of(&g.cfg.rooms);
+    let outcome = room_db::add_member(&g.pg, &room, &req.user_id, RoomRole::Member, limits)
         .await
         .map_err(pg_down)?;
+    match outcome {
+        AddOutcome::Added => {}
+        AddOutcome::AlreadyMember => return Ok((StatusCode::OK, Json(invited)).into_response()),
+        AddOutcome::RoomFull => {
+            let max = g.cfg.rooms.max_members_per_room;
+            let why = format!("{room} has {max} members, the most allowed");
+            return Err(fail(StatusCode::FORBIDDEN, "room_full", why));
+        }
+        AddOutcome::TooManyRooms => return Err(too_many_rooms(&g, &req.user_id)),
+    }
     announce_join(&g, &room, &req.user_id, kind).await?;
     Ok((StatusCode::CREATED, Json(invited)).into_response())
 }

@@ -530,3 +530,40 @@ async fn a_leaving_session_is_told_left_once_per_leave() {
         "one joined and one left per cycle, no refusal: {frames:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_racing_for_the_last_places_of_a_room_fill_it_exactly() {
+    let opts = PipelineOptions::default().configure(|c| {
+        c.rooms.max_members_per_room = 3;
+    });
+    let p = Pipeline::shared(opts).await.unwrap();
+    let u = p.add_users("race", 9).await.unwrap();
+    let mut owner = v2(&p, 0, &u[0]).await;
+    owner
+        .create_room("last-seats", RoomKind::Public)
+        .await
+        .unwrap();
+    let mut joiners = Vec::new();
+    for user in &u[1..] {
+        joiners.push(v2(&p, 0, user).await);
+    }
+    // Eight joins at once for the two places left.
+    let tasks: Vec<_> = joiners
+        .into_iter()
+        .map(|mut c| tokio::spawn(async move { c.join("last-seats", None).await }))
+        .collect();
+    let (mut joined, mut full) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => joined += 1,
+            Err(ClientError::Server {
+                code: ErrorCode::RoomFull,
+                ..
+            }) => full += 1,
+            Err(e) => panic!("a join failed otherwise: {e}"),
+        }
+    }
+    assert_eq!((joined, full), (2, 6), "joined, refused as full");
+    let members = owner.members("last-seats").await.unwrap();
+    assert_eq!(members.len(), 3, "{members:?}");
+}

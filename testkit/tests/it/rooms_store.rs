@@ -592,19 +592,20 @@ async fn sync_stores_each_room_message_once_and_trims_and_replay_crosses_the_bou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_and_members_live_in_postgres() {
     use rtmc::room::RoomRole::{Member, Owner};
-    use rtmc::room_db::{self, CreateOutcome};
+    use rtmc::room_db::{self, AddOutcome, CreateOutcome};
     let p = bare(1).await;
     let pg = &p.pg;
+    let roomy = roomy();
     let general = room("general");
     assert_eq!(room_db::room_kind(pg, &general).await.unwrap(), None);
     assert_eq!(
-        room_db::create_room(pg, &general, RoomKind::Public, "alice")
+        room_db::create_room(pg, &general, RoomKind::Public, "alice", 10)
             .await
             .unwrap(),
         CreateOutcome::Created
     );
     assert_eq!(
-        room_db::create_room(pg, &general, RoomKind::Private, "bob")
+        room_db::create_room(pg, &general, RoomKind::Private, "bob", 10)
             .await
             .unwrap(),
         CreateOutcome::AlreadyExists
@@ -613,13 +614,17 @@ async fn rooms_and_members_live_in_postgres() {
         room_db::room_kind(pg, &general).await.unwrap(),
         Some(RoomKind::Public)
     );
-    assert!(room_db::add_member(pg, &general, "bob", Member)
-        .await
-        .unwrap());
-    assert!(
-        !room_db::add_member(pg, &general, "bob", Owner)
+    assert_eq!(
+        room_db::add_member(pg, &general, "bob", Member, roomy)
             .await
             .unwrap(),
+        AddOutcome::Added
+    );
+    assert_eq!(
+        room_db::add_member(pg, &general, "bob", Owner, roomy)
+            .await
+            .unwrap(),
+        AddOutcome::AlreadyMember,
         "already in"
     );
     assert!(room_db::is_member(pg, &general, "bob").await.unwrap());
@@ -659,11 +664,103 @@ async fn rooms_and_members_live_in_postgres() {
     assert!(!room_db::is_member(pg, &general, "bob").await.unwrap());
     assert_eq!(room_db::room_count_of(pg, "bob").await.unwrap(), 1);
     assert!(
-        room_db::add_member(pg, &room("nowhere"), "bob", Member)
+        room_db::add_member(pg, &room("nowhere"), "bob", Member, roomy)
             .await
             .is_err(),
         "a member of a room that does not exist is refused"
     );
+}
+
+/// Limits no test here reaches.
+fn roomy() -> rtmc::room_db::MemberLimits {
+    rtmc::room_db::MemberLimits {
+        max_members_per_room: 1_000,
+        max_rooms_per_user: 1_000,
+    }
+}
+
+/// Runs `n` calls of `f` at once (each on its own task, so they race on
+/// separate pool connections) and counts their outcomes.
+async fn race<T, F, Fut>(n: usize, f: F) -> std::collections::BTreeMap<String, usize>
+where
+    T: std::fmt::Debug + Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = sqlx::Result<T>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..n).map(|i| tokio::spawn(f(i))).collect();
+    let mut counts = std::collections::BTreeMap::new();
+    for t in tasks {
+        let outcome = t.await.expect("task").expect("store");
+        *counts.entry(format!("{outcome:?}")).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_additions_never_pass_the_room_and_member_limits() {
+    use rtmc::room::RoomRole::Member;
+    use rtmc::room_db::{self, MemberLimits};
+    let p = bare(1).await;
+    let limits = MemberLimits {
+        max_members_per_room: 5,
+        max_rooms_per_user: 3,
+    };
+    // 20 users join one room at once: the owner and 4 of them fit.
+    let crowded = room("crowded");
+    room_db::create_room(&p.pg, &crowded, RoomKind::Public, "owner", 3)
+        .await
+        .unwrap();
+    let counts = race(20, |i| {
+        let (pg, r) = (p.pg.clone(), crowded.clone());
+        async move { room_db::add_member(&pg, &r, &format!("joiner{i}"), Member, limits).await }
+    })
+    .await;
+    assert_eq!(counts.get("Added"), Some(&4), "{counts:?}");
+    assert_eq!(counts.get("RoomFull"), Some(&16), "{counts:?}");
+    assert_eq!(room_db::member_count(&p.pg, &crowded).await.unwrap(), 5);
+    // One user is added to 10 rooms at once: 3 fit.
+    for i in 0..10 {
+        room_db::create_room(
+            &p.pg,
+            &room(&format!("r{i}")),
+            RoomKind::Public,
+            "owner2",
+            10,
+        )
+        .await
+        .unwrap();
+    }
+    let counts =
+        race(10, |i| {
+            let pg = p.pg.clone();
+            async move {
+                room_db::add_member(&pg, &room(&format!("r{i}")), "busy", Member, limits).await
+            }
+        })
+        .await;
+    assert_eq!(counts.get("Added"), Some(&3), "{counts:?}");
+    assert_eq!(counts.get("TooManyRooms"), Some(&7), "{counts:?}");
+    assert_eq!(room_db::room_count_of(&p.pg, "busy").await.unwrap(), 3);
+    // One user creates 10 rooms at once: 3 fit, the rest are not created.
+    let counts = race(10, |i| {
+        let pg = p.pg.clone();
+        let r = room(&format!("mine{i}"));
+        async move { room_db::create_room(&pg, &r, RoomKind::Private, "maker", 3).await }
+    })
+    .await;
+    assert_eq!(counts.get("Created"), Some(&3), "{counts:?}");
+    assert_eq!(counts.get("TooManyRooms"), Some(&7), "{counts:?}");
+    assert_eq!(room_db::room_count_of(&p.pg, "maker").await.unwrap(), 3);
+    let mut made = 0;
+    for i in 0..10 {
+        made += usize::from(
+            room_db::room_kind(&p.pg, &room(&format!("mine{i}")))
+                .await
+                .unwrap()
+                .is_some(),
+        );
+    }
+    assert_eq!(made, 3, "a refused creation leaves no room behind");
 }
 
 /// How a gateway request authenticates.

@@ -17,22 +17,15 @@ pub(super) async fn apply(session: &mut Session, room: String, kind: RoomKind) -
     let ctx = session.ctx.clone();
     let user = session.user_id();
     let max = ctx.cfg.rooms.max_rooms_per_user;
-    match room_db::room_count_of(&ctx.pg, &user).await {
-        Ok(n) if n < i64::from(max) => {}
-        Ok(_) => {
+    match room_db::create_room(&ctx.pg, &id, kind, &user, max).await {
+        Ok(CreateOutcome::Created) => {}
+        Ok(CreateOutcome::TooManyRooms) => {
             let message = format!("you are in {max} rooms already");
             session
                 .room_error(ErrorCode::TooManyRooms, message, &room)
                 .await;
             return Next::Continue;
         }
-        Err(e) => {
-            room_flow::store_failed(session, &room, "room count", e).await;
-            return Next::Continue;
-        }
-    }
-    match room_db::create_room(&ctx.pg, &id, kind, &user).await {
-        Ok(CreateOutcome::Created) => {}
         Ok(CreateOutcome::AlreadyExists) => {
             let message = format!("a room {} exists already", quote_room(&room));
             session

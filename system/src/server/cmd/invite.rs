@@ -4,9 +4,9 @@
 //! `joined` from their shard followers. Rate: `rooms.max_invites_per_sec`.
 
 use super::room_flow;
-use crate::protocol::{quote_room, ErrorCode, ServerFrame};
+use crate::protocol::{ErrorCode, ServerFrame};
 use crate::room::{RoomId, RoomKind, RoomRole};
-use crate::room_db;
+use crate::room_db::{self, AddOutcome, MemberLimits};
 use crate::server::session::{Next, Session};
 use crate::stream::{self, MemberChange};
 
@@ -30,11 +30,17 @@ pub(super) async fn apply(session: &mut Session, room: String, invitee: String) 
             return Next::Continue;
         }
     }
-    if !admissible(session, &id, &invitee).await {
+    if !room_flow::user_exists(session, &invitee, &room).await {
         return Next::Continue;
     }
-    let added = match room_db::add_member(&ctx.pg, &id, &invitee, RoomRole::Member).await {
-        Ok(added) => added,
+    let limits = MemberLimits::of(&ctx.cfg.rooms);
+    let added = match room_db::add_member(&ctx.pg, &id, &invitee, RoomRole::Member, limits).await {
+        Ok(AddOutcome::Added) => true,
+        Ok(AddOutcome::AlreadyMember) => false,
+        Ok(refused) => {
+            room_flow::refuse_for_limits(session, &id, refused, Some(&invitee)).await;
+            return Next::Continue;
+        }
         Err(e) => {
             room_flow::store_failed(session, &room, "membership", e).await;
             return Next::Continue;
@@ -78,31 +84,6 @@ async fn inviters_room(session: &Session, id: &RoomId) -> Option<RoomKind> {
         return None;
     }
     Some(kind)
-}
-
-/// Whether `invitee` is a user with room for one more room, and the room
-/// for one more member; answers why not itself.
-async fn admissible(session: &Session, id: &RoomId, invitee: &str) -> bool {
-    let room = id.as_str();
-    if !room_flow::user_exists(session, invitee, room).await {
-        return false;
-    }
-    let max = session.ctx.cfg.rooms.max_rooms_per_user;
-    match room_db::room_count_of(&session.ctx.pg, invitee).await {
-        Ok(n) if n < i64::from(max) => {}
-        Ok(_) => {
-            let message = format!("{} is in {max} rooms already", quote_room(invitee));
-            session
-                .room_error(ErrorCode::TooManyRooms, message, room)
-                .await;
-            return false;
-        }
-        Err(e) => {
-            room_flow::store_failed(session, room, "room count", e).await;
-            return false;
-        }
-    }
-    room_flow::has_room_for_one_more(session, id).await
 }
 
 async fn invited(session: &Session, room: String, user_id: String) -> Next {

@@ -6,7 +6,7 @@
 use super::room_flow::{self, Point};
 use crate::protocol::{quote_room, ErrorCode};
 use crate::room::{RoomId, RoomKind, RoomRole};
-use crate::room_db;
+use crate::room_db::{self, AddOutcome, MemberLimits};
 use crate::server::session::{Next, Session};
 
 pub(super) async fn apply(session: &mut Session, room: String, after_seq: Option<u64>) -> Next {
@@ -25,7 +25,7 @@ pub(super) async fn apply(session: &mut Session, room: String, after_seq: Option
     };
     let (kind, role, point) = match mine.iter().find(|r| r.room == room) {
         Some(r) => (r.kind, r.role, Point::Head),
-        None => match admit(session, &id, mine.len()).await {
+        None => match admit(session, &id).await {
             Some(admitted) => admitted,
             None => return Next::Continue,
         },
@@ -36,11 +36,7 @@ pub(super) async fn apply(session: &mut Session, room: String, after_seq: Option
 
 /// Makes the caller a member of a public room it is not in; `None` after
 /// answering why not.
-async fn admit(
-    session: &Session,
-    room: &RoomId,
-    rooms_of_user: usize,
-) -> Option<(RoomKind, RoomRole, Point)> {
+async fn admit(session: &Session, room: &RoomId) -> Option<(RoomKind, RoomRole, Point)> {
     let ctx = &session.ctx;
     let name = room.as_str();
     let kind = match room_db::room_kind(&ctx.pg, room).await {
@@ -51,7 +47,6 @@ async fn admit(
         }
     };
     let shown = quote_room(name);
-    let limits = &ctx.cfg.rooms;
     match kind {
         None => {
             let message = format!("no room {shown}");
@@ -69,25 +64,21 @@ async fn admit(
         }
         Some(RoomKind::Public) => {}
     }
-    if rooms_of_user >= limits.max_rooms_per_user as usize {
-        let message = format!("you are in {} rooms already", limits.max_rooms_per_user);
-        session
-            .room_error(ErrorCode::TooManyRooms, message, name)
-            .await;
-        return None;
-    }
-    if !room_flow::has_room_for_one_more(session, room).await {
-        return None;
-    }
-    match room_db::add_member(&ctx.pg, room, &session.user_id(), RoomRole::Member).await {
+    let limits = MemberLimits::of(&ctx.cfg.rooms);
+    let user = session.user_id();
+    match room_db::add_member(&ctx.pg, room, &user, RoomRole::Member, limits).await {
         // Added just now: the membership entry marks the point.
-        Ok(true) => Some((
+        Ok(AddOutcome::Added) => Some((
             RoomKind::Public,
             RoomRole::Member,
             Point::Joined(RoomKind::Public),
         )),
         // Another session of the user joined meanwhile: follow the head.
-        Ok(false) => Some((RoomKind::Public, RoomRole::Member, Point::Head)),
+        Ok(AddOutcome::AlreadyMember) => Some((RoomKind::Public, RoomRole::Member, Point::Head)),
+        Ok(refused) => {
+            room_flow::refuse_for_limits(session, room, refused, None).await;
+            None
+        }
         Err(e) => {
             room_flow::store_failed(session, name, "membership", e).await;
             None

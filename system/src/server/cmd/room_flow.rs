@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::protocol::{ErrorCode, ServerFrame};
 use crate::room::{RoomId, RoomKind, RoomRole};
-use crate::room_db::{self, MyRoom};
+use crate::room_db::{self, AddOutcome, MyRoom};
 use crate::server::node::MAX_REPLAY_MESSAGES;
 use crate::server::outbound::{frame, Outbound};
 use crate::server::rooms::Begun;
@@ -262,27 +262,38 @@ pub(super) fn resume_done(room: &RoomId, last_seq: u64) -> Bytes {
     })
 }
 
-/// Whether `room` has fewer than `rooms.max_members_per_room` members;
-/// answers `room_full` (or `internal`) itself when not.
-pub(super) async fn has_room_for_one_more(session: &Session, room: &RoomId) -> bool {
-    let max = session.ctx.cfg.rooms.max_members_per_room;
-    match room_db::member_count(&session.ctx.pg, room).await {
-        Ok(n) if n < i64::from(max) => true,
-        Ok(_) => {
-            let message = format!(
-                "{} has {max} members already",
-                crate::protocol::quote_room(room.as_str())
-            );
-            session
-                .room_error(ErrorCode::RoomFull, message, room.as_str())
-                .await;
-            false
-        }
-        Err(e) => {
-            store_failed(session, room.as_str(), "member count", e).await;
-            false
-        }
-    }
+/// Answers a membership that `room_db::add_member` refused for a limit:
+/// `room_full`, or `too_many_rooms` naming `user` (the caller when `None`).
+pub(super) async fn refuse_for_limits(
+    session: &Session,
+    room: &RoomId,
+    outcome: AddOutcome,
+    user: Option<&str>,
+) {
+    let limits = &session.ctx.cfg.rooms;
+    let (code, message) = match (outcome, user) {
+        (AddOutcome::RoomFull, _) => (
+            ErrorCode::RoomFull,
+            format!(
+                "{} has {} members already",
+                crate::protocol::quote_room(room.as_str()),
+                limits.max_members_per_room
+            ),
+        ),
+        (_, Some(user)) => (
+            ErrorCode::TooManyRooms,
+            format!(
+                "{} is in {} rooms already",
+                crate::protocol::quote_room(user),
+                limits.max_rooms_per_user
+            ),
+        ),
+        (_, None) => (
+            ErrorCode::TooManyRooms,
+            format!("you are in {} rooms already", limits.max_rooms_per_user),
+        ),
+    };
+    session.room_error(code, message, room.as_str()).await;
 }
 
 /// Whether `user` is a user of this deployment; answers `invalid_field`

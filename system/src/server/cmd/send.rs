@@ -166,8 +166,9 @@ async fn open_direct(session: &Session, room: &RoomId) -> bool {
     let ctx = &session.ctx;
     let name = room.as_str();
     match room_db::ensure_direct(&ctx.pg, room).await {
-        Ok(CreateOutcome::AlreadyExists) => return true,
         Ok(CreateOutcome::Created) => {}
+        // Direct rooms are never refused for the creator's room count.
+        Ok(CreateOutcome::AlreadyExists | CreateOutcome::TooManyRooms) => return true,
         Err(e) => {
             room_flow::store_failed(session, name, "direct room", e).await;
             return false;
