@@ -77,7 +77,8 @@ impl<C: ConnectionLike + Send> RoomAdmin<'_, C> {
             }
             CreateOutcome::TooManyRooms => return Err(self.too_many_rooms(owner)),
         }
-        self.record(room, owner, MemberChange::Joined, kind).await
+        self.record(room, owner, MemberChange::Joined, (kind, RoomRole::Owner))
+            .await
     }
 
     /// Makes `user` a member of `room` with `role`.
@@ -121,7 +122,8 @@ impl<C: ConnectionLike + Send> RoomAdmin<'_, C> {
             }
             AddOutcome::TooManyRooms => return Err(self.too_many_rooms(user)),
         }
-        self.record(room, user, MemberChange::Joined, kind).await
+        self.record(room, user, MemberChange::Joined, (kind, role))
+            .await
     }
 
     /// Ends `user`'s membership of `room`.
@@ -134,7 +136,8 @@ impl<C: ConnectionLike + Send> RoomAdmin<'_, C> {
                 room.as_str()
             )));
         }
-        self.record(room, user, MemberChange::Left, kind).await
+        self.record(room, user, MemberChange::Left, (kind, RoomRole::Member))
+            .await
     }
 
     async fn kind_of(&self, room: &RoomId) -> Result<RoomKind, RoomAdminError> {
@@ -169,10 +172,10 @@ impl<C: ConnectionLike + Send> RoomAdmin<'_, C> {
         room: &RoomId,
         user: &str,
         change: MemberChange,
-        kind: RoomKind,
+        of: (RoomKind, RoomRole),
     ) -> Result<(), RoomAdminError> {
-        stream::record_membership(self.redis, self.keys, self.shards, room, user, change, kind)
-            .await?;
+        let (redis, keys) = (&mut *self.redis, self.keys);
+        stream::record_membership_as(redis, keys, self.shards, room, user, change, of).await?;
         Ok(())
     }
 }

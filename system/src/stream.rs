@@ -15,7 +15,7 @@ use redis::{Script, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::encode_frame;
-use crate::room::{RoomId, RoomKind};
+use crate::room::{RoomId, RoomKind, RoomRole};
 
 /// Names of every Redis key rtmc uses, under one prefix.
 #[derive(Debug, Clone)]
@@ -404,6 +404,8 @@ pub enum ShardEvent {
         user: String,
         change: MemberChange,
         kind: RoomKind,
+        /// The user's role (`member` for a leave).
+        role: RoomRole,
     },
 }
 
@@ -432,6 +434,14 @@ struct MemberJson {
     change: MemberChange,
     user: String,
     kind: RoomKind,
+    /// The joiner's role; entries written before roles were recorded say
+    /// nothing and read as `member`.
+    #[serde(default = "member_role")]
+    role: RoomRole,
+}
+
+fn member_role() -> RoomRole {
+    RoomRole::Member
 }
 
 const APPEND_ROOMS_LUA: &str = r#"
@@ -520,11 +530,27 @@ pub async fn record_membership<C: ConnectionLike>(
     change: MemberChange,
     kind: RoomKind,
 ) -> redis::RedisResult<u64> {
+    let member = (kind, RoomRole::Member);
+    record_membership_as(conn, keys, shards, room, user, change, member).await
+}
+
+/// [`record_membership`] for a user whose role is not `member` (a room's
+/// creator): the user's other sessions are told `joined` with that role.
+pub async fn record_membership_as<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &RedisKeys,
+    shards: u32,
+    room: &RoomId,
+    user: &str,
+    change: MemberChange,
+    (kind, role): (RoomKind, RoomRole),
+) -> redis::RedisResult<u64> {
     let shard = room.shard(shards);
     let event = MemberJson {
         change,
         user: user.to_owned(),
         kind,
+        role,
     };
     let json = serde_json::to_vec(&event).expect("membership events always serialize");
     Script::new(RECORD_MEMBERSHIP_LUA)
@@ -735,6 +761,7 @@ fn shard_event(fields: Vec<(Vec<u8>, Vec<u8>)>) -> Option<ShardEvent> {
         user: m.user,
         change: m.change,
         kind: m.kind,
+        role: m.role,
     })
 }
 
@@ -814,10 +841,27 @@ mod tests {
                     field("m", r#"{"change":"left","user":"bob","kind":"private"}"#),
                 ],
             ),
+            entry(
+                "9-0",
+                vec![
+                    field("r", "b"),
+                    field("s", "0"),
+                    field(
+                        "m",
+                        r#"{"change":"joined","user":"carol","kind":"public","role":"owner"}"#,
+                    ),
+                ],
+            ),
         ]);
         let mut out = Vec::new();
         parse_shard_entries(2, reply, &mut out).unwrap();
-        assert_eq!(out.len(), 2);
+        assert_eq!(out.len(), 3);
+        // The role is read when present; an entry without one (written
+        // before roles were recorded: `out[1]` below) reads as `member`.
+        assert!(matches!(
+            &out[2].event,
+            ShardEvent::Member { role: RoomRole::Owner, user, .. } if user == "carol"
+        ));
         assert_eq!((out[0].shard, out[0].shard_seq), (2, 7));
         assert!(matches!(&out[0].event, ShardEvent::Message { room, seq: 3, .. } if room == "a"));
         assert_eq!(
@@ -828,6 +872,7 @@ mod tests {
                 user: "bob".into(),
                 change: MemberChange::Left,
                 kind: RoomKind::Private,
+                role: RoomRole::Member,
             }
         );
         let broken = Value::Array(vec![entry("9-0", vec![field("r", "a")])]);

@@ -218,24 +218,24 @@ fn unknown_room(room: &RoomId) -> Response {
     )
 }
 
-/// Tells every server node that `user` joined `room` (its shard stream), so
-/// the user's live sessions follow it from now on.
+/// Tells every server node that `user` joined `room` with `role` (its shard
+/// stream), so the user's live sessions follow it from now on.
 async fn announce_join(
     g: &Gateway,
     room: &RoomId,
     user: &str,
-    kind: RoomKind,
+    of: (RoomKind, RoomRole),
 ) -> Result<(), Response> {
     let mut redis = g.redis.clone();
     let shards = g.cfg.rooms.shards;
-    stream::record_membership(
+    stream::record_membership_as(
         &mut redis,
         &g.keys,
         shards,
         room,
         user,
         MemberChange::Joined,
-        kind,
+        of,
     )
     .await
     .map(|_| ())
@@ -288,7 +288,7 @@ async fn try_create(
         }
         CreateOutcome::TooManyRooms => return Err(too_many_rooms(&g, &user)),
     }
-    announce_join(&g, &room, &user, req.kind).await?;
+    announce_join(&g, &room, &user, (req.kind, RoomRole::Owner)).await?;
     let created = RoomCreated {
         room: room.to_string(),
         kind: req.kind,
@@ -353,7 +353,7 @@ async fn try_invite(
         }
         AddOutcome::TooManyRooms => return Err(too_many_rooms(&g, &req.user_id)),
     }
-    announce_join(&g, &room, &req.user_id, kind).await?;
+    announce_join(&g, &room, &req.user_id, (kind, RoomRole::Member)).await?;
     Ok((StatusCode::CREATED, Json(invited)).into_response())
 }
 
@@ -464,7 +464,7 @@ async fn ensure_direct_for(g: &Gateway, room: &RoomId, user: &str) -> Result<(),
     let made = room_db::ensure_direct(&g.pg, room).await.map_err(pg_down)?;
     if made == CreateOutcome::Created {
         for member in [a, b] {
-            announce_join(g, room, member, RoomKind::Direct).await?;
+            announce_join(g, room, member, (RoomKind::Direct, RoomRole::Member)).await?;
         }
     }
     Ok(())

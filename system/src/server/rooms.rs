@@ -90,6 +90,9 @@ pub struct MembershipEvent {
     pub user: String,
     /// The room's kind.
     pub kind: RoomKind,
+    /// The user's role in the room (a creator's other sessions learn
+    /// they own it).
+    pub role: RoomRole,
     /// Joined or left.
     pub change: MemberChange,
     /// The room's `seq` at that point: a joiner gets what follows it, a
@@ -325,12 +328,10 @@ impl RoomRegistry {
                 MemberChange::Joined if subscribed => continue,
                 MemberChange::Joined => {
                     subscribe_live(&mut st, id, &ev.room, ev.seq);
-                    // The follower cannot tell an owner here; only a
-                    // creator's other sessions see `member` for `owner`.
                     ServerFrame::Joined {
                         room: ev.room.clone(),
                         kind: ev.kind,
-                        role: RoomRole::Member,
+                        role: ev.role,
                         seq: ev.seq,
                     }
                 }
@@ -502,10 +503,12 @@ fn apply(registry: &RoomRegistry, after: &mut Option<Vec<u64>>, e: ShardEntry) {
             user,
             change,
             kind,
+            role,
         } => registry.membership(&MembershipEvent {
             room,
             user,
             kind,
+            role,
             change,
             seq,
         }),
@@ -586,6 +589,7 @@ mod tests {
             room: "r".into(),
             user: "alice".into(),
             kind: RoomKind::Private,
+            role: RoomRole::Owner,
             change: MemberChange::Joined,
             seq: 3,
         };
@@ -596,6 +600,7 @@ mod tests {
             let got = drain(rx);
             assert_eq!(got.len(), 2, "{got:?}");
             assert!(got[0].starts_with(r#"{"command":"joined","room":"r""#));
+            assert!(got[0].contains(r#""role":"owner""#), "{}", got[0]);
             assert!(got[1].contains(r#""seq":4"#));
         }
         // The session that asked to leave still gets what precedes the point.
@@ -643,6 +648,7 @@ mod tests {
             room: "r".into(),
             user: "alice".into(),
             kind: RoomKind::Public,
+            role: RoomRole::Member,
             change: MemberChange::Joined,
             seq: 0,
         });

@@ -452,17 +452,9 @@ async fn a_login_asking_for_an_unknown_protocol_is_refused_and_may_try_again() {
     let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
     let user = p.add_user("proto").await.unwrap();
     let mut c = p.raw_connection(0).await.unwrap();
-    let login = |protocol| ClientCommand::Login {
-        user_id: user.clone(),
-        password: TEST_PASSWORD.into(),
-        resume_from: None,
-        subscribe: true,
-        protocol: Some(protocol),
-        resume_rooms: None,
-    };
-    c.send(&login(3)).await.unwrap();
+    c.send(&login_as(&user, 3)).await.unwrap();
     assert_error(&mut c, ErrorCode::UnsupportedProtocol).await;
-    c.send(&login(2)).await.unwrap();
+    c.send(&login_as(&user, 2)).await.unwrap();
     match c.recv_timeout(raw::LOGIN_REPLY_TIMEOUT).await.unwrap() {
         ServerFrame::LoginOk {
             protocol_version,
@@ -473,6 +465,18 @@ async fn a_login_asking_for_an_unknown_protocol_is_refused_and_may_try_again() {
             assert_eq!(rooms, Some(Vec::new()));
         }
         other => panic!("expected login_ok, got {other:?}"),
+    }
+}
+
+/// A receiving login of `user` asking for `protocol`.
+fn login_as(user: &str, protocol: u32) -> ClientCommand {
+    ClientCommand::Login {
+        user_id: user.to_owned(),
+        password: TEST_PASSWORD.into(),
+        resume_from: None,
+        subscribe: true,
+        protocol: Some(protocol),
+        resume_rooms: None,
     }
 }
 
@@ -566,4 +570,33 @@ async fn joins_racing_for_the_last_places_of_a_room_fill_it_exactly() {
     assert_eq!((joined, full), (2, 6), "joined, refused as full");
     let members = owner.members("last-seats").await.unwrap();
     assert_eq!(members.len(), 3, "{members:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creators_other_session_is_told_it_owns_the_new_room() {
+    let p = Pipeline::shared(PipelineOptions::default().servers(2))
+        .await
+        .unwrap();
+    let user = p.add_user("owner2").await.unwrap();
+    let mut creator = v2(&p, 0, &user).await;
+    // The other session, on the other node, sees the room only through
+    // its node's shard follower.
+    let mut other = p.raw_connection(1).await.unwrap();
+    other.send(&login_as(&user, 2)).await.unwrap();
+    match other.recv_timeout(raw::LOGIN_REPLY_TIMEOUT).await.unwrap() {
+        ServerFrame::LoginOk { .. } => {}
+        f => panic!("expected login_ok, got {f:?}"),
+    }
+    creator
+        .create_room("owned", RoomKind::Private)
+        .await
+        .unwrap();
+    let joined = frames_until_quiet(&mut other, SILENCE)
+        .await
+        .into_iter()
+        .find_map(|f| match f {
+            ServerFrame::Joined { room, role, .. } if room == "owned" => Some(role),
+            _ => None,
+        });
+    assert_eq!(joined, Some(rtmc::room::RoomRole::Owner));
 }

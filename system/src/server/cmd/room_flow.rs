@@ -163,7 +163,7 @@ pub(super) async fn follow_room(
             .await;
         return Some(seq);
     }
-    let at = match read_point(session, room, point).await {
+    let at = match read_point(session, room, point, role).await {
         Ok(at) => at,
         Err(e) => {
             ctx.rooms.abandon(session.id, name);
@@ -190,8 +190,13 @@ pub(super) async fn follow_room(
 }
 
 /// The `seq` a subscription starts after: the room's head, or the point of
-/// a membership entry recorded now.
-async fn read_point(session: &Session, room: &RoomId, point: Point) -> redis::RedisResult<u64> {
+/// a membership entry recorded now (with the user's `role`).
+async fn read_point(
+    session: &Session,
+    room: &RoomId,
+    point: Point,
+    role: RoomRole,
+) -> redis::RedisResult<u64> {
     let ctx = &session.ctx;
     let mut redis = ctx.redis.clone();
     let (keys, shards) = (&ctx.keys, ctx.shards());
@@ -199,7 +204,8 @@ async fn read_point(session: &Session, room: &RoomId, point: Point) -> redis::Re
         Point::Head => stream::room_head(&mut redis, keys, shards, room).await,
         Point::Joined(kind) => {
             let (user, joined) = (session.user_id(), MemberChange::Joined);
-            stream::record_membership(&mut redis, keys, shards, room, &user, joined, kind).await
+            let of = (kind, role);
+            stream::record_membership_as(&mut redis, keys, shards, room, &user, joined, of).await
         }
     }
 }
