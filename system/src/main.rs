@@ -237,8 +237,9 @@ async fn room(cfg: Arc<Config>, command: RoomCommand) -> anyhow::Result<()> {
         RoomCommand::List { user } => room_list(&pg, user.as_deref()).await,
         RoomCommand::Members { room } => {
             let room = rtmc::room_admin::parse_room(&room)?;
-            for (user, role) in rtmc::room_db::members(&pg, &room).await? {
-                println!("{}\t{}", visible(&user), role.as_str());
+            for m in rtmc::room_db::members(&pg, &room).await? {
+                let status = m.status.map_or("unknown", |s| s.as_str());
+                println!("{}\t{}\t{status}", visible(&m.user_id), m.role.as_str());
             }
             Ok(())
         }

@@ -6,6 +6,7 @@
 
 use sqlx::{PgConnection, PgPool};
 
+use crate::protocol::UserStatus;
 use crate::room::{RoomId, RoomKind, RoomRole};
 
 /// What [`create_room`] did.
@@ -245,16 +246,36 @@ pub async fn rooms_of(pg: &PgPool, user: &str) -> sqlx::Result<Vec<MyRoom>> {
         .collect()
 }
 
-/// The members of `room` with their roles, in the order they joined.
-pub async fn members(pg: &PgPool, room: &RoomId) -> sqlx::Result<Vec<(String, RoomRole)>> {
-    let rows: Vec<(String, String)> = sqlx::query_as(
-        "SELECT user_id, role FROM room_members WHERE room_id = $1 ORDER BY joined_at, user_id",
+/// One member of a room as [`members`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    /// The member's user id.
+    pub user_id: String,
+    /// Owner or member.
+    pub role: RoomRole,
+    /// The user's presence as PostgreSQL holds it (`users.status`, written
+    /// on every change before the cache); `None` for a user not in `users`.
+    pub status: Option<UserStatus>,
+}
+
+/// The members of `room` with their roles and presence, in the order they
+/// joined (one query).
+pub async fn members(pg: &PgPool, room: &RoomId) -> sqlx::Result<Vec<Member>> {
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT m.user_id, m.role, u.status FROM room_members m \
+         LEFT JOIN users u USING (user_id) WHERE m.room_id = $1 ORDER BY m.joined_at, m.user_id",
     )
     .bind(room.as_str())
     .fetch_all(pg)
     .await?;
     rows.into_iter()
-        .map(|(user, role)| Ok((user, decode("role", &role)?)))
+        .map(|(user_id, role, status)| {
+            Ok(Member {
+                user_id,
+                role: decode("role", &role)?,
+                status: status.as_deref().and_then(UserStatus::parse),
+            })
+        })
         .collect()
 }
 

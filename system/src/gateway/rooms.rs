@@ -60,6 +60,9 @@ pub struct Invited {
 pub struct MemberEntry {
     pub user_id: String,
     pub role: RoomRole,
+    /// The member's presence when the list was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<crate::protocol::UserStatus>,
 }
 
 /// Response of `GET /v1/rooms/{room}/members`.
@@ -370,7 +373,11 @@ pub async fn members(
         let members = room_db::members(&g.pg, &room).await.map_err(pg_down)?;
         let members = members
             .into_iter()
-            .map(|(user_id, role)| MemberEntry { user_id, role })
+            .map(|m| MemberEntry {
+                user_id: m.user_id,
+                role: m.role,
+                status: m.status,
+            })
             .collect();
         let room = room.to_string();
         Ok::<_, Response>(Json(MembersList { room, members }).into_response())

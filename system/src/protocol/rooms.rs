@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ClientCommand, ProtocolError, PROTOCOL_VERSION_ROOMS};
+use super::{ClientCommand, ProtocolError, UserStatus, PROTOCOL_VERSION_ROOMS};
 use crate::room::{RoomId, RoomKind, RoomRole, LOBBY};
 
 /// Largest `history` page, in messages.
@@ -33,6 +33,10 @@ pub struct MemberSummary {
     pub user_id: String,
     /// Owner or member.
     pub role: RoomRole,
+    /// The member's presence (`online`, `away`, `offline`) when the list
+    /// was read; absent from servers that did not report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<UserStatus>,
 }
 
 /// A room id from a client, fit for an error message: hostile characters

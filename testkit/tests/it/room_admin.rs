@@ -78,7 +78,10 @@ async fn an_operator_adds_a_live_member_who_then_receives_the_room() {
     );
 
     let members = expect_ok(&p, &["room", "members", "ops-desk"]).await;
-    assert_eq!(members, format!("{owner}\towner\n{member}\tmember\n"));
+    assert_eq!(
+        members,
+        format!("{owner}\towner\tonline\n{member}\tmember\tonline\n")
+    );
     let listed = expect_ok(&p, &["room", "list"]).await;
     assert!(listed.contains("ops-desk\tprivate\t2 members"), "{listed}");
     let mine = expect_ok(&p, &["room", "list", "--user", member]).await;

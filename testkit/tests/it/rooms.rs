@@ -600,3 +600,44 @@ async fn a_creators_other_session_is_told_it_owns_the_new_room() {
         });
     assert_eq!(joined, Some(rtmc::room::RoomRole::Owner));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_member_list_tells_each_members_presence() {
+    use rtmc::protocol::UserStatus;
+    let p = Pipeline::shared(PipelineOptions::default()).await.unwrap();
+    let u = p.add_users("presence", 3).await.unwrap();
+    let (alice, bob, carol) = (&u[0], &u[1], &u[2]);
+    let mut a = v2(&p, 0, alice).await;
+    a.create_room("lounge", RoomKind::Public).await.unwrap();
+    a.invite("lounge", bob).await.unwrap();
+    let mut c = v2(&p, 0, carol).await;
+    c.join("lounge", None).await.unwrap();
+    let away = ClientCommand::Status {
+        status: UserStatus::Away,
+    };
+    c.request_status(away).await.unwrap();
+    let statuses = |list: Vec<rtmc::protocol::MemberSummary>| {
+        list.into_iter()
+            .map(|m| (m.user_id, m.status))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        statuses(a.members("lounge").await.unwrap()),
+        [
+            (alice.clone(), Some(UserStatus::Online)),
+            (bob.clone(), Some(UserStatus::Offline)),
+            (carol.clone(), Some(UserStatus::Away)),
+        ],
+        "connected, never connected, away"
+    );
+    c.logout().await.unwrap();
+    // Logout answers before the presence write lands: poll.
+    eventually(ARRIVAL_LIMIT, Duration::from_millis(100), async || {
+        let list = statuses(a.members("lounge").await.unwrap());
+        match &list[2].1 {
+            Some(UserStatus::Offline) => Ok(()),
+            other => Err(format!("carol is {other:?} after logging out")),
+        }
+    })
+    .await;
+}

@@ -628,8 +628,14 @@ async fn rooms_and_members_live_in_postgres() {
         "already in"
     );
     assert!(room_db::is_member(pg, &general, "bob").await.unwrap());
+    let members: Vec<(String, rtmc::room::RoomRole)> = room_db::members(pg, &general)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.user_id, m.role))
+        .collect();
     assert_eq!(
-        room_db::members(pg, &general).await.unwrap(),
+        members,
         [("alice".to_string(), Owner), ("bob".to_string(), Member)]
     );
     assert_eq!(room_db::member_count(pg, &general).await.unwrap(), 2);
@@ -943,7 +949,11 @@ async fn the_gateway_room_routes_answer_each_success_and_refusal() {
     assert_eq!(s, 200, "{listed}");
     assert_eq!(
         listed["members"],
-        json!([{"user_id": alice, "role": "owner"}, {"user_id": bob, "role": "member"}])
+        json!([
+            {"user_id": alice, "role": "owner", "status": "offline"},
+            {"user_id": bob, "role": "member", "status": "offline"}
+        ]),
+        "HTTP sessions do not change presence"
     );
 
     // Posting: members with a session, services with the key at their own

@@ -1,4 +1,5 @@
-//! `members`: a room's members and their roles, for its members only.
+//! `members`: a room's members, their roles and presence, for its members
+//! only.
 
 use super::room_flow;
 use crate::protocol::{MemberSummary, ServerFrame};
@@ -16,7 +17,11 @@ pub(super) async fn apply(session: &mut Session, room: String) -> Next {
         Ok(list) => {
             let members = list
                 .into_iter()
-                .map(|(user_id, role)| MemberSummary { user_id, role })
+                .map(|m| MemberSummary {
+                    user_id: m.user_id,
+                    role: m.role,
+                    status: m.status,
+                })
                 .collect();
             session
                 .reply(ServerFrame::MembersList { room, members })
