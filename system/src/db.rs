@@ -172,15 +172,39 @@ pub async fn check_login(pool: &PgPool, user_id: &str, password: &str) -> Result
 }
 
 /// Records a presence change; `offline` also stamps `last_seen`.
-pub async fn set_status(pool: &PgPool, user_id: &str, status: UserStatus) -> Result<(), DbError> {
-    sqlx::query(
-        "UPDATE users SET status = $2, last_seen = CASE WHEN $2 = 'offline' THEN now() ELSE last_seen END WHERE user_id = $1",
+pub async fn set_status(
+    pool: &PgPool,
+    user_id: &str,
+    status: UserStatus,
+) -> Result<StatusChange, DbError> {
+    // One round trip: the update, the status before it (every part of the
+    // statement sees the same snapshot) and the user's rooms.
+    let (before, rooms): (Option<String>, Vec<String>) = sqlx::query_as(
+        "WITH before AS (SELECT status FROM users WHERE user_id = $1), \
+         changed AS (UPDATE users SET status = $2, \
+           last_seen = CASE WHEN $2 = 'offline' THEN now() ELSE last_seen END \
+           WHERE user_id = $1 RETURNING 1) \
+         SELECT (SELECT status FROM before), \
+           COALESCE(ARRAY(SELECT room_id FROM room_members WHERE user_id = $1 ORDER BY room_id), '{}')",
     )
     .bind(user_id)
     .bind(status.as_str())
-    .execute(pool)
+    .fetch_one(pool)
     .await?;
-    Ok(())
+    Ok(StatusChange {
+        changed: before.as_deref() != Some(status.as_str()),
+        rooms,
+    })
+}
+
+/// What [`set_status`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    /// Whether the stored status was another one (or the user unknown).
+    pub changed: bool,
+    /// The user's rooms (the lobby aside): who shares a room with them may
+    /// watch their presence.
+    pub rooms: Vec<String>,
 }
 
 /// A user's stored presence, `None` for an unknown user.

@@ -23,6 +23,7 @@ pub mod identity;
 pub mod ops;
 pub mod pg_ha;
 pub mod presence;
+pub mod presence_feed;
 pub mod protocol;
 pub mod redis_ha;
 pub mod relay;

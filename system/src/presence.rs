@@ -7,6 +7,7 @@ use redis::AsyncCommands;
 use sqlx::PgPool;
 
 use crate::db::{self, DbError};
+use crate::presence_feed::{self, PresenceChange};
 use crate::protocol::UserStatus;
 use crate::stream::RedisKeys;
 
@@ -279,9 +280,10 @@ impl Presence {
         Ok(n > 0)
     }
 
-    /// Writes presence to PostgreSQL, then to the cache.
+    /// Writes presence to PostgreSQL, then to the cache; a change of a user
+    /// who is in rooms goes into the presence stream too.
     pub async fn set_status(&self, user_id: &str, status: UserStatus) -> Result<(), PresenceError> {
-        db::set_status(&self.pg, user_id, status).await?;
+        let change = db::set_status(&self.pg, user_id, status).await?;
         let mut r = self.redis.clone();
         let _: () = r
             .set_ex(
@@ -290,6 +292,15 @@ impl Presence {
                 self.status_ttl_secs,
             )
             .await?;
+        // News for whoever watches presence in the user's rooms.
+        if change.changed && !change.rooms.is_empty() {
+            let news = PresenceChange {
+                user: user_id.to_owned(),
+                status,
+                rooms: change.rooms,
+            };
+            presence_feed::record(&mut r, &self.keys, &news).await?;
+        }
         Ok(())
     }
 

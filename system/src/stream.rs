@@ -42,6 +42,12 @@ impl RedisKeys {
     pub fn epoch(&self) -> String {
         format!("{}:epoch", self.prefix)
     }
+    /// The stream of presence changes of users who are in rooms, which
+    /// every server node follows for its sessions watching presence
+    /// (capped: presence is news, not history).
+    pub fn presence_stream(&self) -> String {
+        format!("{}:presence", self.prefix)
+    }
     /// Prefix of the per-message-id dedupe keys (value: the assigned seq).
     pub fn dedupe_prefix(&self) -> String {
         format!("{}:dedupe:", self.prefix)

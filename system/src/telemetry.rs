@@ -52,6 +52,8 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("rtmc_postgres_relay_connect_failures_total", Kind::Counter, "Connections the PostgreSQL relay could not open to the node that takes writes."),
     ("rtmc_publish_confirm_seconds", Kind::Histogram, "From publish to broker confirm (or failure), per message."),
     ("rtmc_publish_confirmed_total", Kind::Counter, "Publishes confirmed by the broker."),
+    ("rtmc_presence_entries_skipped_total", Kind::Counter, "Presence stream entries a node's follower could not read as a presence change (skipped)."),
+    ("rtmc_presence_events_total", Kind::Counter, "presence frames queued to sessions watching their rooms' members on this node."),
     ("rtmc_publish_failed_total", Kind::Counter, "Publishes that failed or were not confirmed."),
     ("rtmc_publish_inflight", Kind::Gauge, "Chat messages awaiting the broker's confirm now (bounded by rabbitmq.max_inflight_publishes per publisher)."),
     ("rtmc_publish_overloaded_total", Kind::Counter, "Chat messages refused at once with `overloaded`: the publisher already awaited rabbitmq.max_inflight_publishes confirms."),
@@ -105,6 +107,7 @@ pub const LABELLED_COUNTERS: &[(&str, &str, &[&str])] = &[
             "rooms",
             "members",
             "history",
+            "watch_presence",
         ],
     ),
     (

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 
 use super::{ChatClient, ClientError};
-use crate::protocol::{BroadcastFrame, ClientCommand, MemberSummary, RoomSummary, ServerFrame};
+use crate::protocol::{
+    BroadcastFrame, ClientCommand, MemberSummary, RoomSummary, ServerFrame, UserStatus,
+};
 use crate::room::{RoomKind, RoomRole};
 
 /// What the client knows of one of its rooms.
@@ -20,7 +22,7 @@ pub struct RoomState {
     pub received: u64,
 }
 
-/// A membership change the server announced.
+/// A membership or presence change the server announced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RoomEvent {
     /// This session now receives `room` after `seq`.
@@ -31,6 +33,13 @@ pub enum RoomEvent {
     },
     /// This session no longer receives `room`.
     Left { room: String },
+    /// `user_id`, a member of `room`, is `status` now (only after
+    /// [`ChatClient::watch_presence`]).
+    Presence {
+        room: String,
+        user_id: String,
+        status: UserStatus,
+    },
 }
 
 /// Where a message goes.
@@ -124,6 +133,18 @@ impl ChatClient {
                     .retain(|b| b.room.as_deref() != Some(room.as_str()));
                 self.room_events
                     .push_back(RoomEvent::Left { room: room.clone() });
+                true
+            }
+            ServerFrame::Presence {
+                room,
+                user_id,
+                status,
+            } => {
+                self.room_events.push_back(RoomEvent::Presence {
+                    room: room.clone(),
+                    user_id: user_id.clone(),
+                    status: *status,
+                });
                 true
             }
             ServerFrame::RoomCreated { .. } | ServerFrame::Invited { .. } => true,
@@ -222,6 +243,16 @@ impl ChatClient {
         };
         self.request(cmd, |f| match f {
             ServerFrame::MembersList { room: r, members } if r == room => Some(members.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    /// Asks for (`on`) or stops `presence` events of the rooms' members
+    /// (they arrive as [`RoomEvent::Presence`]); what holds now.
+    pub async fn watch_presence(&mut self, on: bool) -> Result<bool, ClientError> {
+        self.request(ClientCommand::WatchPresence { on }, |f| match f {
+            ServerFrame::WatchingPresence { on } => Some(*on),
             _ => None,
         })
         .await

@@ -89,6 +89,10 @@ pub enum ClientCommand {
     Rooms {},
     /// v2: list a room's members.
     Members { room: String },
+    /// v2: `on` true makes this session receive a `presence` event, per
+    /// room, whenever a member of one of its rooms goes online, away or
+    /// offline; false stops them. Off after login.
+    WatchPresence { on: bool },
     /// v2: one page of a room's messages: after `after_seq`, or before
     /// `before_seq`, or the newest; at most `limit`.
     History {
@@ -178,6 +182,7 @@ const CLIENT_COMMANDS: &[&str] = &[
     "rooms",
     "members",
     "history",
+    "watch_presence",
 ];
 
 impl ClientCommand {
@@ -243,6 +248,7 @@ impl ClientCommand {
             ClientCommand::Rooms {} => "rooms",
             ClientCommand::Members { .. } => "members",
             ClientCommand::History { .. } => "history",
+            ClientCommand::WatchPresence { .. } => "watch_presence",
         }
     }
 
@@ -441,6 +447,17 @@ pub enum ServerFrame {
     MembersList {
         room: String,
         members: Vec<MemberSummary>,
+    },
+    /// v2: answers `watch_presence`: whether `presence` events follow.
+    WatchingPresence {
+        on: bool,
+    },
+    /// v2, to sessions watching presence: `user_id`, a member of `room`,
+    /// is `status` now (one event per room the two share).
+    Presence {
+        room: String,
+        user_id: String,
+        status: UserStatus,
     },
     /// v2: one page of a room's messages in `seq` order; `more` says
     /// whether older (for `before_seq` / newest) or newer (for

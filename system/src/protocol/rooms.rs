@@ -95,7 +95,8 @@ pub(super) fn check_rooms_rules(cmd: &mut ClientCommand) -> Result<(), ProtocolE
         | ClientCommand::Status { .. }
         | ClientCommand::GetStatus { .. }
         | ClientCommand::Logout {}
-        | ClientCommand::Rooms {} => Ok(()),
+        | ClientCommand::Rooms {}
+        | ClientCommand::WatchPresence { .. } => Ok(()),
     }
 }
 
@@ -301,6 +302,10 @@ mod tests {
             ClientCommand::Members { room: "x".into() }
         );
         assert_eq!(
+            ok(r#"{"command":"watch_presence","on":true}"#),
+            ClientCommand::WatchPresence { on: true }
+        );
+        assert_eq!(
             ok(r#"{"command":"history","room":"x","before_seq":9,"limit":20}"#),
             ClientCommand::History {
                 room: "x".into(),
@@ -352,6 +357,8 @@ mod tests {
             r#"{"command":"create_room","room":"x","kind":"secret"}"#,
             r#"{"command":"create_room","room":"x","kind":"direct"}"#,
             r#"{"command":"members","room":["x"]}"#,
+            r#"{"command":"watch_presence"}"#,
+            r#"{"command":"watch_presence","on":"yes"}"#,
             r#"{"command":"history","room":"x","limit":0}"#,
             r#"{"command":"history","room":"x","limit":501}"#,
             r#"{"command":"history","room":"x","after_seq":1,"before_seq":5}"#,

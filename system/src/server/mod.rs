@@ -3,8 +3,9 @@
 //! `run` takes an already bound listener so tests and tools bind port 0.
 //!
 //! Inside, each module uses only those listed before it: `limits` and
-//! `direct` (leaves) ← `outbound` and `fanout` ← `rooms` ← `node` ←
-//! `session` ← `cmd` ← `connection` ← this file.
+//! `direct` (leaves) ← `outbound` and `fanout` ← `rooms` ←
+//! `presence_watch` ← `node` ← `session` ← `cmd` ← `connection` ← this
+//! file.
 
 #[cfg(feature = "test-broadcast-delay")]
 pub mod broadcast_delay;
@@ -17,6 +18,7 @@ pub mod fanout_cpu;
 pub mod limits;
 mod node;
 pub mod outbound;
+pub mod presence_watch;
 pub mod rooms;
 mod session;
 
@@ -97,6 +99,12 @@ fn spawn_background(
         url.clone(),
         ctx.keys.clone(),
         ctx.shards(),
+        ctx.rooms.clone(),
+        stop.clone(),
+    ));
+    tasks.spawn(presence_watch::follow_presence(
+        url.clone(),
+        ctx.keys.clone(),
         ctx.rooms.clone(),
         stop.clone(),
     ));

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::fanout::connected;
 use super::outbound::{frame, Outbound};
 use crate::backoff::Backoff;
+use crate::presence_feed::PresenceChange;
 use crate::protocol::{encode_frame, ServerFrame};
 use crate::room::{RoomKind, RoomRole};
 use crate::stream::{self, MemberChange, RedisKeys, ShardEntry, ShardEvent};
@@ -53,6 +54,8 @@ struct LocalSession {
     /// Frames held back until [`RoomRegistry::release`]: nothing may reach
     /// the session before its `login_ok`.
     held: Option<Vec<Bytes>>,
+    /// Whether it asked for `presence` events (`watch_presence`).
+    watches_presence: bool,
 }
 
 /// What [`RoomRegistry::begin`] did.
@@ -133,6 +136,7 @@ impl RoomRegistry {
                 cut,
                 rooms: HashSet::new(),
                 held: Some(Vec::new()),
+                watches_presence: false,
             },
         );
     }
@@ -307,6 +311,58 @@ impl RoomRegistry {
             cut_off(&mut st, id);
         }
         metrics::counter!("rtmc_room_deliveries_total").increment(sent);
+    }
+
+    /// Makes the session receive (`on`) or stop receiving `presence`
+    /// events; false when it is not registered (a publish-only session
+    /// receives nothing of rooms).
+    pub fn watch_presence(&self, id: SessionId, on: bool) -> bool {
+        let mut st = self.lock();
+        let Some(s) = st.sessions.get_mut(&id) else {
+            return false;
+        };
+        s.watches_presence = on;
+        true
+    }
+
+    /// Tells every local session that watches presence, receives one of
+    /// `change.rooms` and is not the changed user's own, once per such
+    /// room. A session whose queue is full is cut off, as for messages.
+    pub fn presence(&self, change: &PresenceChange) {
+        let mut st = self.lock();
+        let mut due = Vec::new();
+        for room in &change.rooms {
+            let Some(subs) = st.rooms.get(room) else {
+                continue;
+            };
+            for id in subs.keys() {
+                let watching = st
+                    .sessions
+                    .get(id)
+                    .is_some_and(|s| s.watches_presence && s.user != change.user);
+                if watching {
+                    due.push((*id, room));
+                }
+            }
+        }
+        let mut overflow = Vec::new();
+        let mut sent = 0;
+        for (id, room) in due {
+            let news = ServerFrame::Presence {
+                room: room.clone(),
+                user_id: change.user.clone(),
+                status: change.status,
+            };
+            if queue(&mut st, id, frame(&news)) {
+                sent += 1;
+            } else {
+                overflow.push(id);
+            }
+        }
+        for id in overflow {
+            cut_off(&mut st, id);
+        }
+        metrics::counter!("rtmc_presence_events_total").increment(sent);
     }
 
     /// Applies a membership entry to the user's local sessions: a join
@@ -619,6 +675,38 @@ mod tests {
             assert_eq!(got[1], r#"{"command":"left","room":"r","seq":5}"#);
         }
         assert!(!reg.is_subscribed(1, "r") && !reg.is_subscribed(2, "r"));
+    }
+
+    #[test]
+    fn presence_reaches_watching_members_of_the_users_rooms_only() {
+        let reg = RoomRegistry::default();
+        let mut watcher = session(&reg, 1, "alice");
+        let mut idle = session(&reg, 2, "carol");
+        let mut own = session(&reg, 3, "bob");
+        for id in [1, 2, 3] {
+            reg.release(id);
+            reg.begin(id, "r");
+            reg.go_live(id, "r", 0);
+        }
+        assert!(reg.watch_presence(1, true) && reg.watch_presence(3, true));
+        assert!(!reg.watch_presence(9, true), "not registered");
+        let change = |rooms: &[&str]| PresenceChange {
+            user: "bob".into(),
+            status: crate::protocol::UserStatus::Away,
+            rooms: rooms.iter().map(|r| r.to_string()).collect(),
+        };
+        reg.presence(&change(&["r", "elsewhere"]));
+        assert_eq!(
+            drain(&mut watcher),
+            [r#"{"command":"presence","room":"r","user_id":"bob","status":"away"}"#]
+        );
+        assert!(drain(&mut idle).is_empty(), "did not ask");
+        assert!(drain(&mut own).is_empty(), "bob's own session");
+        reg.presence(&change(&["elsewhere"]));
+        assert!(drain(&mut watcher).is_empty(), "no shared room");
+        reg.watch_presence(1, false);
+        reg.presence(&change(&["r"]));
+        assert!(drain(&mut watcher).is_empty(), "stopped watching");
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub const HELP: &str = "type a line and Enter to send it to the room in view; co
   /msg USER text   a direct message (puts your room with USER in view)
   /status USER     a user's presence (also /who USER)
   /away, /back     set your presence to away / online
+  /presence on|off tell me when members of my rooms go online, away, offline
   /quit            log out and exit (also Ctrl-C; Ctrl-D at an empty line)
   //text           send a line that starts with '/'";
 
@@ -69,6 +70,8 @@ pub enum Input {
     Leave(Option<String>),
     /// Invite a user to the room in view.
     Invite(String),
+    /// Presence news of the rooms' members on (true) or off.
+    Presence(bool),
     /// A direct message.
     Msg {
         user: String,
@@ -109,6 +112,9 @@ pub fn parse_line(line: &str) -> Input {
         ("join", Some(room), false) => Input::Join(room.to_owned()),
         ("leave", room, false) => Input::Leave(room.map(str::to_owned)),
         ("invite", Some(user), false) => Input::Invite(user.to_owned()),
+        ("presence", Some("on"), false) => Input::Presence(true),
+        ("presence", Some("off"), false) => Input::Presence(false),
+        ("presence", _, _) => Input::Invalid("usage: /presence on|off".into()),
         ("room" | "join" | "invite", _, _) => {
             let what = if name == "invite" { "USER" } else { "NAME" };
             Input::Invalid(format!("usage: /{name} {what}"))
@@ -631,6 +637,16 @@ fn tell_room_events(chat: &mut ChatClient, out: &Printer, view: &mut RoomView) {
                 view.forget(&room);
                 out.notice(format!("you left {}", visible(&room)));
             }
+            RoomEvent::Presence {
+                room,
+                user_id,
+                status,
+            } => out.notice(format!(
+                "{} is {} ({})",
+                visible(&user_id),
+                status.as_str(),
+                visible(&room)
+            )),
         }
     }
 }
@@ -884,6 +900,10 @@ impl Screen<'_> {
             Input::Leave(room) => self.leave(room).await,
             Input::Invite(user) => self.invite(&user).await,
             Input::Msg { user, text } => self.direct(&user, &text).await,
+            Input::Presence(on) => self.chat.watch_presence(on).await.map(|on| {
+                let now = if on { "on" } else { "off" };
+                self.out.notice(format!("presence news {now}"));
+            }),
             _ => Ok(()),
         };
         match done {
@@ -1067,6 +1087,9 @@ mod tests {
     #[test]
     fn the_room_commands_parse_and_misuse_is_told() {
         assert_eq!(parse_line("/rooms"), Input::Rooms);
+        assert_eq!(parse_line("/presence on"), Input::Presence(true));
+        assert_eq!(parse_line("/presence off"), Input::Presence(false));
+        assert!(matches!(parse_line("/presence maybe"), Input::Invalid(_)));
         assert_eq!(parse_line("/room team"), Input::Switch("team".into()));
         assert_eq!(parse_line("/room lobby"), Input::Switch("lobby".into()));
         assert_eq!(parse_line("/join team"), Input::Join("team".into()));

@@ -641,3 +641,79 @@ async fn the_member_list_tells_each_members_presence() {
     })
     .await;
 }
+
+/// Heartbeats `c` (reading what arrives meanwhile) until `want` of its
+/// presence events have come, or `limit` passed; returns them all.
+async fn presence_events(
+    c: &mut ChatClient,
+    want: usize,
+    limit: Duration,
+) -> Vec<(String, String, String)> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + limit;
+    while seen.len() < want && tokio::time::Instant::now() < deadline {
+        c.heartbeat().await.unwrap();
+        for e in c.take_room_events() {
+            if let RoomEvent::Presence {
+                room,
+                user_id,
+                status,
+            } = e
+            {
+                seen.push((room, user_id, status.as_str().to_owned()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_watching_presence_hears_each_change_of_its_rooms_members() {
+    use rtmc::protocol::UserStatus;
+    let p = Pipeline::shared(PipelineOptions::default().servers(2))
+        .await
+        .unwrap();
+    let u = p.add_users("watch", 4).await.unwrap();
+    let (alice, bob, carol, dave) = (&u[0], &u[1], &u[2], &u[3]);
+    let mut a = v2(&p, 0, alice).await;
+    a.create_room("porch", RoomKind::Private).await.unwrap();
+    a.create_room("yard", RoomKind::Public).await.unwrap();
+    for room in ["porch", "yard"] {
+        a.invite(room, bob).await.unwrap();
+    }
+    let mut c = v2(&p, 0, carol).await;
+    c.join("yard", None).await.unwrap();
+    assert!(a.watch_presence(true).await.unwrap());
+    // Bob, on the other node, comes online, goes away, logs out: one
+    // event per change and per room the two share. Dave shares no room.
+    let mut b = v2(&p, 1, bob).await;
+    let mut d = v2(&p, 1, dave).await;
+    let away = ClientCommand::Status {
+        status: UserStatus::Away,
+    };
+    b.request_status(away.clone()).await.unwrap();
+    d.request_status(away).await.unwrap();
+    b.logout().await.unwrap();
+    let mut got = presence_events(&mut a, 6, ARRIVAL_LIMIT).await;
+    got.sort();
+    let want: Vec<(String, String, String)> = ["porch", "yard"]
+        .iter()
+        .flat_map(|room| {
+            ["away", "offline", "online"]
+                .iter()
+                .map(move |s| (room.to_string(), bob.clone(), s.to_string()))
+        })
+        .collect();
+    assert_eq!(got, want, "alice hears bob in both rooms, never dave");
+    // Carol did not ask: nothing. Alice stops asking: nothing more.
+    assert_eq!(
+        presence_events(&mut c, 1, SILENCE).await.len(),
+        0,
+        "carol never asked"
+    );
+    assert!(!a.watch_presence(false).await.unwrap());
+    let _b = v2(&p, 1, bob).await;
+    let after = presence_events(&mut a, 1, SILENCE).await;
+    assert!(after.is_empty(), "after watch_presence off: {after:?}");
+}

@@ -17,6 +17,7 @@ mod room_flow;
 mod rooms;
 mod send;
 mod status;
+mod watch_presence;
 
 use super::session::{Next, Session};
 use crate::protocol::{ClientCommand, ErrorCode, PROTOCOL_VERSION, PROTOCOL_VERSION_ROOMS};
@@ -97,5 +98,6 @@ pub(super) async fn dispatch(session: &mut Session, cmd: ClientCommand) -> Next 
             };
             history::apply(session, room, req).await
         }
+        ClientCommand::WatchPresence { on } => watch_presence::apply(session, on).await,
     }
 }
