@@ -685,7 +685,10 @@ mod tests {
             l.delivered("a", s);
         }
         let t = one(&l, 7);
-        assert_eq!((t.expected, t.received, t.unsure, t.anomalies()), (2, 2, 2, 0));
+        assert_eq!(
+            (t.expected, t.received, t.unsure, t.anomalies()),
+            (2, 2, 2, 0)
+        );
         l.delivered("a", 2);
         assert_eq!(one(&l, 7).leaks, 1);
         // Nothing of the uncertain start arriving is fine too.
@@ -709,14 +712,21 @@ mod tests {
         }
         assert!(l.left_unsure("a", 4, 6));
         let t = one(&l, 9);
-        assert_eq!((t.expected, t.received, t.unsure, t.anomalies()), (4, 4, 2, 0));
+        assert_eq!(
+            (t.expected, t.received, t.unsure, t.anomalies()),
+            (4, 4, 2, 0)
+        );
         let mut l = MembershipLedger::new();
         l.joined_unsure("a", 0, 0);
         for s in 1..=7 {
             l.delivered("a", s);
         }
         l.left_unsure("a", 4, 6);
-        assert_eq!(one(&l, 9).leaks, 1, "7 was published after the confirmation");
+        assert_eq!(
+            one(&l, 9).leaks,
+            1,
+            "7 was published after the confirmation"
+        );
         // A loss inside the owed part is still a loss.
         let mut l = MembershipLedger::new();
         l.joined_unsure("a", 0, 0);

@@ -1,0 +1,1078 @@
+//! A room workload on a pub/sub peer — Redis pub/sub (the floor) or NATS
+//! core — with the plan rtmc runs (same seed: same rooms, members, schedule,
+//! bodies, churn), the same payloads (rtmc's room broadcast JSON, `seq`
+//! stamped per room by its one publisher), the same latency histograms and
+//! the same per-room ledger. Channels and publishers come from
+//! [`PeerMap`]. A peer has no join point: a subscription owes what was
+//! published after it was confirmed, and what was in flight while it was on
+//! the way may come or not ([`MembershipLedger::joined_unsure`]); an
+//! unsubscription owes what was acknowledged before it was sent and allows
+//! what was published before it was confirmed. Churn is unsubscribe and
+//! subscribe.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::engine::dial::connect_from;
+use crate::engine::room_accounting::{MembershipLedger, RoomAccounting};
+use crate::engine::rooms::client::{now_us, LatencyShards, Settled};
+use crate::engine::rooms::driver::RoomsOutcome;
+use crate::engine::rooms::peer_map::PeerMap;
+use crate::engine::rooms::summary::RoomsReport;
+use crate::measure::histogram::{merge_into, new_histogram, record_us, LatencySummary};
+use crate::wire::nats::{self, NatsOp};
+use crate::wire::resp::{self, RespItem};
+use crate::wire::rtmc_frames::{message_id, parse_room_broadcast, MessageOrigin};
+use crate::workload::plan::WorkloadPlan;
+use crate::workload::schedule::{ChurnAction, PublishEvent, Target};
+
+/// Latency histogram shards (one lock per read batch each).
+const LATENCY_SHARDS: usize = 16;
+/// Connect failure reasons kept for the report.
+const MAX_SAMPLES: usize = 5;
+
+/// Which pub/sub peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerWire {
+    /// Redis pub/sub: `SUBSCRIBE`/`UNSUBSCRIBE` confirmations, `PUBLISH`'s
+    /// integer reply as the ack.
+    RedisPubSub,
+    /// NATS core: `SUB`/`UNSUB`/`PUB` each followed by a `PING`, whose
+    /// `PONG` (the server handled what came before) confirms it.
+    NatsCore,
+}
+
+impl PeerWire {
+    /// The phase label, as the global-room rounds name these peers.
+    pub fn label(self) -> &'static str {
+        match self {
+            PeerWire::RedisPubSub => "floor",
+            PeerWire::NatsCore => "nats",
+        }
+    }
+
+    fn hello(self, out: &mut Vec<u8>) {
+        if self == PeerWire::NatsCore {
+            nats::connect(out);
+        }
+    }
+
+    fn subscribe(self, out: &mut Vec<u8>, subject: &str, sid: u64) {
+        match self {
+            PeerWire::RedisPubSub => resp::command(out, &[b"SUBSCRIBE", subject.as_bytes()]),
+            PeerWire::NatsCore => {
+                nats::sub(out, subject, sid);
+                out.extend_from_slice(b"PING\r\n");
+            }
+        }
+    }
+
+    fn unsubscribe(self, out: &mut Vec<u8>, subject: &str, sid: u64) {
+        match self {
+            PeerWire::RedisPubSub => resp::command(out, &[b"UNSUBSCRIBE", subject.as_bytes()]),
+            PeerWire::NatsCore => {
+                nats::unsub(out, sid);
+                out.extend_from_slice(b"PING\r\n");
+            }
+        }
+    }
+
+    fn publish(self, out: &mut Vec<u8>, subject: &str, payload: &[u8]) {
+        match self {
+            PeerWire::RedisPubSub => resp::command(out, &[b"PUBLISH", subject.as_bytes(), payload]),
+            PeerWire::NatsCore => {
+                nats::publish(out, subject.as_bytes(), None, payload);
+                out.extend_from_slice(b"PING\r\n");
+            }
+        }
+    }
+
+    /// The next item of the stream at `at`: `Ok(None)` when incomplete.
+    fn next(self, buf: &[u8], at: usize) -> Result<Option<(Item<'_>, usize)>, String> {
+        match self {
+            PeerWire::RedisPubSub => {
+                Ok(resp::next_item(buf, at)
+                    .map_err(|e| e.to_string())?
+                    .map(|(item, next)| {
+                        let item = match item {
+                            RespItem::Message(p) => Item::Message(p),
+                            RespItem::Subscribed(_) | RespItem::Unsubscribed(_) => Item::Confirm,
+                            RespItem::Integer(_) => Item::Confirm,
+                            RespItem::Error(e) => Item::Refused(e),
+                            RespItem::Other => Item::Other,
+                        };
+                        (item, next)
+                    }))
+            }
+            PeerWire::NatsCore => {
+                Ok(nats::next_op(buf, at)
+                    .map_err(|e| e.to_string())?
+                    .map(|(op, next)| {
+                        let item = match op {
+                            NatsOp::Msg { payload, .. } => Item::Message(payload),
+                            NatsOp::Pong => Item::Confirm,
+                            NatsOp::Ping => Item::Ping,
+                            NatsOp::Err(e) => Item::Refused(e),
+                            _ => Item::Other,
+                        };
+                        (item, next)
+                    }))
+            }
+        }
+    }
+}
+
+/// One item the peer sent, as both connection kinds read it.
+enum Item<'a> {
+    /// A published payload.
+    Message(&'a [u8]),
+    /// The answer to the oldest unanswered command (subscribe, unsubscribe, publish).
+    Confirm,
+    /// An error answering the oldest unanswered command.
+    Refused(&'a [u8]),
+    /// The server's keep-alive (NATS): answered with `PONG`.
+    Ping,
+    Other,
+}
+
+/// Per channel: the highest `seq` handed to its publisher, and the highest
+/// the peer acknowledged — the two bounds of a membership's uncertain edge.
+#[derive(Debug)]
+pub struct Counters {
+    dispatched: Vec<AtomicU64>,
+    acked: Vec<AtomicU64>,
+}
+
+impl Counters {
+    fn new(channels: usize) -> Self {
+        let zeros = || (0..channels).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            dispatched: zeros(),
+            acked: zeros(),
+        }
+    }
+}
+
+/// One room run on a peer.
+#[derive(Debug, Clone)]
+pub struct PeerRoomRun<'a> {
+    pub plan: &'a WorkloadPlan,
+    pub wire: PeerWire,
+    /// The Redis or nats-server every connection goes to.
+    pub addr: SocketAddr,
+    /// Names the users in direct rooms and `from` (as on rtmc).
+    pub user_prefix: String,
+    /// Local source addresses (empty: the OS's choice).
+    pub source_addrs: Vec<IpAddr>,
+    /// In every room id and message id, as on rtmc.
+    pub run_id: u32,
+    pub connects_per_sec: f64,
+    pub connect_timeout: Duration,
+    /// After publishing: how long answers and deliveries may take.
+    pub drain_timeout: Duration,
+    /// The schedule's total rate, for the report.
+    pub rate_per_sec: f64,
+    /// No progress lines on stderr.
+    pub quiet: bool,
+}
+
+/// What the driver asks of a subscriber.
+#[derive(Debug, Clone)]
+enum SubOrder {
+    Subscribe(usize),
+    Unsubscribe(usize),
+    /// Settle once every open window holds its room's head, or at `deadline`.
+    Drain {
+        heads: Arc<HashMap<String, u64>>,
+        deadline: Instant,
+    },
+}
+
+/// One publish: channel, its `seq`, the payload.
+#[derive(Debug)]
+struct PubOrder {
+    channel: usize,
+    seq: u64,
+    payload: Vec<u8>,
+}
+
+/// An answer a connection tells the driver.
+#[derive(Debug, Clone)]
+enum PeerAnswer {
+    Connected,
+    ConnectFailed(String),
+    Subscribed(usize),
+    Unsubscribed,
+    /// A publish acknowledged.
+    Acked,
+    /// A publish (`publish` true) or a subscription command refused.
+    Refused {
+        publish: bool,
+        why: String,
+    },
+    /// The connection ended (eof, an error, or bytes that are not the protocol).
+    Closed,
+}
+
+/// What every connection shares.
+#[derive(Clone)]
+struct Shared {
+    wire: PeerWire,
+    map: Arc<PeerMap>,
+    counters: Arc<Counters>,
+    events: mpsc::UnboundedSender<PeerAnswer>,
+    latency: LatencyShards,
+}
+
+/// Connects to the peer from a source address, and says hello (NATS `CONNECT`).
+async fn dial(
+    wire: PeerWire,
+    addr: SocketAddr,
+    sources: &[IpAddr],
+    index: usize,
+) -> Result<(OwnedReadHalf, OwnedWriteHalf), String> {
+    let stream = connect_from(addr, sources, index)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (reader, mut writer) = stream.into_split();
+    let mut out = Vec::new();
+    wire.hello(&mut out);
+    if !out.is_empty() {
+        writer.write_all(&out).await.map_err(|e| e.to_string())?;
+    }
+    Ok((reader, writer))
+}
+
+/// A subscriber: one client of the workload.
+struct PeerSub {
+    index: usize,
+    shared: Shared,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    buf: BytesMut,
+    ledger: MembershipLedger,
+    /// Subscribe (true) or unsubscribe of a channel sent and not confirmed
+    /// yet, with the channel's acknowledged `seq` when it went out.
+    pending: VecDeque<(usize, bool, u64)>,
+    drain: Option<(Arc<HashMap<String, u64>>, Instant)>,
+    bad_frames: u64,
+    batch_us: Vec<u64>,
+    out: Vec<u8>,
+}
+
+impl PeerSub {
+    fn tell(&self, a: PeerAnswer) {
+        let _ = self.shared.events.send(a);
+    }
+
+    /// Serves orders and reads until drained, closed or let go.
+    async fn run(mut self, mut orders: mpsc::UnboundedReceiver<SubOrder>) -> Settled {
+        let far = Instant::now() + Duration::from_secs(24 * 3600);
+        let mut orders_open = true;
+        loop {
+            let deadline = self.drain.as_ref().map_or(far, |d| d.1);
+            let alive = tokio::select! {
+                r = self.reader.read_buf(&mut self.buf) => self.on_read(r).await,
+                o = orders.recv(), if orders_open => match o {
+                    Some(o) => self.on_order(o).await,
+                    None => { orders_open = false; true }
+                },
+                _ = tokio::time::sleep_until(deadline) => false,
+            };
+            if !alive || self.drained() || (!orders_open && self.drain.is_none()) {
+                return self.settle();
+            }
+        }
+    }
+
+    fn head(&self, room: &str) -> Option<u64> {
+        self.drain.as_ref().and_then(|d| d.0.get(room).copied())
+    }
+
+    fn drained(&self) -> bool {
+        self.drain.is_some() && self.pending.is_empty() && self.ledger.complete(|r| self.head(r))
+    }
+
+    fn settle(self) -> Settled {
+        Settled {
+            index: self.index,
+            complete: self.drained(),
+            rooms: self.ledger.settle(|r| self.head(r)),
+            lobby_deliveries: 0,
+            bad_frames: self.bad_frames,
+            unasked_left: self.ledger.unmatched_left,
+            unasked_joined: 0,
+        }
+    }
+
+    async fn on_order(&mut self, o: SubOrder) -> bool {
+        let (c, join) = match o {
+            SubOrder::Subscribe(c) => (c, true),
+            SubOrder::Unsubscribe(c) => (c, false),
+            SubOrder::Drain { heads, deadline } => {
+                self.drain = Some((heads, deadline));
+                return true;
+            }
+        };
+        let Some(ch) = self.shared.map.channels.get(c) else {
+            return true;
+        };
+        // Read before the command goes out: everything acknowledged by now
+        // was handled by the peer before it.
+        let acked = self.shared.counters.acked[c].load(Ordering::SeqCst);
+        let mut out = Vec::new();
+        let sid = c as u64 + 1;
+        if join {
+            self.shared.wire.subscribe(&mut out, &ch.subject, sid);
+        } else {
+            self.shared.wire.unsubscribe(&mut out, &ch.subject, sid);
+        }
+        self.pending.push_back((c, join, acked));
+        self.writer.write_all(&out).await.is_ok()
+    }
+
+    /// The confirmation of the oldest pending command: the window opens
+    /// (or closes) between the acknowledged `seq` read when it went out and
+    /// the `seq` handed to the publisher by now.
+    fn confirmed(&mut self) {
+        let Some((c, join, acked)) = self.pending.pop_front() else {
+            return;
+        };
+        let dispatched = self.shared.counters.dispatched[c].load(Ordering::SeqCst);
+        let room = self.shared.map.channels[c].room.clone();
+        if join {
+            self.ledger.joined_unsure(&room, acked, dispatched);
+            self.tell(PeerAnswer::Subscribed(c));
+        } else if self.ledger.left_unsure(&room, acked, dispatched) {
+            self.tell(PeerAnswer::Unsubscribed);
+        }
+    }
+
+    async fn on_read(&mut self, r: std::io::Result<usize>) -> bool {
+        match r {
+            Ok(0) => {
+                self.tell(PeerAnswer::Closed);
+                return false;
+            }
+            Err(_) => {
+                self.tell(PeerAnswer::Closed);
+                return false;
+            }
+            Ok(_) => {}
+        }
+        let now = now_us();
+        let buf = std::mem::take(&mut self.buf);
+        let used = self.take_items(&buf, now);
+        self.buf = buf;
+        let Ok(used) = used else {
+            self.tell(PeerAnswer::Closed);
+            return false;
+        };
+        self.buf.advance(used);
+        if self.buf.capacity() - self.buf.len() < 2048 {
+            self.buf.reserve(8 * 1024);
+        }
+        self.record_batch();
+        let out = std::mem::take(&mut self.out);
+        out.is_empty() || self.writer.write_all(&out).await.is_ok()
+    }
+
+    /// Takes every complete item of `buf`; the bytes used.
+    fn take_items(&mut self, buf: &[u8], now: u64) -> Result<usize, String> {
+        let mut at = 0;
+        while let Some((item, next)) = self.shared.wire.next(buf, at)? {
+            match item {
+                Item::Message(p) => self.take(p, now),
+                Item::Confirm => self.confirmed(),
+                Item::Refused(e) => {
+                    self.pending.pop_front();
+                    let why = String::from_utf8_lossy(e).into_owned();
+                    self.tell(PeerAnswer::Refused {
+                        publish: false,
+                        why,
+                    });
+                }
+                Item::Ping => self.out.extend_from_slice(b"PONG\r\n"),
+                Item::Other => {}
+            }
+            at = next;
+        }
+        Ok(at)
+    }
+
+    fn take(&mut self, p: &[u8], now: u64) {
+        match parse_room_broadcast(p) {
+            Some((b, Some(room))) => match std::str::from_utf8(room) {
+                Ok(room) => {
+                    self.ledger.delivered(room, b.seq);
+                    self.batch_us.push(now.saturating_sub(b.sent_at_us));
+                }
+                Err(_) => self.bad_frames += 1,
+            },
+            _ => self.bad_frames += 1,
+        }
+    }
+
+    fn record_batch(&mut self) {
+        if self.batch_us.is_empty() {
+            return;
+        }
+        let shard = &self.shared.latency[self.index % self.shared.latency.len()];
+        if let Ok(mut h) = shard.lock() {
+            for &us in &self.batch_us {
+                record_us(&mut h, us);
+            }
+        }
+        self.batch_us.clear();
+    }
+}
+
+/// A publisher: writes its channels' payloads in order, pipelined, and
+/// counts each answer as the channel's acknowledged `seq`.
+struct PeerPub {
+    shared: Shared,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    buf: BytesMut,
+    in_flight: VecDeque<(usize, u64)>,
+}
+
+impl PeerPub {
+    /// Runs until its orders end and every publish is answered, or the
+    /// connection ends (the driver aborts it past the drain deadline).
+    async fn run(mut self, mut orders: mpsc::UnboundedReceiver<PubOrder>) {
+        let mut orders_open = true;
+        let mut out = Vec::new();
+        loop {
+            let alive = tokio::select! {
+                r = self.reader.read_buf(&mut self.buf) => self.on_read(r, &mut out),
+                o = orders.recv(), if orders_open => match o {
+                    Some(first) => {
+                        self.queue(first, &mut out);
+                        while let Ok(o) = orders.try_recv() {
+                            self.queue(o, &mut out);
+                        }
+                        true
+                    }
+                    None => { orders_open = false; true }
+                },
+            };
+            let written = out.is_empty() || self.writer.write_all(&out).await.is_ok();
+            out.clear();
+            if !alive || !written || (!orders_open && self.in_flight.is_empty()) {
+                return;
+            }
+        }
+    }
+
+    fn queue(&mut self, o: PubOrder, out: &mut Vec<u8>) {
+        let subject = &self.shared.map.channels[o.channel].subject;
+        self.shared.wire.publish(out, subject, &o.payload);
+        self.in_flight.push_back((o.channel, o.seq));
+    }
+
+    fn on_read(&mut self, r: std::io::Result<usize>, out: &mut Vec<u8>) -> bool {
+        if !matches!(r, Ok(n) if n > 0) {
+            let _ = self.shared.events.send(PeerAnswer::Closed);
+            return false;
+        }
+        let mut at = 0;
+        loop {
+            match self.shared.wire.next(&self.buf, at) {
+                Ok(Some((item, next))) => {
+                    let answer = match item {
+                        Item::Confirm => Some(PeerAnswer::Acked),
+                        Item::Refused(e) => Some(PeerAnswer::Refused {
+                            publish: true,
+                            why: String::from_utf8_lossy(e).into_owned(),
+                        }),
+                        Item::Ping => {
+                            out.extend_from_slice(b"PONG\r\n");
+                            None
+                        }
+                        Item::Message(_) | Item::Other => None,
+                    };
+                    if let Some(a) = answer {
+                        if let (Some((c, seq)), PeerAnswer::Acked) =
+                            (self.in_flight.pop_front(), &a)
+                        {
+                            self.shared.counters.acked[c].fetch_max(seq, Ordering::SeqCst);
+                        }
+                        let _ = self.shared.events.send(a);
+                    }
+                    at = next;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    let _ = self.shared.events.send(PeerAnswer::Closed);
+                    return false;
+                }
+            }
+        }
+        self.buf.advance(at);
+        true
+    }
+}
+
+/// Every answer counted.
+#[derive(Debug, Default)]
+struct PeerTally {
+    /// Initial subscriptions are confirmed until publishing starts.
+    publishing: bool,
+    connected: usize,
+    connect_failed: usize,
+    samples: Vec<String>,
+    /// Initial subscriptions confirmed: to rooms, to direct pairs.
+    initial_rooms: u64,
+    initial_direct: u64,
+    churn_joined: u64,
+    churn_left: u64,
+    acked: u64,
+    refused: BTreeMap<String, u64>,
+    refused_sends: u64,
+    sub_refusals: BTreeMap<String, u64>,
+    disconnects: u64,
+}
+
+impl PeerTally {
+    fn absorb(&mut self, a: PeerAnswer, rooms: usize) {
+        match a {
+            PeerAnswer::Connected => self.connected += 1,
+            PeerAnswer::ConnectFailed(why) => {
+                self.connect_failed += 1;
+                if self.samples.len() < MAX_SAMPLES {
+                    self.samples.push(why);
+                }
+            }
+            PeerAnswer::Subscribed(_) if self.publishing => self.churn_joined += 1,
+            PeerAnswer::Subscribed(c) if c < rooms => self.initial_rooms += 1,
+            PeerAnswer::Subscribed(_) => self.initial_direct += 1,
+            PeerAnswer::Unsubscribed => self.churn_left += 1,
+            PeerAnswer::Acked => self.acked += 1,
+            PeerAnswer::Refused { publish: true, why } => {
+                self.refused_sends += 1;
+                *self.refused.entry(why).or_default() += 1;
+            }
+            PeerAnswer::Refused { why, .. } => *self.sub_refusals.entry(why).or_default() += 1,
+            PeerAnswer::Closed => self.disconnects += 1,
+        }
+    }
+
+    fn sub_refused(&self) -> u64 {
+        self.sub_refusals.values().sum()
+    }
+}
+
+/// The run in progress.
+struct PeerDriver<'a> {
+    spec: &'a PeerRoomRun<'a>,
+    shared: Shared,
+    answers: mpsc::UnboundedReceiver<PeerAnswer>,
+    tally: PeerTally,
+    subs: Vec<mpsc::UnboundedSender<SubOrder>>,
+    sub_handles: Vec<JoinHandle<Option<Settled>>>,
+    pubs: Vec<mpsc::UnboundedSender<PubOrder>>,
+    pub_handles: Vec<JoinHandle<()>>,
+    /// Messages handed to each channel's publisher: the next `seq` - 1.
+    seqs: Vec<u64>,
+    report: RoomsReport,
+}
+
+/// Runs the room workload on the peer; never fails as a whole: what went
+/// wrong is in the report's failures (a mapping that cannot be built too).
+pub async fn run_peer_rooms(spec: &PeerRoomRun<'_>) -> RoomsOutcome {
+    let map = match PeerMap::new(spec.plan, spec.run_id, &spec.user_prefix) {
+        Ok(m) => m,
+        Err(e) => {
+            let report = RoomsReport {
+                login_failures: 1,
+                login_error_samples: vec![e.to_string()],
+                ..Default::default()
+            };
+            return RoomsOutcome {
+                report,
+                latency: new_histogram(),
+            };
+        }
+    };
+    let say = |m: &str| {
+        if !spec.quiet {
+            eprintln!("rooms on {}: {m}", spec.wire.label());
+        }
+    };
+    let mut d = PeerDriver::connect_all(spec, map);
+    say(&format!("seed {}; connecting", spec.plan.seed));
+    d.await_connects().await;
+    say(&format!("{} connected; subscribing", d.tally.connected));
+    d.subscribe_all().await;
+    say(&format!(
+        "{} subscriptions; publishing {} messages",
+        d.tally.initial_rooms + d.tally.initial_direct,
+        spec.plan.schedule.ticks()
+    ));
+    d.tally.publishing = true;
+    let publish_secs = d.publish().await;
+    say("draining");
+    d.await_answers().await;
+    let settled = d.drain().await;
+    d.finish(settled, publish_secs)
+}
+
+impl<'a> PeerDriver<'a> {
+    /// Spawns the subscribers (paced at `connects_per_sec`), then the publishers.
+    fn connect_all(spec: &'a PeerRoomRun<'a>, map: PeerMap) -> Self {
+        let (events, answers) = mpsc::unbounded_channel();
+        let shared = Shared {
+            wire: spec.wire,
+            counters: Arc::new(Counters::new(map.channels.len())),
+            map: Arc::new(map),
+            events,
+            latency: Arc::new(
+                (0..LATENCY_SHARDS)
+                    .map(|_| Mutex::new(new_histogram()))
+                    .collect(),
+            ),
+        };
+        let clients = spec.plan.assignment.memberships.len();
+        let sources = Arc::new(spec.source_addrs.clone());
+        let start = Instant::now();
+        let pace =
+            |i: usize| start + Duration::from_secs_f64(i as f64 / spec.connects_per_sec.max(1.0));
+        let (subs, sub_handles) = (0..clients)
+            .map(|i| spawn_sub(i, pace(i), spec, sources.clone(), shared.clone()))
+            .unzip();
+        let (pubs, pub_handles) = (0..shared.map.publishers)
+            .map(|k| {
+                spawn_pub(
+                    clients + k,
+                    pace(clients + k),
+                    spec,
+                    sources.clone(),
+                    shared.clone(),
+                )
+            })
+            .unzip();
+        Self {
+            spec,
+            seqs: vec![0; shared.map.channels.len()],
+            shared,
+            answers,
+            tally: PeerTally::default(),
+            subs,
+            sub_handles,
+            pubs,
+            pub_handles,
+            report: RoomsReport::default(),
+        }
+    }
+
+    async fn wait_for(&mut self, deadline: Instant, done: impl Fn(&PeerTally) -> bool) {
+        let rooms = self.spec.plan.assignment.sizes.len();
+        while !done(&self.tally) {
+            match tokio::time::timeout_at(deadline, self.answers.recv()).await {
+                Ok(Some(a)) => self.tally.absorb(a, rooms),
+                _ => return,
+            }
+        }
+    }
+
+    async fn await_connects(&mut self) {
+        let n = self.subs.len() + self.pubs.len();
+        let ramp = Duration::from_secs_f64(n as f64 / self.spec.connects_per_sec.max(1.0));
+        let deadline = Instant::now() + ramp + self.spec.connect_timeout;
+        self.wait_for(deadline, |t| t.connected + t.connect_failed >= n)
+            .await;
+    }
+
+    /// Every client subscribes to its rooms and direct pairs.
+    async fn subscribe_all(&mut self) {
+        let mut n = 0u64;
+        for (i, channels) in self.shared.map.subscriptions.iter().enumerate() {
+            for &c in channels {
+                let _ = self.subs[i].send(SubOrder::Subscribe(c));
+                n += 1;
+            }
+        }
+        let deadline = Instant::now() + self.spec.connect_timeout;
+        self.wait_for(deadline, |t| {
+            t.initial_rooms + t.initial_direct + t.sub_refused() >= n
+        })
+        .await;
+    }
+
+    /// The schedule open loop with the churn plan interleaved; the seconds
+    /// it took.
+    async fn publish(&mut self) -> f64 {
+        let plan = self.spec.plan;
+        let lead = Duration::from_millis(100);
+        let (start, start_wall_us) = (Instant::now() + lead, now_us() + lead.as_micros() as u64);
+        let mut churn = plan.churn.iter().peekable();
+        for i in 0..plan.schedule.ticks() {
+            let e = plan.schedule.event(i);
+            while let Some(c) = churn.next_if(|c| c.due_us <= e.due_us) {
+                self.until(start + Duration::from_micros(c.due_us)).await;
+                let order = match c.action {
+                    ChurnAction::Leave => SubOrder::Unsubscribe(c.room as usize),
+                    ChurnAction::Join => SubOrder::Subscribe(c.room as usize),
+                };
+                let _ = self.subs[c.client as usize].send(order);
+            }
+            self.until(start + Duration::from_micros(e.due_us)).await;
+            self.send(&e, start_wall_us);
+        }
+        for c in churn {
+            self.until(start + Duration::from_micros(c.due_us)).await;
+            let order = match c.action {
+                ChurnAction::Leave => SubOrder::Unsubscribe(c.room as usize),
+                ChurnAction::Join => SubOrder::Subscribe(c.room as usize),
+            };
+            let _ = self.subs[c.client as usize].send(order);
+        }
+        start.elapsed().as_secs_f64()
+    }
+
+    /// Takes answers until `at`.
+    async fn until(&mut self, at: Instant) {
+        let rooms = self.spec.plan.assignment.sizes.len();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => return,
+                a = self.answers.recv() => match a {
+                    Some(a) => self.tally.absorb(a, rooms),
+                    None => return tokio::time::sleep_until(at).await,
+                },
+            }
+        }
+    }
+
+    /// One tick: its channel's next `seq`, handed out before the publisher
+    /// writes it (a subscription confirmed after this owes nothing older).
+    fn send(&mut self, e: &PublishEvent, start_wall_us: u64) {
+        let clients = self.subs.len();
+        let Some(c) = self.shared.map.channel_of(e.target) else {
+            self.report.unsent += 1;
+            return;
+        };
+        let sender = match e.target {
+            Target::Room(_) => {
+                self.report.published_rooms += 1;
+                clients + self.shared.map.channels[c].publisher
+            }
+            Target::Direct { from, .. } => {
+                self.report.published_direct += 1;
+                from as usize
+            }
+        };
+        self.seqs[c] += 1;
+        let seq = self.seqs[c];
+        self.shared.counters.dispatched[c].store(seq, Ordering::SeqCst);
+        let sent_at_us = start_wall_us + e.due_us;
+        let payload = room_payload(&RoomMessage {
+            room: &self.shared.map.channels[c].room,
+            seq,
+            message_id: message_id(MessageOrigin {
+                run_id: self.spec.run_id,
+                publisher: sender as u32,
+                publisher_seq: e.index,
+            }),
+            from: format!("{}-{sender}", self.spec.user_prefix),
+            body_bytes: e.body_bytes,
+            sent_at_us,
+        });
+        let order = PubOrder {
+            channel: c,
+            seq,
+            payload,
+        };
+        if self.pubs[self.shared.map.channels[c].publisher]
+            .send(order)
+            .is_err()
+        {
+            self.report.unsent += 1;
+        }
+    }
+
+    /// Waits for every publish's answer and every churn confirmation.
+    async fn await_answers(&mut self) {
+        let r = &self.report;
+        let sent = r.published_rooms + r.published_direct - r.unsent;
+        let churn = self.spec.plan.churn.len() as u64;
+        let before = self.tally.sub_refused();
+        let deadline = Instant::now() + self.spec.drain_timeout;
+        self.wait_for(deadline, |t| {
+            t.acked + t.refused_sends >= sent
+                && t.churn_left + t.churn_joined + t.sub_refused() - before >= churn
+        })
+        .await;
+        self.report.unanswered = sent.saturating_sub(self.tally.acked + self.tally.refused_sends);
+    }
+
+    /// Hands every subscriber the heads and collects what each settled.
+    async fn drain(&mut self) -> Vec<Settled> {
+        for h in self.pub_handles.drain(..) {
+            h.abort();
+        }
+        self.pubs.clear();
+        let heads: HashMap<String, u64> = self
+            .shared
+            .map
+            .channels
+            .iter()
+            .zip(&self.seqs)
+            .map(|(ch, &n)| (ch.room.to_string(), n))
+            .collect();
+        let heads = Arc::new(heads);
+        let deadline = Instant::now() + self.spec.drain_timeout;
+        for s in &self.subs {
+            let _ = s.send(SubOrder::Drain {
+                heads: heads.clone(),
+                deadline,
+            });
+        }
+        let mut settled = Vec::with_capacity(self.sub_handles.len());
+        for h in std::mem::take(&mut self.sub_handles) {
+            let abort = h.abort_handle();
+            match tokio::time::timeout_at(deadline + Duration::from_secs(5), h).await {
+                Ok(Ok(Some(s))) => settled.push(s),
+                Ok(_) => {}
+                Err(_) => abort.abort(),
+            }
+        }
+        let rooms = self.spec.plan.assignment.sizes.len();
+        while let Ok(a) = self.answers.try_recv() {
+            self.tally.absorb(a, rooms);
+        }
+        settled
+    }
+
+    /// The report, in the shape of rtmc's room run.
+    fn finish(self, settled: Vec<Settled>, publish_secs: f64) -> RoomsOutcome {
+        let a = &self.spec.plan.assignment;
+        let t = self.tally;
+        let mut latency = new_histogram();
+        for shard in self.shared.latency.iter() {
+            if let Ok(h) = shard.lock() {
+                merge_into(&mut latency, &h);
+            }
+        }
+        let mut sizes = a.sizes.clone();
+        sizes.sort_unstable();
+        let conns = self.subs.len() + self.shared.map.publishers;
+        let mut r = self.report;
+        r.seed = self.spec.plan.seed;
+        r.clients = a.memberships.len();
+        r.publishers = self.shared.map.publishers;
+        r.rooms = a.sizes.len();
+        r.memberships = a.memberships.iter().map(|m| m.len() as u64).sum();
+        r.room_size_min = sizes.first().copied().unwrap_or(0);
+        r.room_size_median = sizes.get(sizes.len() / 2).copied().unwrap_or(0);
+        r.room_size_max = sizes.last().copied().unwrap_or(0);
+        r.rate_per_sec = self.spec.rate_per_sec;
+        r.publish_secs = publish_secs;
+        r.acked = t.acked;
+        r.refused = t.refused;
+        r.login_failures = conns.saturating_sub(t.connected);
+        r.login_error_samples = t.samples;
+        r.room_command_refusals = t.sub_refusals;
+        // Nothing to create on a peer: a room is a channel name.
+        r.rooms_created = a.sizes.len();
+        r.initial_joins = t.initial_rooms;
+        r.churn_planned = self.spec.plan.churn.len();
+        r.churn_left = t.churn_left;
+        r.churn_joined = t.churn_joined;
+        r.disconnects = t.disconnects;
+        r.incomplete = settled.iter().filter(|s| !s.complete).count()
+            + self
+                .subs
+                .len()
+                .saturating_sub(settled.len() + t.connect_failed);
+        r.bad_frames = settled.iter().map(|s| s.bad_frames).sum();
+        r.unasked_left = settled.iter().map(|s| s.unasked_left).sum();
+        r.latency = LatencySummary::of(&latency);
+        r.accounting = RoomAccounting::of(settled.into_iter().map(|s| s.rooms));
+        RoomsOutcome { report: r, latency }
+    }
+}
+
+/// Subscriber `i`'s task, connecting at `at`: its order channel and handle.
+fn spawn_sub(
+    i: usize,
+    at: Instant,
+    spec: &PeerRoomRun<'_>,
+    sources: Arc<Vec<IpAddr>>,
+    shared: Shared,
+) -> (mpsc::UnboundedSender<SubOrder>, JoinHandle<Option<Settled>>) {
+    let (orders, rx) = mpsc::unbounded_channel();
+    let (addr, timeout) = (spec.addr, spec.connect_timeout);
+    let handle = tokio::spawn(async move {
+        tokio::time::sleep_until(at).await;
+        let dialled = tokio::time::timeout(timeout, dial(shared.wire, addr, &sources, i)).await;
+        let (reader, writer) = connected(&shared, dialled)?;
+        let sub = PeerSub {
+            index: i,
+            shared,
+            reader,
+            writer,
+            buf: BytesMut::with_capacity(8 * 1024),
+            ledger: MembershipLedger::new(),
+            pending: VecDeque::new(),
+            drain: None,
+            bad_frames: 0,
+            batch_us: Vec::with_capacity(64),
+            out: Vec::new(),
+        };
+        Some(sub.run(rx).await)
+    });
+    (orders, handle)
+}
+
+/// Publisher connection `i`'s task, connecting at `at`.
+fn spawn_pub(
+    i: usize,
+    at: Instant,
+    spec: &PeerRoomRun<'_>,
+    sources: Arc<Vec<IpAddr>>,
+    shared: Shared,
+) -> (mpsc::UnboundedSender<PubOrder>, JoinHandle<()>) {
+    let (orders, rx) = mpsc::unbounded_channel();
+    let (addr, timeout) = (spec.addr, spec.connect_timeout);
+    let handle = tokio::spawn(async move {
+        tokio::time::sleep_until(at).await;
+        let dialled = tokio::time::timeout(timeout, dial(shared.wire, addr, &sources, i)).await;
+        let Some((reader, writer)) = connected(&shared, dialled) else {
+            return;
+        };
+        let publisher = PeerPub {
+            shared,
+            reader,
+            writer,
+            buf: BytesMut::with_capacity(8 * 1024),
+            in_flight: VecDeque::new(),
+        };
+        publisher.run(rx).await;
+    });
+    (orders, handle)
+}
+
+/// Tells the driver how a dial went; the halves when it worked.
+fn connected<T>(
+    shared: &Shared,
+    dialled: Result<Result<T, String>, tokio::time::error::Elapsed>,
+) -> Option<T> {
+    let answer = match dialled {
+        Ok(Ok(halves)) => {
+            let _ = shared.events.send(PeerAnswer::Connected);
+            return Some(halves);
+        }
+        Ok(Err(e)) => PeerAnswer::ConnectFailed(e),
+        Err(_) => PeerAnswer::ConnectFailed("connect timed out".into()),
+    };
+    let _ = shared.events.send(answer);
+    None
+}
+
+/// One room message as a peer carries it.
+pub struct RoomMessage<'a> {
+    pub room: &'a str,
+    /// The room's sequence number, stamped by its one publisher.
+    pub seq: u64,
+    pub message_id: String,
+    pub from: String,
+    pub body_bytes: usize,
+    /// The intended send time, µs since the epoch.
+    pub sent_at_us: u64,
+}
+
+/// The payload: byte for byte the room broadcast rtmc delivers for it.
+pub fn room_payload(m: &RoomMessage<'_>) -> Vec<u8> {
+    rtmc::protocol::ServerFrame::Broadcast(rtmc::protocol::BroadcastFrame {
+        seq: m.seq,
+        message_id: m.message_id.clone(),
+        from: m.from.clone(),
+        body: "x".repeat(m.body_bytes),
+        received_at_us: m.sent_at_us,
+        sent_at_us: m.sent_at_us,
+        room: Some(m.room.to_owned()),
+    })
+    .to_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_payload_is_a_room_broadcast_the_byte_scan_reads() {
+        let p = room_payload(&RoomMessage {
+            room: "dm:lg-1:lg-2",
+            seq: 7,
+            message_id: "lg0000002a-3-9".into(),
+            from: "lg-3".into(),
+            body_bytes: 5,
+            sent_at_us: 1_700_000_000_000_000,
+        });
+        let (b, room) = parse_room_broadcast(&p).expect("the byte scan reads it");
+        assert_eq!((b.seq, b.sent_at_us), (7, 1_700_000_000_000_000));
+        assert_eq!(room, Some(&b"dm:lg-1:lg-2"[..]));
+        let o = b.origin.expect("a loadgen message id");
+        assert_eq!((o.run_id, o.publisher, o.publisher_seq), (42, 3, 9));
+    }
+
+    #[test]
+    fn both_wires_read_messages_confirmations_and_refusals() {
+        let mut redis = Vec::new();
+        redis.extend_from_slice(b"*3\r\n$9\r\nsubscribe\r\n$6\r\nroom.a\r\n:1\r\n");
+        redis.extend_from_slice(b"*3\r\n$7\r\nmessage\r\n$6\r\nroom.a\r\n$2\r\nhi\r\n");
+        redis.extend_from_slice(b":3\r\n-ERR no\r\n");
+        let mut nats = Vec::new();
+        nats.extend_from_slice(b"INFO {}\r\nPONG\r\nMSG room.a 1 2\r\nhi\r\nPING\r\n-ERR 'no'\r\n");
+        for (wire, buf, want) in [
+            (PeerWire::RedisPubSub, &redis, "C M C R"),
+            (PeerWire::NatsCore, &nats, "O C M P R"),
+        ] {
+            let mut at = 0;
+            let mut seen = Vec::new();
+            while let Some((item, next)) = wire.next(buf, at).unwrap() {
+                seen.push(match item {
+                    Item::Message(p) => {
+                        assert_eq!(p, b"hi");
+                        "M"
+                    }
+                    Item::Confirm => "C",
+                    Item::Refused(_) => "R",
+                    Item::Ping => "P",
+                    Item::Other => "O",
+                });
+                at = next;
+            }
+            assert_eq!(seen.join(" "), want, "{wire:?}");
+            assert_eq!(at, buf.len());
+        }
+    }
+
+    #[test]
+    fn each_command_is_confirmable() {
+        let mut out = Vec::new();
+        PeerWire::NatsCore.subscribe(&mut out, "room.a", 3);
+        PeerWire::NatsCore.unsubscribe(&mut out, "room.a", 3);
+        PeerWire::NatsCore.publish(&mut out, "room.a", b"hi");
+        assert_eq!(
+            out,
+            b"SUB room.a 3\r\nPING\r\nUNSUB 3\r\nPING\r\nPUB room.a 2\r\nhi\r\nPING\r\n"
+        );
+        let mut out = Vec::new();
+        PeerWire::RedisPubSub.unsubscribe(&mut out, "room.a", 3);
+        assert_eq!(out, b"*2\r\n$11\r\nUNSUBSCRIBE\r\n$6\r\nroom.a\r\n");
+    }
+}
