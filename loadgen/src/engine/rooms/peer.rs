@@ -29,6 +29,7 @@ use crate::engine::rooms::client::{now_us, LatencyShards, Settled};
 use crate::engine::rooms::driver::RoomsOutcome;
 use crate::engine::rooms::peer_map::PeerMap;
 use crate::engine::rooms::summary::RoomsReport;
+use crate::measure::cpu::{self, CpuWatch};
 use crate::measure::histogram::{merge_into, new_histogram, record_us, LatencySummary};
 use crate::wire::nats::{self, NatsOp};
 use crate::wire::resp::{self, RespItem};
@@ -184,6 +185,8 @@ pub struct PeerRoomRun<'a> {
     pub rate_per_sec: f64,
     /// No progress lines on stderr.
     pub quiet: bool,
+    /// The peer's server process(es), whose CPU the run reports.
+    pub server_cpu: Vec<CpuWatch>,
 }
 
 /// What the driver asks of a subscriber.
@@ -622,11 +625,20 @@ pub async fn run_peer_rooms(spec: &PeerRoomRun<'_>) -> RoomsOutcome {
         spec.plan.schedule.ticks()
     ));
     d.tally.publishing = true;
+    let cpu_start = cpu::read(&spec.server_cpu);
     let publish_secs = d.publish().await;
     say("draining");
     d.await_answers().await;
     let settled = d.drain().await;
-    d.finish(settled, publish_secs)
+    let cpu_end = cpu::read(&spec.server_cpu);
+    let mut outcome = d.finish(settled, publish_secs);
+    outcome.report.server_cpu = cpu::spent(
+        &spec.server_cpu,
+        &cpu_start,
+        &cpu_end,
+        outcome.latency.len(),
+    );
+    outcome
 }
 
 impl<'a> PeerDriver<'a> {
