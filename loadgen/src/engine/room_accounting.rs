@@ -323,6 +323,15 @@ impl MembershipLedger {
         })
     }
 
+    /// The open window of `room`: the `seq` up to which everything arrived.
+    pub fn contiguous(&self, room: &str) -> Option<u64> {
+        let t = self.rooms.get(room)?;
+        t.windows
+            .last()
+            .filter(|w| w.end.is_none())
+            .map(|w| w.contiguous)
+    }
+
     /// Rooms this client has an open window in.
     pub fn open_rooms(&self) -> impl Iterator<Item = &str> {
         self.rooms

@@ -43,8 +43,8 @@ use crate::workload::spec::{WorkloadError, WorkloadProfile};
 use crate::yardstick::blaster::{blast, BlasterError, BlasterSpec};
 use crate::yardstick::floor::{connect_floor, unlimit_pubsub_buffers, FloorRedis};
 use crate::yardstick::nats_peer::{
-    connect_peer, disconnect_peer, record_peer, start_server, NatsPeer, NatsServer, PeerError,
-    PeerRun,
+    connect_peer, create_stream, delete_stream, disconnect_peer, record_peer, start_server,
+    NatsPeer, NatsServer, PeerError, PeerRun,
 };
 
 /// What to do.
@@ -214,7 +214,7 @@ async fn execute_rooms(
         format!("{:08x}", run.id),
     );
     let kinds = room_kinds(&profile, &target, &mut report);
-    let (nats, nats_container) = if kinds.contains(&PhaseKind::NatsCore) {
+    let (nats, nats_container) = if kinds.iter().any(|k| nats_peer_of(*k).is_some()) {
         let (server, container) = start_server(&profile).await?;
         (Some(server), container)
     } else {
@@ -264,9 +264,9 @@ fn room_histogram_stem(kind: PhaseKind) -> &'static str {
     }
 }
 
-/// The systems a room workload runs on: rtmc, then the floor (a channel per
-/// room; needs a Redis) and NATS core (a subject per room) when asked for;
-/// JetStream does not run room workloads yet (noted).
+/// The systems a room workload runs on: rtmc, then, when asked for, the
+/// floor (a channel per room; needs a Redis), NATS core (a subject per
+/// room) and JetStream (one stream over the rooms' subjects).
 fn room_kinds(profile: &Profile, target: &Target, report: &mut RunReport) -> Vec<PhaseKind> {
     let mut kinds = vec![PhaseKind::Rtmc];
     if profile.floor.enabled {
@@ -281,9 +281,7 @@ fn room_kinds(profile: &Profile, target: &Target, report: &mut RunReport) -> Vec
         kinds.push(PhaseKind::NatsCore);
     }
     if profile.nats.jetstream {
-        report
-            .notes
-            .push("jetstream skipped: room workloads run on rtmc, the floor and NATS core".into());
+        kinds.push(PhaseKind::JetStream);
     }
     kinds
 }
@@ -348,18 +346,20 @@ impl RoomArena<'_> {
                 };
                 (PeerWire::RedisPubSub, addr, cpu)
             }
-            (PhaseKind::NatsCore, Some(server)) if !server.pids.is_empty() => (
-                PeerWire::NatsCore,
-                server.addr,
-                CpuWatch::of("nats-server", server.pids.clone()),
-            ),
-            (PhaseKind::NatsCore, Some(server)) => (
-                PeerWire::NatsCore,
-                server.addr,
-                CpuWatch::not_measured("nats-server", "a server given by --nats"),
-            ),
+            (PhaseKind::NatsCore | PhaseKind::JetStream, Some(server)) => {
+                let wire = match kind {
+                    PhaseKind::JetStream => PeerWire::JetStream,
+                    _ => PeerWire::NatsCore,
+                };
+                let cpu = match server.pids.is_empty() {
+                    false => CpuWatch::of("nats-server", server.pids.clone()),
+                    true => CpuWatch::not_measured("nats-server", "a server given by --nats"),
+                };
+                (wire, server.addr, cpu)
+            }
             _ => return Ok(run_rooms(&rtmc).await),
         };
+        let stream = (wire == PeerWire::JetStream).then(|| format!("RTMC_ROOMS_{run_id:08X}"));
         let spec = PeerRoomRun {
             plan: self.plan,
             wire,
@@ -373,8 +373,23 @@ impl RoomArena<'_> {
             rate_per_sec: rtmc.rate_per_sec,
             quiet: rtmc.quiet,
             server_cpu: vec![cpu],
+            stream: stream.clone(),
         };
-        Ok(run_peer_rooms(&spec).await)
+        let (Some(stream), Some(server)) = (stream, self.nats) else {
+            return Ok(run_peer_rooms(&spec).await);
+        };
+        // A stream per phase over every room's subject, file-backed as the
+        // global room's JetStream peer; deleted with its consumers after.
+        let url = server.url();
+        create_stream(&url, &stream, "room.*").await?;
+        let outcome = run_peer_rooms(&spec).await;
+        if let Err(e) = delete_stream(&url, &stream).await {
+            say(
+                self.profile,
+                &format!("jetstream: stream {stream} not deleted: {e}"),
+            );
+        }
+        Ok(outcome)
     }
 }
 

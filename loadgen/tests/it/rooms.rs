@@ -2,8 +2,8 @@
 //! `profiles/rooms-smoke.toml` (30 protocol v2 clients in Zipf-sized rooms,
 //! direct messages, churn) must deliver every message of every membership
 //! window exactly once, in order, and nothing outside one; and the same
-//! workload on the Redis floor and NATS core in interleaved rounds with
-//! rtmc. Needs Docker and the `rtmc` binary, which it builds.
+//! workload on the Redis floor, NATS core and JetStream in interleaved
+//! rounds with rtmc. Needs Docker and the `rtmc` binary, which it builds.
 
 use std::path::Path;
 
@@ -116,7 +116,7 @@ fn assert_exact(name: &str, r: &RoomsReport, text: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_room_workload_runs_on_the_floor_and_nats_core_in_interleaved_rounds() {
+async fn the_room_workload_runs_on_the_floor_nats_core_and_jetstream_in_interleaved_rounds() {
     build_rtmc();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
     let mut profile = Profile::load(&dir.join("rooms-smoke.toml")).expect("the smoke profile");
@@ -125,6 +125,7 @@ async fn the_room_workload_runs_on_the_floor_and_nats_core_in_interleaved_rounds
     profile.output.quiet = true;
     profile.floor.enabled = true;
     profile.nats.core = true;
+    profile.nats.jetstream = true;
     profile.load.rounds = 2;
 
     let outcome = execute(profile, Mode::Run)
@@ -144,6 +145,8 @@ async fn the_room_workload_runs_on_the_floor_and_nats_core_in_interleaved_rounds
             (1, "rtmc"),
             (1, "floor"),
             (1, "nats"),
+            (1, "jetstream"),
+            (2, "jetstream"),
             (2, "nats"),
             (2, "floor"),
             (2, "rtmc")
@@ -160,7 +163,13 @@ async fn the_room_workload_runs_on_the_floor_and_nats_core_in_interleaved_rounds
         "{text}"
     );
     assert!(text.contains("== median over the rounds"), "{text}");
-    for file in ["report.json", "latency.hgrm", "floor.hgrm", "nats.hgrm"] {
+    for file in [
+        "report.json",
+        "latency.hgrm",
+        "floor.hgrm",
+        "nats.hgrm",
+        "jetstream.hgrm",
+    ] {
         assert!(out.join(file).is_file(), "{file} written");
     }
     let json = std::fs::read_to_string(out.join("report.json")).expect("report.json");

@@ -1,14 +1,14 @@
-//! A room workload on a pub/sub peer — Redis pub/sub (the floor) or NATS
-//! core — with the plan rtmc runs (same seed: same rooms, members, schedule,
-//! bodies, churn), the same payloads (rtmc's room broadcast JSON, `seq`
-//! stamped per room by its one publisher), the same latency histograms and
-//! the same per-room ledger. Channels and publishers come from
-//! [`PeerMap`]. A peer has no join point: a subscription owes what was
-//! published after it was confirmed, and what was in flight while it was on
-//! the way may come or not ([`MembershipLedger::joined_unsure`]); an
-//! unsubscription owes what was acknowledged before it was sent and allows
-//! what was published before it was confirmed. Churn is unsubscribe and
-//! subscribe.
+//! A room workload on a peer — Redis pub/sub (the floor), NATS core or
+//! JetStream (a consumer per membership) — with the plan rtmc runs (same
+//! seed: same rooms, members, schedule, bodies, churn), the same payloads
+//! (rtmc's room broadcast JSON, `seq` stamped per room by its one
+//! publisher), the same latency histograms and the same per-room ledger.
+//! Channels and publishers come from [`PeerMap`]. A peer has no join point:
+//! a subscription owes what was published after it was confirmed, and what
+//! was in flight while it was on the way may come or not
+//! ([`MembershipLedger::joined_unsure`]); an unsubscription owes what was
+//! acknowledged before it was sent and allows what was published before it
+//! was confirmed. Churn is unsubscribe and subscribe.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -51,6 +51,40 @@ pub enum PeerWire {
     /// NATS core: `SUB`/`UNSUB`/`PUB` each followed by a `PING`, whose
     /// `PONG` (the server handled what came before) confirms it.
     NatsCore,
+    /// NATS JetStream, one stream over `room.*`: a publish's `PubAck` is its
+    /// ack; a membership is a push consumer filtered on its room's subject
+    /// (`deliver_policy: new`), created and deleted through the JetStream
+    /// API, whose answers confirm.
+    JetStream,
+}
+
+/// The sid of a connection's reply inbox (API answers, `PubAck`s).
+const INBOX_SID: u64 = 1;
+
+/// The sid of channel `c`'s subscription on a subscriber.
+fn channel_sid(c: usize) -> u64 {
+    c as u64 + 2
+}
+
+/// JetStream: the consumer-create request of a membership — a durable push
+/// consumer on `filter` delivering to `deliver` what is stored from now on,
+/// unacknowledged, in memory.
+pub fn consumer_create(stream: &str, durable: &str, deliver: &str, filter: &str) -> Vec<u8> {
+    serde_json::json!({
+        "stream_name": stream,
+        "config": {
+            "durable_name": durable,
+            "deliver_subject": deliver,
+            "deliver_policy": "new",
+            "ack_policy": "none",
+            "replay_policy": "instant",
+            "filter_subject": filter,
+            "mem_storage": true,
+            "num_replicas": 1,
+        }
+    })
+    .to_string()
+    .into_bytes()
 }
 
 impl PeerWire {
@@ -59,17 +93,27 @@ impl PeerWire {
         match self {
             PeerWire::RedisPubSub => "floor",
             PeerWire::NatsCore => "nats",
+            PeerWire::JetStream => "jetstream",
         }
     }
 
-    fn hello(self, out: &mut Vec<u8>) {
-        if self == PeerWire::NatsCore {
-            nats::connect(out);
+    /// What a connection says first (NATS: `CONNECT`; JetStream also
+    /// subscribes its reply inbox).
+    fn hello(self, out: &mut Vec<u8>, inbox: &str) {
+        match self {
+            PeerWire::RedisPubSub => {}
+            PeerWire::NatsCore => nats::connect(out),
+            PeerWire::JetStream => {
+                nats::connect(out);
+                nats::sub(out, inbox, INBOX_SID);
+            }
         }
     }
 
+    /// Redis and NATS core (JetStream: [`PeerSub::consumer`]).
     fn subscribe(self, out: &mut Vec<u8>, subject: &str, sid: u64) {
         match self {
+            PeerWire::JetStream => {}
             PeerWire::RedisPubSub => resp::command(out, &[b"SUBSCRIBE", subject.as_bytes()]),
             PeerWire::NatsCore => {
                 nats::sub(out, subject, sid);
@@ -78,8 +122,10 @@ impl PeerWire {
         }
     }
 
+    /// Redis and NATS core (JetStream: [`PeerSub::consumer`]).
     fn unsubscribe(self, out: &mut Vec<u8>, subject: &str, sid: u64) {
         match self {
+            PeerWire::JetStream => {}
             PeerWire::RedisPubSub => resp::command(out, &[b"UNSUBSCRIBE", subject.as_bytes()]),
             PeerWire::NatsCore => {
                 nats::unsub(out, sid);
@@ -88,8 +134,11 @@ impl PeerWire {
         }
     }
 
-    fn publish(self, out: &mut Vec<u8>, subject: &str, payload: &[u8]) {
+    fn publish(self, out: &mut Vec<u8>, subject: &str, inbox: &str, payload: &[u8]) {
         match self {
+            PeerWire::JetStream => {
+                nats::publish(out, subject.as_bytes(), Some(inbox.as_bytes()), payload)
+            }
             PeerWire::RedisPubSub => resp::command(out, &[b"PUBLISH", subject.as_bytes(), payload]),
             PeerWire::NatsCore => {
                 nats::publish(out, subject.as_bytes(), None, payload);
@@ -100,36 +149,47 @@ impl PeerWire {
 
     /// The next item of the stream at `at`: `Ok(None)` when incomplete.
     fn next(self, buf: &[u8], at: usize) -> Result<Option<(Item<'_>, usize)>, String> {
-        match self {
-            PeerWire::RedisPubSub => {
-                Ok(resp::next_item(buf, at)
-                    .map_err(|e| e.to_string())?
-                    .map(|(item, next)| {
-                        let item = match item {
-                            RespItem::Message(p) => Item::Message(p),
-                            RespItem::Subscribed(_) | RespItem::Unsubscribed(_) => Item::Confirm,
-                            RespItem::Integer(_) => Item::Confirm,
-                            RespItem::Error(e) => Item::Refused(e),
-                            RespItem::Other => Item::Other,
-                        };
-                        (item, next)
-                    }))
-            }
-            PeerWire::NatsCore => {
-                Ok(nats::next_op(buf, at)
-                    .map_err(|e| e.to_string())?
-                    .map(|(op, next)| {
-                        let item = match op {
-                            NatsOp::Msg { payload, .. } => Item::Message(payload),
-                            NatsOp::Pong => Item::Confirm,
-                            NatsOp::Ping => Item::Ping,
-                            NatsOp::Err(e) => Item::Refused(e),
-                            _ => Item::Other,
-                        };
-                        (item, next)
-                    }))
-            }
+        if self == PeerWire::RedisPubSub {
+            let Some((item, next)) = resp::next_item(buf, at).map_err(|e| e.to_string())? else {
+                return Ok(None);
+            };
+            let item = match item {
+                RespItem::Message(p) => Item::Message(p),
+                RespItem::Subscribed(_) | RespItem::Unsubscribed(_) => Item::Confirm,
+                RespItem::Integer(_) => Item::Confirm,
+                RespItem::Error(e) => Item::Refused(e),
+                RespItem::Other => Item::Other,
+            };
+            return Ok(Some((item, next)));
         }
+        let Some((op, next)) = nats::next_op(buf, at).map_err(|e| e.to_string())? else {
+            return Ok(None);
+        };
+        let js = self == PeerWire::JetStream;
+        let item = match op {
+            NatsOp::Msg {
+                sid: INBOX_SID,
+                payload,
+                ..
+            } if js => api_answer(payload),
+            NatsOp::Msg { payload, .. } => Item::Message(payload),
+            NatsOp::Pong if js => Item::Other,
+            NatsOp::Pong => Item::Confirm,
+            NatsOp::Ping => Item::Ping,
+            NatsOp::Err(e) => Item::Refused(e),
+            _ => Item::Other,
+        };
+        Ok(Some((item, next)))
+    }
+}
+
+/// A JetStream API answer or `PubAck`: confirmed, or refused with its error.
+fn api_answer(payload: &[u8]) -> Item<'_> {
+    let error = br#""error""#;
+    if payload.windows(error.len()).any(|w| w == error) {
+        Item::Refused(payload)
+    } else {
+        Item::Confirm
     }
 }
 
@@ -187,6 +247,8 @@ pub struct PeerRoomRun<'a> {
     pub quiet: bool,
     /// The peer's server process(es), whose CPU the run reports.
     pub server_cpu: Vec<CpuWatch>,
+    /// JetStream: the stream over `room.*` (created by the caller).
+    pub stream: Option<String>,
 }
 
 /// What the driver asks of a subscriber.
@@ -231,18 +293,31 @@ enum PeerAnswer {
 #[derive(Clone)]
 struct Shared {
     wire: PeerWire,
+    /// In inboxes, deliver subjects and consumer names.
+    run_id: u32,
+    /// JetStream's stream (empty for the others).
+    stream: Arc<str>,
     map: Arc<PeerMap>,
     counters: Arc<Counters>,
     events: mpsc::UnboundedSender<PeerAnswer>,
     latency: LatencyShards,
 }
 
-/// Connects to the peer from a source address, and says hello (NATS `CONNECT`).
+impl Shared {
+    /// Connection `index`'s reply inbox (JetStream).
+    fn inbox(&self, index: usize) -> String {
+        format!("_INBOX.lg{:08x}.{index}", self.run_id)
+    }
+}
+
+/// Connects to the peer from a source address, and says hello (NATS
+/// `CONNECT`, JetStream's reply inbox).
 async fn dial(
     wire: PeerWire,
     addr: SocketAddr,
     sources: &[IpAddr],
     index: usize,
+    inbox: &str,
 ) -> Result<(OwnedReadHalf, OwnedWriteHalf), String> {
     let stream = connect_from(addr, sources, index)
         .await
@@ -250,7 +325,7 @@ async fn dial(
     let _ = stream.set_nodelay(true);
     let (reader, mut writer) = stream.into_split();
     let mut out = Vec::new();
-    wire.hello(&mut out);
+    wire.hello(&mut out, inbox);
     if !out.is_empty() {
         writer.write_all(&out).await.map_err(|e| e.to_string())?;
     }
@@ -268,6 +343,19 @@ struct PeerSub {
     /// Subscribe (true) or unsubscribe of a channel sent and not confirmed
     /// yet, with the channel's acknowledged `seq` when it went out.
     pending: VecDeque<(usize, bool, u64)>,
+    /// JetStream: leaves waiting until everything acknowledged before them
+    /// arrived (channel, that `seq`), since a deleted consumer may not
+    /// have pushed all it stored.
+    leaving: Vec<(usize, u64)>,
+    /// JetStream: joins that came while the channel's leave was waiting:
+    /// made right after its consumer is deleted, so windows stay in order.
+    rejoins: Vec<usize>,
+    /// JetStream: consumers made so far (each membership's name is new).
+    consumers: u64,
+    /// JetStream: each open membership's consumer.
+    durables: HashMap<usize, String>,
+    /// JetStream: the reply inbox.
+    inbox: String,
     drain: Option<(Arc<HashMap<String, u64>>, Instant)>,
     bad_frames: u64,
     batch_us: Vec<u64>,
@@ -304,7 +392,11 @@ impl PeerSub {
     }
 
     fn drained(&self) -> bool {
-        self.drain.is_some() && self.pending.is_empty() && self.ledger.complete(|r| self.head(r))
+        self.drain.is_some()
+            && self.pending.is_empty()
+            && self.leaving.is_empty()
+            && self.rejoins.is_empty()
+            && self.ledger.complete(|r| self.head(r))
     }
 
     fn settle(self) -> Settled {
@@ -334,8 +426,11 @@ impl PeerSub {
         // Read before the command goes out: everything acknowledged by now
         // was handled by the peer before it.
         let acked = self.shared.counters.acked[c].load(Ordering::SeqCst);
+        if self.shared.wire == PeerWire::JetStream {
+            return self.consumer(c, join, acked).await;
+        }
         let mut out = Vec::new();
-        let sid = c as u64 + 1;
+        let sid = channel_sid(c);
         if join {
             self.shared.wire.subscribe(&mut out, &ch.subject, sid);
         } else {
@@ -343,6 +438,70 @@ impl PeerSub {
         }
         self.pending.push_back((c, join, acked));
         self.writer.write_all(&out).await.is_ok()
+    }
+
+    /// JetStream: a membership's consumer created (after subscribing its
+    /// deliver subject), or its leave queued until everything acknowledged
+    /// before it arrived.
+    async fn consumer(&mut self, c: usize, join: bool, acked: u64) -> bool {
+        if !join {
+            self.leaving.push((c, acked));
+            return self.try_leave().await;
+        }
+        if self.leaving.iter().any(|l| l.0 == c) {
+            self.rejoins.push(c);
+            return true;
+        }
+        let mut out = Vec::new();
+        self.create(c, acked, &mut out);
+        self.writer.write_all(&out).await.is_ok()
+    }
+
+    /// JetStream: subscribes `c`'s deliver subject and asks for its
+    /// consumer (`acked`: the channel's acknowledged `seq` read before).
+    fn create(&mut self, c: usize, acked: u64, out: &mut Vec<u8>) {
+        let run = self.shared.run_id;
+        let durable = format!("lg{run:08x}_{}_{c}_{}", self.index, self.consumers);
+        self.consumers += 1;
+        let deliver = format!("lgd.{run:08x}.{}.{c}", self.index);
+        let ch = &self.shared.map.channels[c];
+        let req = consumer_create(&self.shared.stream, &durable, &deliver, &ch.subject);
+        let api = format!(
+            "$JS.API.CONSUMER.DURABLE.CREATE.{}.{durable}",
+            self.shared.stream
+        );
+        nats::sub(out, &deliver, channel_sid(c));
+        nats::publish(out, api.as_bytes(), Some(self.inbox.as_bytes()), &req);
+        self.durables.insert(c, durable);
+        self.pending.push_back((c, true, acked));
+    }
+
+    /// JetStream: deletes the consumer of every leave whose room holds all
+    /// that was acknowledged before the leave (its window then owes no more
+    /// than that) and drops its deliver subject.
+    async fn try_leave(&mut self) -> bool {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.leaving.len() {
+            let (c, acked) = self.leaving[i];
+            let room = &self.shared.map.channels[c].room;
+            if self.ledger.contiguous(room).is_some_and(|got| got < acked) {
+                i += 1;
+                continue;
+            }
+            self.leaving.swap_remove(i);
+            let durable = self.durables.remove(&c).unwrap_or_default();
+            let api = format!("$JS.API.CONSUMER.DELETE.{}.{durable}", self.shared.stream);
+            nats::unsub(&mut out, channel_sid(c));
+            nats::publish(&mut out, api.as_bytes(), Some(self.inbox.as_bytes()), b"");
+            self.pending.push_back((c, false, acked));
+            if let Some(k) = self.rejoins.iter().position(|&r| r == c) {
+                self.rejoins.swap_remove(k);
+                let acked = self.shared.counters.acked[c].load(Ordering::SeqCst);
+                self.create(c, acked, &mut out);
+            }
+        }
+        out.is_empty() || self.writer.write_all(&out).await.is_ok()
     }
 
     /// The confirmation of the oldest pending command: the window opens
@@ -388,7 +547,10 @@ impl PeerSub {
         }
         self.record_batch();
         let out = std::mem::take(&mut self.out);
-        out.is_empty() || self.writer.write_all(&out).await.is_ok()
+        if !out.is_empty() && self.writer.write_all(&out).await.is_err() {
+            return false;
+        }
+        self.leaving.is_empty() || self.try_leave().await
     }
 
     /// Takes every complete item of `buf`; the bytes used.
@@ -445,6 +607,8 @@ impl PeerSub {
 /// counts each answer as the channel's acknowledged `seq`.
 struct PeerPub {
     shared: Shared,
+    /// JetStream: the reply inbox its `PubAck`s come to.
+    inbox: String,
     reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
     buf: BytesMut,
@@ -481,7 +645,9 @@ impl PeerPub {
 
     fn queue(&mut self, o: PubOrder, out: &mut Vec<u8>) {
         let subject = &self.shared.map.channels[o.channel].subject;
-        self.shared.wire.publish(out, subject, &o.payload);
+        self.shared
+            .wire
+            .publish(out, subject, &self.inbox, &o.payload);
         self.in_flight.push_back((o.channel, o.seq));
     }
 
@@ -647,6 +813,8 @@ impl<'a> PeerDriver<'a> {
         let (events, answers) = mpsc::unbounded_channel();
         let shared = Shared {
             wire: spec.wire,
+            run_id: spec.run_id,
+            stream: Arc::from(spec.stream.as_deref().unwrap_or_default()),
             counters: Arc::new(Counters::new(map.channels.len())),
             map: Arc::new(map),
             events,
@@ -929,9 +1097,16 @@ fn spawn_sub(
     let (addr, timeout) = (spec.addr, spec.connect_timeout);
     let handle = tokio::spawn(async move {
         tokio::time::sleep_until(at).await;
-        let dialled = tokio::time::timeout(timeout, dial(shared.wire, addr, &sources, i)).await;
+        let inbox = shared.inbox(i);
+        let dialled = dial(shared.wire, addr, &sources, i, &inbox);
+        let dialled = tokio::time::timeout(timeout, dialled).await;
         let (reader, writer) = connected(&shared, dialled)?;
         let sub = PeerSub {
+            leaving: Vec::new(),
+            rejoins: Vec::new(),
+            consumers: 0,
+            durables: HashMap::new(),
+            inbox,
             index: i,
             shared,
             reader,
@@ -961,11 +1136,14 @@ fn spawn_pub(
     let (addr, timeout) = (spec.addr, spec.connect_timeout);
     let handle = tokio::spawn(async move {
         tokio::time::sleep_until(at).await;
-        let dialled = tokio::time::timeout(timeout, dial(shared.wire, addr, &sources, i)).await;
+        let inbox = shared.inbox(i);
+        let dialled = dial(shared.wire, addr, &sources, i, &inbox);
+        let dialled = tokio::time::timeout(timeout, dialled).await;
         let Some((reader, writer)) = connected(&shared, dialled) else {
             return;
         };
         let publisher = PeerPub {
+            inbox,
             shared,
             reader,
             writer,
@@ -1074,11 +1252,53 @@ mod tests {
     }
 
     #[test]
+    fn jetstream_reads_api_answers_on_its_inbox_and_deliveries_elsewhere() {
+        let mut buf = Vec::new();
+        let ack = br#"{"stream":"S","seq":1}"#;
+        let err = br#"{"error":{"code":404}}"#;
+        for (sid, payload) in [(INBOX_SID, &ack[..]), (INBOX_SID, &err[..]), (5, b"hi")] {
+            buf.extend_from_slice(format!("MSG x {sid} {}\r\n", payload.len()).as_bytes());
+            buf.extend_from_slice(payload);
+            buf.extend_from_slice(b"\r\n");
+        }
+        buf.extend_from_slice(b"PONG\r\n");
+        let mut at = 0;
+        let mut seen = Vec::new();
+        while let Some((item, next)) = PeerWire::JetStream.next(&buf, at).unwrap() {
+            seen.push(match item {
+                Item::Confirm => "C",
+                Item::Refused(_) => "R",
+                Item::Message(p) if p == b"hi" => "M",
+                _ => "O",
+            });
+            at = next;
+        }
+        assert_eq!(seen, ["C", "R", "M", "O"]);
+        let req = consumer_create("S", "d1", "lgd.1", "room.a");
+        let v: serde_json::Value = serde_json::from_slice(&req).unwrap();
+        assert_eq!(v["stream_name"], "S");
+        let c = &v["config"];
+        assert_eq!(
+            (
+                &c["durable_name"],
+                &c["deliver_subject"],
+                &c["filter_subject"]
+            ),
+            (&"d1".into(), &"lgd.1".into(), &"room.a".into())
+        );
+        assert_eq!(
+            c["deliver_policy"], "new",
+            "a membership owes what comes after it"
+        );
+        assert_eq!(c["ack_policy"], "none");
+    }
+
+    #[test]
     fn each_command_is_confirmable() {
         let mut out = Vec::new();
         PeerWire::NatsCore.subscribe(&mut out, "room.a", 3);
         PeerWire::NatsCore.unsubscribe(&mut out, "room.a", 3);
-        PeerWire::NatsCore.publish(&mut out, "room.a", b"hi");
+        PeerWire::NatsCore.publish(&mut out, "room.a", "_INBOX.x", b"hi");
         assert_eq!(
             out,
             b"SUB room.a 3\r\nPING\r\nUNSUB 3\r\nPING\r\nPUB room.a 2\r\nhi\r\nPING\r\n"
