@@ -586,7 +586,8 @@ fn rooms_text(out: &mut String, r: &RoomsReport) {
 
 /// A room workload's interleaved rounds: every phase as it ran, then per
 /// system the median [min–max] over its rounds of p50 / p99 / p99.9 and the
-/// server CPU-seconds per million room deliveries, and its anomalies summed.
+/// server CPU-seconds per million room deliveries, and its anomalies summed;
+/// then rtmc ÷ each peer as the median [min–max] of the per-round ratios.
 fn room_rounds_text(out: &mut String, phases: &[RoomPhase]) {
     use std::fmt::Write as _;
     let rounds = phases.iter().map(|p| p.round).max().unwrap_or(0);
@@ -617,37 +618,81 @@ fn room_rounds_text(out: &mut String, phases: &[RoomPhase]) {
             t.unsure
         );
     }
+    room_summary_text(out, phases);
+}
+
+/// Each system's medians over the rounds, and rtmc ÷ each peer.
+fn room_summary_text(out: &mut String, phases: &[RoomPhase]) {
+    use std::fmt::Write as _;
     let mut systems: Vec<&str> = Vec::new();
     for p in phases {
         if !systems.contains(&p.system.as_str()) {
             systems.push(&p.system);
         }
     }
-    let _ = writeln!(out, "== median over the rounds [min–max] ==");
-    let _ = writeln!(
-        out,
-        "{:<10} {:>24} {:>24} {:>24} {:>24} {:>9}",
-        "system", "p50 ms", "p99 ms", "p99.9 ms", "CPU-s/M deliv", "anomalies"
-    );
-    for system in systems {
-        let mine: Vec<&RoomPhase> = phases.iter().filter(|p| p.system == system).collect();
-        let of =
-            |f: &dyn Fn(&RoomPhase) -> f64| -> Vec<f64> { mine.iter().map(|p| f(p)).collect() };
-        let spread = |v: Vec<f64>| rounds::spread_text(&rtmc_stats::Spread::of(&v), 2);
-        let anomalies: u64 = mine
+    let of = |system: &str, m: usize| -> Vec<f64> {
+        phases
             .iter()
+            .filter(|p| p.system == system)
+            .map(|p| room_metric(p, m))
+            .collect()
+    };
+    let header = |first: &str| {
+        format!(
+            "{first:<16} {:>24} {:>24} {:>24} {:>24}",
+            "p50 ms", "p99 ms", "p99.9 ms", "CPU-s/M deliv"
+        )
+    };
+    let _ = writeln!(out, "== median over the rounds [min–max] ==");
+    let _ = writeln!(out, "{} {:>9}", header("system"), "anomalies");
+    for system in &systems {
+        let cells: Vec<String> = (0..4)
+            .map(|m| rounds::spread_text(&rtmc_stats::Spread::of(&of(system, m)), 2))
+            .collect();
+        let anomalies: u64 = phases
+            .iter()
+            .filter(|p| p.system == *system)
             .map(|p| p.rooms.accounting.total.anomalies())
             .sum();
         let _ = writeln!(
             out,
-            "{:<10} {:>24} {:>24} {:>24} {:>24} {:>9}",
-            system,
-            spread(of(&|p| p.rooms.latency.p50_ms)),
-            spread(of(&|p| p.rooms.latency.p99_ms)),
-            spread(of(&|p| p.rooms.latency.p99_9_ms)),
-            spread(of(&|p| p.cpu_per_million().unwrap_or(f64::NAN))),
-            anomalies
+            "{system:<16} {:>24} {:>24} {:>24} {:>24} {anomalies:>9}",
+            cells[0], cells[1], cells[2], cells[3]
         );
+    }
+    let Some(ours) = systems.iter().position(|s| *s == "rtmc") else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "== rtmc ÷ peer: median of the per-round ratios [min–max] =="
+    );
+    let _ = writeln!(out, "{}", header("ratio"));
+    for peer in systems.iter().filter(|s| **s != systems[ours]) {
+        let cells: Vec<String> = (0..4)
+            .map(|m| {
+                let ratios = rtmc_stats::Spread::of_pair_ratios(&of(peer, m), &of("rtmc", m));
+                rounds::spread_text(&ratios, 2)
+            })
+            .collect();
+        let name = format!("rtmc÷{peer}");
+        let _ = writeln!(
+            out,
+            "{name:<16} {:>24} {:>24} {:>24} {:>24}",
+            cells[0], cells[1], cells[2], cells[3]
+        );
+    }
+}
+
+/// A room phase's figure `m`: p50, p99, p99.9 (ms), server CPU-s per million
+/// deliveries (NaN when not measured).
+fn room_metric(p: &RoomPhase, m: usize) -> f64 {
+    let l = &p.rooms.latency;
+    match m {
+        0 => l.p50_ms,
+        1 => l.p99_ms,
+        2 => l.p99_9_ms,
+        _ => p.cpu_per_million().unwrap_or(f64::NAN),
     }
 }
 
@@ -707,6 +752,9 @@ mod tests {
         let floor = row("floor ");
         assert!(floor.contains("3.00 [2.00–9.00]"), "{floor}");
         assert!(floor.trim_end().ends_with(" 4"), "{floor}");
+        // Per-round p99 ratios 4/2, 6/3, 5/9: median 2, from 0.56 to 2.
+        let ratio = row("rtmc÷floor");
+        assert!(ratio.contains("2.00 [0.56–2.00]"), "{ratio}");
     }
 
     #[test]
