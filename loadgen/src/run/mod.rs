@@ -1146,6 +1146,49 @@ mod tests {
     use super::*;
 
     #[test]
+    fn room_rounds_judge_rtmc_by_round_and_note_the_peers() {
+        let mut report = RunReport::new(
+            "run",
+            Profile::default(),
+            "embedded".into(),
+            "t".into(),
+            "id".into(),
+        );
+        let clean = RoomsReport::default();
+        let mut lossy = RoomsReport::default();
+        lossy.accounting.rooms.lost = 3;
+        for (round, system, rooms) in [
+            (1, "rtmc", &clean),
+            (1, "floor", &lossy),
+            (2, "floor", &clean),
+            (2, "rtmc", &lossy),
+        ] {
+            report.room_rounds.push(RoomPhase {
+                round,
+                system: system.into(),
+                rooms: rooms.clone(),
+            });
+        }
+        judge_room_rounds(&mut report);
+        assert_eq!(report.rooms.as_ref(), Some(&clean), "rtmc's round 1");
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        assert!(
+            report.failures[0].starts_with("rtmc round 2: rooms run: rooms: 3 lost"),
+            "{:?}",
+            report.failures
+        );
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n
+                    .starts_with("floor round 1 (at-most-once peer): rooms run: rooms: 3 lost")),
+            "{:?}",
+            report.notes
+        );
+    }
+
+    #[test]
     fn only_a_kinds_first_fleet_weighs_the_server() {
         let mut first = ConnectReport::default();
         weigh_clients(FleetOrigin::First, Some(1000), Some(3000), 100, &mut first);
