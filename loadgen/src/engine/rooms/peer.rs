@@ -41,6 +41,9 @@ use crate::workload::schedule::{ChurnAction, PublishEvent, Target};
 const LATENCY_SHARDS: usize = 16;
 /// Connect failure reasons kept for the report.
 const MAX_SAMPLES: usize = 5;
+/// Initial subscriptions per second the setup deadline assumes the peer
+/// takes at least (JetStream: a consumer created per membership).
+const SUBSCRIBES_PER_SEC_FLOOR: f64 = 500.0;
 
 /// Which pub/sub peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -276,7 +279,11 @@ struct PubOrder {
 enum PeerAnswer {
     Connected,
     ConnectFailed(String),
-    Subscribed(usize),
+    /// Subscriber `sub` subscribed to `channel`.
+    Subscribed {
+        sub: usize,
+        channel: usize,
+    },
     Unsubscribed,
     /// A publish acknowledged.
     Acked,
@@ -515,7 +522,10 @@ impl PeerSub {
         let room = self.shared.map.channels[c].room.clone();
         if join {
             self.ledger.joined_unsure(&room, acked, dispatched);
-            self.tell(PeerAnswer::Subscribed(c));
+            self.tell(PeerAnswer::Subscribed {
+                sub: self.index,
+                channel: c,
+            });
         } else if self.ledger.left_unsure(&room, acked, dispatched) {
             self.tell(PeerAnswer::Unsubscribed);
         }
@@ -702,8 +712,10 @@ struct PeerTally {
     connected: usize,
     connect_failed: usize,
     samples: Vec<String>,
-    /// Initial subscriptions confirmed: to rooms, to direct pairs.
+    /// Initial subscriptions confirmed: clients' to rooms, to direct
+    /// pairs, and the owners' to their rooms.
     initial_rooms: u64,
+    initial_owners: u64,
     initial_direct: u64,
     churn_joined: u64,
     churn_left: u64,
@@ -715,7 +727,8 @@ struct PeerTally {
 }
 
 impl PeerTally {
-    fn absorb(&mut self, a: PeerAnswer, rooms: usize) {
+    /// Counts `a`; `clients` subscribers are clients, the rest owners.
+    fn absorb(&mut self, a: PeerAnswer, (rooms, clients): (usize, usize)) {
         match a {
             PeerAnswer::Connected => self.connected += 1,
             PeerAnswer::ConnectFailed(why) => {
@@ -724,9 +737,10 @@ impl PeerTally {
                     self.samples.push(why);
                 }
             }
-            PeerAnswer::Subscribed(_) if self.publishing => self.churn_joined += 1,
-            PeerAnswer::Subscribed(c) if c < rooms => self.initial_rooms += 1,
-            PeerAnswer::Subscribed(_) => self.initial_direct += 1,
+            PeerAnswer::Subscribed { .. } if self.publishing => self.churn_joined += 1,
+            PeerAnswer::Subscribed { sub, .. } if sub >= clients => self.initial_owners += 1,
+            PeerAnswer::Subscribed { channel, .. } if channel < rooms => self.initial_rooms += 1,
+            PeerAnswer::Subscribed { .. } => self.initial_direct += 1,
             PeerAnswer::Unsubscribed => self.churn_left += 1,
             PeerAnswer::Acked => self.acked += 1,
             PeerAnswer::Refused { publish: true, why } => {
@@ -756,6 +770,9 @@ struct PeerDriver<'a> {
     /// Messages handed to each channel's publisher: the next `seq` - 1.
     seqs: Vec<u64>,
     report: RoomsReport,
+    /// When the next live line is due, and the last one's time and
+    /// deliveries.
+    live: (Instant, Instant, u64),
 }
 
 /// Runs the room workload on the peer; never fails as a whole: what went
@@ -787,7 +804,7 @@ pub async fn run_peer_rooms(spec: &PeerRoomRun<'_>) -> RoomsOutcome {
     d.subscribe_all().await;
     say(&format!(
         "{} subscriptions; publishing {} messages",
-        d.tally.initial_rooms + d.tally.initial_direct,
+        d.tally.initial_rooms + d.tally.initial_direct + d.tally.initial_owners,
         spec.plan.schedule.ticks()
     ));
     d.tally.publishing = true;
@@ -824,19 +841,20 @@ impl<'a> PeerDriver<'a> {
                     .collect(),
             ),
         };
-        let clients = spec.plan.assignment.memberships.len();
+        // The clients, then one owner per publisher.
+        let subscribers = shared.map.subscriptions.len();
         let sources = Arc::new(spec.source_addrs.clone());
         let start = Instant::now();
         let pace =
             |i: usize| start + Duration::from_secs_f64(i as f64 / spec.connects_per_sec.max(1.0));
-        let (subs, sub_handles) = (0..clients)
+        let (subs, sub_handles) = (0..subscribers)
             .map(|i| spawn_sub(i, pace(i), spec, sources.clone(), shared.clone()))
             .unzip();
         let (pubs, pub_handles) = (0..shared.map.publishers)
             .map(|k| {
                 spawn_pub(
-                    clients + k,
-                    pace(clients + k),
+                    subscribers + k,
+                    pace(subscribers + k),
                     spec,
                     sources.clone(),
                     shared.clone(),
@@ -854,14 +872,20 @@ impl<'a> PeerDriver<'a> {
             pubs,
             pub_handles,
             report: RoomsReport::default(),
+            live: (start + Duration::from_secs(1), start, 0),
         }
     }
 
+    /// (rooms, clients): how answers are told apart.
+    fn kinds(&self) -> (usize, usize) {
+        let a = &self.spec.plan.assignment;
+        (a.sizes.len(), a.memberships.len())
+    }
+
     async fn wait_for(&mut self, deadline: Instant, done: impl Fn(&PeerTally) -> bool) {
-        let rooms = self.spec.plan.assignment.sizes.len();
         while !done(&self.tally) {
             match tokio::time::timeout_at(deadline, self.answers.recv()).await {
-                Ok(Some(a)) => self.tally.absorb(a, rooms),
+                Ok(Some(a)) => self.tally.absorb(a, self.kinds()),
                 _ => return,
             }
         }
@@ -884,9 +908,11 @@ impl<'a> PeerDriver<'a> {
                 n += 1;
             }
         }
-        let deadline = Instant::now() + self.spec.connect_timeout;
+        // A bound, not a wait: JetStream creates a consumer per membership.
+        let creates = Duration::from_secs_f64(n as f64 / SUBSCRIBES_PER_SEC_FLOOR);
+        let deadline = Instant::now() + self.spec.connect_timeout + creates;
         self.wait_for(deadline, |t| {
-            t.initial_rooms + t.initial_direct + t.sub_refused() >= n
+            t.initial_rooms + t.initial_direct + t.initial_owners + t.sub_refused() >= n
         })
         .await;
     }
@@ -898,6 +924,7 @@ impl<'a> PeerDriver<'a> {
         let lead = Duration::from_millis(100);
         let (start, start_wall_us) = (Instant::now() + lead, now_us() + lead.as_micros() as u64);
         let mut churn = plan.churn.iter().peekable();
+        self.live = (start + Duration::from_secs(1), start, 0);
         for i in 0..plan.schedule.ticks() {
             let e = plan.schedule.event(i);
             while let Some(c) = churn.next_if(|c| c.due_us <= e.due_us) {
@@ -910,6 +937,7 @@ impl<'a> PeerDriver<'a> {
             }
             self.until(start + Duration::from_micros(e.due_us)).await;
             self.send(&e, start_wall_us);
+            self.live_line(start);
         }
         for c in churn {
             self.until(start + Duration::from_micros(c.due_us)).await;
@@ -922,14 +950,41 @@ impl<'a> PeerDriver<'a> {
         start.elapsed().as_secs_f64()
     }
 
+    /// Once a second while publishing (unless quiet), as rtmc's room run:
+    /// sent, acknowledged, refused, room deliveries per second, p99 so far.
+    fn live_line(&mut self, start: Instant) {
+        let now = Instant::now();
+        if self.spec.quiet || now < self.live.0 {
+            return;
+        }
+        let mut merged = new_histogram();
+        for shard in self.shared.latency.iter() {
+            if let Ok(h) = shard.lock() {
+                merge_into(&mut merged, &h);
+            }
+        }
+        let secs = now.duration_since(self.live.1).as_secs_f64().max(1e-3);
+        let r = &self.report;
+        eprintln!(
+            "[{:>4.0}s {} rooms] sent {} acked {} refused {} deliv {:.0}/s p99 so far {:.1} ms",
+            now.duration_since(start).as_secs_f64(),
+            self.spec.wire.label(),
+            r.published_rooms + r.published_direct,
+            self.tally.acked,
+            self.tally.refused_sends,
+            (merged.len() - self.live.2) as f64 / secs,
+            merged.value_at_quantile(0.99) as f64 / 1000.0,
+        );
+        self.live = (now + Duration::from_secs(1), now, merged.len());
+    }
+
     /// Takes answers until `at`.
     async fn until(&mut self, at: Instant) {
-        let rooms = self.spec.plan.assignment.sizes.len();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(at) => return,
                 a = self.answers.recv() => match a {
-                    Some(a) => self.tally.absorb(a, rooms),
+                    Some(a) => self.tally.absorb(a, self.kinds()),
                     None => return tokio::time::sleep_until(at).await,
                 },
             }
@@ -939,7 +994,7 @@ impl<'a> PeerDriver<'a> {
     /// One tick: its channel's next `seq`, handed out before the publisher
     /// writes it (a subscription confirmed after this owes nothing older).
     fn send(&mut self, e: &PublishEvent, start_wall_us: u64) {
-        let clients = self.subs.len();
+        let clients = self.spec.plan.assignment.memberships.len();
         let Some(c) = self.shared.map.channel_of(e.target) else {
             self.report.unsent += 1;
             return;
@@ -1029,9 +1084,8 @@ impl<'a> PeerDriver<'a> {
                 Err(_) => abort.abort(),
             }
         }
-        let rooms = self.spec.plan.assignment.sizes.len();
         while let Ok(a) = self.answers.try_recv() {
-            self.tally.absorb(a, rooms);
+            self.tally.absorb(a, self.kinds());
         }
         settled
     }

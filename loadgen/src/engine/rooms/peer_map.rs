@@ -30,8 +30,10 @@ pub struct PeerMap {
     /// Rooms `0..rooms` first (channel `k` is room `k`), then the direct
     /// pairs in the order the schedule first uses them.
     pub channels: Vec<PeerChannel>,
-    /// The channels each client subscribes to before publishing starts:
-    /// its rooms and its direct pairs.
+    /// The channels each subscriber subscribes to before publishing
+    /// starts: client `i`'s rooms and direct pairs at `i`, then one owner
+    /// per publisher with the rooms it posts to (rtmc's room owners are
+    /// members of their rooms and get every message of them too).
     pub subscriptions: Vec<Vec<usize>>,
     /// Publisher connections (as many as rtmc's room owners).
     pub publishers: usize,
@@ -109,6 +111,10 @@ impl PeerMap {
                     s.push(c);
                 }
             }
+        }
+        for k in 0..publishers {
+            let first = k * ROOMS_PER_PUBLISHER;
+            subscriptions.push((first..rooms.min(first + ROOMS_PER_PUBLISHER)).collect());
         }
         Ok(Self {
             channels,
@@ -188,6 +194,11 @@ mod tests {
             let want: Vec<usize> = rooms.iter().map(|&k| k as usize).collect();
             assert_eq!(m.subscriptions[c], want);
         }
+        // Then the owners: publisher k's rooms, as rtmc's owners are members.
+        let owners = &m.subscriptions[p.assignment.memberships.len()..];
+        assert_eq!(owners.len(), 3);
+        assert_eq!(owners[0], (0..16).collect::<Vec<_>>());
+        assert_eq!(owners[2], (32..40).collect::<Vec<_>>());
         let again = PeerMap::new(&plan(0.3), 1, "lg").unwrap();
         let once = PeerMap::new(&plan(0.3), 1, "lg").unwrap();
         assert_eq!(again.channels, once.channels);
