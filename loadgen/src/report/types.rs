@@ -177,6 +177,7 @@ pub struct RoomPhase {
     pub round: usize,
     /// The phase kind's label.
     pub system: String,
+    /// What the system did with the workload.
     pub rooms: RoomsReport,
 }
 

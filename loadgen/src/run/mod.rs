@@ -288,10 +288,15 @@ fn room_kinds(profile: &Profile, target: &Target, report: &mut RunReport) -> Vec
 
 /// What every phase of a room workload's rounds needs.
 struct RoomArena<'a> {
+    /// The run's profile.
     profile: &'a Profile,
+    /// rtmc, and the floor's Redis.
     target: &'a Target,
+    /// The workload every system runs.
     plan: &'a WorkloadPlan,
+    /// The nats-server of the NATS peers, when one runs.
     nats: Option<&'a NatsServer>,
+    /// The run's id; round `r` uses it + `r`.
     run_id: u32,
 }
 

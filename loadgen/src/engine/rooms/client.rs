@@ -217,10 +217,13 @@ fn fail(events: &mpsc::UnboundedSender<Event>, index: usize, why: String) -> Opt
 
 /// A connection logged in with protocol 2.
 struct LoggedIn {
+    /// The read half.
     reader: OwnedReadHalf,
+    /// The write half.
     writer: OwnedWriteHalf,
     /// Bytes read past `login_ok`.
     buf: BytesMut,
+    /// The heartbeat interval `login_ok` gave.
     heartbeat_ms: u64,
     /// The user's rooms at login, each with its head then.
     rooms: Vec<(String, u64)>,

@@ -213,7 +213,9 @@ enum Item<'a> {
 /// the peer acknowledged — the two bounds of a membership's uncertain edge.
 #[derive(Debug)]
 pub struct Counters {
+    /// Highest `seq` handed to the channel's publisher, per channel.
     dispatched: Vec<AtomicU64>,
+    /// Highest `seq` the peer acknowledged, per channel.
     acked: Vec<AtomicU64>,
 }
 
@@ -230,7 +232,9 @@ impl Counters {
 /// One room run on a peer.
 #[derive(Debug, Clone)]
 pub struct PeerRoomRun<'a> {
+    /// The drawn workload (the same as rtmc's).
     pub plan: &'a WorkloadPlan,
+    /// Which peer.
     pub wire: PeerWire,
     /// The Redis or nats-server every connection goes to.
     pub addr: SocketAddr,
@@ -240,7 +244,9 @@ pub struct PeerRoomRun<'a> {
     pub source_addrs: Vec<IpAddr>,
     /// In every room id and message id, as on rtmc.
     pub run_id: u32,
+    /// Connections opened per second.
     pub connects_per_sec: f64,
+    /// How long a connect (and the initial subscriptions) may take.
     pub connect_timeout: Duration,
     /// After publishing: how long answers and deliveries may take.
     pub drain_timeout: Duration,
@@ -269,8 +275,11 @@ enum SubOrder {
 /// One publish: channel, its `seq`, the payload.
 #[derive(Debug)]
 struct PubOrder {
+    /// The channel (room or direct pair).
     channel: usize,
+    /// The channel's sequence number of this message.
     seq: u64,
+    /// The room broadcast JSON.
     payload: Vec<u8>,
 }
 
@@ -299,14 +308,19 @@ enum PeerAnswer {
 /// What every connection shares.
 #[derive(Clone)]
 struct Shared {
+    /// Which peer.
     wire: PeerWire,
     /// In inboxes, deliver subjects and consumer names.
     run_id: u32,
     /// JetStream's stream (empty for the others).
     stream: Arc<str>,
+    /// Channels, publishers and subscriptions.
     map: Arc<PeerMap>,
+    /// Per channel: handed out and acknowledged.
     counters: Arc<Counters>,
+    /// Answers to the driver.
     events: mpsc::UnboundedSender<PeerAnswer>,
+    /// Delivery latency, shared by every subscriber.
     latency: LatencyShards,
 }
 
@@ -341,11 +355,17 @@ async fn dial(
 
 /// A subscriber: one client of the workload.
 struct PeerSub {
+    /// Subscriber index: clients first, then the owners.
     index: usize,
+    /// What every connection shares.
     shared: Shared,
+    /// The read half.
     reader: OwnedReadHalf,
+    /// The write half.
     writer: OwnedWriteHalf,
+    /// Bytes read and not parsed yet.
     buf: BytesMut,
+    /// Its membership windows and deliveries.
     ledger: MembershipLedger,
     /// Subscribe (true) or unsubscribe of a channel sent and not confirmed
     /// yet, with the channel's acknowledged `seq` when it went out.
@@ -363,9 +383,13 @@ struct PeerSub {
     durables: HashMap<usize, String>,
     /// JetStream: the reply inbox.
     inbox: String,
+    /// The heads to settle against and the deadline, once draining.
     drain: Option<(Arc<HashMap<String, u64>>, Instant)>,
+    /// Payloads that were not a room broadcast.
     bad_frames: u64,
+    /// Latencies of the read batch at hand, µs.
     batch_us: Vec<u64>,
+    /// Replies owed to the server (`PONG`).
     out: Vec<u8>,
 }
 
@@ -616,12 +640,17 @@ impl PeerSub {
 /// A publisher: writes its channels' payloads in order, pipelined, and
 /// counts each answer as the channel's acknowledged `seq`.
 struct PeerPub {
+    /// What every connection shares.
     shared: Shared,
     /// JetStream: the reply inbox its `PubAck`s come to.
     inbox: String,
+    /// The read half.
     reader: OwnedReadHalf,
+    /// The write half.
     writer: OwnedWriteHalf,
+    /// Bytes read and not parsed yet.
     buf: BytesMut,
+    /// Publishes written and not answered: (channel, seq), in order.
     in_flight: VecDeque<(usize, u64)>,
 }
 
@@ -709,20 +738,31 @@ impl PeerPub {
 struct PeerTally {
     /// Initial subscriptions are confirmed until publishing starts.
     publishing: bool,
+    /// Connections up.
     connected: usize,
+    /// Connections that failed.
     connect_failed: usize,
+    /// A few connect failures' reasons.
     samples: Vec<String>,
-    /// Initial subscriptions confirmed: clients' to rooms, to direct
-    /// pairs, and the owners' to their rooms.
+    /// Initial subscriptions confirmed: clients' to rooms.
     initial_rooms: u64,
+    /// Initial subscriptions confirmed: the owners' to their rooms.
     initial_owners: u64,
+    /// Initial subscriptions confirmed: clients' to their direct pairs.
     initial_direct: u64,
+    /// Churn subscriptions confirmed.
     churn_joined: u64,
+    /// Churn unsubscriptions confirmed.
     churn_left: u64,
+    /// Publishes acknowledged.
     acked: u64,
+    /// Publishes refused, by the peer's error text.
     refused: BTreeMap<String, u64>,
+    /// Publishes refused in all.
     refused_sends: u64,
+    /// Subscription commands refused, by the peer's error text.
     sub_refusals: BTreeMap<String, u64>,
+    /// Connections that ended during the run.
     disconnects: u64,
 }
 
@@ -759,16 +799,25 @@ impl PeerTally {
 
 /// The run in progress.
 struct PeerDriver<'a> {
+    /// The run.
     spec: &'a PeerRoomRun<'a>,
+    /// What every connection shares.
     shared: Shared,
+    /// Every connection's answers.
     answers: mpsc::UnboundedReceiver<PeerAnswer>,
+    /// The answers counted.
     tally: PeerTally,
+    /// Orders to subscriber `i`.
     subs: Vec<mpsc::UnboundedSender<SubOrder>>,
+    /// Subscriber tasks, each settling its ledger.
     sub_handles: Vec<JoinHandle<Option<Settled>>>,
+    /// Orders to publisher `k`.
     pubs: Vec<mpsc::UnboundedSender<PubOrder>>,
+    /// Publisher tasks.
     pub_handles: Vec<JoinHandle<()>>,
     /// Messages handed to each channel's publisher: the next `seq` - 1.
     seqs: Vec<u64>,
+    /// What was published, filled in as the run goes.
     report: RoomsReport,
     /// When the next live line is due, and the last one's time and
     /// deliveries.
@@ -1228,11 +1277,15 @@ fn connected<T>(
 
 /// One room message as a peer carries it.
 pub struct RoomMessage<'a> {
+    /// The room id the broadcast names.
     pub room: &'a str,
     /// The room's sequence number, stamped by its one publisher.
     pub seq: u64,
+    /// rtmc's message id scheme: `lg<run>-<sender>-<tick>`.
     pub message_id: String,
+    /// The sender as on rtmc: the room's owner or the direct message's client.
     pub from: String,
+    /// Body size.
     pub body_bytes: usize,
     /// The intended send time, µs since the epoch.
     pub sent_at_us: u64,
