@@ -432,8 +432,7 @@ fn room_run<'a>(
 
 /// The room rounds' verdict: every rtmc phase judged (its round named when
 /// there are several), round 1's as the report's `rooms`; a peer's
-/// anomalies and failures are notes (Redis pub/sub and NATS core are
-/// at-most-once: their loss is the yardstick's, as in the global room).
+/// anomalies and failures are notes, as the global room's yardsticks'.
 fn judge_room_rounds(report: &mut RunReport) {
     let rounds = report
         .room_rounds
@@ -451,7 +450,7 @@ fn judge_room_rounds(report: &mut RunReport) {
         if p.system != PhaseKind::Rtmc.label() {
             report
                 .notes
-                .extend(failures.map(|f| format!("{name} (at-most-once peer): {f}")));
+                .extend(failures.map(|f| format!("{name} (peer, not judged): {f}")));
         } else if report.rooms.is_none() {
             judge_rooms(p.rooms.clone(), report);
         } else {
@@ -1183,11 +1182,9 @@ mod tests {
             report.failures
         );
         assert!(
-            report
-                .notes
-                .iter()
-                .any(|n| n
-                    .starts_with("floor round 1 (at-most-once peer): rooms run: rooms: 3 lost")),
+            report.notes.iter().any(
+                |n| n.starts_with("floor round 1 (peer, not judged): rooms run: rooms: 3 lost")
+            ),
             "{:?}",
             report.notes
         );
