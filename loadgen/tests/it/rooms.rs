@@ -65,10 +65,9 @@ async fn a_room_workload_with_churn_and_direct_messages_is_exact() {
 }
 
 /// What every phase of `rooms-smoke` must show, on rtmc or a peer: all
-/// connected, joined, sent, acknowledged, churned; every window exact.
-/// (`logins_reopen`: rtmc after round 1, whose logins open empty windows in
-/// the earlier rounds' rooms.)
-fn assert_exact(name: &str, r: &RoomsReport, logins_reopen: bool, text: &str) {
+/// connected, joined, sent, acknowledged, churned, and every delivery in
+/// the histogram.
+fn assert_ran(name: &str, r: &RoomsReport, text: &str) {
     assert_eq!(r.seed, 7, "{name}: the same draw\n{text}");
     assert_eq!((r.clients, r.rooms), (30, 8), "{name}\n{text}");
     assert_eq!(r.login_failures, 0, "{name}: connected\n{text}");
@@ -88,6 +87,22 @@ fn assert_exact(name: &str, r: &RoomsReport, logins_reopen: bool, text: &str) {
         (0, 0, 0),
         "{name}\n{text}"
     );
+    assert!(
+        r.latency.count >= r.accounting.total.received,
+        "{name}: every delivery received in the histogram\n{text}"
+    );
+    let cpu = r.server_cpu.first().expect("a server CPU watch");
+    assert!(
+        cpu.cpu_secs.is_some(),
+        "{name}: server CPU measured\n{text}"
+    );
+}
+
+/// [`assert_ran`], and every window exact: nothing lost, duplicated,
+/// reordered or leaked. (`logins_reopen`: rtmc after round 1, whose logins
+/// open empty windows in the earlier rounds' rooms.)
+fn assert_exact(name: &str, r: &RoomsReport, logins_reopen: bool, text: &str) {
+    assert_ran(name, r, text);
     let a = &r.accounting;
     assert!(a.rooms.expected > 240, "{name}\n{text}");
     assert_eq!(a.direct.expected, 2 * r.published_direct, "{name}\n{text}");
@@ -113,12 +128,7 @@ fn assert_exact(name: &str, r: &RoomsReport, logins_reopen: bool, text: &str) {
     assert_eq!(
         r.latency.count,
         a.total.received + a.total.unsure,
-        "{name}: every delivery in the histogram\n{text}"
-    );
-    let cpu = r.server_cpu.first().expect("a server CPU watch");
-    assert!(
-        cpu.cpu_secs.is_some(),
-        "{name}: server CPU measured\n{text}"
+        "{name}: every delivery in the histogram, once\n{text}"
     );
 }
 
@@ -160,17 +170,27 @@ async fn the_room_workload_runs_on_the_floor_nats_core_and_jetstream_in_interlea
         ],
         "every system each round, the order rotating\n{text}"
     );
+    // rtmc's phases are exact (its second round re-uses the users: their
+    // direct rooms of round 1 exist already and open at login, so nothing
+    // is a leak). A peer's phase must run in full, but a peer promises no
+    // exactness at a window's edges (JetStream may deliver once more around
+    // a consumer's deletion on a loaded machine): its anomalies are the
+    // report's notes, never its verdict.
     for p in &report.room_rounds {
-        let logins_reopen = p.system == "rtmc" && p.round > 1;
         let name = format!("{} round {}", p.system, p.round);
-        assert_exact(&name, &p.rooms, logins_reopen, &text);
+        if p.system == "rtmc" {
+            assert_exact(&name, &p.rooms, p.round > 1, &text);
+            continue;
+        }
+        assert_ran(&name, &p.rooms, &text);
+        if p.rooms.accounting.total.anomalies() > 0 {
+            let noted = format!("{} round {} (peer, not judged)", p.system, p.round);
+            assert!(
+                report.notes.iter().any(|n| n.contains(&noted)),
+                "{name}: its anomalies are a note\n{text}"
+            );
+        }
     }
-    // rtmc's second round re-uses the users: their direct rooms of round 1
-    // exist already and open at login, so nothing is a leak.
-    assert!(
-        report.notes.iter().all(|n| !n.contains("not judged")),
-        "{text}"
-    );
     assert!(text.contains("== median over the rounds"), "{text}");
     for file in [
         "report.json",
