@@ -161,11 +161,24 @@ pub async fn connect(
     latency: LatencyShards,
 ) -> Option<RoomConn> {
     match tokio::time::timeout(login.timeout, dial(index, login)).await {
-        Ok(Ok((reader, writer, buf, heartbeat_ms))) => {
+        Ok(Ok(LoggedIn {
+            reader,
+            writer,
+            buf,
+            heartbeat_ms,
+            rooms,
+        })) => {
             let _ = events.send(Event {
                 index,
                 answer: Answer::LoggedIn,
             });
+            // A room the user is in already (a direct room of an earlier
+            // run or round, made again by this run's first message to it)
+            // gets no `joined`: its window opens at the head login gave.
+            let mut ledger = MembershipLedger::new();
+            for (room, seq) in rooms {
+                ledger.joined(&room, seq);
+            }
             Some(RoomConn {
                 index,
                 reader,
@@ -173,7 +186,7 @@ pub async fn connect(
                 buf,
                 max_frame_bytes: login.max_frame_bytes,
                 heartbeat_ms,
-                ledger: MembershipLedger::new(),
+                ledger,
                 lobby_deliveries: 0,
                 bad_frames: 0,
                 pending_leaves: HashMap::new(),
@@ -202,12 +215,22 @@ fn fail(events: &mpsc::UnboundedSender<Event>, index: usize, why: String) -> Opt
     None
 }
 
-/// Connect and `login` with `protocol: 2`; the halves, the bytes read past
-/// `login_ok`, and the heartbeat interval.
-async fn dial(
-    index: usize,
-    login: &Login,
-) -> Result<(OwnedReadHalf, OwnedWriteHalf, BytesMut, u64), String> {
+/// A connection logged in with protocol 2.
+struct LoggedIn {
+    /// The read half.
+    reader: OwnedReadHalf,
+    /// The write half.
+    writer: OwnedWriteHalf,
+    /// Bytes read past `login_ok`.
+    buf: BytesMut,
+    /// The heartbeat interval `login_ok` gave.
+    heartbeat_ms: u64,
+    /// The user's rooms at login, each with its head then.
+    rooms: Vec<(String, u64)>,
+}
+
+/// Connect and `login` with `protocol: 2`.
+async fn dial(index: usize, login: &Login) -> Result<LoggedIn, String> {
     let stream = connect_from(login.target, &login.sources, index)
         .await
         .map_err(|e| format!("{}: {e}", login.target))?;
@@ -231,9 +254,17 @@ async fn dial(
             Ok(ServerFrame::LoginOk {
                 heartbeat_interval_ms,
                 protocol_version,
+                rooms,
                 ..
             }) if protocol_version == rtmc::protocol::PROTOCOL_VERSION_ROOMS => {
-                return Ok((reader, writer, buf, heartbeat_interval_ms))
+                let rooms = rooms.unwrap_or_default();
+                return Ok(LoggedIn {
+                    reader,
+                    writer,
+                    buf,
+                    heartbeat_ms: heartbeat_interval_ms,
+                    rooms: rooms.into_iter().map(|r| (r.room, r.seq)).collect(),
+                });
             }
             Ok(ServerFrame::LoginOk {
                 protocol_version, ..
