@@ -435,6 +435,23 @@ impl RoomAccounting {
     }
 }
 
+/// A room's final head for a run on rtmc: the `seq` its last message took.
+/// `acked` is what the run's sends to the room had acknowledged, `at_login`
+/// the head `login_ok` listed (a room that existed before the run: a direct
+/// room of an earlier round), `listed` the head `rooms_list` gave at the
+/// drain. A `send_ack` follows the broker's confirm, not the write of the
+/// room's stream, so `listed` may still lack the last acknowledged messages
+/// of a busy server: `at_login + acked` is exact for a room only the run
+/// writes to, and `listed` adds a message stored without its send being
+/// answered. `None` when nothing is known of the room.
+pub fn final_head(acked: Option<u64>, listed: Option<u64>, at_login: Option<u64>) -> Option<u64> {
+    let since_login = match (acked, at_login) {
+        (None, None) => None,
+        (a, l) => Some(a.unwrap_or(0) + l.unwrap_or(0)),
+    };
+    since_login.max(listed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -746,5 +763,37 @@ mod tests {
         let t = one(&l, 9);
         assert_eq!((t.lost, t.gaps, t.leaks), (1, 1, 0));
         assert!(!l.left_unsure("a", 5, 6), "no window open any more");
+    }
+
+    #[test]
+    fn the_final_head_adds_the_runs_acks_to_the_head_at_login() {
+        // A room of this run: its acknowledged count (the listed head may lag).
+        assert_eq!(final_head(Some(7), Some(5), None), Some(7));
+        // A direct room of an earlier round, at 40 when the user logged in:
+        // two sends acknowledged, the listed head still without the last one.
+        assert_eq!(final_head(Some(2), Some(41), Some(40)), Some(42));
+        // A send stored although never answered: the listed head covers it.
+        assert_eq!(final_head(Some(2), Some(43), Some(40)), Some(43));
+        assert_eq!(final_head(None, None, Some(40)), Some(40));
+        assert_eq!(final_head(None, Some(3), None), Some(3));
+        assert_eq!(final_head(None, None, None), None);
+    }
+
+    #[test]
+    fn a_room_of_an_earlier_round_owes_what_follows_its_login_head_and_leaks_nothing() {
+        // Login listed the direct room at 40; this run's two messages took
+        // 41 and 42, both acknowledged; `rooms_list` at the drain said 41
+        // (the consumer had not written 42 yet). Judged against the stale
+        // listed head, 42 was "past the head": a leak, and the window could
+        // settle before 42 came.
+        let mut l = MembershipLedger::new();
+        l.joined("dm:a:b", 40);
+        l.delivered("dm:a:b", 41);
+        assert!(l.complete(head(41)), "the stale head is met too early");
+        l.delivered("dm:a:b", 42);
+        assert_eq!(one(&l, 41).leaks, 1, "what the stale head made of it");
+        let exact = final_head(Some(2), Some(41), Some(40));
+        let t = one(&l, exact.unwrap());
+        assert_eq!((t.expected, t.received, t.anomalies()), (2, 2, 0), "{t:?}");
     }
 }

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::dial::{connect_from, read_frame};
 use crate::engine::fleet_client::heartbeat_frame;
-use crate::engine::room_accounting::{MembershipLedger, RoomTotals};
+use crate::engine::room_accounting::{final_head, MembershipLedger, RoomTotals};
 use crate::measure::histogram::{record_us, LatencyHistogram};
 use crate::wire::rtmc_frames::{self, parse_room_broadcast};
 
@@ -42,9 +42,9 @@ pub enum Order {
         sent_at_us: u64,
     },
     /// Publishing is over: list the user's rooms (`rooms`), then settle
-    /// once every open window holds its room's head — the larger of its
-    /// acknowledged count (`heads`) and the listed head — or at
-    /// `deadline`, and close.
+    /// once every open window holds its room's head
+    /// ([`final_head`]: the head at login plus the acknowledged count
+    /// `heads`, or the listed head if higher) — or at `deadline`, and close.
     Drain {
         heads: Arc<HashMap<String, u64>>,
         deadline: tokio::time::Instant,
@@ -149,6 +149,10 @@ pub struct RoomConn {
     /// drain order: a message whose send was never answered but that the
     /// server stored is owed too.
     listed_heads: Option<HashMap<String, u64>>,
+    /// The heads `login_ok` listed for the rooms the user was in already
+    /// (direct rooms of an earlier round): their messages of this run
+    /// follow these.
+    login_heads: HashMap<String, u64>,
     /// Latencies of the read batch at hand, µs.
     batch_us: Vec<u64>,
 }
@@ -176,8 +180,8 @@ pub async fn connect(
             // run or round, made again by this run's first message to it)
             // gets no `joined`: its window opens at the head login gave.
             let mut ledger = MembershipLedger::new();
-            for (room, seq) in rooms {
-                ledger.joined(&room, seq);
+            for (room, seq) in &rooms {
+                ledger.joined(room, *seq);
             }
             Some(RoomConn {
                 index,
@@ -199,6 +203,7 @@ pub async fn connect(
                 next_room_cmd_at: tokio::time::Instant::now(),
                 drain: None,
                 listed_heads: None,
+                login_heads: rooms.into_iter().collect(),
                 batch_us: Vec::with_capacity(64),
             })
         }
@@ -311,15 +316,15 @@ impl RoomConn {
         }
     }
 
-    /// A room's final head: the larger of its acknowledged count (the
-    /// driver's) and the head the server listed.
+    /// A room's final head ([`final_head`]) from the driver's acknowledged
+    /// count, the head the server listed and the head at login.
     fn head(&self, room: &str) -> Option<u64> {
         let acked = self.drain.as_ref().and_then(|d| d.0.get(room).copied());
         let listed = self
             .listed_heads
             .as_ref()
             .and_then(|h| h.get(room).copied());
-        acked.max(listed)
+        final_head(acked, listed, self.login_heads.get(room).copied())
     }
 
     fn drained(&self) -> bool {
