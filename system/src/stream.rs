@@ -100,6 +100,11 @@ impl RedisKeys {
     pub fn room_seq(&self, k: u32, room: &str) -> String {
         format!("{}:room:{room}:seq", self.shard_tag(k))
     }
+    /// Set once a direct `room`'s two memberships are in its shard stream
+    /// (see [`open_direct`]).
+    pub fn room_opened(&self, k: u32, room: &str) -> String {
+        format!("{}:room:{room}:opened", self.shard_tag(k))
+    }
     /// `room`'s history stream (entry ids `<room_seq>-0`, field `f`).
     pub fn room_log(&self, k: u32, room: &str) -> String {
         format!("{}:room:{room}:log", self.shard_tag(k))
@@ -567,6 +572,67 @@ pub async fn record_membership_as<C: ConnectionLike>(
         .arg(json)
         .invoke_async(conn)
         .await
+}
+
+const OPEN_DIRECT_LUA: &str = r#"
+-- KEYS[1] shard seq counter, KEYS[2] shard stream, KEYS[3] room seq counter,
+-- KEYS[4] the room's opened mark
+-- ARGV[1] room, ARGV[2] and ARGV[3] the two members' joined event JSON
+if not redis.call('SET', KEYS[4], '1', 'NX') then
+  return -1
+end
+local s = tonumber(redis.call('GET', KEYS[3]) or '0')
+for i = 2, 3 do
+  local shard_seq = redis.call('INCR', KEYS[1])
+  redis.call('XADD', KEYS[2], shard_seq .. '-0', 'r', ARGV[1], 's', s, 'm', ARGV[i])
+end
+return s
+"#;
+
+/// Records both users of the direct room `room` as joined, once: the first
+/// call (whichever of the two users' first messages makes it) records
+/// both memberships at the room's head and returns it; later calls record
+/// nothing and return `None`. Every sender calls it before publishing to a
+/// direct room it does not receive yet, so no message of the room can come
+/// before its memberships (were the creator alone to record them, the
+/// other user's first message, sent while the creator was between
+/// PostgreSQL and Redis, could take seq 1 before a membership recorded at
+/// 1, and that user would never receive it). A room made before the mark
+/// existed gets its memberships again at its head once; sessions that
+/// receive it already ignore a repeated `joined` entry.
+pub async fn open_direct<C: ConnectionLike>(
+    conn: &mut C,
+    keys: &RedisKeys,
+    shards: u32,
+    room: &RoomId,
+) -> redis::RedisResult<Option<u64>> {
+    let Some((a, b)) = room.direct_members() else {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "open_direct: not a direct room",
+        )));
+    };
+    let shard = room.shard(shards);
+    let joined = |user: &str| {
+        let event = MemberJson {
+            change: MemberChange::Joined,
+            user: user.to_owned(),
+            kind: RoomKind::Direct,
+            role: RoomRole::Member,
+        };
+        serde_json::to_vec(&event).expect("membership events always serialize")
+    };
+    let s: i64 = Script::new(OPEN_DIRECT_LUA)
+        .key(keys.shard_seq(shard))
+        .key(keys.shard_stream(shard))
+        .key(keys.room_seq(shard, room.as_str()))
+        .key(keys.room_opened(shard, room.as_str()))
+        .arg(room.as_str())
+        .arg(joined(a))
+        .arg(joined(b))
+        .invoke_async(conn)
+        .await?;
+    Ok(u64::try_from(s).ok())
 }
 
 /// The last sequence number assigned in `room` (0 when none yet).

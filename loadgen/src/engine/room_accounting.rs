@@ -56,6 +56,11 @@ pub struct RoomTotals {
     /// Deliveries outside every membership window: to a non-member, before
     /// the join point, after the leave point, or past the room's head.
     pub leaks: u64,
+    /// Deliveries on a window's uncertain edge (a peer without join points:
+    /// published while its subscribe or unsubscribe was on the way), which
+    /// may or may not arrive: neither owed nor a leak.
+    #[serde(default)]
+    pub unsure: u64,
 }
 
 impl RoomTotals {
@@ -68,6 +73,7 @@ impl RoomTotals {
         self.out_of_order += o.out_of_order;
         self.gaps += o.gaps;
         self.leaks += o.leaks;
+        self.unsure += o.unsure;
     }
 
     /// Lost, duplicated, out of order, gaps and leaks together: 0 = exact.
@@ -83,6 +89,11 @@ struct Window {
     after: u64,
     /// The `left` point, once left.
     end: Option<u64>,
+    /// Deliveries in `(unsure_from, after]` may come (the window's uncertain
+    /// start); equal to `after` when the join point is exact.
+    unsure_from: u64,
+    /// Past `end`, deliveries up to this may still come (the uncertain end).
+    unsure_to: Option<u64>,
     /// Bit `s - after - 1` set when `seq` s arrived.
     bits: Vec<u64>,
     /// Highest `seq` that arrived (`after` before any).
@@ -94,6 +105,8 @@ struct Window {
     gaps: u64,
     /// Deliveries at or below `after`, or past [`MAX_WINDOW_SEQS`].
     outside: u64,
+    /// Deliveries in `(unsure_from, after]`.
+    unsure_start: u64,
 }
 
 impl Window {
@@ -101,6 +114,8 @@ impl Window {
         Self {
             after,
             end: None,
+            unsure_from: after,
+            unsure_to: None,
             bits: Vec::new(),
             highest: after,
             contiguous: after,
@@ -108,6 +123,7 @@ impl Window {
             out_of_order: 0,
             gaps: 0,
             outside: 0,
+            unsure_start: 0,
         }
     }
 
@@ -119,6 +135,10 @@ impl Window {
     }
 
     fn take(&mut self, seq: u64) {
+        if seq <= self.after && seq > self.unsure_from {
+            self.unsure_start += 1;
+            return;
+        }
         if seq <= self.after || seq - self.after > MAX_WINDOW_SEQS {
             self.outside += 1;
             return;
@@ -170,6 +190,10 @@ impl Window {
         let end = self.end.unwrap_or(head).max(self.after);
         let distinct_all = self.distinct_up_to(u64::MAX);
         let received = self.distinct_up_to(end);
+        let unsure_end = match self.unsure_to {
+            Some(to) if self.end.is_some() => self.distinct_up_to(to.max(end)) - received,
+            _ => 0,
+        };
         let expected = end - self.after;
         RoomTotals {
             windows: 1,
@@ -179,7 +203,8 @@ impl Window {
             duplicated: self.duplicated,
             out_of_order: self.out_of_order,
             gaps: self.gaps,
-            leaks: self.outside + (distinct_all - received),
+            leaks: self.outside + (distinct_all - received - unsure_end),
+            unsure: self.unsure_start + unsure_end,
         }
     }
 }
@@ -229,6 +254,39 @@ impl MembershipLedger {
         }
     }
 
+    /// A membership whose join point is only known to lie in
+    /// `(unsure_from, after]` (a peer's subscription: everything published
+    /// after it was confirmed is owed, what was published while it was on
+    /// the way may come or not): owed from `after + 1`, deliveries in
+    /// `(unsure_from, after]` counted as unsure, below that a leak.
+    pub fn joined_unsure(&mut self, room: &str, unsure_from: u64, after: u64) {
+        let t = self.track(room);
+        if t.open().is_none() {
+            let mut w = Window::new(after);
+            w.unsure_from = unsure_from.min(after);
+            t.windows.push(w);
+        }
+    }
+
+    /// A leave whose point is only known to lie in `[end, unsure_to]`
+    /// (a peer's unsubscription: what was acknowledged before it was sent
+    /// is owed, what was published before it was confirmed may come): owed
+    /// up to `end`, deliveries in `(end, unsure_to]` unsure, past it a leak.
+    /// False (and counted) when no window was open, as [`Self::left`].
+    pub fn left_unsure(&mut self, room: &str, end: u64, unsure_to: u64) -> bool {
+        match self.track(room).open() {
+            Some(w) => {
+                w.end = Some(end.max(w.after));
+                w.unsure_to = Some(unsure_to);
+                true
+            }
+            None => {
+                self.unmatched_left += 1;
+                false
+            }
+        }
+    }
+
     /// `left {room, seq}`: nothing past `seq` is owed or allowed. False
     /// (and counted in [`Self::unmatched_left`]) when no window was open: a
     /// repeated `left`, which closes nothing.
@@ -263,6 +321,15 @@ impl MembershipLedger {
                 .filter(|w| w.end.is_none())
                 .is_none_or(|w| w.contiguous >= heads(room).unwrap_or(0))
         })
+    }
+
+    /// The open window of `room`: the `seq` up to which everything arrived.
+    pub fn contiguous(&self, room: &str) -> Option<u64> {
+        let t = self.rooms.get(room)?;
+        t.windows
+            .last()
+            .filter(|w| w.end.is_none())
+            .map(|w| w.contiguous)
     }
 
     /// Rooms this client has an open window in.
@@ -366,6 +433,23 @@ impl RoomAccounting {
         }
         out
     }
+}
+
+/// A room's final head for a run on rtmc: the `seq` its last message took.
+/// `acked` is what the run's sends to the room had acknowledged, `at_login`
+/// the head `login_ok` listed (a room that existed before the run: a direct
+/// room of an earlier round), `listed` the head `rooms_list` gave at the
+/// drain. A `send_ack` follows the broker's confirm, not the write of the
+/// room's stream, so `listed` may still lack the last acknowledged messages
+/// of a busy server: `at_login + acked` is exact for a room only the run
+/// writes to, and `listed` adds a message stored without its send being
+/// answered. `None` when nothing is known of the room.
+pub fn final_head(acked: Option<u64>, listed: Option<u64>, at_login: Option<u64>) -> Option<u64> {
+    let since_login = match (acked, at_login) {
+        (None, None) => None,
+        (a, l) => Some(a.unwrap_or(0) + l.unwrap_or(0)),
+    };
+    since_login.max(listed)
 }
 
 #[cfg(test)]
@@ -615,5 +699,101 @@ mod tests {
         );
         assert!(f.contains("direct: 1 leaked"), "{f}");
         assert!(RoomAccounting::of([a.settle(heads)]).rooms.anomalies() == 0);
+    }
+
+    #[test]
+    fn an_uncertain_start_neither_owes_nor_leaks_what_was_in_flight() {
+        // Acknowledged up to 2 before the subscribe went out, published up
+        // to 5 when it was confirmed: 3..=5 may come, 6.. is owed, 1..=2 not.
+        let mut l = MembershipLedger::new();
+        l.joined_unsure("a", 2, 5);
+        for s in [4, 5, 6, 7] {
+            l.delivered("a", s);
+        }
+        let t = one(&l, 7);
+        assert_eq!(
+            (t.expected, t.received, t.unsure, t.anomalies()),
+            (2, 2, 2, 0)
+        );
+        l.delivered("a", 2);
+        assert_eq!(one(&l, 7).leaks, 1);
+        // Nothing of the uncertain start arriving is fine too.
+        let mut l = MembershipLedger::new();
+        l.joined_unsure("a", 2, 5);
+        l.delivered("a", 6);
+        let t = one(&l, 6);
+        assert_eq!((t.unsure, t.anomalies()), (0, 0));
+        // But what follows the confirmation is owed.
+        assert_eq!(one(&l, 8).lost, 2);
+    }
+
+    #[test]
+    fn an_uncertain_end_allows_what_was_in_flight_and_no_more() {
+        // Acknowledged up to 4 when the unsubscribe went out, published up
+        // to 6 when it was confirmed.
+        let mut l = MembershipLedger::new();
+        l.joined_unsure("a", 0, 0);
+        for s in 1..=6 {
+            l.delivered("a", s);
+        }
+        assert!(l.left_unsure("a", 4, 6));
+        let t = one(&l, 9);
+        assert_eq!(
+            (t.expected, t.received, t.unsure, t.anomalies()),
+            (4, 4, 2, 0)
+        );
+        let mut l = MembershipLedger::new();
+        l.joined_unsure("a", 0, 0);
+        for s in 1..=7 {
+            l.delivered("a", s);
+        }
+        l.left_unsure("a", 4, 6);
+        assert_eq!(
+            one(&l, 9).leaks,
+            1,
+            "7 was published after the confirmation"
+        );
+        // A loss inside the owed part is still a loss.
+        let mut l = MembershipLedger::new();
+        l.joined_unsure("a", 0, 0);
+        for s in [1, 2, 4] {
+            l.delivered("a", s);
+        }
+        l.left_unsure("a", 4, 6);
+        let t = one(&l, 9);
+        assert_eq!((t.lost, t.gaps, t.leaks), (1, 1, 0));
+        assert!(!l.left_unsure("a", 5, 6), "no window open any more");
+    }
+
+    #[test]
+    fn the_final_head_adds_the_runs_acks_to_the_head_at_login() {
+        // A room of this run: its acknowledged count (the listed head may lag).
+        assert_eq!(final_head(Some(7), Some(5), None), Some(7));
+        // A direct room of an earlier round, at 40 when the user logged in:
+        // two sends acknowledged, the listed head still without the last one.
+        assert_eq!(final_head(Some(2), Some(41), Some(40)), Some(42));
+        // A send stored although never answered: the listed head covers it.
+        assert_eq!(final_head(Some(2), Some(43), Some(40)), Some(43));
+        assert_eq!(final_head(None, None, Some(40)), Some(40));
+        assert_eq!(final_head(None, Some(3), None), Some(3));
+        assert_eq!(final_head(None, None, None), None);
+    }
+
+    #[test]
+    fn a_room_of_an_earlier_round_owes_what_follows_its_login_head_and_leaks_nothing() {
+        // Login listed the direct room at 40; this run's two messages took
+        // 41 and 42, both acknowledged; `rooms_list` at the drain said 41
+        // (the consumer had not written 42 yet). Judged against the stale
+        // listed head, 42 was "past the head": a leak, and the window could
+        // settle before 42 came.
+        let mut l = MembershipLedger::new();
+        l.joined("dm:a:b", 40);
+        l.delivered("dm:a:b", 41);
+        assert!(l.complete(head(41)), "the stale head is met too early");
+        l.delivered("dm:a:b", 42);
+        assert_eq!(one(&l, 41).leaks, 1, "what the stale head made of it");
+        let exact = final_head(Some(2), Some(41), Some(40));
+        let t = one(&l, exact.unwrap());
+        assert_eq!((t.expected, t.received, t.anomalies()), (2, 2, 0), "{t:?}");
     }
 }

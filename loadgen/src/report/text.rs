@@ -6,7 +6,7 @@ use crate::engine::rooms::summary::RoomsReport;
 use crate::measure::histogram::LatencySummary;
 use crate::report::rounds;
 use crate::report::types::{
-    BlasterReport, ConnectReport, FleetConnect, FloorComparison, RampReport, RunReport,
+    BlasterReport, ConnectReport, FleetConnect, FloorComparison, RampReport, RoomPhase, RunReport,
 };
 
 fn phase_text(out: &mut String, p: &PhaseReport) {
@@ -137,6 +137,9 @@ pub fn render_text(r: &RunReport) -> String {
     phases_text(&mut out, r);
     if let Some(rooms) = &r.rooms {
         rooms_text(&mut out, rooms);
+    }
+    if !r.room_rounds.is_empty() {
+        room_rounds_text(&mut out, &r.room_rounds);
     }
     if let Some(c) = &r.comparison {
         comparison_text(&mut out, c);
@@ -547,8 +550,8 @@ fn rooms_text(out: &mut String, r: &RoomsReport) {
     );
     let _ = writeln!(
         out,
-        "  {:<8} {:>8} {:>10} {:>10} {:>6} {:>6} {:>6} {:>6} {:>6}",
-        "kind", "windows", "expected", "received", "lost", "dup", "ooo", "gaps", "leaks"
+        "  {:<8} {:>8} {:>10} {:>10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7}",
+        "kind", "windows", "expected", "received", "lost", "dup", "ooo", "gaps", "leaks", "unsure"
     );
     let a = &r.accounting;
     for (kind, t) in [
@@ -558,7 +561,7 @@ fn rooms_text(out: &mut String, r: &RoomsReport) {
     ] {
         let _ = writeln!(
             out,
-            "  {:<8} {:>8} {:>10} {:>10} {:>6} {:>6} {:>6} {:>6} {:>6}",
+            "  {:<8} {:>8} {:>10} {:>10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>7}",
             kind,
             t.windows,
             t.expected,
@@ -567,7 +570,8 @@ fn rooms_text(out: &mut String, r: &RoomsReport) {
             t.duplicated,
             t.out_of_order,
             t.gaps,
-            t.leaks
+            t.leaks,
+            t.unsure
         );
     }
     for w in &a.worst {
@@ -580,9 +584,178 @@ fn rooms_text(out: &mut String, r: &RoomsReport) {
     }
 }
 
+/// A room workload's interleaved rounds: every phase as it ran, then per
+/// system the median [min–max] over its rounds of p50 / p99 / p99.9 and the
+/// server CPU-seconds per million room deliveries, and its anomalies summed;
+/// then rtmc ÷ each peer as the median [min–max] of the per-round ratios.
+fn room_rounds_text(out: &mut String, phases: &[RoomPhase]) {
+    use std::fmt::Write as _;
+    let rounds = phases.iter().map(|p| p.round).max().unwrap_or(0);
+    let _ = writeln!(out, "== room workload: {rounds} interleaved round(s) ==");
+    let _ = writeln!(
+        out,
+        "round system       deliveries    p50 ms    p99 ms  p99.9 ms  CPU-s/M deliv  lost   dup   ooo leaks unsure"
+    );
+    for p in phases {
+        let (l, t) = (&p.rooms.latency, &p.rooms.accounting.total);
+        let cpu = p
+            .cpu_per_million()
+            .map_or("-".into(), |c| format!("{c:.2}"));
+        let _ = writeln!(
+            out,
+            "{:>5} {:<10} {:>12} {:>9.2} {:>9.2} {:>9.2} {:>14} {:>5} {:>5} {:>5} {:>5} {:>6}",
+            p.round,
+            p.system,
+            l.count,
+            l.p50_ms,
+            l.p99_ms,
+            l.p99_9_ms,
+            cpu,
+            t.lost,
+            t.duplicated,
+            t.out_of_order,
+            t.leaks,
+            t.unsure
+        );
+    }
+    room_summary_text(out, phases);
+}
+
+/// Each system's medians over the rounds, and rtmc ÷ each peer.
+fn room_summary_text(out: &mut String, phases: &[RoomPhase]) {
+    use std::fmt::Write as _;
+    let mut systems: Vec<&str> = Vec::new();
+    for p in phases {
+        if !systems.contains(&p.system.as_str()) {
+            systems.push(&p.system);
+        }
+    }
+    let of = |system: &str, m: usize| -> Vec<f64> {
+        phases
+            .iter()
+            .filter(|p| p.system == system)
+            .map(|p| room_metric(p, m))
+            .collect()
+    };
+    let header = |first: &str| {
+        format!(
+            "{first:<16} {:>24} {:>24} {:>24} {:>24}",
+            "p50 ms", "p99 ms", "p99.9 ms", "CPU-s/M deliv"
+        )
+    };
+    let _ = writeln!(out, "== median over the rounds [min–max] ==");
+    let _ = writeln!(out, "{} {:>9}", header("system"), "anomalies");
+    for system in &systems {
+        let cells: Vec<String> = (0..4)
+            .map(|m| rounds::spread_text(&rtmc_stats::Spread::of(&of(system, m)), 2))
+            .collect();
+        let anomalies: u64 = phases
+            .iter()
+            .filter(|p| p.system == *system)
+            .map(|p| p.rooms.accounting.total.anomalies())
+            .sum();
+        let _ = writeln!(
+            out,
+            "{system:<16} {:>24} {:>24} {:>24} {:>24} {anomalies:>9}",
+            cells[0], cells[1], cells[2], cells[3]
+        );
+    }
+    let Some(ours) = systems.iter().position(|s| *s == "rtmc") else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "== rtmc ÷ peer: median of the per-round ratios [min–max] =="
+    );
+    let _ = writeln!(out, "{}", header("ratio"));
+    for peer in systems.iter().filter(|s| **s != systems[ours]) {
+        let cells: Vec<String> = (0..4)
+            .map(|m| {
+                let ratios = rtmc_stats::Spread::of_pair_ratios(&of(peer, m), &of("rtmc", m));
+                rounds::spread_text(&ratios, 2)
+            })
+            .collect();
+        let name = format!("rtmc÷{peer}");
+        let _ = writeln!(
+            out,
+            "{name:<16} {:>24} {:>24} {:>24} {:>24}",
+            cells[0], cells[1], cells[2], cells[3]
+        );
+    }
+}
+
+/// A room phase's figure `m`: p50, p99, p99.9 (ms), server CPU-s per million
+/// deliveries (NaN when not measured).
+fn room_metric(p: &RoomPhase, m: usize) -> f64 {
+    let l = &p.rooms.latency;
+    match m {
+        0 => l.p50_ms,
+        1 => l.p99_ms,
+        2 => l.p99_9_ms,
+        _ => p.cpu_per_million().unwrap_or(f64::NAN),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_rounds_print_every_phase_and_each_systems_median() {
+        use crate::measure::cpu::ServerCpu;
+        let mut r = RunReport::new(
+            "run",
+            Default::default(),
+            "embedded".into(),
+            "t".into(),
+            "id".into(),
+        );
+        for (round, system, p99_ms, cpu) in [
+            (1, "rtmc", 4.0, 10.0),
+            (1, "floor", 2.0, 5.0),
+            (2, "floor", 3.0, 7.0),
+            (2, "rtmc", 6.0, 12.0),
+            (3, "rtmc", 5.0, 11.0),
+            (3, "floor", 9.0, 6.0),
+        ] {
+            let mut rooms = RoomsReport::default();
+            rooms.latency.p99_ms = p99_ms;
+            rooms.server_cpu = vec![ServerCpu {
+                what: "x".into(),
+                pids: vec![1],
+                cpu_secs: Some(1.0),
+                cpu_secs_per_million_deliveries: Some(cpu),
+                not_measured: None,
+            }];
+            if system == "floor" && round == 3 {
+                rooms.accounting.total.lost = 4;
+            }
+            r.room_rounds.push(RoomPhase {
+                round,
+                system: system.into(),
+                rooms,
+            });
+        }
+        let text = render_text(&r);
+        assert!(text.contains("3 interleaved round(s)"), "{text}");
+        let row = |s: &str| {
+            text.lines()
+                .skip_while(|l| !l.starts_with("== median over the rounds"))
+                .find(|l| l.starts_with(s))
+                .unwrap_or_else(|| panic!("a {s} row:\n{text}"))
+                .to_owned()
+        };
+        let rtmc = row("rtmc ");
+        assert!(rtmc.contains("5.00 [4.00–6.00]"), "{rtmc}");
+        assert!(rtmc.contains("11.00 [10.00–12.00]"), "{rtmc}");
+        assert!(rtmc.trim_end().ends_with(" 0"), "{rtmc}");
+        let floor = row("floor ");
+        assert!(floor.contains("3.00 [2.00–9.00]"), "{floor}");
+        assert!(floor.trim_end().ends_with(" 4"), "{floor}");
+        // Per-round p99 ratios 4/2, 6/3, 5/9: median 2, from 0.56 to 2.
+        let ratio = row("rtmc÷floor");
+        assert!(ratio.contains("2.00 [0.56–2.00]"), "{ratio}");
+    }
 
     #[test]
     fn a_room_run_prints_its_seed_and_its_accounting_per_kind() {
@@ -610,7 +783,7 @@ mod tests {
             .lines()
             .find(|l| l.trim_start().starts_with("direct"))
             .expect("a direct row");
-        assert!(direct.trim_end().ends_with('2'), "{direct}");
+        assert_eq!(direct.split_whitespace().nth(8), Some("2"), "{direct}");
     }
 
     #[test]

@@ -169,6 +169,28 @@ fn schema_v1() -> u32 {
     1
 }
 
+/// One phase of a room workload's interleaved rounds: a system (`rtmc`,
+/// `floor`, `nats`) running the whole workload once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoomPhase {
+    /// From 1.
+    pub round: usize,
+    /// The phase kind's label.
+    pub system: String,
+    /// What the system did with the workload.
+    pub rooms: RoomsReport,
+}
+
+impl RoomPhase {
+    /// The headline server CPU-seconds per million room deliveries.
+    pub fn cpu_per_million(&self) -> Option<f64> {
+        self.rooms
+            .server_cpu
+            .first()
+            .and_then(|c| c.cpu_secs_per_million_deliveries)
+    }
+}
+
 /// Everything a run reports (`report.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
@@ -222,6 +244,10 @@ pub struct RunReport {
     /// latency and per-room accounting. Absent for the global room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rooms: Option<RoomsReport>,
+    /// A room workload run on rtmc and its peers in interleaved rounds:
+    /// every phase in the order it ran (`rooms` above is rtmc's round 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_rounds: Vec<RoomPhase>,
     /// Every reason the run failed; empty = passed.
     pub failures: Vec<String>,
     /// Non-fatal remarks (self-check verdicts, floor loss…).
@@ -258,6 +284,7 @@ impl RunReport {
             reference: None,
             agents: Vec::new(),
             rooms: None,
+            room_rounds: Vec::new(),
             failures: Vec::new(),
             notes: Vec::new(),
         }

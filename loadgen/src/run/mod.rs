@@ -23,6 +23,7 @@ use crate::engine::phase::{
 };
 use crate::engine::publisher::{Channel, MessageShape};
 use crate::engine::rooms::driver::{run_rooms, RoomRun, RoomTarget, RoomsOutcome};
+use crate::engine::rooms::peer::{run_peer_rooms, PeerRoomRun, PeerWire};
 use crate::engine::rooms::summary::RoomsReport;
 use crate::measure::cpu::CpuWatch;
 use crate::measure::histogram::{merge_into, new_histogram, Interval, LatencyHistogram};
@@ -32,7 +33,7 @@ use crate::report::files::{ReportError, ReportHistograms};
 use crate::report::plots;
 use crate::report::rounds::{round_order, RoundPhases, RoundsSummary};
 use crate::report::types::BlasterReport;
-use crate::report::types::{ConnectReport, FloorComparison, RunReport};
+use crate::report::types::{ConnectReport, FloorComparison, RoomPhase, RunReport};
 use crate::run::ramp::run_ramp;
 use crate::run::rounds::{fleet_sockets, plan_fleets, Contender, FleetPlan, PhaseKind};
 use crate::stack::{self, EmbeddedStack, StackError, Target};
@@ -40,10 +41,10 @@ use crate::workload::plan::WorkloadPlan;
 use crate::workload::rng::fresh_seed;
 use crate::workload::spec::{WorkloadError, WorkloadProfile};
 use crate::yardstick::blaster::{blast, BlasterError, BlasterSpec};
-use crate::yardstick::floor::{connect_floor, FloorRedis};
+use crate::yardstick::floor::{connect_floor, unlimit_pubsub_buffers, FloorRedis};
 use crate::yardstick::nats_peer::{
-    connect_peer, disconnect_peer, record_peer, start_server, NatsPeer, NatsServer, PeerError,
-    PeerRun,
+    connect_peer, create_stream, delete_stream, disconnect_peer, record_peer, start_server,
+    NatsPeer, NatsServer, PeerError, PeerRun,
 };
 
 /// What to do.
@@ -196,8 +197,9 @@ async fn finish_stack(stack: Option<EmbeddedStack>, profile: &Profile, mode: &st
 }
 
 /// `loadgen run` with a room workload: draws the plan (before anything is
-/// brought up, so a bad table costs nothing), drives rtmc with it, and
-/// writes the report. The peers do not run room workloads (yet): noted.
+/// brought up, so a bad table costs nothing), runs it on rtmc and on each
+/// peer asked for — the Redis floor, NATS core — in interleaved rounds
+/// (the order rotating as the global room's), and writes the report.
 async fn execute_rooms(
     profile: Profile,
     w: &WorkloadProfile,
@@ -211,11 +213,6 @@ async fn execute_rooms(
         &format!("room workload: seed {seed} (`seed = {seed}` in [workload] repeats it)"),
     );
     let (stack, target) = bring_up(&profile).await?;
-    let spec = room_run(&profile, &target, &plan, run.id)?;
-    let RoomsOutcome {
-        report: rooms,
-        latency,
-    } = run_rooms(&spec).await;
     let mut report = RunReport::new(
         "run",
         profile.clone(),
@@ -223,15 +220,182 @@ async fn execute_rooms(
         run.started_at.clone(),
         format!("{:08x}", run.id),
     );
-    judge_rooms(&profile, rooms, &mut report);
+    let kinds = room_kinds(&profile, &target, &mut report);
+    let (nats, nats_container) = if kinds.iter().any(|k| nats_peer_of(*k).is_some()) {
+        let (server, container) = start_server(&profile).await?;
+        (Some(server), container)
+    } else {
+        (None, None)
+    };
+    if let (Some(addr), true) = (target.floor_redis, target.floor_is_ours) {
+        let _ = unlimit_pubsub_buffers(addr).await;
+    }
+    let arena = RoomArena {
+        profile: &profile,
+        target: &target,
+        plan: &plan,
+        nats: nats.as_ref(),
+        run_id: run.id,
+    };
+    let latency = arena.rounds(&kinds, &mut report).await?;
+    judge_room_rounds(&mut report);
+    drop(nats_container);
     let dir = finish_stack(stack, &profile, "run").await;
     let h = ReportHistograms {
         run_start: run.wall,
         intervals: &[],
-        merged: vec![("latency", &latency)],
+        merged: kinds
+            .iter()
+            .zip(&latency)
+            .map(|(k, h)| (room_histogram_stem(*k), h))
+            .collect(),
     };
     let files = files::write_dir(&dir, &report, &h)?;
     Ok(RunOutcome { report, dir, files })
+}
+
+/// The `.hgrm` stem of a kind's room deliveries (rtmc's stays `latency`).
+fn room_histogram_stem(kind: PhaseKind) -> &'static str {
+    match kind {
+        PhaseKind::Rtmc => "latency",
+        PhaseKind::RedisFloor => "floor",
+        PhaseKind::NatsCore => "nats",
+        PhaseKind::JetStream => "jetstream",
+    }
+}
+
+/// The systems a room workload runs on: rtmc, then, when asked for, the
+/// floor (a channel per room; needs a Redis), NATS core (a subject per
+/// room) and JetStream (one stream over the rooms' subjects).
+fn room_kinds(profile: &Profile, target: &Target, report: &mut RunReport) -> Vec<PhaseKind> {
+    let mut kinds = vec![PhaseKind::Rtmc];
+    if profile.floor.enabled {
+        match target.floor_redis {
+            Some(_) => kinds.push(PhaseKind::RedisFloor),
+            None => report
+                .notes
+                .push("floor skipped: no Redis to run it against (give --floor-redis)".into()),
+        }
+    }
+    if profile.nats.core {
+        kinds.push(PhaseKind::NatsCore);
+    }
+    if profile.nats.jetstream {
+        kinds.push(PhaseKind::JetStream);
+    }
+    kinds
+}
+
+/// What every phase of a room workload's rounds needs.
+struct RoomArena<'a> {
+    /// The run's profile.
+    profile: &'a Profile,
+    /// rtmc, and the floor's Redis.
+    target: &'a Target,
+    /// The workload every system runs.
+    plan: &'a WorkloadPlan,
+    /// The nats-server of the NATS peers, when one runs.
+    nats: Option<&'a NatsServer>,
+    /// The run's id; round `r` uses it + `r`.
+    run_id: u32,
+}
+
+impl RoomArena<'_> {
+    /// `load.rounds` rounds of `kinds` in the rotating order; every phase
+    /// into `report.room_rounds`; each kind's room deliveries' latency
+    /// merged over its rounds (in `kinds`' order).
+    async fn rounds(
+        &self,
+        kinds: &[PhaseKind],
+        report: &mut RunReport,
+    ) -> Result<Vec<LatencyHistogram>, RunError> {
+        let rounds = self.profile.load.rounds.max(1);
+        let mut latency: Vec<LatencyHistogram> = kinds.iter().map(|_| new_histogram()).collect();
+        for round in 0..rounds {
+            for k in round_order(kinds.len(), round) {
+                let kind = kinds[k];
+                if rounds > 1 || kinds.len() > 1 {
+                    say(
+                        self.profile,
+                        &format!(
+                            "round {}/{rounds}: {} (room workload)",
+                            round + 1,
+                            kind.label()
+                        ),
+                    );
+                }
+                // A run id per round: rtmc's rooms and message ids are new
+                // each round, and so are the peers' channels.
+                let run_id = self.run_id.wrapping_add(round as u32);
+                let outcome = self.phase(kind, run_id).await?;
+                merge_into(&mut latency[k], &outcome.latency);
+                report.room_rounds.push(RoomPhase {
+                    round: round + 1,
+                    system: kind.label().to_owned(),
+                    rooms: outcome.report,
+                });
+            }
+        }
+        Ok(latency)
+    }
+
+    /// One system running the whole workload once.
+    async fn phase(&self, kind: PhaseKind, run_id: u32) -> Result<RoomsOutcome, RunError> {
+        let rtmc = room_run(self.profile, self.target, self.plan, run_id)?;
+        let (wire, addr, cpu) = match (kind, self.nats) {
+            (PhaseKind::RedisFloor, _) => {
+                let addr = self.target.floor_redis.ok_or(RunError::NoFloorRedis)?;
+                let cpu = match self.target.floor_redis_pid {
+                    Some(pid) => CpuWatch::of("redis-server", vec![pid]),
+                    None => CpuWatch::not_measured("redis-server", "give --floor-redis-pid"),
+                };
+                (PeerWire::RedisPubSub, addr, cpu)
+            }
+            (PhaseKind::NatsCore | PhaseKind::JetStream, Some(server)) => {
+                let wire = match kind {
+                    PhaseKind::JetStream => PeerWire::JetStream,
+                    _ => PeerWire::NatsCore,
+                };
+                let cpu = match server.pids.is_empty() {
+                    false => CpuWatch::of("nats-server", server.pids.clone()),
+                    true => CpuWatch::not_measured("nats-server", "a server given by --nats"),
+                };
+                (wire, server.addr, cpu)
+            }
+            _ => return Ok(run_rooms(&rtmc).await),
+        };
+        let stream = (wire == PeerWire::JetStream).then(|| format!("RTMC_ROOMS_{run_id:08X}"));
+        let spec = PeerRoomRun {
+            plan: self.plan,
+            wire,
+            addr,
+            user_prefix: rtmc.target.user_prefix,
+            source_addrs: rtmc.target.source_addrs,
+            run_id,
+            connects_per_sec: rtmc.connects_per_sec,
+            connect_timeout: rtmc.connect_timeout,
+            drain_timeout: rtmc.drain_timeout,
+            rate_per_sec: rtmc.rate_per_sec,
+            quiet: rtmc.quiet,
+            server_cpu: vec![cpu],
+            stream: stream.clone(),
+        };
+        let (Some(stream), Some(server)) = (stream, self.nats) else {
+            return Ok(run_peer_rooms(&spec).await);
+        };
+        // A stream per phase over every room's subject, file-backed as the
+        // global room's JetStream peer; deleted with its consumers after.
+        let url = server.url();
+        create_stream(&url, &stream, "room.*").await?;
+        let outcome = run_peer_rooms(&spec).await;
+        if let Err(e) = delete_stream(&url, &stream).await {
+            say(
+                self.profile,
+                &format!("jetstream: stream {stream} not deleted: {e}"),
+            );
+        }
+        Ok(outcome)
+    }
 }
 
 /// The room driver's spec for this profile and target.
@@ -262,16 +426,43 @@ fn room_run<'a>(
         drain_timeout: Duration::from_secs_f64(load.drain_timeout_secs),
         rate_per_sec: load.rate_per_sec,
         quiet: profile.output.quiet,
+        server_cpu: rtmc_cpu_watches(target),
     })
 }
 
-/// A room run's failures and notes into the report, and the run itself.
-fn judge_rooms(profile: &Profile, rooms: RoomsReport, report: &mut RunReport) {
-    if profile.floor.enabled || profile.nats.core || profile.nats.jetstream {
-        report
-            .notes
-            .push("peers not run: a room workload measures rtmc alone".into());
+/// The room rounds' verdict: every rtmc phase judged (its round named when
+/// there are several), round 1's as the report's `rooms`; a peer's
+/// anomalies and failures are notes, as the global room's yardsticks'.
+fn judge_room_rounds(report: &mut RunReport) {
+    let rounds = report
+        .room_rounds
+        .iter()
+        .map(|p| p.round)
+        .max()
+        .unwrap_or(1);
+    let phases = report.room_rounds.clone();
+    for p in &phases {
+        let name = match rounds {
+            1 => p.system.clone(),
+            _ => format!("{} round {}", p.system, p.round),
+        };
+        let failures = p.rooms.failures().into_iter();
+        if p.system != PhaseKind::Rtmc.label() {
+            report
+                .notes
+                .extend(failures.map(|f| format!("{name} (peer, not judged): {f}")));
+        } else if report.rooms.is_none() {
+            judge_rooms(p.rooms.clone(), report);
+        } else {
+            report
+                .failures
+                .extend(failures.map(|f| format!("{name}: {f}")));
+        }
     }
+}
+
+/// A room run's failures and notes into the report, and the run itself.
+fn judge_rooms(rooms: RoomsReport, report: &mut RunReport) {
     report.failures.extend(rooms.failures());
     if rooms.unasked_joined > 0 {
         report.notes.push(format!(
@@ -957,6 +1148,47 @@ impl RunHistograms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_rounds_judge_rtmc_by_round_and_note_the_peers() {
+        let mut report = RunReport::new(
+            "run",
+            Profile::default(),
+            "embedded".into(),
+            "t".into(),
+            "id".into(),
+        );
+        let clean = RoomsReport::default();
+        let mut lossy = RoomsReport::default();
+        lossy.accounting.rooms.lost = 3;
+        for (round, system, rooms) in [
+            (1, "rtmc", &clean),
+            (1, "floor", &lossy),
+            (2, "floor", &clean),
+            (2, "rtmc", &lossy),
+        ] {
+            report.room_rounds.push(RoomPhase {
+                round,
+                system: system.into(),
+                rooms: rooms.clone(),
+            });
+        }
+        judge_room_rounds(&mut report);
+        assert_eq!(report.rooms.as_ref(), Some(&clean), "rtmc's round 1");
+        assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
+        assert!(
+            report.failures[0].starts_with("rtmc round 2: rooms run: rooms: 3 lost"),
+            "{:?}",
+            report.failures
+        );
+        assert!(
+            report.notes.iter().any(
+                |n| n.starts_with("floor round 1 (peer, not judged): rooms run: rooms: 3 lost")
+            ),
+            "{:?}",
+            report.notes
+        );
+    }
 
     #[test]
     fn only_a_kinds_first_fleet_weighs_the_server() {

@@ -184,6 +184,11 @@ pub fn sub(out: &mut Vec<u8>, subject: &str, sid: u64) {
     out.extend_from_slice(format!("SUB {subject} {sid}\r\n").as_bytes());
 }
 
+/// `UNSUB <sid>`.
+pub fn unsub(out: &mut Vec<u8>, sid: u64) {
+    out.extend_from_slice(format!("UNSUB {sid}\r\n").as_bytes());
+}
+
 /// `PUB <subject> [reply] <len>` and the payload.
 pub fn publish(out: &mut Vec<u8>, subject: &[u8], reply: Option<&[u8]>, payload: &[u8]) {
     out.extend_from_slice(b"PUB ");

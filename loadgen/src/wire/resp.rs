@@ -11,6 +11,10 @@ pub enum RespItem<'a> {
     Integer(i64),
     /// An error reply.
     Error(&'a [u8]),
+    /// A `subscribe` confirmation: the channel.
+    Subscribed(&'a [u8]),
+    /// An `unsubscribe` confirmation: the channel.
+    Unsubscribed(&'a [u8]),
     /// Anything else (subscribe confirmations, simple strings, other arrays).
     Other,
 }
@@ -89,11 +93,13 @@ pub fn next_item(buf: &[u8], at: usize) -> Result<Option<(RespItem<'_>, usize)>,
                     }
                 }
             }
-            if n == 3 && elems[0] == b"message" {
-                Ok(Some((RespItem::Message(elems[2]), pos)))
-            } else {
-                Ok(Some((RespItem::Other, pos)))
-            }
+            let item = match (n, elems[0]) {
+                (3, b"message") => RespItem::Message(elems[2]),
+                (3, b"subscribe") => RespItem::Subscribed(elems[1]),
+                (3, b"unsubscribe") => RespItem::Unsubscribed(elems[1]),
+                _ => RespItem::Other,
+            };
+            Ok(Some((item, pos)))
         }
         _ => Err(RespError(at)),
     }
@@ -120,7 +126,7 @@ mod tests {
         buf.extend_from_slice(b"*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n");
         buf.extend_from_slice(b":42\r\n-ERR no\r\n*3\r\n$7\r\nmess");
         let (a, p) = next_item(&buf, 0).unwrap().unwrap();
-        assert_eq!(a, RespItem::Other);
+        assert_eq!(a, RespItem::Subscribed(b"ch"));
         let (b, p) = next_item(&buf, p).unwrap().unwrap();
         assert_eq!(b, RespItem::Message(b"hello"));
         let (c, p) = next_item(&buf, p).unwrap().unwrap();
@@ -129,6 +135,13 @@ mod tests {
         assert_eq!(d, RespItem::Error(b"ERR no"));
         assert_eq!(next_item(&buf, p).unwrap(), None);
         assert!(next_item(b"?x\r\n", 0).is_err());
+        let un = b"*3\r\n$11\r\nunsubscribe\r\n$2\r\nch\r\n:0\r\n";
+        assert_eq!(
+            next_item(un, 0).unwrap().unwrap().0,
+            RespItem::Unsubscribed(b"ch")
+        );
+        let other = b"*2\r\n$4\r\npong\r\n$0\r\n\r\n";
+        assert_eq!(next_item(other, 0).unwrap().unwrap().0, RespItem::Other);
     }
 
     #[test]

@@ -81,7 +81,7 @@ pub async fn connect_floor(
 
 /// Asks our own Redis to never cut a slow subscriber off (the floor must
 /// measure fan-out, not the output-buffer policy).
-async fn unlimit_pubsub_buffers(addr: SocketAddr) -> std::io::Result<()> {
+pub async fn unlimit_pubsub_buffers(addr: SocketAddr) -> std::io::Result<()> {
     let mut s = tokio::net::TcpStream::connect(addr).await?;
     let mut out = Vec::new();
     crate::wire::resp::command(

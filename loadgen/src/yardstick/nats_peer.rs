@@ -67,7 +67,7 @@ pub struct NatsServer {
 
 impl NatsServer {
     /// `nats://…` for async-nats.
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("nats://{}", self.addr)
     }
 }
@@ -272,7 +272,7 @@ fn js_error(url: &str, e: impl std::fmt::Display) -> PeerError {
 
 /// The run's stream: file storage, one replica, no limits (nothing is
 /// discarded during a phase), capturing `subject`.
-async fn create_stream(url: &str, name: &str, subject: &str) -> Result<(), PeerError> {
+pub async fn create_stream(url: &str, name: &str, subject: &str) -> Result<(), PeerError> {
     use async_nats::jetstream::stream::{Config, StorageType};
     let js = jetstream(url).await?;
     js.create_stream(Config {
@@ -288,7 +288,7 @@ async fn create_stream(url: &str, name: &str, subject: &str) -> Result<(), PeerE
 }
 
 /// Deletes the run's stream and with it its consumers and stored messages.
-async fn delete_stream(url: &str, name: &str) -> Result<(), PeerError> {
+pub async fn delete_stream(url: &str, name: &str) -> Result<(), PeerError> {
     let js = jetstream(url).await?;
     js.delete_stream(name).await.map_err(|e| js_error(url, e))?;
     Ok(())

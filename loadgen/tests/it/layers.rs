@@ -49,7 +49,7 @@ const LAYERS: &[Layering] = &[
     },
     Layering {
         scope: "engine::rooms",
-        layers: &[&["client", "summary"], &["driver"]],
+        layers: &[&["client", "summary", "peer_map"], &["driver"], &["peer"]],
     },
     Layering {
         scope: "engine::publisher",

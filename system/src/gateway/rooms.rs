@@ -468,13 +468,14 @@ async fn ensure_direct_for(g: &Gateway, room: &RoomId, user: &str) -> Result<(),
     }
     let other = if user == a { b } else { a };
     require_user(g, other).await?;
-    let made = room_db::ensure_direct(&g.pg, room).await.map_err(pg_down)?;
-    if made == CreateOutcome::Created {
-        for member in [a, b] {
-            announce_join(g, room, member, (RoomKind::Direct, RoomRole::Member)).await?;
-        }
-    }
-    Ok(())
+    room_db::ensure_direct(&g.pg, room).await.map_err(pg_down)?;
+    // Whichever first message gets here first records both memberships,
+    // before either is published (`stream::open_direct`).
+    let mut redis = g.redis.clone();
+    stream::open_direct(&mut redis, &g.keys, g.cfg.rooms.shards, room)
+        .await
+        .map(|_| ())
+        .map_err(|e| unavailable("Redis", e))
 }
 
 /// `GET /v1/rooms/{room}/messages?after_seq=&limit=`: a member reads a page

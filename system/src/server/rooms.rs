@@ -51,9 +51,9 @@ struct LocalSession {
     cut: CancellationToken,
     /// The rooms it is subscribed to (keys of `State::rooms`).
     rooms: HashSet<String>,
-    /// Frames held back until [`RoomRegistry::release`]: nothing may reach
-    /// the session before its `login_ok`.
-    held: Option<Vec<Bytes>>,
+    /// Frames held back until [`RoomRegistry::release`], each with its
+    /// room: nothing may reach the session before its `login_ok`.
+    held: Option<Vec<(String, Bytes)>>,
     /// Whether it asked for `presence` events (`watch_presence`).
     watches_presence: bool,
 }
@@ -148,8 +148,8 @@ impl RoomRegistry {
         let Some(held) = st.sessions.get_mut(&id).and_then(|s| s.held.take()) else {
             return;
         };
-        for f in held {
-            if !queue(&mut st, id, f) {
+        for (room, f) in held {
+            if !queue(&mut st, id, &room, f) {
                 cut_off(&mut st, id);
                 return;
             }
@@ -188,6 +188,31 @@ impl RoomRegistry {
     /// in flight are then covered by the replay).
     pub fn restart(&self, id: SessionId, room: &str) -> Begun {
         self.start(id, room, true)
+    }
+
+    /// At login, before reading `room`'s head for `login_ok`: like
+    /// [`RoomRegistry::begin`], but a subscription that a membership entry
+    /// made since [`RoomRegistry::register`] (a direct room created, or an
+    /// invite, during the login) starts again, and what the session holds
+    /// of the room (its `joined`, the messages so far) is dropped, all
+    /// under the registry's lock: `login_ok` names the head read next, and
+    /// only what follows it may reach the client (docs/PROTOCOL.md §17.3).
+    /// Once the session is released it is [`RoomRegistry::begin`].
+    pub fn begin_at_login(&self, id: SessionId, room: &str) -> Begun {
+        let mut st = self.lock();
+        let Some(session) = st.sessions.get_mut(&id) else {
+            return Begun::NotRegistered;
+        };
+        let Some(held) = session.held.as_mut() else {
+            drop(st);
+            return self.begin(id, room);
+        };
+        held.retain(|(r, _)| r != room);
+        session.rooms.insert(room.to_owned());
+        let subs = st.rooms.entry(room.to_owned()).or_default();
+        subs.insert(id, Subscription::Pending { buffer: Vec::new() });
+        rooms_gauge(&st);
+        Begun::Started
     }
 
     fn start(&self, id: SessionId, room: &str, restart: bool) -> Begun {
@@ -243,7 +268,7 @@ impl RoomRegistry {
         *sub = Subscription::Live { last_seq };
         let sent = frames.len() as u64;
         for f in frames {
-            if !queue(&mut st, id, f) {
+            if !queue(&mut st, id, room, f) {
                 cut_off(&mut st, id);
                 return;
             }
@@ -301,7 +326,7 @@ impl RoomRegistry {
         }
         let mut sent = 0;
         for id in due {
-            if queue(&mut st, id, f.clone()) {
+            if queue(&mut st, id, room, f.clone()) {
                 sent += 1;
             } else {
                 overflow.push(id);
@@ -353,7 +378,7 @@ impl RoomRegistry {
                 user_id: change.user.clone(),
                 status: change.status,
             };
-            if queue(&mut st, id, frame(&news)) {
+            if queue(&mut st, id, room, frame(&news)) {
                 sent += 1;
             } else {
                 overflow.push(id);
@@ -400,7 +425,7 @@ impl RoomRegistry {
                     }
                 }
             };
-            if !queue(&mut st, id, frame(&told)) {
+            if !queue(&mut st, id, &ev.room, frame(&told)) {
                 overflow.push(id);
             }
         }
@@ -411,15 +436,15 @@ impl RoomRegistry {
     }
 }
 
-/// Queues one frame for a session without waiting (or holds it, before
-/// its `login_ok`); false when its queue is full (or gone).
-fn queue(st: &mut State, id: SessionId, f: Bytes) -> bool {
+/// Queues one frame of `room` for a session without waiting (or holds it,
+/// before its `login_ok`); false when its queue is full (or gone).
+fn queue(st: &mut State, id: SessionId, room: &str, f: Bytes) -> bool {
     let Some(s) = st.sessions.get_mut(&id) else {
         return false;
     };
     match &mut s.held {
         Some(held) if held.len() < PENDING_BUFFER_FRAMES => {
-            held.push(f);
+            held.push((room.to_owned(), f));
             true
         }
         Some(_) => false,
@@ -749,6 +774,48 @@ mod tests {
         assert_eq!(drain(&mut rx).len(), 3);
         assert_eq!(reg.live_seq(1, "r"), Some(2));
         assert_eq!(reg.begin(9, "r"), Begun::NotRegistered);
+    }
+
+    #[test]
+    fn a_room_made_live_during_login_restarts_at_the_head_login_ok_names() {
+        let reg = RoomRegistry::default();
+        let (tx, mut rx) = mpsc::channel(16);
+        reg.register(1, "bob", tx, CancellationToken::new());
+        // The follower: a direct room with bob appears (joined at 0), and
+        // its first two messages come, before the login reaches the room.
+        reg.membership(&MembershipEvent {
+            room: "dm:alice:bob".into(),
+            user: "bob".into(),
+            kind: RoomKind::Direct,
+            role: RoomRole::Member,
+            change: MemberChange::Joined,
+            seq: 0,
+        });
+        reg.deliver("dm:alice:bob", 1, &msg(1));
+        reg.deliver("dm:alice:bob", 2, &msg(2));
+        reg.membership(&MembershipEvent {
+            room: "other".into(),
+            user: "bob".into(),
+            kind: RoomKind::Public,
+            role: RoomRole::Member,
+            change: MemberChange::Joined,
+            seq: 5,
+        });
+        // The login: the room starts again, then its head (2) is read and
+        // named in login_ok; 3 comes meanwhile.
+        assert_eq!(reg.begin_at_login(1, "dm:alice:bob"), Begun::Started);
+        reg.deliver("dm:alice:bob", 3, &msg(3));
+        reg.release(1);
+        reg.go_live(1, "dm:alice:bob", 2);
+        reg.deliver("dm:alice:bob", 4, &msg(4));
+        let got = drain(&mut rx);
+        assert_eq!(got.len(), 3, "{got:?}");
+        // The room login_ok does not list keeps its `joined`.
+        assert!(got[0].starts_with(r#"{"command":"joined","room":"other""#));
+        assert!(got[1].contains(r#""seq":3"#) && got[2].contains(r#""seq":4"#));
+        // After login it is begin: a live subscription stays.
+        assert_eq!(reg.begin_at_login(1, "dm:alice:bob"), Begun::Already);
+        assert_eq!(reg.begin_at_login(9, "r"), Begun::NotRegistered);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Rooms, storage half, on real Redis, RabbitMQ and PostgreSQL: per-room
-//! gap-free sequences, dedupe within a shard, exact membership points,
+//! gap-free sequences, dedupe within a shard, exact membership points, a
+//! direct room's memberships recorded once before its first message,
 //! reading every shard stream at once; the pipeline from a shard queue to
 //! the room logs (lobby unchanged, malformed room messages dead-lettered);
 //! the sync worker's copy into `room_messages` and its trimming; replay and
@@ -224,6 +225,70 @@ async fn a_membership_event_names_the_exact_point_between_appends() {
             .len(),
         4,
         "membership events stay out of the room log"
+    );
+}
+
+/// A direct room's two memberships are recorded once, by whichever of its
+/// users' first messages gets there first, and before any of its messages:
+/// the other user's first message, sent while the creator was still
+/// between PostgreSQL and Redis, records them itself, and the creator then
+/// adds none (recorded after that message, a membership would start at 1
+/// and its user would never receive seq 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direct_rooms_memberships_are_recorded_once_before_its_first_message() {
+    let p = bare(1).await;
+    let (keys, mut redis) = (keys(&p), p.redis().await.unwrap());
+    let dm = room("dm:ann:ben");
+    assert_eq!(
+        stream::open_direct(&mut redis, &keys, 1, &dm)
+            .await
+            .unwrap(),
+        Some(0),
+        "ben's first message records both memberships"
+    );
+    stream::append_room_batch(&mut redis, &keys, 0, 60, &[item("d0", dm.as_str())])
+        .await
+        .unwrap();
+    assert_eq!(
+        stream::open_direct(&mut redis, &keys, 1, &dm)
+            .await
+            .unwrap(),
+        None,
+        "ann's, the creator's, finds them recorded"
+    );
+    let entries = stream::shard_range_after(&mut redis, &keys, 0, 0, 1000)
+        .await
+        .unwrap();
+    let of_dm: Vec<String> = entries
+        .iter()
+        .filter_map(|e| match &e.event {
+            ShardEvent::Member {
+                room,
+                user,
+                seq,
+                change,
+                kind,
+                ..
+            } if room == dm.as_str() => Some(format!("{user} {change:?} {kind:?} at {seq}")),
+            ShardEvent::Message { room, seq, .. } if room == dm.as_str() => {
+                Some(format!("message {seq}"))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        of_dm,
+        [
+            "ann Joined Direct at 0",
+            "ben Joined Direct at 0",
+            "message 1"
+        ]
+    );
+    assert!(
+        stream::open_direct(&mut redis, &keys, 1, &room("general"))
+            .await
+            .is_err(),
+        "only a direct room has two users to record"
     );
 }
 

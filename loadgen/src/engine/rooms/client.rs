@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::engine::dial::{connect_from, read_frame};
 use crate::engine::fleet_client::heartbeat_frame;
-use crate::engine::room_accounting::{MembershipLedger, RoomTotals};
+use crate::engine::room_accounting::{final_head, MembershipLedger, RoomTotals};
 use crate::measure::histogram::{record_us, LatencyHistogram};
 use crate::wire::rtmc_frames::{self, parse_room_broadcast};
 
@@ -42,9 +42,9 @@ pub enum Order {
         sent_at_us: u64,
     },
     /// Publishing is over: list the user's rooms (`rooms`), then settle
-    /// once every open window holds its room's head — the larger of its
-    /// acknowledged count (`heads`) and the listed head — or at
-    /// `deadline`, and close.
+    /// once every open window holds its room's head
+    /// ([`final_head`]: the head at login plus the acknowledged count
+    /// `heads`, or the listed head if higher) — or at `deadline`, and close.
     Drain {
         heads: Arc<HashMap<String, u64>>,
         deadline: tokio::time::Instant,
@@ -149,6 +149,10 @@ pub struct RoomConn {
     /// drain order: a message whose send was never answered but that the
     /// server stored is owed too.
     listed_heads: Option<HashMap<String, u64>>,
+    /// The heads `login_ok` listed for the rooms the user was in already
+    /// (direct rooms of an earlier round): their messages of this run
+    /// follow these.
+    login_heads: HashMap<String, u64>,
     /// Latencies of the read batch at hand, µs.
     batch_us: Vec<u64>,
 }
@@ -161,11 +165,24 @@ pub async fn connect(
     latency: LatencyShards,
 ) -> Option<RoomConn> {
     match tokio::time::timeout(login.timeout, dial(index, login)).await {
-        Ok(Ok((reader, writer, buf, heartbeat_ms))) => {
+        Ok(Ok(LoggedIn {
+            reader,
+            writer,
+            buf,
+            heartbeat_ms,
+            rooms,
+        })) => {
             let _ = events.send(Event {
                 index,
                 answer: Answer::LoggedIn,
             });
+            // A room the user is in already (a direct room of an earlier
+            // run or round, made again by this run's first message to it)
+            // gets no `joined`: its window opens at the head login gave.
+            let mut ledger = MembershipLedger::new();
+            for (room, seq) in &rooms {
+                ledger.joined(room, *seq);
+            }
             Some(RoomConn {
                 index,
                 reader,
@@ -173,7 +190,7 @@ pub async fn connect(
                 buf,
                 max_frame_bytes: login.max_frame_bytes,
                 heartbeat_ms,
-                ledger: MembershipLedger::new(),
+                ledger,
                 lobby_deliveries: 0,
                 bad_frames: 0,
                 pending_leaves: HashMap::new(),
@@ -186,6 +203,7 @@ pub async fn connect(
                 next_room_cmd_at: tokio::time::Instant::now(),
                 drain: None,
                 listed_heads: None,
+                login_heads: rooms.into_iter().collect(),
                 batch_us: Vec::with_capacity(64),
             })
         }
@@ -202,12 +220,22 @@ fn fail(events: &mpsc::UnboundedSender<Event>, index: usize, why: String) -> Opt
     None
 }
 
-/// Connect and `login` with `protocol: 2`; the halves, the bytes read past
-/// `login_ok`, and the heartbeat interval.
-async fn dial(
-    index: usize,
-    login: &Login,
-) -> Result<(OwnedReadHalf, OwnedWriteHalf, BytesMut, u64), String> {
+/// A connection logged in with protocol 2.
+struct LoggedIn {
+    /// The read half.
+    reader: OwnedReadHalf,
+    /// The write half.
+    writer: OwnedWriteHalf,
+    /// Bytes read past `login_ok`.
+    buf: BytesMut,
+    /// The heartbeat interval `login_ok` gave.
+    heartbeat_ms: u64,
+    /// The user's rooms at login, each with its head then.
+    rooms: Vec<(String, u64)>,
+}
+
+/// Connect and `login` with `protocol: 2`.
+async fn dial(index: usize, login: &Login) -> Result<LoggedIn, String> {
     let stream = connect_from(login.target, &login.sources, index)
         .await
         .map_err(|e| format!("{}: {e}", login.target))?;
@@ -231,9 +259,17 @@ async fn dial(
             Ok(ServerFrame::LoginOk {
                 heartbeat_interval_ms,
                 protocol_version,
+                rooms,
                 ..
             }) if protocol_version == rtmc::protocol::PROTOCOL_VERSION_ROOMS => {
-                return Ok((reader, writer, buf, heartbeat_interval_ms))
+                let rooms = rooms.unwrap_or_default();
+                return Ok(LoggedIn {
+                    reader,
+                    writer,
+                    buf,
+                    heartbeat_ms: heartbeat_interval_ms,
+                    rooms: rooms.into_iter().map(|r| (r.room, r.seq)).collect(),
+                });
             }
             Ok(ServerFrame::LoginOk {
                 protocol_version, ..
@@ -280,15 +316,15 @@ impl RoomConn {
         }
     }
 
-    /// A room's final head: the larger of its acknowledged count (the
-    /// driver's) and the head the server listed.
+    /// A room's final head ([`final_head`]) from the driver's acknowledged
+    /// count, the head the server listed and the head at login.
     fn head(&self, room: &str) -> Option<u64> {
         let acked = self.drain.as_ref().and_then(|d| d.0.get(room).copied());
         let listed = self
             .listed_heads
             .as_ref()
             .and_then(|h| h.get(room).copied());
-        acked.max(listed)
+        final_head(acked, listed, self.login_heads.get(room).copied())
     }
 
     fn drained(&self) -> bool {

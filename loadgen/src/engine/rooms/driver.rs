@@ -23,6 +23,7 @@ use crate::engine::rooms::client::{
     connect, now_us, Answer, Event, LatencyShards, Login, Order, Settled,
 };
 use crate::engine::rooms::summary::RoomsReport;
+use crate::measure::cpu::{self, CpuWatch};
 use crate::measure::histogram::{merge_into, new_histogram, LatencyHistogram, LatencySummary};
 use crate::wire::rtmc_frames::{message_id, MessageOrigin};
 use crate::workload::plan::{room_id, WorkloadPlan, ROOMS_PER_PUBLISHER};
@@ -60,6 +61,8 @@ pub struct RoomRun<'a> {
     pub rate_per_sec: f64,
     /// No progress lines on stderr.
     pub quiet: bool,
+    /// The server processes whose CPU the run reports (publish to drained).
+    pub server_cpu: Vec<CpuWatch>,
 }
 
 /// Which step of the run answers belong to.
@@ -198,11 +201,20 @@ pub async fn run_rooms(spec: &RoomRun<'_>) -> RoomsOutcome {
         spec.plan.schedule.ticks()
     ));
     d.tally.step = Step::Publish;
+    let cpu_start = cpu::read(&spec.server_cpu);
     let publish_secs = d.publish().await;
     say("draining");
     d.await_answers().await;
     let settled = d.drain().await;
-    d.finish(settled, publish_secs)
+    let cpu_end = cpu::read(&spec.server_cpu);
+    let mut outcome = d.finish(settled, publish_secs);
+    outcome.report.server_cpu = cpu::spent(
+        &spec.server_cpu,
+        &cpu_start,
+        &cpu_end,
+        outcome.latency.len(),
+    );
+    outcome
 }
 
 impl<'a> Driver<'a> {

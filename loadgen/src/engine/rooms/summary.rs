@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::room_accounting::RoomAccounting;
+use crate::measure::cpu::ServerCpu;
 use crate::measure::histogram::LatencySummary;
 
 /// A room run, as `report.json`'s `rooms` section holds it.
@@ -68,6 +69,11 @@ pub struct RoomsReport {
     pub accounting: RoomAccounting,
     /// Publish (intended send time) → receive, every room delivery.
     pub latency: LatencySummary,
+    /// The server's CPU from the start of publishing until drained, and per
+    /// million room deliveries (first: the headline — rtmc's server nodes,
+    /// redis-server, nats-server).
+    #[serde(default)]
+    pub server_cpu: Vec<ServerCpu>,
 }
 
 impl RoomsReport {

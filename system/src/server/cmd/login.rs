@@ -120,7 +120,9 @@ async fn v2_rooms(session: &mut Session, asked: &Asked) -> Result<Option<Vec<Roo
 
 /// The user's rooms with their heads; a subscribing session is first
 /// registered (membership changes from now on reach it) and each room's
-/// subscription begun before its head is read.
+/// subscription begun before its head is read (started again if a
+/// membership entry subscribed it meanwhile: only what follows the head
+/// `login_ok` names may reach the client).
 async fn start_rooms(session: &Session, subscribe: bool) -> anyhow::Result<Vec<RoomSummary>> {
     let ctx = &session.ctx;
     let user = session.user_id();
@@ -133,7 +135,7 @@ async fn start_rooms(session: &Session, subscribe: bool) -> anyhow::Result<Vec<R
     let mut rooms = Vec::with_capacity(mine.len());
     for r in mine {
         let id = RoomId::parse(&r.room)?;
-        ctx.rooms.begin(session.id, &r.room);
+        ctx.rooms.begin_at_login(session.id, &r.room);
         let seq = stream::room_head(&mut redis, &ctx.keys, ctx.shards(), &id).await?;
         rooms.push(RoomSummary {
             room: r.room,

@@ -10,11 +10,11 @@
 use super::room_flow;
 use crate::broker::{BrokerError, PublishedMessage, Publisher};
 use crate::protocol::{now_us, ErrorCode, ServerFrame, PROTOCOL_VERSION_ROOMS};
-use crate::room::{RoomId, RoomKind};
+use crate::room::RoomId;
 use crate::room_db::{self, CreateOutcome};
 use crate::server::outbound::{frame, Outbound};
 use crate::server::session::{count_rejection, Next, Session};
-use crate::stream::{self, MemberChange};
+use crate::stream;
 
 /// Where a `send` goes: the lobby (both `None`), a room, or a user.
 pub(super) struct Target {
@@ -161,41 +161,26 @@ async fn resolve(session: &Session, target: Target) -> Option<Option<RoomId>> {
 }
 
 /// Creates the direct room on first use and tells both users' sessions
-/// (membership entries); false after answering a store failure.
+/// (membership entries, recorded by whichever of the two first messages
+/// gets there first, before either is published); false after answering a
+/// store failure.
 async fn open_direct(session: &Session, room: &RoomId) -> bool {
     let ctx = &session.ctx;
     let name = room.as_str();
-    match room_db::ensure_direct(&ctx.pg, room).await {
-        Ok(CreateOutcome::Created) => {}
-        // Direct rooms are never refused for the creator's room count.
-        Ok(CreateOutcome::AlreadyExists | CreateOutcome::TooManyRooms) => return true,
+    let created = match room_db::ensure_direct(&ctx.pg, room).await {
+        Ok(made) => made == CreateOutcome::Created,
         Err(e) => {
             room_flow::store_failed(session, name, "direct room", e).await;
             return false;
         }
-    }
-    let Some((a, b)) = room.direct_members() else {
-        return false;
     };
     let mut redis = ctx.redis.clone();
-    for user in [a, b] {
-        let joined = MemberChange::Joined;
-        let direct = RoomKind::Direct;
-        let recorded = stream::record_membership(
-            &mut redis,
-            &ctx.keys,
-            ctx.shards(),
-            room,
-            user,
-            joined,
-            direct,
-        )
-        .await;
-        if let Err(e) = recorded {
-            room_flow::store_failed(session, name, "room stream", e).await;
-            return false;
-        }
+    if let Err(e) = stream::open_direct(&mut redis, &ctx.keys, ctx.shards(), room).await {
+        room_flow::store_failed(session, name, "room stream", e).await;
+        return false;
     }
-    metrics::counter!("rtmc_rooms_created_total").increment(1);
+    if created {
+        metrics::counter!("rtmc_rooms_created_total").increment(1);
+    }
     true
 }
