@@ -644,6 +644,8 @@ fn a_far_stray_seq_costs_no_memory_and_is_judged() {
 }
 
 mod generated;
+mod room_model;
+mod rooms;
 
 /// A lobby-only history saved in the first format (`rtmc-history/1`,
 /// written before rooms existed), and the verdict that code gave it.
