@@ -72,6 +72,9 @@ pub struct RoomRunHooks {
     /// A connection that loses its server logs in again (any of the
     /// target's servers, in turn) for up to this long, resuming its rooms.
     pub reconnect_within: Option<Duration>,
+    /// Notified once, when publishing starts (after logins, rooms and
+    /// joins): a fault timeline starts from it.
+    pub publishing: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Which step of the run answers belong to.
@@ -215,6 +218,9 @@ pub async fn run_rooms_with(spec: &RoomRun<'_>, hooks: &RoomRunHooks) -> RoomsOu
         spec.plan.schedule.ticks()
     ));
     d.tally.step = Step::Publish;
+    if let Some(publishing) = &hooks.publishing {
+        publishing.notify_one();
+    }
     let publish_secs = d.publish().await;
     say("draining");
     d.await_answers().await;
