@@ -37,6 +37,10 @@ pub struct ChaosReport {
     pub verdict: Verdict,
     /// Every reason the run failed; empty = passed.
     pub failures: Vec<String>,
+    /// A room workload's own report (loadgen's room driver), when the
+    /// scenario ran one; `load` then sums it up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<rtmc_loadgen::engine::rooms::summary::RoomsReport>,
 }
 
 impl ChaosReport {

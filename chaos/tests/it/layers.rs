@@ -59,7 +59,12 @@ const LAYERINGS: &[Layering] = &[
     },
     Layering {
         scope: "scenario",
-        layers: &[&["file"], &["load", "timeline"], &["report"], &["runner"]],
+        layers: &[
+            &["file"],
+            &["load", "room_load", "timeline"],
+            &["report"],
+            &["runner"],
+        ],
     },
 ];
 
