@@ -40,6 +40,10 @@ async fn rooms_survive_a_killed_node_and_broker_during_churn() {
     );
     assert_eq!(v.totals.order_violations, 0, "{text}");
 
+    for f in &report.faults {
+        assert!(f.window.error.is_none(), "{text}");
+        assert!(f.last_client_caught_up_secs.is_some(), "{text}");
+    }
     let busy = v.rooms.iter().filter(|r| r.deliveries > 0).count();
     assert!(
         busy >= ROOMS_WITH_DELIVERIES_AT_LEAST,
