@@ -92,17 +92,26 @@ mod client;
 mod coverage;
 mod judgement;
 mod messages;
+mod room_client;
+mod room_coverage;
+mod room_facts;
+mod room_stored;
 mod seq_table;
 mod stored;
 mod verdict;
 
-pub use verdict::{Anomaly, AnomalyKind, ClientCounts, SeqRange, StoredCounts, Totals, Verdict};
+pub use verdict::{
+    Anomaly, AnomalyKind, ClientCounts, RoomCounts, SeqRange, StoredCounts, Totals, Verdict,
+};
 
 use self::client::{check_client, ClientScratch};
-use self::judgement::Judgement;
+use self::judgement::{Judgement, StoredRecorded};
 use self::messages::Messages;
+use self::room_client::check_client_rooms;
+use self::room_facts::RoomFacts;
+use self::room_stored::check_stored_rooms;
 use self::stored::check_stored;
-use self::verdict::Anomalies;
+use self::verdict::{Anomalies, RoomCounts as Counts};
 use crate::history::History;
 
 /// The checker, with its reporting options.
@@ -132,6 +141,7 @@ impl Checker {
     pub fn check(&self, history: &History) -> Verdict {
         let mut anomalies = Anomalies::new(self.anomalies_per_kind);
         let messages = Messages::gather(history, &mut anomalies);
+        let rooms = RoomFacts::gather(history, &messages, &mut anomalies);
         let n = history.message_ids().len();
         let mut j = Judgement {
             history,
@@ -139,16 +149,28 @@ impl Checker {
             anomalies,
             lost: vec![false; n],
             owed: vec![false; n],
+            rooms,
+            room_counts: vec![Counts::default(); history.rooms().len()],
         };
         let mut scratch = ClientScratch::new(&j);
         let clients: Vec<ClientCounts> = history
             .clients()
             .iter()
-            .map(|c| check_client(&mut j, &mut scratch, c))
+            .map(|c| {
+                let mut counts = check_client(&mut j, &mut scratch, c);
+                check_client_rooms(&mut j, c, &mut counts);
+                counts
+            })
             .collect();
         let stored = history.stored().map(|rows| check_stored(&mut j, rows));
-        j.report_unobserved_and_recovered(stored.is_some());
-        j.verdict(clients, stored)
+        let stored_rooms = history
+            .stored_rooms()
+            .map(|rows| check_stored_rooms(&mut j, rows));
+        j.report_unobserved_and_recovered(StoredRecorded {
+            lobby: stored.is_some(),
+            rooms: stored_rooms.is_some(),
+        });
+        j.verdict(clients, stored, stored_rooms)
     }
 }
 

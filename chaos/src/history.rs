@@ -14,20 +14,28 @@
 //! path allocates a string per event. [`History::save`] and [`History::load`]
 //! keep a failing run's history as JSON so it can be checked again.
 //!
+//! A v2 (rooms) client also has room events (its rooms at login, `joined`,
+//! `left`, per-room `resume_done`, the end of its connection) and room
+//! deliveries, each carrying its room ([`room_record`]); the lobby's records
+//! keep their form, so a lobby-only history reads as it always did.
+//!
 //! Times are microseconds since the recording started (`*_us`), except a
 //! delivery's receive time, kept in milliseconds (`received_at_ms`, a `u32`:
 //! 49 days) so that a delivery stays at 16 bytes; the checker orders
 //! deliveries and session events by their recorded positions, never by time.
 
 pub mod hooks;
+pub mod ids;
 pub mod record;
 pub mod recorder;
+pub mod room_record;
 
 pub use record::{
     ClientHistory, CodeIx, Delivery, History, HistoryError, MessageIx, Outcome, Publish,
-    PublisherHistory, SessionEvent, SessionEventKind, StoredRow, HISTORY_FORMAT,
+    PublisherHistory, RoomIx, SessionEvent, SessionEventKind, StoredRow, HISTORY_FORMAT,
 };
 pub use recorder::{ClientLog, OpId, PublishLog, Recording};
+pub use room_record::{RoomDelivery, RoomEvent, RoomEventKind, StoredRoomRow};
 
 #[cfg(test)]
 mod tests;

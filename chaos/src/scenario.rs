@@ -6,6 +6,7 @@
 pub mod file;
 pub mod load;
 pub mod report;
+pub mod room_load;
 pub mod runner;
 pub mod timeline;
 

@@ -490,6 +490,23 @@ impl Pipeline {
         }
     }
 
+    /// This pipeline's PostgreSQL `room_messages` rows whose room id is
+    /// `LIKE` one of `patterns`, as (room, seq, message_id), each room's in
+    /// the order they were stored.
+    pub async fn stored_room_messages(
+        &self,
+        patterns: &[String],
+    ) -> anyhow::Result<Vec<(String, i64, String)>> {
+        let rows = sqlx::query_as(
+            "SELECT room_id, seq, message_id FROM room_messages WHERE room_id LIKE ANY($1) \
+             ORDER BY room_id, stored_at, seq",
+        )
+        .bind(patterns)
+        .fetch_all(&self.pg)
+        .await?;
+        Ok(rows)
+    }
+
     /// The messages ready (delivered to no consumer, or returned unacked by
     /// one that went away) in this pipeline's main queue, from a passive
     /// declare. A message a consumer holds unacked is not counted until that

@@ -121,6 +121,19 @@ fn tally_messages(
     let messages = j.history.message_ids().len() as u32;
     for m in (0..messages).map(MessageIx) {
         let received = scratch.received_under[m.index()].is_some();
+        if j.messages.in_room[m.index()] {
+            // A room's message: judged with the rooms, unless it came here.
+            if received {
+                counts.leaks += 1;
+                j.report_message(
+                    AnomalyKind::Leak,
+                    Some(client),
+                    m,
+                    "a room message in the lobby",
+                );
+            }
+            continue;
+        }
         match j.messages.status[m.index()] {
             Status::NotAttempted if received => {
                 counts.unexpected += 1;

@@ -3,10 +3,12 @@
 //! PostgreSQL, and how it becomes the [`Verdict`].
 
 use super::messages::{Messages, Status};
+use super::room_facts::RoomFacts;
 use super::verdict::{
-    Anomalies, AnomalyKind, ClientCounts, Seconds, StoredCounts, Totals, Verdict,
+    Anomalies, Anomaly, AnomalyKind, ClientCounts, RoomCounts, Seconds, StoredCounts, Totals,
+    Verdict,
 };
-use crate::history::{ClientHistory, History, MessageIx};
+use crate::history::{ClientHistory, History, MessageIx, RoomDelivery, RoomIx, StoredRoomRow};
 
 /// The state of one check, shared by its steps.
 pub(super) struct Judgement<'h> {
@@ -17,6 +19,19 @@ pub(super) struct Judgement<'h> {
     pub(super) lost: Vec<bool>,
     /// Per message: some client was owed it.
     pub(super) owed: Vec<bool>,
+    /// What the history says about each room.
+    pub(super) rooms: RoomFacts,
+    /// Per room (by [`RoomIx`]): its counts so far.
+    pub(super) room_counts: Vec<RoomCounts>,
+}
+
+/// The stored rows a check was given, by kind of message.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct StoredRecorded {
+    /// PostgreSQL's `messages` rows.
+    pub(super) lobby: bool,
+    /// PostgreSQL's `room_messages` rows.
+    pub(super) rooms: bool,
 }
 
 impl Judgement<'_> {
@@ -53,9 +68,13 @@ impl Judgement<'_> {
 
     /// Acknowledged messages nobody was owed and nobody observed (when no
     /// stored rows can speak for them), and recovered messages.
-    pub(super) fn report_unobserved_and_recovered(&mut self, stored_recorded: bool) {
+    pub(super) fn report_unobserved_and_recovered(&mut self, stored: StoredRecorded) {
         for m in self.messages.all() {
             let observed = self.messages.observed(m);
+            let stored_recorded = match self.messages.in_room[m.index()] {
+                true => stored.rooms,
+                false => stored.lobby,
+            };
             match self.messages.status[m.index()] {
                 Status::Acknowledged if !observed && !self.owed[m.index()] && !stored_recorded => {
                     self.lost[m.index()] = true;
@@ -78,11 +97,18 @@ impl Judgement<'_> {
     }
 
     pub(super) fn verdict(
-        self,
+        mut self,
         clients: Vec<ClientCounts>,
         stored: Option<StoredCounts>,
+        stored_rooms: Option<StoredCounts>,
     ) -> Verdict {
         let totals = self.totals(&clients);
+        let mut rooms = std::mem::take(&mut self.room_counts);
+        for (i, r) in rooms.iter_mut().enumerate() {
+            r.room = self.history.rooms()[i].clone();
+            r.last_seq = self.rooms.last_seq(RoomIx(i as u32));
+        }
+        rooms.sort_by(|a, b| a.room.cmp(&b.room));
         let ids = |keep: &dyn Fn(MessageIx) -> bool| -> Vec<String> {
             let all = self.messages.all().filter(|&m| keep(m));
             all.map(|m| self.history.message_id(m).to_owned()).collect()
@@ -98,6 +124,8 @@ impl Judgement<'_> {
             totals,
             clients,
             stored,
+            rooms,
+            stored_rooms,
             lost,
             unexpected,
             anomalies,
@@ -113,7 +141,7 @@ impl Judgement<'_> {
         let mut t = Totals {
             attempts: self.messages.attempts,
             clients: clients.len() as u64,
-            seq_conflicts: self.messages.seq_conflicts(),
+            seq_conflicts: self.messages.seq_conflicts() + self.rooms.seq_conflicts(),
             ..Totals::default()
         };
         for m in self.messages.all() {
@@ -144,7 +172,125 @@ impl Judgement<'_> {
             t.gaps += c.gaps;
             t.gap_seqs += c.gap_seqs;
             t.order_violations += c.order_violations;
+            t.leaks += c.leaks;
         }
+        t.room_deliveries = self.room_counts.iter().map(|r| r.deliveries).sum();
         t
+    }
+}
+
+/// Reporting anomalies about rooms: each names its room.
+impl Judgement<'_> {
+    /// An anomaly about one room delivery.
+    pub(super) fn report_room_delivery(
+        &mut self,
+        kind: AnomalyKind,
+        client: &ClientHistory,
+        d: &RoomDelivery,
+        detail: String,
+    ) {
+        let history = self.history;
+        self.anomalies.report(kind, |a| {
+            a.client(&client.name)
+                .room(history.room(d.room))
+                .message(history.message_id(d.message))
+                .seq(d.seq)
+                .observed_at(u64::from(d.received_at_ms) * 1000)
+                .detail(detail)
+        });
+    }
+
+    /// An anomaly about a whole room message (at a client, or not).
+    pub(super) fn report_room_message(
+        &mut self,
+        kind: AnomalyKind,
+        client: Option<&ClientHistory>,
+        room: RoomIx,
+        seq: Option<u64>,
+        m: MessageIx,
+    ) {
+        let (history, messages) = (self.history, &self.messages);
+        self.anomalies.report(kind, |mut a| {
+            if let Some(client) = client {
+                a = a.client(&client.name);
+            }
+            a = a.room(history.room(room)).message(history.message_id(m));
+            if let Some(seq) = seq {
+                a = a.seq(seq);
+            }
+            with_publish_times(a, messages, m)
+        });
+    }
+
+    /// An anomaly about a room message, placed where it was first seen (or
+    /// the room it was published to).
+    pub(super) fn report_room_message_unplaced(&mut self, kind: AnomalyKind, m: MessageIx) {
+        let Some((room, seq)) = self.rooms.placed(m) else {
+            return self.report_message(kind, None, m, "");
+        };
+        self.report_room_message(kind, None, room, seq, m);
+    }
+
+    /// Seqs `first ..= last` of `room` the client was owed and never got.
+    pub(super) fn report_room_gap(
+        &mut self,
+        client: &ClientHistory,
+        room: RoomIx,
+        first: u64,
+        last: u64,
+    ) {
+        let history = self.history;
+        let single = self.rooms.at_seq(room, first).filter(|_| first == last);
+        self.anomalies.report(AnomalyKind::Gap, |a| {
+            let a = a
+                .client(&client.name)
+                .room(history.room(room))
+                .seqs(first, last);
+            match single {
+                Some(m) => a.message(history.message_id(m)),
+                None => a,
+            }
+        });
+    }
+
+    /// An anomaly about one `room_messages` row.
+    pub(super) fn report_room_row(
+        &mut self,
+        kind: AnomalyKind,
+        row: &StoredRoomRow,
+        detail: String,
+    ) {
+        let history = self.history;
+        self.anomalies.report(kind, |a| {
+            a.room(history.room(row.room))
+                .message(history.message_id(row.message))
+                .seq(row.seq)
+                .detail(detail)
+        });
+    }
+
+    /// Seqs `first ..= last` of `room` with no `room_messages` row.
+    pub(super) fn report_stored_room_gap(&mut self, room: RoomIx, first: u64, last: u64) {
+        let history = self.history;
+        let single = self.rooms.at_seq(room, first).filter(|_| first == last);
+        self.anomalies.report(AnomalyKind::StoredGap, |a| {
+            let a = a.room(history.room(room)).seqs(first, last);
+            match single {
+                Some(m) => a.message(history.message_id(m)),
+                None => a,
+            }
+        });
+    }
+}
+
+/// When the message was first invoked and acknowledged, on an anomaly.
+fn with_publish_times(mut a: Anomaly, messages: &Messages, m: MessageIx) -> Anomaly {
+    let invoked = messages.first_invoked_at_us[m.index()];
+    if invoked != u64::MAX {
+        a = a.invoked_at(invoked);
+    }
+    match messages.acked_at_us[m.index()] {
+        Some(at) => a.detail(format!("acknowledged at {}", Seconds(at))),
+        None => a,
     }
 }

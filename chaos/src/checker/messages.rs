@@ -68,6 +68,11 @@ pub(super) struct Messages {
     pub(super) observations: usize,
     /// Publish operations.
     pub(super) attempts: u64,
+    /// Per message: a room's (published to a room, or received or stored
+    /// in one); the lobby's checks leave it to the rooms'.
+    pub(super) in_room: Vec<bool>,
+    /// Per message: received or stored in a room.
+    room_observed: Vec<bool>,
 }
 
 impl Messages {
@@ -95,13 +100,33 @@ impl Messages {
             seq_range,
             observations,
             attempts: 0,
+            in_room: vec![false; n],
+            room_observed: vec![false; n],
         };
+        messages.add_rooms(history);
         messages.add_publishes(history);
         messages.add_deliveries(history, anomalies);
         for row in stored {
             messages.add_seq(row.message, row.seq);
         }
         messages
+    }
+
+    /// Which messages are rooms' and which of those anyone observed.
+    fn add_rooms(&mut self, history: &History) {
+        let published = history.publishers().iter().flat_map(|p| &p.publishes);
+        for op in published.filter(|op| op.room.is_some()) {
+            self.in_room[op.message.index()] = true;
+        }
+        let delivered = history.clients().iter().flat_map(|c| &c.room_deliveries);
+        let stored = history.stored_rooms().unwrap_or_default();
+        let observed = delivered
+            .map(|d| d.message)
+            .chain(stored.iter().map(|r| r.message));
+        for m in observed {
+            self.in_room[m.index()] = true;
+            self.room_observed[m.index()] = true;
+        }
     }
 
     fn add_publishes(&mut self, history: &History) {
@@ -162,9 +187,10 @@ impl Messages {
             .chain(others.unwrap_or_default().iter().copied())
     }
 
-    /// Whether some client received it or PostgreSQL holds it.
+    /// Whether some client received it or PostgreSQL holds it (in the
+    /// lobby or a room).
     pub(super) fn observed(&self, message: MessageIx) -> bool {
-        self.first_seq[message.index()].is_some()
+        self.first_seq[message.index()].is_some() || self.room_observed[message.index()]
     }
 
     /// The message clients (first) received under `seq`.

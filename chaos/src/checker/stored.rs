@@ -19,6 +19,9 @@ pub(super) fn check_stored(j: &mut Judgement<'_>, rows: &[StoredRow]) -> StoredC
     };
     let copies = walk_rows(j, rows, &mut counts);
     for m in j.messages.all() {
+        if j.messages.in_room[m.index()] {
+            continue;
+        }
         let stored = copies[m.index()] > 0;
         match j.messages.status[m.index()] {
             Status::Acknowledged if !stored => {

@@ -644,3 +644,34 @@ fn a_far_stray_seq_costs_no_memory_and_is_judged() {
 }
 
 mod generated;
+mod room_model;
+mod rooms;
+
+/// A lobby-only history saved in the first format (`rtmc-history/1`,
+/// written before rooms existed), and the verdict that code gave it.
+const LOBBY_HISTORY_V1: &str = include_str!("../../tests/fixtures/lobby-history-v1.json");
+const LOBBY_VERDICT_V1: &str = include_str!("../../tests/fixtures/lobby-verdict-v1.json");
+
+#[test]
+fn a_lobby_history_of_the_first_format_loads_and_judges_the_same() {
+    let history = History::read_json(LOBBY_HISTORY_V1.as_bytes()).expect("loads");
+    let then: Verdict = serde_json::from_str(LOBBY_VERDICT_V1).expect("the verdict of then");
+    let now = history.check();
+    assert_eq!(now, then, "{now}");
+    assert!(
+        !then.valid && then.totals.lost == 2,
+        "a fixture with anomalies"
+    );
+    assert_eq!(
+        now.to_string().lines().next(),
+        then.to_string().lines().next()
+    );
+    // Written again, it is the same document: the rooms' fields are absent
+    // when empty, and it keeps the format it was read in.
+    let mut json = Vec::new();
+    history.write_json(&mut json).expect("written");
+    assert_eq!(
+        String::from_utf8(json).expect("utf-8"),
+        LOBBY_HISTORY_V1.trim_end()
+    );
+}

@@ -18,6 +18,10 @@ pub enum AnomalyKind {
     Lost,
     /// An acknowledged message PostgreSQL does not hold.
     LostInPostgres,
+    /// A room message delivered to a client outside every one of its
+    /// membership windows of that room (before its join point, after its
+    /// leave point, or in a room it never joined): as bad as a loss.
+    Leak,
     /// A client received a message id nobody attempted.
     Unexpected,
     /// PostgreSQL holds a message id nobody attempted.
@@ -68,6 +72,7 @@ impl AnomalyKind {
         match self {
             AnomalyKind::Lost => "lost",
             AnomalyKind::LostInPostgres => "lost_in_postgres",
+            AnomalyKind::Leak => "leak",
             AnomalyKind::Unexpected => "unexpected",
             AnomalyKind::UnexpectedInPostgres => "unexpected_in_postgres",
             AnomalyKind::Gap => "gap",
@@ -113,6 +118,9 @@ pub struct Anomaly {
     /// The receiving client it concerns; `None` for PostgreSQL and for
     /// the run as a whole.
     pub client: Option<String>,
+    /// The room it concerns; `None` for the lobby.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
     /// The message it concerns.
     pub message_id: Option<String>,
     /// The seq (or a gap's seqs) it concerns.
@@ -131,6 +139,7 @@ impl Anomaly {
         Anomaly {
             kind,
             client: None,
+            room: None,
             message_id: None,
             seqs: None,
             invoked_at_us: None,
@@ -141,6 +150,11 @@ impl Anomaly {
 
     pub(super) fn client(mut self, name: &str) -> Anomaly {
         self.client = Some(name.to_owned());
+        self
+    }
+
+    pub(super) fn room(mut self, room: &str) -> Anomaly {
+        self.room = Some(room.to_owned());
         self
     }
 
@@ -179,6 +193,9 @@ impl fmt::Display for Anomaly {
         write!(f, "{:<23}", self.kind.name())?;
         if let Some(client) = &self.client {
             write!(f, " client {client}")?;
+        }
+        if let Some(room) = &self.room {
+            write!(f, " room {room}")?;
         }
         if let Some(id) = &self.message_id {
             write!(f, " message {id}")?;
@@ -274,13 +291,48 @@ pub struct ClientCounts {
     pub gap_seqs: u64,
     /// Deliveries below a seq it already had, outside a resume replay.
     pub order_violations: u64,
+    /// Room deliveries outside its membership windows.
+    #[serde(default)]
+    pub leaks: u64,
 }
 
 impl ClientCounts {
-    /// Nothing lost, unexpected, missing or out of order.
+    /// Nothing lost, unexpected, missing, out of order or leaked.
     pub fn is_clean(&self) -> bool {
-        self.lost == 0 && self.unexpected == 0 && self.gaps == 0 && self.order_violations == 0
+        self.lost == 0
+            && self.unexpected == 0
+            && self.gaps == 0
+            && self.order_violations == 0
+            && self.leaks == 0
     }
+}
+
+/// One room's counts over its receivers (the lobby has none: its counts
+/// are the totals'). Per-delivery counts are summed over clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomCounts {
+    /// The room id.
+    pub room: String,
+    /// Clients with a membership window of it.
+    pub members: u64,
+    /// Room deliveries to all clients, duplicates included.
+    pub deliveries: u64,
+    /// The highest seq received or stored.
+    pub last_seq: u64,
+    /// Acknowledged (client, message) pairs owed.
+    pub expected: u64,
+    /// Owed and never received.
+    pub lost: u64,
+    /// Deliveries of a seq the client already had.
+    pub duplicated_in_transit: u64,
+    /// A message id under a second seq at one client.
+    pub duplicated_after_dedupe: u64,
+    /// Runs of owed seqs never received.
+    pub gaps: u64,
+    /// First deliveries below a seq already had, outside a replay.
+    pub order_violations: u64,
+    /// Deliveries outside every membership window.
+    pub leaks: u64,
 }
 
 /// The whole run's counts. Message counts are of distinct message ids;
@@ -327,6 +379,13 @@ pub struct Totals {
     pub order_violations: u64,
     /// Seqs clients received under more than one message id.
     pub seq_conflicts: u64,
+    /// Room deliveries to all clients (also in `deliveries`).
+    #[serde(default)]
+    pub room_deliveries: u64,
+    /// Sum over clients of their room deliveries outside every membership
+    /// window.
+    #[serde(default)]
+    pub leaks: u64,
 }
 
 /// What PostgreSQL holds, against the publishes and the deliveries.
@@ -365,6 +424,12 @@ pub struct Verdict {
     pub clients: Vec<ClientCounts>,
     /// PostgreSQL, when its rows were recorded.
     pub stored: Option<StoredCounts>,
+    /// Each room, by room id (empty for a lobby-only history).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rooms: Vec<RoomCounts>,
+    /// PostgreSQL's `room_messages`, when its rows were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_rooms: Option<StoredCounts>,
     /// Every acknowledged message lost anywhere, in the order first seen.
     pub lost: Vec<String>,
     /// Every message received or stored that nobody attempted.
@@ -390,6 +455,11 @@ impl Verdict {
     pub fn client(&self, name: &str) -> Option<&ClientCounts> {
         self.clients.iter().find(|c| c.client == name)
     }
+
+    /// One room's counts.
+    pub fn room(&self, room: &str) -> Option<&RoomCounts> {
+        self.rooms.iter().find(|r| r.room == room)
+    }
 }
 
 impl fmt::Display for Verdict {
@@ -397,13 +467,18 @@ impl fmt::Display for Verdict {
         let t = &self.totals;
         writeln!(
             f,
-            "history check: {} — lost {}, unexpected {}, gaps {}, order violations {}, seq conflicts {}",
+            "history check: {} — lost {}, unexpected {}, gaps {}, order violations {}, seq conflicts {}{}",
             if self.valid { "VALID" } else { "INVALID" },
             t.lost,
             t.unexpected,
             t.gaps,
             t.order_violations,
             t.seq_conflicts,
+            if self.rooms.is_empty() {
+                String::new()
+            } else {
+                format!(", leaks {}", t.leaks)
+            },
         )?;
         writeln!(
             f,
@@ -433,11 +508,12 @@ impl fmt::Display for Verdict {
             )?,
             None => writeln!(f, "postgresql: not recorded")?,
         }
+        self.fmt_rooms(f)?;
         for c in self.clients.iter().filter(|c| !c.is_clean()) {
             writeln!(
                 f,
-                "  client {}: expected {}, ok {}, lost {}, unexpected {}, gaps {} ({} seqs), order violations {}",
-                c.client, c.expected, c.ok, c.lost, c.unexpected, c.gaps, c.gap_seqs, c.order_violations
+                "  client {}: expected {}, ok {}, lost {}, unexpected {}, gaps {} ({} seqs), order violations {}, leaks {}",
+                c.client, c.expected, c.ok, c.lost, c.unexpected, c.gaps, c.gap_seqs, c.order_violations, c.leaks
             )?;
         }
         self.fmt_anomalies(f)
@@ -445,6 +521,42 @@ impl fmt::Display for Verdict {
 }
 
 impl Verdict {
+    /// The rooms' lines: the sum, then each room with an anomaly.
+    fn fmt_rooms(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.rooms.is_empty() {
+            return Ok(());
+        }
+        let sum = |get: fn(&RoomCounts) -> u64| self.rooms.iter().map(get).sum::<u64>();
+        writeln!(
+            f,
+            "rooms: {}, {} room deliveries: lost {}, leaks {}, duplicated {} in transit / {} after dedupe, gaps {}, order violations {}",
+            self.rooms.len(),
+            sum(|r| r.deliveries),
+            sum(|r| r.lost),
+            sum(|r| r.leaks),
+            sum(|r| r.duplicated_in_transit),
+            sum(|r| r.duplicated_after_dedupe),
+            sum(|r| r.gaps),
+            sum(|r| r.order_violations),
+        )?;
+        if let Some(s) = &self.stored_rooms {
+            writeln!(
+                f,
+                "postgresql room_messages: {} rows: lost {}, unexpected {}, duplicated {}, out of order {}, seq conflicts {}, mismatched {}, gaps {} ({} seqs)",
+                s.rows, s.lost, s.unexpected, s.duplicated, s.out_of_order, s.seq_conflicts, s.mismatched, s.gaps, s.gap_seqs
+            )?;
+        }
+        let bad = |r: &&RoomCounts| r.lost + r.leaks + r.gaps + r.order_violations > 0;
+        for r in self.rooms.iter().filter(bad) {
+            writeln!(
+                f,
+                "  room {}: members {}, expected {}, lost {}, leaks {}, gaps {}, order violations {}",
+                r.room, r.members, r.expected, r.lost, r.leaks, r.gaps, r.order_violations
+            )?;
+        }
+        Ok(())
+    }
+
     /// The count of each kind, then the anomalies kept.
     fn fmt_anomalies(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let total: u64 = self.anomaly_counts.values().sum();

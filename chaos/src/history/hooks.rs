@@ -1,12 +1,15 @@
 //! loadgen's event hooks ([`rtmc_loadgen::measure::observe`]) written into a
 //! [`Recording`]: each publish channel gets a [`PublishLog`], each receiving
-//! client a [`ClientLog`], so a run driven by loadgen's own client engine
+//! client a [`ClientLog`], and each connection of a room run one of each
+//! ([`RoomRecorder`]), so a run driven by loadgen's own client engine
 //! leaves the history the checker reads.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use rtmc_loadgen::measure::observe::{ClientObserver, FleetObserver, PublishObserver};
+use rtmc_loadgen::measure::observe::{
+    ClientObserver, FleetObserver, PublishObserver, RoomFleetObserver, RoomObserver,
+};
 
 use crate::history::recorder::{ClientLog, OpId, PublishLog, Recording};
 
@@ -125,5 +128,85 @@ impl ClientObserver for ClientRecorder {
 
     fn disconnected(&mut self, reason: &str) {
         self.0.disconnected(reason);
+    }
+}
+
+/// A room run's connections (protocol v2): each records its room events and
+/// deliveries in a [`ClientLog`] and its sends in a [`PublishLog`], both
+/// named by its user.
+#[derive(Clone)]
+pub struct RoomRecorder(pub Recording);
+
+impl std::fmt::Debug for RoomRecorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RoomRecorder")
+    }
+}
+
+impl RoomFleetObserver for RoomRecorder {
+    fn connection(&self, _index: usize, user: &str) -> Box<dyn RoomObserver> {
+        Box::new(RoomConnectionRecorder {
+            client: self.0.client(user),
+            publishes: self.0.publisher(user),
+            ops: HashMap::new(),
+        })
+    }
+}
+
+/// One connection's logs.
+struct RoomConnectionRecorder {
+    client: ClientLog,
+    publishes: PublishLog,
+    /// The latest attempt of each message id.
+    ops: HashMap<String, OpId>,
+}
+
+impl RoomObserver for RoomConnectionRecorder {
+    fn connected(&mut self, rooms: &[(&str, u64)], resume: &[(&str, u64)]) {
+        let at = self.client.now_us();
+        self.client.rooms_connected_at(at, rooms, resume);
+    }
+
+    fn joined(&mut self, room: &str, seq: u64) {
+        let at = self.client.now_us();
+        self.client.joined_at(at, room, seq);
+    }
+
+    fn left(&mut self, room: &str, seq: u64) {
+        let at = self.client.now_us();
+        self.client.left_at(at, room, seq);
+    }
+
+    fn resumed(&mut self, room: &str, from: u64, head: u64) {
+        let at = self.client.now_us();
+        self.client.room_resumed_at(at, room, from, head);
+    }
+
+    fn delivered(&mut self, room: &str, seq: u64, message_id: &str) {
+        let at = self.client.now_us();
+        self.client.room_delivered_at(at, room, seq, message_id);
+    }
+
+    fn disconnected(&mut self, reason: &str) {
+        self.client.disconnected(reason);
+    }
+
+    fn invoked(&mut self, room: Option<&str>, message_id: &str) {
+        let at = self.publishes.now_us();
+        let op = self.publishes.invoke_in_at(at, room, message_id);
+        self.ops.insert(message_id.to_owned(), op);
+    }
+
+    fn acked(&mut self, message_id: &str, room: Option<&str>) {
+        if let Some(&op) = self.ops.get(message_id) {
+            self.publishes.set_room(op, room);
+            self.publishes.ok(op);
+        }
+    }
+
+    fn refused(&mut self, message_id: &str, code: &str) {
+        if let Some(&op) = self.ops.get(message_id) {
+            self.publishes.fail(op, code);
+        }
     }
 }

@@ -8,25 +8,15 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The `format` of histories this code writes and reads.
-pub const HISTORY_FORMAT: &str = "rtmc-history/1";
+pub use super::ids::{CodeIx, MessageIx, RoomIx};
+use super::room_record::{RoomDelivery, RoomEvent, RoomEventKind, StoredRoomRow};
 
-/// A message id, interned: an index into [`History::message_ids`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct MessageIx(pub(crate) u32);
+/// The `format` of histories this code writes.
+pub const HISTORY_FORMAT: &str = "rtmc-history/2";
 
-impl MessageIx {
-    /// The position in [`History::message_ids`].
-    pub fn index(self) -> usize {
-        self.0 as usize
-    }
-}
-
-/// An error code, interned: an index into the history's code table ([`History::code`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct CodeIx(pub(crate) u32);
+/// Formats read as well: `rtmc-history/1` is the lobby-only format, the same
+/// document without the rooms' fields (which it never has).
+const READABLE_FORMATS: &[&str] = &[HISTORY_FORMAT, "rtmc-history/1"];
 
 /// How a publish attempt ended (Jepsen's ok / fail / info).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +48,10 @@ pub struct Publish {
     pub completed_at_us: Option<u64>,
     /// How it ended.
     pub outcome: Outcome,
+    /// The room it was sent to (for a direct message, the room its
+    /// `send_ack` named); `None` for the lobby.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<RoomIx>,
 }
 
 /// Everything one publisher attempted, in invocation order.
@@ -151,6 +145,14 @@ pub struct ClientHistory {
     pub events: Vec<SessionEvent>,
     /// Every `broadcast` received, in arrival order, duplicates included.
     pub deliveries: Vec<Delivery>,
+    /// Room memberships and the v2 sessions carrying them, in order (empty
+    /// for a v1 client).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_events: Vec<RoomEvent>,
+    /// Every room `broadcast` received, in arrival order, duplicates
+    /// included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub room_deliveries: Vec<RoomDelivery>,
 }
 
 /// One row of PostgreSQL's `messages` table. Serialized as `[seq, message]`.
@@ -193,6 +195,14 @@ pub struct History {
     /// PostgreSQL's rows in the order they were read (the table's insertion
     /// order), when they were read.
     pub(super) stored: Option<Vec<StoredRow>>,
+    /// Every room id seen (joined, delivered, published to or stored), once
+    /// each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) rooms: Vec<String>,
+    /// PostgreSQL's `room_messages` rows, in each room's insertion order,
+    /// when they were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) stored_rooms: Option<Vec<StoredRoomRow>>,
     /// When the run had drained (every delivery that would come had come):
     /// disconnects from then on are the harness tearing clients down, not
     /// clients leaving.
@@ -220,7 +230,7 @@ pub enum HistoryError {
     #[error("history JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// A history of another format version.
-    #[error("history format {found:?}, expected {HISTORY_FORMAT:?}")]
+    #[error("history format {found:?}, expected {HISTORY_FORMAT:?} or rtmc-history/1")]
     Format {
         /// What the file says.
         found: String,
@@ -272,6 +282,27 @@ impl History {
         self.stored.as_deref()
     }
 
+    /// Every interned room id; `RoomIx(i)` is `rooms()[i]`.
+    pub fn rooms(&self) -> &[String] {
+        &self.rooms
+    }
+
+    /// The room id behind an index.
+    pub fn room(&self, room: RoomIx) -> &str {
+        &self.rooms[room.index()]
+    }
+
+    /// The index of a room id (a linear search: for tests and tools).
+    pub fn room_ix(&self, room: &str) -> Option<RoomIx> {
+        let i = self.rooms.iter().position(|r| r == room)?;
+        Some(RoomIx(i as u32))
+    }
+
+    /// PostgreSQL's `room_messages` rows, if they were recorded.
+    pub fn stored_rooms(&self) -> Option<&[StoredRoomRow]> {
+        self.stored_rooms.as_deref()
+    }
+
     /// When the run had drained, if that was recorded
     /// (`Recording::drained`).
     pub fn drained_at_us(&self) -> Option<u64> {
@@ -315,7 +346,7 @@ impl History {
     /// Everything the checker relies on: the format, unique message ids, and
     /// every index and delivery position in range.
     fn validate(&self) -> Result<(), HistoryError> {
-        if self.format != HISTORY_FORMAT {
+        if !READABLE_FORMATS.contains(&self.format.as_str()) {
             return Err(HistoryError::Format {
                 found: self.format.clone(),
             });
@@ -356,6 +387,55 @@ impl History {
         let rows = self.stored.as_deref().unwrap_or_default();
         if !rows.iter().all(|r| message_ok(r.message)) {
             return bad("stored row: message index out of range".to_owned());
+        }
+        self.validate_rooms(message_ok)
+    }
+
+    /// The rooms' part: unique room ids, every room index in range, room
+    /// event positions in order.
+    fn validate_rooms(&self, message_ok: impl Fn(MessageIx) -> bool) -> Result<(), HistoryError> {
+        let bad = |what: String| Err(HistoryError::Inconsistent(what));
+        let mut distinct = HashSet::with_capacity(self.rooms.len());
+        if let Some(dup) = self.rooms.iter().find(|r| !distinct.insert(*r)) {
+            return bad(format!("room id {dup:?} interned twice"));
+        }
+        let room_ok = |r: RoomIx| r.index() < self.rooms.len();
+        let publishes = self.publishers.iter().flat_map(|p| &p.publishes);
+        if !publishes.filter_map(|op| op.room).all(room_ok) {
+            return bad("publish: room index out of range".to_owned());
+        }
+        for c in &self.clients {
+            let deliveries_ok = c
+                .room_deliveries
+                .iter()
+                .all(|d| room_ok(d.room) && message_ok(d.message));
+            let events_ok = c.room_events.iter().all(|e| match &e.kind {
+                RoomEventKind::Connected { rooms, resume } => {
+                    rooms.iter().chain(resume).all(|&(r, _)| room_ok(r))
+                }
+                RoomEventKind::Joined { room, .. }
+                | RoomEventKind::Left { room, .. }
+                | RoomEventKind::Resumed { room, .. } => room_ok(*room),
+                RoomEventKind::Disconnected { .. } => true,
+            });
+            let positions = c.room_events.iter().map(|e| e.deliveries_before);
+            let in_order = positions
+                .clone()
+                .zip(positions.skip(1))
+                .all(|(a, b)| a <= b)
+                && c.room_events
+                    .last()
+                    .is_none_or(|e| e.deliveries_before <= c.room_deliveries.len() as u64);
+            if !(deliveries_ok && events_ok && in_order) {
+                return bad(format!("client {:?}: room records out of range", c.name));
+            }
+        }
+        let rows = self.stored_rooms.as_deref().unwrap_or_default();
+        if !rows
+            .iter()
+            .all(|r| room_ok(r.room) && message_ok(r.message))
+        {
+            return bad("stored room row: index out of range".to_owned());
         }
         Ok(())
     }

@@ -22,8 +22,9 @@ use std::time::Instant;
 
 use super::record::{
     ClientHistory, CodeIx, Delivery, History, HistoryError, MessageIx, Outcome, Publish,
-    PublisherHistory, SessionEvent, SessionEventKind, StoredRow, HISTORY_FORMAT,
+    PublisherHistory, RoomIx, SessionEvent, SessionEventKind, StoredRow, HISTORY_FORMAT,
 };
+use super::room_record::{RoomDelivery, RoomEvent, RoomEventKind, StoredRoomRow};
 
 /// The run being recorded: its clock, its message ids, and the logs handed
 /// back so far. Cheap to clone (one `Arc`).
@@ -37,6 +38,8 @@ struct Shared {
     started: Instant,
     /// Message id ↔ dense index, shared by every log.
     messages: RwLock<MessageTable>,
+    /// Room id ↔ dense index, shared by every log.
+    rooms: RwLock<MessageTable>,
     /// Logs handed back, and the stored rows.
     returned: Mutex<Returned>,
     /// Gives each log its place in the history (the order logs were opened).
@@ -45,6 +48,7 @@ struct Shared {
     open_logs: AtomicUsize,
 }
 
+/// Strings interned into dense indices (message ids, room ids).
 #[derive(Default)]
 struct MessageTable {
     ids: Vec<Arc<str>>,
@@ -74,6 +78,7 @@ struct Returned {
     publishers: Vec<(u64, PublisherLogParts)>,
     clients: Vec<(u64, ClientHistory)>,
     stored: Option<Vec<StoredRow>>,
+    stored_rooms: Option<Vec<StoredRoomRow>>,
     drained_at_us: Option<u64>,
 }
 
@@ -90,6 +95,7 @@ impl Recording {
             shared: Arc::new(Shared {
                 started: Instant::now(),
                 messages: RwLock::default(),
+                rooms: RwLock::default(),
                 returned: Mutex::default(),
                 next_log: AtomicU64::new(0),
                 open_logs: AtomicUsize::new(0),
@@ -124,6 +130,8 @@ impl Recording {
                 name: name.into(),
                 events: Vec::new(),
                 deliveries: Vec::new(),
+                room_events: Vec::new(),
+                room_deliveries: Vec::new(),
             },
         }
     }
@@ -143,6 +151,25 @@ impl Recording {
         };
         let mut returned = self.shared.returned();
         returned.stored.get_or_insert_with(Vec::new).extend(rows);
+    }
+
+    /// Adds rows read from PostgreSQL's `room_messages` table after the run
+    /// drained, as `(room, seq, message_id)` in each room's insertion order;
+    /// call it again to add more.
+    pub fn stored_rooms<'a>(&self, rows: impl IntoIterator<Item = (&'a str, u64, &'a str)>) {
+        let rows: Vec<StoredRoomRow> = rows
+            .into_iter()
+            .map(|(room, seq, id)| StoredRoomRow {
+                room: self.shared.room(room),
+                seq,
+                message: self.shared.intern(id),
+            })
+            .collect();
+        let mut returned = self.shared.returned();
+        returned
+            .stored_rooms
+            .get_or_insert_with(Vec::new)
+            .extend(rows);
     }
 
     /// Marks the run drained: every delivery that will come has come.
@@ -169,12 +196,15 @@ impl Recording {
             mut publishers,
             mut clients,
             stored,
+            stored_rooms,
             drained_at_us,
         } = mem::take(&mut *self.shared.returned());
         publishers.sort_by_key(|(order, _)| *order);
         clients.sort_by_key(|(order, _)| *order);
         let table = mem::take(&mut *self.shared.write_messages());
         let message_ids = table.ids.iter().map(|id| id.to_string()).collect();
+        let rooms = mem::take(&mut *self.shared.write_rooms());
+        let rooms = rooms.ids.iter().map(|id| id.to_string()).collect();
         let (codes, publishers) = merge_codes(publishers.into_iter().map(|(_, p)| p));
         // Every index was made by this recording's tables: valid by construction.
         Ok(History {
@@ -184,6 +214,8 @@ impl Recording {
             publishers,
             clients: clients.into_iter().map(|(_, c)| c).collect(),
             stored,
+            rooms,
+            stored_rooms,
             drained_at_us,
         })
     }
@@ -247,6 +279,20 @@ impl Shared {
         self.write_messages().intern(id)
     }
 
+    fn write_rooms(&self) -> std::sync::RwLockWriteGuard<'_, MessageTable> {
+        self.rooms.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A room id's index; the read lock first, as for deliveries.
+    fn room(&self, id: &str) -> RoomIx {
+        let known = self
+            .rooms
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id);
+        RoomIx(known.unwrap_or_else(|| self.write_rooms().intern(id)).0)
+    }
+
     /// The read lock first: a delivered id is nearly always known already.
     fn lookup_or_intern(&self, id: &str) -> MessageIx {
         let known = self
@@ -294,8 +340,26 @@ impl PublishLog {
             invoked_at_us: at_us,
             completed_at_us: None,
             outcome: Outcome::Unknown,
+            room: None,
         });
         OpId(self.history.publishes.len() - 1)
+    }
+
+    /// [`invoke_at`](Self::invoke_at) of a send to `room` (`None`: the
+    /// lobby).
+    pub fn invoke_in_at(&mut self, at_us: u64, room: Option<&str>, message_id: &str) -> OpId {
+        let op = self.invoke_at(at_us, message_id);
+        self.set_room(op, room);
+        op
+    }
+
+    /// Names the room an attempt went to, once known (a direct message's
+    /// room is named by its `send_ack`).
+    pub fn set_room(&mut self, op: OpId, room: Option<&str>) {
+        let room = room.map(|r| self.shared.room(r));
+        if let (Some(publish), Some(room)) = (self.history.publishes.get_mut(op.0), room) {
+            publish.room = Some(room);
+        }
     }
 
     /// The attempt was acknowledged (`send_ack`, HTTP 202).
@@ -423,7 +487,13 @@ impl ClientLog {
     }
 
     /// [`disconnected`](Self::disconnected) at a given time.
+    /// A v2 client's connection ends its room memberships' live delivery
+    /// too: recorded among its room events as well (once it has any).
     pub fn disconnected_at(&mut self, at_us: u64, reason: &str) {
+        if !self.history.room_events.is_empty() {
+            let reason = reason.to_owned();
+            self.room_event(at_us, RoomEventKind::Disconnected { reason });
+        }
         let reason = reason.to_owned();
         self.event(at_us, SessionEventKind::Disconnected { reason });
     }
@@ -443,6 +513,62 @@ impl ClientLog {
         });
     }
 
+    /// `login_ok` of a v2 session: `rooms` as `(room, seq)` from
+    /// `login_ok.rooms`, `resume` the login's `resume_rooms`.
+    pub fn rooms_connected_at(
+        &mut self,
+        at_us: u64,
+        rooms: &[(&str, u64)],
+        resume: &[(&str, u64)],
+    ) {
+        let ix = |list: &[(&str, u64)]| -> Vec<(RoomIx, u64)> {
+            list.iter()
+                .map(|&(r, s)| (self.shared.room(r), s))
+                .collect()
+        };
+        let (rooms, resume) = (ix(rooms), ix(resume));
+        self.room_event(at_us, RoomEventKind::Connected { rooms, resume });
+    }
+
+    /// `joined {room, seq}` at a given time.
+    pub fn joined_at(&mut self, at_us: u64, room: &str, seq: u64) {
+        let room = self.shared.room(room);
+        self.room_event(at_us, RoomEventKind::Joined { room, seq });
+    }
+
+    /// `left {room, seq}` at a given time.
+    pub fn left_at(&mut self, at_us: u64, room: &str, seq: u64) {
+        let room = self.shared.room(room);
+        self.room_event(at_us, RoomEventKind::Left { room, seq });
+    }
+
+    /// `resume_done {room, last_seq: head}` after a resume of `room` from
+    /// `from`, at a given time.
+    pub fn room_resumed_at(&mut self, at_us: u64, room: &str, from: u64, head: u64) {
+        let room = self.shared.room(room);
+        self.room_event(at_us, RoomEventKind::Resumed { room, from, head });
+    }
+
+    /// A room `broadcast` arrived (record every one, before deduping).
+    pub fn room_delivered_at(&mut self, at_us: u64, room: &str, seq: u64, message_id: &str) {
+        let room = self.shared.room(room);
+        let message = self.shared.lookup_or_intern(message_id);
+        self.history.room_deliveries.push(RoomDelivery {
+            room,
+            seq,
+            message,
+            received_at_ms: u32::try_from(at_us / 1000).unwrap_or(u32::MAX),
+        });
+    }
+
+    fn room_event(&mut self, at_us: u64, kind: RoomEventKind) {
+        self.history.room_events.push(RoomEvent {
+            at_us,
+            deliveries_before: self.history.room_deliveries.len() as u64,
+            kind,
+        });
+    }
+
     fn event(&mut self, at_us: u64, kind: SessionEventKind) {
         self.history.events.push(SessionEvent {
             at_us,
@@ -457,6 +583,7 @@ impl Drop for ClientLog {
         let mut history = mem::take(&mut self.history);
         // The run is over for this log: give back the growth slack.
         history.deliveries.shrink_to_fit();
+        history.room_deliveries.shrink_to_fit();
         self.shared.returned().clients.push((self.order, history));
         self.shared.open_logs.fetch_sub(1, Ordering::AcqRel);
     }

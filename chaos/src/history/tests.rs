@@ -50,7 +50,7 @@ fn the_json_is_compact_and_readable() {
     let mut json = Vec::new();
     sample().write_json(&mut json).expect("written");
     let json = String::from_utf8(json).expect("utf-8");
-    assert!(json.starts_with(r#"{"format":"rtmc-history/1","message_ids":["m-1","m-2","m-3","m-4"],"codes":["broker_unavailable"]"#), "{json}");
+    assert!(json.starts_with(r#"{"format":"rtmc-history/2","message_ids":["m-1","m-2","m-3","m-4"],"codes":["broker_unavailable"]"#), "{json}");
     assert!(
         json.contains(r#""deliveries":[[1,0,25],[2,2,27]]"#),
         "{json}"
@@ -203,7 +203,7 @@ fn a_history_that_contradicts_itself_is_refused() {
     let bad_index = json.replace("[[1,0,25]", "[[1,9,25]");
     let err = History::read_json(bad_index.as_bytes());
     assert!(matches!(err, Err(HistoryError::Inconsistent(_))), "{err:?}");
-    let bad_format = json.replace("rtmc-history/1", "rtmc-history/0");
+    let bad_format = json.replace("rtmc-history/2", "rtmc-history/0");
     let err = History::read_json(bad_format.as_bytes());
     assert!(matches!(err, Err(HistoryError::Format { .. })), "{err:?}");
     let bad_position = json.replace(r#""deliveries_before":2"#, r#""deliveries_before":7"#);
@@ -212,4 +212,67 @@ fn a_history_that_contradicts_itself_is_refused() {
     let truncated = &json[..json.len() / 2];
     let err = History::read_json(truncated.as_bytes());
     assert!(matches!(err, Err(HistoryError::Json(_))), "{err:?}");
+}
+
+/// A v2 client in two rooms: a login listing one, a join, a delivery in
+/// each, a leave, a resume; a direct message's room named at its ack.
+fn room_sample() -> History {
+    let rec = Recording::start();
+    let mut p = rec.publisher("owner");
+    let op = p.invoke_in_at(10, Some("team"), "r-1");
+    p.ok_at(op, 20);
+    let dm = p.invoke_at(30, "d-1");
+    p.set_room(dm, Some("dm:a:b"));
+    p.ok_at(dm, 40);
+    let mut bob = rec.client("bob");
+    bob.rooms_connected_at(5, &[("general", 4)], &[]);
+    bob.joined_at(6, "team", 0);
+    bob.room_delivered_at(25_000, "team", 1, "r-1");
+    bob.room_delivered_at(26_000, "dm:a:b", 1, "d-1");
+    bob.left_at(27_000, "team", 1);
+    bob.disconnected_at(28_000, "eof");
+    bob.rooms_connected_at(29_000, &[("general", 4)], &[("general", 4)]);
+    bob.room_resumed_at(29_500, "general", 4, 4);
+    drop((p, bob));
+    rec.stored_rooms([("team", 1, "r-1"), ("dm:a:b", 1, "d-1")]);
+    rec.finish().expect("every log handed back")
+}
+
+#[test]
+fn a_room_history_keeps_its_rooms_through_save_and_load() {
+    let history = room_sample();
+    assert_eq!(history.rooms(), ["team", "dm:a:b", "general"]);
+    let bob = history.client("bob").expect("bob");
+    assert_eq!(bob.room_deliveries.len(), 2);
+    assert_eq!(bob.room_events.len(), 6, "{:?}", bob.room_events);
+    assert!(matches!(
+        bob.room_events[3].kind,
+        RoomEventKind::Disconnected { .. }
+    ));
+    let publishes = &history.publishers()[0].publishes;
+    assert_eq!(publishes[1].room, history.room_ix("dm:a:b"));
+    let mut json = Vec::new();
+    history.write_json(&mut json).expect("written");
+    let json = String::from_utf8(json).expect("utf-8");
+    assert!(
+        json.contains(r#""room_deliveries":[[0,1,0,25],[1,1,1,26]]"#),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#""kind":{"joined":{"room":0,"seq":0}}"#),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#""stored_rooms":[[0,1,0],[1,1,1]]"#),
+        "{json}"
+    );
+    let loaded = History::read_json(json.as_bytes()).expect("loads");
+    assert_eq!(loaded, history);
+    assert_eq!(loaded.check(), history.check());
+    let bad_room = json.replace(
+        r#""room_deliveries":[[0,1,0,25]"#,
+        r#""room_deliveries":[[7,1,0,25]"#,
+    );
+    let err = History::read_json(bad_room.as_bytes());
+    assert!(matches!(err, Err(HistoryError::Inconsistent(_))), "{err:?}");
 }

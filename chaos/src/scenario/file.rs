@@ -3,7 +3,10 @@
 //! serde shape, written back as-is for a replay) and checked into a
 //! [`Scenario`] whose faults are typed, or a [`ScenarioError`] that names
 //! the fault and the field that is wrong. [`Scenario::random`] draws a
-//! schedule from a seed: the same seed gives the same schedule.
+//! schedule from a seed: the same seed gives the same schedule. A
+//! `[workload]` table (loadgen's room workload) makes the clients run the
+//! protocol v2 room driver instead; such a scenario may kill server nodes
+//! (`target = "server-<i>"`).
 //!
 //! ```toml
 //! name = "broker-sigkill"
@@ -23,6 +26,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
+use rtmc_loadgen::workload::spec::WorkloadProfile;
 use rtmc_testkit::services::Kind;
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +48,10 @@ pub struct ScenarioFile {
     /// The faults, each with its window.
     #[serde(default)]
     pub faults: Vec<FaultFile>,
+    /// A room workload (loadgen's `[workload]` table): the clients run the
+    /// protocol v2 room driver with churn instead of the global room.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadProfile>,
 }
 
 /// The `[load]` table.
@@ -96,7 +104,8 @@ pub struct FaultFile {
     pub lasts: String,
     /// What: see [`FAULT_NAMES`].
     pub fault: String,
-    /// A service (`rabbitmq`, `redis`, `postgres`) or `clients`.
+    /// A service (`rabbitmq`, `redis`, `postgres`), a server node
+    /// (`server-<i>`, room scenarios) or `clients`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     /// A link (`consumer-redis`, `client-server-0`, …) for proxy faults.
@@ -149,6 +158,8 @@ pub struct Scenario {
     pub faults: Vec<TimedFault>,
     /// What it was read from, for the replayable copy.
     pub file: ScenarioFile,
+    /// The room workload, if the clients run one.
+    pub workload: Option<WorkloadProfile>,
 }
 
 /// How publishing travels.
@@ -238,8 +249,19 @@ pub enum ClientFaultSpec {
 /// What a fault does.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FaultSpec {
-    Outage { service: Kind, outage: Outage },
-    Link { link: Link, fault: LinkFault },
+    Outage {
+        service: Kind,
+        outage: Outage,
+    },
+    /// An outage of server node `node` (an `rtmc server` process).
+    Node {
+        node: usize,
+        outage: Outage,
+    },
+    Link {
+        link: Link,
+        fault: LinkFault,
+    },
     Clients(ClientFaultSpec),
 }
 
@@ -251,6 +273,7 @@ impl FaultSpec {
             FaultSpec::Outage { service, .. } => {
                 crate::stack::outage::service_name(*service).to_owned()
             }
+            FaultSpec::Node { node, .. } => format!("server-{node}"),
             FaultSpec::Link { link, .. } => link.name(),
             FaultSpec::Clients(_) => "clients".into(),
         }
@@ -360,6 +383,21 @@ fn parse_service(name: &str) -> Result<Kind, String> {
     }
 }
 
+/// A server node that can be taken down: `1 ..< servers` (node 0 runs in
+/// the runner's process, the others as `rtmc server` processes).
+fn parse_node(node: &str, servers: usize) -> Result<usize, String> {
+    match node.parse::<usize>() {
+        Ok(n) if n >= 1 && n < servers => Ok(n),
+        _ if servers < 2 => Err(format!(
+            "unknown server node {node:?}: node 0 runs in process and cannot fail; raise load.servers"
+        )),
+        _ => Err(format!(
+            "unknown server node {node:?}; nodes that can fail: server-1 to server-{}",
+            servers - 1
+        )),
+    }
+}
+
 fn parse_direction(d: Option<&str>) -> Result<Option<Direction>, String> {
     match d {
         None => Ok(None),
@@ -375,6 +413,12 @@ impl FaultFile {
     /// The typed fault, for a stack with `servers` server nodes.
     fn spec(&self, servers: usize) -> Result<FaultSpec, String> {
         if let Some(outage) = self.outage() {
+            if let Some(node) = self.target()?.strip_prefix("server-") {
+                return Ok(FaultSpec::Node {
+                    node: parse_node(node, servers)?,
+                    outage,
+                });
+            }
             let service = parse_service(self.target()?)?;
             return Ok(FaultSpec::Outage { service, outage });
         }
@@ -565,10 +609,12 @@ impl Scenario {
             faults.push(TimedFault { at, lasts, fault });
         }
         check_overlaps(&faults)?;
+        check_workload(&file, &load, &faults)?;
         Ok(Scenario {
             name: file.name.clone(),
             load,
             faults,
+            workload: file.workload.clone(),
             file,
         })
     }
@@ -624,6 +670,7 @@ impl Scenario {
                 body_bytes: default_body_bytes(),
             },
             faults,
+            workload: None,
         })
     }
 }
@@ -671,6 +718,44 @@ fn random_fault(rng: &mut impl Rng) -> FaultFile {
     }
 }
 
+/// A room workload must suit the load's clients; it publishes over TCP
+/// (its rooms' owners), and its clients are the room driver's, so client
+/// faults need the global room. Server node outages need a room workload
+/// (its driver logs in again after losing its node).
+fn check_workload(
+    file: &ScenarioFile,
+    load: &Load,
+    faults: &[TimedFault],
+) -> Result<(), ScenarioError> {
+    let fault_err = |k: usize, message: &str| ScenarioError::Fault {
+        index: k + 1,
+        fault: file.faults[k].fault.clone(),
+        message: message.to_owned(),
+    };
+    for (k, f) in faults.iter().enumerate() {
+        match (&f.fault, &file.workload) {
+            (FaultSpec::Clients(_), Some(_)) => {
+                return Err(fault_err(
+                    k,
+                    "client faults need the global room (no [workload])",
+                ))
+            }
+            (FaultSpec::Node { .. }, None) => {
+                return Err(fault_err(
+                    k,
+                    "server node outages need a room workload ([workload])",
+                ))
+            }
+            _ => {}
+        }
+    }
+    if let Some(w) = &file.workload {
+        w.validate(load.clients)
+            .map_err(|e| ScenarioError::Load(format!("workload: {}", e.0)))?;
+    }
+    Ok(())
+}
+
 fn check_overlaps(faults: &[TimedFault]) -> Result<(), ScenarioError> {
     let window = |f: &TimedFault| format!("{}–{}", format_span(f.at), format_span(f.end()));
     for (i, a) in faults.iter().enumerate() {
@@ -700,7 +785,7 @@ impl fmt::Display for FaultSpec {
         };
         let target = self.target();
         match self {
-            FaultSpec::Outage { outage, .. } => {
+            FaultSpec::Outage { outage, .. } | FaultSpec::Node { outage, .. } => {
                 write!(f, "{target} {}", format!("{outage:?}").to_lowercase())
             }
             FaultSpec::Link { fault, .. } => match fault {

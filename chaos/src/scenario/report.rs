@@ -37,6 +37,10 @@ pub struct ChaosReport {
     pub verdict: Verdict,
     /// Every reason the run failed; empty = passed.
     pub failures: Vec<String>,
+    /// A room workload's own report (loadgen's room driver), when the
+    /// scenario ran one; `load` then sums it up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rooms: Option<rtmc_loadgen::engine::rooms::summary::RoomsReport>,
 }
 
 impl ChaosReport {
@@ -74,12 +78,14 @@ pub fn recovery(history: &History, end_us: u64) -> (Option<f64>, Option<f64>) {
             None => {}
         }
     }
-    let caught_up_ms = history
-        .clients()
-        .iter()
-        .flat_map(|c| &c.deliveries)
-        .filter(|d| owed.contains(&d.message))
-        .map(|d| u64::from(d.received_at_ms))
+    let clients = history.clients().iter();
+    let lobby = clients.clone().flat_map(|c| &c.deliveries);
+    let rooms = clients.flat_map(|c| &c.room_deliveries);
+    let caught_up_ms = lobby
+        .map(|d| (d.message, d.received_at_ms))
+        .chain(rooms.map(|d| (d.message, d.received_at_ms)))
+        .filter(|(m, _)| owed.contains(m))
+        .map(|(_, at_ms)| u64::from(at_ms))
         .max();
     let end_ms = end_us / 1000;
     let secs = |us: u64| us as f64 / 1e6;

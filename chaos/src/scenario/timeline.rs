@@ -1,8 +1,8 @@
 //! Runs a scenario's faults at their offsets while the load runs: each
 //! fault is applied at `at` after publishing started and undone at
-//! `at + for`, on the stack's services (outages), its links' proxies
-//! (toxics, down, hold, partition) or loadgen's clients (storms, half-open,
-//! slow readers). Every fault leaves a [`FaultWindow`]: when it was in
+//! `at + for`, on the stack's services (outages), its server node processes
+//! (outages), its links' proxies (toxics, down, hold, partition) or
+//! loadgen's clients (storms, half-open, slow readers). Every fault leaves a [`FaultWindow`]: when it was in
 //! effect and when it was undone, for the report's shading and recovery
 //! times.
 
@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::proxy::fault_proxy::FaultProxy;
 use crate::proxy::toxics::{ms, Direction};
 use crate::scenario::file::{ClientFaultSpec, FaultSpec, LinkFault, Outage, TimedFault};
-use crate::stack::outage::ServiceFault;
+use crate::stack::outage::{ProcessFault, ServiceFault};
 use crate::stack::ChaosStack;
 
 /// When one fault was in effect, in seconds since publishing started.
@@ -38,10 +38,31 @@ pub struct FaultWindow {
     pub error: Option<String>,
 }
 
+/// What faults act on beyond the stack's services and links.
+#[derive(Clone, Default)]
+pub struct FaultTargets {
+    /// loadgen's clients of a global-room load (none for a room workload).
+    pub clients: Option<FleetFaults>,
+    /// Server nodes `1 ..` as processes (`nodes[i - 1]` is node `i`).
+    pub nodes: Arc<Vec<ProcessFault>>,
+}
+
+impl FaultTargets {
+    /// A global-room load's clients, and no server node processes.
+    pub fn of_clients(clients: FleetFaults) -> Self {
+        FaultTargets {
+            clients: Some(clients),
+            nodes: Arc::default(),
+        }
+    }
+}
+
 /// How to undo an applied fault.
 enum Undo {
     Start(ServiceFault),
     Unpause(ServiceFault),
+    StartNode(Arc<Vec<ProcessFault>>, usize),
+    UnpauseNode(Arc<Vec<ProcessFault>>, usize),
     /// Removes the toxic(s) one verb added.
     RemoveToxic(Box<dyn FnOnce() + Send>),
     Up(FaultProxy),
@@ -56,12 +77,12 @@ enum Undo {
 pub async fn run(
     faults: Vec<TimedFault>,
     stack: Arc<ChaosStack>,
-    clients: FleetFaults,
+    targets: FaultTargets,
     t0: Instant,
 ) -> Vec<FaultWindow> {
     let mut tasks = JoinSet::new();
     for (k, f) in faults.into_iter().enumerate() {
-        let (stack, clients) = (stack.clone(), clients.clone());
+        let (stack, clients) = (stack.clone(), targets.clone());
         tasks.spawn(async move { run_one(k + 1, f, &stack, clients, t0).await });
     }
     let mut windows = Vec::new();
@@ -79,7 +100,7 @@ async fn run_one(
     index: usize,
     f: TimedFault,
     stack: &ChaosStack,
-    clients: FleetFaults,
+    clients: FaultTargets,
     t0: Instant,
 ) -> FaultWindow {
     let secs = |i: Instant| i.saturating_duration_since(t0).as_secs_f64();
@@ -114,9 +135,24 @@ async fn run_one(
 async fn apply(
     fault: &FaultSpec,
     stack: &ChaosStack,
-    clients: &FleetFaults,
+    targets: &FaultTargets,
 ) -> anyhow::Result<Undo> {
     Ok(match *fault {
+        FaultSpec::Node { node, outage } => {
+            let nodes = targets.nodes.clone();
+            let target = nodes
+                .get(node.wrapping_sub(1))
+                .ok_or_else(|| anyhow::anyhow!("server node {node} is not a process here"))?;
+            match outage {
+                Outage::Sigkill => target.crash().await.map(drop)?,
+                Outage::Stop => target.stop().await.map(drop)?,
+                Outage::Pause => {
+                    target.pause().await?;
+                    return Ok(Undo::UnpauseNode(nodes, node - 1));
+                }
+            }
+            Undo::StartNode(nodes, node - 1)
+        }
         FaultSpec::Outage { service, outage } => {
             let target = stack.service_fault(service);
             match outage {
@@ -138,25 +174,36 @@ async fn apply(
             let proxy = stack.link(link).clone();
             apply_link(fault, proxy).await
         }
-        FaultSpec::Clients(c) => match c {
-            ClientFaultSpec::DisconnectStorm { fraction, resume } => {
-                Undo::Reconnect(clients.clone(), clients.disconnect_storm(fraction), resume)
-            }
-            ClientFaultSpec::HalfOpen { fraction } => {
-                let picked = clients.pick(fraction);
-                clients.half_open(&picked);
-                Undo::ReadNormally(clients.clone(), picked)
-            }
-            ClientFaultSpec::SlowReaders {
-                fraction,
-                bytes_per_sec,
-            } => {
-                let picked = clients.pick(fraction);
-                clients.slow_readers(&picked, bytes_per_sec);
-                Undo::ReadNormally(clients.clone(), picked)
-            }
-        },
+        FaultSpec::Clients(c) => {
+            let clients = targets
+                .clients
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("client faults need the global room's clients"))?;
+            apply_clients(c, clients)
+        }
     })
+}
+
+/// A fault loadgen's clients act out.
+fn apply_clients(c: ClientFaultSpec, clients: &FleetFaults) -> Undo {
+    match c {
+        ClientFaultSpec::DisconnectStorm { fraction, resume } => {
+            Undo::Reconnect(clients.clone(), clients.disconnect_storm(fraction), resume)
+        }
+        ClientFaultSpec::HalfOpen { fraction } => {
+            let picked = clients.pick(fraction);
+            clients.half_open(&picked);
+            Undo::ReadNormally(clients.clone(), picked)
+        }
+        ClientFaultSpec::SlowReaders {
+            fraction,
+            bytes_per_sec,
+        } => {
+            let picked = clients.pick(fraction);
+            clients.slow_readers(&picked, bytes_per_sec);
+            Undo::ReadNormally(clients.clone(), picked)
+        }
+    }
 }
 
 async fn apply_link(fault: LinkFault, proxy: FaultProxy) -> Undo {
@@ -210,6 +257,12 @@ async fn undo_fault(undo: Undo) -> anyhow::Result<()> {
         }
         Undo::Unpause(t) => {
             t.unpause().await?;
+        }
+        Undo::StartNode(nodes, i) => {
+            nodes[i].start().await?;
+        }
+        Undo::UnpauseNode(nodes, i) => {
+            nodes[i].unpause().await?;
         }
         Undo::RemoveToxic(remove) => remove(),
         Undo::Up(p) => p.up().await?,

@@ -38,21 +38,33 @@ const LAYERINGS: &[Layering] = &[
     },
     Layering {
         scope: "history",
-        layers: &[&["record"], &["recorder"], &["hooks"]],
+        layers: &[
+            &["ids"],
+            &["room_record"],
+            &["record"],
+            &["recorder"],
+            &["hooks"],
+        ],
     },
     Layering {
         scope: "checker",
         layers: &[
             &["seq_table"],
-            &["verdict", "coverage"],
+            &["verdict", "coverage", "room_coverage"],
             &["messages"],
+            &["room_facts"],
             &["judgement"],
-            &["client", "stored"],
+            &["client", "stored", "room_client", "room_stored"],
         ],
     },
     Layering {
         scope: "scenario",
-        layers: &[&["file"], &["load", "timeline"], &["report"], &["runner"]],
+        layers: &[
+            &["file"],
+            &["load", "room_load", "timeline"],
+            &["report"],
+            &["runner"],
+        ],
     },
 ];
 

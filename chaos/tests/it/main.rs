@@ -15,6 +15,7 @@ mod layers;
 mod links;
 mod outages;
 mod recorded;
+mod room_scenario;
 mod scenario_run;
 mod store_outages;
 mod support;

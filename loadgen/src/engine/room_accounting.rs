@@ -340,6 +340,15 @@ impl MembershipLedger {
             .map(|(r, _)| &**r)
     }
 
+    /// Each room with an open window and the highest `seq` received in it
+    /// (its join point if none): what a reconnect resumes from.
+    pub fn resume_points(&self) -> impl Iterator<Item = (String, u64)> + '_ {
+        self.rooms.iter().filter_map(|(r, t)| {
+            let w = t.windows.last().filter(|w| w.end.is_none())?;
+            Some((r.to_string(), w.highest))
+        })
+    }
+
     /// Totals per room; open windows end at `heads(room)` (none: at their
     /// join point, so everything that came is a leak).
     pub fn settle(&self, heads: impl Fn(&str) -> Option<u64>) -> Vec<(String, RoomTotals)> {

@@ -45,3 +45,34 @@ pub trait ClientObserver: Send {
 pub type SharedFleetObserver = Option<Arc<dyn FleetObserver>>;
 /// An optional shared publish observer.
 pub type SharedPublishObserver = Option<Arc<dyn PublishObserver>>;
+
+/// Sees one protocol v2 connection of a room run, both what it publishes
+/// and what it receives, in order. Called from the connection's task.
+pub trait RoomObserver: Send {
+    /// `login_ok`: the user's rooms with their heads; `resume` is what the
+    /// login's `resume_rooms` asked for (empty for a first login).
+    fn connected(&mut self, rooms: &[(&str, u64)], resume: &[(&str, u64)]);
+    /// `joined {room, seq}`, asked for or not.
+    fn joined(&mut self, room: &str, seq: u64);
+    /// `left {room, seq}`.
+    fn left(&mut self, room: &str, seq: u64);
+    /// `resume_done {room}`: the replay of `room` after `from` is complete
+    /// up to `head`.
+    fn resumed(&mut self, room: &str, from: u64, head: u64);
+    /// A room `broadcast` (every one, duplicates included).
+    fn delivered(&mut self, room: &str, seq: u64, message_id: &str);
+    /// The connection ended; `reason` as the client knows it.
+    fn disconnected(&mut self, reason: &str);
+    /// A `send` is going out to `room`, or (`None`) as a direct message.
+    fn invoked(&mut self, room: Option<&str>, message_id: &str);
+    /// Its `send_ack`, naming the room it went to.
+    fn acked(&mut self, message_id: &str, room: Option<&str>);
+    /// Its `error` frame's code.
+    fn refused(&mut self, message_id: &str, code: &str);
+}
+
+/// Hands each connection of a room run its own observer as it starts.
+pub trait RoomFleetObserver: Send + Sync + Debug {
+    /// The observer of connection `index`, who logs in as `user`.
+    fn connection(&self, index: usize, user: &str) -> Box<dyn RoomObserver>;
+}

@@ -206,3 +206,49 @@ fn the_same_seed_draws_the_same_schedule() {
         .collect();
     assert!(schedules.len() > 10, "seeds barely change the schedule");
 }
+
+/// A `[workload]` table after the load's.
+fn rooms(extra: &str, faults: &str) -> String {
+    format!(
+        "{}[workload]\nrooms = 4\nmemberships_per_client = 2\nchurn_per_sec = 2\n",
+        load(extra, faults)
+    )
+}
+
+#[test]
+fn a_room_workload_may_kill_server_nodes_and_nothing_else_may() {
+    let kill = r#"{ at = "2s", for = "2s", fault = "sigkill", target = "server-1" }"#;
+    let s = Scenario::from_toml(&rooms("clients = 8\nservers = 2", kill)).expect("valid");
+    assert_eq!(s.workload.as_ref().map(|w| w.rooms), Some(4));
+    assert_eq!(
+        s.faults[0].fault,
+        FaultSpec::Node {
+            node: 1,
+            outage: Outage::Sigkill
+        }
+    );
+    assert_eq!(s.faults[0].to_string(), "server-1 sigkill at 2s for 2s");
+    let again = Scenario::from_toml(&s.to_toml()).expect("its TOML reads back");
+    assert_eq!(again.workload, s.workload);
+    // Node 0 runs in process; node 2 does not exist.
+    for node in ["server-0", "server-2"] {
+        let f = kill.replace("server-1", node);
+        let e = err(&rooms("clients = 8\nservers = 2", &f));
+        assert!(
+            e.contains("nodes that can fail: server-1 to server-1"),
+            "{e}"
+        );
+    }
+    let e = err(&load("clients = 8\nservers = 2", kill));
+    assert!(e.contains("need a room workload"), "{e}");
+    let storm = r#"{ at = "2s", for = "2s", fault = "disconnect_storm", target = "clients" }"#;
+    let e = err(&rooms("clients = 8", storm));
+    assert!(e.contains("need the global room"), "{e}");
+    let e = err(&rooms("clients = 8", kill));
+    assert!(e.contains("cannot fail; raise load.servers"), "{e}");
+    let e = err(&format!(
+        "{}dm_share = 1.5\n",
+        rooms("clients = 8\nservers = 2", kill)
+    ));
+    assert!(e.contains("workload"), "{e}");
+}

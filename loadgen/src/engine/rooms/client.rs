@@ -2,9 +2,12 @@
 //! heartbeats, carries out the driver's orders (create, join, leave, send)
 //! and tells it every answer, and keeps its [`MembershipLedger`] from the
 //! `joined`, `left` and `broadcast` frames it reads. Room commands go out
-//! paced under the server's per-connection join limit, in order.
+//! paced under the server's per-connection join limit, in order. When told
+//! to ([`Reconnect`]), a connection whose server went away logs in again
+//! (another node, or the same one back) resuming each of its rooms from the
+//! last seq it holds; an observer ([`RoomObserver`]) may see every event.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,12 +22,16 @@ use crate::engine::dial::{connect_from, read_frame};
 use crate::engine::fleet_client::heartbeat_frame;
 use crate::engine::room_accounting::{final_head, MembershipLedger, RoomTotals};
 use crate::measure::histogram::{record_us, LatencyHistogram};
+use crate::measure::observe::RoomObserver;
 use crate::wire::rtmc_frames::{self, parse_room_broadcast};
 
 /// Room commands a connection sends per second at most: under the server's
 /// default `max_joins_per_sec` of 20 (joins and creates together), so a
 /// setup burst is never refused.
 const ROOM_COMMANDS_PER_SEC: f64 = 15.0;
+
+/// Between two tries to log in again.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(200);
 
 /// What the driver asks of a connection.
 #[derive(Debug, Clone)]
@@ -97,6 +104,8 @@ pub struct Settled {
     pub unasked_left: u64,
     /// `joined` frames of a room that answered no `join` of this connection.
     pub unasked_joined: u64,
+    /// Logins again after the connection was lost.
+    pub reconnects: u64,
 }
 
 /// Latency histograms shared by every connection, one lock per read batch.
@@ -111,6 +120,27 @@ pub struct Login {
     pub password: Arc<str>,
     pub max_frame_bytes: usize,
     pub timeout: Duration,
+    /// Whether (and where) to log in again when the connection is lost.
+    pub reconnect: Option<Reconnect>,
+}
+
+/// How a connection that lost its server comes back.
+#[derive(Debug, Clone)]
+pub struct Reconnect {
+    /// Tried in turn, from the one after the connection's own.
+    pub servers: Arc<Vec<std::net::SocketAddr>>,
+    /// How long it keeps trying (each try bounded by the login timeout).
+    pub within: Duration,
+}
+
+/// A logged-in socket: its halves, the bytes read past `login_ok`, the
+/// heartbeat interval and the user's rooms with their heads.
+struct Dialed {
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    buf: BytesMut,
+    heartbeat_ms: u64,
+    rooms: Vec<(String, u64)>,
 }
 
 /// Microseconds since the Unix epoch now.
@@ -155,6 +185,12 @@ pub struct RoomConn {
     login_heads: HashMap<String, u64>,
     /// Latencies of the read batch at hand, µs.
     batch_us: Vec<u64>,
+    /// How it logged in, to log in again.
+    login: Login,
+    observer: Option<Box<dyn RoomObserver>>,
+    /// What the last login's `resume_rooms` asked for, per room.
+    asked_resume: HashMap<String, u64>,
+    reconnects: u64,
 }
 
 /// Connects and logs in with `protocol: 2`; tells the driver either way.
@@ -163,33 +199,31 @@ pub async fn connect(
     login: &Login,
     events: mpsc::UnboundedSender<Event>,
     latency: LatencyShards,
+    mut observer: Option<Box<dyn RoomObserver>>,
 ) -> Option<RoomConn> {
-    match tokio::time::timeout(login.timeout, dial(index, login)).await {
-        Ok(Ok(LoggedIn {
-            reader,
-            writer,
-            buf,
-            heartbeat_ms,
-            rooms,
-        })) => {
+    match tokio::time::timeout(login.timeout, dial(index, login, login.target, None)).await {
+        Ok(Ok(d)) => {
             let _ = events.send(Event {
                 index,
                 answer: Answer::LoggedIn,
             });
+            if let Some(o) = &mut observer {
+                o.connected(&borrowed(&d.rooms), &[]);
+            }
             // A room the user is in already (a direct room of an earlier
             // run or round, made again by this run's first message to it)
             // gets no `joined`: its window opens at the head login gave.
             let mut ledger = MembershipLedger::new();
-            for (room, seq) in &rooms {
+            for (room, seq) in &d.rooms {
                 ledger.joined(room, *seq);
             }
             Some(RoomConn {
                 index,
-                reader,
-                writer,
-                buf,
+                reader: d.reader,
+                writer: d.writer,
+                buf: d.buf,
                 max_frame_bytes: login.max_frame_bytes,
-                heartbeat_ms,
+                heartbeat_ms: d.heartbeat_ms,
                 ledger,
                 lobby_deliveries: 0,
                 bad_frames: 0,
@@ -203,13 +237,21 @@ pub async fn connect(
                 next_room_cmd_at: tokio::time::Instant::now(),
                 drain: None,
                 listed_heads: None,
-                login_heads: rooms.into_iter().collect(),
+                login_heads: d.rooms.into_iter().collect(),
                 batch_us: Vec::with_capacity(64),
+                login: login.clone(),
+                observer,
+                asked_resume: HashMap::new(),
+                reconnects: 0,
             })
         }
         Ok(Err(e)) => fail(&events, index, e),
         Err(_) => fail(&events, index, format!("{}: timed out", login.target)),
     }
+}
+
+fn borrowed(list: &[(String, u64)]) -> Vec<(&str, u64)> {
+    list.iter().map(|(r, s)| (r.as_str(), *s)).collect()
 }
 
 fn fail(events: &mpsc::UnboundedSender<Event>, index: usize, why: String) -> Option<RoomConn> {
@@ -220,25 +262,17 @@ fn fail(events: &mpsc::UnboundedSender<Event>, index: usize, why: String) -> Opt
     None
 }
 
-/// A connection logged in with protocol 2.
-struct LoggedIn {
-    /// The read half.
-    reader: OwnedReadHalf,
-    /// The write half.
-    writer: OwnedWriteHalf,
-    /// Bytes read past `login_ok`.
-    buf: BytesMut,
-    /// The heartbeat interval `login_ok` gave.
-    heartbeat_ms: u64,
-    /// The user's rooms at login, each with its head then.
-    rooms: Vec<(String, u64)>,
-}
-
-/// Connect and `login` with `protocol: 2`.
-async fn dial(index: usize, login: &Login) -> Result<LoggedIn, String> {
-    let stream = connect_from(login.target, &login.sources, index)
+/// Connect to `target` and `login` with `protocol: 2` (resuming
+/// `resume_rooms`, if any).
+async fn dial(
+    index: usize,
+    login: &Login,
+    target: std::net::SocketAddr,
+    resume_rooms: Option<BTreeMap<String, u64>>,
+) -> Result<Dialed, String> {
+    let stream = connect_from(target, &login.sources, index)
         .await
-        .map_err(|e| format!("{}: {e}", login.target))?;
+        .map_err(|e| format!("{target}: {e}"))?;
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let mut buf = BytesMut::with_capacity(8 * 1024);
@@ -248,7 +282,7 @@ async fn dial(index: usize, login: &Login) -> Result<LoggedIn, String> {
         resume_from: None,
         subscribe: true,
         protocol: Some(rtmc::protocol::PROTOCOL_VERSION_ROOMS),
-        resume_rooms: None,
+        resume_rooms,
     };
     let mut out = Vec::new();
     rtmc_frames::put_frame(&mut out, &cmd.to_json());
@@ -263,7 +297,7 @@ async fn dial(index: usize, login: &Login) -> Result<LoggedIn, String> {
                 ..
             }) if protocol_version == rtmc::protocol::PROTOCOL_VERSION_ROOMS => {
                 let rooms = rooms.unwrap_or_default();
-                return Ok(LoggedIn {
+                return Ok(Dialed {
                     reader,
                     writer,
                     buf,
@@ -300,7 +334,7 @@ impl RoomConn {
         loop {
             let deadline = self.drain.as_ref().map_or(far, |d| d.1);
             let paced = !self.room_cmds.is_empty();
-            let alive = tokio::select! {
+            let mut alive = tokio::select! {
                 r = self.reader.read_buf(&mut self.buf) => self.on_read(r),
                 order = orders.recv(), if orders_open => match order {
                     Some(o) => self.on_order(o).await,
@@ -308,8 +342,11 @@ impl RoomConn {
                 },
                 _ = tokio::time::sleep_until(self.next_room_cmd_at), if paced => self.send_room_cmd().await,
                 _ = heartbeat.tick() => self.writer.write_all(&hb).await.is_ok(),
-                _ = tokio::time::sleep_until(deadline) => false,
+                _ = tokio::time::sleep_until(deadline) => return self.settle(),
             };
+            if !alive && !self.drained() {
+                alive = self.reconnect(deadline).await;
+            }
             if !alive || self.drained() || (!orders_open && self.drain.is_none()) {
                 return self.settle();
             }
@@ -342,6 +379,7 @@ impl RoomConn {
             bad_frames: self.bad_frames,
             unasked_left: self.unasked_left + self.ledger.unmatched_left,
             unasked_joined: self.unasked_joined,
+            reconnects: self.reconnects,
         }
     }
 
@@ -350,6 +388,83 @@ impl RoomConn {
             index: self.index,
             answer,
         });
+    }
+
+    /// The connection was lost: logs in again — each server in turn from
+    /// the next one, until `deadline` or the reconnect window ends —
+    /// resuming every open room from the highest seq held. False when it
+    /// could not (or is not to).
+    async fn reconnect(&mut self, deadline: tokio::time::Instant) -> bool {
+        let Some(rc) = self.login.reconnect.clone() else {
+            return false;
+        };
+        let give_up = deadline.min(tokio::time::Instant::now() + rc.within);
+        let resume: BTreeMap<String, u64> = self.ledger.resume_points().collect();
+        let mut k = self.index + self.reconnects as usize + 1;
+        while !rc.servers.is_empty() && tokio::time::Instant::now() < give_up {
+            let target = rc.servers[k % rc.servers.len()];
+            k += 1;
+            let dialing = dial(self.index, &self.login, target, Some(resume.clone()));
+            if let Ok(Ok(d)) = tokio::time::timeout(self.login.timeout, dialing).await {
+                self.take_over(d, &resume);
+                if self.drain.is_some() {
+                    // The heads listed before may be stale: list again.
+                    return self.write(&ClientCommand::Rooms {}).await;
+                }
+                return true;
+            }
+            tokio::time::sleep(RECONNECT_PAUSE).await;
+        }
+        false
+    }
+
+    /// Carries on over a new login: its socket, and what the lost
+    /// connection left unanswered settled against the rooms `login_ok`
+    /// listed — a `leave` whose room is gone took effect (closed at the
+    /// highest seq held), a `join` whose room is listed did (open from the
+    /// listed head); the others are sent again.
+    fn take_over(&mut self, d: Dialed, resume: &BTreeMap<String, u64>) {
+        (self.reader, self.writer, self.buf) = (d.reader, d.writer, d.buf);
+        self.reconnects += 1;
+        let listed: HashMap<String, u64> = d.rooms.iter().cloned().collect();
+        self.asked_resume = resume
+            .iter()
+            .filter(|(r, _)| listed.contains_key(*r))
+            .map(|(r, s)| (r.clone(), *s))
+            .collect();
+        if let Some(o) = &mut self.observer {
+            let asked: Vec<(String, u64)> = resume.iter().map(|(r, s)| (r.clone(), *s)).collect();
+            o.connected(&borrowed(&d.rooms), &borrowed(&asked));
+        }
+        for (room, n) in std::mem::take(&mut self.pending_leaves) {
+            if n == 0 {
+                continue;
+            }
+            match listed.get(&room) {
+                Some(_) => self.room_cmds.push_back(ClientCommand::Leave { room }),
+                None => {
+                    let held = resume.get(&room).copied().unwrap_or(0);
+                    if self.ledger.left(&room, held) {
+                        self.tell(Answer::Left(room));
+                    }
+                }
+            }
+        }
+        for (room, n) in std::mem::take(&mut self.pending_joins) {
+            if n == 0 {
+                continue;
+            }
+            match listed.get(&room) {
+                Some(&head) => {
+                    self.ledger.joined(&room, head);
+                    self.tell(Answer::Joined(room));
+                }
+                None => self.room_cmds.push_back(ClientCommand::Join {
+                    room,
+                    after_seq: None,
+                }),
+            }
+        }
     }
 
     /// Carries out one order; false when the connection is gone.
@@ -373,6 +488,9 @@ impl RoomConn {
                 body_bytes,
                 sent_at_us,
             } => {
+                if let Some(o) = &mut self.observer {
+                    o.invoked(room.as_deref(), &message_id);
+                }
                 let send = ClientCommand::Send {
                     body: "x".repeat(body_bytes),
                     room: room.map(|r| r.to_string()),
@@ -418,16 +536,17 @@ impl RoomConn {
 
     /// Takes a read's frames; false when the connection ended.
     fn on_read(&mut self, r: std::io::Result<usize>) -> bool {
-        match r {
-            Ok(0) => {
-                self.tell(Answer::Closed("eof".into()));
-                return false;
+        let closed = match r {
+            Ok(0) => "eof".to_owned(),
+            Err(e) => e.to_string(),
+            Ok(_) => String::new(),
+        };
+        if !closed.is_empty() {
+            if let Some(o) = &mut self.observer {
+                o.disconnected(&closed);
             }
-            Err(e) => {
-                self.tell(Answer::Closed(e.to_string()));
-                return false;
-            }
-            Ok(_) => {}
+            self.tell(Answer::Closed(closed));
+            return false;
         }
         let now = now_us();
         self.batch_us.clear();
@@ -465,6 +584,9 @@ impl RoomConn {
             }
             _ => false,
         };
+        if let Some(o) = &mut self.observer {
+            o.joined(&room, seq);
+        }
         if asked || room.starts_with("dm:") {
             self.ledger.joined(&room, seq);
             self.tell(Answer::Joined(room));
@@ -478,6 +600,9 @@ impl RoomConn {
     /// nobody else removes it) is a repeat or a stale one: counted, and it
     /// closes nothing.
     fn on_left(&mut self, room: String, seq: u64) {
+        if let Some(o) = &mut self.observer {
+            o.left(&room, seq);
+        }
         match self.pending_leaves.get_mut(room.as_str()) {
             Some(n) if *n > 0 => {
                 *n -= 1;
@@ -492,7 +617,14 @@ impl RoomConn {
     /// One frame: a broadcast by the byte scan, anything else through serde.
     fn take(&mut self, p: &[u8], now: u64) {
         if let Some((b, room)) = parse_room_broadcast(p) {
-            match room.and_then(|r| std::str::from_utf8(r).ok()) {
+            let room = room.and_then(|r| std::str::from_utf8(r).ok());
+            if let (Some(o), Some(room), Some(origin)) = (&mut self.observer, room, b.origin) {
+                o.delivered(room, b.seq, &rtmc_frames::message_id(origin));
+            } else if let (Some(_), Some(_)) = (&self.observer, room) {
+                // Not loadgen's id: the slow path reads it.
+                return self.take_parsed(p, now);
+            }
+            match room {
                 Some(room) => {
                     self.ledger.delivered(room, b.seq);
                     self.batch_us.push(now.saturating_sub(b.sent_at_us));
@@ -501,9 +633,17 @@ impl RoomConn {
             }
             return;
         }
+        self.take_parsed(p, now);
+    }
+
+    /// One frame through serde.
+    fn take_parsed(&mut self, p: &[u8], now: u64) {
         match ServerFrame::parse(p) {
             Ok(ServerFrame::Broadcast(b)) => match b.room {
                 Some(room) => {
+                    if let Some(o) = &mut self.observer {
+                        o.delivered(&room, b.seq, &b.message_id);
+                    }
                     self.ledger.delivered(&room, b.seq);
                     self.batch_us.push(now.saturating_sub(b.sent_at_us));
                 }
@@ -515,17 +655,36 @@ impl RoomConn {
             Ok(ServerFrame::RoomsList { rooms }) => {
                 self.listed_heads = Some(rooms.into_iter().map(|r| (r.room, r.seq)).collect());
             }
-            Ok(ServerFrame::SendAck { room, .. }) => self.tell(Answer::Acked { room }),
+            Ok(ServerFrame::SendAck { room, message_id }) => {
+                if let Some(o) = &mut self.observer {
+                    o.acked(&message_id, room.as_deref());
+                }
+                self.tell(Answer::Acked { room })
+            }
+            Ok(ServerFrame::ResumeDone {
+                last_seq,
+                room: Some(room),
+            }) => {
+                let from = self.asked_resume.remove(&room);
+                if let (Some(o), Some(from)) = (&mut self.observer, from) {
+                    o.resumed(&room, from, last_seq);
+                }
+            }
             Ok(ServerFrame::Error {
                 code,
                 message_id,
                 room,
                 ..
-            }) => self.tell(Answer::Refused {
-                code,
-                message_id,
-                room,
-            }),
+            }) => {
+                if let (Some(o), Some(id)) = (&mut self.observer, &message_id) {
+                    o.refused(id, code.as_str());
+                }
+                self.tell(Answer::Refused {
+                    code,
+                    message_id,
+                    room,
+                })
+            }
             Ok(_) => {}
             Err(_) => self.bad_frames += 1,
         }

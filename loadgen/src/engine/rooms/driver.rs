@@ -20,11 +20,12 @@ use tokio::time::Instant;
 
 use crate::engine::room_accounting::RoomAccounting;
 use crate::engine::rooms::client::{
-    connect, now_us, Answer, Event, LatencyShards, Login, Order, Settled,
+    connect, now_us, Answer, Event, LatencyShards, Login, Order, Reconnect, Settled,
 };
 use crate::engine::rooms::summary::RoomsReport;
 use crate::measure::cpu::{self, CpuWatch};
 use crate::measure::histogram::{merge_into, new_histogram, LatencyHistogram, LatencySummary};
+use crate::measure::observe::{RoomFleetObserver, RoomObserver};
 use crate::wire::rtmc_frames::{message_id, MessageOrigin};
 use crate::workload::plan::{room_id, WorkloadPlan, ROOMS_PER_PUBLISHER};
 use crate::workload::schedule::{ChurnAction, ChurnEvent, PublishEvent, Target};
@@ -63,6 +64,20 @@ pub struct RoomRun<'a> {
     pub quiet: bool,
     /// The server processes whose CPU the run reports (publish to drained).
     pub server_cpu: Vec<CpuWatch>,
+}
+
+/// What a harness may add to a room run: an observer of every connection
+/// (the chaos recorder), and logging in again after a lost connection.
+#[derive(Debug, Clone, Default)]
+pub struct RoomRunHooks {
+    /// Sees each connection's events.
+    pub observer: Option<Arc<dyn RoomFleetObserver>>,
+    /// A connection that loses its server logs in again (any of the
+    /// target's servers, in turn) for up to this long, resuming its rooms.
+    pub reconnect_within: Option<Duration>,
+    /// Notified once, when publishing starts (after logins, rooms and
+    /// joins): a fault timeline starts from it.
+    pub publishing: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// Which step of the run answers belong to.
@@ -175,7 +190,12 @@ pub struct RoomsOutcome {
 /// Runs the room workload against the target; never fails as a whole: what
 /// went wrong is in the report's failures.
 pub async fn run_rooms(spec: &RoomRun<'_>) -> RoomsOutcome {
-    let mut d = Driver::connect_all(spec);
+    run_rooms_with(spec, &RoomRunHooks::default()).await
+}
+
+/// [`run_rooms`] with a harness's hooks.
+pub async fn run_rooms_with(spec: &RoomRun<'_>, hooks: &RoomRunHooks) -> RoomsOutcome {
+    let mut d = Driver::connect_all(spec, hooks);
     let say = |m: &str| {
         if !spec.quiet {
             eprintln!("rooms: {m}");
@@ -202,6 +222,9 @@ pub async fn run_rooms(spec: &RoomRun<'_>) -> RoomsOutcome {
     ));
     d.tally.step = Step::Publish;
     let cpu_start = cpu::read(&spec.server_cpu);
+    if let Some(publishing) = &hooks.publishing {
+        publishing.notify_one();
+    }
     let publish_secs = d.publish().await;
     say("draining");
     d.await_answers().await;
@@ -219,7 +242,7 @@ pub async fn run_rooms(spec: &RoomRun<'_>) -> RoomsOutcome {
 
 impl<'a> Driver<'a> {
     /// Spawns every connection's task, paced at `connects_per_sec`.
-    fn connect_all(spec: &'a RoomRun<'a>) -> Self {
+    fn connect_all(spec: &'a RoomRun<'a>, hooks: &RoomRunHooks) -> Self {
         let a = &spec.plan.assignment;
         let clients = a.memberships.len();
         let conns = clients + a.sizes.len().div_ceil(ROOMS_PER_PUBLISHER);
@@ -233,7 +256,12 @@ impl<'a> Driver<'a> {
         let (orders, handles) = (0..conns)
             .map(|i| {
                 let at = start + Duration::from_secs_f64(i as f64 / spec.connects_per_sec.max(1.0));
-                spawn_connection(i, login_of(spec, i), at, tx.clone(), latency.clone())
+                let login = login_of(spec, hooks, i);
+                let observer = hooks
+                    .observer
+                    .as_ref()
+                    .map(|o| o.connection(i, &login.user));
+                spawn_connection(i, login, at, tx.clone(), latency.clone(), observer)
             })
             .unzip();
         let rooms = (0..a.sizes.len() as u32)
@@ -531,7 +559,7 @@ impl<'a> Driver<'a> {
 }
 
 /// Where and as whom connection `i` logs in.
-fn login_of(spec: &RoomRun<'_>, i: usize) -> Login {
+fn login_of(spec: &RoomRun<'_>, hooks: &RoomRunHooks, i: usize) -> Login {
     Login {
         target: spec.target.servers[i % spec.target.servers.len()],
         sources: Arc::new(spec.target.source_addrs.clone()),
@@ -539,6 +567,10 @@ fn login_of(spec: &RoomRun<'_>, i: usize) -> Login {
         password: Arc::from(spec.target.password.as_str()),
         max_frame_bytes: spec.target.max_frame_bytes,
         timeout: spec.connect_timeout,
+        reconnect: hooks.reconnect_within.map(|within| Reconnect {
+            servers: Arc::new(spec.target.servers.clone()),
+            within,
+        }),
     }
 }
 
@@ -549,11 +581,12 @@ fn spawn_connection(
     at: Instant,
     events: mpsc::UnboundedSender<Event>,
     latency: LatencyShards,
+    observer: Option<Box<dyn RoomObserver>>,
 ) -> (mpsc::UnboundedSender<Order>, JoinHandle<Option<Settled>>) {
     let (orders, rx) = mpsc::unbounded_channel();
     let handle = tokio::spawn(async move {
         tokio::time::sleep_until(at).await;
-        let conn = connect(i, &login, events, latency).await?;
+        let conn = connect(i, &login, events, latency, observer).await?;
         Some(conn.run(rx).await)
     });
     (orders, handle)

@@ -439,6 +439,8 @@ impl PeerSub {
             bad_frames: self.bad_frames,
             unasked_left: self.ledger.unmatched_left,
             unasked_joined: 0,
+            // A peer connection never logs in again.
+            reconnects: 0,
         }
     }
 
