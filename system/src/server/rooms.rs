@@ -56,6 +56,9 @@ struct LocalSession {
     held: Option<Vec<(String, Bytes)>>,
     /// Whether it asked for `presence` events (`watch_presence`).
     watches_presence: bool,
+    /// Rooms the user left (on another session) while this one was held
+    /// and did not receive them yet: its login must not subscribe them.
+    left_at_login: HashSet<String>,
 }
 
 /// What [`RoomRegistry::begin`] did.
@@ -67,6 +70,9 @@ pub enum Begun {
     Already,
     /// The session is not registered (publish-only): it receives no room.
     NotRegistered,
+    /// The user left the room during the login (its `left` entry came
+    /// before the login reached it): not subscribed, not to be listed.
+    LeftAtLogin,
 }
 
 #[derive(Default)]
@@ -137,6 +143,7 @@ impl RoomRegistry {
                 rooms: HashSet::new(),
                 held: Some(Vec::new()),
                 watches_presence: false,
+                left_at_login: HashSet::new(),
             },
         );
     }
@@ -145,7 +152,11 @@ impl RoomRegistry {
     /// first.
     pub fn release(&self, id: SessionId) {
         let mut st = self.lock();
-        let Some(held) = st.sessions.get_mut(&id).and_then(|s| s.held.take()) else {
+        let Some(session) = st.sessions.get_mut(&id) else {
+            return;
+        };
+        session.left_at_login.clear();
+        let Some(held) = session.held.take() else {
             return;
         };
         for (room, f) in held {
@@ -208,6 +219,9 @@ impl RoomRegistry {
             return self.begin(id, room);
         };
         held.retain(|(r, _)| r != room);
+        if session.left_at_login.contains(room) {
+            return Begun::LeftAtLogin;
+        }
         session.rooms.insert(room.to_owned());
         let subs = st.rooms.entry(room.to_owned()).or_default();
         subs.insert(id, Subscription::Pending { buffer: Vec::new() });
@@ -408,6 +422,9 @@ impl RoomRegistry {
             let told = match ev.change {
                 MemberChange::Joined if subscribed => continue,
                 MemberChange::Joined => {
+                    if let Some(s) = st.sessions.get_mut(&id) {
+                        s.left_at_login.remove(&ev.room);
+                    }
                     subscribe_live(&mut st, id, &ev.room, ev.seq);
                     ServerFrame::Joined {
                         room: ev.room.clone(),
@@ -416,7 +433,10 @@ impl RoomRegistry {
                         seq: ev.seq,
                     }
                 }
-                MemberChange::Left if !subscribed => continue,
+                MemberChange::Left if !subscribed => {
+                    left_while_held(&mut st, id, &ev.room);
+                    continue;
+                }
                 MemberChange::Left => {
                     unsubscribe(&mut st, id, &ev.room);
                     ServerFrame::Left {
@@ -449,6 +469,16 @@ fn queue(st: &mut State, id: SessionId, room: &str, f: Bytes) -> bool {
         }
         Some(_) => false,
         None => s.out.try_send(Outbound::Frame(f)).is_ok(),
+    }
+}
+
+/// Remembers that the user left `room` while session `id` was logging in
+/// (held) without receiving it: its login must not subscribe it.
+fn left_while_held(st: &mut State, id: SessionId, room: &str) {
+    if let Some(s) = st.sessions.get_mut(&id) {
+        if s.held.is_some() {
+            s.left_at_login.insert(room.to_owned());
+        }
     }
 }
 
@@ -816,6 +846,47 @@ mod tests {
         // After login it is begin: a live subscription stays.
         assert_eq!(reg.begin_at_login(1, "dm:alice:bob"), Begun::Already);
         assert_eq!(reg.begin_at_login(9, "r"), Begun::NotRegistered);
+    }
+
+    #[test]
+    fn a_room_left_during_login_is_not_subscribed_and_a_rejoin_undoes_it() {
+        let reg = RoomRegistry::default();
+        let (tx, mut rx) = mpsc::channel(16);
+        reg.register(1, "bob", tx, CancellationToken::new());
+        let left = MembershipEvent {
+            room: "r".into(),
+            user: "bob".into(),
+            kind: RoomKind::Public,
+            role: RoomRole::Member,
+            change: MemberChange::Left,
+            seq: 4,
+        };
+        // Bob's other session leaves r and s after this login listed them
+        // (PostgreSQL) and before it reached them; he rejoins s at once.
+        reg.membership(&left);
+        reg.membership(&MembershipEvent {
+            room: "s".into(),
+            ..left.clone()
+        });
+        reg.membership(&MembershipEvent {
+            room: "s".into(),
+            change: MemberChange::Joined,
+            seq: 6,
+            ..left.clone()
+        });
+        assert_eq!(reg.begin_at_login(1, "r"), Begun::LeftAtLogin);
+        assert!(!reg.is_subscribed(1, "r"));
+        assert_eq!(reg.begin_at_login(1, "s"), Begun::Started);
+        reg.release(1);
+        reg.go_live(1, "s", 6);
+        reg.deliver("r", 5, &msg(5));
+        reg.deliver("s", 7, &msg(7));
+        let got = drain(&mut rx);
+        assert_eq!(got.len(), 1, "nothing of r: {got:?}");
+        assert!(got[0].contains(r#""seq":7"#));
+        // A leave after the login is an ordinary one: nothing remembered.
+        reg.membership(&left);
+        assert!(reg.lock().sessions[&1].left_at_login.is_empty());
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::room::RoomId;
 use crate::room_db;
 use crate::server::node::NodeContext;
 use crate::server::outbound::{frame, Outbound};
+use crate::server::rooms::Begun;
 use crate::server::session::{count_rejection, LoggedIn, Next, Session};
 use crate::stream;
 
@@ -122,7 +123,8 @@ async fn v2_rooms(session: &mut Session, asked: &Asked) -> Result<Option<Vec<Roo
 /// registered (membership changes from now on reach it) and each room's
 /// subscription begun before its head is read (started again if a
 /// membership entry subscribed it meanwhile: only what follows the head
-/// `login_ok` names may reach the client).
+/// `login_ok` names may reach the client); a room the user left on another
+/// session meanwhile is neither subscribed nor listed.
 async fn start_rooms(session: &Session, subscribe: bool) -> anyhow::Result<Vec<RoomSummary>> {
     let ctx = &session.ctx;
     let user = session.user_id();
@@ -135,7 +137,9 @@ async fn start_rooms(session: &Session, subscribe: bool) -> anyhow::Result<Vec<R
     let mut rooms = Vec::with_capacity(mine.len());
     for r in mine {
         let id = RoomId::parse(&r.room)?;
-        ctx.rooms.begin_at_login(session.id, &r.room);
+        if ctx.rooms.begin_at_login(session.id, &r.room) == Begun::LeftAtLogin {
+            continue;
+        }
         let seq = stream::room_head(&mut redis, &ctx.keys, ctx.shards(), &id).await?;
         rooms.push(RoomSummary {
             room: r.room,
