@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::seq_table::SeqTable;
-use super::verdict::{Anomalies, AnomalyKind};
+use super::verdict::{Anomalies, Anomaly, AnomalyKind};
 use crate::history::{CodeIx, History, MessageIx, Outcome};
 
 /// A message's outcome over all its attempts: acknowledged if any attempt
@@ -152,14 +152,8 @@ impl Messages {
                 };
                 if first != d.message && self.conflicted_seqs.insert(d.seq) {
                     anomalies.report(AnomalyKind::SeqConflict, |a| {
-                        a.client(&client.name)
-                            .message(history.message_id(d.message))
-                            .seq(d.seq)
-                            .observed_at(u64::from(d.received_at_ms) * 1000)
-                            .detail(format!(
-                                "another client received {} under it",
-                                history.message_id(first)
-                            ))
+                        let at_ms = d.received_at_ms;
+                        seq_conflict(a, history, &client.name, (d.message, d.seq, at_ms), first)
                     });
                 }
             }
@@ -217,4 +211,23 @@ impl Messages {
     pub(super) fn all(&self) -> impl Iterator<Item = MessageIx> {
         (0..self.status.len() as u32).map(MessageIx)
     }
+}
+
+/// The seq conflict seen when `client` received `(message, seq,
+/// received_at_ms)` and another client had received `first` under it.
+pub(super) fn seq_conflict(
+    a: Anomaly,
+    history: &History,
+    client: &str,
+    (message, seq, received_at_ms): (MessageIx, u64, u32),
+    first: MessageIx,
+) -> Anomaly {
+    a.client(client)
+        .message(history.message_id(message))
+        .seq(seq)
+        .observed_at(u64::from(received_at_ms) * 1000)
+        .detail(format!(
+            "another client received {} under it",
+            history.message_id(first)
+        ))
 }

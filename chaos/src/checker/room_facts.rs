@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::messages::{Messages, Status};
+use super::messages::{seq_conflict, Messages, Status};
 use super::verdict::{Anomalies, AnomalyKind};
 use crate::history::{History, MessageIx, RoomIx};
 
@@ -47,15 +47,9 @@ impl RoomFacts {
                 let first = *facts.at_seq.entry((d.room, d.seq)).or_insert(d.message);
                 if first != d.message && facts.conflicted.insert((d.room, d.seq)) {
                     anomalies.report(AnomalyKind::SeqConflict, |a| {
-                        a.client(&client.name)
-                            .room(history.room(d.room))
-                            .message(history.message_id(d.message))
-                            .seq(d.seq)
-                            .observed_at(u64::from(d.received_at_ms) * 1000)
-                            .detail(format!(
-                                "another client received {} under it",
-                                history.message_id(first)
-                            ))
+                        let at_ms = d.received_at_ms;
+                        let a = a.room(history.room(d.room));
+                        seq_conflict(a, history, &client.name, (d.message, d.seq, at_ms), first)
                     });
                 }
             }

@@ -101,14 +101,8 @@ fn find_gaps(j: &mut Judgement<'_>, rows: &[StoredRoomRow], counts: &mut StoredC
         let Some((lowest, highest)) = j.rooms.range(room) else {
             continue;
         };
-        let mut seqs = present.remove(&room).unwrap_or_default();
-        seqs.sort_unstable();
-        seqs.dedup();
-        let known = SeqWindow {
-            after: lowest.saturating_sub(1),
-            through: highest,
-        };
-        for (first, last) in known.missing_runs(&seqs) {
+        let seqs = present.remove(&room).unwrap_or_default();
+        for (first, last) in SeqWindow::missing_between(lowest, highest, seqs) {
             counts.gaps += 1;
             counts.gap_seqs += last - first + 1;
             j.report_stored_room_gap(room, first, last);

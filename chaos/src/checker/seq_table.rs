@@ -28,6 +28,22 @@ impl SeqWindow {
         merged
     }
 
+    /// The runs of seqs from `lowest` to `highest` missing from `present`
+    /// (any order, repeats allowed), as `(first, last)`.
+    pub(super) fn missing_between(
+        lowest: u64,
+        highest: u64,
+        mut present: Vec<u64>,
+    ) -> Vec<(u64, u64)> {
+        present.sort_unstable();
+        present.dedup();
+        let known = SeqWindow {
+            after: lowest.saturating_sub(1),
+            through: highest,
+        };
+        known.missing_runs(&present)
+    }
+
     /// The runs of seqs in the window missing from `present` (sorted,
     /// distinct), as `(first, last)`.
     pub(super) fn missing_runs(self, present: &[u64]) -> Vec<(u64, u64)> {

@@ -124,14 +124,8 @@ fn find_gaps(j: &mut Judgement<'_>, rows: &[StoredRow], counts: &mut StoredCount
     let Some((lowest, highest)) = j.messages.seq_range else {
         return;
     };
-    let mut present: Vec<u64> = rows.iter().map(|r| r.seq).collect();
-    present.sort_unstable();
-    present.dedup();
-    let known = SeqWindow {
-        after: lowest.saturating_sub(1),
-        through: highest,
-    };
-    for (first, last) in known.missing_runs(&present) {
+    let present: Vec<u64> = rows.iter().map(|r| r.seq).collect();
+    for (first, last) in SeqWindow::missing_between(lowest, highest, present) {
         counts.gaps += 1;
         counts.gap_seqs += last - first + 1;
         let history = j.history;

@@ -3,7 +3,8 @@
 //! RabbitMQ are SIGKILLed. The run must pass the per-room history checker
 //! and must really have exercised rooms: deliveries in several rooms, joins
 //! and leaves while a fault was in effect, and clients that lost their node
-//! logging in again (resuming their rooms).
+//! logging in again (resuming their rooms). loadgen's own accounting of the
+//! run must agree.
 
 use std::path::Path;
 
@@ -40,6 +41,19 @@ async fn rooms_survive_a_killed_node_and_broker_during_churn() {
     );
     assert_eq!(v.totals.order_violations, 0, "{text}");
 
+    // loadgen's own per-membership accounting, an independent judge of the
+    // same run, agrees.
+    let own = &report
+        .rooms
+        .as_ref()
+        .expect("the room driver's report")
+        .accounting;
+    assert_eq!(
+        own.total.anomalies(),
+        0,
+        "loadgen's accounting {:?}: {text}",
+        own.total
+    );
     for f in &report.faults {
         assert!(f.window.error.is_none(), "{text}");
         assert!(f.last_client_caught_up_secs.is_some(), "{text}");

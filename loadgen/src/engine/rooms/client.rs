@@ -418,11 +418,11 @@ impl RoomConn {
         false
     }
 
-    /// Carries on over a new login: its socket, and what the lost
-    /// connection left unanswered settled against the rooms `login_ok`
-    /// listed — a `leave` whose room is gone took effect (closed at the
-    /// highest seq held), a `join` whose room is listed did (open from the
-    /// listed head); the others are sent again.
+    /// Carries on over a new login: its socket, a window from the listed
+    /// head for every room `login_ok` lists that has none, and what the
+    /// lost connection left unanswered settled against those rooms — a
+    /// `leave` whose room is gone took effect (closed at the highest seq
+    /// held), a `join` whose room is listed did; the others are sent again.
     fn take_over(&mut self, d: Dialed, resume: &BTreeMap<String, u64>) {
         (self.reader, self.writer, self.buf) = (d.reader, d.writer, d.buf);
         self.reconnects += 1;
@@ -450,15 +450,18 @@ impl RoomConn {
                 }
             }
         }
+        // Every listed room is this session's from its head on, also one
+        // joined while the connection was gone (a direct room created
+        // then); an open window stays as it is.
+        for (room, head) in &d.rooms {
+            self.ledger.joined(room, *head);
+        }
         for (room, n) in std::mem::take(&mut self.pending_joins) {
             if n == 0 {
                 continue;
             }
             match listed.get(&room) {
-                Some(&head) => {
-                    self.ledger.joined(&room, head);
-                    self.tell(Answer::Joined(room));
-                }
+                Some(_) => self.tell(Answer::Joined(room)),
                 None => self.room_cmds.push_back(ClientCommand::Join {
                     room,
                     after_seq: None,
