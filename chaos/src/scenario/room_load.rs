@@ -28,6 +28,9 @@ const RECONNECT_WITHIN: Duration = Duration::from_secs(30);
 const DRAIN: Duration = Duration::from_secs(30);
 /// How long PostgreSQL may take to hold every acknowledged room message.
 const STORED_WAIT: Duration = Duration::from_secs(60);
+/// How long PostgreSQL's row count must stay put, once it reached the
+/// acknowledged count, before the rows are taken as all there is.
+const STORED_SETTLE: Duration = Duration::from_millis(1_500);
 /// How long connection tasks may take to hand their logs back.
 const LOGS_BACK: Duration = Duration::from_secs(10);
 
@@ -118,18 +121,31 @@ impl RecordedRooms {
     }
 
     /// Marks the run drained, adds PostgreSQL's `room_messages` rows of the
-    /// run's rooms once it holds `acked` of them (or what it holds after
-    /// [`STORED_WAIT`]) and returns the recorded history.
+    /// run's rooms once it holds `acked` of them and their count stayed put
+    /// for [`STORED_SETTLE`] (or what it holds after [`STORED_WAIT`]) and
+    /// returns the recorded history.
     pub async fn finish(self, stack: &ChaosStack, acked: u64) -> anyhow::Result<History> {
         self.recording.drained();
         let patterns = [
             format!("lg{:08x}-r%", self.run_id),
             format!("dm:{}-%", self.user_prefix),
         ];
+        // `acked` rows are not enough on their own: a send that failed
+        // (`broker_unavailable`) may have been stored all the same, so the
+        // count can reach `acked` while the newest acknowledged messages are
+        // still on their way. Wait for the count to stop moving too.
         let started = tokio::time::Instant::now();
+        let mut seen: Option<usize> = None;
+        let mut unchanged_since = started;
         let rows = loop {
             let rows = stack.pipeline().stored_room_messages(&patterns).await;
-            let enough = rows.as_ref().is_ok_and(|r| r.len() as u64 >= acked);
+            let count = rows.as_ref().ok().map(Vec::len);
+            if count != seen {
+                seen = count;
+                unchanged_since = tokio::time::Instant::now();
+            }
+            let enough = count.is_some_and(|n| n as u64 >= acked)
+                && unchanged_since.elapsed() >= STORED_SETTLE;
             if enough || started.elapsed() >= STORED_WAIT {
                 break rows.context("reading room_messages")?;
             }
