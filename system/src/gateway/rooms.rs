@@ -442,6 +442,11 @@ async fn try_post(
             if kind.is_none() {
                 return Err(unknown_room(&room));
             }
+            if room.is_direct() {
+                // As for a user's post: the memberships enter the stream
+                // before the message can, whoever made the room.
+                open_direct_stream(g, &room).await?;
+            }
         }
     }
     let from = sender(caller, req.sender.take())
@@ -469,8 +474,13 @@ async fn ensure_direct_for(g: &Gateway, room: &RoomId, user: &str) -> Result<(),
     let other = if user == a { b } else { a };
     require_user(g, other).await?;
     room_db::ensure_direct(&g.pg, room).await.map_err(pg_down)?;
-    // Whichever first message gets here first records both memberships,
-    // before either is published (`stream::open_direct`).
+    open_direct_stream(g, room).await
+}
+
+/// Whichever first message of a direct room gets here first records both
+/// memberships in its stream, before either is published
+/// (`stream::open_direct`).
+async fn open_direct_stream(g: &Gateway, room: &RoomId) -> Result<(), Response> {
     let mut redis = g.redis.clone();
     stream::open_direct(&mut redis, &g.keys, g.cfg.rooms.shards, room)
         .await

@@ -52,8 +52,8 @@ struct LocalSession {
     /// The rooms it is subscribed to (keys of `State::rooms`).
     rooms: HashSet<String>,
     /// Frames held back until [`RoomRegistry::release`], each with its
-    /// room: nothing may reach the session before its `login_ok`.
-    held: Option<Vec<(String, Bytes)>>,
+    /// room and kind: nothing may reach the session before its `login_ok`.
+    held: Option<Vec<(String, Bytes, FrameKind)>>,
     /// Whether it asked for `presence` events (`watch_presence`).
     watches_presence: bool,
     /// Rooms the user left (on another session) while this one was held
@@ -159,12 +159,15 @@ impl RoomRegistry {
         let Some(held) = session.held.take() else {
             return;
         };
-        for (room, f) in held {
-            if !queue(&mut st, id, &room, f) {
+        let mut sent = Sent::default();
+        for (room, f, kind) in held {
+            if queue(&mut st, id, &room, f, kind) == Queued::Refused {
                 cut_off(&mut st, id);
-                return;
+                break;
             }
+            sent.add(kind);
         }
+        sent.record();
     }
 
     /// Removes a session from every room (it ended).
@@ -218,7 +221,7 @@ impl RoomRegistry {
             drop(st);
             return self.begin(id, room);
         };
-        held.retain(|(r, _)| r != room);
+        held.retain(|(r, _, _)| r != room);
         if session.left_at_login.contains(room) {
             return Begun::LeftAtLogin;
         }
@@ -280,14 +283,18 @@ impl RoomRegistry {
             }
         }
         *sub = Subscription::Live { last_seq };
-        let sent = frames.len() as u64;
+        let mut sent = Sent::default();
         for f in frames {
-            if !queue(&mut st, id, room, f) {
-                cut_off(&mut st, id);
-                return;
+            match queue(&mut st, id, room, f, FrameKind::Message) {
+                Queued::Sent => sent.add(FrameKind::Message),
+                Queued::Held => {}
+                Queued::Refused => {
+                    cut_off(&mut st, id);
+                    break;
+                }
             }
         }
-        metrics::counter!("rtmc_room_deliveries_total").increment(sent);
+        sent.record();
     }
 
     /// Marks the session's subscription as leaving at `at_seq`; returns
@@ -338,18 +345,18 @@ impl RoomRegistry {
                 }
             }
         }
-        let mut sent = 0;
+        let mut sent = Sent::default();
         for id in due {
-            if queue(&mut st, id, room, f.clone()) {
-                sent += 1;
-            } else {
-                overflow.push(id);
+            match queue(&mut st, id, room, f.clone(), FrameKind::Message) {
+                Queued::Sent => sent.add(FrameKind::Message),
+                Queued::Held => {}
+                Queued::Refused => overflow.push(id),
             }
         }
         for id in overflow {
             cut_off(&mut st, id);
         }
-        metrics::counter!("rtmc_room_deliveries_total").increment(sent);
+        sent.record();
     }
 
     /// Makes the session receive (`on`) or stop receiving `presence`
@@ -385,23 +392,23 @@ impl RoomRegistry {
             }
         }
         let mut overflow = Vec::new();
-        let mut sent = 0;
+        let mut sent = Sent::default();
         for (id, room) in due {
             let news = ServerFrame::Presence {
                 room: room.clone(),
                 user_id: change.user.clone(),
                 status: change.status,
             };
-            if queue(&mut st, id, room, frame(&news)) {
-                sent += 1;
-            } else {
-                overflow.push(id);
+            match queue(&mut st, id, room, frame(&news), FrameKind::Presence) {
+                Queued::Sent => sent.add(FrameKind::Presence),
+                Queued::Held => {}
+                Queued::Refused => overflow.push(id),
             }
         }
         for id in overflow {
             cut_off(&mut st, id);
         }
-        metrics::counter!("rtmc_presence_events_total").increment(sent);
+        sent.record();
     }
 
     /// Applies a membership entry to the user's local sessions: a join
@@ -445,7 +452,7 @@ impl RoomRegistry {
                     }
                 }
             };
-            if !queue(&mut st, id, &ev.room, frame(&told)) {
+            if queue(&mut st, id, &ev.room, frame(&told), FrameKind::Membership) == Queued::Refused {
                 overflow.push(id);
             }
         }
@@ -456,19 +463,70 @@ impl RoomRegistry {
     }
 }
 
-/// Queues one frame of `room` for a session without waiting (or holds it,
-/// before its `login_ok`); false when its queue is full (or gone).
-fn queue(st: &mut State, id: SessionId, room: &str, f: Bytes) -> bool {
+/// What a frame is, for the counter it moves once it reaches a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameKind {
+    /// A room message (`rtmc_room_deliveries_total`).
+    Message,
+    /// A `presence` event (`rtmc_presence_events_total`).
+    Presence,
+    /// `joined` or `left` (no counter).
+    Membership,
+}
+
+/// What [`queue`] did with a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    /// In the session's queue to its writer.
+    Sent,
+    /// Held until the session's `login_ok` is out: counted when released
+    /// (a login that restarts the room drops it uncounted).
+    Held,
+    /// The queue (or the hold) is full, or the session is gone.
+    Refused,
+}
+
+/// Frames that reached sessions' queues, counted once per call that
+/// queued them rather than once per frame.
+#[derive(Debug, Default)]
+struct Sent {
+    messages: u64,
+    presence: u64,
+}
+
+impl Sent {
+    fn add(&mut self, kind: FrameKind) {
+        match kind {
+            FrameKind::Message => self.messages += 1,
+            FrameKind::Presence => self.presence += 1,
+            FrameKind::Membership => {}
+        }
+    }
+
+    fn record(self) {
+        if self.messages > 0 {
+            metrics::counter!("rtmc_room_deliveries_total").increment(self.messages);
+        }
+        if self.presence > 0 {
+            metrics::counter!("rtmc_presence_events_total").increment(self.presence);
+        }
+    }
+}
+
+/// Queues one frame of `room` for a session without waiting, or holds it
+/// before the session's `login_ok`.
+fn queue(st: &mut State, id: SessionId, room: &str, f: Bytes, kind: FrameKind) -> Queued {
     let Some(s) = st.sessions.get_mut(&id) else {
-        return false;
+        return Queued::Refused;
     };
     match &mut s.held {
         Some(held) if held.len() < PENDING_BUFFER_FRAMES => {
-            held.push((room.to_owned(), f));
-            true
+            held.push((room.to_owned(), f, kind));
+            Queued::Held
         }
-        Some(_) => false,
-        None => s.out.try_send(Outbound::Frame(f)).is_ok(),
+        Some(_) => Queued::Refused,
+        None if s.out.try_send(Outbound::Frame(f)).is_ok() => Queued::Sent,
+        None => Queued::Refused,
     }
 }
 
@@ -762,6 +820,64 @@ mod tests {
         reg.watch_presence(1, false);
         reg.presence(&change(&["r"]));
         assert!(drain(&mut watcher).is_empty(), "stopped watching");
+    }
+
+    /// `rtmc_room_deliveries_total` as `f` moves it, on this thread only.
+    fn deliveries_counted(f: impl FnOnce()) -> u64 {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, f);
+        snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter(|(k, ..)| k.key().name() == "rtmc_room_deliveries_total")
+            .map(|(.., v)| match v {
+                DebugValue::Counter(n) => n,
+                other => panic!("not a counter: {other:?}"),
+            })
+            .sum()
+    }
+
+    #[test]
+    fn room_deliveries_count_what_reaches_a_session_and_never_a_dropped_held_frame() {
+        let mut rx = None;
+        let counted = deliveries_counted(|| {
+            let reg = RoomRegistry::default();
+            let (tx, r) = mpsc::channel(16);
+            reg.register(1, "bob", tx, CancellationToken::new());
+            reg.membership(&MembershipEvent {
+                room: "r".into(),
+                user: "bob".into(),
+                kind: RoomKind::Public,
+                role: RoomRole::Member,
+                change: MemberChange::Joined,
+                seq: 0,
+            });
+            reg.membership(&MembershipEvent {
+                room: "s".into(),
+                user: "bob".into(),
+                kind: RoomKind::Public,
+                role: RoomRole::Member,
+                change: MemberChange::Joined,
+                seq: 0,
+            });
+            // Held while bob logs in: `r`'s two are dropped when the login
+            // restarts it at its head, `s`'s one reaches him on release.
+            reg.deliver("r", 1, &msg(1));
+            reg.deliver("r", 2, &msg(2));
+            reg.deliver("s", 1, &msg(1));
+            assert_eq!(reg.begin_at_login(1, "r"), Begun::Started);
+            reg.go_live(1, "r", 2);
+            reg.release(1);
+            reg.deliver("r", 3, &msg(3));
+            rx = Some(r);
+        });
+        let frames = drain(rx.as_mut().unwrap());
+        let messages = frames.iter().filter(|f| f.contains("broadcast")).count();
+        assert_eq!(messages, 2, "{frames:?}");
+        assert_eq!(counted, 2, "counted as delivered: {frames:?}");
     }
 
     #[test]

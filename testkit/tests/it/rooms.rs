@@ -6,7 +6,9 @@
 //! resumes every room without gap or duplicate (from Redis, and from
 //! PostgreSQL once sync trimmed the room log); a direct room made during
 //! its user's login starts once, at the point the login names, and a room
-//! left during it delivers nothing after the leave; a v1 client on the
+//! left during it delivers nothing after the leave; a message to a direct
+//! room named by its id (TCP or the service route) records its memberships
+//! before it is published; a v1 client on the
 //! same stack is untouched; each bad request gets its error code.
 
 use std::time::Duration;
@@ -226,6 +228,59 @@ async fn a_direct_message_reaches_exactly_its_two_users() {
             .await,
         ErrorCode::InvalidField,
     );
+}
+
+/// A direct room whose PostgreSQL row exists while its memberships are not
+/// yet in its stream (the other user's first message between its two
+/// steps): a message sent to it by its id — over TCP by one of its users,
+/// or at the gateway's service route — records them first, so both users'
+/// sessions, online on two nodes, receive it live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_to_a_direct_room_named_by_id_opens_the_room_first() {
+    let p = Pipeline::shared(PipelineOptions::default().servers(2))
+        .await
+        .unwrap();
+    let u = p.add_users("dmid", 3).await.unwrap();
+    let mut alice = v2(&p, 0, &u[0]).await;
+    let mut bob = v2(&p, 1, &u[1]).await;
+    let mut carol = v2(&p, 1, &u[2]).await;
+    let by_tcp = RoomId::direct(&u[0], &u[1]).unwrap();
+    let by_service = RoomId::direct(&u[0], &u[2]).unwrap();
+    for dm in [&by_tcp, &by_service] {
+        rtmc::room_db::ensure_direct(&p.pg, dm).await.unwrap();
+    }
+    let target = SendTarget::Room(by_tcp.to_string());
+    let (_, on) = alice
+        .send_to(&target, "by id", Some("dmid-1"))
+        .await
+        .unwrap();
+    assert_eq!(on.as_deref(), Some(by_tcp.as_str()));
+    let url = format!(
+        "{}/v1/service/rooms/{by_service}/messages",
+        p.gateway_url()
+    );
+    let body = serde_json::json!({"body": "from a bot", "message_id": "dmid-2", "sender": "bot"});
+    let posted = p
+        .http
+        .post(url)
+        .header("x-api-key", p.api_key())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(posted.status().as_u16(), 202);
+    for (who, c, dm, id) in [
+        ("bob", &mut bob, &by_tcp, "dmid-1"),
+        ("carol", &mut carol, &by_service, "dmid-2"),
+    ] {
+        let got = collect(c, 1, ARRIVAL_LIMIT).await;
+        assert_room_order(&of_room(&got, dm.as_str()), dm.as_str(), 1, 1);
+        assert_eq!(got[0].message_id, id, "{who}");
+    }
+    let got = collect(&mut alice, 2, ARRIVAL_LIMIT).await;
+    for dm in [&by_tcp, &by_service] {
+        assert_room_order(&of_room(&got, dm.as_str()), dm.as_str(), 1, 1);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

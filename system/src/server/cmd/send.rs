@@ -138,9 +138,17 @@ async fn publish(publisher: &Publisher, msg: PublishedMessage) -> ServerFrame {
 async fn resolve(session: &Session, target: Target) -> Option<Option<RoomId>> {
     if let Some(room) = target.room {
         let id = room_flow::room_id(session, &room).await?;
-        return room_flow::check_member(session, &id)
-            .await
-            .then_some(Some(id));
+        if !room_flow::check_member(session, &id).await {
+            return None;
+        }
+        // A direct room named by its id takes the same first-use step as one
+        // named by `to`: its memberships enter its stream before this
+        // message can (the other user's first message may have made the
+        // room in PostgreSQL and not yet reached Redis).
+        if id.is_direct() && !session.ctx.rooms.is_subscribed(session.id, id.as_str()) {
+            return open_direct_stream(session, &id).await.then_some(Some(id));
+        }
+        return Some(Some(id));
     }
     let Some(to) = target.to else {
         return Some(None);
@@ -165,22 +173,33 @@ async fn resolve(session: &Session, target: Target) -> Option<Option<RoomId>> {
 /// gets there first, before either is published); false after answering a
 /// store failure.
 async fn open_direct(session: &Session, room: &RoomId) -> bool {
-    let ctx = &session.ctx;
-    let name = room.as_str();
-    let created = match room_db::ensure_direct(&ctx.pg, room).await {
+    let created = match room_db::ensure_direct(&session.ctx.pg, room).await {
         Ok(made) => made == CreateOutcome::Created,
         Err(e) => {
-            room_flow::store_failed(session, name, "direct room", e).await;
+            room_flow::store_failed(session, room.as_str(), "direct room", e).await;
             return false;
         }
     };
-    let mut redis = ctx.redis.clone();
-    if let Err(e) = stream::open_direct(&mut redis, &ctx.keys, ctx.shards(), room).await {
-        room_flow::store_failed(session, name, "room stream", e).await;
+    if !open_direct_stream(session, room).await {
         return false;
     }
     if created {
         metrics::counter!("rtmc_rooms_created_total").increment(1);
     }
     true
+}
+
+/// Records the direct room's two memberships in its shard stream unless
+/// they are there (`stream::open_direct`); false after answering a Redis
+/// failure.
+async fn open_direct_stream(session: &Session, room: &RoomId) -> bool {
+    let ctx = &session.ctx;
+    let mut redis = ctx.redis.clone();
+    match stream::open_direct(&mut redis, &ctx.keys, ctx.shards(), room).await {
+        Ok(_) => true,
+        Err(e) => {
+            room_flow::store_failed(session, room.as_str(), "room stream", e).await;
+            false
+        }
+    }
 }
