@@ -296,7 +296,15 @@ pub fn prepare_binaries(
     } else {
         None
     };
-    let baseline_rtmc = baseline_rtmc(opts, sha, candidate.as_deref())?;
+    // A candidate given by path may be any build (a test-only feature's):
+    // when the sources are identical the baseline is the tree's own
+    // release rtmc, never that binary.
+    let tree_rtmc = release.join("rtmc");
+    let same_sources_rtmc = match &opts.candidate_rtmc {
+        Some(_) if tree_rtmc.is_file() => Some(tree_rtmc.as_path()),
+        _ => candidate.as_deref(),
+    };
+    let baseline_rtmc = baseline_rtmc(opts, sha, same_sources_rtmc)?;
     let candidate = match candidate {
         Some(_) if !test_features(opts).is_empty() && opts.candidate_rtmc.is_none() => {
             Some(test_feature_candidate(opts, opts.build_candidate)?)

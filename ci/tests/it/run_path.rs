@@ -485,6 +485,35 @@ fn identical_sources_need_no_baseline_build_and_no_instruction_run() {
         .all(|l| l.contains(&format!("RTMC_BIN={} ", same.display()))));
 }
 
+/// A candidate given by path (here a test-only feature's build) with the
+/// sources identical: the baseline side runs the tree's own release rtmc,
+/// not the given binary.
+#[test]
+fn a_given_candidate_with_identical_sources_is_compared_with_the_trees_own_rtmc() {
+    let s = setup();
+    let b = BuildSetup::new(&s);
+    b.same_sources(&s);
+    let release = s.target.join("release");
+    std::fs::create_dir_all(&release).unwrap();
+    std::fs::write(release.join("rtmc"), "1.0").unwrap();
+    let given = s.root.join("rtmc-given");
+    std::fs::write(&given, "1.5").unwrap();
+    let mut cmd = gate_command_measuring(&s, &b.config, &s.root.join("out"));
+    let o = b.run(cmd.arg("--no-build").arg("--candidate-rtmc").arg(&given));
+    assert_eq!(o.status.code(), Some(1), "1.5 against 1.0: {}", text(&o));
+    let same = s.target.join("gate/rtmc-baseline-same-sources");
+    assert_eq!(std::fs::read_to_string(&same).unwrap(), "1.0");
+    let log = std::fs::read_to_string(&s.log).unwrap();
+    assert!(log
+        .lines()
+        .filter(|l| l.starts_with("baseline"))
+        .all(|l| l.contains(&format!("RTMC_BIN={} ", same.display()))));
+    assert!(log
+        .lines()
+        .filter(|l| l.starts_with("candidate"))
+        .any(|l| !l.contains(&format!("RTMC_BIN={} ", same.display()))));
+}
+
 #[test]
 fn an_injected_delay_builds_the_candidate_with_the_feature_and_restores_release_rtmc() {
     let s = setup();
