@@ -452,7 +452,8 @@ impl RoomRegistry {
                     }
                 }
             };
-            if queue(&mut st, id, &ev.room, frame(&told), FrameKind::Membership) == Queued::Refused {
+            if queue(&mut st, id, &ev.room, frame(&told), FrameKind::Membership) == Queued::Refused
+            {
                 overflow.push(id);
             }
         }

@@ -255,10 +255,7 @@ async fn a_message_to_a_direct_room_named_by_id_opens_the_room_first() {
         .await
         .unwrap();
     assert_eq!(on.as_deref(), Some(by_tcp.as_str()));
-    let url = format!(
-        "{}/v1/service/rooms/{by_service}/messages",
-        p.gateway_url()
-    );
+    let url = format!("{}/v1/service/rooms/{by_service}/messages", p.gateway_url());
     let body = serde_json::json!({"body": "from a bot", "message_id": "dmid-2", "sender": "bot"});
     let posted = p
         .http
